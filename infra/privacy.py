@@ -1,0 +1,62 @@
+"""Phone numbers never travel or rest in clear.
+
+- ``Privacy.pseudonym(number)``: a keyed pseudonym (HMAC-SHA256 of the E.164 digits) that
+  the journal, the tables and the logs use instead of the number. The same number always
+  gives the same pseudonym under one secret, so "already answered" still works.
+- ``Privacy.seal(number)`` / ``open(token)``: AES-GCM, so the number needed for the reply
+  can ride the short-lived work topics and be dropped after the send.
+
+Both keys are derived from one deployment secret (``ANTIRELOU_SECRET``).
+
+Errors::
+
+    PrivacyError          a sealed token that does not open (wrong key, tampered)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class PrivacyError(ValueError):
+    pass
+
+
+_MSISDN = re.compile(r"^\+?(\d{6,15})$")
+
+
+def normalize_msisdn(raw: str) -> str | None:
+    """E.164 digits without '+', or None when ``raw`` is not a plausible phone number."""
+    m = _MSISDN.match(raw.replace(" ", "").strip())
+    return m.group(1) if m else None
+
+
+class Privacy:
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the deployment secret must be at least 16 bytes")
+        self._mac_key = hashlib.sha256(b"antirelou/pseudonym\0" + secret).digest()
+        self._aead = AESGCM(hashlib.sha256(b"antirelou/seal\0" + secret).digest())
+
+    def pseudonym(self, msisdn: str) -> str:
+        digest = hmac.new(self._mac_key, msisdn.encode(), hashlib.sha256).digest()
+        return "s_" + base64.b32encode(digest[:15]).decode().lower()
+
+    def seal(self, msisdn: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, msisdn.encode(), b"reply_to")
+        return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, token: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(token.encode())
+            return self._aead.decrypt(raw[:12], raw[12:], b"reply_to").decode()
+        except (InvalidTag, ValueError) as exc:
+            raise PrivacyError("sealed number does not open with this deployment's key") from exc

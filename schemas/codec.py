@@ -1,0 +1,93 @@
+"""The one codec: events and commands to and from orjson bytes.
+
+Wire form: a JSON object with ``type`` (a stable name, never a class path), ``v`` (the
+schema version) and the dataclass fields. Decoding an older version runs the registered
+upcasters ``(type, version) -> payload of version + 1`` until the current version.
+
+Errors::
+
+    CodecError            bytes that cannot become a known message
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+from schemas.commands import COMMAND_TYPES
+from schemas.events import EVENT_TYPES
+
+
+class CodecError(ValueError):
+    """Bytes that are not a known, well-formed message."""
+
+
+_BY_NAME: dict[str, type] = {cls.TYPE: cls for cls in (*EVENT_TYPES, *COMMAND_TYPES)}
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _BY_NAME.values()
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register ``fn(payload_vN) -> payload_vN+1`` for one message type."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(type_name, from_version)] = fn
+        return fn
+
+    return register
+
+
+def to_dict(message: Any) -> dict[str, Any]:
+    cls = type(message)
+    out: dict[str, Any] = {"type": cls.TYPE, "v": cls.SCHEMA_VERSION}
+    for name in _FIELDS[cls]:
+        out[name] = getattr(message, name)
+    return out
+
+
+def encode(message: Any) -> bytes:
+    return orjson.dumps(to_dict(message))
+
+
+def from_dict(payload: dict[str, Any]) -> Any:
+    try:
+        type_name = payload["type"]
+        version = payload["v"]
+    except (KeyError, TypeError) as exc:
+        raise CodecError("message has no 'type' and 'v'") from exc
+    cls = _BY_NAME.get(type_name)
+    if cls is None:
+        raise CodecError(f"unknown message type {type_name!r}")
+    if not isinstance(version, int) or version < 1 or version > cls.SCHEMA_VERSION:
+        raise CodecError(f"{type_name}: unsupported schema version {version!r}")
+    while version < cls.SCHEMA_VERSION:
+        step = _UPCASTERS.get((type_name, version))
+        if step is None:
+            raise CodecError(f"{type_name}: no upcaster from version {version}")
+        payload = step(payload)
+        version += 1
+    try:
+        return cls(**{name: payload[name] for name in _FIELDS[cls]})
+    except KeyError as exc:
+        raise CodecError(f"{type_name}: missing field {exc.args[0]!r}") from None
+
+
+def decode(data: bytes) -> Any:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(f"not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise CodecError("message is not a JSON object")
+    return from_dict(payload)
+
+
+def decode_many(items: Iterable[bytes]) -> list[Any]:
+    return [decode(item) for item in items]

@@ -1,0 +1,57 @@
+"""Commands: what the shells ask the decision core to decide, in the imperative.
+
+Commands travel on the work topics (``sms-received``, ``reply-requests``, ``sms-outbound``).
+Unlike events they may carry ``reply_to``: the sender's number sealed with the deployment's
+key (``infra.privacy``), needed only to send the reply. Work topics are short-lived; the
+journal never holds ``reply_to``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenText:
+    """Screen one inbound text against its sender's history (keyed by sender)."""
+
+    TYPE = "ScreenText"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    body: str
+    occurred_at: int
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReply:
+    """Ask the campaign to pay for one reply (keyed by campaign)."""
+
+    TYPE = "RequestReply"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    occurred_at: int
+    reply_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendReply:
+    """Send the campaign's reply text for an approved request."""
+
+    TYPE = "SendReply"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    occurred_at: int
+    reply_to: str
+
+
+COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply)

@@ -1,0 +1,147 @@
+"""Journal events: what happened, in the past tense.
+
+Every event is a small frozen dataclass with a stable ``TYPE`` name (never a class path)
+and a ``SCHEMA_VERSION``. ``schemas.codec`` is the only place that turns them into bytes.
+
+Conventions shared by all events:
+
+- ``occurred_at`` is event time in integer milliseconds since the Unix epoch (UTC). It comes
+  from the inbound text (MessageBird's ``createdDatetime``) or from the shell that observed
+  the outcome; the decision core never reads a clock.
+- ``message_id`` is MessageBird's id of the inbound text. It identifies the whole story of
+  one text (received, screened, approved, sent), and it is the idempotency key.
+- ``sender`` is a keyed pseudonym of the sender's number (``infra.privacy``), never the
+  number itself.
+- Money is an integer number of micro-euros (1 EUR = 1_000_000) so that replay is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MICROS_PER_EUR = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TextReceived:
+    """An inbound text accepted by the webhook and routed to a campaign."""
+
+    TYPE = "TextReceived"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    body: str
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextRejected:
+    """An inbound text the webhook could not route or accept (e.g. unknown recipient)."""
+
+    TYPE = "TextRejected"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    recipient: str
+    reason: str
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SenderScreened:
+    """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``."""
+
+    TYPE = "SenderScreened"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    verdict: str  # "forward" | "suppress"
+    reason: str | None  # None when forwarded; "duplicate" | "already_answered" otherwise
+    texts_from_sender: int
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyApproved:
+    """The campaign reserved the cost of one reply from its budget."""
+
+    TYPE = "ReplyApproved"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    segments: int
+    encoding: str
+    cost_micros: int
+    balance_after_micros: int
+    seq: int  # per-campaign decision sequence number: the replay order
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDenied:
+    """The campaign refused to pay for a reply, with the reason."""
+
+    TYPE = "ReplyDenied"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    reason: str  # "budget_exhausted" | "not_started" | "ended" | "unknown_campaign"
+    cost_micros: int
+    balance_after_micros: int
+    seq: int
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySent:
+    """The gateway accepted the reply (or, in dry-run mode, would have)."""
+
+    TYPE = "ReplySent"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    provider_message_id: str | None
+    price_micros: int | None
+    dry_run: bool
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFailed:
+    """The gateway did not accept the reply."""
+
+    TYPE = "ReplyFailed"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    error: str
+    retryable: bool
+    occurred_at: int
+
+
+Event = (
+    TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
+    | ReplyFailed
+)
+
+EVENT_TYPES: tuple[type, ...] = (
+    TextReceived,
+    TextRejected,
+    SenderScreened,
+    ReplyApproved,
+    ReplyDenied,
+    ReplySent,
+    ReplyFailed,
+)

@@ -1,0 +1,291 @@
+"""The Faust app: topics, tables, agents and web views, built by ``create_app``.
+
+Nothing is built at import time: ``streams.cli`` (``antirelou worker`` / ``antirelou up``)
+loads the settings, starts Ray and the campaign shards, then calls ``create_app`` and runs
+a Faust worker on it.
+
+Data flow (topic names are prefixed with the app id)::
+
+    POST /webhooks/messagebird/sms --ScreenText--> sms-received (key: sender pseudonym)
+    screen_senders: per-sender table, TextReceived + SenderScreened -> journal
+        forward --RequestReply--> reply-requests (key: campaign)
+    decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied -> journal
+        approved --SendReply--> sms-outbound (key: campaign)
+    send_replies: SMS gateway (MessageBird or dry run), ReplySent/Failed -> journal
+
+Ordering: the sender table is keyed like ``sms-received``, so one worker screens all texts of
+a sender in order; ``reply-requests`` is keyed by campaign, so one worker feeds a campaign's
+requests to its shard in order, and each decision carries the campaign's sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from actors.campaign import Decision
+from infra.messagebird_gateway import DryRunGateway, GatewayError, SendResult
+from infra.privacy import Privacy
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import RequestReply, ScreenText, SendReply
+from schemas.events import ReplyApproved, ReplyFailed, ReplySent, TextReceived, TextRejected
+from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.webhook import BadRequest, SignatureVerifier, WebhookError, parse_inbound
+
+log = logging.getLogger("antirelou")
+
+WEBHOOK_PATH = "/webhooks/messagebird/sms"
+ACK_TIMEOUT_S = 10.0
+
+
+def topic_names(app_id: str) -> dict[str, str]:
+    return {
+        "inbound": f"{app_id}.sms-received",
+        "requests": f"{app_id}.reply-requests",
+        "outbound": f"{app_id}.sms-outbound",
+        "journal": f"{app_id}.journal",
+    }
+
+
+class Gateway(Protocol):
+    def send(
+        self, *, originator: str, recipient: str, body: str, reference: str,
+        report_url: str | None = None,
+    ) -> SendResult: ...
+
+
+class Deciders(Protocol):
+    async def decide(self, batch: list[RequestReply]) -> list[Decision]: ...
+    async def status(self) -> dict[str, dict[str, Any]]: ...
+
+
+@dataclass
+class Settings:
+    kafka: str
+    campaigns: Sequence[Campaign]
+    secret: bytes
+    app_id: str = "antirelou"
+    partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path(".state/faust")
+    signing_key: str | None = None
+    allow_unsigned: bool = False
+    public_url: str | None = None  # the base URL MessageBird signs, when behind a proxy
+    batch_size: int = 500
+    batch_window_s: float = 0.05
+    send_concurrency: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(
+    settings: Settings,
+    deciders: Deciders,
+    gateway: Gateway,
+    clock: Callable[[], float] = time.time,
+) -> faust.App:
+    if settings.signing_key is None and not settings.allow_unsigned:
+        raise ValueError(
+            "no webhook signing key: set MESSAGEBIRD_SIGNING_KEY, or pass --insecure-dev "
+            "to accept unsigned webhooks while developing"
+        )
+    campaigns = {c.id: c for c in settings.campaigns}
+    by_number = {c.number: c for c in settings.campaigns}
+    privacy = Privacy(settings.secret)
+    verifier = SignatureVerifier(settings.signing_key) if settings.signing_key else None
+    names = topic_names(settings.app_id)
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=60.0,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=settings.partitions,
+        )
+
+    inbound = raw_topic(names["inbound"])
+    requests = raw_topic(names["requests"])
+    outbound = raw_topic(names["outbound"])
+    journal = raw_topic(names["journal"])
+
+    senders_by_pseudonym = app.Table(
+        "senders_by_pseudonym",
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def record(events: Sequence[Any]) -> None:
+        # Journal key: the campaign, so one campaign's story stays in one partition.
+        for event in events:
+            key = getattr(event, "campaign_id", "") or ""
+            await journal.send(key=key.encode(), value=codec.encode(event))
+
+    @app.agent(inbound)
+    async def screen_senders(stream: faust.StreamT) -> None:
+        async for key, value in stream.items():
+            command = codec.decode(value)
+            campaign = campaigns.get(command.campaign_id)
+            cooldown = campaign.cooldown_ms if campaign else None
+            raw_state = senders_by_pseudonym.get(key)
+            state = SenderState.from_dict(orjson.loads(raw_state)) if raw_state else SenderState()
+            screened = decide_screening(state, command, cooldown)
+            for event in screened:
+                evolve_sender(state, event)
+            # Reassign: the changelog only sees values that are set.
+            senders_by_pseudonym[key] = orjson.dumps(state.to_dict())
+            received = TextReceived(
+                message_id=command.message_id, campaign_id=command.campaign_id,
+                sender=command.sender, body=command.body, occurred_at=command.occurred_at,
+            )
+            await record([received, *screened])
+            if screened[0].verdict == "forward":
+                request = RequestReply(
+                    message_id=command.message_id, campaign_id=command.campaign_id,
+                    sender=command.sender, occurred_at=command.occurred_at,
+                    reply_to=command.reply_to,
+                )
+                await requests.send(key=command.campaign_id.encode(), value=codec.encode(request))
+
+    @app.agent(requests)
+    async def decide_replies(stream: faust.StreamT) -> None:
+        async for values in stream.take(settings.batch_size, within=settings.batch_window_s):
+            batch = [codec.decode(v) for v in values]
+            reply_to = {c.message_id: c.reply_to for c in batch}
+            decisions = await deciders.decide(batch)
+            await record(decisions)
+            for decision in decisions:
+                if isinstance(decision, ReplyApproved):
+                    send = SendReply(
+                        message_id=decision.message_id, campaign_id=decision.campaign_id,
+                        sender=decision.sender, occurred_at=decision.occurred_at,
+                        reply_to=reply_to[decision.message_id],
+                    )
+                    await outbound.send(
+                        key=decision.campaign_id.encode(), value=codec.encode(send)
+                    )
+
+    @app.agent(outbound, concurrency=settings.send_concurrency)
+    async def send_replies(stream: faust.StreamT) -> None:
+        async for value in stream:
+            command = codec.decode(value)
+            campaign = campaigns[command.campaign_id]
+            number = privacy.open(command.reply_to)
+            try:
+                result = await asyncio.to_thread(
+                    gateway.send,
+                    originator=campaign.originator,
+                    recipient=number,
+                    body=campaign.reply_text,
+                    reference=command.message_id,
+                )
+            except GatewayError as exc:
+                log.warning("reply %s failed: %s", command.message_id, exc)
+                await record([ReplyFailed(
+                    message_id=command.message_id, campaign_id=command.campaign_id,
+                    sender=command.sender, error=type(exc).__name__ + ": " + str(exc),
+                    retryable=exc.__class__.__name__ in ("GatewayTimeout", "GatewayUnavailable"),
+                    occurred_at=int(clock() * 1000),
+                )])
+                continue
+            await record([ReplySent(
+                message_id=command.message_id, campaign_id=command.campaign_id,
+                sender=command.sender, provider_message_id=result.provider_message_id,
+                price_micros=result.price_micros, dry_run=result.dry_run,
+                occurred_at=int(clock() * 1000),
+            )])
+
+    async def acknowledged(send: Awaitable[Any]) -> None:
+        # Two awaits: the first queues the record, the second waits for the broker's ack
+        # (acks=all), so a 200 means the text is stored.
+        fut = await send
+        await fut
+
+    @app.page(WEBHOOK_PATH)
+    class InboundWebhook(View):
+        async def post(self, request: Request) -> Response:
+            raw = await request.read()
+            try:
+                if verifier is not None:
+                    url = (settings.public_url.rstrip("/") + request.path_qs
+                           if settings.public_url else str(request.url))
+                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"), url, raw)
+                sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
+            except WebhookError as exc:
+                return self.json(exc.body(), status=exc.status)
+            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else int(clock() * 1000)
+            campaign = by_number.get(sms.recipient)
+            try:
+                if campaign is None:
+                    rejected = TextRejected(
+                        message_id=sms.message_id, recipient=privacy.pseudonym(sms.recipient),
+                        reason="unknown_recipient", occurred_at=occurred_at,
+                    )
+                    await asyncio.wait_for(
+                        acknowledged(journal.send(key=b"", value=codec.encode(rejected))),
+                        ACK_TIMEOUT_S,
+                    )
+                    err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
+                                     "recipient", status=404)
+                    return self.json(err.body(), status=err.status)
+                sender = privacy.pseudonym(sms.originator)
+                command = ScreenText(
+                    message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
+                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator),
+                )
+                await asyncio.wait_for(
+                    acknowledged(inbound.send(key=sender.encode(), value=codec.encode(command))),
+                    ACK_TIMEOUT_S,
+                )
+            except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
+                log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
+                return self.json(
+                    {"error": "unavailable", "message": "the text could not be stored; retry"},
+                    status=503,
+                )
+            return self.json({"status": "accepted", "message_id": sms.message_id,
+                              "campaign": campaign.id})
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({
+                "status": "ok",
+                "campaigns": sorted(campaigns),
+                "dry_run": isinstance(gateway, DryRunGateway),
+                "signed_webhooks": verifier is not None,
+            })
+
+    @app.page("/campaigns")
+    class CampaignStatus(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(await deciders.status())
+
+    app.antirelou_topics = names  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,172 @@
+"""Inbound SMS webhook: parse MessageBird's callback and check its signature.
+
+The Faust view in ``streams.app`` is a thin shell around these two pieces, so both are
+tested without a broker.
+
+Errors (all carry an HTTP status and a JSON-able body; none ever holds a phone number)::
+
+    WebhookError
+    ├── BadRequest        400 / 415 / 422: malformed or incomplete callback
+    └── Unauthorized      401: missing, forged, expired or replayed signature
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from messagebird.error import ValidationError
+from messagebird.request_validator import RequestValidator
+
+from infra.privacy import normalize_msisdn
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4096
+MAX_ID_CHARS = 128
+
+
+class WebhookError(Exception):
+    status = 400
+
+    def __init__(self, code: str, message: str, field: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, Any]:
+        out = {"error": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+class BadRequest(WebhookError):
+    status = 422
+
+
+class Unauthorized(WebhookError):
+    status = 401
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    message_id: str
+    originator: str  # E.164 digits; never log it
+    recipient: str  # E.164 digits of our virtual number
+    body: str
+    created_at_ms: int | None
+
+
+def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
+    """Parse a form-encoded or JSON callback; raises BadRequest with the offending field."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("bad_encoding", "body is not UTF-8", status=400) from None
+    if ctype == "application/json":
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise BadRequest("bad_json", "body is not valid JSON", status=400) from None
+        if not isinstance(data, dict):
+            raise BadRequest("bad_json", "body must be a JSON object", status=400)
+    elif ctype in ("application/x-www-form-urlencoded", ""):
+        data = dict(parse_qsl(text, keep_blank_values=True))
+    else:
+        raise BadRequest(
+            "unsupported_media_type",
+            "send application/x-www-form-urlencoded or application/json",
+            status=415,
+        )
+    message_id = _field(data, "id")
+    if len(message_id) > MAX_ID_CHARS:
+        raise BadRequest("invalid_field", f"'id' is longer than {MAX_ID_CHARS}", "id")
+    originator = normalize_msisdn(_field(data, "originator"))
+    if originator is None:
+        raise BadRequest("invalid_field", "'originator' is not a phone number", "originator")
+    recipient_raw = data.get("recipient", data.get("receiver"))
+    if recipient_raw is None:
+        raise BadRequest("missing_field", "'recipient' is required", "recipient")
+    recipient = normalize_msisdn(_as_text(recipient_raw, "recipient"))
+    if recipient is None:
+        raise BadRequest("invalid_field", "'recipient' is not a phone number", "recipient")
+    body = _as_text(data.get("body", ""), "body")
+    if len(body) > MAX_TEXT_CHARS:
+        raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
+    created = data.get("createdDatetime")
+    created_ms = None if created in (None, "") else _iso_ms(_as_text(created, "createdDatetime"))
+    return InboundSms(message_id, originator, recipient, body, created_ms)
+
+
+def _field(data: dict[str, Any], name: str) -> str:
+    if name not in data:
+        raise BadRequest("missing_field", f"{name!r} is required", name)
+    value = _as_text(data[name], name)
+    if not value.strip():
+        raise BadRequest("missing_field", f"{name!r} is empty", name)
+    return value
+
+
+def _as_text(value: Any, name: str) -> str:
+    # MessageBird's JSON may carry numbers as numbers (originator, recipient).
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadRequest("invalid_field", f"{name!r} must be a string", name)
+    text = str(value)
+    if "\x00" in text:
+        raise BadRequest("invalid_field", f"{name!r} holds a NUL character", name)
+    return text
+
+
+def _iso_ms(value: str) -> int:
+    try:
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            "invalid_field", "'createdDatetime' is not ISO 8601", "createdDatetime"
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return int(stamp.timestamp() * 1000)
+
+
+class SignatureVerifier:
+    """Checks ``MessageBird-Signature-JWT`` with the SDK and refuses replayed ``jti``s.
+
+    The SDK checks iss/nbf/exp, the URL hash and the payload hash; it does not remember
+    ``jti``s and raises KeyError on a token without ``url_hash``: both are handled here.
+    Seen ``jti``s are kept until their token expires (bounded in count).
+    """
+
+    def __init__(self, signing_key: str, max_remembered: int = 100_000) -> None:
+        self._validator = RequestValidator(signing_key)
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._max = max_remembered
+
+    def verify(self, token: str | None, url: str, body: bytes) -> dict[str, Any]:
+        if not token:
+            raise Unauthorized("missing_signature", "MessageBird-Signature-JWT header is required")
+        try:
+            claims = self._validator.validate_signature(token, url, body)
+        except ValidationError as exc:
+            raise Unauthorized("invalid_signature", f"signature refused: {exc}") from None
+        except KeyError as exc:
+            raise Unauthorized("invalid_signature", f"signature lacks claim {exc}") from None
+        jti = claims.get("jti")
+        if not jti:
+            raise Unauthorized("invalid_signature", "signature lacks claim 'jti'")
+        now = time.time()
+        while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) > self._max):
+            self._seen.popitem(last=False)
+        if jti in self._seen:
+            raise Unauthorized("replayed_signature", "signature was already used")
+        self._seen[jti] = float(claims.get("exp", now))
+        return claims

@@ -1,0 +1,102 @@
+"""Campaign budget decisions, told as stories."""
+
+import pytest
+
+from actors.campaign import CampaignState, decide_reply, evolve_campaign, reply_cost
+from actors.shard import CampaignShard
+from schemas.campaign import Campaign
+from schemas.commands import RequestReply
+from schemas.events import ReplyApproved, ReplyDenied
+
+REPLY_2017 = (
+    "Bonjour. Ce numéro sert à tenir à distance les gens qui insistent. Par votre faute, une "
+    "femme ne s'est pas sentie en sécurité. Non, c'est non : elle n'a pas à se justifier. Ne la "
+    "contactez plus jamais. Ce message est automatique."
+)
+
+
+def campaign(budget_micros=3_700_000_000, reply=REPLY_2017, cid="paris", **kw):
+    return Campaign(
+        id=cid, number="33644630001", reply_text=reply, language="fr", country="FR",
+        budget_micros=budget_micros, price_per_segment_micros=80_000, starts_at=0,
+        ends_at=10**13, originator="AntiRelou", **kw,
+    )
+
+
+def request(mid, at=1_000, cid="paris"):
+    return RequestReply(mid, cid, "s_x", at, reply_to="sealed")
+
+
+def decide(state, cmd, c):
+    events = decide_reply(state, cmd, c)
+    for e in events:
+        evolve_campaign(state, e)
+    return events[0]
+
+
+def test_the_2017_reply_costs_two_segments_at_eight_cents():
+    assert len(REPLY_2017) == 229
+    assert reply_cost(campaign()) == reply_cost(campaign())
+    cost = reply_cost(campaign())
+    assert (cost.segments, cost.encoding, cost.cost_micros) == (2, "GSM-7", 160_000)
+
+
+def test_a_reply_is_approved_and_charged_when_the_budget_covers_it():
+    c = campaign(budget_micros=500_000)
+    state = CampaignState.opening(c)
+    event = decide(state, request("m1"), c)
+    assert isinstance(event, ReplyApproved)
+    assert (event.cost_micros, event.balance_after_micros, event.seq) == (160_000, 340_000, 1)
+    assert state.balance_micros == 340_000 and state.spent_micros == 160_000
+
+
+def test_a_spent_budget_denies_with_the_reason_and_keeps_the_balance():
+    c = campaign(budget_micros=200_000)
+    state = CampaignState.opening(c)
+    decide(state, request("m1"), c)
+    event = decide(state, request("m2"), c)
+    assert isinstance(event, ReplyDenied)
+    assert (event.reason, event.balance_after_micros, event.seq) == ("budget_exhausted", 40_000, 2)
+
+
+def test_texts_outside_the_campaign_period_are_denied():
+    c = campaign()
+    c = Campaign(**{**{f: getattr(c, f) for f in c.__slots__}, "starts_at": 100, "ends_at": 200})
+    state = CampaignState.opening(c)
+    assert decide(state, request("early", at=99), c).reason == "not_started"
+    assert isinstance(decide(state, request("in", at=100), c), ReplyApproved)
+    assert decide(state, request("late", at=200), c).reason == "ended"
+
+
+def test_the_same_request_twice_is_decided_once_and_answered_the_same():
+    c = campaign(budget_micros=500_000)
+    state = CampaignState.opening(c)
+    first = decide(state, request("m1"), c)
+    again = decide(state, request("m1"), c)
+    assert again == first
+    assert (state.balance_micros, state.approved, state.seq) == (340_000, 1, 1)
+
+
+def test_a_curly_apostrophe_doubles_the_cost():
+    cost = reply_cost(campaign(reply=REPLY_2017.replace("'", "\u2019")))
+    assert (cost.segments, cost.encoding, cost.cost_micros) == (4, "UCS-2", 320_000)
+
+
+def test_shard_routes_each_request_to_its_campaign_and_recovers_from_history():
+    paris, lyon = campaign(cid="paris"), campaign(cid="lyon", budget_micros=160_000)
+    shard = CampaignShard([paris, lyon])
+    events = shard.decide([request("a", cid="paris"), request("b", cid="lyon"),
+                           request("c", cid="lyon"), request("d", cid="nowhere")])
+    assert [type(e).__name__ for e in events] == [
+        "ReplyApproved", "ReplyApproved", "ReplyDenied", "ReplyDenied"]
+    assert [getattr(e, "reason", None) for e in events[2:]] == ["budget_exhausted", "unknown_campaign"]
+    # A new shard fed the same decisions has the same balances.
+    rebuilt = CampaignShard([paris, lyon], history=events)
+    assert rebuilt.status() == shard.status()
+    assert rebuilt.decide([request("b", cid="lyon")]) == [events[1]]
+
+
+@pytest.mark.parametrize("budget", [0, 159_999])
+def test_a_budget_below_one_reply_answers_nothing(budget):
+    c = campaign(budget_micros=budget)
+    assert decide(CampaignState.opening(c), request("m1"), c).reason == "budget_exhausted"
