@@ -1,0 +1,61 @@
+"""Campaign configuration: good files load exactly, bad ones say what is wrong."""
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import ConfigError, load_campaigns, parse_campaigns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "id": "paris", "number": "+33 644 630 001", "reply_text": "Non c'est non.",
+    "language": "fr", "budget_eur": "3700.00", "price_per_segment_eur": 0.08,
+}
+
+
+def table(**kw):
+    import datetime as dt
+    return {**GOOD, "start": dt.date(2017, 10, 16), "end": dt.date(2018, 10, 15), **kw}
+
+
+def test_the_example_config_loads_at_least_two_cities():
+    campaigns = load_campaigns(ROOT / "infra" / "campaigns.example.toml")
+    assert len(campaigns) >= 2
+    assert len({c.number for c in campaigns}) == len(campaigns)
+
+
+def test_money_is_exact_and_dates_cover_whole_days():
+    (c,) = parse_campaigns({"campaign": [table()]})
+    assert (c.budget_micros, c.price_per_segment_micros) == (3_700_000_000, 80_000)
+    assert (c.number, c.country, c.originator, c.cooldown_ms) == (
+        "33644630001", "FR", "33644630001", None)
+    assert c.ends_at - c.starts_at == 365 * 86_400_000
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"number": "hello"}, "'number'"),
+    ({"budget_eur": "lots"}, "'budget_eur'"),
+    ({"price_per_segment_eur": 0}, "positive"),
+    ({"reply_text": ""}, "'reply_text'"),
+    ({"colour": "red"}, "unknown keys"),
+    ({"cooldown_days": -1}, "cooldown_days"),
+])
+def test_a_bad_campaign_is_named_with_the_reason(change, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_campaigns({"campaign": [table(**change)]})
+    assert "paris" in str(err.value) or "#1" in str(err.value)
+
+
+def test_two_campaigns_on_one_number_are_refused():
+    with pytest.raises(ConfigError, match="share the number"):
+        parse_campaigns({"campaign": [table(), table(id="lyon")]})
+
+
+def test_missing_file_and_bad_toml_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_campaigns(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[campaign]\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_campaigns(bad)

@@ -1,0 +1,93 @@
+"""Webhook parsing and signature checks, without a broker."""
+
+import hashlib
+import time
+import uuid
+from urllib.parse import urlencode
+
+import jwt
+import orjson
+import pytest
+
+from streams.webhook import BadRequest, SignatureVerifier, Unauthorized, parse_inbound
+
+FORM = "application/x-www-form-urlencoded"
+FIELDS = {"id": "abc123", "originator": "33612345678", "recipient": "33644630001",
+          "body": "t'es mignonne", "createdDatetime": "2017-10-16T20:15:00+00:00"}
+
+
+def test_a_form_encoded_callback_is_parsed():
+    sms = parse_inbound(FORM, urlencode(FIELDS).encode())
+    assert (sms.message_id, sms.originator, sms.recipient, sms.body) == (
+        "abc123", "33612345678", "33644630001", "t'es mignonne")
+    assert sms.created_at_ms == 1508184900000
+
+
+def test_a_json_callback_with_numeric_numbers_and_receiver_is_parsed():
+    data = {**FIELDS, "originator": 33612345678, "receiver": "+33644630001"}
+    del data["recipient"]
+    sms = parse_inbound("application/json; charset=utf-8", orjson.dumps(data))
+    assert (sms.originator, sms.recipient) == ("33612345678", "33644630001")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"id": None}, "id"),
+    ({"originator": None}, "originator"),
+    ({"originator": "EvilCorp"}, "originator"),
+    ({"recipient": "12"}, "recipient"),
+    ({"createdDatetime": "yesterday"}, "createdDatetime"),
+])
+def test_a_bad_field_is_named_in_the_error(change, field):
+    data = {k: v for k, v in {**FIELDS, **change}.items() if v is not None}
+    with pytest.raises(BadRequest) as err:
+        parse_inbound(FORM, urlencode(data).encode())
+    assert err.value.field == field and 400 <= err.value.status < 500
+    assert "33612345678" not in str(err.value.body())
+
+
+@pytest.mark.parametrize("ctype, raw, status", [
+    ("text/plain", b"hello", 415),
+    ("application/json", b"{nope", 400),
+    ("application/json", b"[1, 2]", 400),
+    (FORM, b"\xff\xfe", 400),
+    (FORM, b"x" * 70_000, 413),
+])
+def test_malformed_bodies_are_4xx(ctype, raw, status):
+    with pytest.raises(BadRequest) as err:
+        parse_inbound(ctype, raw)
+    assert err.value.status == status
+
+
+KEY = "signing-key-for-tests-0123456789abcdef"
+URL = "http://127.0.0.1:6066/webhooks/messagebird/sms"
+
+
+def sign(url=URL, body=b"payload", key=KEY, **claims):
+    now = int(time.time())
+    payload = {"iss": "MessageBird", "nbf": now, "exp": now + 60, "jti": uuid.uuid4().hex,
+               "url_hash": hashlib.sha256(url.encode()).hexdigest(),
+               "payload_hash": hashlib.sha256(body).hexdigest(), **claims}
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="HS256")
+
+
+def test_a_good_signature_passes_once_and_its_replay_is_refused():
+    verifier = SignatureVerifier(KEY)
+    token = sign()
+    assert verifier.verify(token, URL, b"payload")["iss"] == "MessageBird"
+    with pytest.raises(Unauthorized, match="already used"):
+        verifier.verify(token, URL, b"payload")
+
+
+@pytest.mark.parametrize("token, url, body", [
+    (None, URL, b"payload"),
+    (sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
+    (sign(exp=int(time.time()) - 10), URL, b"payload"),
+    (sign(), URL + "?x=1", b"payload"),
+    (sign(), URL, b"tampered"),
+    (sign(url_hash=None), URL, b"payload"),
+    (sign(jti=None), URL, b"payload"),
+    ("not-a-jwt", URL, b"payload"),
+])
+def test_bad_signatures_are_refused(token, url, body):
+    with pytest.raises(Unauthorized):
+        SignatureVerifier(KEY).verify(token, url, body)
