@@ -29,11 +29,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
-import orjson
 from faust.web import Request, Response, View
 
 from actors.campaign import Decision
-from infra.messagebird_gateway import DryRunGateway, GatewayError, SendResult
+from infra.messagebird_gateway import (
+    DryRunGateway,
+    GatewayError,
+    GatewayTimeout,
+    GatewayUnavailable,
+    SendResult,
+)
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
@@ -114,7 +119,6 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
-        topic_allow_declare=False,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
@@ -135,10 +139,7 @@ def create_app(
         "senders_by_pseudonym",
         default=None,
         partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        key_type=str,  # the sender pseudonym; values are SenderState dicts (JSON changelog)
     )
 
     async def record(events: Sequence[Any]) -> None:
@@ -149,17 +150,17 @@ def create_app(
 
     @app.agent(inbound)
     async def screen_senders(stream: faust.StreamT) -> None:
-        async for key, value in stream.items():
+        async for value in stream:
             command = codec.decode(value)
             campaign = campaigns.get(command.campaign_id)
             cooldown = campaign.cooldown_ms if campaign else None
-            raw_state = senders_by_pseudonym.get(key)
-            state = SenderState.from_dict(orjson.loads(raw_state)) if raw_state else SenderState()
+            stored = senders_by_pseudonym.get(command.sender)
+            state = SenderState.from_dict(stored) if stored else SenderState()
             screened = decide_screening(state, command, cooldown)
             for event in screened:
                 evolve_sender(state, event)
             # Reassign: the changelog only sees values that are set.
-            senders_by_pseudonym[key] = orjson.dumps(state.to_dict())
+            senders_by_pseudonym[command.sender] = state.to_dict()
             received = TextReceived(
                 message_id=command.message_id, campaign_id=command.campaign_id,
                 sender=command.sender, body=command.body, occurred_at=command.occurred_at,
@@ -210,7 +211,7 @@ def create_app(
                 await record([ReplyFailed(
                     message_id=command.message_id, campaign_id=command.campaign_id,
                     sender=command.sender, error=type(exc).__name__ + ": " + str(exc),
-                    retryable=exc.__class__.__name__ in ("GatewayTimeout", "GatewayUnavailable"),
+                    retryable=isinstance(exc, GatewayTimeout | GatewayUnavailable),
                     occurred_at=int(clock() * 1000),
                 )])
                 continue

@@ -128,6 +128,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
     campaigns = load_campaigns(args.config)
     state_dir = Path(args.state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = _env("MESSAGEBIRD_SIGNING_KEY")
     if signing_key is None and not args.insecure_dev:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "

@@ -1,0 +1,561 @@
+"""A local HTTP server that speaks the MessageBird REST format.
+
+For tests, benchmarks and anyone who wants to try antirelou offline: point the gateway at
+it with ``MESSAGEBIRD_ENDPOINT=http://127.0.0.1:8089/`` and any access key it was started
+with, and the real ``messagebird`` client talks to it as it would to
+``https://rest.messagebird.com/``.
+
+What it implements (stdlib only, ``http.server.ThreadingHTTPServer`` in a daemon thread):
+
+* ``POST /messages`` (JSON, or form-encoded like the real API accepts), authenticated with
+  ``Authorization: AccessKey <key>``. Answers 201 with a message object in MessageBird's
+  shape, including ``recipients.items[*].price`` and ``messagePartCount`` computed from the
+  body (GSM-7 160/153 septets per part, extension characters count 2; UCS-2 70/67 code
+  units per part). ``datacoding`` follows the real API: ``plain`` (the default when
+  absent), ``unicode`` or ``auto`` (UCS-2 only if a character is outside GSM-7). With
+  ``plain`` a non-GSM character is counted as one septet (MessageBird substitutes it).
+* ``GET /messages/<id>``: a message accepted earlier.
+* ``GET /balance``.
+* Anything else: a MessageBird error JSON (404 for unknown paths, 405 for a known path with
+  the wrong method).
+
+Fault injection: ``fail_next(n, status)`` makes the next ``n`` ``POST /messages`` answer with
+that status (nothing is accepted); ``delay_next(n, seconds)`` makes the next ``n`` answers
+wait. A delayed message is accepted (recorded) *before* the wait, as happens with a slow
+provider: a client that gives up on its timeout has nonetheless had its SMS sent.
+
+The server is quiet: it logs nothing and prints no tracebacks for clients that hang up.
+It never logs or raises with a phone number in the text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "GSM7_BASIC",
+    "GSM7_EXTENSION",
+    "LocalMessageBird",
+    "is_gsm7",
+    "main",
+    "message_parts",
+]
+
+# 3GPP TS 23.038 GSM 7-bit default alphabet (basic table), in code order 0x00..0x7F.
+# 0x1B is the escape to the extension table and is not a character of its own.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"  # 0x1B (escape) sits between Ξ and Æ
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+# Extension table (each costs an escape septet plus its own: 2 septets).
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+_GSM7_SINGLE, _GSM7_CONCAT = 160, 153
+_UCS2_SINGLE, _UCS2_CONCAT = 70, 67
+
+
+def is_gsm7(text: str) -> bool:
+    """True if every character of ``text`` is in the GSM-7 basic or extension table."""
+    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+
+
+def _split_units(costs: list[int], single: int, concat: int) -> int:
+    """Parts needed for characters of the given unit costs (a character is never split)."""
+    if sum(costs) <= single:
+        return 1
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > concat:
+            parts += 1
+            used = 0
+        used += cost
+    return parts
+
+
+def message_parts(body: str, datacoding: str = "auto") -> tuple[int, str]:
+    """Return ``(parts, effective_datacoding)`` for an SMS body.
+
+    ``datacoding`` is MessageBird's parameter: ``plain``, ``unicode`` or ``auto``.
+    The effective one is ``"plain"`` (GSM-7) or ``"unicode"`` (UCS-2).
+    """
+    if datacoding == "unicode" or (datacoding != "plain" and not is_gsm7(body)):
+        # UTF-16 code units: a character outside the BMP (emoji) takes two.
+        costs = [2 if ord(c) > 0xFFFF else 1 for c in body]
+        return _split_units(costs, _UCS2_SINGLE, _UCS2_CONCAT), "unicode"
+    costs = [2 if c in GSM7_EXTENSION else 1 for c in body]
+    return _split_units(costs, _GSM7_SINGLE, _GSM7_CONCAT), "plain"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _error_body(code: int, description: str, parameter: str | None = None) -> dict[str, Any]:
+    return {"errors": [{"code": code, "description": description, "parameter": parameter}]}
+
+
+_UNAUTHORIZED = _error_body(2, "Request not allowed (incorrect access_key)", "access_key")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], owner: LocalMessageBird) -> None:
+        self.owner = owner
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        # Quiet: clients that time out and hang up are part of the tests.
+        return
+
+    def close_open_connections(self) -> None:
+        with self.connections_lock:
+            conns = list(self.open_connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients with a Session reuse connections
+    server_version = "LocalMessageBird/1.0"
+    timeout = 30  # idle keep-alive connections do not hold a thread forever
+    server: _Server
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.open_connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return  # quiet
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _authorized(self) -> bool:
+        expected = "AccessKey " + self.server.owner.access_key
+        given = self.headers.get("Authorization", "")
+        return secrets.compare_digest(given.encode(), expected.encode())
+
+    def _path(self) -> str:
+        return urlsplit(self.path).path.rstrip("/") or "/"
+
+    # -- routing ------------------------------------------------------------------------
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()  # always drain, so keep-alive stays in sync
+        if self._path() == "/messages":
+            self._post_messages(body)
+        elif self._path() == "/balance" or self._path().startswith("/messages/"):
+            self._send_json(405, _error_body(3, "method not allowed"))
+        else:
+            self._send_json(404, _error_body(20, "resource not found"))
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self._path()
+        if path == "/balance":
+            if not self._authorized():
+                self._send_json(401, _UNAUTHORIZED)
+                return
+            self._send_json(200, {"payment": "prepaid", "type": "euros", "amount": 100.0})
+        elif path.startswith("/messages/") and path.count("/") == 2:
+            if not self._authorized():
+                self._send_json(401, _UNAUTHORIZED)
+                return
+            found = self.server.owner._response_for(path.rsplit("/", 1)[1])
+            if found is None:
+                self._send_json(404, _error_body(20, "message not found", "id"))
+            else:
+                self._send_json(200, found)
+        elif path == "/messages":
+            self._send_json(405, _error_body(3, "method not allowed"))
+        else:
+            self._send_json(404, _error_body(20, "resource not found"))
+
+    def _other(self) -> None:
+        self._read_body()
+        self._send_json(404, _error_body(20, "resource not found"))
+
+    do_PUT = do_PATCH = do_DELETE = _other  # noqa: N815
+
+    # -- POST /messages -----------------------------------------------------------------
+
+    def _post_messages(self, raw: bytes) -> None:
+        owner = self.server.owner
+        delay, fail_status = owner._take_faults()
+        if fail_status is not None:
+            owner._sleep(delay)
+            headers = {"Retry-After": "1"} if fail_status in (429, 503) else None
+            phrase = _status_phrase(fail_status)
+            self._send_json(fail_status, _error_body(99, phrase), headers)
+            return
+        if not self._authorized():
+            owner._sleep(delay)
+            self._send_json(401, _UNAUTHORIZED)
+            return
+        try:
+            params = self._decode_params(raw)
+        except ValueError:
+            owner._sleep(delay)
+            self._send_json(400, _error_body(2, "request body is not valid JSON"))
+            return
+        status, payload = owner._accept(params)
+        owner._sleep(delay)
+        self._send_json(status, payload)
+
+    def _decode_params(self, raw: bytes) -> dict[str, Any]:
+        ctype = self.headers.get("Content-Type", "")
+        text = raw.decode("utf-8")
+        if "application/x-www-form-urlencoded" in ctype:
+            return {k: v[0] if len(v) == 1 else v for k, v in parse_qs(text).items()}
+        if not text.strip():
+            return {}
+        params = json.loads(text)
+        if not isinstance(params, dict):
+            raise ValueError("JSON body is not an object")
+        return params
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _parse_recipients(value: Any) -> list[str] | None:
+    """Recipients as MessageBird accepts them: a comma-joined string, a list or a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        items = [str(value)]
+    elif isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list):
+        items = [str(v) for v in value]
+    else:
+        return None
+    cleaned = [item.strip().lstrip("+") for item in items if item.strip()]
+    if not cleaned or not all(item.isdigit() and item.isascii() for item in cleaned):
+        return None
+    return cleaned
+
+
+def _originator_ok(originator: str) -> bool:
+    # MessageBird: a phone number (up to 17 digits, optional +) or up to 11 alphanumerics.
+    digits = originator.lstrip("+")
+    if digits.isdigit() and digits.isascii():
+        return len(digits) <= 17
+    return len(originator) <= 11 and all(
+        c.isascii() and (c.isalnum() or c == " ") for c in originator
+    )
+
+
+class LocalMessageBird:
+    """A MessageBird REST look-alike on a local port. Use as a context manager or
+    ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_key: str = "test_key",
+        price_per_part: str = "0.08",
+        currency: str = "EUR",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.access_key = access_key
+        self.price_per_part = Decimal(str(price_per_part))
+        self.currency = currency
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._endpoint: str | None = None
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._messages: list[dict[str, Any]] = []
+        self._responses: dict[str, dict[str, Any]] = {}
+        self._fail: list[int] = []  # one status per failing request to come
+        self._delay: list[float] = []
+        self._stopping = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> LocalMessageBird:
+        if self._server is not None:
+            raise RuntimeError("LocalMessageBird is already running")
+        self._stopping.clear()
+        server = _Server((self.host, self.port), self)
+        host, port = server.server_address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        if host in ("0.0.0.0", "::"):
+            shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+        self._endpoint = f"http://{shown}:{port}/"
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"local-messagebird-{port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()  # wakes delayed handlers
+        server.shutdown()
+        server.close_open_connections()  # keep-alive clients must see the server gone
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> LocalMessageBird:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL with a trailing slash (``urljoin(endpoint, 'messages')`` works).
+
+        Still answers after ``stop()`` (the last address), so tests can aim at a dead port.
+        """
+        if self._endpoint is None:
+            raise RuntimeError("LocalMessageBird has not been started")
+        return self._endpoint
+
+    # -- inspection and fault injection -------------------------------------------------
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Copy of the accepted ``POST /messages`` requests, in order."""
+        with self._lock:
+            return copy.deepcopy(self._messages)
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """The next ``n`` ``POST /messages`` answer ``status`` with an ``errors`` JSON body."""
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status (4xx or 5xx)")
+        with self._lock:
+            self._fail.extend([status] * n)
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` ``POST /messages`` wait ``seconds`` before answering."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self._lock:
+            self._delay.extend([float(seconds)] * n)
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``count`` messages were accepted; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"expected {count} message(s), got {len(self._messages)} "
+                        f"within {timeout:g} s"
+                    )
+                self._cond.wait(remaining)
+        return self.messages
+
+    def reset(self) -> None:
+        """Forget accepted messages and pending faults."""
+        with self._lock:
+            self._messages.clear()
+            self._responses.clear()
+            self._fail.clear()
+            self._delay.clear()
+
+    # -- used by the handler ------------------------------------------------------------
+
+    def _take_faults(self) -> tuple[float, int | None]:
+        with self._lock:
+            delay = self._delay.pop(0) if self._delay else 0.0
+            fail = self._fail.pop(0) if self._fail else None
+        return delay, fail
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _response_for(self, message_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._responses.get(message_id)
+
+    def _accept(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        errors = []
+        originator = params.get("originator")
+        body = params.get("body")
+        if not isinstance(originator, str) or not originator.strip():
+            errors.append(("originator is required", "originator"))
+        elif not _originator_ok(originator):
+            errors.append(("originator is invalid", "originator"))
+        if not isinstance(body, str) or body == "":
+            errors.append(("body is required", "body"))
+        if params.get("recipients") in (None, "", []):
+            errors.append(("no (correct) recipients found", "recipient"))
+            recipients = None
+        else:
+            recipients = _parse_recipients(params.get("recipients"))
+            if recipients is None:
+                errors.append(("no (correct) recipients found", "recipient"))
+        reference = params.get("reference")
+        if reference is not None and (not isinstance(reference, str) or len(reference) > 128):
+            errors.append(("reference is invalid (at most 128 characters)", "reference"))
+        datacoding = params.get("datacoding") or "plain"
+        if datacoding not in ("plain", "unicode", "auto"):
+            errors.append(("datacoding must be plain, unicode or auto", "datacoding"))
+        if errors:
+            return 422, {
+                "errors": [{"code": 9, "description": d, "parameter": p} for d, p in errors]
+            }
+        assert isinstance(body, str) and isinstance(originator, str) and recipients
+
+        parts, effective = message_parts(body, datacoding)
+        price = float(self.price_per_part * parts)
+        message_id = secrets.token_hex(16)
+        now = _now_iso()
+        response = {
+            "id": message_id,
+            "href": f"{self._endpoint}messages/{message_id}",
+            "direction": "mt",
+            "type": "sms",
+            "originator": originator,
+            "body": body,
+            "reference": reference,
+            "validity": params.get("validity"),
+            "gateway": 10,
+            "typeDetails": params.get("typeDetails") or {},
+            "datacoding": effective,
+            "mclass": params.get("mclass", 1),
+            "scheduledDatetime": params.get("scheduledDatetime"),
+            "createdDatetime": now,
+            "recipients": {
+                "totalCount": len(recipients),
+                "totalSentCount": len(recipients),
+                "totalDeliveredCount": 0,
+                "totalDeliveryFailedCount": 0,
+                "items": [
+                    {
+                        "recipient": int(r),
+                        "status": "sent",
+                        "statusDatetime": now,
+                        "messagePartCount": parts,
+                        "price": {"amount": price, "currency": self.currency},
+                    }
+                    for r in recipients
+                ],
+            },
+        }
+        record = {
+            "id": message_id,
+            "originator": originator,
+            "recipients": recipients,
+            "body": body,
+            "reference": reference,
+            "params": params,
+            "parts": parts,
+            "datacoding": effective,
+        }
+        with self._cond:
+            self._messages.append(record)
+            self._responses[message_id] = response
+            self._cond.notify_all()
+        return 201, response
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a LocalMessageBird in the foreground until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.messagebird_local",
+        description="Local MessageBird REST look-alike (nothing is really sent).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--access-key", default="test_key")
+    args = parser.parse_args(argv)
+
+    server = LocalMessageBird(host=args.host, port=args.port, access_key=args.access_key)
+    server.start()
+    print(
+        f"LocalMessageBird listening on {server.endpoint} ; point antirelou at it with "
+        f"MESSAGEBIRD_ENDPOINT={server.endpoint} MESSAGEBIRD_ACCESS_KEY={args.access_key}"
+        " (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly under `kill` too
+    except ValueError:  # not the main thread
+        pass
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print("LocalMessageBird stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

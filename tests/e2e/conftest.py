@@ -1,0 +1,197 @@
+"""End-to-end fixtures: the real ``antirelou worker`` process, wired to the run's broker,
+the run's Ray session and a local MessageBird-compatible server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jwt
+import pytest
+import requests
+
+from infra.journal import read_journal
+from infra.messagebird_local import LocalMessageBird
+from schemas import codec
+
+SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
+ACCESS_KEY = "e2e_access_key"
+REPLY_PARIS = "Non, c'est non. Vous avez fait peur a une femme. Ce numero est un numero anti-relou."
+REPLY_LYON = "Ce numero est un numero anti-relou de Lyon. Une femme vous l'a donne pour etre tranquille."
+PRICE = "0.08"
+
+CONFIG = f"""
+[[campaign]]
+id = "paris"
+number = "+33644630001"
+reply_text = "{REPLY_PARIS}"
+language = "fr"
+budget_eur = "100.00"
+price_per_segment_eur = "{PRICE}"
+start = 2017-01-01
+end = 2099-12-31
+originator = "AntiRelou"
+
+[[campaign]]
+id = "lyon"
+number = "+33644630002"
+reply_text = "{REPLY_LYON}"
+language = "fr"
+budget_eur = "50.00"
+price_per_segment_eur = "{PRICE}"
+start = 2017-01-01
+end = 2099-12-31
+
+[[campaign]]
+id = "tiny"
+number = "+33644630003"
+reply_text = "Non c'est non."
+language = "fr"
+budget_eur = "0.08"
+price_per_segment_eur = "{PRICE}"
+start = 2017-01-01
+end = 2099-12-31
+"""
+NUMBERS = {"paris": "33644630001", "lyon": "33644630002", "tiny": "33644630003"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def new_sender() -> str:
+    """A fresh, plausible French mobile number per test (never reused across tests)."""
+    return "336" + str(uuid.uuid4().int % 10**8).zfill(8)
+
+
+@dataclass
+class Worker:
+    url: str
+    kafka: str
+    app_id: str
+    log_path: Path
+    process: subprocess.Popen
+    sent: list = field(default_factory=list)
+
+    @property
+    def journal_topic(self) -> str:
+        return f"{self.app_id}.journal"
+
+    def post(self, *, sender: str, campaign: str = "paris", body: str = "t'es ou ?",
+             message_id: str | None = None, sign_with: str | None = SIGNING_KEY,
+             recipient: str | None = None) -> requests.Response:
+        message_id = message_id or uuid.uuid4().hex
+        fields = {"id": message_id, "originator": sender,
+                  "recipient": recipient or NUMBERS[campaign], "body": body,
+                  "createdDatetime": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+        raw = urlencode(fields).encode()
+        url = self.url + "/webhooks/messagebird/sms"
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if sign_with is not None:
+            headers["MessageBird-Signature-JWT"] = sign(url, raw, sign_with)
+        response = requests.post(url, data=raw, headers=headers, timeout=30)
+        response.message_id = message_id  # type: ignore[attr-defined]
+        return response
+
+    def journal(self) -> list:
+        return read_journal(self.kafka, self.journal_topic)
+
+    def wait_for(self, predicate, timeout: float = 60.0) -> list:
+        """Poll the journal until predicate(events) is true; returns the events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.journal()
+            if predicate(events):
+                return events
+            if time.monotonic() > deadline:
+                tail = "\n".join(self.log_path.read_text().splitlines()[-40:])
+                raise AssertionError(f"journal condition not met in {timeout}s; worker log:\n{tail}")
+            time.sleep(0.3)
+
+    def status(self) -> dict:
+        return requests.get(self.url + "/campaigns", timeout=10).json()
+
+
+def sign(url: str, body: bytes, key: str) -> str:
+    now = int(time.time())
+    claims = {"iss": "MessageBird", "nbf": now, "exp": now + 60, "jti": uuid.uuid4().hex,
+              "url_hash": hashlib.sha256(url.encode()).hexdigest()}
+    if body:
+        claims["payload_hash"] = hashlib.sha256(body).hexdigest()
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def of(events, message_id, type_name=None):
+    return [e for e in events if getattr(e, "message_id", None) == message_id
+            and (type_name is None or e.TYPE == type_name)]
+
+
+@pytest.fixture(scope="module")
+def messagebird():
+    with LocalMessageBird(access_key=ACCESS_KEY, price_per_part=PRICE) as server:
+        yield server
+
+
+def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict) -> Worker:
+    config = tmp / "campaigns.toml"
+    config.write_text(CONFIG)
+    port = free_port()
+    app_id = "e2e-" + uuid.uuid4().hex[:8]
+    log_path = tmp / "worker.log"
+    env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
+           "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef", **env_extra}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--kafka", kafka,
+         "--ray-address", ray_address, "--config", str(config), "--app-id", app_id,
+         "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2"],
+        stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
+        start_new_session=True,
+    )
+    worker = Worker(f"http://127.0.0.1:{port}", kafka, app_id, log_path, process)
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if requests.get(worker.url + "/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"worker did not come up:\n{log_path.read_text()}")
+        time.sleep(0.5)
+    # The web server answers before partitions are assigned; wait until a text flows.
+    probe = worker.post(sender=new_sender(), recipient="33600000000")
+    assert probe.status_code == 404, probe.text
+    return worker
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.process.poll() is None:
+        os.killpg(worker.process.pid, signal.SIGINT)
+        try:
+            worker.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory, kafka, ray_address, messagebird):
+    w = start_worker(tmp_path_factory.mktemp("worker"), kafka, ray_address, {
+        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint})
+    yield w
+    stop_worker(w)

@@ -1,0 +1,140 @@
+"""A text in, one reply out: webhook -> Kafka -> Faust -> Ray -> MessageBird, for real.
+
+The worker is the real ``antirelou worker`` process; the broker, the Ray session and the
+MessageBird-compatible server are real too (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
+
+pytestmark = pytest.mark.services
+
+
+def sent_to(messagebird, number):
+    return [m for m in messagebird.messages if number in m["recipients"]]
+
+
+def test_first_text_gets_exactly_one_reply(worker, messagebird):
+    sender = new_sender()
+    response = worker.post(sender=sender)
+    assert response.status_code == 200, response.text
+    mid = response.message_id
+    events = worker.wait_for(lambda ev: of(ev, mid, "ReplySent"))
+    assert [e.TYPE for e in of(events, mid)] == [
+        "TextReceived", "SenderScreened", "ReplyApproved", "ReplySent"]
+    (message,) = sent_to(messagebird, sender)
+    assert (message["body"], message["reference"], message["originator"]) == (
+        REPLY_PARIS, mid, "AntiRelou")
+    sent = of(events, mid, "ReplySent")[0]
+    assert sent.provider_message_id == message["id"] and not sent.dry_run
+    assert sent.price_micros == 80_000  # one GSM-7 segment at EUR 0.08, as MessageBird billed
+
+
+def test_second_text_from_same_sender_gets_no_reply(worker, messagebird):
+    sender = new_sender()
+    first = worker.post(sender=sender)
+    worker.wait_for(lambda ev: of(ev, first.message_id, "ReplySent"))
+    second = worker.post(sender=sender, body="pourquoi tu reponds pas")
+    assert second.status_code == 200
+    events = worker.wait_for(lambda ev: of(ev, second.message_id, "SenderScreened"))
+    (screened,) = of(events, second.message_id, "SenderScreened")
+    assert (screened.verdict, screened.reason, screened.texts_from_sender) == (
+        "suppress", "already_answered", 2)
+    assert of(events, second.message_id, "ReplyApproved") == []
+    assert len(sent_to(messagebird, sender)) == 1
+
+
+def test_a_redelivered_webhook_is_screened_as_duplicate(worker, messagebird):
+    sender = new_sender()
+    first = worker.post(sender=sender)
+    again = worker.post(sender=sender, message_id=first.message_id)
+    assert again.status_code == 200
+    events = worker.wait_for(
+        lambda ev: len(of(ev, first.message_id, "SenderScreened")) == 2
+        and of(ev, first.message_id, "ReplySent"))
+    reasons = [e.reason for e in of(events, first.message_id, "SenderScreened")]
+    assert reasons == [None, "duplicate"]
+    assert len(sent_to(messagebird, sender)) == 1
+
+
+def test_second_campaign_answers_with_its_own_text_and_budget(worker, messagebird):
+    before = worker.status()["lyon"]
+    sender = new_sender()
+    response = worker.post(sender=sender, campaign="lyon")
+    assert response.json()["campaign"] == "lyon"
+    events = worker.wait_for(lambda ev: of(ev, response.message_id, "ReplySent"))
+    (approved,) = of(events, response.message_id, "ReplyApproved")
+    assert approved.campaign_id == "lyon"
+    (message,) = sent_to(messagebird, sender)
+    assert message["body"] == REPLY_LYON
+    after = worker.status()["lyon"]
+    assert after["balance_micros"] == before["balance_micros"] - approved.cost_micros
+    assert worker.status()["paris"]["reply_segments"] == 1
+
+
+def test_spent_budget_answers_no_more_and_says_why(worker, messagebird):
+    # "tiny" holds EUR 0.08: exactly one one-segment reply.
+    first, second = new_sender(), new_sender()
+    r1 = worker.post(sender=first, campaign="tiny")
+    worker.wait_for(lambda ev: of(ev, r1.message_id, "ReplySent"))
+    r2 = worker.post(sender=second, campaign="tiny")
+    events = worker.wait_for(lambda ev: of(ev, r2.message_id, "ReplyDenied"))
+    (denied,) = of(events, r2.message_id, "ReplyDenied")
+    assert (denied.reason, denied.balance_after_micros) == ("budget_exhausted", 0)
+    assert sent_to(messagebird, second) == []
+    assert worker.status()["tiny"]["balance_micros"] == 0
+
+
+def test_forged_signature_is_401_and_leaves_no_event(worker):
+    sender = new_sender()
+    forged = worker.post(sender=sender, sign_with="not-the-key-not-the-key-not-the-key-0")
+    unsigned = worker.post(sender=sender, sign_with=None)
+    assert (forged.status_code, unsigned.status_code) == (401, 401)
+    assert forged.json()["error"] == "invalid_signature"
+    assert unsigned.json()["error"] == "missing_signature"
+    # A genuine text after them is fully processed; the refused ones left nothing.
+    genuine = worker.post(sender=sender)
+    events = worker.wait_for(lambda ev: of(ev, genuine.message_id, "SenderScreened"))
+    assert of(events, forged.message_id) == [] and of(events, unsigned.message_id) == []
+    assert of(events, genuine.message_id, "SenderScreened")[0].texts_from_sender == 1
+
+
+def test_unknown_recipient_is_404_and_journaled(worker):
+    response = worker.post(sender=new_sender(), recipient="33699999999")
+    assert response.status_code == 404
+    assert response.json() == {"error": "unknown_recipient", "field": "recipient",
+                               "message": "no campaign uses this recipient number"}
+    events = worker.wait_for(lambda ev: of(ev, response.message_id, "TextRejected"))
+    assert of(events, response.message_id)[0].reason == "unknown_recipient"
+
+
+def test_malformed_input_is_a_clear_json_4xx(worker):
+    import requests
+
+    url = worker.url + "/webhooks/messagebird/sms"
+    r = requests.post(url, data=b"id=1&originator=nope&recipient=33644630001",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    # Signed requests are checked first; an unsigned malformed one is refused as unsigned.
+    assert r.status_code == 401
+    r = worker.post(sender="not-a-number")
+    assert r.status_code == 422 and r.json()["field"] == "originator"
+
+
+def test_journal_holds_no_phone_number_in_clear(worker):
+    sender = new_sender()
+    r = worker.post(sender=sender)
+    worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    from infra.journal import read_journal  # noqa: F401  (events decoded below, raw scan here)
+    from schemas import codec
+
+    raw = b"\n".join(codec.encode(e) for e in worker.journal())
+    assert sender.encode() not in raw
+    for number in NUMBERS.values():
+        assert number.encode() not in raw
+    assert not re.search(rb"\+?33\d{9}", raw)
+    assert sender not in worker.log_path.read_text()
