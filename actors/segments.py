@@ -19,8 +19,8 @@ Rules (3GPP TS 23.038 / 23.040, as applied by real encoders):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 __all__ = [
     "GSM7_BASIC",

@@ -203,6 +203,7 @@ def print_journal(args: argparse.Namespace) -> int:
     from schemas import codec
     from streams.app import topic_names
 
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     if args.kafka is None:
         print("antirelou: journal needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ Errors (all carry an HTTP status and a JSON-able body; none ever holds a phone n
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -127,8 +128,11 @@ def _as_text(value: Any, name: str) -> str:
 
 
 def _iso_ms(value: str) -> int:
+    value = value.strip().replace("Z", "+00:00")
+    # A '+' of the offset sent unescaped in a form body arrives as a space.
+    value = re.sub(r"(T[\d:.]+) (\d\d:?\d\d)$", r"\1+\2", value)
     try:
-        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        stamp = dt.datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(
             "invalid_field", "'createdDatetime' is not ISO 8601", "createdDatetime"

@@ -9,7 +9,6 @@ from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES, TextReceived
 
 
-
 def sample(cls):
     values = {}
     for f in dataclasses.fields(cls):

@@ -21,7 +21,6 @@ import requests
 
 from infra.journal import read_journal
 from infra.messagebird_local import LocalMessageBird
-from schemas import codec
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
 ACCESS_KEY = "e2e_access_key"
