@@ -141,6 +141,11 @@ def create_app(
         partitions=settings.partitions,
         key_type=str,  # the sender pseudonym; values are SenderState dicts (JSON changelog)
     )
+    # Inbound message ids whose reply was handed to the gateway. Written in the partition of
+    # sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
+    replies_by_message = app.Table(
+        "replies_by_message", default=None, partitions=settings.partitions, key_type=str,
+    )
 
     async def record(events: Sequence[Any]) -> None:
         # Journal key: the campaign, so one campaign's story stays in one partition.
@@ -196,6 +201,13 @@ def create_app(
     async def send_replies(stream: faust.StreamT) -> None:
         async for value in stream:
             command = codec.decode(value)
+            # At-least-once delivery may bring the same SendReply again: send at most once.
+            # Check and mark have no await between them, so concurrent actors cannot race.
+            if replies_by_message.get(command.message_id) is not None:
+                log.info("reply %s already handed to the gateway; not sent again",
+                         command.message_id)
+                continue
+            replies_by_message[command.message_id] = "attempted"
             campaign = campaigns[command.campaign_id]
             number = privacy.open(command.reply_to)
             try:

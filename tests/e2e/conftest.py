@@ -142,12 +142,13 @@ def messagebird():
         yield server
 
 
-def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict) -> Worker:
+def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
+                 app_id: str | None = None) -> Worker:
     config = tmp / "campaigns.toml"
     config.write_text(CONFIG)
     port = free_port()
-    app_id = "e2e-" + uuid.uuid4().hex[:8]
-    log_path = tmp / "worker.log"
+    app_id = app_id or "e2e-" + uuid.uuid4().hex[:8]
+    log_path = tmp / f"worker-{port}.log"
     env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
            "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef", **env_extra}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)

@@ -1,0 +1,117 @@
+"""State survives a worker restart; `antirelou up` runs the whole thing in dry-run mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from infra.journal import read_journal
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    NUMBERS,
+    free_port,
+    new_sender,
+    of,
+    start_worker,
+    stop_worker,
+)
+
+pytestmark = pytest.mark.services
+
+
+def test_a_restarted_worker_keeps_balances_and_who_was_answered(
+        tmp_path, kafka, ray_address, messagebird):
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
+    first = start_worker(tmp_path, kafka, ray_address, env)
+    sender = new_sender()
+    r = first.post(sender=sender)
+    first.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    before = first.status()["paris"]
+    stop_worker(first)
+
+    # Same deployment (app id, state folder, broker), new process.
+    second = start_worker(tmp_path, kafka, ray_address, env, app_id=first.app_id)
+    try:
+        assert second.status()["paris"] == before
+        again = second.post(sender=sender)
+        newcomer = second.post(sender=new_sender())
+        events = second.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened")
+                                 and of(ev, newcomer.message_id, "ReplySent"))
+        assert of(events, again.message_id, "SenderScreened")[0].reason == "already_answered"
+        # Kafka may redeliver a request after the restart's rebalance; the campaign then
+        # repeats the very same decision (same seq), and the reply still goes out once.
+        (approved,) = set(of(events, newcomer.message_id, "ReplyApproved"))
+        assert len(of(events, newcomer.message_id, "ReplySent")) == 1
+        assert approved.balance_after_micros == before["balance_micros"] - approved.cost_micros
+        assert approved.seq == 2  # the campaign's decision sequence carried on
+        assert len([m for m in messagebird.messages if sender in m["recipients"]]) == 1
+    finally:
+        stop_worker(second)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, ray_address):
+    web, kafka_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MESSAGEBIRD_", "KAFKA_"))}
+    log = (tmp_path / "up.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "up", "--insecure-dev",
+         "--config", "infra/campaigns.example.toml", "--state-dir", str(tmp_path / "state"),
+         "--kafka-port", str(kafka_port), "--web-port", str(web), "--ray-address", ray_address],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    try:
+        url = f"http://127.0.0.1:{web}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            try:
+                health = requests.get(url + "/health", timeout=2).json()
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+                time.sleep(0.5)
+        assert health["dry_run"] is True and health["signed_webhooks"] is False
+        assert health["campaigns"] == ["lyon", "paris"]
+        output = (tmp_path / "up.log").read_text()
+        assert "DRY RUN" in output and f"webhook at {url}/webhooks/messagebird/sms" in output
+        assert "campaign paris (FR, fr): budget EUR 3700.00, reply 2 GSM-7" in output
+
+        sender = new_sender()
+        fields = {"id": "up-1", "originator": sender, "recipient": "+33644630002",
+                  "body": "coucou", "createdDatetime": "2026-11-28T21:00:00+00:00"}
+        deadline = time.monotonic() + 60
+        while True:  # the webhook may answer 503 until partitions are assigned
+            r = requests.post(url + "/webhooks/messagebird/sms", data=fields, timeout=30)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 200, r.text
+        bootstrap = f"127.0.0.1:{kafka_port}"
+        deadline = time.monotonic() + 60
+        while not of(events := read_journal(bootstrap, "antirelou.journal"), "up-1", "ReplySent"):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        (sent,) = of(events, "up-1", "ReplySent")
+        assert sent.dry_run and sent.provider_message_id is None
+        assert of(events, "up-1", "ReplyApproved")[0].campaign_id == "lyon"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0, (tmp_path / "up.log").read_text()
+    assert not _port_open(kafka_port) and not _port_open(web)
+    assert sender not in (tmp_path / "up.log").read_text()
+    assert NUMBERS  # the example config's numbers are not the test's
