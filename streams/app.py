@@ -16,6 +16,7 @@ Data flow (topic names are prefixed with the app id)::
 Ordering: the sender table is keyed like ``sms-received``, so one worker screens all texts of
 a sender in order; ``reply-requests`` is keyed by campaign, so one worker feeds a campaign's
 requests to its shard in order, and each decision carries the campaign's sequence number.
+The journal is keyed by sender pseudonym: a sender's events are in one partition, in order.
 """
 
 from __future__ import annotations
@@ -148,9 +149,10 @@ def create_app(
     )
 
     async def record(events: Sequence[Any]) -> None:
-        # Journal key: the campaign, so one campaign's story stays in one partition.
+        # Journal key: the sender pseudonym, so one sender's story is totally ordered (the
+        # screening replay needs that); campaign decisions carry their own sequence number.
         for event in events:
-            key = getattr(event, "campaign_id", "") or ""
+            key = getattr(event, "sender", "") or ""
             await journal.send(key=key.encode(), value=codec.encode(event))
 
     @app.agent(inbound)
@@ -261,7 +263,8 @@ def create_app(
                         reason="unknown_recipient", occurred_at=occurred_at,
                     )
                     await asyncio.wait_for(
-                        acknowledged(journal.send(key=b"", value=codec.encode(rejected))),
+                        acknowledged(journal.send(key=rejected.recipient.encode(),
+                                                  value=codec.encode(rejected))),
                         ACK_TIMEOUT_S,
                     )
                     err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
