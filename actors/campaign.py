@@ -1,11 +1,15 @@
 """The campaign aggregate: the pure budget decision behind the Ray campaign shards.
 
-``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied]`` and
+``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied]``,
+``decide_control(state, command) -> [PolicyChanged | BudgetCredited | ControlRejected]`` and
 ``evolve_campaign(state, event) -> state``. No clock, no randomness, no I/O: time is the
-text's ``occurred_at``; the money is integer micro-euros.
+command's ``occurred_at``; money is integer micro-euros; the policy is part of the state and
+changes only through ``PolicyChanged`` events.
 
-Idempotency: a request whose message id was already decided gets the same decision again
-(Kafka and Ray both deliver at least once), and evolving a decision twice changes nothing.
+Every event a campaign emits carries the next ``seq``: the campaign's total order, which is
+the replay order. Idempotency: a request (by message id) or an operator command (by command
+id) that was already decided gets the same event again (Kafka and Ray both deliver at least
+once), and evolving an event twice changes nothing.
 """
 
 from __future__ import annotations
@@ -14,25 +18,49 @@ from dataclasses import dataclass, field
 
 from actors.segments import segment_info
 from schemas.campaign import Campaign
-from schemas.commands import RequestReply
-from schemas.events import ReplyApproved, ReplyDenied
+from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply
+from schemas.events import (
+    BudgetCredited,
+    ControlRejected,
+    PolicyChanged,
+    ReplyApproved,
+    ReplyDenied,
+)
+from schemas.policy import Policy, apply_changes, check_changes
 
 Decision = ReplyApproved | ReplyDenied
+CampaignEvent = ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited
+ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
+
+
+def initial_policy(campaign: Campaign) -> Policy:
+    return Policy(
+        version=1,
+        price_per_segment_micros=campaign.price_per_segment_micros,
+        cooldown_ms=campaign.cooldown_ms,
+    )
+
+
+def idempotency_key(event: object) -> str:
+    message_id = getattr(event, "message_id", None)
+    return message_id if message_id is not None else "cmd:" + event.command_id  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
 class CampaignState:
     campaign_id: str
     balance_micros: int
+    policy: Policy
     spent_micros: int = 0
+    credited_micros: int = 0
     approved: int = 0
     denied: int = 0
     seq: int = 0
-    decisions: dict[str, Decision] = field(default_factory=dict)  # by inbound message id
+    decided: dict[str, CampaignEvent] = field(default_factory=dict)  # by idempotency key
 
     @classmethod
     def opening(cls, campaign: Campaign) -> CampaignState:
-        return cls(campaign_id=campaign.id, balance_micros=campaign.budget_micros)
+        return cls(campaign.id, campaign.budget_micros, initial_policy(campaign))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +70,17 @@ class ReplyCost:
     cost_micros: int
 
 
-def reply_cost(campaign: Campaign) -> ReplyCost:
+def reply_cost(campaign: Campaign, policy: Policy | None = None) -> ReplyCost:
     info = segment_info(campaign.reply_text)
-    return ReplyCost(info.segments, info.encoding, info.segments * campaign.price_per_segment_micros)
+    price = (policy or initial_policy(campaign)).price_per_segment_micros
+    return ReplyCost(info.segments, info.encoding, info.segments * price)
 
 
 def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign) -> list[Decision]:
-    earlier = state.decisions.get(command.message_id)
+    earlier = state.decided.get(command.message_id)
     if earlier is not None:
-        return [earlier]
-    cost = reply_cost(campaign)
+        return [earlier]  # type: ignore[list-item]
+    cost = reply_cost(campaign, state.policy)
     common = dict(
         message_id=command.message_id,
         campaign_id=campaign.id,
@@ -59,6 +88,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         cost_micros=cost.cost_micros,
         seq=state.seq + 1,
         occurred_at=command.occurred_at,
+        policy_version=state.policy.version,
     )
     if command.occurred_at < campaign.starts_at:
         reason = "not_started"
@@ -66,6 +96,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = "ended"
     elif cost.cost_micros > state.balance_micros:
         reason = "budget_exhausted"
+    elif state.balance_micros - cost.cost_micros < state.policy.reserve_micros:
+        reason = "reserve_reached"
     else:
         return [
             ReplyApproved(
@@ -78,15 +110,53 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     return [ReplyDenied(reason=reason, balance_after_micros=state.balance_micros, **common)]
 
 
-def evolve_campaign(state: CampaignState, event: Decision) -> CampaignState:
-    if event.message_id in state.decisions:
+def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
+    earlier = state.decided.get("cmd:" + command.command_id)
+    if earlier is not None:
+        return [earlier]  # type: ignore[list-item]
+    if isinstance(command, ChangePolicy):
+        problem = check_changes(command.changes)
+        if problem is None:
+            return [PolicyChanged(
+                command_id=command.command_id, campaign_id=command.campaign_id,
+                version=state.policy.version + 1, changes=dict(command.changes),
+                operator=command.operator, seq=state.seq + 1, occurred_at=command.occurred_at,
+            )]
+    elif isinstance(command, CreditBudget):
+        if isinstance(command.amount_micros, int) and command.amount_micros > 0:
+            return [BudgetCredited(
+                command_id=command.command_id, campaign_id=command.campaign_id,
+                amount_micros=command.amount_micros, source=command.source,
+                operator=command.operator,
+                balance_after_micros=state.balance_micros + command.amount_micros,
+                seq=state.seq + 1, occurred_at=command.occurred_at,
+            )]
+        problem = "a credit must be a positive amount"
+    else:  # pragma: no cover - the type union is closed
+        problem = f"unknown command {type(command).__name__}"
+    return [ControlRejected(
+        command_id=command.command_id, campaign_id=command.campaign_id, reason=problem,
+        operator=command.operator, occurred_at=command.occurred_at,
+    )]
+
+
+def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected) -> CampaignState:
+    if isinstance(event, ControlRejected):
+        return state  # refusals change nothing and take no seq
+    key = idempotency_key(event)
+    if key in state.decided:
         return state
-    state.decisions[event.message_id] = event
+    state.decided[key] = event
     state.seq = event.seq
     if isinstance(event, ReplyApproved):
         state.balance_micros = event.balance_after_micros
         state.spent_micros += event.cost_micros
         state.approved += 1
-    else:
+    elif isinstance(event, ReplyDenied):
         state.denied += 1
+    elif isinstance(event, PolicyChanged):
+        state.policy = apply_changes(state.policy, event.changes, event.version)
+    elif isinstance(event, BudgetCredited):
+        state.balance_micros = event.balance_after_micros
+        state.credited_micros += event.amount_micros
     return state

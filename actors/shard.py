@@ -10,27 +10,47 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from actors.campaign import CampaignState, Decision, decide_reply, evolve_campaign, reply_cost
+from actors.campaign import (
+    CampaignEvent,
+    CampaignState,
+    ControlOutcome,
+    Decision,
+    decide_control,
+    decide_reply,
+    evolve_campaign,
+    reply_cost,
+)
 from schemas.campaign import Campaign
-from schemas.commands import RequestReply
-from schemas.events import ReplyDenied
+from schemas.commands import ControlCommand, RequestReply
+from schemas.events import ControlRejected, ReplyDenied
+from schemas.policy import describe
+
+CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited")
+
+
+def is_campaign_event(event: object) -> bool:
+    return getattr(event, "TYPE", None) in CAMPAIGN_EVENT_TYPES
 
 
 class CampaignShard:
-    def __init__(self, campaigns: Iterable[Campaign], history: Iterable[Decision] = ()) -> None:
+    def __init__(self, campaigns: Iterable[Campaign], history: Iterable[CampaignEvent] = ()) -> None:
         self._campaigns = {c.id: c for c in campaigns}
         self._states = {c.id: CampaignState.opening(c) for c in self._campaigns.values()}
         self.recover(history)
 
-    def recover(self, history: Iterable[Decision]) -> int:
-        """Fold earlier decisions (from the journal) into the states; returns how many."""
-        n = 0
-        for event in history:
-            state = self._states.get(event.campaign_id)
-            if state is not None:
-                evolve_campaign(state, event)
-                n += 1
-        return n
+    def recover(self, history: Iterable[CampaignEvent]) -> int:
+        """Fold a campaign's earlier events (from the journal) into its state; returns how many.
+
+        The journal is partitioned by sender, so a campaign's events arrive interleaved:
+        they are applied in their ``seq`` order, the order in which they were decided.
+        """
+        mine = sorted(
+            (e for e in history if e.campaign_id in self._states and is_campaign_event(e)),
+            key=lambda e: (e.campaign_id, e.seq),
+        )
+        for event in mine:
+            evolve_campaign(self._states[event.campaign_id], event)
+        return len(mine)
 
     def decide(self, batch: list[RequestReply]) -> list[Decision]:
         """Decide a batch in order; one decision per request, the same one if repeated."""
@@ -46,18 +66,37 @@ class CampaignShard:
                 out.append(event)
         return out
 
+    def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
+        out: list[ControlOutcome] = []
+        for command in batch:
+            state = self._states.get(command.campaign_id)
+            if state is None:
+                out.append(ControlRejected(
+                    command_id=command.command_id, campaign_id=command.campaign_id,
+                    reason="unknown campaign", operator=command.operator,
+                    occurred_at=command.occurred_at,
+                ))
+                continue
+            for event in decide_control(state, command):
+                evolve_campaign(state, event)
+                out.append(event)
+        return out
+
     def status(self) -> dict[str, dict[str, Any]]:
         out = {}
         for cid, state in self._states.items():
-            cost = reply_cost(self._campaigns[cid])
+            cost = reply_cost(self._campaigns[cid], state.policy)
             out[cid] = {
                 "balance_micros": state.balance_micros,
                 "spent_micros": state.spent_micros,
+                "credited_micros": state.credited_micros,
                 "approved": state.approved,
                 "denied": state.denied,
+                "seq": state.seq,
                 "reply_cost_micros": cost.cost_micros,
                 "reply_segments": cost.segments,
                 "reply_encoding": cost.encoding,
+                "policy": describe(state.policy),
             }
         return out
 
@@ -72,4 +111,5 @@ def _unknown_campaign(command: RequestReply) -> ReplyDenied:
         balance_after_micros=0,
         seq=0,
         occurred_at=command.occurred_at,
+        policy_version=0,
     )

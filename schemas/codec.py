@@ -91,3 +91,23 @@ def decode(data: bytes) -> Any:
 
 def decode_many(items: Iterable[bytes]) -> list[Any]:
     return [decode(item) for item in items]
+
+
+# --- upcasters: one function per (type, old version) ------------------------------------
+# Version 1 of these events predates live policy: every decision then used the campaign
+# file's policy, which is version 1.
+
+
+@upcaster("SenderScreened", 1)
+def _screened_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "policy_version": 1}
+
+
+@upcaster("ReplyApproved", 1)
+def _approved_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "policy_version": 1}
+
+
+@upcaster("ReplyDenied", 1)
+def _denied_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "policy_version": 1}

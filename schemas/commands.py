@@ -9,6 +9,7 @@ journal never holds ``reply_to``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +55,35 @@ class SendReply:
     reply_to: str
 
 
-COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply)
+@dataclass(frozen=True, slots=True)
+class ChangePolicy:
+    """Operator: change some policy fields (core units) of one campaign."""
+
+    TYPE = "ChangePolicy"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    changes: dict[str, Any]
+    operator: str
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreditBudget:
+    """Operator: add money to one campaign's budget."""
+
+    TYPE = "CreditBudget"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    amount_micros: int
+    source: str
+    operator: str
+    occurred_at: int
+
+
+ControlCommand = ChangePolicy | CreditBudget
+
+COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply, ChangePolicy, CreditBudget)

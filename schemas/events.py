@@ -18,6 +18,7 @@ Conventions shared by all events:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 MICROS_PER_EUR = 1_000_000
 
@@ -54,7 +55,7 @@ class SenderScreened:
     """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``."""
 
     TYPE = "SenderScreened"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added policy_version
 
     message_id: str
     campaign_id: str
@@ -63,6 +64,7 @@ class SenderScreened:
     reason: str | None  # None when forwarded; "duplicate" | "already_answered" otherwise
     texts_from_sender: int
     occurred_at: int
+    policy_version: int  # the campaign policy (cooldown) the verdict used
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
     TYPE = "ReplyApproved"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added policy_version
 
     message_id: str
     campaign_id: str
@@ -81,6 +83,7 @@ class ReplyApproved:
     balance_after_micros: int
     seq: int  # per-campaign decision sequence number: the replay order
     occurred_at: int
+    policy_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +91,17 @@ class ReplyDenied:
     """The campaign refused to pay for a reply, with the reason."""
 
     TYPE = "ReplyDenied"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added policy_version
 
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "budget_exhausted" | "not_started" | "ended" | "unknown_campaign"
+    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" | "unknown_campaign"
     cost_micros: int
     balance_after_micros: int
     seq: int
     occurred_at: int
+    policy_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +135,56 @@ class ReplyFailed:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyChanged:
+    """An operator changed a campaign's policy; ``changes`` are in core units."""
+
+    TYPE = "PolicyChanged"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    version: int
+    changes: dict[str, Any]
+    operator: str
+    seq: int
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCredited:
+    """Money was added to a campaign's budget (a donation round, a grant)."""
+
+    TYPE = "BudgetCredited"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    amount_micros: int
+    source: str
+    operator: str
+    balance_after_micros: int
+    seq: int
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRejected:
+    """An operator command the campaign refused (invalid change, unknown campaign)."""
+
+    TYPE = "ControlRejected"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    reason: str
+    operator: str
+    occurred_at: int
+
+
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
-    | ReplyFailed
+    | ReplyFailed | PolicyChanged | BudgetCredited | ControlRejected
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -144,4 +195,7 @@ EVENT_TYPES: tuple[type, ...] = (
     ReplyDenied,
     ReplySent,
     ReplyFailed,
+    PolicyChanged,
+    BudgetCredited,
+    ControlRejected,
 )

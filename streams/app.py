@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
-from actors.campaign import Decision
+from actors.campaign import ControlOutcome, Decision, initial_policy
 from infra.messagebird_gateway import (
     DryRunGateway,
     GatewayError,
@@ -43,8 +44,16 @@ from infra.messagebird_gateway import (
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import RequestReply, ScreenText, SendReply
-from schemas.events import ReplyApproved, ReplyFailed, ReplySent, TextReceived, TextRejected
+from schemas.commands import ControlCommand, RequestReply, ScreenText, SendReply
+from schemas.events import (
+    PolicyChanged,
+    ReplyApproved,
+    ReplyFailed,
+    ReplySent,
+    TextReceived,
+    TextRejected,
+)
+from schemas.policy import Policy, apply_changes
 from streams.screening import SenderState, decide_screening, evolve_sender
 from streams.webhook import BadRequest, SignatureVerifier, WebhookError, parse_inbound
 
@@ -60,6 +69,8 @@ def topic_names(app_id: str) -> dict[str, str]:
         "requests": f"{app_id}.reply-requests",
         "outbound": f"{app_id}.sms-outbound",
         "journal": f"{app_id}.journal",
+        "control": f"{app_id}.control",
+        "policies": f"{app_id}.policies",
     }
 
 
@@ -72,6 +83,7 @@ class Gateway(Protocol):
 
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply]) -> list[Decision]: ...
+    async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
 
 
@@ -135,6 +147,15 @@ def create_app(
     requests = raw_topic(names["requests"])
     outbound = raw_topic(names["outbound"])
     journal = raw_topic(names["journal"])
+    control = raw_topic(names["control"])
+    policies = app.topic(names["policies"], key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw", partitions=1)
+
+    # The live policy of each campaign, as this worker knows it: version 1 from the file,
+    # then every PolicyChanged read from the policies topic by follow_policies (each worker
+    # reads all of it). Decisions record the version they used, so the audit can check them.
+    live_policies: dict[str, Policy] = {c.id: initial_policy(c) for c in settings.campaigns}
+    policies_loaded = asyncio.Event()
 
     senders_by_pseudonym = app.Table(
         "senders_by_pseudonym",
@@ -148,22 +169,52 @@ def create_app(
         "replies_by_message", default=None, partitions=settings.partitions, key_type=str,
     )
 
-    async def record(events: Sequence[Any]) -> None:
+    async def record(events: Sequence[Any], acked: bool = False) -> None:
         # Journal key: the sender pseudonym, so one sender's story is totally ordered (the
-        # screening replay needs that); campaign decisions carry their own sequence number.
+        # screening replay needs that); campaign events carry their own sequence number.
+        futures = []
         for event in events:
-            key = getattr(event, "sender", "") or ""
-            await journal.send(key=key.encode(), value=codec.encode(event))
+            key = getattr(event, "sender", None) or event.campaign_id
+            futures.append(await journal.send(key=key.encode(), value=codec.encode(event)))
+        if acked:
+            # Persist before acting: a campaign's events are stored before the next batch
+            # reaches its shard, so a restarted shard recovers all it ever answered.
+            await asyncio.gather(*futures)
+
+    @app.task
+    async def follow_policies() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(names["policies"], 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end == 0:
+                policies_loaded.set()
+            while True:
+                batches = await consumer.getmany(tp, timeout_ms=200)
+                for record_ in batches.get(tp, []):
+                    event = codec.decode(record_.value)
+                    current = live_policies.get(event.campaign_id)
+                    if current is not None and event.version == current.version + 1:
+                        live_policies[event.campaign_id] = apply_changes(
+                            current, event.changes, event.version)
+                    if record_.offset + 1 >= end:
+                        policies_loaded.set()
+        finally:
+            await consumer.stop()
 
     @app.agent(inbound)
     async def screen_senders(stream: faust.StreamT) -> None:
         async for value in stream:
             command = codec.decode(value)
-            campaign = campaigns.get(command.campaign_id)
-            cooldown = campaign.cooldown_ms if campaign else None
+            await policies_loaded.wait()
+            policy = live_policies[command.campaign_id]
             stored = senders_by_pseudonym.get(command.sender)
             state = SenderState.from_dict(stored) if stored else SenderState()
-            screened = decide_screening(state, command, cooldown)
+            screened = decide_screening(state, command, policy.cooldown_ms, policy.version)
             for event in screened:
                 evolve_sender(state, event)
             # Reassign: the changelog only sees values that are set.
@@ -187,7 +238,7 @@ def create_app(
             batch = [codec.decode(v) for v in values]
             reply_to = {c.message_id: c.reply_to for c in batch}
             decisions = await deciders.decide(batch)
-            await record(decisions)
+            await record(decisions, acked=True)
             for decision in decisions:
                 if isinstance(decision, ReplyApproved):
                     send = SendReply(
@@ -198,6 +249,19 @@ def create_app(
                     await outbound.send(
                         key=decision.campaign_id.encode(), value=codec.encode(send)
                     )
+
+    @app.agent(control)
+    async def apply_controls(stream: faust.StreamT) -> None:
+        async for values in stream.take(100, within=0.05):
+            outcomes = await deciders.control([codec.decode(v) for v in values])
+            await record(outcomes, acked=True)
+            for event in outcomes:
+                if isinstance(event, PolicyChanged):
+                    log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
+                             event.version, event.operator, event.changes)
+                    fut = await policies.send(key=event.campaign_id.encode(),
+                                              value=codec.encode(event))
+                    await fut
 
     @app.agent(outbound, concurrency=settings.send_concurrency)
     async def send_replies(stream: faust.StreamT) -> None:

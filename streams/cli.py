@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import secrets
@@ -72,6 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
 
+    p = sub.add_parser("policy", help="show or change campaign policies (live)")
+    psub = p.add_subparsers(dest="policy_command", required=True)
+    q = psub.add_parser("show", help="each campaign's policy and balance, from the journal")
+    _add_common(q)
+    q.add_argument("campaign", nargs="?", help="only this campaign")
+    q.add_argument("--json", action="store_true")
+    q = psub.add_parser("set", help="change policy keys of one campaign: key=value ...")
+    _add_common(q)
+    q.add_argument("campaign")
+    q.add_argument("changes", nargs="+", metavar="key=value",
+                   help="price_per_segment_eur=0.07 reserve_eur=50 cooldown_days=30|never")
+    q.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser())
+
+    p = sub.add_parser("budget", help="credit a campaign's budget (live)")
+    bsub = p.add_subparsers(dest="budget_command", required=True)
+    q = bsub.add_parser("credit", help="add AMOUNT EUR to CAMPAIGN's budget")
+    _add_common(q)
+    q.add_argument("campaign")
+    q.add_argument("amount", help="EUR, e.g. 250.00")
+    q.add_argument("--source", required=True, help="where the money comes from, e.g. leetchi")
+    q.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser())
+
     p = sub.add_parser("fake-messagebird", help="local MessageBird-compatible REST server")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--access-key", default="test_key")
@@ -86,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, embedded=args.command == "up")
         if args.command == "journal":
             return print_journal(args)
+        if args.command in ("policy", "budget"):
+            return operate(args)
         if args.command == "fake-messagebird":
             from infra import messagebird_local
 
@@ -95,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"antirelou: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
+    # Policies are few and must be read in order by every worker: one partition.
+    return {name: 1 if role == "policies" else partitions for role, name in names.items()}
 
 
 def deployment_secret(state_dir: Path) -> bytes:
@@ -121,9 +151,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
     from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
-    from infra.journal import read_journal
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
-    from schemas.events import MICROS_PER_EUR, ReplyApproved, ReplyDenied
+    from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
 
     campaigns = load_campaigns(args.config)
@@ -149,17 +178,16 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     try:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
-        created = ensure_topics(kafka, {name: args.partitions for name in names.values()})
+        created = ensure_topics(kafka, topic_layout(names, args.partitions))
         if created:
             log.info("created topics %s", ", ".join(created))
-        history = [e for e in read_journal(kafka, names["journal"])
-                   if isinstance(e, ReplyApproved | ReplyDenied)]
-        log.info("replayed %d campaign decisions from the journal", len(history))
 
         ray.init(address=args.ray_address, namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
-        shards = CampaignShards(campaigns, n_shards=args.shards, namespace=args.app_id,
-                                history=history)
+        shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
+                                n_shards=args.shards, namespace=args.app_id)
+        recovered = sum(i["recovered"] for i in asyncio.run(shards.info()))
+        log.info("campaign shards recovered %d events from the journal", recovered)
         gateway = gateway_from_env()
         settings = Settings(
             kafka=kafka, campaigns=campaigns, secret=secret, app_id=args.app_id,
@@ -194,6 +222,64 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             ray.shutdown()
         if broker is not None:
             broker.stop()
+
+
+def operate(args: argparse.Namespace) -> int:
+    """``policy show|set`` and ``budget credit``: through the log, like every decision."""
+    import orjson
+
+    from schemas.policy import PolicyError, parse_changes, parse_eur
+    from streams import control
+    from streams.app import topic_names
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if args.kafka is None:
+        print("antirelou: needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    names = topic_names(args.app_id)
+    campaigns = load_campaigns(args.config)
+    known = {c.id for c in campaigns}
+    if getattr(args, "campaign", None) and args.campaign not in known:
+        print(f"antirelou: unknown campaign {args.campaign!r}; known: {', '.join(sorted(known))}",
+              file=sys.stderr)
+        return 2
+    if args.command == "policy" and args.policy_command == "show":
+        status = control.run(control.current_status(args.kafka, names, campaigns))
+        if args.campaign:
+            status = {args.campaign: status[args.campaign]}
+        if args.json:
+            print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        for cid, st in status.items():
+            p = st["policy"]
+            print(f"{cid}: policy v{p['version']} price/segment EUR {p['price_per_segment_eur']}"
+                  f" reserve EUR {p['reserve_eur']} cooldown {p['cooldown_days']} day(s); balance "
+                  f"EUR {st['balance_micros'] / 1e6:.2f}, spent EUR {st['spent_micros'] / 1e6:.2f}, "
+                  f"{st['approved']} replies")
+        return 0
+    try:
+        if args.command == "policy":
+            command = control.new_change(args.campaign, parse_changes(args.changes), args.operator)
+        else:
+            amount = parse_eur(args.amount, "amount", positive=True)
+            command = control.new_credit(args.campaign, amount, args.source, args.operator)
+    except PolicyError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 2
+    answer = control.run(control.submit(args.kafka, names, command))
+    if answer is None:
+        print("antirelou: the command is stored but no worker answered within 15 s; it applies "
+              "when a worker runs (check with `antirelou policy show`)", file=sys.stderr)
+        return 3
+    if answer.TYPE == "ControlRejected":
+        print(f"antirelou: refused: {answer.reason}", file=sys.stderr)
+        return 1
+    if answer.TYPE == "PolicyChanged":
+        print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})")
+    else:
+        print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
+              f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
+    return 0
 
 
 def print_journal(args: argparse.Namespace) -> int:

@@ -42,8 +42,9 @@ class SenderState:
 
 
 def decide_screening(
-    state: SenderState, command: ScreenText, cooldown_ms: int | None
+    state: SenderState, command: ScreenText, cooldown_ms: int | None, policy_version: int = 1
 ) -> list[SenderScreened]:
+    """``cooldown_ms`` comes from the campaign policy of ``policy_version`` (None: never twice)."""
     def verdict(v: str, reason: str | None, texts: int) -> list[SenderScreened]:
         return [
             SenderScreened(
@@ -54,6 +55,7 @@ def decide_screening(
                 reason=reason,
                 texts_from_sender=texts,
                 occurred_at=command.occurred_at,
+                policy_version=policy_version,
             )
         ]
 

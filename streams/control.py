@@ -1,0 +1,71 @@
+"""Operator commands: change a campaign's policy or credit its budget while it runs.
+
+``submit`` writes the command to the control topic (acks=all) and waits for the campaign's
+answer in the journal (``PolicyChanged``, ``BudgetCredited`` or ``ControlRejected``), so the
+operator sees the new policy version or the refusal. ``current_status`` rebuilds every
+campaign from the journal with the same core the workers use: no worker needs to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from actors.shard import CampaignShard, is_campaign_event
+from infra.journal import read_journal_async
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import ChangePolicy, ControlCommand, CreditBudget
+
+
+def new_change(campaign_id: str, changes: dict[str, Any], operator: str) -> ChangePolicy:
+    return ChangePolicy(uuid.uuid4().hex, campaign_id, changes, operator, int(time.time() * 1000))
+
+
+def new_credit(campaign_id: str, amount_micros: int, source: str, operator: str) -> CreditBudget:
+    return CreditBudget(uuid.uuid4().hex, campaign_id, amount_micros, source, operator,
+                        int(time.time() * 1000))
+
+
+async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
+                 timeout: float = 15.0) -> Any | None:
+    """Send the command; return the campaign's answer from the journal, or None on timeout."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic(names["journal"]) or set()
+        tps = [TopicPartition(names["journal"], p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end positions before the command can be answered
+            await consumer.position(tp)
+        await producer.send_and_wait(names["control"], codec.encode(command),
+                                     key=command.campaign_id.encode())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(*tps, timeout_ms=200)).values():
+                for record in records:
+                    event = codec.decode(record.value)
+                    if getattr(event, "command_id", None) == command.command_id:
+                        return event
+        return None
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def current_status(kafka: str, names: dict[str, str],
+                         campaigns: list[Campaign]) -> dict[str, dict[str, Any]]:
+    history = [e for e in await read_journal_async(kafka, names["journal"]) if is_campaign_event(e)]
+    return CampaignShard(campaigns, history).status()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
