@@ -14,6 +14,7 @@ CORE_MODULES = [
     "schemas/events.py",
     "schemas/commands.py",
     "schemas/campaign.py",
+    "schemas/policy.py",
 ]
 FORBIDDEN_IMPORTS = {
     "ray", "faust", "mode", "aiokafka", "kafka", "messagebird", "orjson", "requests",

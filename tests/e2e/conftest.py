@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -81,7 +81,7 @@ class Worker:
     app_id: str
     log_path: Path
     process: subprocess.Popen
-    sent: list = field(default_factory=list)
+    config: Path | None = None
 
     @property
     def journal_topic(self) -> str:
@@ -117,6 +117,14 @@ class Worker:
                 tail = "\n".join(self.log_path.read_text().splitlines()[-40:])
                 raise AssertionError(f"journal condition not met in {timeout}s; worker log:\n{tail}")
             time.sleep(0.3)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """Run an operator command of the `antirelou` CLI against this deployment."""
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args, "--kafka", self.kafka,
+             "--app-id", self.app_id, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=60,
+        )
 
     def status(self) -> dict:
         return requests.get(self.url + "/campaigns", timeout=10).json()
@@ -159,7 +167,7 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True,
     )
-    worker = Worker(f"http://127.0.0.1:{port}", kafka, app_id, log_path, process)
+    worker = Worker(f"http://127.0.0.1:{port}", kafka, app_id, log_path, process, config)
     deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
