@@ -29,6 +29,10 @@ from schemas.events import (
 from schemas.policy import Policy, apply_changes, check_changes
 
 Decision = ReplyApproved | ReplyDenied
+
+# Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
+# a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
+REMEMBERED_DECISIONS = 50_000
 CampaignEvent = ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited
 ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
@@ -144,9 +148,11 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     if isinstance(event, ControlRejected):
         return state  # refusals change nothing and take no seq
     key = idempotency_key(event)
-    if key in state.decided:
-        return state
+    if event.seq <= state.seq or key in state.decided:
+        return state  # already applied (a redelivery, or older than a snapshot)
     state.decided[key] = event
+    if len(state.decided) > REMEMBERED_DECISIONS:
+        del state.decided[next(iter(state.decided))]  # the oldest: dicts keep insertion order
     state.seq = event.seq
     if isinstance(event, ReplyApproved):
         state.balance_micros = event.balance_after_micros

@@ -25,9 +25,10 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from actors.campaign import ControlOutcome, Decision
+from actors.campaign import CampaignState, ControlOutcome, Decision
 from actors.shard import CampaignShard, is_campaign_event
-from infra.journal import read_journal
+from actors.snapshot import decode_snapshot
+from infra.journal import iter_journal, latest_by_key
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply
 
@@ -39,15 +40,51 @@ def shard_of(campaign_id: str, n_shards: int) -> int:
 
 
 class JournalShard(CampaignShard):
-    """A CampaignShard that starts from the journal (the actor class behind the facade)."""
+    """A CampaignShard that starts from its campaigns' latest snapshots plus the journal
+    after them (the actor class behind the facade)."""
 
-    def __init__(self, campaigns: Sequence[Campaign], kafka: str, journal_topic: str) -> None:
-        history = [e for e in read_journal(kafka, journal_topic) if is_campaign_event(e)]
-        super().__init__(campaigns, history)
-        self.recovered = len(history)
+    def __init__(self, campaigns: Sequence[Campaign], kafka: str, journal_topic: str,
+                 snapshot_topic: str) -> None:
+        super().__init__(campaigns)
+        # (A coroutine method would make Ray run this class as an async actor: keep the
+        # reading in a module function.)
+        snapshots, tail = asyncio.run(
+            _read_recovery(kafka, journal_topic, snapshot_topic, list(self._states)))
+        for state in snapshots:
+            self._states[state.campaign_id] = state
+        self.from_snapshots = len(snapshots)
+        self.recovered = self.recover(tail)
+
+    def snapshot(self) -> list[CampaignState]:
+        return list(self._states.values())
 
     def info(self) -> dict[str, int]:
-        return {"pid": os.getpid(), "recovered": self.recovered}
+        return {"pid": os.getpid(), "recovered": self.recovered,
+                "from_snapshots": self.from_snapshots}
+
+
+async def _read_recovery(
+    kafka: str, journal_topic: str, snapshot_topic: str, campaign_ids: list[str]
+) -> tuple[list[CampaignState], list[Any]]:
+    """The campaigns' latest snapshots, and the campaign events of the journal after them."""
+    starts: dict[int, int] | None = None
+    states = []
+    latest = await latest_by_key(kafka, snapshot_topic)
+    for campaign_id in campaign_ids:
+        raw = latest.get(campaign_id.encode())
+        if raw is None:
+            starts = {}  # a campaign without a snapshot needs the whole journal
+            continue
+        state, offsets = decode_snapshot(raw)
+        states.append(state)
+        if starts is None:
+            starts = dict(offsets)
+        elif starts:
+            for p, o in offsets.items():
+                starts[p] = min(starts.get(p, o), o)
+    tail = [e async for _, _, e in iter_journal(kafka, journal_topic, start=starts or None)
+            if is_campaign_event(e)]
+    return states, tail
 
 
 class CampaignShards:
@@ -57,6 +94,7 @@ class CampaignShards:
         *,
         kafka: str,
         journal_topic: str,
+        snapshot_topic: str,
         n_shards: int = 1,
         namespace: str = "antirelou",
     ) -> None:
@@ -64,7 +102,8 @@ class CampaignShards:
         self._by_shard: dict[int, list[Campaign]] = defaultdict(list)
         for c in campaigns:
             self._by_shard[shard_of(c.id, self.n_shards)].append(c)
-        self._kafka, self._topic, self._namespace = kafka, journal_topic, namespace
+        self._args = (kafka, journal_topic, snapshot_topic)
+        self._namespace = namespace
         self._remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(JournalShard)
         self._actors = [self._acquire(i) for i in range(self.n_shards)]
 
@@ -73,7 +112,7 @@ class CampaignShards:
         # holding its own copy of a budget.
         return self._remote_cls.options(
             name=f"antirelou-shard-{i}", namespace=self._namespace, get_if_exists=True
-        ).remote(self._by_shard[i], self._kafka, self._topic)
+        ).remote(self._by_shard[i], *self._args)
 
     async def _call(self, i: int, method: str, *args: Any) -> Any:
         try:
@@ -104,6 +143,10 @@ class CampaignShards:
         for part in await asyncio.gather(*(self._call(i, "status") for i in range(self.n_shards))):
             out.update(part)
         return out
+
+    async def snapshot(self) -> list[CampaignState]:
+        parts = await asyncio.gather(*(self._call(i, "snapshot") for i in range(self.n_shards)))
+        return [state for part in parts for state in part]
 
     async def info(self) -> list[dict[str, int]]:
         return list(await asyncio.gather(*(self._call(i, "info") for i in range(self.n_shards))))

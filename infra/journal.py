@@ -32,25 +32,53 @@ async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[
     return consumer, tps
 
 
-async def iter_journal(
-    bootstrap: str, topic: str, follow: bool = False
-) -> AsyncIterator[tuple[int, int, Any]]:
-    """Yield (partition, offset, event) from the beginning; stop at the end unless following."""
+async def iter_records(
+    bootstrap: str, topic: str, follow: bool = False, start: dict[int, int] | None = None
+) -> AsyncIterator[tuple[int, int, bytes | None, bytes]]:
+    """Yield (partition, offset, key, value) from ``start`` offsets (default: the beginning);
+    stop at the end unless following."""
     consumer, tps = await _consumer(bootstrap, topic)
     if not tps:
         return
     try:
+        for tp in tps:
+            if start and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
         ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        remaining = {tp for tp in tps if ends[tp] > (start or {}).get(tp.partition, 0)}
         while follow or remaining:
             batches = await consumer.getmany(*tps, timeout_ms=500)
             for tp, records in batches.items():
                 for r in records:
-                    yield tp.partition, r.offset, codec.decode(r.value)
+                    yield tp.partition, r.offset, r.key, r.value
                     if r.offset + 1 >= ends[tp]:
                         remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def iter_journal(
+    bootstrap: str, topic: str, follow: bool = False, start: dict[int, int] | None = None
+) -> AsyncIterator[tuple[int, int, Any]]:
+    """Yield (partition, offset, event) from ``start`` (default: the beginning)."""
+    async for partition, offset, _, value in iter_records(bootstrap, topic, follow, start):
+        yield partition, offset, codec.decode(value)
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer, tps = await _consumer(bootstrap, topic)
+    if not tps:
+        return {}
+    try:
+        return {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+async def latest_by_key(bootstrap: str, topic: str) -> dict[bytes, bytes]:
+    """The last value of every key (what a compacted topic converges to)."""
+    return {key: value async for _, _, key, value in iter_records(bootstrap, topic)
+            if key is not None}
 
 
 async def read_journal_async(bootstrap: str, topic: str) -> list[Any]:

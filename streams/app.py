@@ -33,7 +33,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
-from actors.campaign import ControlOutcome, Decision, initial_policy
+from actors.campaign import CampaignState, ControlOutcome, Decision, initial_policy
+from actors.snapshot import encode_snapshot
+from infra.journal import end_offsets
 from infra.messagebird_gateway import (
     DryRunGateway,
     GatewayError,
@@ -71,6 +73,7 @@ def topic_names(app_id: str) -> dict[str, str]:
         "journal": f"{app_id}.journal",
         "control": f"{app_id}.control",
         "policies": f"{app_id}.policies",
+        "snapshots": f"{app_id}.campaign-snapshots",
     }
 
 
@@ -84,6 +87,7 @@ class Gateway(Protocol):
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply]) -> list[Decision]: ...
     async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
+    async def snapshot(self) -> list[CampaignState]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
 
 
@@ -103,6 +107,7 @@ class Settings:
     batch_size: int = 500
     batch_window_s: float = 0.05
     send_concurrency: int = 8
+    snapshot_interval_s: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -249,6 +254,21 @@ def create_app(
                     await outbound.send(
                         key=decision.campaign_id.encode(), value=codec.encode(send)
                     )
+
+    snapshots = raw_topic(names["snapshots"])
+    snapshot_seqs: dict[str, int] = {}
+
+    @app.timer(interval=settings.snapshot_interval_s, on_leader=True)
+    async def snapshot_campaigns() -> None:
+        # Offsets first, states second: every event after the snapshot lies after them.
+        offsets = await end_offsets(settings.kafka, names["journal"])
+        for state in await deciders.snapshot():
+            if snapshot_seqs.get(state.campaign_id) == state.seq:
+                continue
+            fut = await snapshots.send(key=state.campaign_id.encode(),
+                                       value=encode_snapshot(state, offsets))
+            await fut
+            snapshot_seqs[state.campaign_id] = state.seq
 
     @app.agent(control)
     async def apply_controls(stream: faust.StreamT) -> None:

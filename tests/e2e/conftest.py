@@ -163,7 +163,8 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
     process = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--kafka", kafka,
          "--ray-address", ray_address, "--config", str(config), "--app-id", app_id,
-         "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2"],
+         "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2",
+         "--snapshot-interval", "1"],
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True,
     )

@@ -34,12 +34,16 @@ def test_a_restarted_worker_keeps_balances_and_who_was_answered(
     r = first.post(sender=sender)
     first.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
     before = first.status()["paris"]
+    time.sleep(2.5)  # let the leader write a snapshot (interval 1 s in these tests)
     stop_worker(first)
 
     # Same deployment (app id, state folder, broker), new process.
     second = start_worker(tmp_path, kafka, ray_address, env, app_id=first.app_id)
     try:
         assert second.status()["paris"] == before
+        # Recovery started from the snapshots, not from the beginning of the journal.
+        log = second.log_path.read_text()
+        assert "recovered 3 campaign(s) from snapshots and 0 journal events after them" in log
         again = second.post(sender=sender)
         newcomer = second.post(sender=new_sender())
         events = second.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened")
