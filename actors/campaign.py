@@ -14,7 +14,9 @@ once), and evolving an event twice changes nothing.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from actors.segments import segment_info
 from schemas.campaign import Campaign
@@ -60,7 +62,8 @@ class CampaignState:
     approved: int = 0
     denied: int = 0
     seq: int = 0
-    decided: dict[str, CampaignEvent] = field(default_factory=dict)  # by idempotency key
+    # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
+    decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
     @classmethod
     def opening(cls, campaign: Campaign) -> CampaignState:
@@ -74,10 +77,17 @@ class ReplyCost:
     cost_micros: int
 
 
+@lru_cache(maxsize=1024)
+def _segments(text: str) -> tuple[int, str]:
+    # Counting segments walks the text: done once per reply text, not once per decision.
+    info = segment_info(text)
+    return info.segments, info.encoding
+
+
 def reply_cost(campaign: Campaign, policy: Policy | None = None) -> ReplyCost:
-    info = segment_info(campaign.reply_text)
+    segments, encoding = _segments(campaign.reply_text)
     price = (policy or initial_policy(campaign)).price_per_segment_micros
-    return ReplyCost(info.segments, info.encoding, info.segments * price)
+    return ReplyCost(segments, encoding, segments * price)
 
 
 def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign) -> list[Decision]:
@@ -152,7 +162,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         return state  # already applied (a redelivery, or older than a snapshot)
     state.decided[key] = event
     if len(state.decided) > REMEMBERED_DECISIONS:
-        del state.decided[next(iter(state.decided))]  # the oldest: dicts keep insertion order
+        state.decided.popitem(last=False)
     state.seq = event.seq
     if isinstance(event, ReplyApproved):
         state.balance_micros = event.balance_after_micros

@@ -10,6 +10,7 @@ skipped by ``evolve_campaign``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -46,6 +47,6 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         approved=raw["approved"],
         denied=raw["denied"],
         seq=raw["seq"],
-        decided={idempotency_key(e): e for e in decided},
+        decided=OrderedDict((idempotency_key(e), e) for e in decided),
     )
     return state, {int(p): o for p, o in raw["journal_offsets"].items()}

@@ -8,6 +8,9 @@
     antirelou worker --kafka HOST:PORT --config campaigns.toml
         one Faust worker against an existing broker (scale out by starting more).
     antirelou journal [--follow]        print the journal as JSON lines
+    antirelou export --kafka HOST:PORT --out FILE     the journal to a JSON-lines file
+    antirelou audit --config C.toml (--kafka HOST:PORT | --file FILE) [--json] [--what-if O.toml]
+        replay the journal through the pure core; exit 1 on any mismatch (streams/audit.py)
     antirelou fake-messagebird          a local MessageBird-compatible REST server
 
 Settings come from flags, then environment variables (see README, "Configuration").
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=_env("ANTIRELOU_INSECURE_DEV") == "1",
                        help="accept unsigned webhooks when no signing key is set (development)")
         p.add_argument("--loglevel", default=_env("ANTIRELOU_LOGLEVEL", "info"))
+        p.add_argument("--snapshot-interval", type=float,
+                       default=float(_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30")),
+                       help="seconds between campaign snapshots [ANTIRELOU_SNAPSHOT_INTERVAL_S]")
 
     p = sub.add_parser("journal", help="print the journal as JSON lines")
     _add_common(p)
@@ -95,6 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--source", required=True, help="where the money comes from, e.g. leetchi")
     q.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser())
 
+    p = sub.add_parser("export", help="write the journal to a JSON-lines file")
+    p.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
+                   help="bootstrap servers [KAFKA_BOOTSTRAP_SERVERS]")
+    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"))
+    p.add_argument("--out", required=True, help="the file to write (one event per line)")
+    p = sub.add_parser("audit", help="replay the journal through the core, diff every decision")
+    p.add_argument("--config", required=True, help="the campaign file (TOML) the journal ran with")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
+                     help="read the journal topic [KAFKA_BOOTSTRAP_SERVERS]")
+    src.add_argument("--file", help="read a JSON-lines export instead")
+    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"))
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
+
     p = sub.add_parser("fake-messagebird", help="local MessageBird-compatible REST server")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--access-key", default="test_key")
@@ -111,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return print_journal(args)
         if args.command in ("policy", "budget"):
             return operate(args)
+        if args.command in ("export", "audit"):
+            return audit_journal(args)
         if args.command == "fake-messagebird":
             from infra import messagebird_local
 
@@ -123,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
-    # Policies are few and must be read in order by every worker: one partition.
-    return {name: 1 if role == "policies" else partitions for role, name in names.items()}
+    # Policies are few and must be read in order by every worker; snapshots are one record
+    # per campaign: one partition each.
+    single = ("policies", "snapshots")
+    return {name: 1 if role in single else partitions for role, name in names.items()}
 
 
 def deployment_secret(state_dir: Path) -> bytes:
@@ -178,22 +203,27 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     try:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
-        created = ensure_topics(kafka, topic_layout(names, args.partitions))
+        created = ensure_topics(kafka, topic_layout(names, args.partitions),
+                                config={names["snapshots"]: {"cleanup.policy": "compact"}})
         if created:
             log.info("created topics %s", ", ".join(created))
 
         ray.init(address=args.ray_address, namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
-                                n_shards=args.shards, namespace=args.app_id)
-        recovered = sum(i["recovered"] for i in asyncio.run(shards.info()))
-        log.info("campaign shards recovered %d events from the journal", recovered)
+                                snapshot_topic=names["snapshots"], n_shards=args.shards,
+                                namespace=args.app_id)
+        infos = asyncio.run(shards.info())
+        log.info("campaign shards recovered %d campaign(s) from snapshots and %d journal "
+                 "events after them", sum(i["from_snapshots"] for i in infos),
+                 sum(i["recovered"] for i in infos))
         gateway = gateway_from_env()
         settings = Settings(
             kafka=kafka, campaigns=campaigns, secret=secret, app_id=args.app_id,
             partitions=args.partitions, web_host=args.web_host, web_port=args.web_port,
             data_dir=state_dir / "faust", signing_key=signing_key,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
+            snapshot_interval_s=args.snapshot_interval,
         )
         app = create_app(settings, shards, gateway)
 
@@ -305,6 +335,144 @@ def print_journal(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def audit_journal(args: argparse.Namespace) -> int:
+    """``export`` (journal -> JSON lines) and ``audit`` (journal -> replay -> report)."""
+    import bisect
+    from array import array
+
+    import orjson
+
+    from schemas import codec
+    from schemas.events import BudgetCredited, PolicyChanged, TextReceived
+    from streams import audit as au
+
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    every = 100_000
+    campaigns = load_campaigns(args.config) if args.command == "audit" else []
+    other = load_campaigns(args.what_if) if args.command == "audit" and args.what_if else None
+    from_file = args.command == "audit" and args.file is not None
+    if not from_file and args.kafka is None:
+        print(f"antirelou: {args.command} needs --kafka (or KAFKA_BOOTSTRAP_SERVERS)"
+              + (" or --file" if args.command == "audit" else ""), file=sys.stderr)
+        return 2
+
+    class BadLine(ValueError):
+        pass
+
+    def progress(n: int) -> None:
+        print(f"antirelou: {args.command}: {n} events read", file=sys.stderr, flush=True)
+
+    run = au.Audit(campaigns)
+    inputs: list = []  # the what-if's inputs: texts and operator actions
+    wanted = (TextReceived, PolicyChanged, BudgetCredited)
+    # Where event #pos came from: its line (pos + 1 + blank lines before it), or Kafka's
+    # partition and offset.
+    blank_before: list[int] = []  # for each skipped blank line, the next event's position
+    parts, offsets = array("i"), array("q")
+
+    def keep_inputs(events):  # pass events through, keeping the what-if's inputs
+        for e in events:
+            if type(e) in wanted:
+                inputs.append(e)
+            yield e
+
+    def feed(events) -> None:
+        run.feed(keep_inputs(events) if other is not None else events)
+
+    def file_events():  # decoded events, one per line; blank lines are skipped
+        loads, from_dict = orjson.loads, codec.from_dict
+        with open(args.file, "rb") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    event = from_dict(loads(line))
+                except orjson.JSONDecodeError as exc:
+                    if not line.strip():
+                        blank_before.append(n - 1 - len(blank_before))
+                        continue
+                    raise BadLine(f"{args.file}:{n}: not JSON: {exc}") from None
+                except codec.CodecError as exc:
+                    raise BadLine(f"{args.file}:{n}: {exc}") from None
+                if n % every == 0:
+                    progress(n)
+                yield event
+
+    async def from_kafka() -> None:
+        from infra.journal import iter_journal
+        from streams.app import topic_names  # Faust: imported only when reading Kafka
+
+        topic = topic_names(args.app_id)["journal"]
+        chunk: list = []
+        n = 0
+        out = open(args.out, "wb") if args.command == "export" else None
+        try:
+            async for part, offset, event in iter_journal(args.kafka, topic):
+                n += 1
+                if n % every == 0:
+                    progress(n)
+                if out is not None:
+                    out.write(orjson.dumps(codec.to_dict(event)) + b"\n")
+                    continue
+                parts.append(part)
+                offsets.append(offset)
+                chunk.append(event)
+                if len(chunk) >= 10_000:
+                    feed(chunk)
+                    chunk = []
+            if out is None:
+                feed(chunk)
+            else:
+                print(f"antirelou: export: {n} events written to {args.out}", file=sys.stderr)
+        finally:
+            if out is not None:
+                out.close()
+
+    def where(pos: int) -> dict:
+        if from_file:
+            return {"line": pos + 1 + bisect.bisect_right(blank_before, pos)} if pos >= 0 else {}
+        return {"partition": parts[pos], "offset": offsets[pos]} if 0 <= pos < len(parts) else {}
+
+    read_errors: tuple[type[Exception], ...] = (OSError, codec.CodecError)
+    try:
+        if from_file:
+            feed(file_events())  # one pass: the audit pulls lines as it goes
+        else:
+            from aiokafka.errors import KafkaError
+
+            read_errors += (KafkaError,)
+            asyncio.run(from_kafka())
+        if args.command == "export":
+            return 0
+        result = run.result()
+    except BadLine as exc:
+        print(f"antirelou: bad journal line: {exc}", file=sys.stderr)
+        return 2
+    except au.MalformedEvent as exc:
+        print(f"antirelou: bad journal event {where(exc.position) or ''}: {exc}", file=sys.stderr)
+        return 2
+    except read_errors as exc:
+        print(f"antirelou: cannot read the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+    comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    if args.json:
+        data = au.to_json(result)
+        for m, m_json in zip(result.mismatches, data["mismatches"], strict=True):
+            m_json.update(where(m.position))
+        if comparison is not None:
+            data["what_if"] = au.to_json(comparison)
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(au.render_text(result))
+        if comparison is not None:
+            sys.stdout.write("\n" + au.render_text(comparison))
+    if result.ok:
+        return 0
+    first = {**result.mismatches[0].to_json(), **where(result.mismatches[0].position)}
+    print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first:\n"
+          + orjson.dumps(first, option=orjson.OPT_INDENT_2).decode(), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

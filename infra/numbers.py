@@ -1,0 +1,81 @@
+"""Number classification at the edge: is a sender's number one we should answer?
+
+Runs in the webhook, before the number is pseudonymised (so it may see the number, and uses
+``phonenumbers``' metadata; nothing here logs or keeps it). ``classify`` turns E.164 digits
+(without ``+``) into a ``NumberInfo``; ``answerable`` says why a reply must not be sent to it:
+replying to a premium-rate number, a short code or a fixed line wastes money or feeds a scam.
+
+``NumberInfo.prefix`` is a coarse range for per-prefix rate limiting, not a phone number: the
+country calling code and at most the first 3 national digits (``"33-612"``); for short codes
+``"sc-"`` and at most their first 3 digits; ``"invalid"`` when the input does not even parse.
+
+Kinds: ``mobile``, ``fixed_line``, ``premium_rate``, ``short_code``, ``toll_free``, ``voip``,
+``other``, ``invalid``. Numbers the plan cannot tell apart (``FIXED_LINE_OR_MOBILE``, as in
+the US) count as ``mobile``; the allowed-countries list is the guard for those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+
+SHORT_CODE_DIGITS = range(3, 7)  # 3 to 6 digits
+E164_MAX_DIGITS = 15
+PREFIX_NATIONAL_DIGITS = 3
+
+_KINDS = {
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE: "fixed_line",
+    PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.VOIP: "voip",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberInfo:
+    valid: bool
+    kind: str
+    country: str | None  # ISO 3166 region ("FR"), None for short codes and non-geographic numbers
+    prefix: str  # "33-612": country code + at most 3 national digits; never a phone number
+
+
+INVALID = NumberInfo(valid=False, kind="invalid", country=None, prefix="invalid")
+
+
+def classify(msisdn_digits: str) -> NumberInfo:
+    """Classify E.164 digits without ``+`` (``"33612345678"``) or a 3-6 digit short code."""
+    digits = msisdn_digits
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > E164_MAX_DIGITS:
+        return INVALID
+    if len(digits) in SHORT_CODE_DIGITS:
+        return NumberInfo(True, "short_code", None, "sc-" + digits[:PREFIX_NATIONAL_DIGITS])
+    if len(digits) < SHORT_CODE_DIGITS.stop:
+        return INVALID
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return INVALID
+    national = phonenumbers.national_significant_number(number)
+    prefix = f"{number.country_code}-{national[:PREFIX_NATIONAL_DIGITS]}"
+    region = phonenumbers.region_code_for_number(number)
+    country = region if region and region not in ("001", "ZZ") else None
+    if not phonenumbers.is_valid_number(number):
+        return NumberInfo(False, "invalid", country, prefix)
+    kind = _KINDS.get(phonenumbers.number_type(number), "other")
+    return NumberInfo(True, kind, country, prefix)
+
+
+def answerable(info: NumberInfo, allowed_countries: frozenset[str]) -> str | None:
+    """None when a reply may go to this number, else ``"invalid_number"``, ``"not_mobile"``
+    or ``"country_not_allowed"`` (checked in that order)."""
+    if not info.valid:
+        return "invalid_number"
+    if info.kind != "mobile":
+        return "not_mobile"
+    if info.country not in allowed_countries:
+        return "country_not_allowed"
+    return None

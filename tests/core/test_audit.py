@@ -1,0 +1,544 @@
+"""The audit replay: journals made by the real core, audited, tampered with, replayed."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors.campaign import initial_policy
+from actors.shard import CampaignShard
+from infra.config import load_campaigns
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
+from schemas.events import (
+    PolicyChanged,
+    ReplyApproved,
+    ReplyDenied,
+    ReplyFailed,
+    ReplySent,
+    SenderScreened,
+    TextReceived,
+)
+from schemas.policy import apply_changes
+from streams import cli
+from streams.audit import audit, render_text, to_json, what_if
+from streams.screening import SenderState, decide_screening, evolve_sender
+
+T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
+HOUR = 3_600_000
+DAY = 24 * HOUR
+REPLY = "Non, c'est non. Laissez-la tranquille."  # 1 GSM-7 segment
+
+
+def campaign(cid="paris", budget=350_000, price=100_000, cooldown=None, reply=REPLY,
+             starts_at=T0, ends_at=T0 + 60 * DAY):
+    return Campaign(id=cid, number="3364463000" + str(len(cid) % 10), reply_text=reply,
+                    language="fr", country="FR", budget_micros=budget,
+                    price_per_segment_micros=price, starts_at=starts_at, ends_at=ends_at,
+                    originator="AntiRelou", cooldown_ms=cooldown)
+
+
+def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
+    """Drive the real core the way the shells do and return the journal as the reader sees it.
+
+    ``steps``: ``(message_id, campaign_id, sender, occurred_at)`` texts in arrival order (a
+    repeated text is a redelivered webhook), operator commands (ChangePolicy, CreditBudget),
+    or a RequestReply reaching the shard once more, late.
+    ``redeliver``: message ids whose RequestReply reaches the shard twice; ``fail``: message
+    ids whose reply the gateway refuses. The journal is keyed like the real one (sender, else
+    campaign) over ``partitions`` partitions and read partition after partition.
+    """
+    shard = CampaignShard(campaigns)
+    live = {c.id: initial_policy(c) for c in campaigns}
+    senders: dict[str, SenderState] = {}
+    parts: list[list] = [[] for _ in range(partitions)]
+    pending: list[RequestReply] = []
+    sent: set[str] = set()
+
+    def record(events):
+        for e in events:
+            key = getattr(e, "sender", None) or e.campaign_id
+            parts[zlib.crc32(key.encode()) % partitions].append(e)
+
+    def flush():
+        decisions = shard.decide(pending)
+        record(decisions)
+        for d in decisions:
+            if isinstance(d, ReplyApproved) and d.message_id not in sent:
+                sent.add(d.message_id)
+                if d.message_id in fail:
+                    record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayError: no",
+                                        False, d.occurred_at + 5_000)])
+                else:
+                    record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb-" + d.message_id,
+                                      None, True, d.occurred_at + 5_000)])
+        pending.clear()
+
+    for step in steps:
+        if isinstance(step, RequestReply):
+            pending.append(step)
+            continue
+        if isinstance(step, ChangePolicy | CreditBudget):
+            flush()
+            outcomes = shard.control([step])
+            record(outcomes)
+            for e in outcomes:
+                if isinstance(e, PolicyChanged):
+                    live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
+            continue
+        mid, cid, sender, at = step
+        policy = live.get(cid)
+        cooldown, version = (policy.cooldown_ms, policy.version) if policy else (None, 1)
+        state = senders.setdefault(sender, SenderState())
+        screened = decide_screening(state, ScreenText(mid, cid, sender, "salut", at, "sealed"),
+                                    cooldown, version)
+        for e in screened:
+            evolve_sender(state, e)
+        record([TextReceived(mid, cid, sender, "salut", at), *screened])
+        if screened[0].verdict == "forward":
+            request = RequestReply(mid, cid, sender, at, "sealed")
+            pending.append(request)
+            if mid in redeliver:
+                pending.append(request)
+            if len(pending) >= batch:
+                flush()
+    flush()
+    return [e for part in parts for e in part]
+
+
+STORY = [
+    # day 1
+    ("m1", "paris", "s_a", T0 + 9 * HOUR),
+    ("m2", "paris", "s_b", T0 + 10 * HOUR),
+    ("m3", "paris", "s_a", T0 + 11 * HOUR),  # already answered
+    ("m2", "paris", "s_b", T0 + 10 * HOUR),  # the webhook again: duplicate
+    # day 2
+    ("m4", "paris", "s_c", T0 + DAY + 8 * HOUR),
+    ("m5", "paris", "s_d", T0 + DAY + 9 * HOUR),  # budget exhausted
+    ("m6", "paris", "s_e", T0 + DAY + 10 * HOUR),  # budget exhausted
+]
+
+
+def story_journal(**kw):
+    kw.setdefault("redeliver", {"m1"})
+    kw.setdefault("fail", {"m4"})
+    return pipeline(STORY, [campaign()], **kw)
+
+
+def index_of(journal, cls, mid):
+    return next(i for i, e in enumerate(journal) if type(e) is cls and e.message_id == mid)
+
+
+# --- a clean journal ----------------------------------------------------------------------
+
+
+def test_a_clean_journal_audits_ok_with_the_right_numbers():
+    result = audit(story_journal(), [campaign()])
+    assert result.ok and result.mismatches == []
+    c = result.counters
+    assert (c.texts, c.screenings, c.campaign_events, c.redelivered, c.pending) == (7, 7, 5, 1, 0)
+    assert (c.replies_sent, c.replies_failed, c.mismatches) == (2, 1, 0)
+
+    paris = to_json(result)["campaigns"]["paris"]
+    day1, day2 = paris["days"]
+    assert day1 == {
+        "day": "2017-10-16", "texts_in": 4, "replies_approved": 2,
+        "suppressed": {"duplicate": 1, "already_answered": 1},
+        "spent_micros": 200_000, "spent_eur": "0.20", "credited_micros": 0, "policy_changes": 0,
+        "balance_end_micros": 150_000, "balance_end_eur": "0.15",
+        "replies_sent": 2, "replies_failed": 0,
+    }
+    assert (day2["day"], day2["texts_in"], day2["replies_approved"]) == ("2017-10-17", 3, 1)
+    assert day2["suppressed"] == {"budget_exhausted": 2}
+    assert (day2["spent_micros"], day2["balance_end_micros"]) == (100_000, 50_000)
+    assert (day2["replies_sent"], day2["replies_failed"]) == (0, 1)
+    assert paris["budget_ran_out"] == "2017-10-17"
+    assert paris["totals"]["suppressed"] == {
+        "duplicate": 1, "already_answered": 1, "budget_exhausted": 2}
+    assert paris["totals"]["spent_micros"] == 300_000
+    assert (paris["reply_cost_micros"], paris["reply_segments"]) == (100_000, 1)
+
+
+def test_the_text_report_is_an_aligned_table():
+    text = render_text(audit(story_journal(), [campaign()]))
+    assert text.startswith("audit OK")
+    lines = text.splitlines()
+    table = [ln for ln in lines if ln.startswith("  day") or ln.startswith("  2017")
+             or ln.startswith("  total")]
+    assert len(table) == 4
+    assert len({len(ln) for ln in table}) == 1  # right-aligned columns end together
+    assert "budget ran out on 2017-10-17" in text
+
+
+def test_replaying_twice_or_in_another_partition_order_gives_the_same_report():
+    journal = story_journal()
+    first, again = audit(journal, [campaign()]), audit(journal, [campaign()])
+    assert to_json(first) == to_json(again)
+    reversed_parts = story_journal(partitions=1)  # one partition: the arrival order
+    assert to_json(audit(reversed_parts, [campaign()]))["campaigns"] == to_json(first)["campaigns"]
+
+
+def test_a_text_for_a_campaign_no_longer_configured_is_denied_and_counted():
+    steps = [*STORY, ("m9", "ghost", "s_z", T0 + DAY)]
+    journal = pipeline(steps, [campaign()])
+    assert any(isinstance(e, ReplyDenied) and e.reason == "unknown_campaign" for e in journal)
+    result = audit(journal, [campaign()])
+    assert result.ok
+    assert result.counters.unknown_campaign == 1
+    ghost = to_json(result)["campaigns"]["ghost"]
+    assert ghost["budget_micros"] is None
+    assert ghost["totals"]["suppressed"] == {"unknown_campaign": 1}
+
+
+def test_forwarded_texts_without_a_decision_yet_are_pending_not_mismatches():
+    journal = story_journal()
+    m6 = index_of(journal, ReplyDenied, "m6")
+    result = audit(journal[:m6] + journal[m6 + 1:], [campaign()])
+    assert result.ok
+    assert result.counters.pending == 1
+    assert to_json(result)["campaigns"]["paris"]["pending"] == 1
+
+
+# --- tampering ----------------------------------------------------------------------------
+
+
+def test_a_changed_balance_is_one_mismatch_at_its_position():
+    journal = story_journal()
+    i = index_of(journal, ReplyApproved, "m2")
+    journal[i] = dataclasses.replace(journal[i], balance_after_micros=999)
+    result = audit(journal, [campaign()])
+    assert not result.ok
+    assert result.counters.mismatches == 1
+    m = result.mismatches[0]
+    assert (m.kind, m.message_id, m.position) == ("decision", "m2", i)
+    assert m.recorded["balance_after_micros"] == 999
+    assert m.expected["balance_after_micros"] == 150_000
+
+
+def test_an_approval_turned_into_a_denial_is_a_mismatch():
+    journal = story_journal()
+    i = index_of(journal, ReplyApproved, "m2")
+    a = journal[i]
+    journal[i] = ReplyDenied(a.message_id, a.campaign_id, a.sender, "budget_exhausted",
+                             a.cost_micros, 250_000, a.seq, a.occurred_at, a.policy_version)
+    result = audit(journal, [campaign()])
+    assert [(m.kind, m.message_id, m.position) for m in result.mismatches] == [
+        ("decision", "m2", i)]
+    assert result.mismatches[0].expected["type"] == "ReplyApproved"
+    assert result.mismatches[0].recorded["type"] == "ReplyDenied"
+
+
+def test_a_flipped_screening_verdict_is_the_first_mismatch():
+    journal = story_journal()
+    i = index_of(journal, SenderScreened, "m1")
+    journal[i] = dataclasses.replace(journal[i], verdict="suppress", reason="already_answered")
+    result = audit(journal, [campaign()])
+    first = result.mismatches[0]
+    assert (first.kind, first.message_id, first.position) == ("screening", "m1", i)
+    assert first.expected["verdict"] == "forward"
+    # ... and the decision taken for it now has no forwarded text behind it.
+    assert [m.kind for m in result.mismatches] == ["screening", "no_forwarded_text"]
+
+
+def test_a_redelivered_decision_is_not_a_mismatch_but_a_different_one_is():
+    journal = story_journal(redeliver=())
+    i = index_of(journal, ReplyApproved, "m4")
+    again = audit([*journal, journal[i]], [campaign()])
+    assert again.ok and again.counters.redelivered == 1
+    forged = dataclasses.replace(journal[i], cost_micros=1)
+    result = audit([*journal, forged], [campaign()])
+    assert [(m.kind, m.message_id, m.position) for m in result.mismatches] == [
+        ("conflicting", "m4", len(journal))]
+
+
+def late_redelivery_steps():
+    texts = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(5)]
+    return [*texts, RequestReply("m0", "paris", "s_0", T0, "sealed")]
+
+
+def test_a_late_redelivery_the_core_still_remembers_gets_the_same_answer():
+    journal = pipeline(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
+    again = [e for e in journal if isinstance(e, ReplyApproved) and e.message_id == "m0"]
+    assert len(again) == 2 and again[0] == again[1]
+    assert audit(journal, [campaign(budget=10**6)]).counters.redelivered == 1
+    # A journal claiming the core decided it afresh (a new seq) is wrong while it remembers.
+    i = max(k for k, e in enumerate(journal) if e is again[1])
+    journal[i] = dataclasses.replace(again[1], seq=6, balance_after_micros=400_000)
+    result = audit(journal, [campaign(budget=10**6)])
+    assert [(m.kind, m.message_id, m.position) for m in result.mismatches] == [
+        ("decision", "m0", i)]
+    assert result.mismatches[0].expected["seq"] == 1
+
+
+def test_a_late_redelivery_the_core_forgot_is_decided_afresh_and_audits_clean(monkeypatch):
+    import actors.campaign
+
+    monkeypatch.setattr(actors.campaign, "REMEMBERED_DECISIONS", 2)
+    journal = pipeline(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
+    m0 = [e for e in journal if isinstance(e, ReplyApproved) and e.message_id == "m0"]
+    assert [e.seq for e in m0] == [1, 6]  # forgotten, so paid twice: the bound's known cost
+    result = audit(journal, [campaign(budget=10**6)])
+    assert result.ok, result.mismatches
+    assert to_json(result)["campaigns"]["paris"]["totals"]["replies_approved"] == 6
+
+
+def test_a_lost_text_and_a_lost_screening_are_reported():
+    journal = story_journal()
+    t = index_of(journal, TextReceived, "m5")
+    s = index_of(journal, SenderScreened, "m6")
+    kept = [e for k, e in enumerate(journal) if k not in (t, s)]
+    kinds = {(m.kind, m.message_id) for m in audit(kept, [campaign()]).mismatches}
+    assert ("screening_without_text", "m5") in kinds
+    assert ("text_without_screening", "m6") in kinds
+
+
+# --- policy changes and credits -----------------------------------------------------------
+
+
+def policy_story():
+    c = campaign(budget=200_000, cooldown=None)
+    steps = [
+        ("m1", "paris", "s_a", T0 + HOUR),
+        ("m2", "paris", "s_a", T0 + 2 * HOUR),  # never twice: suppressed
+        ChangePolicy("op-1", "paris", {"cooldown_ms": HOUR}, "alice", T0 + 3 * HOUR),
+        ("m3", "paris", "s_a", T0 + 4 * HOUR),  # cooldown passed: forwarded
+        ("m4", "paris", "s_b", T0 + 5 * HOUR),  # budget exhausted
+        CreditBudget("op-2", "paris", 500_000, "leetchi", "alice", T0 + DAY),
+        ("m5", "paris", "s_c", T0 + DAY + HOUR),
+    ]
+    return c, steps
+
+
+def test_policy_changes_and_credits_are_replayed_in_seq_order():
+    c, steps = policy_story()
+    journal = pipeline(steps, [c], batch=1)
+    result = audit(journal, [c])
+    assert result.ok, result.mismatches
+    paris = to_json(result)["campaigns"]["paris"]
+    day1, day2 = paris["days"]
+    assert (day1["replies_approved"], day1["policy_changes"]) == (2, 1)
+    assert day1["suppressed"] == {"already_answered": 1, "budget_exhausted": 1}
+    assert (day2["credited_micros"], day2["replies_approved"]) == (500_000, 1)
+    assert day2["balance_end_micros"] == 200_000 + 500_000 - 3 * 100_000
+
+
+def test_a_policy_change_read_after_the_verdicts_that_used_it_is_waited_for():
+    c, steps = policy_story()
+    journal = pipeline(steps, [c], batch=1)
+    change = next(e for e in journal if isinstance(e, PolicyChanged))
+    late = [e for e in journal if e is not change] + [change]
+    result = audit(late, [c])
+    assert result.ok, result.mismatches
+    assert result.counters.deferred_senders == 3  # s_a, s_b, s_c: screened under v2
+
+
+def test_a_verdict_under_a_policy_version_that_never_existed_is_a_mismatch():
+    c, steps = policy_story()
+    journal = pipeline(steps, [c], batch=1)
+    i = index_of(journal, SenderScreened, "m3")
+    journal[i] = dataclasses.replace(journal[i], policy_version=7)
+    result = audit(journal, [c])
+    assert (result.mismatches[0].kind, result.mismatches[0].position) == (
+        "unknown_policy_version", i)
+
+
+# --- what-if ------------------------------------------------------------------------------
+
+
+def test_what_if_a_smaller_budget_shows_fewer_replies_and_the_day_it_ran_out():
+    steps = [(f"m{i}", "paris", f"s_{i}", T0 + i * 7 * HOUR) for i in range(8)]
+    base = campaign(budget=1_000_000)
+    journal = pipeline(steps, [base])
+    small = campaign(budget=300_000)
+    comparison = what_if(journal, [base], [small])
+    summary = to_json(comparison)["summary"]["paris"]
+    assert summary["baseline"] == {
+        "texts": 8, "replies": 8, "spent_micros": 800_000, "spent_eur": "0.80",
+        "budget_left_micros": 200_000, "budget_left_eur": "0.20", "budget_ran_out": None}
+    assert summary["what_if"]["replies"] == 3
+    assert summary["what_if"]["budget_left_micros"] == 0
+    # the 4th text (i=3, at 21:00 on day 1) is the first refused one
+    assert summary["what_if"]["budget_ran_out"] == "2017-10-16"
+    text = render_text(comparison)
+    assert "paris" in text and "never" in text and "2017-10-16" in text
+
+
+def test_what_if_a_longer_reply_costs_twice_and_the_baseline_matches_the_journal():
+    steps = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(4)]
+    base = campaign(budget=1_000_000)
+    journal = pipeline(steps, [base])
+    comparison = what_if(journal, [base], [campaign(budget=1_000_000, reply="x" * 200)])
+    summary = to_json(comparison)["summary"]["paris"]
+    assert summary["baseline"]["spent_micros"] == 400_000
+    assert summary["what_if"]["spent_micros"] == 800_000
+    recorded = to_json(audit(journal, [base]))["campaigns"]["paris"]["totals"]
+    assert recorded["spent_micros"] == summary["baseline"]["spent_micros"]
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+TOML = """
+[[campaign]]
+id = "paris"
+number = "+33644630001"
+reply_text = "Non, c'est non. Laissez-la tranquille."
+language = "fr"
+budget_eur = "{budget}"
+price_per_segment_eur = "0.10"
+start = 2017-10-16
+end = 2017-12-31
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    config = tmp_path / "campaigns.toml"
+    config.write_text(TOML.format(budget="0.35"))
+    other = tmp_path / "other.toml"
+    other.write_text(TOML.format(budget="0.10"))
+    campaigns = load_campaigns(config)
+    journal = pipeline(STORY, campaigns, redeliver={"m1"})
+    path = tmp_path / "journal.jsonl"
+
+    def write(events, transform=lambda d: d):
+        path.write_bytes(b"".join(orjson.dumps(transform(codec.to_dict(e))) + b"\n"
+                                  for e in events))
+        return str(path)
+
+    return {"config": str(config), "other": str(other), "journal": journal, "write": write}
+
+
+def test_cli_audit_of_a_clean_file_exits_0(files, capsys):
+    path = files["write"](files["journal"])
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("audit OK")
+    assert cli.main(["audit", "--config", files["config"], "--file", path, "--json"]) == 0
+    data = orjson.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["counters"]["texts"] == 7
+
+
+def test_cli_audit_of_a_tampered_file_exits_1_and_shows_the_first_mismatch(files, capsys):
+    journal = list(files["journal"])
+    i = index_of(journal, ReplyApproved, "m2")
+    journal[i] = dataclasses.replace(journal[i], balance_after_micros=1)
+    path = files["write"](journal)
+    lines = open(path, "rb").read().splitlines(keepends=True)
+    lines[1:1] = [b"\n", b"  \n"]  # blank lines are skipped but still counted as lines
+    open(path, "wb").write(b"".join(lines))
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 1
+    err = capsys.readouterr().err
+    first = orjson.loads(err[err.index("{"):])
+    assert (first["kind"], first["message_id"], first["line"]) == ("decision", "m2", i + 3)
+    assert first["expected"]["balance_after_micros"] == 150_000
+    assert first["recorded"]["balance_after_micros"] == 1
+
+
+def test_cli_audit_of_a_bad_line_exits_2_and_names_the_line(files, capsys):
+    path = files["write"](files["journal"])
+    lines = open(path, "rb").read().splitlines(keepends=True)
+    lines[2] = b'{"type": "TextReceived", "v": 1\n'
+    open(path, "wb").write(b"".join(lines))
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 2
+    assert "journal.jsonl:3: not JSON" in capsys.readouterr().err
+    lines[2] = b'{"type": "Nope", "v": 1}\n'
+    open(path, "wb").write(b"".join(lines))
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 2
+    assert ":3: unknown message type" in capsys.readouterr().err
+    lines[2] = (b'{"type":"TextReceived","v":1,"message_id":"m","campaign_id":"paris",'
+                b'"sender":"s","body":"","occurred_at":"yesterday"}\n')
+    open(path, "wb").write(b"".join(lines))
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 2
+    assert "{'line': 3}" in capsys.readouterr().err
+    missing = path + ".missing"
+    assert cli.main(["audit", "--config", files["config"], "--file", missing]) == 2
+    assert "cannot read the journal" in capsys.readouterr().err
+
+
+def test_cli_audit_what_if_prints_both_sides(files, capsys):
+    path = files["write"](files["journal"])
+    argv = ["audit", "--config", files["config"], "--file", path, "--what-if", files["other"]]
+    assert cli.main([*argv, "--json"]) == 0
+    summary = orjson.loads(capsys.readouterr().out)["what_if"]["summary"]["paris"]
+    assert (summary["baseline"]["replies"], summary["what_if"]["replies"]) == (3, 1)
+    assert cli.main(argv) == 0
+    assert "what-if" in capsys.readouterr().out
+
+
+def test_cli_audit_upcasts_version_1_events(files, capsys):
+    # Before live policies, verdicts and decisions had no policy_version (schema v1).
+    def as_v1(d):
+        if d["type"] in ("SenderScreened", "ReplyApproved", "ReplyDenied"):
+            d = {k: v for k, v in d.items() if k != "policy_version"}
+            d["v"] = 1
+        return d
+
+    path = files["write"](files["journal"], as_v1)
+    assert b'"v":1' in open(path, "rb").read()
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 0
+    capsys.readouterr()
+
+
+# --- property: any journal the core writes audits clean -----------------------------------
+
+
+@st.composite
+def scenarios(draw):
+    n_campaigns = draw(st.integers(1, 3))
+    campaigns = [
+        campaign(
+            cid=f"c{k}",
+            budget=draw(st.integers(0, 5)) * 100_000 + draw(st.sampled_from([0, 50_000])),
+            cooldown=draw(st.sampled_from([None, HOUR, DAY])),
+            starts_at=T0 + draw(st.sampled_from([0, 0, 6 * HOUR])),
+            ends_at=T0 + draw(st.sampled_from([DAY // 2, DAY, 30 * DAY])),
+        )
+        for k in range(n_campaigns)
+    ]
+    ids = [c.id for c in campaigns] + ["ghost"]
+    steps: list = []
+    texts: list = []
+    at = T0
+    for n in range(draw(st.integers(0, 40))):
+        at += draw(st.integers(0, 16 * HOUR))
+        kind = draw(st.sampled_from(["text"] * 6 + ["again", "policy", "credit"]))
+        cid = draw(st.sampled_from(ids))
+        if kind == "again" and texts:
+            steps.append(draw(st.sampled_from(texts)))  # a redelivered webhook
+        elif kind == "policy" and cid != "ghost":
+            steps.append(ChangePolicy(f"op{n}", cid, {"cooldown_ms": draw(
+                st.sampled_from([None, HOUR, 2 * DAY]))}, "op", at))
+        elif kind == "credit" and cid != "ghost":
+            steps.append(CreditBudget(f"op{n}", cid, draw(st.integers(0, 300_000)), "gift",
+                                      "op", at))
+        else:
+            text = (f"m{n}", cid, f"s{draw(st.integers(0, 5))}", at)
+            texts.append(text)
+            steps.append(text)
+    mids = [t[0] for t in texts]
+    redeliver = set(draw(st.lists(st.sampled_from(mids), max_size=3))) if mids else set()
+    return campaigns, steps, {
+        "partitions": draw(st.integers(1, 4)), "batch": draw(st.integers(1, 5)),
+        "redeliver": redeliver,
+    }
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_any_journal_written_by_the_core_audits_clean_and_replays_identically(scenario):
+    campaigns, steps, kw = scenario
+    journal = pipeline(steps, campaigns, **kw)
+    result = audit(journal, campaigns)
+    assert result.ok, [m.to_json() for m in result.mismatches[:3]]
+    assert result.counters.texts == sum(1 for s in steps if isinstance(s, tuple))
+    assert to_json(result) == to_json(audit(journal, campaigns))
+    one_partition = pipeline(steps, campaigns, **{**kw, "partitions": 1})
+    assert to_json(audit(one_partition, campaigns))["campaigns"] == to_json(result)["campaigns"]
+    render_text(result)
