@@ -22,8 +22,10 @@ SENDERS = [f"3361234{i:04d}" for i in range(6)]  # a small pool: repeats are the
 
 text = st.tuples(st.just("text"), st.sampled_from(SENDERS), st.sampled_from(["paris", "lyon", "tiny"]))
 redeliver = st.tuples(st.just("redeliver"), st.just(""), st.just(""))
-price = st.tuples(st.just("price"), st.sampled_from(["0.05", "0.08", "0.10"]), st.sampled_from(["paris", "lyon"]))
-cooldown = st.tuples(st.just("cooldown"), st.sampled_from(["never", "0.00001"]), st.sampled_from(["paris", "tiny"]))
+price = st.tuples(st.just("price"), st.sampled_from(["0.05", "0.08", "0.10"]),
+                  st.sampled_from(["paris", "lyon"]))
+cooldown = st.tuples(st.just("cooldown"), st.sampled_from(["never", "0.00001"]),
+                     st.sampled_from(["paris", "tiny"]))
 credit = st.tuples(st.just("credit"), st.sampled_from(["0.08", "1.00"]), st.sampled_from(["tiny", "lyon"]))
 actions = st.lists(st.one_of(text, text, text, redeliver, price, cooldown, credit), min_size=3, max_size=14)
 
