@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from actors.pacing import PacingState, pacing_apply, pacing_check
 from actors.segments import segment_info
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply
@@ -44,6 +45,8 @@ def initial_policy(campaign: Campaign) -> Policy:
         version=1,
         price_per_segment_micros=campaign.price_per_segment_micros,
         cooldown_ms=campaign.cooldown_ms,
+        allowed_countries=(campaign.country,),
+        pacing=campaign.pacing,
     )
 
 
@@ -62,6 +65,7 @@ class CampaignState:
     approved: int = 0
     denied: int = 0
     seq: int = 0
+    pacing: PacingState = field(default_factory=PacingState)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
@@ -112,6 +116,10 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = "budget_exhausted"
     elif state.balance_micros - cost.cost_micros < state.policy.reserve_micros:
         reason = "reserve_reached"
+    elif state.policy.pacing and (paced := pacing_check(
+            state.pacing, cost.cost_micros, state.balance_micros, state.policy.reserve_micros,
+            command.occurred_at, campaign.ends_at)) is not None:
+        reason = paced  # "daily_allowance" | "hourly_allowance"
     else:
         return [
             ReplyApproved(
@@ -168,6 +176,8 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.balance_micros = event.balance_after_micros
         state.spent_micros += event.cost_micros
         state.approved += 1
+        # Tracked even with pacing off, so switching it on mid-day counts the day's spend.
+        pacing_apply(state.pacing, event.cost_micros, event.occurred_at)
     elif isinstance(event, ReplyDenied):
         state.denied += 1
     elif isinstance(event, PolicyChanged):

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from actors.campaign import CampaignState, idempotency_key
+from actors.pacing import PacingState
 from schemas import codec
 from schemas.policy import Policy
 
@@ -30,6 +31,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "approved": state.approved,
         "denied": state.denied,
         "policy": state.policy.to_dict(),
+        "pacing": state.pacing.to_dict(),
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     })
@@ -41,7 +43,8 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
     state = CampaignState(
         campaign_id=raw["campaign_id"],
         balance_micros=raw["balance_micros"],
-        policy=Policy(**raw["policy"]),
+        policy=Policy.from_dict(raw["policy"]),
+        pacing=PacingState.from_dict(raw["pacing"]),
         spent_micros=raw["spent_micros"],
         credited_micros=raw["credited_micros"],
         approved=raw["approved"],

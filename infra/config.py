@@ -12,7 +12,8 @@ Example (see ``infra/campaigns.example.toml``)::
     start = 2017-10-16              # first day (UTC), inclusive
     end = 2018-10-15                # last day (UTC), inclusive
     # optional: country = "FR" (default: from the number), originator = "AntiRelou"
-    # (default: the number), cooldown_days = 30 (default: never answer a sender twice)
+    # (default: the number), cooldown_days = 30 (default: never answer a sender twice),
+    # pacing = false (default true: spread the budget over the campaign's days)
 
 Errors::
 
@@ -36,7 +37,7 @@ from schemas.events import MICROS_PER_EUR
 _DAY_MS = 86_400_000
 _KNOWN = {
     "id", "number", "reply_text", "language", "budget_eur", "price_per_segment_eur",
-    "start", "end", "country", "originator", "cooldown_days",
+    "start", "end", "country", "originator", "cooldown_days", "pacing",
 }
 
 
@@ -97,6 +98,9 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
     cooldown = t.get("cooldown_days")
     if cooldown is not None and (not isinstance(cooldown, int | float) or cooldown <= 0):
         raise ConfigError(f"{where}: 'cooldown_days' must be a positive number")
+    pacing = t.get("pacing", True)
+    if not isinstance(pacing, bool):
+        raise ConfigError(f"{where}: 'pacing' must be true or false")
     return Campaign(
         id=cid,
         number=number,
@@ -109,6 +113,7 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
         ends_at=_epoch_ms(end) + _DAY_MS,
         originator=str(t.get("originator") or number),
         cooldown_ms=None if cooldown is None else int(cooldown * _DAY_MS),
+        pacing=pacing,
     )
 
 

@@ -21,3 +21,4 @@ class Campaign:
     ends_at: int  # epoch ms, exclusive
     originator: str  # what the reply shows as its sender (number or alphanumeric id)
     cooldown_ms: int | None = None  # None: a sender is never answered twice
+    pacing: bool = True  # spread the budget over the campaign's days (policy, changeable live)

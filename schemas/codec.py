@@ -111,3 +111,9 @@ def _approved_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 @upcaster("ReplyDenied", 1)
 def _denied_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "policy_version": 1}
+
+
+@upcaster("TextReceived", 1)
+def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Before v2 the edge did not classify numbers: "unknown" skips the number rules.
+    return {**payload, "number_kind": "unknown", "country": None, "prefix": ""}

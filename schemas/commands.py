@@ -25,6 +25,9 @@ class ScreenText:
     body: str
     occurred_at: int
     reply_to: str
+    number_kind: str = "unknown"  # see TextReceived
+    country: str | None = None
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)

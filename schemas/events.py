@@ -28,13 +28,19 @@ class TextReceived:
     """An inbound text accepted by the webhook and routed to a campaign."""
 
     TYPE = "TextReceived"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added the number facts
 
     message_id: str
     campaign_id: str
     sender: str
     body: str
     occurred_at: int
+    # Facts about the sender's number, established at the edge (where it is in clear):
+    # kind "mobile" | "fixed_line" | "premium_rate" | "short_code" | ... | "invalid"
+    # ("unknown" for v1 events); prefix is the coarse range "33-612", never a number.
+    number_kind: str
+    country: str | None
+    prefix: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ A ``Policy`` is what the decision core reads besides the state: price per segmen
 reserve (a budget floor that is never spent) and the per-sender cooldown. Version 1 comes
 from the campaign file; every ``PolicyChanged`` event makes the next version.
 
-Operators write changes as ``key=value`` in EUR and days (``price_per_segment_eur=0.07``,
-``reserve_eur=50``, ``cooldown_days=30`` or ``cooldown_days=never``); the events hold them in
-the core's units (micro-euros, milliseconds).
+Operators write changes as ``key=value`` in EUR, days and minutes (``price_per_segment_eur=0.07``,
+``reserve_eur=50``, ``cooldown_days=30`` or ``never``, ``allowed_countries=FR,BE``,
+``blocked_prefixes=33-756,33-757``, ``sender_burst=5``, ``sender_period_minutes=10``,
+``filter_test_texts=false``, ``pacing=false``); the events hold them in the core's units
+(micro-euros, milliseconds).
 
 Errors::
 
@@ -27,20 +29,40 @@ class PolicyError(ValueError):
     pass
 
 
+TUPLE_FIELDS = ("allowed_countries", "blocked_prefixes")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: int
     price_per_segment_micros: int
     reserve_micros: int = 0
     cooldown_ms: int | None = None  # None: never answer a sender twice
+    # Who may be answered: valid mobile numbers of these countries (the campaign's own by
+    # default), outside these coarse ranges ("33-756": country code - 3 national digits).
+    allowed_countries: tuple[str, ...] = ()
+    blocked_prefixes: tuple[str, ...] = ()
+    # A sender sending more than ``sender_burst`` texts faster than one per
+    # ``sender_period_ms`` is a flooder: logged, never answered again.
+    sender_burst: int = 5
+    sender_period_ms: int = 10 * 60_000
+    filter_test_texts: bool = True  # "test", "c'est vrai ce numéro ?" are not answered
+    pacing: bool = True  # spread the budget over the campaign's remaining days
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "price_per_segment_micros": self.price_per_segment_micros,
-            "reserve_micros": self.reserve_micros,
-            "cooldown_ms": self.cooldown_ms,
-        }
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in TUPLE_FIELDS:
+            out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        return cls(**_normalise(data))
+
+
+def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
+    # JSON gives lists; the policy holds tuples, so that equal policies compare equal.
+    return {k: tuple(v) if k in TUPLE_FIELDS and v is not None else v for k, v in changes.items()}
 
 
 # Core field -> (operator key, parser of the operator's text).
@@ -66,10 +88,48 @@ def _days(text: str, key: str) -> int | None:
     return int(days * DAY_MS)
 
 
+def _bool(text: str, key: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise PolicyError(f"{key}: {text!r} is not true or false")
+
+
+def _count(text: str, key: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise PolicyError(f"{key}: must be a whole number >= 1")
+    return int(text)
+
+
+def _minutes(text: str, key: str) -> int:
+    try:
+        minutes = Decimal(text)
+    except InvalidOperation:
+        raise PolicyError(f"{key}: {text!r} is not a number of minutes") from None
+    if minutes <= 0:
+        raise PolicyError(f"{key}: must be positive")
+    return int(minutes * 60_000)
+
+
+def _list(text: str, key: str) -> list[str]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    items = [item.strip().upper() for item in text.split(",") if item.strip()]
+    return items
+
+
 OPERATOR_KEYS = {
     "price_per_segment_eur": ("price_per_segment_micros", lambda t, k: parse_eur(t, k, True)),
     "reserve_eur": ("reserve_micros", lambda t, k: parse_eur(t, k, False)),
     "cooldown_days": ("cooldown_ms", _days),
+    "allowed_countries": ("allowed_countries", _list),
+    "blocked_prefixes": ("blocked_prefixes", _list),
+    "sender_burst": ("sender_burst", _count),
+    "sender_period_minutes": ("sender_period_ms", _minutes),
+    "filter_test_texts": ("filter_test_texts", _bool),
+    "pacing": ("pacing", _bool),
 }
 CORE_FIELDS = {field for field, _ in OPERATOR_KEYS.values()}
 
@@ -102,6 +162,15 @@ def check_changes(changes: dict[str, Any]) -> str | None:
         if field == "cooldown_ms":
             if value is not None and (not isinstance(value, int) or value <= 0):
                 return "cooldown_ms must be a positive integer or null"
+        elif field in TUPLE_FIELDS:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                return f"{field} must be a list of strings"
+        elif field in ("filter_test_texts", "pacing"):
+            if not isinstance(value, bool):
+                return f"{field} must be true or false"
+        elif field in ("sender_burst", "sender_period_ms"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                return f"{field} must be a positive integer"
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{field} must be a non-negative integer"
         elif field == "price_per_segment_micros" and value == 0:
@@ -110,7 +179,7 @@ def check_changes(changes: dict[str, Any]) -> str | None:
 
 
 def apply_changes(policy: Policy, changes: dict[str, Any], version: int) -> Policy:
-    return replace(policy, version=version, **changes)
+    return replace(policy, version=version, **_normalise(changes))
 
 
 def describe(policy: Policy) -> dict[str, Any]:
@@ -121,4 +190,10 @@ def describe(policy: Policy) -> dict[str, Any]:
         "reserve_eur": str(Decimal(policy.reserve_micros) / MICROS_PER_EUR),
         "cooldown_days": "never" if policy.cooldown_ms is None
         else str(Decimal(policy.cooldown_ms) / DAY_MS),
+        "allowed_countries": ",".join(policy.allowed_countries),
+        "blocked_prefixes": ",".join(policy.blocked_prefixes) or "none",
+        "sender_burst": policy.sender_burst,
+        "sender_period_minutes": str(Decimal(policy.sender_period_ms) / 60_000),
+        "filter_test_texts": policy.filter_test_texts,
+        "pacing": policy.pacing,
     }

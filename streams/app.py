@@ -43,6 +43,7 @@ from infra.messagebird_gateway import (
     GatewayUnavailable,
     SendResult,
 )
+from infra.numbers import classify
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
@@ -196,6 +197,7 @@ def create_app(
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
+            log.info("following %d policy change(s) on %s", end, names["policies"])
             if end == 0:
                 policies_loaded.set()
             while True:
@@ -219,14 +221,15 @@ def create_app(
             policy = live_policies[command.campaign_id]
             stored = senders_by_pseudonym.get(command.sender)
             state = SenderState.from_dict(stored) if stored else SenderState()
-            screened = decide_screening(state, command, policy.cooldown_ms, policy.version)
+            screened = decide_screening(state, command, policy)
             for event in screened:
-                evolve_sender(state, event)
+                evolve_sender(state, event, policy)
             # Reassign: the changelog only sees values that are set.
             senders_by_pseudonym[command.sender] = state.to_dict()
             received = TextReceived(
                 message_id=command.message_id, campaign_id=command.campaign_id,
                 sender=command.sender, body=command.body, occurred_at=command.occurred_at,
+                number_kind=command.number_kind, country=command.country, prefix=command.prefix,
             )
             await record([received, *screened])
             if screened[0].verdict == "forward":
@@ -272,8 +275,9 @@ def create_app(
 
     @app.agent(control)
     async def apply_controls(stream: faust.StreamT) -> None:
-        async for values in stream.take(100, within=0.05):
-            outcomes = await deciders.control([codec.decode(v) for v in values])
+        # One command at a time: operator commands are rare, and no take() buffer here.
+        async for value in stream:
+            outcomes = await deciders.control([codec.decode(value)])
             await record(outcomes, acked=True)
             for event in outcomes:
                 if isinstance(event, PolicyChanged):
@@ -355,9 +359,11 @@ def create_app(
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
+                number = classify(sms.originator)  # here, while the number is in clear
                 command = ScreenText(
                     message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
                     body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator),
+                    number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
                 await asyncio.wait_for(
                     acknowledged(inbound.send(key=sender.encode(), value=codec.encode(command))),

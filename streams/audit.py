@@ -26,7 +26,7 @@ in order within one partition; partitions may come one after another or interlea
 each recorded ``SenderScreened`` the k-th ``TextReceived`` of the same sender and message id
 becomes ``ScreenText(..., reply_to="")`` and is decided again with ``decide_screening`` on a
 per-sender ``SenderState`` (a redelivered webhook legitimately gives a second text and a
-``duplicate`` verdict). The cooldown is the one of the campaign policy version the verdict
+``duplicate`` verdict). The policy (cooldown, rates, filters) is the version the verdict
 recorded (the worker's knowledge at the time is an input): version 1 is the config, later
 versions come from the journal's ``PolicyChanged`` events. A sender whose verdict names a
 version not seen yet is set aside and replayed, in order, after the pass.
@@ -107,7 +107,7 @@ from schemas.events import (
     TextReceived,
     TextRejected,
 )
-from schemas.policy import apply_changes
+from schemas.policy import Policy, apply_changes
 from streams.screening import SenderState, decide_screening, evolve_sender
 
 DAY_MS = 86_400_000
@@ -293,14 +293,12 @@ class Audit:
         self._awaiting: dict[str, list[tuple[TextReceived, int]]] = {}
         # Senders set aside until the pass ends: [(text, text position, screened, position)].
         self._deferred: dict[str, list[tuple[TextReceived | None, int, SenderScreened, int]]] = {}
-        # Cooldown of each known policy version, per campaign: index = version - 1.
-        self._cooldowns: dict[str, list[int | None]] = {}
+        # Each known policy version, per campaign: index = version - 1.
         self._policies: dict[str, list[Any]] = {}
         self._early_policies: dict[str, dict[int, PolicyChanged]] = {}
         for c in self.campaigns.values():
             policy = initial_policy(c)
             self._policies[c.id] = [policy]
-            self._cooldowns[c.id] = [policy.cooldown_ms]
         self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
         self._unknown_denials: list[tuple[int, ReplyDenied]] = []
@@ -316,7 +314,7 @@ class Audit:
         awaiting = self._awaiting
         deferred = self._deferred
         senders = self._senders
-        cooldowns = self._cooldowns
+        policies = self._policies
         forwarded = self._forwarded
         campaign_events = self._campaign_events
         flat = self._tally.flat
@@ -385,12 +383,12 @@ class Audit:
                     if deferred and sender in deferred:
                         deferred[sender].append((text, text_pos, ev, pos))
                         continue
-                    known = cooldowns.get(ev.campaign_id)
+                    known = policies.get(ev.campaign_id)
                     version = ev.policy_version
                     if known is not None and 0 < version <= len(known):
-                        cooldown = known[version - 1]
+                        policy = known[version - 1]
                     elif known is None and version == 1:
-                        cooldown = None  # a campaign the config does not know
+                        policy = UNKNOWN_CAMPAIGN_POLICY  # a campaign the config does not know
                     else:
                         deferred[sender] = [(text, text_pos, ev, pos)]
                         continue
@@ -400,13 +398,9 @@ class Audit:
                     state = senders.get(sender)
                     if state is None:
                         state = senders[sender] = SenderState()
-                    expected = decide_screening(
-                        state,
-                        ScreenText(mid, text.campaign_id, sender, text.body, text.occurred_at, ""),
-                        cooldown, version,
-                    )
+                    expected = decide_screening(state, _screen(text, sender), policy)
                     for e in expected:
-                        evolve_sender(state, e)
+                        evolve_sender(state, e, policy)
                     if expected[0] != ev:
                         self._screening_mismatch("screening", mid, expected[0], ev, pos)
                 elif t is ReplyApproved or t is ReplyDenied:
@@ -470,7 +464,6 @@ class Audit:
         while len(chain) + 1 in early:
             nxt = early.pop(len(chain) + 1)
             chain.append(apply_changes(chain[-1], nxt.changes, nxt.version))
-            self._cooldowns[ev.campaign_id].append(chain[-1].cooldown_ms)
 
     def _replay_deferred(self) -> None:
         """Senders whose verdict named a policy version not yet seen, now all are known."""
@@ -478,27 +471,23 @@ class Audit:
         for sender, items in self._deferred.items():
             state = self._senders.setdefault(sender, SenderState())
             for text, _, ev, pos in items:
-                known = self._cooldowns.get(ev.campaign_id)
+                known = self._policies.get(ev.campaign_id)
                 version = ev.policy_version
                 if known is not None and 0 < version <= len(known):
-                    cooldown = known[version - 1]
+                    policy = known[version - 1]
                 elif known is None and version == 1:
-                    cooldown = None
+                    policy = UNKNOWN_CAMPAIGN_POLICY
                 else:
                     self._screening_mismatch("unknown_policy_version", ev.message_id, None, ev, pos)
-                    evolve_sender(state, ev)  # nothing to decide with: keep what was recorded
+                    # Nothing to decide with: keep what was recorded.
+                    evolve_sender(state, ev, known[-1] if known else UNKNOWN_CAMPAIGN_POLICY)
                     continue
                 if text is None:
                     self._screening_mismatch("screening_without_text", ev.message_id, None, ev, pos)
                     continue
-                expected = decide_screening(
-                    state,
-                    ScreenText(ev.message_id, text.campaign_id, sender, text.body,
-                               text.occurred_at, ""),
-                    cooldown, version,
-                )
+                expected = decide_screening(state, _screen(text, sender), policy)
                 for e in expected:
-                    evolve_sender(state, e)
+                    evolve_sender(state, e, policy)
                 if expected[0] != ev:
                     self._screening_mismatch("screening", ev.message_id, expected[0], ev, pos)
         self._deferred.clear()
@@ -677,17 +666,10 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             sender = senders.get(ev.sender)
             if sender is None:
                 sender = senders[ev.sender] = SenderState()
-            if state is not None:
-                cooldown, version = state.policy.cooldown_ms, state.policy.version
-            else:
-                cooldown, version = None, 1
-            screened = decide_screening(
-                sender,
-                ScreenText(ev.message_id, cid, ev.sender, ev.body, ev.occurred_at, ""),
-                cooldown, version,
-            )
+            policy = state.policy if state is not None else UNKNOWN_CAMPAIGN_POLICY
+            screened = decide_screening(sender, _screen(ev, ev.sender), policy)
             for e in screened:
-                evolve_sender(sender, e)
+                evolve_sender(sender, e, policy)
             verdict = screened[0]
             if verdict.verdict != "forward":
                 s = day(cid, ev.occurred_at)
@@ -717,6 +699,15 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
 
 
 # --- rendering ----------------------------------------------------------------------------
+
+
+# Screening policy for a campaign the config does not know (its decisions mismatch anyway).
+UNKNOWN_CAMPAIGN_POLICY = Policy(version=1, price_per_segment_micros=1)
+
+
+def _screen(text: TextReceived, sender: str) -> ScreenText:
+    return ScreenText(text.message_id, text.campaign_id, sender, text.body, text.occurred_at, "",
+                      text.number_kind, text.country, text.prefix)
 
 
 def _day_iso(day: int) -> str:

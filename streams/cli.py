@@ -213,7 +213,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
                                 snapshot_topic=names["snapshots"], n_shards=args.shards,
                                 namespace=args.app_id)
-        infos = asyncio.run(shards.info())
+        # Synchronous on purpose: an event loop run here, before Faust's, would be the one
+        # Ray's awaitable refs bind to, and the agents' awaits could then hang.
+        infos = shards.info_now()
         log.info("campaign shards recovered %d campaign(s) from snapshots and %d journal "
                  "events after them", sum(i["from_snapshots"] for i in infos),
                  sum(i["recovered"] for i in infos))

@@ -27,7 +27,7 @@ from schemas.events import (
 )
 from schemas.policy import apply_changes
 from streams import cli
-from streams.audit import audit, render_text, to_json, what_if
+from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
 from streams.screening import SenderState, decide_screening, evolve_sender
 
 T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
@@ -37,11 +37,11 @@ REPLY = "Non, c'est non. Laissez-la tranquille."  # 1 GSM-7 segment
 
 
 def campaign(cid="paris", budget=350_000, price=100_000, cooldown=None, reply=REPLY,
-             starts_at=T0, ends_at=T0 + 60 * DAY):
+             starts_at=T0, ends_at=T0 + 60 * DAY, pacing=False):
     return Campaign(id=cid, number="3364463000" + str(len(cid) % 10), reply_text=reply,
                     language="fr", country="FR", budget_micros=budget,
                     price_per_segment_micros=price, starts_at=starts_at, ends_at=ends_at,
-                    originator="AntiRelou", cooldown_ms=cooldown)
+                    originator="AntiRelou", cooldown_ms=cooldown, pacing=pacing)
 
 
 def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
@@ -93,14 +93,12 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
                     live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
             continue
         mid, cid, sender, at = step
-        policy = live.get(cid)
-        cooldown, version = (policy.cooldown_ms, policy.version) if policy else (None, 1)
+        policy = live.get(cid, UNKNOWN_CAMPAIGN_POLICY)
         state = senders.setdefault(sender, SenderState())
-        screened = decide_screening(state, ScreenText(mid, cid, sender, "salut", at, "sealed"),
-                                    cooldown, version)
+        screened = decide_screening(state, ScreenText(mid, cid, sender, "salut", at, "sealed"), policy)
         for e in screened:
-            evolve_sender(state, e)
-        record([TextReceived(mid, cid, sender, "salut", at), *screened])
+            evolve_sender(state, e, policy)
+        record([TextReceived(mid, cid, sender, "salut", at, "unknown", None, ""), *screened])
         if screened[0].verdict == "forward":
             request = RequestReply(mid, cid, sender, at, "sealed")
             pending.append(request)
@@ -394,6 +392,7 @@ budget_eur = "{budget}"
 price_per_segment_eur = "0.10"
 start = 2017-10-16
 end = 2017-12-31
+pacing = false
 """
 
 

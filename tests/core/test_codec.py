@@ -42,9 +42,13 @@ def test_bad_bytes_give_a_clear_error(data, message):
         codec.decode(data)
 
 
-def test_an_old_version_is_upcast(monkeypatch):
-    # Pretend TextReceived is at v2, where v1 lacked 'body'.
-    monkeypatch.setattr(TextReceived, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(codec._UPCASTERS, ("TextReceived", 1), lambda p: {**p, "body": ""})
-    old = b'{"type":"TextReceived","v":1,"message_id":"m","campaign_id":"c","sender":"s","occurred_at":1}'
-    assert codec.decode(old) == TextReceived("m", "c", "s", "", 1)
+def test_a_version_1_text_is_upcast_with_unknown_number_facts():
+    old = (b'{"type":"TextReceived","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
+           b'"body":"","occurred_at":1}')
+    assert codec.decode(old) == TextReceived("m", "c", "s", "", 1, "unknown", None, "")
+
+
+def test_a_missing_upcaster_is_a_clear_error(monkeypatch):
+    monkeypatch.delitem(codec._UPCASTERS, ("TextReceived", 1))
+    with pytest.raises(codec.CodecError, match="no upcaster from version 1"):
+        codec.decode(b'{"type":"TextReceived","v":1}')

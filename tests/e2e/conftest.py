@@ -21,6 +21,7 @@ import requests
 
 from infra.journal import read_journal
 from infra.messagebird_local import LocalMessageBird
+from infra.numbers import classify
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
 ACCESS_KEY = "e2e_access_key"
@@ -38,6 +39,7 @@ budget_eur = "100.00"
 price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
+pacing = false
 originator = "AntiRelou"
 
 [[campaign]]
@@ -49,6 +51,7 @@ budget_eur = "50.00"
 price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
+pacing = false
 
 [[campaign]]
 id = "tiny"
@@ -59,6 +62,7 @@ budget_eur = "0.08"
 price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
+pacing = false
 """
 NUMBERS = {"paris": "33644630001", "lyon": "33644630002", "tiny": "33644630003"}
 
@@ -70,8 +74,11 @@ def free_port() -> int:
 
 
 def new_sender() -> str:
-    """A fresh, plausible French mobile number per test (never reused across tests)."""
-    return "336" + str(uuid.uuid4().int % 10**8).zfill(8)
+    """A fresh French mobile number, valid per phonenumbers, never reused across tests."""
+    while True:
+        number = "336" + str(uuid.uuid4().int % 10**8).zfill(8)
+        if classify(number).kind == "mobile":  # about 1 in 10 of these ranges is not
+            return number
 
 
 @dataclass
@@ -114,8 +121,13 @@ class Worker:
             if predicate(events):
                 return events
             if time.monotonic() > deadline:
-                tail = "\n".join(self.log_path.read_text().splitlines()[-40:])
-                raise AssertionError(f"journal condition not met in {timeout}s; worker log:\n{tail}")
+                lines = [line for line in self.log_path.read_text().splitlines()
+                         if not line.startswith(("|", "+"))]
+                tail = "\n".join(lines[-40:])
+                recent = [(e.TYPE, getattr(e, "message_id", "")[:8], getattr(e, "reason", ""))
+                          for e in events[-12:]]
+                raise AssertionError(f"journal condition not met in {timeout}s; last events "
+                                     f"{recent}; worker log:\n{tail}")
             time.sleep(0.3)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
