@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
 
+    sub.add_parser("simulate", help="replay the 2017 flood story: antirelou simulate --help")
+
     p = sub.add_parser("fake-messagebird", help="local MessageBird-compatible REST server")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--access-key", default="test_key")
@@ -123,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # its own options: see streams/simulate.py
+        from streams import simulate
+
+        return simulate.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
