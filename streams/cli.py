@@ -152,6 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def ucs2_warning(text: str) -> str | None:
+    """Say which characters force UCS-2 and what GSM-7 would have cost, if any do."""
+    from actors.segments import segment_info
+
+    info = segment_info(text)
+    if not info.offending:
+        return None
+    chars = " ".join(repr(ch) for ch in info.offending)
+    plain = segment_info("".join("'" if ch in "\u2018\u2019" else '"' if ch in "\u00ab\u00bb\u201c\u201d"
+                                 else ch for ch in text))
+    hint = (f"; with straight quotes it would be {plain.segments} GSM-7 segment(s)"
+            if plain.encoding == "GSM-7" else "")
+    return (f"the reply text uses UCS-2 because of {chars}: {info.segments} segment(s) "
+            f"per reply{hint}")
+
+
 def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
     # Policies are few and must be read in order by every worker; snapshots are one record
     # per campaign: one partition each.
@@ -244,6 +260,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
                   f"EUR {c.budget_micros / MICROS_PER_EUR:.2f}, reply {cost.segments} "
                   f"{cost.encoding} segment(s) = EUR {cost.cost_micros / MICROS_PER_EUR:.4f}",
                   flush=True)
+            warning = ucs2_warning(c.reply_text)
+            if warning:
+                print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
         if isinstance(gateway, DryRunGateway):
             print("antirelou: *** DRY RUN: MESSAGEBIRD_ACCESS_KEY is not set; replies are "
                   "journaled but NO SMS IS SENT ***", flush=True)

@@ -59,3 +59,12 @@ def test_missing_file_and_bad_toml_are_clear(tmp_path):
     bad.write_text("[[campaign]\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_campaigns(bad)
+
+
+def test_a_curly_apostrophe_in_a_reply_is_warned_about_with_the_gsm_cost():
+    from streams.cli import ucs2_warning
+
+    assert ucs2_warning("Non, c'est non.") is None
+    warning = ucs2_warning("Non, c\u2019est non. " * 10)
+    assert "\u2019" in warning and "with straight quotes it would be" in warning
+    assert "UCS-2" in ucs2_warning("\u00ab Non \u00bb \U0001F600")
