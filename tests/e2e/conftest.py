@@ -3,7 +3,6 @@ the run's Ray session and a local MessageBird-compatible server."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import socket
@@ -15,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-import jwt
 import pytest
 import requests
 
 from infra.journal import read_journal
 from infra.messagebird_local import LocalMessageBird
 from infra.numbers import classify
+from streams.simulate import sign_webhook
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
 ACCESS_KEY = "e2e_access_key"
@@ -143,12 +142,8 @@ class Worker:
 
 
 def sign(url: str, body: bytes, key: str) -> str:
-    now = int(time.time())
-    claims = {"iss": "MessageBird", "nbf": now, "exp": now + 60, "jti": uuid.uuid4().hex,
-              "url_hash": hashlib.sha256(url.encode()).hexdigest()}
-    if body:
-        claims["payload_hash"] = hashlib.sha256(body).hexdigest()
-    return jwt.encode(claims, key, algorithm="HS256")
+    """Sign as MessageBird does (the simulator's signer, so both stay one)."""
+    return sign_webhook(url, body, key)
 
 
 def of(events, message_id, type_name=None):
