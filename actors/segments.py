@@ -30,6 +30,7 @@ __all__ = [
     "SegmentInfo",
     "segment_info",
     "count_segments",
+    "segments_as",
 ]
 
 GSM7 = "GSM-7"
@@ -132,3 +133,11 @@ def segment_info(text: str) -> SegmentInfo:
 def count_segments(text: str) -> int:
     """Number of SMS parts ``text`` costs (0 for the empty text)."""
     return segment_info(text).segments
+
+
+def segments_as(text: str, encoding: str) -> int:
+    """Parts ``text`` costs when sent in ``encoding`` whatever it holds (a gateway's forced
+    ``plain`` substitutes a non-GSM character with one septet; ``unicode`` always UCS-2)."""
+    if encoding == UCS2:
+        return _pack((_utf16_units(ch) for ch in text), _UCS2_SINGLE, _UCS2_PER_PART)[1]
+    return _pack((_gsm7_cost(ch) for ch in text), _GSM7_SINGLE, _GSM7_PER_PART)[1]

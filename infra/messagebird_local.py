@@ -46,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from actors.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
+
 __all__ = [
     "GSM7_BASIC",
     "GSM7_EXTENSION",
@@ -55,55 +57,23 @@ __all__ = [
     "message_parts",
 ]
 
-# 3GPP TS 23.038 GSM 7-bit default alphabet (basic table), in code order 0x00..0x7F.
-# 0x1B is the escape to the extension table and is not a character of its own.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"  # 0x1B (escape) sits between Ξ and Æ
-    " !\"#¤%&'()*+,-./"
-    "0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNO"
-    "PQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmno"
-    "pqrstuvwxyzäöñüà"
-)
-# Extension table (each costs an escape septet plus its own: 2 septets).
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
-
-_GSM7_SINGLE, _GSM7_CONCAT = 160, 153
-_UCS2_SINGLE, _UCS2_CONCAT = 70, 67
 
 
 def is_gsm7(text: str) -> bool:
     """True if every character of ``text`` is in the GSM-7 basic or extension table."""
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
-
-
-def _split_units(costs: list[int], single: int, concat: int) -> int:
-    """Parts needed for characters of the given unit costs (a character is never split)."""
-    if sum(costs) <= single:
-        return 1
-    parts, used = 1, 0
-    for cost in costs:
-        if used + cost > concat:
-            parts += 1
-            used = 0
-        used += cost
-    return parts
+    return not segment_info(text).offending
 
 
 def message_parts(body: str, datacoding: str = "auto") -> tuple[int, str]:
-    """Return ``(parts, effective_datacoding)`` for an SMS body.
+    """Return ``(parts, effective_datacoding)`` for an SMS body, as MessageBird counts them.
 
     ``datacoding`` is MessageBird's parameter: ``plain``, ``unicode`` or ``auto``.
-    The effective one is ``"plain"`` (GSM-7) or ``"unicode"`` (UCS-2).
+    The effective one is ``"plain"`` (GSM-7) or ``"unicode"`` (UCS-2). The counting is the
+    decision core's (``actors.segments``), so what we charge and what the server bills agree.
     """
     if datacoding == "unicode" or (datacoding != "plain" and not is_gsm7(body)):
-        # UTF-16 code units: a character outside the BMP (emoji) takes two.
-        costs = [2 if ord(c) > 0xFFFF else 1 for c in body]
-        return _split_units(costs, _UCS2_SINGLE, _UCS2_CONCAT), "unicode"
-    costs = [2 if c in GSM7_EXTENSION else 1 for c in body]
-    return _split_units(costs, _GSM7_SINGLE, _GSM7_CONCAT), "plain"
+        return max(1, segments_as(body, UCS2)), "unicode"
+    return max(1, segments_as(body, GSM7)), "plain"
 
 
 def _now_iso() -> str:
