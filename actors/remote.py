@@ -151,6 +151,3 @@ class CampaignShards:
     def info_now(self) -> list[dict[str, int]]:
         """Blocking ``info`` for start-up, outside any event loop."""
         return list(ray.get([actor.info.remote() for actor in self._actors]))
-
-    async def info(self) -> list[dict[str, int]]:
-        return list(await asyncio.gather(*(self._call(i, "info") for i in range(self.n_shards))))
