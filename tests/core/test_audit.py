@@ -74,7 +74,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
                 sent.add(d.message_id)
                 if d.message_id in fail:
                     record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayError: no",
-                                        False, d.occurred_at + 5_000)])
+                                        False, d.occurred_at + 5_000, 1)])
                 else:
                     record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb-" + d.message_id,
                                       None, True, d.occurred_at + 5_000)])
