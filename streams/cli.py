@@ -286,6 +286,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        for name in filter(None, (_env("ANTIRELOU_DEBUG_LOGGERS") or "").split(",")):
+            logging.getLogger(name.strip()).setLevel(logging.DEBUG)  # e.g. aiokafka.consumer
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
