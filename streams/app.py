@@ -63,7 +63,7 @@ log = logging.getLogger("antirelou")
 
 WEBHOOK_PATH = "/webhooks/messagebird/sms"
 STATUS_PATH = "/webhooks/messagebird/status"  # delivery reports (GET), ?campaign=<id>
-ACK_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 10.0  # default of Settings.ack_timeout_s
 
 
 def topic_names(app_id: str) -> dict[str, str]:
@@ -115,6 +115,10 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 5.0
+    # How long the webhook waits for the broker's ack before answering 503 (MessageBird
+    # then retries): short enough that its own request does not time out first.
+    ack_timeout_s: float = ACK_TIMEOUT_S
+    redelivery_check_s: float = 2.0  # see redeliver_dropped_records
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,6 +151,10 @@ def create_app(
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
+        # A worker that dies (kill -9) gives its partitions up after 10 s, not Faust's 60.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        broker_request_timeout=15.0,
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -413,7 +421,7 @@ def create_app(
                     await asyncio.wait_for(
                         acknowledged(journal.send(key=rejected.recipient.encode(),
                                                   value=codec.encode(rejected))),
-                        ACK_TIMEOUT_S,
+                        settings.ack_timeout_s,
                     )
                     err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
                                      "recipient", status=404)
@@ -427,7 +435,7 @@ def create_app(
                 )
                 await asyncio.wait_for(
                     acknowledged(inbound.send(key=sender.encode(), value=codec.encode(command))),
-                    ACK_TIMEOUT_S,
+                    settings.ack_timeout_s,
                 )
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
@@ -467,11 +475,11 @@ def create_app(
             )
             try:
                 await asyncio.wait_for(acknowledged(journal.send(
-                    key=sender.encode(), value=codec.encode(fact))), ACK_TIMEOUT_S)
+                    key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
                 if report.price_micros is not None and report.currency in (None, "EUR"):
                     await asyncio.wait_for(settle(SettleReply(
                         report.reference, report.campaign_id, sender, "priced",
-                        report.price_micros, at)), ACK_TIMEOUT_S)
+                        report.price_micros, at)), settings.ack_timeout_s)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)

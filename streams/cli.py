@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
                        help="seconds sends wait once MessageBird failed 5 times in a row "
                        "[ANTIRELOU_BREAKER_COOLDOWN_S]")
+        p.add_argument("--ack-timeout", type=float,
+                       default=float(_env("ANTIRELOU_ACK_TIMEOUT_S", "10")),
+                       help="seconds the webhook waits for the broker before answering 503 "
+                       "[ANTIRELOU_ACK_TIMEOUT_S]")
         p.add_argument("--insecure-dev", action="store_true",
                        default=_env("ANTIRELOU_INSECURE_DEV") == "1",
                        help="accept unsigned webhooks when no signing key is set (development)")
@@ -265,6 +269,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
                              or f"http://{args.web_host}:{args.web_port}"),
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
+            ack_timeout_s=args.ack_timeout,
         )
         app = create_app(settings, shards, gateway)
 
@@ -286,8 +291,6 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
-        for name in filter(None, (_env("ANTIRELOU_DEBUG_LOGGERS") or "").split(",")):
-            logging.getLogger(name.strip()).setLevel(logging.DEBUG)  # e.g. aiokafka.consumer
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

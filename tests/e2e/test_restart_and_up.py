@@ -47,11 +47,6 @@ def test_a_restarted_worker_recovers_balances_from_the_snapshots(
         stop_worker(second)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug: after a worker restart on the same consumer group, the Faust consumer "
-    "sometimes stops fetching one or both sms-received partitions (about half the runs "
-    "since the live-policy change d375375; not the control agent, not the acked journal "
-    "writes, not the policy follower). Tracked for the reliability issue."))
 def test_texts_flow_after_a_worker_restart(tmp_path, kafka, ray_address, messagebird):
     env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
     first = start_worker(tmp_path, kafka, ray_address, env)

@@ -1,0 +1,134 @@
+"""Faults that really kill things: the Faust worker (kill -9) during a flood of webhooks, and
+the broker (stopped, restarted) under a running worker.
+
+Each test has its own deployment (app id); the broker test has its own broker, so the run's
+shared broker is never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from infra.broker import EmbeddedBroker
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    new_sender,
+    of,
+    start_worker,
+    stop_worker,
+)
+
+pytestmark = pytest.mark.services
+
+
+def post_quietly(worker, **kw):
+    """POST a text; the status code, or None when the worker did not answer."""
+    try:
+        r = worker.post(**kw)
+    except requests.RequestException:
+        return None, None
+    return r.status_code, r.message_id
+
+
+def screening_decisions(events, message_id):
+    # A "duplicate" verdict is the core recognising a redelivered copy, not a decision.
+    return {(e.verdict, e.reason) for e in of(events, message_id, "SenderScreened")
+            if e.reason != "duplicate"}
+
+
+def audit_exit(worker) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "audit", "--kafka", worker.kafka,
+         "--app-id", worker.app_id, "--config", str(worker.config)],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_kill_9_of_the_worker_during_a_flood_loses_and_doubles_nothing(
+        tmp_path, kafka, ray_address, messagebird):
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
+    first = start_worker(tmp_path, kafka, ray_address, env)
+    senders = [new_sender() for _ in range(30)]
+    flood = [s for s in senders for _ in range(3)]  # three texts each: one reply each
+
+    acknowledged: list[str] = []
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post_quietly, first, sender=s) for s in flood[:45]]
+        time.sleep(0.3)
+        os.killpg(first.process.pid, signal.SIGKILL)  # mid-flood, no goodbye
+        first.process.wait(10)
+        for f in futures:
+            status, mid = f.result()
+            if status == 200:
+                acknowledged.append(mid)
+    second = start_worker(tmp_path, kafka, ray_address, env, app_id=first.app_id)
+    try:
+        for s in flood[45:]:
+            r = second.post(sender=s)
+            assert r.status_code == 200, r.text
+            acknowledged.append(r.message_id)
+        events = second.wait_for(
+            lambda ev: all(screening_decisions(ev, m) for m in acknowledged), timeout=120)
+        # Every acknowledged text: exactly one screening decision.
+        assert all(len(screening_decisions(events, m)) == 1 for m in acknowledged)
+        # No reply twice: at most one SMS per sender, and one per approved sender once sent.
+        time.sleep(2)
+        events = second.journal()
+        for s in senders:
+            assert len([m for m in messagebird.messages if s in m["recipients"]]) <= 1
+        sent = {e.message_id for e in events if e.TYPE == "ReplySent"}
+        assert len(sent) == len({m["reference"] for m in messagebird.messages
+                                 if m["reference"] in {e.message_id for e in events}})
+        done = audit_exit(second)
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        stop_worker(second)
+
+
+def test_a_stopped_broker_gets_503s_and_loses_nothing_acknowledged(
+        tmp_path, ray_address, messagebird):
+    broker = EmbeddedBroker(tmp_path / "kafka").start()
+    try:
+        env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+               "MESSAGEBIRD_ENDPOINT": messagebird.endpoint, "ANTIRELOU_ACK_TIMEOUT_S": "3"}
+        worker = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
+        try:
+            acknowledged = []
+            for _ in range(3):
+                r = worker.post(sender=new_sender())
+                assert r.status_code == 200, r.text
+                acknowledged.append(r.message_id)
+            worker.wait_for(lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged))
+            time.sleep(1.5)  # noida-db persists about once a second
+
+            broker.stop()
+            while_down = [post_quietly(worker, sender=new_sender()) for _ in range(3)]
+            assert [status for status, _ in while_down] == [503, 503, 503]
+
+            broker.restart()
+            deadline = time.monotonic() + 90
+            while True:  # the worker's producer reconnects on its own
+                status, mid = post_quietly(worker, sender=new_sender())
+                if status == 200:
+                    acknowledged.append(mid)
+                    break
+                assert time.monotonic() < deadline, "the webhook never recovered"
+                time.sleep(1)
+            for _ in range(3):
+                r = worker.post(sender=new_sender())
+                assert r.status_code == 200, r.text
+                acknowledged.append(r.message_id)
+            events = worker.wait_for(
+                lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged), timeout=120)
+            assert all(of(events, m, "TextReceived") for m in acknowledged)
+        finally:
+            stop_worker(worker)
+    finally:
+        broker.stop()
