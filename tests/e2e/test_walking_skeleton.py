@@ -26,7 +26,7 @@ def test_first_text_gets_exactly_one_reply(worker, messagebird):
     mid = response.message_id
     events = worker.wait_for(lambda ev: of(ev, mid, "ReplySent"))
     assert [e.TYPE for e in of(events, mid)] == [
-        "TextReceived", "SenderScreened", "ReplyApproved", "ReplySent"]
+        "TextReceived", "SenderScreened", "ReplyApproved", "ReplyAttempted", "ReplySent"]
     (message,) = sent_to(messagebird, sender)
     assert (message["body"], message["reference"], message["originator"]) == (
         REPLY_PARIS, mid, "AntiRelou")
