@@ -277,6 +277,13 @@ def create_app(
 
     @app.timer(interval=settings.snapshot_interval_s, on_leader=True)
     async def snapshot_campaigns() -> None:
+        try:
+            await take_snapshots()
+        except Exception as exc:  # noqa: BLE001 - a timer that raises stops the worker
+            log.warning("campaign snapshot skipped (%s: %s); next try in %g s",
+                        type(exc).__name__, exc, settings.snapshot_interval_s)
+
+    async def take_snapshots() -> None:
         # Offsets first, states second: every event after the snapshot lies after them.
         offsets = await end_offsets(settings.kafka, names["journal"])
         for state in await deciders.snapshot():
@@ -487,6 +494,53 @@ def create_app(
                                   "message": "the report could not be stored; retry"},
                                  status=503)
             return self.json({"status": "accepted", "reference": report.reference})
+
+    # Faust 0.15.3 sometimes drops records it has already taken from aiokafka (seen after a
+    # worker restart on an existing group: aiokafka's position moves past a text that no
+    # agent ever gets, and nothing fetches it again until the next rebalance). This timer
+    # finds a source partition whose fetch position has been ahead of what Faust handed to
+    # the agents, with nothing of it pending, for two ticks in a row, and seeks it back to
+    # the first undelivered offset. Redelivery is harmless: every agent is idempotent.
+    sources = {names["inbound"], names["requests"], names["outbound"], names["control"]}
+    suspects: dict[Any, tuple[int, int]] = {}
+    app.antirelou_redelivered = 0  # type: ignore[attr-defined]
+
+    @app.timer(interval=settings.redelivery_check_s)
+    async def redeliver_dropped_records() -> None:
+        try:
+            await check_for_dropped_records()
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
+            log.info("check for undelivered records skipped: %s", type(exc).__name__)
+            suspects.clear()
+
+    async def check_for_dropped_records() -> None:
+        consumer = app.consumer
+        if app.rebalancing or not consumer.flow_active:
+            suspects.clear()
+            return
+        pending = {message.tp for message in consumer.unacked}
+        for tp in consumer.assignment():
+            if tp.topic not in sources or tp in pending:
+                suspects.pop(tp, None)
+                continue
+            # The last offset handed to the agents (Faust's monitor, not moved by seeks),
+            # else where this assignment started: the committed offset or the beginning.
+            last = app.monitor.tp_read_offsets.get(tp)
+            expected = last + 1 if last is not None else consumer._committed_offset.get(tp)
+            if expected is None:
+                expected = (await consumer.earliest_offsets(tp)).get(tp)
+            position = await consumer.position(tp)
+            if expected is None or position is None or position <= expected:
+                suspects.pop(tp, None)
+                continue
+            if suspects.get(tp) != (position, expected):
+                suspects[tp] = (position, expected)
+                continue
+            log.warning("%s: records %d..%d were fetched but never delivered; fetching them "
+                        "again", tp, expected, position - 1)
+            await consumer.seek_wait({tp: expected})
+            suspects.pop(tp, None)
+            app.antirelou_redelivered += position - expected  # type: ignore[attr-defined]
 
     @app.page("/health")
     class Health(View):
