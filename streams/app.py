@@ -58,7 +58,14 @@ from schemas.events import (
 )
 from schemas.policy import Policy, apply_changes
 from streams.screening import SenderState, decide_screening, evolve_sender
-from streams.webhook import BadRequest, SignatureVerifier, WebhookError, parse_inbound
+from streams.webhook import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    SignatureVerifier,
+    Unauthorized,
+    WebhookError,
+    parse_inbound,
+)
 
 log = logging.getLogger("antirelou")
 
@@ -330,15 +337,38 @@ def create_app(
         fut = await send
         await fut
 
+    async def read_bounded(request: Request) -> bytes:
+        # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
+        # JSON, and never buffer more than one byte past the limit.
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+        chunks, size = [], 0
+        while size <= MAX_BODY_BYTES:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+        return b"".join(chunks)
+
+    def signed_url(request: Request) -> str:
+        try:
+            return (settings.public_url.rstrip("/") + request.path_qs
+                    if settings.public_url else str(request.url))
+        except ValueError:  # a Host header yarl cannot build a URL from
+            raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
+
     @app.page(WEBHOOK_PATH)
     class InboundWebhook(View):
         async def post(self, request: Request) -> Response:
-            raw = await request.read()
+            claims: dict[str, Any] = {}
             try:
+                raw = await read_bounded(request)
                 if verifier is not None:
-                    url = (settings.public_url.rstrip("/") + request.path_qs
-                           if settings.public_url else str(request.url))
-                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"), url, raw)
+                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                             signed_url(request), raw)
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
@@ -371,6 +401,10 @@ def create_app(
                 )
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
+                if verifier is not None and claims:
+                    # Not stored: MessageBird's retry may carry the same token; the screening
+                    # still refuses a text stored twice (duplicate message id).
+                    verifier.forget(claims["jti"])
                 return self.json(
                     {"error": "unavailable", "message": "the text could not be stored; retry"},
                     status=503,
