@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,11 +44,13 @@ from infra.messagebird_gateway import (
     SendResult,
 )
 from infra.numbers import classify
+from infra.operators import Operator, Refusal, authorize
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, ScreenText, SendReply
 from schemas.events import (
+    ControlRefused,
     PolicyChanged,
     ReplyApproved,
     ReplyFailed,
@@ -116,6 +118,9 @@ class Settings:
     batch_window_s: float = 0.05
     send_concurrency: int = 8
     snapshot_interval_s: float = 30.0
+    # Who may send operator commands (infra.operators); with none, only an insecure dev
+    # deployment (allow_unsigned) applies them, unsigned.
+    operators: Mapping[str, Operator] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -284,7 +289,22 @@ def create_app(
     async def apply_controls(stream: faust.StreamT) -> None:
         # One command at a time: operator commands are rare, and no take() buffer here.
         async for value in stream:
-            outcomes = await deciders.control([codec.decode(value)])
+            # Checked before any shard sees it: who signed it, what they may do, how fresh.
+            now_ms = int(clock() * 1000)
+            checked = authorize(value, settings.operators, settings.app_id, now_ms,
+                                allow_unsigned=settings.allow_unsigned)
+            if isinstance(checked, Refusal):
+                log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                            checked.command_id, checked.reason, checked.operator)
+                await record([ControlRefused(
+                    command_id=checked.command_id, campaign_id=checked.campaign_id,
+                    operator=checked.operator, reason=checked.reason, occurred_at=now_ms,
+                )], acked=True)
+                continue
+            if not settings.operators:
+                log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
+                            checked.command_id)
+            outcomes = await deciders.control([checked])
             await record(outcomes, acked=True)
             for event in outcomes:
                 if isinstance(event, PolicyChanged):
