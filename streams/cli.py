@@ -222,10 +222,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from actors.remote import CampaignShards
     from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
+    from infra.operators import NO_OPERATORS, load_operators
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
-
-    from infra.operators import NO_OPERATORS, load_operators
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])

@@ -3,8 +3,9 @@
 ``submit`` writes the command to the control topic (acks=all) and waits for the campaign's
 answer in the journal (``PolicyChanged``, ``BudgetCredited`` or ``ControlRejected``, or the
 worker's ``ControlRefused`` for a command that is not signed by an operator allowed to send
-it: ``infra.operators``), so the operator sees the new policy version or the refusal. ``current_status`` rebuilds every
-campaign from the journal with the same core the workers use: no worker needs to run.
+it: ``infra.operators``), so the operator sees the new policy version or the refusal.
+``current_status`` rebuilds every campaign from the journal with the same core the workers
+use: no worker needs to run.
 """
 
 from __future__ import annotations

@@ -11,10 +11,13 @@ from infra.operators import (
     NO_OPERATORS,
     OperatorKeyError,
     Refusal,
+    _b64,
+    _private_key,
     authorize,
     new_key_pair,
     parse_operators,
     sign_command,
+    signed_bytes,
 )
 from schemas import codec
 from schemas.commands import ChangePolicy, CreditBudget, SignedControl
@@ -85,7 +88,6 @@ def test_a_command_naming_another_operator_than_its_signer_is_refused():
     assert isinstance(check(forged), Refusal)
     # And a command saying "carol" inside, signed by alice as alice: refused too.
     wire = codec.encode(credit(operator="carol"))
-    from infra.operators import _private_key, _b64, signed_bytes  # noqa: PLC0415
     sig = _b64(_private_key(ALICE_KEY).sign(signed_bytes(APP, wire)))
     refused = check(codec.encode(SignedControl("alice", wire.decode(), sig)))
     assert isinstance(refused, Refusal) and "another operator" in refused.reason
