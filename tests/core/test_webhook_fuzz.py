@@ -49,9 +49,20 @@ odd_text = st.one_of(
                      "2017-02-30T00:00:00Z", "2017-10-16T24:00:00", "2017-10-16 20:15:00 02:00",
                      "20171016T201500", "2017-W42-1", "\u0662\u0660\u0661\u0667-10-16"]),
 )
+# Number look-alikes: digits of any script (fullwidth, Arabic-Indic...), with odd signs,
+# spaces, controls around them.
+number_like = st.builds(
+    lambda pre, digits, post: pre + digits + post,
+    st.sampled_from(["", "+", " ", "\u202e", "\n", "00"]),
+    st.text(st.characters(categories=["Nd"]), min_size=5, max_size=16),
+    st.sampled_from(["", "\n", " ", "\x00", "\u200f", "#"]),
+)
+# Ids with controls and invisible characters.
+id_like = st.text(st.characters(categories=["Cc", "Cf", "Zl", "Zp", "L", "N"]), min_size=1,
+                  max_size=20)
 json_value = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
-              st.floats(allow_nan=False), odd_text,
+              st.floats(allow_nan=False), odd_text, number_like, id_like,
               st.text(string.digits, min_size=1, max_size=20)),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
                                                                 max_size=3),
@@ -159,6 +170,24 @@ def test_any_created_datetime_is_a_time_or_a_422(value):
     result = check_outcome(FORM, form_encode({**GOOD, "createdDatetime": value}))
     if isinstance(result, BadRequest):
         assert result.field in ("createdDatetime", None) or result.status == 400
+
+
+@settings(max_examples=1000, deadline=None)
+@given(number_like, st.sampled_from(["originator", "recipient"]), st.booleans())
+def test_a_number_is_ascii_digits_or_a_422_naming_the_field(value, field, as_json):
+    data = {**GOOD, field: value}
+    raw = orjson.dumps(data) if as_json else form_encode(data)
+    result = check_outcome("application/json" if as_json else FORM, raw)
+    if isinstance(result, BadRequest):
+        assert result.field == field, result.body()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(id_like)
+def test_a_message_id_is_printable_or_a_422(value):
+    result = check_outcome(FORM, form_encode({**GOOD, "id": value}))
+    if isinstance(result, BadRequest):
+        assert result.field == "id", result.body()
 
 
 def test_the_good_callback_still_parses():
