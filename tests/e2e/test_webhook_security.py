@@ -194,3 +194,25 @@ def test_a_replayed_token_is_refused_even_with_a_new_body(worker):
                              and of(ev, first.json()["message_id"], "SenderScreened"))
     assert len(of(events, first.json()["message_id"], "TextReceived")) == 1
     assert of(events, second_id) == []
+
+
+@pytest.mark.parametrize("host", [b"a:b:c", b"\xff\xfe", b"h:99999999"])
+def test_a_host_header_no_url_can_be_built_from_is_401_json(worker, host):
+    # The signed URL is built from the Host header (without --public-url); yarl refuses
+    # these (ValueError, UnicodeError), which was a 500.
+    import socket
+    from urllib.parse import urlsplit
+
+    raw = callback(new_sender())
+    where = urlsplit(worker.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as s:
+        s.sendall(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: " + host
+                  + b"\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  + b"MessageBird-Signature-JWT: x.y.z\r\nConnection: close\r\n"
+                  + b"Content-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"401", answer[:300]
+    assert b'"error":"invalid_signature"' in rest.replace(b" ", b""), answer[:300]
