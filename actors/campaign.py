@@ -1,6 +1,8 @@
 """The campaign aggregate: the pure budget decision behind the Ray campaign shards.
 
 ``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied]``,
+``decide_settlement(state, command) -> [ReplyRefunded | ReplyCostReconciled]`` (what became
+of an approved reply: not sent, so refunded; or priced by a delivery report, so reconciled),
 ``decide_control(state, command) -> [PolicyChanged | BudgetCredited | ControlRejected]`` and
 ``evolve_campaign(state, event) -> state``. No clock, no randomness, no I/O: time is the
 command's ``occurred_at``; money is integer micro-euros; the policy is part of the state and
@@ -21,13 +23,15 @@ from functools import lru_cache
 from actors.pacing import PacingState, pacing_apply, pacing_check
 from actors.segments import segment_info
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply
+from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply, SettleReply
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
     PolicyChanged,
     ReplyApproved,
+    ReplyCostReconciled,
     ReplyDenied,
+    ReplyRefunded,
 )
 from schemas.policy import Policy, apply_changes, check_changes
 
@@ -36,7 +40,11 @@ Decision = ReplyApproved | ReplyDenied
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
 REMEMBERED_DECISIONS = 50_000
-CampaignEvent = ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited
+Settlement = ReplyRefunded | ReplyCostReconciled
+CampaignEvent = (
+    ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited | ReplyRefunded
+    | ReplyCostReconciled
+)
 ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
 
@@ -51,8 +59,18 @@ def initial_policy(campaign: Campaign) -> Policy:
 
 
 def idempotency_key(event: object) -> str:
+    """The key under which a campaign remembers a decision: one decision per request, per
+    operator command, and per settlement of a reply (refund; price reconciliation)."""
+    if isinstance(event, ReplyRefunded):
+        return "refund:" + event.message_id
+    if isinstance(event, ReplyCostReconciled):
+        return "price:" + event.message_id
     message_id = getattr(event, "message_id", None)
     return message_id if message_id is not None else "cmd:" + event.command_id  # type: ignore[attr-defined]
+
+
+def settlement_key(command: SettleReply) -> str:
+    return ("refund:" if command.outcome == "failed" else "price:") + command.message_id
 
 
 @dataclass(slots=True)
@@ -64,6 +82,7 @@ class CampaignState:
     credited_micros: int = 0
     approved: int = 0
     denied: int = 0
+    refunded_micros: int = 0
     seq: int = 0
     pacing: PacingState = field(default_factory=PacingState)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
@@ -132,6 +151,35 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     return [ReplyDenied(reason=reason, balance_after_micros=state.balance_micros, **common)]
 
 
+def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settlement]:
+    """Settle an approved reply once: refund it if it was not sent, or replace its estimated
+    cost with the price a delivery report gave. A reply the campaign does not remember as
+    approved (never approved, or older than ``REMEMBERED_DECISIONS``) settles nothing; a
+    reply already refunded is not priced, and a priced one is not refunded."""
+    earlier = state.decided.get(settlement_key(command))
+    if earlier is not None:
+        return [earlier]  # type: ignore[list-item]
+    approval = state.decided.get(command.message_id)
+    if not isinstance(approval, ReplyApproved):
+        return []
+    common = dict(message_id=command.message_id, campaign_id=command.campaign_id,
+                  sender=approval.sender, seq=state.seq + 1, occurred_at=command.occurred_at)
+    refunded = "refund:" + command.message_id in state.decided
+    priced = "price:" + command.message_id in state.decided
+    if command.outcome == "failed" and not priced:
+        return [ReplyRefunded(refund_micros=approval.cost_micros,
+                              balance_after_micros=state.balance_micros + approval.cost_micros,
+                              **common)]
+    if (command.outcome == "priced" and not refunded and isinstance(command.price_micros, int)
+            and command.price_micros >= 0):
+        return [ReplyCostReconciled(
+            estimated_micros=approval.cost_micros, actual_micros=command.price_micros,
+            balance_after_micros=state.balance_micros + approval.cost_micros
+            - command.price_micros,
+            **common)]
+    return []
+
+
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
     earlier = state.decided.get("cmd:" + command.command_id)
     if earlier is not None:
@@ -185,4 +233,11 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     elif isinstance(event, BudgetCredited):
         state.balance_micros = event.balance_after_micros
         state.credited_micros += event.amount_micros
+    elif isinstance(event, ReplyRefunded):
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros -= event.refund_micros
+        state.refunded_micros += event.refund_micros
+    elif isinstance(event, ReplyCostReconciled):
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros += event.actual_micros - event.estimated_micros
     return state

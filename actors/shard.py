@@ -15,17 +15,20 @@ from actors.campaign import (
     CampaignState,
     ControlOutcome,
     Decision,
+    Settlement,
     decide_control,
     decide_reply,
+    decide_settlement,
     evolve_campaign,
     reply_cost,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply
+from schemas.commands import ControlCommand, RequestReply, SettleReply
 from schemas.events import ControlRejected, ReplyDenied
 from schemas.policy import describe
 
-CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited")
+CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
+                        "ReplyRefunded", "ReplyCostReconciled")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -52,11 +55,22 @@ class CampaignShard:
             evolve_campaign(self._states[event.campaign_id], event)
         return len(mine)
 
-    def decide(self, batch: list[RequestReply]) -> list[Decision]:
-        """Decide a batch in order; one decision per request, the same one if repeated."""
-        out: list[Decision] = []
+    def decide(self, batch: list[RequestReply | SettleReply]) -> list[Decision | Settlement]:
+        """Decide a batch in order; one decision per request, the same one if repeated.
+
+        A ``SettleReply`` in the batch settles an approved reply (refund or reconcile): zero
+        or one event, the same one if repeated.
+        """
+        out: list[Decision | Settlement] = []
         for command in batch:
             campaign = self._campaigns.get(command.campaign_id)
+            if isinstance(command, SettleReply):
+                if campaign is not None:
+                    state = self._states[command.campaign_id]
+                    for settled in decide_settlement(state, command):
+                        evolve_campaign(state, settled)
+                        out.append(settled)
+                continue
             if campaign is None:
                 out.append(_unknown_campaign(command))
                 continue
@@ -90,6 +104,7 @@ class CampaignShard:
                 "balance_micros": state.balance_micros,
                 "spent_micros": state.spent_micros,
                 "credited_micros": state.credited_micros,
+                "refunded_micros": state.refunded_micros,
                 "approved": state.approved,
                 "denied": state.denied,
                 "seq": state.seq,

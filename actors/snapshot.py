@@ -30,6 +30,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "credited_micros": state.credited_micros,
         "approved": state.approved,
         "denied": state.denied,
+        "refunded_micros": state.refunded_micros,
         "policy": state.policy.to_dict(),
         "pacing": state.pacing.to_dict(),
         "decided": [codec.to_dict(e) for e in state.decided.values()],
@@ -49,6 +50,7 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         credited_micros=raw["credited_micros"],
         approved=raw["approved"],
         denied=raw["denied"],
+        refunded_micros=raw.get("refunded_micros", 0),  # snapshots before refunds existed
         seq=raw["seq"],
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
     )

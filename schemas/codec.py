@@ -117,3 +117,9 @@ def _denied_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     # Before v2 the edge did not classify numbers: "unknown" skips the number rules.
     return {**payload, "number_kind": "unknown", "country": None, "prefix": ""}
+
+
+@upcaster("ReplyFailed", 1)
+def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Before v2 a reply was tried once.
+    return {**payload, "attempts": 1}

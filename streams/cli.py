@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ray actors holding the campaigns")
         p.add_argument("--public-url", default=_env("ANTIRELOU_PUBLIC_URL"),
                        help="base URL MessageBird calls (signature check behind a proxy)")
+        p.add_argument("--report-url", default=_env("ANTIRELOU_REPORT_URL"),
+                       help="base URL for delivery reports; default: --public-url, else the "
+                       "local web address [ANTIRELOU_REPORT_URL]")
+        p.add_argument("--send-attempts", type=int,
+                       default=int(_env("ANTIRELOU_SEND_ATTEMPTS", "6")),
+                       help="calls per reply on 5xx/429/unreachable before it fails and is "
+                       "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--breaker-cooldown", type=float,
+                       default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
+                       help="seconds sends wait once MessageBird failed 5 times in a row "
+                       "[ANTIRELOU_BREAKER_COOLDOWN_S]")
         p.add_argument("--insecure-dev", action="store_true",
                        default=_env("ANTIRELOU_INSECURE_DEV") == "1",
                        help="accept unsigned webhooks when no signing key is set (development)")
@@ -225,6 +236,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.operators import NO_OPERATORS, load_operators
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.sending import RetryPolicy
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
@@ -273,6 +285,10 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             data_dir=state_dir / "faust", signing_key=signing_key,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval, operators=operators,
+            report_base_url=(args.report_url or args.public_url
+                             or f"http://{args.web_host}:{args.web_port}"),
+            retry=RetryPolicy(max_attempts=args.send_attempts),
+            breaker_cooldown_s=args.breaker_cooldown,
         )
         app = create_app(settings, shards, gateway)
 
@@ -303,6 +319,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print(f"antirelou: WARNING operator commands will be refused: {NO_OPERATORS}",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        for name in filter(None, (_env("ANTIRELOU_DEBUG_LOGGERS") or "").split(",")):
+            logging.getLogger(name.strip()).setLevel(logging.DEBUG)  # e.g. aiokafka.consumer
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
