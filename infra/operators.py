@@ -168,7 +168,9 @@ def authorize(value: bytes, operators: Mapping[str, Operator], app_id: str, now_
         return Refusal("malformed: not a control command")
     if isinstance(message, ChangePolicy | CreditBudget):
         if allow_unsigned and not operators:
-            return message
+            return message if _well_formed(message) else Refusal(
+                "malformed: fields of the wrong type", _text(message.operator),
+                _text(message.command_id), _text(message.campaign_id))
         reason = "unsigned command" + ("" if operators else f"; {NO_OPERATORS}")
         return Refusal(reason, _text(message.operator), _text(message.command_id),
                        _text(message.campaign_id))
@@ -182,6 +184,10 @@ def authorize(value: bytes, operators: Mapping[str, Operator], app_id: str, now_
         return Refusal("malformed: the signed command does not decode", claimed)
     if not isinstance(command, ChangePolicy | CreditBudget):
         return Refusal("malformed: not a control command", claimed)
+    if not _well_formed(command):
+        # Even signed: the shards index campaigns by these fields.
+        return Refusal("malformed: fields of the wrong type", claimed,
+                       _text(command.command_id), _text(command.campaign_id))
     ids = (claimed, _text(command.command_id), _text(command.campaign_id))
     if not operators:
         return Refusal(NO_OPERATORS, *ids)
@@ -201,10 +207,19 @@ def authorize(value: bytes, operators: Mapping[str, Operator], app_id: str, now_
         return Refusal(f"operator may not change {right}", *ids)
     if operator.campaigns is not None and command.campaign_id not in operator.campaigns:
         return Refusal("operator may not operate this campaign", *ids)
-    if not isinstance(command.occurred_at, int) or abs(now_ms - command.occurred_at) > MAX_SKEW_MS:
+    if abs(now_ms - command.occurred_at) > MAX_SKEW_MS:
         return Refusal("stale: signed more than 10 minutes from now (a replay, or a clock "
                        "off)", *ids)
     return command
+
+
+def _well_formed(command: ControlCommand) -> bool:
+    common = (isinstance(command.command_id, str) and isinstance(command.campaign_id, str)
+              and isinstance(command.operator, str) and type(command.occurred_at) is int)
+    if isinstance(command, ChangePolicy):
+        return common and isinstance(command.changes, dict)
+    return (common and type(command.amount_micros) is int
+            and isinstance(command.source, str))
 
 
 def _text(value: object) -> str:

@@ -93,6 +93,19 @@ def test_a_command_naming_another_operator_than_its_signer_is_refused():
     assert isinstance(refused, Refusal) and "another operator" in refused.reason
 
 
+@pytest.mark.parametrize("command", [
+    CreditBudget("c3", ["paris"], 1, "x", "alice", NOW),
+    CreditBudget("c3", "paris", "1000000", "x", "alice", NOW),
+    CreditBudget("c3", "paris", True, "x", "alice", NOW),
+    ChangePolicy("c3", "paris", ["reserve_micros"], "alice", NOW),
+    ChangePolicy(7, "paris", {}, "alice", NOW),
+])
+def test_commands_with_fields_of_the_wrong_type_are_refused_even_signed(command):
+    assert check(signed(command)).reason.startswith("malformed")
+    unsigned = check(codec.encode(command), operators={}, allow_unsigned=True)
+    assert isinstance(unsigned, Refusal) and unsigned.reason.startswith("malformed")
+
+
 def test_a_refusal_names_the_claimed_operator_and_the_command():
     refused = check(signed(credit(operator="mallory", command_id="x9"), new_key_pair()[0]))
     assert (refused.operator, refused.command_id, refused.campaign_id) == ("mallory", "x9",
