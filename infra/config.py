@@ -15,6 +15,9 @@ Example (see ``infra/campaigns.example.toml``)::
     # (default: the number), cooldown_days = 30 (default: never answer a sender twice),
     # pacing = false (default true: spread the budget over the campaign's days)
 
+The same file declares the operators (``[[operator]]`` tables), read by
+``infra.operators.load_operators``; this module ignores them.
+
 Errors::
 
     ConfigError           the file is missing, not TOML, or a campaign is invalid

@@ -109,6 +109,24 @@ class SettleReply:
 
 ControlCommand = ChangePolicy | CreditBudget
 
+
+@dataclass(frozen=True, slots=True)
+class SignedControl:
+    """Operator: a control command as signed by its operator (``infra.operators``).
+
+    ``command`` is the command's exact wire form (what the signature covers), ``signature``
+    an Ed25519 signature in base64; no secret travels.
+    """
+
+    TYPE = "SignedControl"
+    SCHEMA_VERSION = 1
+
+    operator: str
+    command: str
+    signature: str
+
+
 COMMAND_TYPES: tuple[type, ...] = (
     ScreenText, RequestReply, SendReply, SettleReply, ChangePolicy, CreditBudget,
+    SignedControl,
 )

@@ -277,10 +277,28 @@ class ControlRejected:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class ControlRefused:
+    """An operator command stopped before any campaign saw it: unsigned, unknown operator,
+    bad signature, no right to it, or stale. ``operator`` is the name as claimed (not
+    proven); ``occurred_at`` is when the worker refused it. Not a campaign event: the
+    campaign replay never sees it."""
+
+    TYPE = "ControlRefused"
+    SCHEMA_VERSION = 1
+
+    command_id: str
+    campaign_id: str
+    operator: str
+    reason: str
+    occurred_at: int
+
+
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected
+    | ControlRefused
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -299,4 +317,5 @@ EVENT_TYPES: tuple[type, ...] = (
     PolicyChanged,
     BudgetCredited,
     ControlRejected,
+    ControlRefused,
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,11 +38,13 @@ from actors.snapshot import encode_snapshot
 from infra.journal import end_offsets
 from infra.messagebird_gateway import DryRunGateway, SendResult
 from infra.numbers import classify
+from infra.operators import Operator, Refusal, authorize
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, ScreenText, SendReply, SettleReply
 from schemas.events import (
+    ControlRefused,
     DeliveryReported,
     PolicyChanged,
     ReplyApproved,
@@ -57,7 +59,14 @@ from schemas.policy import Policy, apply_changes
 from streams.reports import parse_delivery_report
 from streams.screening import SenderState, decide_screening, evolve_sender
 from streams.sending import CircuitBreaker, RetryPolicy, deliver
-from streams.webhook import BadRequest, SignatureVerifier, WebhookError, parse_inbound
+from streams.webhook import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    SignatureVerifier,
+    Unauthorized,
+    WebhookError,
+    parse_inbound,
+)
 
 log = logging.getLogger("antirelou")
 
@@ -109,6 +118,9 @@ class Settings:
     batch_window_s: float = 0.05
     send_concurrency: int = 8
     snapshot_interval_s: float = 30.0
+    # Who may send operator commands (infra.operators); with none, only an insecure dev
+    # deployment (allow_unsigned) applies them, unsigned.
+    operators: Mapping[str, Operator] = field(default_factory=dict)
     # Where MessageBird sends delivery reports for our replies (public base URL; None: no
     # reportUrl is sent and the account's default status URL applies).
     report_base_url: str | None = None
@@ -298,7 +310,22 @@ def create_app(
     async def apply_controls(stream: faust.StreamT) -> None:
         # One command at a time: operator commands are rare, and no take() buffer here.
         async for value in stream:
-            outcomes = await deciders.control([codec.decode(value)])
+            # Checked before any shard sees it: who signed it, what they may do, how fresh.
+            now_ms = int(clock() * 1000)
+            checked = authorize(value, settings.operators, settings.app_id, now_ms,
+                                allow_unsigned=settings.allow_unsigned)
+            if isinstance(checked, Refusal):
+                log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                            checked.command_id, checked.reason, checked.operator)
+                await record([ControlRefused(
+                    command_id=checked.command_id, campaign_id=checked.campaign_id,
+                    operator=checked.operator, reason=checked.reason, occurred_at=now_ms,
+                )], acked=True)
+                continue
+            if not settings.operators:
+                log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
+                            checked.command_id)
+            outcomes = await deciders.control([checked])
             await record(outcomes, acked=True)
             for event in outcomes:
                 if isinstance(event, PolicyChanged):
@@ -405,15 +432,38 @@ def create_app(
         fut = await send
         await fut
 
+    async def read_bounded(request: Request) -> bytes:
+        # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
+        # JSON, and never buffer more than one byte past the limit.
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+        chunks, size = [], 0
+        while size <= MAX_BODY_BYTES:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+        return b"".join(chunks)
+
+    def signed_url(request: Request) -> str:
+        try:
+            return (settings.public_url.rstrip("/") + request.path_qs
+                    if settings.public_url else str(request.url))
+        except ValueError:  # a Host header yarl cannot build a URL from
+            raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
+
     @app.page(WEBHOOK_PATH)
     class InboundWebhook(View):
         async def post(self, request: Request) -> Response:
-            raw = await request.read()
+            claims: dict[str, Any] = {}
             try:
+                raw = await read_bounded(request)
                 if verifier is not None:
-                    url = (settings.public_url.rstrip("/") + request.path_qs
-                           if settings.public_url else str(request.url))
-                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"), url, raw)
+                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                             signed_url(request), raw)
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
@@ -446,6 +496,10 @@ def create_app(
                 )
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
+                if verifier is not None and claims:
+                    # Not stored: MessageBird's retry may carry the same token; the screening
+                    # still refuses a text stored twice (duplicate message id).
+                    verifier.forget(claims["jti"])
                 return self.json(
                     {"error": "unavailable", "message": "the text could not be stored; retry"},
                     status=503,

@@ -11,6 +11,9 @@
     antirelou export --kafka HOST:PORT --out FILE     the journal to a JSON-lines file
     antirelou audit --config C.toml (--kafka HOST:PORT | --file FILE) [--json] [--what-if O.toml]
         replay the journal through the pure core; exit 1 on any mismatch (streams/audit.py)
+    antirelou policy show|set ..., antirelou budget credit ...
+        operator commands; set and credit are signed with ANTIRELOU_OPERATOR_KEY
+    antirelou operator new NAME         an operator key pair and its [[operator]] table
     antirelou fake-messagebird          a local MessageBird-compatible REST server
 
 Settings come from flags, then environment variables (see README, "Configuration").
@@ -46,6 +49,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="bootstrap servers of a Kafka cluster [KAFKA_BOOTSTRAP_SERVERS]")
     p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"),
                    help="deployment name: topic prefix, consumer group, Ray namespace")
+
+
+def _add_signing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser(),
+                   help="your operator name, as in the campaign file [ANTIRELOU_OPERATOR]")
+    p.add_argument("--insecure-dev", action="store_true",
+                   default=_env("ANTIRELOU_INSECURE_DEV") == "1",
+                   help="send the command unsigned (a development worker with no operators)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("campaign")
     q.add_argument("changes", nargs="+", metavar="key=value",
                    help="price_per_segment_eur=0.07 reserve_eur=50 cooldown_days=30|never")
-    q.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser())
+    _add_signing(q)
 
     p = sub.add_parser("budget", help="credit a campaign's budget (live)")
     bsub = p.add_subparsers(dest="budget_command", required=True)
@@ -114,7 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("campaign")
     q.add_argument("amount", help="EUR, e.g. 250.00")
     q.add_argument("--source", required=True, help="where the money comes from, e.g. leetchi")
-    q.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser())
+    _add_signing(q)
+
+    p = sub.add_parser("operator", help="operator credentials")
+    osub = p.add_subparsers(dest="operator_command", required=True)
+    q = osub.add_parser("new", help="a new operator key pair and its [[operator]] table")
+    q.add_argument("name")
+    q.add_argument("--may", default="policy,budget",
+                   help="rights, comma-separated: policy, budget (default both)")
+    q.add_argument("--campaigns", default=None,
+                   help="campaign ids, comma-separated (default: every campaign)")
 
     p = sub.add_parser("export", help="write the journal to a JSON-lines file")
     p.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
@@ -154,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             return print_journal(args)
         if args.command in ("policy", "budget"):
             return operate(args)
+        if args.command == "operator":
+            return new_operator(args)
         if args.command in ("export", "audit"):
             return audit_journal(args)
         if args.command == "fake-messagebird":
@@ -215,11 +237,13 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from actors.remote import CampaignShards
     from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
+    from infra.operators import NO_OPERATORS, load_operators
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.sending import RetryPolicy
 
     campaigns = load_campaigns(args.config)
+    operators = load_operators(args.config, [c.id for c in campaigns])
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = _env("MESSAGEBIRD_SIGNING_KEY")
@@ -264,7 +288,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             partitions=args.partitions, web_host=args.web_host, web_port=args.web_port,
             data_dir=state_dir / "faust", signing_key=signing_key,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
-            snapshot_interval_s=args.snapshot_interval,
+            snapshot_interval_s=args.snapshot_interval, operators=operators,
             report_base_url=(args.report_url or args.public_url
                              or f"http://{args.web_host}:{args.web_port}"),
             retry=RetryPolicy(max_attempts=args.send_attempts),
@@ -289,6 +313,15 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
                   "journaled but NO SMS IS SENT ***", flush=True)
         if signing_key is None:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
+                  flush=True)
+        if operators:
+            print(f"antirelou: operators: {', '.join(sorted(operators))} (signed commands only)",
+                  flush=True)
+        elif args.insecure_dev:
+            print("antirelou: *** INSECURE DEV MODE: no [[operator]]: operator commands are "
+                  "accepted UNSIGNED, from anyone who reaches the broker ***", flush=True)
+        else:
+            print(f"antirelou: WARNING operator commands will be refused: {NO_OPERATORS}",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
         try:
@@ -345,11 +378,18 @@ def operate(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return 2
-    answer = control.run(control.submit(args.kafka, names, command))
+    wire = sign_for(args, command, known)
+    if wire is None:
+        return 2
+    answer = control.run(control.submit(args.kafka, names, command, wire=wire))
     if answer is None:
         print("antirelou: the command is stored but no worker answered within 15 s; it applies "
               "when a worker runs (check with `antirelou policy show`)", file=sys.stderr)
         return 3
+    if answer.TYPE == "ControlRefused":
+        print(f"antirelou: refused (operator {answer.operator!r}): {answer.reason}",
+              file=sys.stderr)
+        return 1
     if answer.TYPE == "ControlRejected":
         print(f"antirelou: refused: {answer.reason}", file=sys.stderr)
         return 1
@@ -358,6 +398,66 @@ def operate(args: argparse.Namespace) -> int:
     else:
         print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
               f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
+    return 0
+
+
+def sign_for(args: argparse.Namespace, command, campaign_ids: set[str]) -> bytes | None:
+    """The command's wire bytes, signed with ANTIRELOU_OPERATOR_KEY; None (said why) if not."""
+    from infra.operators import NO_OPERATORS, OperatorKeyError, load_operators, sign_command
+    from schemas import codec
+
+    key = _env("ANTIRELOU_OPERATOR_KEY")
+    if key is None:
+        if args.insecure_dev:
+            print("antirelou: *** INSECURE DEV: sending the command UNSIGNED; only a worker "
+                  "started with --insecure-dev and no [[operator]] applies it ***",
+                  file=sys.stderr)
+            return codec.encode(command)
+        operators = load_operators(args.config, campaign_ids)
+        if not operators:
+            print(f"antirelou: {NO_OPERATORS} ({args.config} declares none; a development "
+                  "deployment started with --insecure-dev takes unsigned commands with "
+                  "--insecure-dev)", file=sys.stderr)
+        else:
+            print("antirelou: operator commands must be signed: set ANTIRELOU_OPERATOR_KEY to "
+                  f"your operator private key (operators in {args.config}: "
+                  f"{', '.join(sorted(operators))}) and --operator / ANTIRELOU_OPERATOR to "
+                  "your name", file=sys.stderr)
+        return None
+    try:
+        return codec.encode(sign_command(command, key, args.app_id))
+    except OperatorKeyError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return None
+
+
+def new_operator(args: argparse.Namespace) -> int:
+    """``operator new NAME``: a key pair; the private key for the operator, the table for
+    the campaign file."""
+    import json
+
+    from infra.operators import RIGHTS, new_key_pair
+
+    may = [m.strip() for m in args.may.split(",") if m.strip()]
+    if not may or not set(may) <= set(RIGHTS):
+        print(f"antirelou: --may takes some of {', '.join(sorted(RIGHTS))}", file=sys.stderr)
+        return 2
+    if not args.name.strip() or not args.name.isprintable() or '"' in args.name:
+        print("antirelou: the operator name must be printable, without quotes", file=sys.stderr)
+        return 2
+    private, public = new_key_pair()
+    campaigns = ([c.strip() for c in args.campaigns.split(",") if c.strip()]
+                 if args.campaigns else None)
+    print(f"# Private key of operator {args.name}: give it to {args.name} only, who sets\n"
+          f"#   export ANTIRELOU_OPERATOR_KEY={private}\n"
+          f"#   export ANTIRELOU_OPERATOR={args.name}\n"
+          "# Add this table to the campaign file, then restart the workers:\n"
+          "[[operator]]\n"
+          f'name = "{args.name}"\n'
+          f'public_key = "{public}"\n'
+          f"may = {json.dumps(may)}"
+          + ("" if campaigns is None else
+             f"\ncampaigns = {json.dumps(campaigns)}"))
     return 0
 
 

@@ -1,9 +1,11 @@
 """Operator commands: change a campaign's policy or credit its budget while it runs.
 
 ``submit`` writes the command to the control topic (acks=all) and waits for the campaign's
-answer in the journal (``PolicyChanged``, ``BudgetCredited`` or ``ControlRejected``), so the
-operator sees the new policy version or the refusal. ``current_status`` rebuilds every
-campaign from the journal with the same core the workers use: no worker needs to run.
+answer in the journal (``PolicyChanged``, ``BudgetCredited`` or ``ControlRejected``, or the
+worker's ``ControlRefused`` for a command that is not signed by an operator allowed to send
+it: ``infra.operators``), so the operator sees the new policy version or the refusal.
+``current_status`` rebuilds every campaign from the journal with the same core the workers
+use: no worker needs to run.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ def new_credit(campaign_id: str, amount_micros: int, source: str, operator: str)
 
 
 async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
-                 timeout: float = 15.0) -> Any | None:
-    """Send the command; return the campaign's answer from the journal, or None on timeout."""
+                 timeout: float = 15.0, wire: bytes | None = None) -> Any | None:
+    """Send the command (as ``wire``, its signed form, when given); return the answer from
+    the journal (the campaign's, or the worker's ``ControlRefused``), or None on timeout."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
     await consumer.start()
@@ -46,7 +49,7 @@ async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
         await consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end positions before the command can be answered
             await consumer.position(tp)
-        await producer.send_and_wait(names["control"], codec.encode(command),
+        await producer.send_and_wait(names["control"], wire or codec.encode(command),
                                      key=command.campaign_id.encode())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

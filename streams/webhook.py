@@ -29,6 +29,7 @@ from infra.privacy import normalize_msisdn
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4096
 MAX_ID_CHARS = 128
+MAX_TOKEN_CHARS = 8192
 
 
 class WebhookError(Exception):
@@ -91,15 +92,14 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     message_id = _field(data, "id")
     if len(message_id) > MAX_ID_CHARS:
         raise BadRequest("invalid_field", f"'id' is longer than {MAX_ID_CHARS}", "id")
-    originator = normalize_msisdn(_field(data, "originator"))
-    if originator is None:
-        raise BadRequest("invalid_field", "'originator' is not a phone number", "originator")
+    if not message_id.isprintable():
+        # The id is logged and journaled: no line breaks, bidi overrides or other controls.
+        raise BadRequest("invalid_field", "'id' holds control characters", "id")
+    originator = _msisdn(_field(data, "originator"), "originator")
     recipient_raw = data.get("recipient", data.get("receiver"))
     if recipient_raw is None:
         raise BadRequest("missing_field", "'recipient' is required", "recipient")
-    recipient = normalize_msisdn(_as_text(recipient_raw, "recipient"))
-    if recipient is None:
-        raise BadRequest("invalid_field", "'recipient' is not a phone number", "recipient")
+    recipient = _msisdn(_as_text(recipient_raw, "recipient"), "recipient")
     body = _as_text(data.get("body", ""), "body")
     if len(body) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
@@ -115,6 +115,20 @@ def _field(data: dict[str, Any], name: str) -> str:
     if not value.strip():
         raise BadRequest("missing_field", f"{name!r} is empty", name)
     return value
+
+
+_ASCII_MSISDN = re.compile(r"\+?[0-9]{6,15}")
+
+
+def _msisdn(value: str, name: str) -> str:
+    # ASCII digits only: Python's \d also takes fullwidth or Arabic-Indic digits, which would
+    # give one phone number several pseudonyms (and dodge "already answered").
+    if not _ASCII_MSISDN.fullmatch(value.replace(" ", "")):
+        raise BadRequest("invalid_field", f"{name!r} is not a phone number", name)
+    number = normalize_msisdn(value)
+    if number is None:
+        raise BadRequest("invalid_field", f"{name!r} is not a phone number", name)
+    return number
 
 
 def _as_text(value: Any, name: str) -> str:
@@ -158,14 +172,22 @@ class SignatureVerifier:
     def verify(self, token: str | None, url: str, body: bytes) -> dict[str, Any]:
         if not token:
             raise Unauthorized("missing_signature", "MessageBird-Signature-JWT header is required")
+        if not token.isascii() or len(token) > MAX_TOKEN_CHARS:
+            # aiohttp hands undecodable header bytes over as lone surrogates, which the SDK
+            # cannot even encode (UnicodeEncodeError, a 500 before this check).
+            raise Unauthorized("invalid_signature", "signature is not a JWT")
         try:
             claims = self._validator.validate_signature(token, url, body)
         except ValidationError as exc:
             raise Unauthorized("invalid_signature", f"signature refused: {exc}") from None
         except KeyError as exc:
             raise Unauthorized("invalid_signature", f"signature lacks claim {exc}") from None
+        except (TypeError, ValueError):
+            # A correctly signed token whose url_hash/payload_hash is not a string: the
+            # SDK's compare_digest raises TypeError.
+            raise Unauthorized("invalid_signature", "signature claims have the wrong types") from None
         jti = claims.get("jti")
-        if not jti:
+        if not jti or not isinstance(jti, str):
             raise Unauthorized("invalid_signature", "signature lacks claim 'jti'")
         now = time.time()
         while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) > self._max):
@@ -174,3 +196,7 @@ class SignatureVerifier:
             raise Unauthorized("replayed_signature", "signature was already used")
         self._seen[jti] = float(claims.get("exp", now))
         return claims
+
+    def forget(self, jti: str) -> None:
+        """Accept this token once more: its request was refused for a reason of ours (503)."""
+        self._seen.pop(jti, None)

@@ -78,10 +78,25 @@ def test_a_good_signature_passes_once_and_its_replay_is_refused():
         verifier.verify(token, URL, b"payload")
 
 
+def test_a_forgotten_token_passes_again_for_the_retry_of_an_unstored_text():
+    verifier = SignatureVerifier(KEY)
+    token = sign()
+    claims = verifier.verify(token, URL, b"payload")
+    verifier.forget(claims["jti"])
+    assert verifier.verify(token, URL, b"payload")["jti"] == claims["jti"]
+    with pytest.raises(Unauthorized, match="already used"):
+        verifier.verify(token, URL, b"payload")
+
+
 @pytest.mark.parametrize("token, url, body", [
     (None, URL, b"payload"),
     (sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
     (sign(exp=int(time.time()) - 10), URL, b"payload"),
+    (sign(nbf=int(time.time()) + 60, exp=int(time.time()) + 120), URL, b"payload"),
+    (jwt.encode({"iss": "MessageBird", "nbf": int(time.time()), "exp": int(time.time()) + 60,
+                 "jti": "none-alg", "url_hash": hashlib.sha256(URL.encode()).hexdigest(),
+                 "payload_hash": hashlib.sha256(b"payload").hexdigest()}, None, "none"),
+     URL, b"payload"),
     (sign(), URL + "?x=1", b"payload"),
     (sign(), URL, b"tampered"),
     (sign(url_hash=None), URL, b"payload"),

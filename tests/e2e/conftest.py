@@ -3,6 +3,9 @@ the run's Ray session and a local MessageBird-compatible server."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -16,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.journal import read_journal
 from infra.messagebird_local import LocalMessageBird
@@ -64,6 +68,22 @@ end = 2099-12-31
 pacing = false
 """
 NUMBERS = {"paris": "33644630001", "lyon": "33644630002", "tiny": "33644630003"}
+
+# Operators of the test deployment: alice may do everything, carol may change paris's policy
+# only. Private keys stay here (the CLI gets them through ANTIRELOU_OPERATOR_KEY).
+OPERATOR_KEYS: dict[str, str] = {}
+_operator_tables = []
+for _name, _may, _campaigns in (("alice", ["policy", "budget"], None),
+                                ("carol", ["policy"], ["paris"])):
+    # Fixed keys: pytest may import this module twice (as a conftest and as a module).
+    _seed = hashlib.sha256(b"e2e-operator-" + _name.encode()).digest()
+    OPERATOR_KEYS[_name] = base64.urlsafe_b64encode(_seed).decode()
+    _public = base64.urlsafe_b64encode(
+        Ed25519PrivateKey.from_private_bytes(_seed).public_key().public_bytes_raw()).decode()
+    _operator_tables.append(
+        f'[[operator]]\nname = "{_name}"\npublic_key = "{_public}"\nmay = {json.dumps(_may)}\n'
+        + (f"campaigns = {json.dumps(_campaigns)}\n" if _campaigns else ""))
+CONFIG += "\n" + "\n".join(_operator_tables)
 
 
 def free_port() -> int:
@@ -129,12 +149,20 @@ class Worker:
                                      f"{recent}; worker log:\n{tail}")
             time.sleep(0.3)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        """Run an operator command of the `antirelou` CLI against this deployment."""
+    def cli(self, *args: str, operator: str | None = None,
+            key: str | None = None) -> subprocess.CompletedProcess:
+        """Run a command of the `antirelou` CLI against this deployment; ``operator`` signs
+        it as that operator of the test config (or with ``key``, when given)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ANTIRELOU_OPERATOR_KEY", "ANTIRELOU_OPERATOR",
+                            "ANTIRELOU_INSECURE_DEV")}
+        if operator is not None:
+            env["ANTIRELOU_OPERATOR"] = operator
+            env["ANTIRELOU_OPERATOR_KEY"] = key or OPERATOR_KEYS[operator]
         return subprocess.run(
             [sys.executable, "-m", "streams.cli", *args, "--kafka", self.kafka,
              "--app-id", self.app_id, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, env=env,
         )
 
     def status(self) -> dict:

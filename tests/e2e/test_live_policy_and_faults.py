@@ -20,7 +20,7 @@ pytestmark = pytest.mark.services
 def test_policy_set_takes_effect_live_and_is_recorded(worker):
     before = worker.post(sender=new_sender(), campaign="lyon")
     worker.wait_for(lambda ev: of(ev, before.message_id, "ReplyApproved"))
-    done = worker.cli("policy", "set", "lyon", "price_per_segment_eur=0.05", "--operator", "alice")
+    done = worker.cli("policy", "set", "lyon", "price_per_segment_eur=0.05", operator="alice")
     assert done.returncode == 0, done.stderr
     assert "lyon: policy v2 in force (alice)" in done.stdout
 
@@ -43,7 +43,8 @@ def test_a_cooldown_change_reaches_the_screening_on_every_worker(worker):
     first = worker.post(sender=sender)
     worker.wait_for(lambda ev: of(ev, first.message_id, "ReplySent"))
     # About one second: the same sender may be answered again after it.
-    assert worker.cli("policy", "set", "paris", "cooldown_days=0.00001").returncode == 0
+    assert worker.cli("policy", "set", "paris", "cooldown_days=0.00001",
+                      operator="carol").returncode == 0
     time.sleep(2.5)
     again = worker.post(sender=sender)
     events = worker.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened"))
@@ -55,24 +56,24 @@ def test_budget_credit_revives_a_spent_campaign(worker, messagebird):
     # "tiny" holds one reply; spend it, credit one more, and the next pest is answered.
     spend = worker.post(sender=new_sender(), campaign="tiny")
     worker.wait_for(lambda ev: of(ev, spend.message_id, "ReplyApproved"))
-    refused = worker.cli("budget", "credit", "tiny", "-3", "--source", "leetchi")
+    refused = worker.cli("budget", "credit", "tiny", "-3", "--source", "leetchi", operator="alice")
     assert refused.returncode == 2 and "must be > 0" in refused.stderr
     done = worker.cli("budget", "credit", "tiny", "0.08", "--source", "leetchi",
-                      "--operator", "bob")
+                      operator="alice")
     assert done.returncode == 0, done.stderr
     assert "tiny: credited EUR 0.08 from leetchi; balance EUR 0.08" in done.stdout
     sender = new_sender()
     r = worker.post(sender=sender, campaign="tiny")
     events = worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
     (credit,) = [e for e in events if e.TYPE == "BudgetCredited"]
-    assert (credit.source, credit.operator, credit.amount_micros) == ("leetchi", "bob", 80_000)
+    assert (credit.source, credit.operator, credit.amount_micros) == ("leetchi", "alice", 80_000)
     assert len([m for m in messagebird.messages if sender in m["recipients"]]) == 1
 
 
 def test_unknown_campaign_and_bad_keys_are_clear_errors(worker):
-    r = worker.cli("policy", "set", "atlantis", "reserve_eur=1")
+    r = worker.cli("policy", "set", "atlantis", "reserve_eur=1", operator="alice")
     assert r.returncode == 2 and "unknown campaign 'atlantis'" in r.stderr
-    r = worker.cli("policy", "set", "paris", "colour=red")
+    r = worker.cli("policy", "set", "paris", "colour=red", operator="alice")
     assert r.returncode == 2 and "unknown policy key 'colour'" in r.stderr
 
 

@@ -125,6 +125,23 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         (sent,) = of(events, "up-1", "ReplySent")
         assert sent.dry_run and sent.provider_message_id is None
         assert of(events, "up-1", "ReplyApproved")[0].campaign_id == "lyon"
+
+        # Development: no [[operator]] in the example file, so --insecure-dev commands are
+        # sent unsigned and applied, loudly; without the flag the CLI says what to configure.
+        cli_env = {k: v for k, v in env.items()
+                   if not k.startswith(("ANTIRELOU_OPERATOR", "ANTIRELOU_INSECURE"))}
+        base = [sys.executable, "-m", "streams.cli", "budget", "credit", "lyon", "1",
+                "--source", "dev", "--kafka", bootstrap, "--config",
+                "infra/campaigns.example.toml"]
+        cwd = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        refused = subprocess.run(base, capture_output=True, text=True, timeout=60, env=cli_env,
+                                 cwd=cwd)
+        assert refused.returncode == 2 and "antirelou operator new" in refused.stderr
+        done = subprocess.run([*base, "--insecure-dev"], capture_output=True, text=True,
+                              timeout=60, env=cli_env, cwd=cwd)
+        assert done.returncode == 0, done.stderr
+        assert "UNSIGNED" in done.stderr and "lyon: credited EUR 1.00" in done.stdout
+        assert "INSECURE DEV MODE: unsigned operator command" in (tmp_path / "up.log").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(60)

@@ -7,6 +7,8 @@ MessageBird-compatible server are real too (see conftest.py).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -125,16 +127,70 @@ def test_malformed_input_is_a_clear_json_4xx(worker):
     assert r.status_code == 422 and r.json()["field"] == "originator"
 
 
-def test_journal_holds_no_phone_number_in_clear(worker):
-    sender = new_sender()
-    r = worker.post(sender=sender)
-    worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
-    from infra.journal import read_journal  # noqa: F401  (events decoded below, raw scan here)
+def all_topics_raw(worker) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Every record (key, value) of every topic this deployment writes: the journal, the
+    work topics, control, policies, snapshots, and Faust's table changelogs."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    from infra.journal import iter_records
+
+    async def read() -> dict[str, list[tuple[bytes, bytes]]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=worker.kafka)
+        await consumer.start()
+        try:
+            names = sorted(t for t in await consumer.topics() if t.startswith(worker.app_id))
+        finally:
+            await consumer.stop()
+        return {name: [(k or b"", v or b"") async for _, _, k, v in
+                       iter_records(worker.kafka, name)] for name in names}
+
+    return asyncio.run(read())
+
+
+def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_path):
+    from infra.privacy import Privacy
     from schemas import codec
 
-    raw = b"\n".join(codec.encode(e) for e in worker.journal())
-    assert sender.encode() not in raw
-    for number in NUMBERS.values():
-        assert number.encode() not in raw
-    assert not re.search(rb"\+?33\d{9}", raw)
-    assert sender not in worker.log_path.read_text()
+    sender = new_sender()
+    national = "0" + sender[2:]  # the same number as the French write it
+    r = worker.post(sender=sender)
+    worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    # A refused text (unknown recipient) and an operator command leave their traces too.
+    worker.post(sender=new_sender(), recipient="33699999999")
+    assert worker.cli("budget", "credit", "paris", "0.01", "--source", "privacy-test",
+                      operator="alice").returncode == 0
+
+    def clean(blob: bytes, where: str) -> None:
+        for number in (sender, national, *NUMBERS.values()):
+            assert number.encode() not in blob, f"{where} holds {number[:4]}..."
+        assert not re.search(rb"(?<![0-9A-Za-z_-])\+?33\d{9}(?![0-9])", blob), where
+
+    with pytest.raises(AssertionError):  # the scan does see a number
+        clean(b"x " + national.encode() + b" y", "guard")
+    topics = all_topics_raw(worker)
+    journal = f"{worker.app_id}.journal"
+    assert {journal, f"{worker.app_id}.sms-received", f"{worker.app_id}.reply-requests",
+            f"{worker.app_id}.sms-outbound", f"{worker.app_id}.control"} <= set(topics)
+    assert any(t.endswith("-changelog") for t in topics), sorted(topics)  # the tables
+    for name, records in topics.items():
+        clean(b"\n".join(k + b" " + v for k, v in records), name)
+    # The work topics carry the number only sealed (AES-GCM), and it opens to the sender.
+    privacy = Privacy(b"e2e-secret-0123456789abcdef")
+    sealed = [codec.decode(v).reply_to for _, v in topics[f"{worker.app_id}.sms-received"]
+              if codec.decode(v).message_id == r.message_id]
+    assert sealed and privacy.open(sealed[0]) == sender
+    # The worker's log and what the CLI prints.
+    clean(worker.log_path.read_text().encode(), "the worker log")
+    export = tmp_path / "journal.jsonl"
+    for args in (("journal",), ("audit",), ("audit", "--json"), ("policy", "show"),
+                 ("policy", "show", "--json")):
+        out = worker.cli(*args)
+        assert out.returncode == 0, out.stderr[-2000:]
+        clean((out.stdout + out.stderr).encode(), "antirelou " + " ".join(args))
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "export", "--kafka", worker.kafka,
+                          "--app-id", worker.app_id, "--out", str(export)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and export.stat().st_size > 0, out.stderr
+    clean(export.read_bytes() + (out.stdout + out.stderr).encode(), "antirelou export")
