@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from actors.gcra import Gcra, gcra_check
 from actors.pacing import PacingState, pacing_apply, pacing_check
 from actors.segments import segment_info
 from schemas.campaign import Campaign
@@ -36,6 +37,12 @@ Decision = ReplyApproved | ReplyDenied
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
 REMEMBERED_DECISIONS = 50_000
+# Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
+# thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
+# nothing), then the ones with the least debt.
+REMEMBERED_PREFIXES = 4_096
+# Decisions that count as a first text of the sender's number range.
+_NOT_COUNTED = frozenset({"prefix_flood", "not_started", "ended", "unknown_campaign"})
 CampaignEvent = ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited
 ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
@@ -66,6 +73,8 @@ class CampaignState:
     denied: int = 0
     seq: int = 0
     pacing: PacingState = field(default_factory=PacingState)
+    # Number range -> GCRA theoretical arrival time (epoch ms) of its first texts.
+    prefix_tat: dict[str, int] = field(default_factory=dict)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
@@ -99,6 +108,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     cost = reply_cost(campaign, state.policy)
+    policy = state.policy
     common = dict(
         message_id=command.message_id,
         campaign_id=campaign.id,
@@ -106,12 +116,15 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         cost_micros=cost.cost_micros,
         seq=state.seq + 1,
         occurred_at=command.occurred_at,
-        policy_version=state.policy.version,
+        policy_version=policy.version,
+        prefix=command.prefix,
     )
     if command.occurred_at < campaign.starts_at:
         reason = "not_started"
     elif command.occurred_at >= campaign.ends_at:
         reason = "ended"
+    elif not prefix_within_rate(state, command.prefix, command.occurred_at):
+        reason = "prefix_flood"
     elif cost.cost_micros > state.balance_micros:
         reason = "budget_exhausted"
     elif state.balance_micros - cost.cost_micros < state.policy.reserve_micros:
@@ -126,10 +139,38 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
                 segments=cost.segments,
                 encoding=cost.encoding,
                 balance_after_micros=state.balance_micros - cost.cost_micros,
+                send_at=command.occurred_at + policy.reply_delay_ms,
                 **common,
             )
         ]
     return [ReplyDenied(reason=reason, balance_after_micros=state.balance_micros, **common)]
+
+
+def prefix_within_rate(state: CampaignState, prefix: str, now: int) -> bool:
+    """Whether one more first text from the number range ``prefix`` at ``now`` is within the
+    policy's per-prefix rate (always, when the limit is off or the range unknown)."""
+    policy = state.policy
+    if policy.prefix_burst < 1 or not prefix:
+        return True
+    allowed, _ = gcra_check(Gcra(state.prefix_tat.get(prefix, 0)), now,
+                            policy.prefix_period_ms, policy.prefix_burst)
+    return allowed
+
+
+def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
+    policy = state.policy
+    if policy.prefix_burst < 1 or not prefix:
+        return
+    tats = state.prefix_tat
+    _, tat = gcra_check(Gcra(tats.get(prefix, 0)), now, policy.prefix_period_ms,
+                        policy.prefix_burst)
+    tats.pop(prefix, None)  # re-inserted last: the dict stays in order of last use
+    tats[prefix] = tat
+    if len(tats) > REMEMBERED_PREFIXES:
+        for key in [k for k, t in tats.items() if t <= now]:
+            del tats[key]  # back on schedule: the same as never seen
+        while len(tats) > REMEMBERED_PREFIXES:
+            del tats[min(tats, key=tats.__getitem__)]
 
 
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
@@ -178,8 +219,11 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.approved += 1
         # Tracked even with pacing off, so switching it on mid-day counts the day's spend.
         pacing_apply(state.pacing, event.cost_micros, event.occurred_at)
+        _count_prefix(state, event.prefix, event.occurred_at)
     elif isinstance(event, ReplyDenied):
         state.denied += 1
+        if event.reason not in _NOT_COUNTED:
+            _count_prefix(state, event.prefix, event.occurred_at)
     elif isinstance(event, PolicyChanged):
         state.policy = apply_changes(state.policy, event.changes, event.version)
     elif isinstance(event, BudgetCredited):

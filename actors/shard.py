@@ -112,4 +112,5 @@ def _unknown_campaign(command: RequestReply) -> ReplyDenied:
         seq=0,
         occurred_at=command.occurred_at,
         policy_version=0,
+        prefix=command.prefix,
     )

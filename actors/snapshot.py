@@ -32,6 +32,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "denied": state.denied,
         "policy": state.policy.to_dict(),
         "pacing": state.pacing.to_dict(),
+        "prefix_tat": state.prefix_tat,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     })
@@ -50,6 +51,7 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         approved=raw["approved"],
         denied=raw["denied"],
         seq=raw["seq"],
+        prefix_tat=dict(raw.get("prefix_tat", {})),  # absent before the per-prefix limit
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
     )
     return state, {int(p): o for p, o in raw["journal_offsets"].items()}

@@ -35,13 +35,15 @@ class RequestReply:
     """Ask the campaign to pay for one reply (keyed by campaign)."""
 
     TYPE = "RequestReply"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added prefix and texts_from_sender
 
     message_id: str
     campaign_id: str
     sender: str
     occurred_at: int
     reply_to: str
+    prefix: str = ""  # the sender's coarse number range (ScreenText.prefix)
+    texts_from_sender: int = 1  # SenderScreened.texts_from_sender: fewer is served first
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +51,14 @@ class SendReply:
     """Send the campaign's reply text for an approved request."""
 
     TYPE = "SendReply"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added send_at
 
     message_id: str
     campaign_id: str
     sender: str
     occurred_at: int
     reply_to: str
+    send_at: int | None = None  # epoch ms: schedule the SMS for then (None: now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
     TYPE = "ReplyApproved"
-    SCHEMA_VERSION = 2  # v2 added policy_version
+    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix and send_at
 
     message_id: str
     campaign_id: str
@@ -90,6 +90,8 @@ class ReplyApproved:
     seq: int  # per-campaign decision sequence number: the replay order
     occurred_at: int
     policy_version: int
+    prefix: str  # the sender's coarse number range ("33-612"; "" when unknown)
+    send_at: int  # when the reply is to be sent: occurred_at + the policy's reply delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +99,19 @@ class ReplyDenied:
     """The campaign refused to pay for a reply, with the reason."""
 
     TYPE = "ReplyDenied"
-    SCHEMA_VERSION = 2  # v2 added policy_version
+    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix
 
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" | "unknown_campaign"
+    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" |
+    #             "unknown_campaign" | "daily_allowance" | "hourly_allowance" | "prefix_flood"
     cost_micros: int
     balance_after_micros: int
     seq: int
     occurred_at: int
     policy_version: int
+    prefix: str  # the sender's coarse number range ("" when unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from the campaign file; every ``PolicyChanged`` event makes the next version.
 Operators write changes as ``key=value`` in EUR, days and minutes (``price_per_segment_eur=0.07``,
 ``reserve_eur=50``, ``cooldown_days=30`` or ``never``, ``allowed_countries=FR,BE``,
 ``blocked_prefixes=33-756,33-757``, ``sender_burst=5``, ``sender_period_minutes=10``,
-``filter_test_texts=false``, ``pacing=false``); the events hold them in the core's units
+``filter_test_texts=false``, ``pacing=false``, ``prefix_burst=20``,
+``prefix_period_minutes=1``, ``reply_delay_minutes=60``); the events hold them in the core's units
 (micro-euros, milliseconds).
 
 Errors::
@@ -48,6 +49,11 @@ class Policy:
     sender_period_ms: int = 10 * 60_000
     filter_test_texts: bool = True  # "test", "c'est vrai ce numéro ?" are not answered
     pacing: bool = True  # spread the budget over the campaign's remaining days
+    # Per number range ("33-612"): more than ``prefix_burst`` first texts faster than one per
+    # ``prefix_period_ms`` are denied ``prefix_flood`` (SIM-rotating trolls). 0: off.
+    prefix_burst: int = 0
+    prefix_period_ms: int = 60_000
+    reply_delay_ms: int = 0  # send each reply this long after it was approved
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -113,6 +119,22 @@ def _minutes(text: str, key: str) -> int:
     return int(minutes * 60_000)
 
 
+def _count_or_off(text: str, key: str) -> int:
+    if text.strip().lower() in ("off", "0", "none"):
+        return 0
+    return _count(text, key)
+
+
+def _minutes_or_zero(text: str, key: str) -> int:
+    try:
+        minutes = Decimal(text)
+    except InvalidOperation:
+        raise PolicyError(f"{key}: {text!r} is not a number of minutes") from None
+    if minutes < 0:
+        raise PolicyError(f"{key}: must be 0 or more")
+    return int(minutes * 60_000)
+
+
 def _list(text: str, key: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
@@ -130,6 +152,9 @@ OPERATOR_KEYS = {
     "sender_period_minutes": ("sender_period_ms", _minutes),
     "filter_test_texts": ("filter_test_texts", _bool),
     "pacing": ("pacing", _bool),
+    "prefix_burst": ("prefix_burst", _count_or_off),
+    "prefix_period_minutes": ("prefix_period_ms", _minutes),
+    "reply_delay_minutes": ("reply_delay_ms", _minutes_or_zero),
 }
 CORE_FIELDS = {field for field, _ in OPERATOR_KEYS.values()}
 
@@ -168,7 +193,7 @@ def check_changes(changes: dict[str, Any]) -> str | None:
         elif field in ("filter_test_texts", "pacing"):
             if not isinstance(value, bool):
                 return f"{field} must be true or false"
-        elif field in ("sender_burst", "sender_period_ms"):
+        elif field in ("sender_burst", "sender_period_ms", "prefix_period_ms"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 return f"{field} must be a positive integer"
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -196,4 +221,7 @@ def describe(policy: Policy) -> dict[str, Any]:
         "sender_period_minutes": str(Decimal(policy.sender_period_ms) / 60_000),
         "filter_test_texts": policy.filter_test_texts,
         "pacing": policy.pacing,
+        "prefix_burst": policy.prefix_burst or "off",
+        "prefix_period_minutes": str(Decimal(policy.prefix_period_ms) / 60_000),
+        "reply_delay_minutes": str(Decimal(policy.reply_delay_ms) / 60_000),
     }

@@ -81,7 +81,7 @@ def topic_names(app_id: str) -> dict[str, str]:
 class Gateway(Protocol):
     def send(
         self, *, originator: str, recipient: str, body: str, reference: str,
-        report_url: str | None = None,
+        report_url: str | None = None, scheduled_at: int | None = None,
     ) -> SendResult: ...
 
 
@@ -236,7 +236,8 @@ def create_app(
                 request = RequestReply(
                     message_id=command.message_id, campaign_id=command.campaign_id,
                     sender=command.sender, occurred_at=command.occurred_at,
-                    reply_to=command.reply_to,
+                    reply_to=command.reply_to, prefix=command.prefix,
+                    texts_from_sender=screened[0].texts_from_sender,
                 )
                 await requests.send(key=command.campaign_id.encode(), value=codec.encode(request))
 
@@ -253,6 +254,8 @@ def create_app(
                         message_id=decision.message_id, campaign_id=decision.campaign_id,
                         sender=decision.sender, occurred_at=decision.occurred_at,
                         reply_to=reply_to[decision.message_id],
+                        send_at=decision.send_at if decision.send_at > decision.occurred_at
+                        else None,
                     )
                     await outbound.send(
                         key=decision.campaign_id.encode(), value=codec.encode(send)
@@ -307,6 +310,7 @@ def create_app(
                     recipient=number,
                     body=campaign.reply_text,
                     reference=command.message_id,
+                    scheduled_at=command.send_at,
                 )
             except GatewayError as exc:
                 log.warning("reply %s failed: %s", command.message_id, exc)

@@ -113,7 +113,8 @@ from streams.screening import SenderState, decide_screening, evolve_sender
 DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
 SCREENING_REASONS = ("duplicate", "already_answered")
-DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign")
+DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
+                  "prefix_flood")
 _REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
 
 
@@ -300,6 +301,7 @@ class Audit:
             policy = initial_policy(c)
             self._policies[c.id] = [policy]
         self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
+        self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
         self._unknown_denials: list[tuple[int, ReplyDenied]] = []
         self._screening_mismatches: list[Mismatch] = []
@@ -374,6 +376,8 @@ class Audit:
                     if ev.verdict == "forward":
                         if mid not in forwarded:
                             forwarded[mid] = ev
+                            if text is not None and text.prefix:
+                                self._forward_prefix[mid] = text.prefix
                     else:
                         key = (ev.campaign_id, ev.occurred_at // DAY_MS)
                         s = flat.get(key)
@@ -528,6 +532,7 @@ class Audit:
     def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
         counters = self.counters
         forwarded = self._forwarded
+        prefixes = self._forward_prefix
         tally = self._tally.campaign_event
         keep = self.keep
 
@@ -573,9 +578,9 @@ class Audit:
                     if fwd is None or fwd.campaign_id != cid:
                         mismatch("no_forwarded_text", key, None, ev, pos)
                         fwd = ev  # decide from the decision's own fields: no cascade
-                    expected = decide_reply(
-                        state, RequestReply(key, cid, fwd.sender, fwd.occurred_at, ""), campaign
-                    )
+                    expected = decide_reply(state, RequestReply(
+                        key, cid, fwd.sender, fwd.occurred_at, "", prefixes.get(key, ""),
+                        getattr(fwd, "texts_from_sender", 1)), campaign)
                 elif t is PolicyChanged:
                     expected = decide_control(state, ChangePolicy(
                         ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
@@ -612,7 +617,8 @@ class Audit:
                 mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
                 fwd = ev
             expected = nobody.decide(
-                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "")])
+                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
+                              prefixes.get(ev.message_id, ""))])
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
         return decided_by_campaign
@@ -676,7 +682,8 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
                 s.suppressed[verdict.reason] = s.suppressed.get(verdict.reason, 0) + 1
                 continue
             forwarded[ev.message_id] = cid
-            request = RequestReply(ev.message_id, cid, ev.sender, ev.occurred_at, "")
+            request = RequestReply(ev.message_id, cid, ev.sender, ev.occurred_at, "", ev.prefix,
+                                   verdict.texts_from_sender)
             if state is None:
                 decisions = nobody.decide([request])
             else:

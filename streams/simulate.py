@@ -801,7 +801,8 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None)
             if screened[0].verdict != "forward":
                 continue
             (decision,) = shard.decide([RequestReply(text.message_id, campaign.id, text.sender,
-                                                     text.at_ms, "")])
+                                                     text.at_ms, "", info.prefix,
+                                                     screened[0].texts_from_sender)])
             if isinstance(decision, ReplyApproved):
                 out[text.message_id] = decision.cost_micros
         return out
