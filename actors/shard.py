@@ -15,17 +15,18 @@ from actors.campaign import (
     CampaignState,
     ControlOutcome,
     Decision,
+    decide_and_apply,
     decide_control,
-    decide_reply,
     evolve_campaign,
     reply_cost,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply
+from schemas.commands import ControlCommand, RequestReply, Tick
 from schemas.events import ControlRejected, ReplyDenied
 from schemas.policy import describe
 
-CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited")
+CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
+                        "ReplyDeferred", "ReplyExpired", "SurgeStarted", "SurgeEnded")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -52,18 +53,18 @@ class CampaignShard:
             evolve_campaign(self._states[event.campaign_id], event)
         return len(mine)
 
-    def decide(self, batch: list[RequestReply]) -> list[Decision]:
-        """Decide a batch in order; one decision per request, the same one if repeated."""
+    def decide(self, batch: list[RequestReply | Tick]) -> list[Decision]:
+        """Decide a batch in order: for each request its decision (the same one if repeated),
+        preceded by what a tick at its time releases or expires; for each tick, what it
+        releases, expires or ends."""
         out: list[Decision] = []
         for command in batch:
             campaign = self._campaigns.get(command.campaign_id)
             if campaign is None:
-                out.append(_unknown_campaign(command))
+                if isinstance(command, RequestReply):
+                    out.append(_unknown_campaign(command))
                 continue
-            state = self._states[command.campaign_id]
-            for event in decide_reply(state, command, campaign):
-                evolve_campaign(state, event)
-                out.append(event)
+            out += decide_and_apply(self._states[command.campaign_id], command, campaign)
         return out
 
     def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
@@ -93,6 +94,8 @@ class CampaignShard:
                 "approved": state.approved,
                 "denied": state.denied,
                 "seq": state.seq,
+                "surge": state.surge.active,
+                "queued": len(state.queue),
                 "reply_cost_micros": cost.cost_micros,
                 "reply_segments": cost.segments,
                 "reply_encoding": cost.encoding,

@@ -125,7 +125,7 @@ def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 @upcaster("ReplyApproved", 2)
 def _approved_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "prefix": "", "send_at": payload["occurred_at"]}
+    return {**payload, "prefix": "", "send_at": payload["occurred_at"], "deferred_at": None}
 
 
 @upcaster("ReplyDenied", 2)

@@ -62,6 +62,20 @@ class SendReply:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """The clock, for one campaign: release or expire deferred replies, end a surge, at
+    ``occurred_at``. Sent periodically by the shell on ``reply-requests`` (keyed by campaign,
+    so in order with the requests); the events it causes carry its time, so a replay
+    rebuilds it from them."""
+
+    TYPE = "Tick"
+    SCHEMA_VERSION = 1
+
+    campaign_id: str
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChangePolicy:
     """Operator: change some policy fields (core units) of one campaign."""
 
@@ -92,4 +106,5 @@ class CreditBudget:
 
 ControlCommand = ChangePolicy | CreditBudget
 
-COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply, ChangePolicy, CreditBudget)
+COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply, ChangePolicy, CreditBudget,
+                                   Tick)

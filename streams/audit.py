@@ -83,8 +83,10 @@ from typing import Any
 
 from actors.campaign import (
     CampaignState,
+    decide_and_apply,
     decide_control,
     decide_reply,
+    decide_tick,
     evolve_campaign,
     idempotency_key,
     initial_policy,
@@ -93,17 +95,21 @@ from actors.campaign import (
 from actors.shard import CampaignShard
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
+from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import (
     MICROS_PER_EUR,
     BudgetCredited,
     ControlRejected,
     PolicyChanged,
     ReplyApproved,
+    ReplyDeferred,
     ReplyDenied,
+    ReplyExpired,
     ReplyFailed,
     ReplySent,
     SenderScreened,
+    SurgeEnded,
+    SurgeStarted,
     TextReceived,
     TextRejected,
 )
@@ -114,7 +120,7 @@ DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
 SCREENING_REASONS = ("duplicate", "already_answered")
 DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
-                  "prefix_flood")
+                  "prefix_flood", "daily_allowance", "hourly_allowance", "queue_full", "expired")
 _REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
 
 
@@ -236,6 +242,8 @@ class _Tally:
             s.spent_micros += ev.cost_micros
         elif t is ReplyDenied:
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+        elif t is ReplyExpired:
+            s.suppressed["expired"] = s.suppressed.get("expired", 0) + 1
         elif t is BudgetCredited:
             s.credited_micros += ev.amount_micros
         elif t is PolicyChanged:
@@ -427,7 +435,8 @@ class Audit:
                     else:
                         failed += 1
                         s.failed += 1
-                elif t is PolicyChanged or t is BudgetCredited:
+                elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
+                      or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded):
                     campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
                     if t is PolicyChanged:
                         self._learn_policy(ev)
@@ -554,6 +563,9 @@ class Audit:
             last_seq = None
             last: Any = None
             decided_n = 0
+            # The rest of the events one command gave (a request and the surge it started, a
+            # tick's releases): compared in seq order, not decided again.
+            following: list[Any] = []
             for seq, pos, ev in items:
                 if seq == last_seq:
                     if ev == last:
@@ -573,7 +585,16 @@ class Audit:
                     mismatch("unknown_campaign", key, None, ev, pos)
                     continue
                 decided_n += 1
-                if t is ReplyApproved or t is ReplyDenied:
+                if following:
+                    nxt = following.pop(0)
+                    if nxt != ev:
+                        mismatch("decision", key, nxt, ev, pos)
+                    continue
+                if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
+                        t is ReplyExpired and ev.reason == "ttl"):
+                    # A tick: its time is the events' time.
+                    expected = decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+                elif t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
                     fwd = forwarded.get(key)
                     if fwd is None or fwd.campaign_id != cid:
                         mismatch("no_forwarded_text", key, None, ev, pos)
@@ -584,14 +605,19 @@ class Audit:
                 elif t is PolicyChanged:
                     expected = decide_control(state, ChangePolicy(
                         ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
-                else:
+                elif t is BudgetCredited:
                     expected = decide_control(state, CreditBudget(
                         ev.command_id, cid, ev.amount_micros, ev.source, ev.operator,
                         ev.occurred_at))
+                else:  # a SurgeStarted or queue_full expiry with no decision before it
+                    expected = []
                 for e in expected:
                     evolve_campaign(state, e)
-                if expected[0] != ev:
-                    mismatch("decision", key, expected[0], ev, pos)
+                if not expected or expected[0] != ev:
+                    mismatch("decision", key, expected[0] if expected else None, ev, pos)
+                following = list(expected[1:])
+            for missing in following:  # the core decided more than the journal holds
+                mismatch("decision", idempotency_key(missing), missing, None, -1)
             counters.campaign_events += decided_n
 
         # ReplyDenied(unknown_campaign): seq 0, outside every campaign's order.
@@ -687,10 +713,9 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             if state is None:
                 decisions = nobody.decide([request])
             else:
-                decisions = decide_reply(state, request, configured[cid])
-                for e in decisions:
-                    evolve_campaign(state, e)
-            count_event(decisions[0])
+                decisions = decide_and_apply(state, request, configured[cid])
+            for e in decisions:
+                count_event(e)
         elif state is not None:
             if t is PolicyChanged:
                 command: Any = ChangePolicy(ev.command_id, cid, ev.changes, ev.operator,

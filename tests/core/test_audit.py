@@ -15,7 +15,7 @@ from actors.shard import CampaignShard
 from infra.config import load_campaigns
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
+from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import (
     PolicyChanged,
     ReplyApproved,
@@ -49,7 +49,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
 
     ``steps``: ``(message_id, campaign_id, sender, occurred_at[, prefix])`` texts in arrival order (a
     repeated text is a redelivered webhook), operator commands (ChangePolicy, CreditBudget),
-    or a RequestReply reaching the shard once more, late.
+    or a RequestReply reaching the shard once more, late, or a clock Tick.
     ``redeliver``: message ids whose RequestReply reaches the shard twice; ``fail``: message
     ids whose reply the gateway refuses. The journal is keyed like the real one (sender, else
     campaign) over ``partitions`` partitions and read partition after partition.
@@ -81,7 +81,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
         pending.clear()
 
     for step in steps:
-        if isinstance(step, RequestReply):
+        if isinstance(step, RequestReply | Tick):
             pending.append(step)
             continue
         if isinstance(step, ChangePolicy | CreditBudget):
