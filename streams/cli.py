@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--snapshot-interval", type=float,
                        default=float(_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30")),
                        help="seconds between campaign snapshots [ANTIRELOU_SNAPSHOT_INTERVAL_S]")
+        p.add_argument("--tick-interval", type=float,
+                       default=float(_env("ANTIRELOU_TICK_INTERVAL_S", "5")),
+                       help="seconds between clock ticks to the campaigns, which release and "
+                            "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
 
     p = sub.add_parser("journal", help="print the journal as JSON lines")
     _add_common(p)
@@ -249,6 +253,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             data_dir=state_dir / "faust", signing_key=signing_key,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval,
+            tick_interval_s=args.tick_interval,
         )
         app = create_app(settings, shards, gateway)
 
