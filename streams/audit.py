@@ -41,7 +41,14 @@ with ``decide_control`` on the command rebuilt from the event. A message id deci
 under a new seq goes through the core too: it remembers a bounded number of ids
 (``REMEMBERED_DECISIONS``), so a late redelivery is legitimately decided afresh, and the core
 says whether it would instead have repeated the earlier answer. Forwarded texts with no
-decision yet are ``pending`` (not a mismatch). ``ReplyDenied(reason="unknown_campaign")`` has
+decision yet are ``pending`` (not a mismatch).
+
+One command may give several events with consecutive seqs: a request and the
+``SurgeStarted``/``SurgeEnded`` or ``ReplyExpired(queue_full)`` it caused, a tick's
+releases and expiries. The first is decided again (a request from its forwarded text, its
+number range from the ``TextReceived``; a released ``ReplyApproved``, a ``ReplyExpired(ttl)``
+or a ``SurgeEnded`` as ``Tick(campaign, occurred_at)``, since a tick's events carry its
+time), the others are compared with the rest of what the core decided, in seq order. ``ReplyDenied(reason="unknown_campaign")`` has
 seq 0 and is checked on its own. ``ControlRejected`` takes no seq and changes nothing:
 counted only.
 
