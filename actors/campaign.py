@@ -2,6 +2,8 @@
 
 ``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied | ReplyDeferred, ...]``,
 ``decide_tick(state, tick, campaign) -> [SurgeEnded | ReplyExpired | ReplyApproved, ...]``,
+``decide_settlement(state, command) -> [ReplyRefunded | ReplyCostReconciled]`` (what became
+of an approved reply: not sent, so refunded; or priced by a delivery report, so reconciled),
 ``decide_control(state, command) -> [PolicyChanged | BudgetCredited | ControlRejected]`` and
 ``evolve_campaign(state, event) -> state``. No clock, no randomness, no I/O: time is the
 command's ``occurred_at``; money is integer micro-euros; the policy is part of the state and
@@ -42,15 +44,24 @@ from actors.surge import (
     surge_roll,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply, Tick
+from schemas.commands import (
+    ChangePolicy,
+    ControlCommand,
+    CreditBudget,
+    RequestReply,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
     PolicyChanged,
     ReplyApproved,
+    ReplyCostReconciled,
     ReplyDeferred,
     ReplyDenied,
     ReplyExpired,
+    ReplyRefunded,
     SurgeEnded,
     SurgeStarted,
 )
@@ -68,7 +79,8 @@ REMEMBERED_DECISIONS = 50_000
 REMEMBERED_PREFIXES = 4_096
 # Decisions that count as a first text of the sender's number range.
 _NOT_COUNTED = frozenset({"prefix_flood", "not_started", "ended", "unknown_campaign"})
-CampaignEvent = Decision | PolicyChanged | BudgetCredited
+Settlement = ReplyRefunded | ReplyCostReconciled
+CampaignEvent = Decision | PolicyChanged | BudgetCredited | Settlement
 ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
 
@@ -83,6 +95,13 @@ def initial_policy(campaign: Campaign) -> Policy:
 
 
 def idempotency_key(event: object) -> str:
+    """The key under which a campaign remembers a decision: one decision per request (a
+    deferred one is decided again when released or expired, under the same key), per
+    operator command, and per settlement of a reply (refund; price reconciliation)."""
+    if isinstance(event, ReplyRefunded):
+        return "refund:" + event.message_id
+    if isinstance(event, ReplyCostReconciled):
+        return "price:" + event.message_id
     message_id = getattr(event, "message_id", None)
     if message_id is not None:
         return message_id
@@ -98,6 +117,10 @@ def _new_queue() -> DeferralQueue:
     return DeferralQueue(capacity=MAX_SURGE_QUEUE)
 
 
+def settlement_key(command: SettleReply) -> str:
+    return ("refund:" if command.outcome == "failed" else "price:") + command.message_id
+
+
 @dataclass(slots=True)
 class CampaignState:
     campaign_id: str
@@ -107,6 +130,7 @@ class CampaignState:
     credited_micros: int = 0
     approved: int = 0
     denied: int = 0
+    refunded_micros: int = 0
     seq: int = 0
     pacing: PacingState = field(default_factory=PacingState)
     # Number range -> GCRA theoretical arrival time (epoch ms) of its first texts.
@@ -378,6 +402,35 @@ def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
             del tats[min(tats, key=tats.__getitem__)]
 
 
+def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settlement]:
+    """Settle an approved reply once: refund it if it was not sent, or replace its estimated
+    cost with the price a delivery report gave. A reply the campaign does not remember as
+    approved (never approved, or older than ``REMEMBERED_DECISIONS``) settles nothing; a
+    reply already refunded is not priced, and a priced one is not refunded."""
+    earlier = state.decided.get(settlement_key(command))
+    if earlier is not None:
+        return [earlier]  # type: ignore[list-item]
+    approval = state.decided.get(command.message_id)
+    if not isinstance(approval, ReplyApproved):
+        return []
+    common = dict(message_id=command.message_id, campaign_id=command.campaign_id,
+                  sender=approval.sender, seq=state.seq + 1, occurred_at=command.occurred_at)
+    refunded = "refund:" + command.message_id in state.decided
+    priced = "price:" + command.message_id in state.decided
+    if command.outcome == "failed" and not priced:
+        return [ReplyRefunded(refund_micros=approval.cost_micros,
+                              balance_after_micros=state.balance_micros + approval.cost_micros,
+                              **common)]
+    if (command.outcome == "priced" and not refunded and isinstance(command.price_micros, int)
+            and command.price_micros >= 0):
+        return [ReplyCostReconciled(
+            estimated_micros=approval.cost_micros, actual_micros=command.price_micros,
+            balance_after_micros=state.balance_micros + approval.cost_micros
+            - command.price_micros,
+            **common)]
+    return []
+
+
 def _dequeue(state: CampaignState, message_id: str) -> None:
     state.queue.remove(message_id)
     state.queued.pop(message_id, None)
@@ -463,6 +516,13 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     elif t is ReplyExpired:
         state.denied += 1
         _dequeue(state, event.message_id)
+    elif t is ReplyRefunded:
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros -= event.refund_micros
+        state.refunded_micros += event.refund_micros
+    elif t is ReplyCostReconciled:
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros += event.actual_micros - event.estimated_micros
     elif isinstance(event, PolicyChanged):
         state.policy = apply_changes(state.policy, event.changes, event.version)
     elif isinstance(event, BudgetCredited):

@@ -30,7 +30,7 @@ from actors.shard import CampaignShard, is_campaign_event
 from actors.snapshot import decode_snapshot
 from infra.journal import iter_journal, latest_by_key
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, Tick
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 
 log = logging.getLogger("antirelou.shards")
 
@@ -131,7 +131,7 @@ class CampaignShards:
         results = await asyncio.gather(*(self._call(i, method, cmds) for i, cmds in groups.items()))
         return [event for events in results for event in events]
 
-    async def decide(self, batch: list[RequestReply | Tick]) -> list[Decision]:
+    async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]:
         """One actor call per shard touched by the batch; decisions in batch order per shard."""
         return await self._scatter("decide", batch)
 

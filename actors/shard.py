@@ -15,18 +15,21 @@ from actors.campaign import (
     CampaignState,
     ControlOutcome,
     Decision,
+    Settlement,
     decide_and_apply,
     decide_control,
+    decide_settlement,
     evolve_campaign,
     reply_cost,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, Tick
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.events import ControlRejected, ReplyDenied
 from schemas.policy import describe
 
 CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
-                        "ReplyDeferred", "ReplyExpired", "SurgeStarted", "SurgeEnded")
+                        "ReplyRefunded", "ReplyCostReconciled", "ReplyDeferred", "ReplyExpired",
+                        "SurgeStarted", "SurgeEnded")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -53,13 +56,24 @@ class CampaignShard:
             evolve_campaign(self._states[event.campaign_id], event)
         return len(mine)
 
-    def decide(self, batch: list[RequestReply | Tick]) -> list[Decision]:
+    def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Decision | Settlement]:
         """Decide a batch in order: for each request its decision (the same one if repeated),
         preceded by what a tick at its time releases or expires; for each tick, what it
-        releases, expires or ends."""
-        out: list[Decision] = []
+        releases, expires or ends.
+
+        A ``SettleReply`` in the batch settles an approved reply (refund or reconcile): zero
+        or one event, the same one if repeated.
+        """
+        out: list[Decision | Settlement] = []
         for command in batch:
             campaign = self._campaigns.get(command.campaign_id)
+            if isinstance(command, SettleReply):
+                if campaign is not None:
+                    state = self._states[command.campaign_id]
+                    for settled in decide_settlement(state, command):
+                        evolve_campaign(state, settled)
+                        out.append(settled)
+                continue
             if campaign is None:
                 if isinstance(command, RequestReply):
                     out.append(_unknown_campaign(command))
@@ -91,6 +105,7 @@ class CampaignShard:
                 "balance_micros": state.balance_micros,
                 "spent_micros": state.spent_micros,
                 "credited_micros": state.credited_micros,
+                "refunded_micros": state.refunded_micros,
                 "approved": state.approved,
                 "denied": state.denied,
                 "seq": state.seq,

@@ -31,6 +31,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "credited_micros": state.credited_micros,
         "approved": state.approved,
         "denied": state.denied,
+        "refunded_micros": state.refunded_micros,
         "policy": state.policy.to_dict(),
         "pacing": state.pacing.to_dict(),
         "prefix_tat": state.prefix_tat,
@@ -55,6 +56,7 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         credited_micros=raw["credited_micros"],
         approved=raw["approved"],
         denied=raw["denied"],
+        refunded_micros=raw.get("refunded_micros", 0),  # snapshots before refunds existed
         seq=raw["seq"],
         # Absent from snapshots taken before the per-prefix limit and surge mode.
         prefix_tat=dict(raw.get("prefix_tat", {})),

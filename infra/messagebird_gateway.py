@@ -27,7 +27,8 @@ number or the SMS body)::
     |                            the SMS may or may not have been sent
     +-- GatewayTimeout           connect or read exceeded the bound; the SMS may have been
     |                            sent (retry only with that in mind)
-    +-- GatewayUnavailable       5xx, 429, connection refused/reset: not accepted, retryable
+    +-- GatewayUnavailable       5xx, 429, connection refused/reset, connect timeout: not
+    |                            accepted, retryable
     +-- GatewayRejected          other 4xx or a MessageBird ``errors`` JSON (401 bad key,
                                  422 bad recipient...): not retryable; ``.code``,
                                  ``.description``, ``.parameter`` of the first error and
@@ -344,6 +345,11 @@ class MessageBirdGateway:
         ref = _scrub_exact(reference, recipient)  # what our messages may show
         try:
             raw = self._client.request("messages", "POST", params)
+        except requests.ConnectTimeout as exc:  # the request never left: nothing was sent
+            raise GatewayUnavailable(
+                f"MessageBird did not accept a connection within {self.timeout:g} s "
+                f"(reference {ref!r})"
+            ) from exc
         except requests.Timeout as exc:
             raise GatewayTimeout(
                 f"MessageBird did not answer within {self.timeout:g} s "

@@ -44,7 +44,9 @@ from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
 
 from actors.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
 
@@ -280,7 +282,14 @@ class LocalMessageBird:
         access_key: str = "test_key",
         price_per_part: str = "0.08",
         currency: str = "EUR",
+        report_delay_s: float | None = None,
+        signing_key: str | None = None,
+        report_price: str | None = None,
     ) -> None:
+        """``report_delay_s``: when set, each accepted message that carries a ``reportUrl``
+        gets a delivery report (GET, status ``delivered``) that long after it was accepted,
+        signed with ``signing_key`` when given; its price is ``report_price`` per part
+        (default ``price_per_part``). ``reports`` lists the HTTP status of each report."""
         self.host = host
         self.port = port
         self.access_key = access_key
@@ -296,6 +305,10 @@ class LocalMessageBird:
         self._fail: list[int] = []  # one status per failing request to come
         self._delay: list[float] = []
         self._stopping = threading.Event()
+        self.report_delay_s = report_delay_s
+        self.signing_key = signing_key
+        self.report_price = Decimal(report_price) if report_price is not None else None
+        self.reports: list[int | str] = []  # HTTP status of each delivery report we sent
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -488,7 +501,35 @@ class LocalMessageBird:
             self._messages.append(record)
             self._responses[message_id] = response
             self._cond.notify_all()
+        report_url = params.get("reportUrl")
+        if self.report_delay_s is not None and isinstance(report_url, str) and reference:
+            per_part = self.report_price if self.report_price is not None else self.price_per_part
+            for r in recipients:
+                threading.Thread(target=self._report, daemon=True, args=(report_url, {
+                    "id": message_id, "reference": reference, "recipient": r,
+                    "status": "delivered", "statusDatetime": _now_iso(),
+                    "messagePartCount": parts, "price[amount]": str(per_part * parts),
+                    "price[currency]": self.currency,
+                })).start()
         return 201, response
+
+    def _report(self, report_url: str, fields: dict[str, Any]) -> None:
+        self._sleep(self.report_delay_s or 0.0)
+        if self._stopping.is_set():
+            return
+        url = report_url + ("&" if urlsplit(report_url).query else "?") + urlencode(fields)
+        headers = {}
+        if self.signing_key:
+            from infra.mb_signature import sign_webhook
+
+            headers["MessageBird-Signature-JWT"] = sign_webhook(url, b"", self.signing_key)
+        try:
+            status: int | str = requests.get(url, headers=headers, timeout=10).status_code
+        except requests.RequestException as exc:
+            status = type(exc).__name__
+        with self._cond:
+            self.reports.append(status)
+            self._cond.notify_all()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -119,6 +119,12 @@ def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "number_kind": "unknown", "country": None, "prefix": ""}
 
 
+@upcaster("ReplyFailed", 1)
+def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # Before v2 a reply was tried once.
+    return {**payload, "attempts": 1}
+
+
 # v3 of the campaign decisions carries the sender's number range (for the per-prefix rate
 # limit) and, on approvals, when to send. Before v3 there was no range and no delay.
 

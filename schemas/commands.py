@@ -104,7 +104,28 @@ class CreditBudget:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class SettleReply:
+    """Tell the campaign what became of an approved reply (sent on ``reply-requests``, keyed
+    by campaign, so it is decided in the campaign's order like the requests).
+
+    ``outcome`` "failed": nothing was sent (``ReplyFailed``), refund the cost.
+    ``outcome`` "priced": a delivery report gave the actual ``price_micros``; reconcile.
+    """
+
+    TYPE = "SettleReply"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    outcome: str  # "failed" | "priced"
+    price_micros: int | None
+    occurred_at: int
+
+
 ControlCommand = ChangePolicy | CreditBudget
 
-COMMAND_TYPES: tuple[type, ...] = (ScreenText, RequestReply, SendReply, ChangePolicy, CreditBudget,
-                                   Tick)
+COMMAND_TYPES: tuple[type, ...] = (
+    ScreenText, RequestReply, SendReply, SettleReply, ChangePolicy, CreditBudget, Tick,
+)

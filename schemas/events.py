@@ -203,17 +203,106 @@ class ReplySent:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyFailed:
-    """The gateway did not accept the reply."""
+class ReplyAttempted:
+    """The sender agent is about to call the gateway (journaled, acked, before the call).
 
-    TYPE = "ReplyFailed"
+    An attempt with neither ``ReplySent``, ``ReplyFailed`` nor ``ReplyUncertain`` after it
+    is a call whose outcome was lost (a crash): the reply is then marked uncertain, never
+    sent again blindly.
+    """
+
+    TYPE = "ReplyAttempted"
     SCHEMA_VERSION = 1
 
     message_id: str
     campaign_id: str
     sender: str
+    attempt: int  # 1, 2, ...: retries of one reply after errors that prove nothing was sent
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFailed:
+    """The gateway did not accept the reply, after every allowed attempt: nothing was sent,
+    so the campaign refunds its cost (``ReplyRefunded``)."""
+
+    TYPE = "ReplyFailed"
+    SCHEMA_VERSION = 2  # v2 added attempts
+
+    message_id: str
+    campaign_id: str
+    sender: str
     error: str
-    retryable: bool
+    retryable: bool  # the last error was of a retryable kind (5xx, 429, unreachable)
+    occurred_at: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyUncertain:
+    """The reply may or may not have been sent (a read timeout, an unreadable answer, or a
+    crash between the attempt and its result). It is not sent again and not refunded; a
+    later delivery report for it settles the question."""
+
+    TYPE = "ReplyUncertain"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    reason: str  # "timeout" | "unreadable_answer" | "crash_during_send"
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReported:
+    """A MessageBird delivery report for one of our replies (``reference`` = message id)."""
+
+    TYPE = "DeliveryReported"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    provider_message_id: str
+    status: str  # scheduled | sent | buffered | delivered | expired | delivery_failed
+    status_reason: str | None
+    error_code: int | None
+    price_micros: int | None  # what MessageBird charged, when the report says
+    currency: str | None
+    occurred_at: int  # the report's statusDatetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRefunded:
+    """A campaign decision: an approved reply was finally not sent; its cost returns."""
+
+    TYPE = "ReplyRefunded"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    refund_micros: int
+    balance_after_micros: int
+    seq: int
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCostReconciled:
+    """A campaign decision: the actual price of a reply replaces the estimate."""
+
+    TYPE = "ReplyCostReconciled"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    estimated_micros: int
+    actual_micros: int
+    balance_after_micros: int  # balance + estimated - actual
+    seq: int
     occurred_at: int
 
 
@@ -266,7 +355,8 @@ class ControlRejected:
 
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
-    | ReplyFailed | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
+    | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
+    | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
     | ReplyExpired | SurgeStarted | SurgeEnded
 )
 
@@ -277,7 +367,12 @@ EVENT_TYPES: tuple[type, ...] = (
     ReplyApproved,
     ReplyDenied,
     ReplySent,
+    ReplyAttempted,
     ReplyFailed,
+    ReplyUncertain,
+    DeliveryReported,
+    ReplyRefunded,
+    ReplyCostReconciled,
     PolicyChanged,
     BudgetCredited,
     ControlRejected,

@@ -38,35 +38,42 @@ from faust.web import Request, Response, View
 from actors.campaign import CampaignState, ControlOutcome, Decision, initial_policy
 from actors.snapshot import encode_snapshot
 from infra.journal import end_offsets
-from infra.messagebird_gateway import (
-    DryRunGateway,
-    GatewayError,
-    GatewayTimeout,
-    GatewayUnavailable,
-    SendResult,
-)
+from infra.messagebird_gateway import DryRunGateway, SendResult
 from infra.numbers import classify
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, ScreenText, SendReply, Tick
+from schemas.commands import (
+    ControlCommand,
+    RequestReply,
+    ScreenText,
+    SendReply,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
+    DeliveryReported,
     PolicyChanged,
     ReplyApproved,
+    ReplyAttempted,
     ReplyDeferred,
     ReplyExpired,
     ReplyFailed,
     ReplySent,
+    ReplyUncertain,
     TextReceived,
     TextRejected,
 )
 from schemas.policy import Policy, apply_changes
+from streams.reports import parse_delivery_report
 from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.sending import CircuitBreaker, RetryPolicy, deliver
 from streams.webhook import BadRequest, SignatureVerifier, WebhookError, parse_inbound
 
 log = logging.getLogger("antirelou")
 
 WEBHOOK_PATH = "/webhooks/messagebird/sms"
+STATUS_PATH = "/webhooks/messagebird/status"  # delivery reports (GET), ?campaign=<id>
 ACK_TIMEOUT_S = 10.0
 
 
@@ -90,7 +97,7 @@ class Gateway(Protocol):
 
 
 class Deciders(Protocol):
-    async def decide(self, batch: list[RequestReply | Tick]) -> list[Decision]: ...
+    async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
     async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
     async def snapshot(self) -> list[CampaignState]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
@@ -113,6 +120,12 @@ class Settings:
     batch_window_s: float = 0.05
     send_concurrency: int = 8
     snapshot_interval_s: float = 30.0
+    # Where MessageBird sends delivery reports for our replies (public base URL; None: no
+    # reportUrl is sent and the account's default status URL applies).
+    report_base_url: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 5.0
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -295,7 +308,7 @@ def create_app(
     @app.agent(requests)
     async def decide_replies(stream: faust.StreamT) -> None:
         async for values in stream.take(settings.batch_size, within=settings.batch_window_s):
-            batch = [codec.decode(v) for v in values]
+            batch = [codec.decode(v) for v in values]  # RequestReply, SettleReply, Tick
             reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
             decisions = await deciders.decide(batch)
             await record(decisions, acked=True)
@@ -346,43 +359,96 @@ def create_app(
                                               value=codec.encode(event))
                     await fut
 
+    breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
+    app.antirelou_breaker = breaker  # type: ignore[attr-defined]
+
+    def now_ms() -> int:
+        return int(clock() * 1000)
+
+    async def settle(command: SettleReply) -> None:
+        fut = await requests.send(key=command.campaign_id.encode(), value=codec.encode(command))
+        await fut
+
+    async def send_one(command: SendReply) -> str:
+        """Send one reply (retried, behind the breaker); journal its outcome; return it."""
+        mid = command.message_id
+        campaign = campaigns[command.campaign_id]
+        report_url = (f"{settings.report_base_url.rstrip('/')}{STATUS_PATH}"
+                      f"?campaign={campaign.id}" if settings.report_base_url else None)
+
+        async def attempt(n: int) -> None:
+            await record([ReplyAttempted(mid, command.campaign_id, command.sender, n, now_ms())],
+                         acked=True)
+            await app.producer.flush()  # the table's "attempting" is stored too
+
+        def call() -> Awaitable[SendResult]:
+            return asyncio.to_thread(
+                gateway.send, originator=campaign.originator,
+                recipient=privacy.open(command.reply_to), body=campaign.reply_text,
+                reference=mid, report_url=report_url, scheduled_at=command.send_at,
+            )
+
+        outcome = await deliver(call, attempt, retry=settings.retry, breaker=breaker)
+        common = dict(message_id=mid, campaign_id=command.campaign_id, sender=command.sender)
+        if outcome.kind == "sent":
+            result = outcome.result
+            assert result is not None
+            await record([ReplySent(
+                **common, provider_message_id=result.provider_message_id,
+                price_micros=result.price_micros, dry_run=result.dry_run,
+                occurred_at=now_ms())], acked=True)
+        elif outcome.kind == "failed":
+            log.warning("reply %s not sent after %d attempt(s): %s", mid, outcome.attempts,
+                        outcome.error)
+            await record([ReplyFailed(
+                **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
+                retryable=outcome.retryable, occurred_at=now_ms(),
+                attempts=outcome.attempts)], acked=True)
+            await settle(SettleReply(mid, command.campaign_id, command.sender, "failed", None,
+                                     now_ms()))
+        else:
+            log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
+                        outcome.reason)
+            await record([ReplyUncertain(**common, reason=outcome.reason or "unknown",
+                                         occurred_at=now_ms())], acked=True)
+        return outcome.kind
+
+    in_flight: set[str] = set()
+
     @app.agent(outbound, concurrency=settings.send_concurrency)
     async def send_replies(stream: faust.StreamT) -> None:
+        # At most once per approved request, across crashes. The table (changelog-backed,
+        # partitioned like sms-outbound, where every copy of one SendReply arrives) says
+        # where each reply got to: "attempting" is stored (flushed, acks=all) and
+        # ReplyAttempted journaled before any call; the outcome replaces it afterwards.
+        # A copy that finds "attempting" comes after a crash mid-call: ReplyUncertain, no
+        # second send. Check and mark have no await between them: no race between the
+        # agent's concurrent actors.
         async for value in stream:
             command = codec.decode(value)
-            # At-least-once delivery may bring the same SendReply again: send at most once.
-            # Check and mark have no await between them, so concurrent actors cannot race.
-            if replies_by_message.get(command.message_id) is not None:
-                log.info("reply %s already handed to the gateway; not sent again",
-                         command.message_id)
+            mid = command.message_id
+            where = replies_by_message.get(mid)
+            if where is not None:
+                if mid in in_flight:  # a copy of a reply this worker is sending right now
+                    log.info("reply %s is being sent; this copy is dropped", mid)
+                elif where == "attempting":
+                    replies_by_message[mid] = "uncertain"
+                    log.warning("reply %s: a send was under way when the worker stopped; "
+                                "marked uncertain, not sent again", mid)
+                    await record([ReplyUncertain(mid, command.campaign_id, command.sender,
+                                                 "crash_during_send", now_ms())], acked=True)
+                elif where == "failed":  # the refund may not have been asked for
+                    await settle(SettleReply(mid, command.campaign_id, command.sender,
+                                             "failed", None, now_ms()))
+                else:
+                    log.info("reply %s already %s; not sent again", mid, where)
                 continue
-            replies_by_message[command.message_id] = "attempted"
-            campaign = campaigns[command.campaign_id]
-            number = privacy.open(command.reply_to)
+            replies_by_message[mid] = "attempting"
+            in_flight.add(mid)
             try:
-                result = await asyncio.to_thread(
-                    gateway.send,
-                    originator=campaign.originator,
-                    recipient=number,
-                    body=campaign.reply_text,
-                    reference=command.message_id,
-                    scheduled_at=command.send_at,
-                )
-            except GatewayError as exc:
-                log.warning("reply %s failed: %s", command.message_id, exc)
-                await record([ReplyFailed(
-                    message_id=command.message_id, campaign_id=command.campaign_id,
-                    sender=command.sender, error=type(exc).__name__ + ": " + str(exc),
-                    retryable=isinstance(exc, GatewayTimeout | GatewayUnavailable),
-                    occurred_at=int(clock() * 1000),
-                )])
-                continue
-            await record([ReplySent(
-                message_id=command.message_id, campaign_id=command.campaign_id,
-                sender=command.sender, provider_message_id=result.provider_message_id,
-                price_micros=result.price_micros, dry_run=result.dry_run,
-                occurred_at=int(clock() * 1000),
-            )])
+                replies_by_message[mid] = await send_one(command)
+            finally:
+                in_flight.discard(mid)
 
     async def acknowledged(send: Awaitable[Any]) -> None:
         # Two awaits: the first queues the record, the second waits for the broker's ack
@@ -438,6 +504,48 @@ def create_app(
             return self.json({"status": "accepted", "message_id": sms.message_id,
                               "campaign": campaign.id})
 
+    @app.page(STATUS_PATH)
+    class DeliveryReports(View):
+        """MessageBird's delivery report for one of our replies: journaled as a fact; its
+        price, if any, goes to the campaign to replace the estimated cost."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                if verifier is not None:
+                    # The query as sent (raw_path): MessageBird hashed the URL it called.
+                    base = (settings.public_url.rstrip("/") if settings.public_url
+                            else f"{request.scheme}://{request.host}")
+                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                    base + request.raw_path, b"")
+                report = parse_delivery_report(request.query, len(request.query_string))
+            except WebhookError as exc:
+                return self.json(exc.body(), status=exc.status)
+            if report.campaign_id not in campaigns:
+                err = BadRequest("unknown_campaign", "no such campaign", "campaign", status=404)
+                return self.json(err.body(), status=err.status)
+            sender = privacy.pseudonym(report.recipient)
+            at = report.status_at_ms if report.status_at_ms is not None else now_ms()
+            fact = DeliveryReported(
+                message_id=report.reference, campaign_id=report.campaign_id, sender=sender,
+                provider_message_id=report.provider_message_id, status=report.status,
+                status_reason=report.status_reason, error_code=report.error_code,
+                price_micros=report.price_micros, currency=report.currency, occurred_at=at,
+            )
+            try:
+                await asyncio.wait_for(acknowledged(journal.send(
+                    key=sender.encode(), value=codec.encode(fact))), ACK_TIMEOUT_S)
+                if report.price_micros is not None and report.currency in (None, "EUR"):
+                    await asyncio.wait_for(settle(SettleReply(
+                        report.reference, report.campaign_id, sender, "priced",
+                        report.price_micros, at)), ACK_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
+                log.error("delivery report for %s not stored: %s", report.reference,
+                          type(exc).__name__)
+                return self.json({"error": "unavailable",
+                                  "message": "the report could not be stored; retry"},
+                                 status=503)
+            return self.json({"status": "accepted", "reference": report.reference})
+
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
@@ -446,6 +554,7 @@ def create_app(
                 "campaigns": sorted(campaigns),
                 "dry_run": isinstance(gateway, DryRunGateway),
                 "signed_webhooks": verifier is not None,
+                "messagebird_circuit": breaker.state,
             })
 
     @app.page("/campaigns")

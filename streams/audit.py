@@ -32,12 +32,16 @@ versions come from the journal's ``PolicyChanged`` events. A sender whose verdic
 version not seen yet is set aside and replayed, in order, after the pass.
 
 *Campaigns* (per campaign, in ``seq`` order). Every event with a ``seq`` (``ReplyApproved``,
-``ReplyDenied``, ``PolicyChanged``, ``BudgetCredited``) is sorted by seq; an exact repeat
+``ReplyDenied``, ``PolicyChanged``, ``BudgetCredited``, ``ReplyRefunded``,
+``ReplyCostReconciled``) is sorted by seq; an exact repeat
 (at-least-once redelivery) is dropped and counted as ``redelivered``; a different event with
 the same seq is a ``conflicting`` mismatch. Each other event is decided again, from
 ``CampaignState.opening(campaign)``: decisions with ``decide_reply`` on ``RequestReply``
 rebuilt from the forwarded ``SenderScreened`` of their message id, policy changes and credits
-with ``decide_control`` on the command rebuilt from the event. A message id decided again
+with ``decide_control`` on the command rebuilt from the event, refunds and price
+reconciliations with ``decide_settlement`` (each must follow from a ``ReplyFailed`` or a
+``DeliveryReported`` price of the journal, else a ``refund_without_failure`` /
+``price_without_report`` mismatch). A message id decided again
 under a new seq goes through the core too: it remembers a bounded number of ids
 (``REMEMBERED_DECISIONS``), so a late redelivery is legitimately decided afresh, and the core
 says whether it would instead have repeated the earlier answer. Forwarded texts with no
@@ -93,6 +97,7 @@ from actors.campaign import (
     decide_and_apply,
     decide_control,
     decide_reply,
+    decide_settlement,
     decide_tick,
     evolve_campaign,
     idempotency_key,
@@ -102,17 +107,27 @@ from actors.campaign import (
 from actors.shard import CampaignShard
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    RequestReply,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     MICROS_PER_EUR,
     BudgetCredited,
     ControlRejected,
+    DeliveryReported,
     PolicyChanged,
     ReplyApproved,
+    ReplyCostReconciled,
     ReplyDeferred,
     ReplyDenied,
     ReplyExpired,
     ReplyFailed,
+    ReplyRefunded,
     ReplySent,
     SenderScreened,
     SurgeEnded,
@@ -247,6 +262,10 @@ class _Tally:
         if t is ReplyApproved:
             s.approved += 1
             s.spent_micros += ev.cost_micros
+        elif t is ReplyRefunded:
+            s.spent_micros -= ev.refund_micros
+        elif t is ReplyCostReconciled:
+            s.spent_micros += ev.actual_micros - ev.estimated_micros
         elif t is ReplyDenied:
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
         elif t is ReplyExpired:
@@ -319,6 +338,9 @@ class Audit:
         self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
         self._unknown_denials: list[tuple[int, ReplyDenied]] = []
+        # The facts settlements are decided on: replies not sent; prices reported.
+        self._failed: set[str] = set()
+        self._prices: dict[str, set[int]] = {}
         self._screening_mismatches: list[Mismatch] = []
         self._held: tuple[TextReceived | None, int] = (None, -1)
         self._position = 0
@@ -442,6 +464,12 @@ class Audit:
                     else:
                         failed += 1
                         s.failed += 1
+                        self._failed.add(ev.message_id)
+                elif t is ReplyRefunded or t is ReplyCostReconciled:
+                    campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+                elif t is DeliveryReported:
+                    if ev.price_micros is not None:
+                        self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
                 elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
                       or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded):
                     campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
@@ -609,6 +637,17 @@ class Audit:
                     expected = decide_reply(state, RequestReply(
                         key, cid, fwd.sender, fwd.occurred_at, "", prefixes.get(key, ""),
                         getattr(fwd, "texts_from_sender", 1)), campaign)
+                elif t is ReplyRefunded:
+                    if ev.message_id not in self._failed:
+                        mismatch("refund_without_failure", key, None, ev, pos)
+                    expected = decide_settlement(state, SettleReply(
+                        ev.message_id, cid, ev.sender, "failed", None, ev.occurred_at))
+                elif t is ReplyCostReconciled:
+                    if ev.actual_micros not in self._prices.get(ev.message_id, ()):
+                        mismatch("price_without_report", key, None, ev, pos)
+                    expected = decide_settlement(state, SettleReply(
+                        ev.message_id, cid, ev.sender, "priced", ev.actual_micros,
+                        ev.occurred_at))
                 elif t is PolicyChanged:
                     expected = decide_control(state, ChangePolicy(
                         ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))

@@ -67,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ray actors holding the campaigns")
         p.add_argument("--public-url", default=_env("ANTIRELOU_PUBLIC_URL"),
                        help="base URL MessageBird calls (signature check behind a proxy)")
+        p.add_argument("--report-url", default=_env("ANTIRELOU_REPORT_URL"),
+                       help="base URL for delivery reports; default: --public-url, else the "
+                       "local web address [ANTIRELOU_REPORT_URL]")
+        p.add_argument("--send-attempts", type=int,
+                       default=int(_env("ANTIRELOU_SEND_ATTEMPTS", "6")),
+                       help="calls per reply on 5xx/429/unreachable before it fails and is "
+                       "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--breaker-cooldown", type=float,
+                       default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
+                       help="seconds sends wait once MessageBird failed 5 times in a row "
+                       "[ANTIRELOU_BREAKER_COOLDOWN_S]")
         p.add_argument("--insecure-dev", action="store_true",
                        default=_env("ANTIRELOU_INSECURE_DEV") == "1",
                        help="accept unsigned webhooks when no signing key is set (development)")
@@ -206,6 +217,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.sending import RetryPolicy
 
     campaigns = load_campaigns(args.config)
     state_dir = Path(args.state_dir).resolve()
@@ -254,6 +266,10 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval,
             tick_interval_s=args.tick_interval,
+            report_base_url=(args.report_url or args.public_url
+                             or f"http://{args.web_host}:{args.web_port}"),
+            retry=RetryPolicy(max_attempts=args.send_attempts),
+            breaker_cooldown_s=args.breaker_cooldown,
         )
         app = create_app(settings, shards, gateway)
 
@@ -275,6 +291,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        for name in filter(None, (_env("ANTIRELOU_DEBUG_LOGGERS") or "").split(",")):
+            logging.getLogger(name.strip()).setLevel(logging.DEBUG)  # e.g. aiokafka.consumer
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import html
 import math
 import os
@@ -62,7 +61,6 @@ import random
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +68,7 @@ from typing import TextIO
 from urllib.parse import urlencode, urlsplit
 
 from actors.shard import CampaignShard
+from infra.mb_signature import sign_webhook
 from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, RequestReply, ScreenText, Tick
@@ -702,20 +701,6 @@ def webhook_form(text: SimText, recipient: str) -> bytes:
     """The form-encoded body MessageBird posts for an inbound text."""
     return urlencode({"id": text.message_id, "originator": text.sender, "recipient": recipient,
                       "body": text.body, "createdDatetime": created_datetime(text.at_ms)}).encode()
-
-
-def sign_webhook(url: str, body: bytes, signing_key: str, *, now_s: int | None = None,
-                 ttl_s: int = 60) -> str:
-    """A ``MessageBird-Signature-JWT`` for a request (HS256, unique ``jti``)."""
-    import jwt
-
-    now = int(time.time()) if now_s is None else now_s
-    claims: dict[str, object] = {"iss": "MessageBird", "nbf": now, "exp": now + ttl_s,
-                                 "jti": uuid.uuid4().hex,
-                                 "url_hash": hashlib.sha256(url.encode()).hexdigest()}
-    if body:
-        claims["payload_hash"] = hashlib.sha256(body).hexdigest()
-    return jwt.encode(claims, signing_key, algorithm="HS256")
 
 
 def drive_webhook(texts: Iterable[SimText], url: str, recipient: str, signing_key: str | None, *,

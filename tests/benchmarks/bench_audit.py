@@ -121,7 +121,7 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
                 seen.add(d.message_id)
                 if rng.random() < 0.02:
                     record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayTimeout",
-                                        True, d.occurred_at + 2_000)])
+                                        True, d.occurred_at + 2_000, 1)])
                 else:
                     record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb" + d.message_id,
                                       160_000, False, d.occurred_at + 2_000)])

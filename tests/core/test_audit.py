@@ -15,12 +15,22 @@ from actors.shard import CampaignShard
 from infra.config import load_campaigns
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    RequestReply,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
+    DeliveryReported,
     PolicyChanged,
     ReplyApproved,
     ReplyDenied,
+    ReplyCostReconciled,
     ReplyFailed,
+    ReplyRefunded,
     ReplySent,
     SenderScreened,
     TextReceived,
@@ -44,27 +54,33 @@ def campaign(cid="paris", budget=350_000, price=100_000, cooldown=None, reply=RE
                     originator="AntiRelou", cooldown_ms=cooldown, pacing=pacing)
 
 
-def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
+def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), priced=None,
+             refund=False):
     """Drive the real core the way the shells do and return the journal as the reader sees it.
 
     ``steps``: ``(message_id, campaign_id, sender, occurred_at[, prefix])`` texts in arrival order (a
     repeated text is a redelivered webhook), operator commands (ChangePolicy, CreditBudget),
     or a RequestReply reaching the shard once more, late, or a clock Tick.
     ``redeliver``: message ids whose RequestReply reaches the shard twice; ``fail``: message
-    ids whose reply the gateway refuses. The journal is keyed like the real one (sender, else
+    ids whose reply the gateway refuses (then refunded when ``refund``, as the shells do
+    now; journals from before refunds have none); ``priced``: message id -> the price
+    a delivery report gives (then reconciled). The journal is keyed like the real one (sender, else
     campaign) over ``partitions`` partitions and read partition after partition.
     """
     shard = CampaignShard(campaigns)
     live = {c.id: initial_policy(c) for c in campaigns}
     senders: dict[str, SenderState] = {}
     parts: list[list] = [[] for _ in range(partitions)]
-    pending: list[RequestReply] = []
+    pending: list[RequestReply | SettleReply] = []
     sent: set[str] = set()
+    priced = priced or {}
 
     def record(events):
         for e in events:
             key = getattr(e, "sender", None) or e.campaign_id
             parts[zlib.crc32(key.encode()) % partitions].append(e)
+
+    settle: list[SettleReply] = []
 
     def flush():
         decisions = shard.decide(pending)
@@ -74,11 +90,23 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
                 sent.add(d.message_id)
                 if d.message_id in fail:
                     record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayError: no",
-                                        False, d.occurred_at + 5_000)])
+                                        False, d.occurred_at + 5_000, 1)])
+                    if refund:
+                        settle.append(SettleReply(d.message_id, d.campaign_id, d.sender,
+                                                  "failed", None, d.occurred_at + 5_000))
                 else:
                     record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb-" + d.message_id,
                                       None, True, d.occurred_at + 5_000)])
+                    if d.message_id in priced:
+                        price = priced[d.message_id]
+                        record([DeliveryReported(d.message_id, d.campaign_id, d.sender,
+                                                 "mb-" + d.message_id, "delivered", None, None,
+                                                 price, "EUR", d.occurred_at + 9_000)])
+                        settle.append(SettleReply(d.message_id, d.campaign_id, d.sender,
+                                                  "priced", price, d.occurred_at + 9_000))
         pending.clear()
+        pending.extend(settle)  # settlements reach the shard with the next batch
+        settle.clear()
 
     for step in steps:
         if isinstance(step, RequestReply | Tick):
@@ -110,6 +138,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()):
             if len(pending) >= batch:
                 flush()
     flush()
+    flush()  # the last settlements
     return [e for part in parts for e in part]
 
 
@@ -527,9 +556,12 @@ def scenarios(draw):
             steps.append(text)
     mids = [t[0] for t in texts]
     redeliver = set(draw(st.lists(st.sampled_from(mids), max_size=3))) if mids else set()
+    fail = set(draw(st.lists(st.sampled_from(mids), max_size=3))) if mids else set()
+    priced = {m: draw(st.integers(0, 200_000))
+              for m in (draw(st.lists(st.sampled_from(mids), max_size=3)) if mids else [])}
     return campaigns, steps, {
         "partitions": draw(st.integers(1, 4)), "batch": draw(st.integers(1, 5)),
-        "redeliver": redeliver,
+        "redeliver": redeliver, "fail": fail, "priced": priced, "refund": draw(st.booleans()),
     }
 
 
@@ -545,3 +577,28 @@ def test_any_journal_written_by_the_core_audits_clean_and_replays_identically(sc
     one_partition = pipeline(steps, campaigns, **{**kw, "partitions": 1})
     assert to_json(audit(one_partition, campaigns))["campaigns"] == to_json(result)["campaigns"]
     render_text(result)
+
+
+def test_refunds_and_reported_prices_are_replayed_and_checked_against_their_facts():
+    c = campaign(budget=1_000_000)
+    texts = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(4)]
+    journal = pipeline(texts, [c], fail={"m1"}, priced={"m2": 70_000}, refund=True)
+    result = audit(journal, [c])
+    assert result.ok, result.mismatches
+    (refund,) = [e for e in journal if isinstance(e, ReplyRefunded)]
+    (priced,) = [e for e in journal if isinstance(e, ReplyCostReconciled)]
+    assert (refund.message_id, refund.refund_micros) == ("m1", 100_000)
+    assert (priced.message_id, priced.actual_micros) == ("m2", 70_000)
+    day = result.report.campaigns["paris"].days[0 + T0 // DAY]
+    assert day.spent_micros == 4 * 100_000 - 100_000 - 30_000
+
+    # A refund with no failure behind it is caught, and so is a price nobody reported.
+    no_failure = [e for e in journal if not isinstance(e, ReplyFailed)]
+    kinds = {m.kind for m in audit(no_failure, [c]).mismatches}
+    assert "refund_without_failure" in kinds
+    no_report = [e for e in journal if not isinstance(e, DeliveryReported)]
+    assert {m.kind for m in audit(no_report, [c]).mismatches} == {"price_without_report"}
+    # A refund of the wrong amount is a decision mismatch.
+    bent = [dataclasses.replace(e, refund_micros=1) if isinstance(e, ReplyRefunded) else e
+            for e in journal]
+    assert {m.kind for m in audit(bent, [c]).mismatches} == {"decision"}

@@ -1,0 +1,171 @@
+"""Sending one approved reply: bounded retries with backoff and jitter, behind a circuit
+breaker, with an outcome that says whether the SMS was sent, was not, or may have been.
+
+This is shell code (it sleeps and draws jitter); the decisions about money stay in the core.
+What is retried is only what proves that nothing was sent:
+
+=========================  =================================  ===========================
+gateway error              meaning                            outcome
+=========================  =================================  ===========================
+``GatewayUnavailable``     5xx, 429, refused, connect timeout  retried, then ``failed``
+``GatewayRejected``        4xx / ``errors`` JSON               ``failed`` at once
+``GatewayTimeout``         no answer after the request left    ``uncertain``: never resent
+``GatewayError``           an answer we cannot read            ``uncertain``: never resent
+=========================  =================================  ===========================
+
+MessageBird's classic REST API has no idempotency key, so a request that may have reached it
+is not sent again blindly: retrying a read timeout is how a reply gets sent twice. An
+uncertain reply is settled later by its delivery report, if one comes.
+
+The breaker is shared by every send of a worker. After ``threshold`` consecutive
+``GatewayUnavailable`` it opens: sends wait until ``cooldown_s`` has passed, then one probe
+goes through; its success closes the breaker, its failure opens it again. Waiting and failed
+probes do not count against a reply's ``max_attempts``: a provider outage delays replies
+instead of failing them (they wait in Kafka), while a reply the provider keeps refusing
+with 5xx when it answers others fails after ``max_attempts`` calls and is refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from infra.messagebird_gateway import (
+    GatewayError,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+    SendResult,
+)
+
+log = logging.getLogger("antirelou.sending")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6  # > the breaker threshold: an outage opens the breaker first
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.base_delay_s <= self.max_delay_s:
+            raise ValueError("need 0 <= base_delay_s <= max_delay_s")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+class CircuitBreaker:
+    """Closed -> (threshold consecutive failures) -> open -> (cooldown) -> one probe."""
+
+    def __init__(self, threshold: int = 5, cooldown_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if threshold < 1 or cooldown_s <= 0:
+            raise ValueError("threshold must be >= 1 and cooldown_s > 0")
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self.opened = 0  # how many times it opened, for /health and tests
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        return "half-open" if self._probing else "open"
+
+    async def acquire(self) -> bool:
+        """Wait until a call may go out; True when this call is the half-open probe."""
+        while True:
+            if self._opened_at is None:
+                return False
+            if not self._probing and self._clock() - self._opened_at >= self.cooldown_s:
+                self._probing = True
+                return True
+            wait = self.cooldown_s - (self._clock() - self._opened_at)
+            await asyncio.sleep(min(max(wait, 0.05), 0.5))
+
+    def success(self, probe: bool) -> None:
+        self._failures = 0
+        if self._opened_at is not None:
+            log.warning("MessageBird answers again: circuit closed")
+            self._opened_at = None
+        if probe:
+            self._probing = False
+
+    def failure(self, probe: bool) -> None:
+        self._failures += 1
+        if probe:
+            self._probing = False
+            self._opened_at = self._clock()  # still down: wait another cooldown
+        elif self._opened_at is None and self._failures >= self.threshold:
+            self._opened_at = self._clock()
+            self.opened += 1
+            log.warning("MessageBird unavailable %d times in a row: circuit open for %g s",
+                        self._failures, self.cooldown_s)
+
+    def release(self, probe: bool) -> None:
+        """The probe ended with an outcome that says nothing about availability."""
+        if probe:
+            self._probing = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "sent" | "failed" | "uncertain"
+    attempts: int
+    result: SendResult | None = None
+    error: GatewayError | None = None
+    reason: str | None = None  # for "uncertain": "timeout" | "unreadable_answer"
+
+    @property
+    def retryable(self) -> bool:
+        return isinstance(self.error, GatewayUnavailable)
+
+
+async def deliver(
+    call: Callable[[], Awaitable[SendResult]],
+    before_attempt: Callable[[int], Awaitable[None]],
+    *,
+    retry: RetryPolicy,
+    breaker: CircuitBreaker,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Outcome:
+    """Send with retries; ``before_attempt(n)`` runs (and must persist) before each call."""
+    rng = rng or random.Random()
+    attempt = failures = 0
+    while True:
+        probe = await breaker.acquire()
+        attempt += 1
+        await before_attempt(attempt)
+        try:
+            result = await call()
+        except GatewayUnavailable as exc:
+            breaker.failure(probe)
+            if not probe:  # a failed probe says the provider is down, not this reply
+                failures += 1
+                if failures >= retry.max_attempts:
+                    return Outcome("failed", attempt, error=exc)
+                await sleep(retry.delay(failures, rng))
+            continue
+        except GatewayRejected as exc:
+            breaker.release(probe)
+            return Outcome("failed", attempt, error=exc)
+        except GatewayTimeout as exc:
+            breaker.release(probe)
+            return Outcome("uncertain", attempt, error=exc, reason="timeout")
+        except GatewayError as exc:
+            breaker.release(probe)
+            return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
+        breaker.success(probe)
+        return Outcome("sent", attempt, result=result)

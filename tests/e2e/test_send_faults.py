@@ -1,0 +1,142 @@
+"""Sending under faults, end to end: the real worker, the real ``messagebird`` client, and a
+local MessageBird that fails, stalls and sends signed delivery reports.
+
+What must hold: a reply is delayed, never lost and never doubled; a reply that was not sent
+is refunded; one that may have been sent is marked uncertain and never sent again; the
+actual price of a delivery report replaces the estimate.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import requests
+
+from infra.messagebird_local import LocalMessageBird
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    PRICE,
+    SIGNING_KEY,
+    new_sender,
+    of,
+    start_worker,
+    stop_worker,
+)
+
+pytestmark = pytest.mark.services
+
+REPORT_PRICE = "0.07"  # per part: MessageBird charged less than the campaign's estimate
+
+
+@pytest.fixture(scope="module")
+def reporting_messagebird():
+    with LocalMessageBird(access_key=ACCESS_KEY, price_per_part=PRICE, report_delay_s=0.3,
+                          signing_key=SIGNING_KEY, report_price=REPORT_PRICE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sender_worker(tmp_path_factory, kafka, ray_address, reporting_messagebird):
+    w = start_worker(tmp_path_factory.mktemp("send-faults"), kafka, ray_address, {
+        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+        "MESSAGEBIRD_ENDPOINT": reporting_messagebird.endpoint,
+        "MESSAGEBIRD_TIMEOUT_S": "1.5",
+        "ANTIRELOU_BREAKER_COOLDOWN_S": "1",
+    })
+    yield w
+    stop_worker(w)
+
+
+def sms_to(mb: LocalMessageBird, number: str) -> list[dict]:
+    return [m for m in mb.messages if number in m["recipients"]]
+
+
+def test_a_delivery_report_price_replaces_the_estimate(sender_worker, reporting_messagebird):
+    before = sender_worker.status()["paris"]
+    r = sender_worker.post(sender=new_sender())
+    events = sender_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplyCostReconciled"))
+    (approved,) = set(of(events, r.message_id, "ReplyApproved"))
+    (report,) = set(of(events, r.message_id, "DeliveryReported"))
+    (priced,) = set(of(events, r.message_id, "ReplyCostReconciled"))
+    actual = int(Decimal(REPORT_PRICE) * approved.segments * 1_000_000)
+    assert (report.status, report.price_micros, report.currency) == ("delivered", actual, "EUR")
+    assert (priced.estimated_micros, priced.actual_micros) == (approved.cost_micros, actual)
+    after = sender_worker.status()["paris"]
+    assert after["balance_micros"] == before["balance_micros"] - actual
+    assert 200 in reporting_messagebird.reports
+
+
+def test_503s_delay_replies_but_lose_and_double_none(sender_worker, reporting_messagebird):
+    reporting_messagebird.fail_next(4, 503)
+    senders = [new_sender() for _ in range(3)]
+    posted = [sender_worker.post(sender=s) for s in senders]
+    assert all(p.status_code == 200 for p in posted)
+    events = sender_worker.wait_for(
+        lambda ev: all(of(ev, p.message_id, "ReplySent") for p in posted), timeout=90)
+    attempts = [e for p in posted for e in of(events, p.message_id, "ReplyAttempted")]
+    assert max(a.attempt for a in attempts) >= 2  # some were retried
+    assert not [e for p in posted for e in of(events, p.message_id)
+                if e.TYPE in ("ReplyFailed", "ReplyUncertain")]
+    for s in senders:
+        assert len(sms_to(reporting_messagebird, s)) == 1
+
+
+def test_an_outage_opens_the_breaker_and_replies_go_out_after_it(sender_worker,
+                                                                 reporting_messagebird):
+    reporting_messagebird.fail_next(12, 503)  # longer than any reply's 6 attempts
+    senders = [new_sender() for _ in range(2)]
+    posted = [sender_worker.post(sender=s) for s in senders]
+    events = sender_worker.wait_for(
+        lambda ev: all(of(ev, p.message_id, "ReplySent") for p in posted), timeout=120)
+    assert not [e for p in posted for e in of(events, p.message_id) if e.TYPE == "ReplyFailed"]
+    assert sum(len(of(events, p.message_id, "ReplyAttempted")) for p in posted) >= 12
+    for s in senders:
+        assert len(sms_to(reporting_messagebird, s)) == 1
+    health = requests.get(sender_worker.url + "/health", timeout=10).json()
+    assert health["messagebird_circuit"] == "closed"
+
+
+def test_a_refused_reply_fails_once_and_is_refunded(sender_worker, reporting_messagebird):
+    before = sender_worker.status()["lyon"]
+    reporting_messagebird.fail_next(1, 422)
+    r = sender_worker.post(sender=new_sender(), campaign="lyon")  # no report races here
+    events = sender_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplyRefunded"))
+    (failed,) = set(of(events, r.message_id, "ReplyFailed"))
+    (approved,) = set(of(events, r.message_id, "ReplyApproved"))
+    (refund,) = set(of(events, r.message_id, "ReplyRefunded"))
+    assert (failed.retryable, failed.attempts) == (False, 1)
+    assert refund.refund_micros == approved.cost_micros
+    after = sender_worker.status()["lyon"]
+    assert after["balance_micros"] == before["balance_micros"]
+    assert after["refunded_micros"] == before["refunded_micros"] + approved.cost_micros
+
+
+def test_a_timed_out_send_is_uncertain_never_resent_and_its_report_settles_it(
+        sender_worker, reporting_messagebird):
+    reporting_messagebird.delay_next(1, 3.0)  # accepted at once, answered after the timeout
+    sender = new_sender()
+    r = sender_worker.post(sender=sender)
+    events = sender_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplyUncertain")
+                                    and of(ev, r.message_id, "ReplyCostReconciled"), timeout=60)
+    (uncertain,) = set(of(events, r.message_id, "ReplyUncertain"))
+    assert uncertain.reason == "timeout"
+    assert not of(events, r.message_id, "ReplySent")
+    assert not of(events, r.message_id, "ReplyRefunded")
+    assert len(sms_to(reporting_messagebird, sender)) == 1  # it was sent, once
+
+
+def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
+    url = (sender_worker.url + "/webhooks/messagebird/status?campaign=paris&id=x&reference=y"
+           "&recipient=33612345678&status=delivered&price%5Bamount%5D=0.01")
+    before = sender_worker.status()["paris"]["balance_micros"]
+    assert requests.get(url, timeout=10).status_code == 401
+    from infra.mb_signature import sign_webhook
+    forged = sign_webhook(url, b"", "not-the-signing-key-0123456789abcdef0123")
+    response = requests.get(url, headers={"MessageBird-Signature-JWT": forged}, timeout=10)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_signature"
+    signed = sign_webhook(url.replace("status=delivered", "status=weird"), b"", SIGNING_KEY)
+    bad = requests.get(url.replace("status=delivered", "status=weird"),
+                       headers={"MessageBird-Signature-JWT": signed}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["field"] == "status"
+    assert sender_worker.status()["paris"]["balance_micros"] == before
