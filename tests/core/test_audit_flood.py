@@ -1,6 +1,6 @@
 """The audit stays clean with surge mode and the per-prefix limit on: any journal the core
-writes through the shells' steps (bursts, clock ticks, redeliveries, live policy changes)
-is re-decided exactly."""
+writes through the shells' steps (bursts, clock ticks, redeliveries, live policy changes,
+refunds of replies not sent, prices from delivery reports) is re-decided exactly."""
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -50,8 +50,13 @@ def flood_scenarios(draw):
                 steps.append(text)
     mids = [t[0] for t in texts]
     redeliver = set(draw(st.lists(st.sampled_from(mids), max_size=3))) if mids else set()
+    # Some replies are not sent and refunded, some priced by a delivery report.
+    fail = set(draw(st.lists(st.sampled_from(mids), max_size=3))) if mids else set()
+    priced = {m: draw(st.sampled_from([70_000, 100_000, 160_000]))
+              for m in (draw(st.lists(st.sampled_from(mids), max_size=3)) if mids else [])}
     return campaigns, steps, {"partitions": draw(st.integers(1, 3)),
-                              "batch": draw(st.integers(1, 5)), "redeliver": redeliver}
+                              "batch": draw(st.integers(1, 5)), "redeliver": redeliver,
+                              "fail": fail, "refund": True, "priced": priced}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
