@@ -1,12 +1,23 @@
 """The campaign aggregate: the pure budget decision behind the Ray campaign shards.
 
-``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied]``,
+``decide_reply(state, command, campaign) -> [ReplyApproved | ReplyDenied | ReplyDeferred, ...]``,
+``decide_tick(state, tick, campaign) -> [SurgeEnded | ReplyExpired | ReplyApproved, ...]``,
 ``decide_settlement(state, command) -> [ReplyRefunded | ReplyCostReconciled]`` (what became
 of an approved reply: not sent, so refunded; or priced by a delivery report, so reconciled),
 ``decide_control(state, command) -> [PolicyChanged | BudgetCredited | ControlRejected]`` and
 ``evolve_campaign(state, event) -> state``. No clock, no randomness, no I/O: time is the
 command's ``occurred_at``; money is integer micro-euros; the policy is part of the state and
-changes only through ``PolicyChanged`` events.
+changes only through ``PolicyChanged`` events. ``decide_and_apply`` is what a shard does with
+one command (a tick at the request's time first, when replies wait in the queue).
+
+Surge mode (``actors.surge``): every request counts as a first text of its minute. When a
+minute surges, the request's decision is followed by ``SurgeStarted``, and from then on
+requests are ``ReplyDeferred`` into the campaign's queue (a full queue pushes out its lowest
+priority, ``ReplyExpired(queue_full)``, or refuses the newcomer, ``ReplyDenied(queue_full)``).
+Ticks release the best queued request as a ``ReplyApproved`` (``deferred_at`` set) while the
+budget, the pacing and ``surge_release_per_minute`` allow, and expire those older than the
+TTL. The decisions are computed on copies; only ``evolve_campaign`` changes the state, with
+the events' own times, so replaying the journal rebuilds the surge and the queue exactly.
 
 Every event a campaign emits carries the next ``seq``: the campaign's total order, which is
 the replay order. Idempotency: a request (by message id) or an operator command (by command
@@ -20,31 +31,56 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from actors.gcra import Gcra, gcra_check
 from actors.pacing import PacingState, pacing_apply, pacing_check
 from actors.segments import segment_info
+from actors.surge import (
+    MINUTE_MS,
+    DeferralQueue,
+    Deferred,
+    SurgeState,
+    surge_now,
+    surge_observe,
+    surge_roll,
+)
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, RequestReply, SettleReply
+from schemas.commands import (
+    ChangePolicy,
+    ControlCommand,
+    CreditBudget,
+    RequestReply,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
     PolicyChanged,
     ReplyApproved,
     ReplyCostReconciled,
+    ReplyDeferred,
     ReplyDenied,
+    ReplyExpired,
     ReplyRefunded,
+    SurgeEnded,
+    SurgeStarted,
 )
-from schemas.policy import Policy, apply_changes, check_changes
+from schemas.policy import MAX_SURGE_QUEUE, Policy, apply_changes, check_changes
 
-Decision = ReplyApproved | ReplyDenied
+Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeStarted
+            | SurgeEnded)
 
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
 REMEMBERED_DECISIONS = 50_000
+# Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
+# thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
+# nothing), then the ones with the least debt.
+REMEMBERED_PREFIXES = 4_096
+# Decisions that count as a first text of the sender's number range.
+_NOT_COUNTED = frozenset({"prefix_flood", "not_started", "ended", "unknown_campaign"})
 Settlement = ReplyRefunded | ReplyCostReconciled
-CampaignEvent = (
-    ReplyApproved | ReplyDenied | PolicyChanged | BudgetCredited | ReplyRefunded
-    | ReplyCostReconciled
-)
+CampaignEvent = Decision | PolicyChanged | BudgetCredited | Settlement
 ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
 
@@ -59,14 +95,26 @@ def initial_policy(campaign: Campaign) -> Policy:
 
 
 def idempotency_key(event: object) -> str:
-    """The key under which a campaign remembers a decision: one decision per request, per
+    """The key under which a campaign remembers a decision: one decision per request (a
+    deferred one is decided again when released or expired, under the same key), per
     operator command, and per settlement of a reply (refund; price reconciliation)."""
     if isinstance(event, ReplyRefunded):
         return "refund:" + event.message_id
     if isinstance(event, ReplyCostReconciled):
         return "price:" + event.message_id
     message_id = getattr(event, "message_id", None)
-    return message_id if message_id is not None else "cmd:" + event.command_id  # type: ignore[attr-defined]
+    if message_id is not None:
+        return message_id
+    command_id = getattr(event, "command_id", None)
+    if command_id is not None:
+        return "cmd:" + command_id
+    return f"seq:{event.seq}"  # type: ignore[attr-defined]  # SurgeStarted / SurgeEnded
+
+
+def _new_queue() -> DeferralQueue:
+    # The policy's surge_queue bounds it (decide_reply evicts through events); this is the
+    # hard limit behind it.
+    return DeferralQueue(capacity=MAX_SURGE_QUEUE)
 
 
 def settlement_key(command: SettleReply) -> str:
@@ -85,6 +133,13 @@ class CampaignState:
     refunded_micros: int = 0
     seq: int = 0
     pacing: PacingState = field(default_factory=PacingState)
+    # Number range -> GCRA theoretical arrival time (epoch ms) of its first texts.
+    prefix_tat: dict[str, int] = field(default_factory=dict)
+    surge: SurgeState = field(default_factory=SurgeState)
+    queue: DeferralQueue = field(default_factory=_new_queue)
+    # Message id -> (sender, prefix) of each queued request, for the event that ends it.
+    queued: dict[str, tuple[str, str]] = field(default_factory=dict)
+    release_tat: int = 0  # GCRA of releases from the queue (surge_release_per_minute)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
@@ -114,41 +169,237 @@ def reply_cost(campaign: Campaign, policy: Policy | None = None) -> ReplyCost:
 
 
 def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign) -> list[Decision]:
+    """The decision on one request, then (when the request changes the surge) its
+    ``SurgeStarted`` / ``SurgeEnded``; a request decided before gets its first decision."""
     earlier = state.decided.get(command.message_id)
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     cost = reply_cost(campaign, state.policy)
+    policy = state.policy
+    now = command.occurred_at
+    # The surge as it will be once this first text is counted (a copy: evolve does it).
+    surge = _copy_surge(state.surge)
+    _observe_first_text(surge, policy, now)
+    transition = _transition(surge, policy)
+    surging = (surge.active and transition is None) or transition == "enter"
     common = dict(
         message_id=command.message_id,
         campaign_id=campaign.id,
         sender=command.sender,
-        cost_micros=cost.cost_micros,
         seq=state.seq + 1,
-        occurred_at=command.occurred_at,
-        policy_version=state.policy.version,
+        occurred_at=now,
+        policy_version=policy.version,
+        prefix=command.prefix,
     )
-    if command.occurred_at < campaign.starts_at:
+    out: list[Decision] = []
+    if now < campaign.starts_at:
         reason = "not_started"
-    elif command.occurred_at >= campaign.ends_at:
+    elif now >= campaign.ends_at:
         reason = "ended"
+    elif not prefix_within_rate(state, command.prefix, now):
+        reason = "prefix_flood"
     elif cost.cost_micros > state.balance_micros:
         reason = "budget_exhausted"
-    elif state.balance_micros - cost.cost_micros < state.policy.reserve_micros:
+    elif state.balance_micros - cost.cost_micros < policy.reserve_micros:
         reason = "reserve_reached"
-    elif state.policy.pacing and (paced := pacing_check(
-            state.pacing, cost.cost_micros, state.balance_micros, state.policy.reserve_micros,
-            command.occurred_at, campaign.ends_at)) is not None:
+    elif surging:
+        reason = _defer(state, command, policy, out)
+    elif policy.pacing and (paced := pacing_check(
+            state.pacing, cost.cost_micros, state.balance_micros, policy.reserve_micros,
+            now, campaign.ends_at)) is not None:
         reason = paced  # "daily_allowance" | "hourly_allowance"
     else:
-        return [
-            ReplyApproved(
-                segments=cost.segments,
-                encoding=cost.encoding,
-                balance_after_micros=state.balance_micros - cost.cost_micros,
-                **common,
-            )
-        ]
-    return [ReplyDenied(reason=reason, balance_after_micros=state.balance_micros, **common)]
+        reason = None
+        out.append(ReplyApproved(
+            segments=cost.segments,
+            encoding=cost.encoding,
+            cost_micros=cost.cost_micros,
+            balance_after_micros=state.balance_micros - cost.cost_micros,
+            send_at=now + policy.reply_delay_ms,
+            deferred_at=None,
+            **common,
+        ))
+    if reason is not None:
+        out.insert(0, ReplyDenied(reason=reason, cost_micros=cost.cost_micros,
+                                  balance_after_micros=state.balance_micros, **common))
+    if transition is not None:
+        out.append(_surge_event(transition, surge, state, policy, now, state.seq + len(out) + 1))
+    return out
+
+
+def _defer(state: CampaignState, command: RequestReply, policy: Policy,
+           out: list[Decision]) -> str | None:
+    """Queue the request (appending its events to ``out``), or the reason it cannot be."""
+    item = Deferred(command.message_id, command.texts_from_sender, command.occurred_at)
+    queue = state.queue
+    evicted = None
+    if len(queue) >= policy.surge_queue:
+        worst = queue.items[-1]
+        if _rank(item) > _rank(worst):
+            return "queue_full"  # lower priority than everything queued
+        evicted = worst
+    seq = state.seq + 1
+    out.append(ReplyDeferred(
+        message_id=command.message_id, campaign_id=command.campaign_id, sender=command.sender,
+        prefix=command.prefix, texts_from_sender=command.texts_from_sender,
+        queued=len(queue) + (0 if evicted else 1), seq=seq, occurred_at=command.occurred_at,
+        policy_version=policy.version,
+    ))
+    if evicted is not None:
+        out.append(_expired(state, evicted, "queue_full", seq + 1, command.occurred_at))
+    return None
+
+
+def _rank(item: Deferred) -> tuple[int, int, str]:
+    return item.priority_key, item.enqueued_at, item.message_id
+
+
+def _expired(state: CampaignState, item: Deferred, reason: str, seq: int, now: int) -> ReplyExpired:
+    sender, _ = state.queued.get(item.message_id, ("", ""))
+    return ReplyExpired(
+        message_id=item.message_id, campaign_id=state.campaign_id, sender=sender, reason=reason,
+        deferred_at=item.enqueued_at, seq=seq, occurred_at=now,
+        policy_version=state.policy.version,
+    )
+
+
+def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:
+    """At ``command.occurred_at``: end the surge if it is over, expire queued requests older
+    than the TTL, then release the best queued ones while the budget, the pacing and the
+    release rate allow. Nothing to do: no events (a tick leaves no trace)."""
+    policy = state.policy
+    now = command.occurred_at
+    out: list[Decision] = []
+    seq = state.seq
+    if state.surge.active:
+        surge = _copy_surge(state.surge)
+        surge_roll(surge, now)
+        if _transition(surge, policy) == "leave":
+            seq += 1
+            out.append(_surge_event("leave", surge, state, policy, now, seq))
+    if not state.queue.items:
+        return out
+    ttl = policy.surge_ttl_ms
+    waiting = []
+    for item in state.queue.items:  # priority order
+        if now - item.enqueued_at > ttl:
+            seq += 1
+            out.append(_expired(state, item, "ttl", seq, now))
+        else:
+            waiting.append(item)
+    cost = reply_cost(campaign, policy)
+    balance = state.balance_micros
+    pacing = PacingState.from_dict(state.pacing.to_dict())
+    release_tat = state.release_tat
+    rate = policy.surge_release_per_minute
+    for item in waiting:
+        if not campaign.starts_at <= now < campaign.ends_at:
+            break
+        if cost.cost_micros > balance or balance - cost.cost_micros < policy.reserve_micros:
+            break
+        if policy.pacing and pacing_check(pacing, cost.cost_micros, balance,
+                                          policy.reserve_micros, now, campaign.ends_at):
+            break
+        allowed, release_tat = gcra_check(Gcra(release_tat), now, MINUTE_MS // rate, rate)
+        if not allowed:
+            break
+        balance -= cost.cost_micros
+        pacing_apply(pacing, cost.cost_micros, now)
+        sender, prefix = state.queued.get(item.message_id, ("", ""))
+        seq += 1
+        out.append(ReplyApproved(
+            message_id=item.message_id, campaign_id=campaign.id, sender=sender,
+            segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
+            balance_after_micros=balance, seq=seq, occurred_at=now,
+            policy_version=policy.version, prefix=prefix, send_at=now + policy.reply_delay_ms,
+            deferred_at=item.enqueued_at,
+        ))
+    return out
+
+
+def decide_and_apply(state: CampaignState, command: RequestReply | Tick,
+                     campaign: Campaign) -> list[Decision]:
+    """What a campaign shard does with one command: decide and evolve. Before a request, a
+    tick at the request's time releases or expires what waits in the queue (the requests'
+    event time moves the campaign's clock too)."""
+    out: list[Decision] = []
+    if isinstance(command, RequestReply):
+        if (state.queue.items or state.surge.active) and command.message_id not in state.decided:
+            out += decide_tick(state, Tick(command.campaign_id, command.occurred_at), campaign)
+            for event in out:
+                evolve_campaign(state, event)
+        decided = decide_reply(state, command, campaign)
+    else:
+        decided = decide_tick(state, command, campaign)
+    for event in decided:
+        evolve_campaign(state, event)
+    return out + decided
+
+
+# --- surge bookkeeping: the same steps in decide (on a copy) and in evolve ------------------
+
+
+def _copy_surge(surge: SurgeState) -> SurgeState:
+    return SurgeState(surge.minute, surge.count, list(surge.history), surge.active,
+                      surge.last_surge_minute)
+
+
+def _observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
+    # Counted with surge mode off too, so that switching it on finds a baseline.
+    surge_observe(surge, now)
+    if policy.surge_multiple > 0 and surge_now(surge, policy.surge_multiple, policy.surge_min_rate):
+        surge.last_surge_minute = surge.minute
+
+
+def _transition(surge: SurgeState, policy: Policy) -> str | None:
+    """"enter" / "leave" / None for a surge state already rolled to now (not changed)."""
+    on = policy.surge_multiple > 0
+    if surge.active:
+        if not on or surge.minute - surge.last_surge_minute > policy.surge_quiet_minutes:
+            return "leave"
+        return None
+    if on and surge_now(surge, policy.surge_multiple, policy.surge_min_rate):
+        return "enter"
+    return None
+
+
+def _surge_event(transition: str, surge: SurgeState, state: CampaignState, policy: Policy,
+                 now: int, seq: int) -> SurgeStarted | SurgeEnded:
+    if transition == "enter":
+        return SurgeStarted(
+            campaign_id=state.campaign_id, first_texts=surge.count,
+            baseline_texts=sum(surge.history), baseline_minutes=len(surge.history), seq=seq,
+            occurred_at=now, policy_version=policy.version,
+        )
+    return SurgeEnded(campaign_id=state.campaign_id, queued=len(state.queue), seq=seq,
+                      occurred_at=now, policy_version=policy.version)
+
+
+def prefix_within_rate(state: CampaignState, prefix: str, now: int) -> bool:
+    """Whether one more first text from the number range ``prefix`` at ``now`` is within the
+    policy's per-prefix rate (always, when the limit is off or the range unknown)."""
+    policy = state.policy
+    if policy.prefix_burst < 1 or not prefix:
+        return True
+    allowed, _ = gcra_check(Gcra(state.prefix_tat.get(prefix, 0)), now,
+                            policy.prefix_period_ms, policy.prefix_burst)
+    return allowed
+
+
+def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
+    policy = state.policy
+    if policy.prefix_burst < 1 or not prefix:
+        return
+    tats = state.prefix_tat
+    _, tat = gcra_check(Gcra(tats.get(prefix, 0)), now, policy.prefix_period_ms,
+                        policy.prefix_burst)
+    tats.pop(prefix, None)  # re-inserted last: the dict stays in order of last use
+    tats[prefix] = tat
+    if len(tats) > REMEMBERED_PREFIXES:
+        for key in [k for k, t in tats.items() if t <= now]:
+            del tats[key]  # back on schedule: the same as never seen
+        while len(tats) > REMEMBERED_PREFIXES:
+            del tats[min(tats, key=tats.__getitem__)]
 
 
 def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settlement]:
@@ -178,6 +429,11 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
             - command.price_micros,
             **common)]
     return []
+
+
+def _dequeue(state: CampaignState, message_id: str) -> None:
+    state.queue.remove(message_id)
+    state.queued.pop(message_id, None)
 
 
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
@@ -213,31 +469,63 @@ def decide_control(state: CampaignState, command: ControlCommand) -> list[Contro
 def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected) -> CampaignState:
     if isinstance(event, ControlRejected):
         return state  # refusals change nothing and take no seq
-    key = idempotency_key(event)
-    if event.seq <= state.seq or key in state.decided:
+    if event.seq <= state.seq:
         return state  # already applied (a redelivery, or older than a snapshot)
+    t = type(event)
+    if t is SurgeStarted or t is SurgeEnded:
+        state.seq = event.seq
+        surge_roll(state.surge, event.occurred_at)
+        state.surge.active = t is SurgeStarted
+        return state
+    key = idempotency_key(event)
+    earlier = state.decided.get(key)
+    # A deferred request is decided twice: deferred, then released or expired.
+    if earlier is not None and not (type(earlier) is ReplyDeferred
+                                    and (t is ReplyExpired or t is ReplyApproved)):
+        return state
     state.decided[key] = event
+    if earlier is not None:
+        state.decided.move_to_end(key)
     if len(state.decided) > REMEMBERED_DECISIONS:
         state.decided.popitem(last=False)
     state.seq = event.seq
-    if isinstance(event, ReplyApproved):
+    if t is ReplyApproved:
         state.balance_micros = event.balance_after_micros
         state.spent_micros += event.cost_micros
         state.approved += 1
         # Tracked even with pacing off, so switching it on mid-day counts the day's spend.
         pacing_apply(state.pacing, event.cost_micros, event.occurred_at)
-    elif isinstance(event, ReplyDenied):
+        if event.deferred_at is None:
+            _observe_first_text(state.surge, state.policy, event.occurred_at)
+            _count_prefix(state, event.prefix, event.occurred_at)
+        else:
+            _dequeue(state, event.message_id)
+            rate = state.policy.surge_release_per_minute
+            _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at, MINUTE_MS // rate, rate)
+            state.release_tat = max(state.release_tat, tat)
+    elif t is ReplyDenied:
         state.denied += 1
+        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        if event.reason not in _NOT_COUNTED:
+            _count_prefix(state, event.prefix, event.occurred_at)
+    elif t is ReplyDeferred:
+        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        _count_prefix(state, event.prefix, event.occurred_at)
+        state.queue.push(Deferred(event.message_id, event.texts_from_sender, event.occurred_at))
+        state.queued[event.message_id] = (event.sender, event.prefix)
+    elif t is ReplyExpired:
+        state.denied += 1
+        _dequeue(state, event.message_id)
+    elif t is ReplyRefunded:
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros -= event.refund_micros
+        state.refunded_micros += event.refund_micros
+    elif t is ReplyCostReconciled:
+        state.balance_micros = event.balance_after_micros
+        state.spent_micros += event.actual_micros - event.estimated_micros
     elif isinstance(event, PolicyChanged):
         state.policy = apply_changes(state.policy, event.changes, event.version)
     elif isinstance(event, BudgetCredited):
         state.balance_micros = event.balance_after_micros
         state.credited_micros += event.amount_micros
-    elif isinstance(event, ReplyRefunded):
-        state.balance_micros = event.balance_after_micros
-        state.spent_micros -= event.refund_micros
-        state.refunded_micros += event.refund_micros
-    elif isinstance(event, ReplyCostReconciled):
-        state.balance_micros = event.balance_after_micros
-        state.spent_micros += event.actual_micros - event.estimated_micros
     return state

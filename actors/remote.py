@@ -25,12 +25,12 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from actors.campaign import CampaignState, ControlOutcome, Decision
+from actors.campaign import CampaignState, ControlOutcome
 from actors.shard import CampaignShard, is_campaign_event
 from actors.snapshot import decode_snapshot
 from infra.journal import iter_journal, latest_by_key
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 
 log = logging.getLogger("antirelou.shards")
 
@@ -131,7 +131,7 @@ class CampaignShards:
         results = await asyncio.gather(*(self._call(i, method, cmds) for i, cmds in groups.items()))
         return [event for events in results for event in events]
 
-    async def decide(self, batch: list[RequestReply]) -> list[Decision]:
+    async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]:
         """One actor call per shard touched by the batch; decisions in batch order per shard."""
         return await self._scatter("decide", batch)
 

@@ -16,19 +16,20 @@ from actors.campaign import (
     ControlOutcome,
     Decision,
     Settlement,
+    decide_and_apply,
     decide_control,
-    decide_reply,
     decide_settlement,
     evolve_campaign,
     reply_cost,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, SettleReply
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.events import ControlRejected, ReplyDenied
 from schemas.policy import describe
 
 CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
-                        "ReplyRefunded", "ReplyCostReconciled")
+                        "ReplyRefunded", "ReplyCostReconciled", "ReplyDeferred", "ReplyExpired",
+                        "SurgeStarted", "SurgeEnded")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -55,8 +56,10 @@ class CampaignShard:
             evolve_campaign(self._states[event.campaign_id], event)
         return len(mine)
 
-    def decide(self, batch: list[RequestReply | SettleReply]) -> list[Decision | Settlement]:
-        """Decide a batch in order; one decision per request, the same one if repeated.
+    def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Decision | Settlement]:
+        """Decide a batch in order: for each request its decision (the same one if repeated),
+        preceded by what a tick at its time releases or expires; for each tick, what it
+        releases, expires or ends.
 
         A ``SettleReply`` in the batch settles an approved reply (refund or reconcile): zero
         or one event, the same one if repeated.
@@ -72,12 +75,10 @@ class CampaignShard:
                         out.append(settled)
                 continue
             if campaign is None:
-                out.append(_unknown_campaign(command))
+                if isinstance(command, RequestReply):
+                    out.append(_unknown_campaign(command))
                 continue
-            state = self._states[command.campaign_id]
-            for event in decide_reply(state, command, campaign):
-                evolve_campaign(state, event)
-                out.append(event)
+            out += decide_and_apply(self._states[command.campaign_id], command, campaign)
         return out
 
     def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
@@ -108,6 +109,8 @@ class CampaignShard:
                 "approved": state.approved,
                 "denied": state.denied,
                 "seq": state.seq,
+                "surge": state.surge.active,
+                "queued": len(state.queue),
                 "reply_cost_micros": cost.cost_micros,
                 "reply_segments": cost.segments,
                 "reply_encoding": cost.encoding,
@@ -127,4 +130,5 @@ def _unknown_campaign(command: RequestReply) -> ReplyDenied:
         seq=0,
         occurred_at=command.occurred_at,
         policy_version=0,
+        prefix=command.prefix,
     )

@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from actors.campaign import CampaignState, idempotency_key
+from actors.campaign import CampaignState, _new_queue, idempotency_key
 from actors.pacing import PacingState
+from actors.surge import DeferralQueue, SurgeState
 from schemas import codec
 from schemas.policy import Policy
 
@@ -33,6 +34,11 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "refunded_micros": state.refunded_micros,
         "policy": state.policy.to_dict(),
         "pacing": state.pacing.to_dict(),
+        "prefix_tat": state.prefix_tat,
+        "surge": state.surge.to_dict(),
+        "queue": state.queue.to_dict(),
+        "queued": state.queued,
+        "release_tat": state.release_tat,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     })
@@ -52,6 +58,12 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         denied=raw["denied"],
         refunded_micros=raw.get("refunded_micros", 0),  # snapshots before refunds existed
         seq=raw["seq"],
+        # Absent from snapshots taken before the per-prefix limit and surge mode.
+        prefix_tat=dict(raw.get("prefix_tat", {})),
+        surge=SurgeState.from_dict(raw["surge"]) if "surge" in raw else SurgeState(),
+        queue=DeferralQueue.from_dict(raw["queue"]) if "queue" in raw else _new_queue(),
+        queued={mid: (v[0], v[1]) for mid, v in raw.get("queued", {}).items()},
+        release_tat=raw.get("release_tat", 0),
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
     )
     return state, {int(p): o for p, o in raw["journal_offsets"].items()}

@@ -80,6 +80,17 @@ def _surging(count: int, history: list[int], multiple: int, min_rate: int) -> bo
     return count >= min_rate and count * max(1, len(history)) > multiple * sum(history)
 
 
+def surge_roll(state: SurgeState, now: int) -> None:
+    """Move the state to the minute of ``now`` (never back); an event's time, so a replay
+    rolls at the same moments."""
+    _roll(state, now)
+
+
+def surge_now(state: SurgeState, multiple: int, min_rate: int) -> bool:
+    """Whether the state's current minute surges (after ``surge_roll``/``surge_observe``)."""
+    return _surging(state.count, state.history, multiple, min_rate)
+
+
 def surge_observe(state: SurgeState, now: int) -> None:
     """Count one first text at ``now``."""
     _roll(state, now)
@@ -147,6 +158,16 @@ class DeferralQueue:
         evicted = self.items.pop()
         self._ids.discard(evicted.message_id)
         return evicted
+
+    def remove(self, message_id: str) -> Deferred | None:
+        """Take one item out (released or expired); None when it is not queued."""
+        if message_id not in self._ids:
+            return None
+        for i, item in enumerate(self.items):
+            if item.message_id == message_id:
+                self._ids.discard(message_id)
+                return self.items.pop(i)
+        return None  # pragma: no cover - _ids and items agree
 
     def pop_ready(self, now: int, ttl_ms: int) -> tuple[Deferred | None, list[Deferred]]:
         """``(best item or None, expired items)``: items enqueued more than ``ttl_ms`` before

@@ -37,6 +37,7 @@ number or the SMS body)::
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -132,6 +133,7 @@ class SmsGateway(Protocol):
         body: str,
         reference: str,
         report_url: str | None = None,
+        scheduled_at: int | None = None,
     ) -> SendResult: ...
 
 
@@ -325,7 +327,10 @@ class MessageBirdGateway:
         body: str,
         reference: str,
         report_url: str | None = None,
+        scheduled_at: int | None = None,
     ) -> SendResult:
+        """Send one SMS; ``scheduled_at`` (epoch ms) asks MessageBird to hold it until then
+        (``scheduledDatetime``), e.g. a reply delayed by the campaign policy."""
         params: dict[str, Any] = {
             "originator": originator,
             "body": body,
@@ -335,6 +340,8 @@ class MessageBirdGateway:
         }
         if report_url:
             params["reportUrl"] = report_url
+        if scheduled_at is not None:
+            params["scheduledDatetime"] = scheduled_datetime(scheduled_at)
         ref = _scrub_exact(reference, recipient)  # what our messages may show
         try:
             raw = self._client.request("messages", "POST", params)
@@ -429,6 +436,11 @@ class MessageBirdGateway:
         )
 
 
+def scheduled_datetime(at_ms: int) -> str:
+    """Epoch ms as MessageBird's ``scheduledDatetime``: ISO 8601 (RFC 3339), UTC, seconds."""
+    return dt.datetime.fromtimestamp(at_ms // 1000, tz=dt.UTC).isoformat()
+
+
 class DryRunGateway:
     """Sends nothing; ``sent`` lists what would have been sent (without the recipient)."""
 
@@ -450,9 +462,13 @@ class DryRunGateway:
         body: str,
         reference: str,
         report_url: str | None = None,  # noqa: ARG002
+        scheduled_at: int | None = None,
     ) -> SendResult:
+        record = {"originator": originator, "reference": reference, "body": body}
+        if scheduled_at is not None:
+            record["scheduledDatetime"] = scheduled_datetime(scheduled_at)
         with self._lock:
-            self.sent.append({"originator": originator, "reference": reference, "body": body})
+            self.sent.append(record)
         return SendResult(None, None, None, None, dry_run=True)
 
 

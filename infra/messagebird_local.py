@@ -477,7 +477,8 @@ class LocalMessageBird:
                 "items": [
                     {
                         "recipient": int(r),
-                        "status": "sent",
+                        # A scheduled message waits at MessageBird until its time.
+                        "status": "scheduled" if params.get("scheduledDatetime") else "sent",
                         "statusDatetime": now,
                         "messagePartCount": parts,
                         "price": {"amount": price, "currency": self.currency},

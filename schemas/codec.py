@@ -123,3 +123,30 @@ def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     # Before v2 a reply was tried once.
     return {**payload, "attempts": 1}
+
+
+# v3 of the campaign decisions carries the sender's number range (for the per-prefix rate
+# limit) and, on approvals, when to send. Before v3 there was no range and no delay.
+
+
+@upcaster("ReplyApproved", 2)
+def _approved_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "prefix": "", "send_at": payload["occurred_at"], "deferred_at": None}
+
+
+@upcaster("ReplyDenied", 2)
+def _denied_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "prefix": ""}
+
+
+# Commands on the work topics: a request or send queued by an older worker.
+
+
+@upcaster("RequestReply", 1)
+def _request_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "prefix": "", "texts_from_sender": 1}
+
+
+@upcaster("SendReply", 1)
+def _send_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "send_at": None}

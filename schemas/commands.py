@@ -35,13 +35,15 @@ class RequestReply:
     """Ask the campaign to pay for one reply (keyed by campaign)."""
 
     TYPE = "RequestReply"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added prefix and texts_from_sender
 
     message_id: str
     campaign_id: str
     sender: str
     occurred_at: int
     reply_to: str
+    prefix: str = ""  # the sender's coarse number range (ScreenText.prefix)
+    texts_from_sender: int = 1  # SenderScreened.texts_from_sender: fewer is served first
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +51,28 @@ class SendReply:
     """Send the campaign's reply text for an approved request."""
 
     TYPE = "SendReply"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added send_at
 
     message_id: str
     campaign_id: str
     sender: str
     occurred_at: int
     reply_to: str
+    send_at: int | None = None  # epoch ms: schedule the SMS for then (None: now)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The clock, for one campaign: release or expire deferred replies, end a surge, at
+    ``occurred_at``. Sent periodically by the shell on ``reply-requests`` (keyed by campaign,
+    so in order with the requests); the events it causes carry its time, so a replay
+    rebuilds it from them."""
+
+    TYPE = "Tick"
+    SCHEMA_VERSION = 1
+
+    campaign_id: str
+    occurred_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +144,6 @@ class SignedControl:
 
 
 COMMAND_TYPES: tuple[type, ...] = (
-    ScreenText, RequestReply, SendReply, SettleReply, ChangePolicy, CreditBudget,
+    ScreenText, RequestReply, SendReply, SettleReply, ChangePolicy, CreditBudget, Tick,
     SignedControl,
 )

@@ -78,7 +78,7 @@ class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
     TYPE = "ReplyApproved"
-    SCHEMA_VERSION = 2  # v2 added policy_version
+    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix, send_at and deferred_at
 
     message_id: str
     campaign_id: str
@@ -90,6 +90,11 @@ class ReplyApproved:
     seq: int  # per-campaign decision sequence number: the replay order
     occurred_at: int
     policy_version: int
+    prefix: str  # the sender's coarse number range ("33-612"; "" when unknown)
+    send_at: int  # when the reply is to be sent: occurred_at + the policy's reply delay
+    # When the request was deferred during a surge (this approval releases it at
+    # occurred_at); None for a request approved as it came.
+    deferred_at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +102,85 @@ class ReplyDenied:
     """The campaign refused to pay for a reply, with the reason."""
 
     TYPE = "ReplyDenied"
-    SCHEMA_VERSION = 2  # v2 added policy_version
+    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix
 
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" | "unknown_campaign"
+    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" |
+    #             "unknown_campaign" | "daily_allowance" | "hourly_allowance" | "prefix_flood"
     cost_micros: int
     balance_after_micros: int
+    seq: int
+    occurred_at: int
+    policy_version: int
+    prefix: str  # the sender's coarse number range ("" when unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDeferred:
+    """During a surge the campaign queued the request instead of paying for it now; it ends
+    as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``."""
+
+    TYPE = "ReplyDeferred"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    prefix: str
+    texts_from_sender: int  # the queue's priority: fewer texts first
+    queued: int  # requests in the queue with this one
+    seq: int
+    occurred_at: int
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyExpired:
+    """A deferred request left the queue unanswered: older than the TTL ("ttl"), or pushed
+    out of a full queue by a request of higher priority ("queue_full")."""
+
+    TYPE = "ReplyExpired"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    reason: str  # "ttl" | "queue_full"
+    deferred_at: int
+    seq: int
+    occurred_at: int
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeStarted:
+    """First texts in the current minute exceeded the policy's multiple of the baseline:
+    replies are deferred from now on."""
+
+    TYPE = "SurgeStarted"
+    SCHEMA_VERSION = 1
+
+    campaign_id: str
+    first_texts: int  # in the minute of occurred_at
+    baseline_texts: int  # first texts in the baseline minutes before it
+    baseline_minutes: int
+    seq: int
+    occurred_at: int
+    policy_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeEnded:
+    """The surge is over (quiet minutes, or surge mode switched off); queued replies keep
+    being released at the paced rate."""
+
+    TYPE = "SurgeEnded"
+    SCHEMA_VERSION = 1
+
+    campaign_id: str
+    queued: int
     seq: int
     occurred_at: int
     policy_version: int
@@ -297,8 +373,8 @@ class ControlRefused:
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
-    | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected
-    | ControlRefused
+    | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
+    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -317,5 +393,9 @@ EVENT_TYPES: tuple[type, ...] = (
     PolicyChanged,
     BudgetCredited,
     ControlRejected,
+    ReplyDeferred,
+    ReplyExpired,
+    SurgeStarted,
+    SurgeEnded,
     ControlRefused,
 )

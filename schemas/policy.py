@@ -7,7 +7,10 @@ from the campaign file; every ``PolicyChanged`` event makes the next version.
 Operators write changes as ``key=value`` in EUR, days and minutes (``price_per_segment_eur=0.07``,
 ``reserve_eur=50``, ``cooldown_days=30`` or ``never``, ``allowed_countries=FR,BE``,
 ``blocked_prefixes=33-756,33-757``, ``sender_burst=5``, ``sender_period_minutes=10``,
-``filter_test_texts=false``, ``pacing=false``); the events hold them in the core's units
+``filter_test_texts=false``, ``pacing=false``, ``prefix_burst=20``,
+``prefix_period_minutes=1``, ``reply_delay_minutes=60``, ``surge_multiple=5``,
+``surge_min_rate=30``, ``surge_quiet_minutes=10``, ``surge_queue=1000``,
+``surge_ttl_minutes=120``, ``surge_release_per_minute=10``); the events hold them in the core's units
 (micro-euros, milliseconds).
 
 Errors::
@@ -48,6 +51,22 @@ class Policy:
     sender_period_ms: int = 10 * 60_000
     filter_test_texts: bool = True  # "test", "c'est vrai ce numéro ?" are not answered
     pacing: bool = True  # spread the budget over the campaign's remaining days
+    # Per number range ("33-612"): more than ``prefix_burst`` first texts faster than one per
+    # ``prefix_period_ms`` are denied ``prefix_flood`` (SIM-rotating trolls). 0: off.
+    prefix_burst: int = 0
+    prefix_period_ms: int = 60_000
+    reply_delay_ms: int = 0  # send each reply this long after it was approved
+    # Surge mode: when first texts in a minute exceed ``surge_multiple`` x the baseline (the
+    # mean of the last hour's minutes) and ``surge_min_rate``, requests are deferred into a
+    # queue of ``surge_queue`` (fewer texts first), released at most
+    # ``surge_release_per_minute`` a minute within the budget and pacing, expired after
+    # ``surge_ttl_ms``; the surge ends after ``surge_quiet_minutes`` quiet minutes. 0: off.
+    surge_multiple: int = 0
+    surge_min_rate: int = 30
+    surge_quiet_minutes: int = 10
+    surge_queue: int = 1_000
+    surge_ttl_ms: int = 2 * 3_600_000
+    surge_release_per_minute: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -113,6 +132,22 @@ def _minutes(text: str, key: str) -> int:
     return int(minutes * 60_000)
 
 
+def _count_or_off(text: str, key: str) -> int:
+    if text.strip().lower() in ("off", "0", "none"):
+        return 0
+    return _count(text, key)
+
+
+def _minutes_or_zero(text: str, key: str) -> int:
+    try:
+        minutes = Decimal(text)
+    except InvalidOperation:
+        raise PolicyError(f"{key}: {text!r} is not a number of minutes") from None
+    if minutes < 0:
+        raise PolicyError(f"{key}: must be 0 or more")
+    return int(minutes * 60_000)
+
+
 def _list(text: str, key: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
@@ -130,7 +165,17 @@ OPERATOR_KEYS = {
     "sender_period_minutes": ("sender_period_ms", _minutes),
     "filter_test_texts": ("filter_test_texts", _bool),
     "pacing": ("pacing", _bool),
+    "prefix_burst": ("prefix_burst", _count_or_off),
+    "prefix_period_minutes": ("prefix_period_ms", _minutes),
+    "reply_delay_minutes": ("reply_delay_ms", _minutes_or_zero),
+    "surge_multiple": ("surge_multiple", _count_or_off),
+    "surge_min_rate": ("surge_min_rate", _count),
+    "surge_quiet_minutes": ("surge_quiet_minutes", _count),
+    "surge_queue": ("surge_queue", _count),
+    "surge_ttl_minutes": ("surge_ttl_ms", _minutes),
+    "surge_release_per_minute": ("surge_release_per_minute", _count),
 }
+MAX_SURGE_QUEUE = 100_000  # the queue is part of every campaign snapshot
 CORE_FIELDS = {field for field, _ in OPERATOR_KEYS.values()}
 
 
@@ -168,9 +213,13 @@ def check_changes(changes: dict[str, Any]) -> str | None:
         elif field in ("filter_test_texts", "pacing"):
             if not isinstance(value, bool):
                 return f"{field} must be true or false"
-        elif field in ("sender_burst", "sender_period_ms"):
+        elif field in ("sender_burst", "sender_period_ms", "prefix_period_ms", "surge_min_rate",
+                       "surge_quiet_minutes", "surge_queue", "surge_ttl_ms",
+                       "surge_release_per_minute"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 return f"{field} must be a positive integer"
+            if field == "surge_queue" and value > MAX_SURGE_QUEUE:
+                return f"surge_queue must be at most {MAX_SURGE_QUEUE}"
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{field} must be a non-negative integer"
         elif field == "price_per_segment_micros" and value == 0:
@@ -196,4 +245,13 @@ def describe(policy: Policy) -> dict[str, Any]:
         "sender_period_minutes": str(Decimal(policy.sender_period_ms) / 60_000),
         "filter_test_texts": policy.filter_test_texts,
         "pacing": policy.pacing,
+        "prefix_burst": policy.prefix_burst or "off",
+        "prefix_period_minutes": str(Decimal(policy.prefix_period_ms) / 60_000),
+        "reply_delay_minutes": str(Decimal(policy.reply_delay_ms) / 60_000),
+        "surge_multiple": policy.surge_multiple or "off",
+        "surge_min_rate": policy.surge_min_rate,
+        "surge_quiet_minutes": policy.surge_quiet_minutes,
+        "surge_queue": policy.surge_queue,
+        "surge_ttl_minutes": str(Decimal(policy.surge_ttl_ms) / 60_000),
+        "surge_release_per_minute": policy.surge_release_per_minute,
     }

@@ -9,8 +9,10 @@ Data flow (topic names are prefixed with the app id)::
     POST /webhooks/messagebird/sms --ScreenText--> sms-received (key: sender pseudonym)
     screen_senders: per-sender table, TextReceived + SenderScreened -> journal
         forward --RequestReply--> reply-requests (key: campaign)
-    decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied -> journal
+    decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied/Deferred -> journal
         approved --SendReply--> sms-outbound (key: campaign)
+        (a deferred request's sealed reply-to waits in deferred_reply_to_by_campaign)
+    tick_campaigns (leader timer) --Tick--> reply-requests: releases and expiries
     send_replies: SMS gateway (MessageBird or dry run), ReplySent/Failed -> journal
 
 Ordering: the sender table is keyed like ``sms-received``, so one worker screens all texts of
@@ -33,7 +35,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
-from actors.campaign import CampaignState, ControlOutcome, Decision, initial_policy
+from actors.campaign import CampaignState, ControlOutcome, initial_policy
 from actors.snapshot import encode_snapshot
 from infra.journal import end_offsets
 from infra.messagebird_gateway import DryRunGateway, SendResult
@@ -42,13 +44,22 @@ from infra.operators import Operator, Refusal, authorize
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, ScreenText, SendReply, SettleReply
+from schemas.commands import (
+    ControlCommand,
+    RequestReply,
+    ScreenText,
+    SendReply,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     ControlRefused,
     DeliveryReported,
     PolicyChanged,
     ReplyApproved,
     ReplyAttempted,
+    ReplyDeferred,
+    ReplyExpired,
     ReplyFailed,
     ReplySent,
     ReplyUncertain,
@@ -90,12 +101,12 @@ def topic_names(app_id: str) -> dict[str, str]:
 class Gateway(Protocol):
     def send(
         self, *, originator: str, recipient: str, body: str, reference: str,
-        report_url: str | None = None,
+        report_url: str | None = None, scheduled_at: int | None = None,
     ) -> SendResult: ...
 
 
 class Deciders(Protocol):
-    async def decide(self, batch: list[RequestReply]) -> list[Decision]: ...
+    async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
     async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
     async def snapshot(self) -> list[CampaignState]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
@@ -131,6 +142,7 @@ class Settings:
     # then retries): short enough that its own request does not time out first.
     ack_timeout_s: float = ACK_TIMEOUT_S
     redelivery_check_s: float = 2.0  # see redeliver_dropped_records
+    tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -262,23 +274,77 @@ def create_app(
                 request = RequestReply(
                     message_id=command.message_id, campaign_id=command.campaign_id,
                     sender=command.sender, occurred_at=command.occurred_at,
-                    reply_to=command.reply_to,
+                    reply_to=command.reply_to, prefix=command.prefix,
+                    texts_from_sender=screened[0].texts_from_sender,
                 )
                 await requests.send(key=command.campaign_id.encode(), value=codec.encode(request))
+
+    # The sealed reply-to of each deferred request, per campaign ({message id: sealed}),
+    # from ReplyDeferred until its release or expiry; never journaled. Keyed by campaign like
+    # reply-requests, with the producer's partitioner, so a campaign's entry is in the same
+    # partition number as its requests and lives with the worker that decides them.
+    deferred_reply_to = app.Table(
+        "deferred_reply_to_by_campaign", default=None, partitions=settings.partitions,
+        key_type=str, use_partitioner=True,
+    )
+
+    def hold_deferred(decisions: Sequence[Any], reply_to: dict[str, str]) -> dict[str, str]:
+        """Keep the reply-to of newly deferred requests, drop those released or expired;
+        returns the reply-to of the released ones."""
+        released: dict[str, str] = {}
+        held: dict[str, dict[str, str]] = {}
+        for d in decisions:
+            t = type(d)
+            if t is not ReplyDeferred and t is not ReplyExpired and not (
+                    t is ReplyApproved and d.deferred_at is not None):
+                continue
+            entry = held.get(d.campaign_id)
+            if entry is None:
+                entry = held[d.campaign_id] = dict(deferred_reply_to.get(d.campaign_id) or {})
+            if t is ReplyDeferred:
+                if d.message_id in reply_to:
+                    entry[d.message_id] = reply_to[d.message_id]
+            else:
+                sealed = entry.pop(d.message_id, None)
+                if t is ReplyApproved and sealed is not None:
+                    released[d.message_id] = sealed
+        for campaign_id, entry in held.items():
+            # Reassign (or delete): the changelog only sees values that are set.
+            if entry:
+                deferred_reply_to[campaign_id] = entry
+            elif deferred_reply_to.get(campaign_id) is not None:
+                del deferred_reply_to[campaign_id]
+        return released
+
+    @app.timer(interval=settings.tick_interval_s, on_leader=True)
+    async def tick_campaigns() -> None:
+        # The clock reaches the campaigns through their request partitions, in order with the
+        # requests; what a tick releases or expires is journaled with the tick's time.
+        now = int(clock() * 1000)
+        for campaign_id in campaigns:
+            await requests.send(key=campaign_id.encode(),
+                                value=codec.encode(Tick(campaign_id, now)))
 
     @app.agent(requests)
     async def decide_replies(stream: faust.StreamT) -> None:
         async for values in stream.take(settings.batch_size, within=settings.batch_window_s):
-            batch = [codec.decode(v) for v in values]  # RequestReply and SettleReply
+            batch = [codec.decode(v) for v in values]  # RequestReply, SettleReply, Tick
             reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
             decisions = await deciders.decide(batch)
             await record(decisions, acked=True)
+            reply_to.update(hold_deferred(decisions, reply_to))
             for decision in decisions:
                 if isinstance(decision, ReplyApproved):
+                    if decision.message_id not in reply_to:
+                        log.error("released reply %s has no reply-to any more; not sent",
+                                  decision.message_id)
+                        continue
                     send = SendReply(
                         message_id=decision.message_id, campaign_id=decision.campaign_id,
                         sender=decision.sender, occurred_at=decision.occurred_at,
                         reply_to=reply_to[decision.message_id],
+                        send_at=decision.send_at if decision.send_at > decision.occurred_at
+                        else None,
                     )
                     await outbound.send(
                         key=decision.campaign_id.encode(), value=codec.encode(send)
@@ -361,7 +427,7 @@ def create_app(
             return asyncio.to_thread(
                 gateway.send, originator=campaign.originator,
                 recipient=privacy.open(command.reply_to), body=campaign.reply_text,
-                reference=mid, report_url=report_url,
+                reference=mid, report_url=report_url, scheduled_at=command.send_at,
             )
 
         outcome = await deliver(call, attempt, retry=settings.retry, breaker=breaker)

@@ -45,9 +45,16 @@ reconciliations with ``decide_settlement`` (each must follow from a ``ReplyFaile
 under a new seq goes through the core too: it remembers a bounded number of ids
 (``REMEMBERED_DECISIONS``), so a late redelivery is legitimately decided afresh, and the core
 says whether it would instead have repeated the earlier answer. Forwarded texts with no
-decision yet are ``pending`` (not a mismatch). ``ReplyDenied(reason="unknown_campaign")`` has
-seq 0 and is checked on its own. ``ControlRejected`` takes no seq and changes nothing:
-counted only.
+decision yet are ``pending`` (not a mismatch).
+
+One command may give several events with consecutive seqs: a request and the
+``SurgeStarted``/``SurgeEnded`` or ``ReplyExpired(queue_full)`` it caused, a tick's
+releases and expiries. The first is decided again (a request from its forwarded text, its
+number range from the ``TextReceived``; a released ``ReplyApproved``, a ``ReplyExpired(ttl)``
+or a ``SurgeEnded`` as ``Tick(campaign, occurred_at)``, since a tick's events carry its
+time), the others are compared with the rest of what the core decided, in seq order.
+``ReplyDenied(reason="unknown_campaign")`` has seq 0 and is checked on its own.
+``ControlRejected`` takes no seq and changes nothing: counted only.
 
 The replay state always follows the core's own (expected) events, never the recorded ones:
 one tampered event gives one mismatch. A lost event shifts every later ``seq`` of its
@@ -87,9 +94,11 @@ from typing import Any
 
 from actors.campaign import (
     CampaignState,
+    decide_and_apply,
     decide_control,
     decide_reply,
     decide_settlement,
+    decide_tick,
     evolve_campaign,
     idempotency_key,
     initial_policy,
@@ -98,7 +107,14 @@ from actors.campaign import (
 from actors.shard import CampaignShard
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, SettleReply
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    RequestReply,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     MICROS_PER_EUR,
     BudgetCredited,
@@ -107,11 +123,15 @@ from schemas.events import (
     PolicyChanged,
     ReplyApproved,
     ReplyCostReconciled,
+    ReplyDeferred,
     ReplyDenied,
+    ReplyExpired,
     ReplyFailed,
     ReplyRefunded,
     ReplySent,
     SenderScreened,
+    SurgeEnded,
+    SurgeStarted,
     TextReceived,
     TextRejected,
 )
@@ -121,7 +141,8 @@ from streams.screening import SenderState, decide_screening, evolve_sender
 DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
 SCREENING_REASONS = ("duplicate", "already_answered")
-DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign")
+DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
+                  "prefix_flood", "daily_allowance", "hourly_allowance", "queue_full", "expired")
 _REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
 
 
@@ -247,6 +268,8 @@ class _Tally:
             s.spent_micros += ev.actual_micros - ev.estimated_micros
         elif t is ReplyDenied:
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+        elif t is ReplyExpired:
+            s.suppressed["expired"] = s.suppressed.get("expired", 0) + 1
         elif t is BudgetCredited:
             s.credited_micros += ev.amount_micros
         elif t is PolicyChanged:
@@ -312,6 +335,7 @@ class Audit:
             policy = initial_policy(c)
             self._policies[c.id] = [policy]
         self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
+        self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
         self._unknown_denials: list[tuple[int, ReplyDenied]] = []
         # The facts settlements are decided on: replies not sent; prices reported.
@@ -389,6 +413,8 @@ class Audit:
                     if ev.verdict == "forward":
                         if mid not in forwarded:
                             forwarded[mid] = ev
+                            if text is not None and text.prefix:
+                                self._forward_prefix[mid] = text.prefix
                     else:
                         key = (ev.campaign_id, ev.occurred_at // DAY_MS)
                         s = flat.get(key)
@@ -444,7 +470,8 @@ class Audit:
                 elif t is DeliveryReported:
                     if ev.price_micros is not None:
                         self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
-                elif t is PolicyChanged or t is BudgetCredited:
+                elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
+                      or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded):
                     campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
                     if t is PolicyChanged:
                         self._learn_policy(ev)
@@ -549,6 +576,7 @@ class Audit:
     def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
         counters = self.counters
         forwarded = self._forwarded
+        prefixes = self._forward_prefix
         tally = self._tally.campaign_event
         keep = self.keep
 
@@ -570,6 +598,9 @@ class Audit:
             last_seq = None
             last: Any = None
             decided_n = 0
+            # The rest of the events one command gave (a request and the surge it started, a
+            # tick's releases): compared in seq order, not decided again.
+            following: list[Any] = []
             for seq, pos, ev in items:
                 if seq == last_seq:
                     if ev == last:
@@ -589,14 +620,23 @@ class Audit:
                     mismatch("unknown_campaign", key, None, ev, pos)
                     continue
                 decided_n += 1
-                if t is ReplyApproved or t is ReplyDenied:
+                if following:
+                    nxt = following.pop(0)
+                    if nxt != ev:
+                        mismatch("decision", key, nxt, ev, pos)
+                    continue
+                if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
+                        t is ReplyExpired and ev.reason == "ttl"):
+                    # A tick: its time is the events' time.
+                    expected = decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+                elif t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
                     fwd = forwarded.get(key)
                     if fwd is None or fwd.campaign_id != cid:
                         mismatch("no_forwarded_text", key, None, ev, pos)
                         fwd = ev  # decide from the decision's own fields: no cascade
-                    expected = decide_reply(
-                        state, RequestReply(key, cid, fwd.sender, fwd.occurred_at, ""), campaign
-                    )
+                    expected = decide_reply(state, RequestReply(
+                        key, cid, fwd.sender, fwd.occurred_at, "", prefixes.get(key, ""),
+                        getattr(fwd, "texts_from_sender", 1)), campaign)
                 elif t is ReplyRefunded:
                     if ev.message_id not in self._failed:
                         mismatch("refund_without_failure", key, None, ev, pos)
@@ -611,14 +651,19 @@ class Audit:
                 elif t is PolicyChanged:
                     expected = decide_control(state, ChangePolicy(
                         ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
-                else:
+                elif t is BudgetCredited:
                     expected = decide_control(state, CreditBudget(
                         ev.command_id, cid, ev.amount_micros, ev.source, ev.operator,
                         ev.occurred_at))
+                else:  # a SurgeStarted or queue_full expiry with no decision before it
+                    expected = []
                 for e in expected:
                     evolve_campaign(state, e)
                 if not expected or expected[0] != ev:
                     mismatch("decision", key, expected[0] if expected else None, ev, pos)
+                following = list(expected[1:])
+            for missing in following:  # the core decided more than the journal holds
+                mismatch("decision", idempotency_key(missing), missing, None, -1)
             counters.campaign_events += decided_n
 
         # ReplyDenied(unknown_campaign): seq 0, outside every campaign's order.
@@ -644,7 +689,8 @@ class Audit:
                 mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
                 fwd = ev
             expected = nobody.decide(
-                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "")])
+                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
+                              prefixes.get(ev.message_id, ""))])
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
         return decided_by_campaign
@@ -708,14 +754,14 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
                 s.suppressed[verdict.reason] = s.suppressed.get(verdict.reason, 0) + 1
                 continue
             forwarded[ev.message_id] = cid
-            request = RequestReply(ev.message_id, cid, ev.sender, ev.occurred_at, "")
+            request = RequestReply(ev.message_id, cid, ev.sender, ev.occurred_at, "", ev.prefix,
+                                   verdict.texts_from_sender)
             if state is None:
                 decisions = nobody.decide([request])
             else:
-                decisions = decide_reply(state, request, configured[cid])
-                for e in decisions:
-                    evolve_campaign(state, e)
-            count_event(decisions[0])
+                decisions = decide_and_apply(state, request, configured[cid])
+            for e in decisions:
+                count_event(e)
         elif state is not None:
             if t is PolicyChanged:
                 command: Any = ChangePolicy(ev.command_id, cid, ev.changes, ev.operator,

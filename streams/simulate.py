@@ -71,8 +71,9 @@ from actors.shard import CampaignShard
 from infra.mb_signature import sign_webhook
 from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, RequestReply, ScreenText
+from schemas.commands import ChangePolicy, RequestReply, ScreenText, Tick
 from schemas.events import ReplyApproved
+from schemas.policy import PolicyError, parse_changes
 from streams.screening import SenderState, decide_screening, evolve_sender
 
 MICROS_PER_EUR = 1_000_000
@@ -761,9 +762,26 @@ def campaign_2017(scenario: Scenario, budget_micros: int) -> Campaign:
     )
 
 
-def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None) -> PolicyRunner:
+# The flood rules the simulator tries beside the configured policy (core units): a surge is 5x
+# the last hour's first texts a minute (and at least 20); deferred replies wait up to two
+# hours, the best 1,000 of them, released at most 5 a minute; a number range may send 5 first
+# texts at once, then one every 10 minutes.
+FLOOD_RULES: dict[str, object] = {
+    "surge_multiple": 5, "surge_min_rate": 20, "surge_quiet_minutes": 10, "surge_queue": 1_000,
+    "surge_ttl_ms": 2 * HOUR_MS, "surge_release_per_minute": 5,
+    "prefix_burst": 5, "prefix_period_ms": 10 * MINUTE_MS,
+}
+
+
+def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
+                stats: dict[str, int] | None = None) -> PolicyRunner:
     """Run the texts through the real decision core (screening, then the campaign shard),
-    as the live system would, with the campaign's policy (plus ``changes``, core units)."""
+    as the live system would, with the campaign's policy (plus ``changes``, core units).
+
+    The shard ticks at each request's time; between texts the clock ticks once a minute
+    while replies wait in the surge queue (the live shell ticks every few seconds), and after
+    the last text until the queue is empty. ``stats`` (if given) receives the counts of each
+    campaign event type and denial reason."""
 
     def run(texts: Sequence[SimText]) -> dict[str, int | None]:
         shard = CampaignShard([campaign])
@@ -774,7 +792,29 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None)
         senders: dict[str, SenderState] = {}
         facts: dict[str, NumberInfo] = {}
         out: dict[str, int | None] = {}
+
+        def take(events: Sequence[object]) -> None:
+            for event in events:
+                if isinstance(event, ReplyApproved):
+                    out[event.message_id] = event.cost_micros
+                if stats is not None:
+                    name = type(event).__name__
+                    reason = getattr(event, "reason", None)
+                    key = f"{name}:{reason}" if reason else name
+                    if name == "ReplyApproved" and event.deferred_at is not None:
+                        key = "released"
+                    stats[key] = stats.get(key, 0) + 1
+
+        def tick_until(until: int) -> None:
+            nonlocal next_tick
+            while next_tick < until and (state.queue.items or state.surge.active):
+                take(shard.decide([Tick(campaign.id, next_tick)]))
+                next_tick += MINUTE_MS
+
+        next_tick = 0
         for text in texts:
+            tick_until(text.at_ms)
+            next_tick = max(next_tick, (text.at_ms // MINUTE_MS + 1) * MINUTE_MS)
             info = facts.get(text.sender) or facts.setdefault(text.sender, classify(text.sender))
             sender = senders.setdefault(text.sender, SenderState())
             policy = state.policy
@@ -785,10 +825,11 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None)
                 evolve_sender(sender, event, policy)
             if screened[0].verdict != "forward":
                 continue
-            (decision,) = shard.decide([RequestReply(text.message_id, campaign.id, text.sender,
-                                                     text.at_ms, "")])
-            if isinstance(decision, ReplyApproved):
-                out[text.message_id] = decision.cost_micros
+            take(shard.decide([RequestReply(text.message_id, campaign.id, text.sender,
+                                            text.at_ms, "", info.prefix,
+                                            screened[0].texts_from_sender)]))
+        if texts:
+            tick_until(texts[-1].at_ms + state.policy.surge_ttl_ms + 2 * MINUTE_MS)
         return out
 
     return run
@@ -810,7 +851,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-policy", action="store_true",
                         help="only the two baselines, not the decision core")
+    parser.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
+                        help="also run the core with these policy changes (operator keys, as "
+                             "for `antirelou policy set`, e.g. surge_multiple=5); repeatable")
     args = parser.parse_args(argv)
+    try:
+        extra = parse_changes(args.policy) if args.policy else {}
+    except PolicyError as exc:
+        parser.error(str(exc))
     key = None
     if args.webhook:
         if not args.recipient:
@@ -838,10 +886,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The same screening without pacing: what the flood rules alone save.
         outcomes.append(run_policy("policy, pacing off", core_runner(campaign, {"pacing": False}),
                                    texts, budget, reply_cost_micros=cost))
+        # Without pacing, with surge mode and the per-prefix limit (FLOOD_RULES).
+        surge_stats: dict[str, int] = {}
+        outcomes.append(run_policy(
+            "pacing off, surge+prefix",
+            core_runner(campaign, {"pacing": False, **FLOOD_RULES}, surge_stats),
+            texts, budget, reply_cost_micros=cost))
+        if extra:
+            outcomes.append(run_policy("--policy", core_runner(campaign, extra), texts, budget,
+                                       reply_cost_micros=cost))
         print(f"configured policy: {len(texts):,} texts through the core in "
               f"{time.perf_counter() - began:.2f} s", file=sys.stderr)
     report = render_report(outcomes, truth)
     print(report)
+    if not args.no_policy:
+        labels = {"SurgeStarted": "surges", "ReplyDeferred": "deferred", "released": "released",
+                  "ReplyExpired:ttl": "expired (TTL)", "ReplyExpired:queue_full": "pushed out",
+                  "ReplyDenied:queue_full": "refused (queue full)",
+                  "ReplyDenied:prefix_flood": "prefix_flood"}
+        print("pacing off, surge+prefix: " + ", ".join(
+            f"{label} {surge_stats.get(k, 0):,}" for k, label in labels.items()))
     if args.html:
         write_plot_html(outcomes, args.html, flood_window_ms=scenario.flood_window_ms, report=report)
         print(f"charts written to {args.html}", file=sys.stderr)

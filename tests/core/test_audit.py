@@ -15,7 +15,14 @@ from actors.shard import CampaignShard
 from infra.config import load_campaigns
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, SettleReply
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    RequestReply,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
     DeliveryReported,
     PolicyChanged,
@@ -51,9 +58,9 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
              refund=False):
     """Drive the real core the way the shells do and return the journal as the reader sees it.
 
-    ``steps``: ``(message_id, campaign_id, sender, occurred_at)`` texts in arrival order (a
+    ``steps``: ``(message_id, campaign_id, sender, occurred_at[, prefix])`` texts in arrival order (a
     repeated text is a redelivered webhook), operator commands (ChangePolicy, CreditBudget),
-    or a RequestReply reaching the shard once more, late.
+    or a RequestReply reaching the shard once more, late, or a clock Tick.
     ``redeliver``: message ids whose RequestReply reaches the shard twice; ``fail``: message
     ids whose reply the gateway refuses (then refunded when ``refund``, as the shells do
     now; journals from before refunds have none); ``priced``: message id -> the price
@@ -102,7 +109,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
         settle.clear()
 
     for step in steps:
-        if isinstance(step, RequestReply):
+        if isinstance(step, RequestReply | Tick):
             pending.append(step)
             continue
         if isinstance(step, ChangePolicy | CreditBudget):
@@ -113,15 +120,18 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
                 if isinstance(e, PolicyChanged):
                     live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
             continue
-        mid, cid, sender, at = step
+        mid, cid, sender, at, *rest = step  # (..., prefix): a classified mobile number
+        facts = ("mobile", "FR", rest[0]) if rest else ("unknown", None, "")
         policy = live.get(cid, UNKNOWN_CAMPAIGN_POLICY)
         state = senders.setdefault(sender, SenderState())
-        screened = decide_screening(state, ScreenText(mid, cid, sender, "salut", at, "sealed"), policy)
+        screened = decide_screening(
+            state, ScreenText(mid, cid, sender, "salut", at, "sealed", *facts), policy)
         for e in screened:
             evolve_sender(state, e, policy)
-        record([TextReceived(mid, cid, sender, "salut", at, "unknown", None, ""), *screened])
+        record([TextReceived(mid, cid, sender, "salut", at, *facts), *screened])
         if screened[0].verdict == "forward":
-            request = RequestReply(mid, cid, sender, at, "sealed")
+            request = RequestReply(mid, cid, sender, at, "sealed", facts[2],
+                                   screened[0].texts_from_sender)
             pending.append(request)
             if mid in redeliver:
                 pending.append(request)
@@ -246,7 +256,8 @@ def test_an_approval_turned_into_a_denial_is_a_mismatch():
     i = index_of(journal, ReplyApproved, "m2")
     a = journal[i]
     journal[i] = ReplyDenied(a.message_id, a.campaign_id, a.sender, "budget_exhausted",
-                             a.cost_micros, 250_000, a.seq, a.occurred_at, a.policy_version)
+                             a.cost_micros, 250_000, a.seq, a.occurred_at, a.policy_version,
+                             a.prefix)
     result = audit(journal, [campaign()])
     assert [(m.kind, m.message_id, m.position) for m in result.mismatches] == [
         ("decision", "m2", i)]

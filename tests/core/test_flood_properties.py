@@ -1,14 +1,15 @@
 """Flood defence properties over random logs, and the 2017 story through the real core."""
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from actors.shard import CampaignShard
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
-from schemas.events import ReplyApproved
+from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
+from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
 from streams.screening import SenderState, decide_screening, evolve_sender
 from streams.simulate import (
+    FLOOD_RULES,
     Scenario,
     campaign_2017,
     core_runner,
@@ -83,3 +84,104 @@ def test_the_2017_flood_costs_the_trolls_nothing_under_the_configured_policy():
     assert unpaced.genuine_senders_answered > outcome.genuine_senders_answered
     # Without pacing, the test-text filter still keeps many curious testers unanswered.
     assert unpaced.testers_answered < ground_truth(texts)["tester"]["senders"]
+
+
+# --- with surge mode and the per-prefix limit on -------------------------------------------
+
+FLOOD = {"surge_multiple": 2, "surge_min_rate": 3, "surge_quiet_minutes": 2, "surge_queue": 4,
+         "surge_ttl_ms": 10 * 60_000, "surge_release_per_minute": 2,
+         "prefix_burst": 2, "prefix_period_ms": 5 * 60_000}
+
+flood_step = st.one_of(
+    # texts arriving together after a gap: ([(sender, number range)], gap)
+    st.tuples(st.just("texts"),
+              st.lists(st.tuples(st.integers(0, 60),
+                                 st.sampled_from(["33-612", "33-756", "33-699", "33-650", ""])),
+                       min_size=1, max_size=10),
+              st.just(""), st.sampled_from([0, 1_000, 30_000, 90_000, 600_000])),
+    st.tuples(st.just("tick"), st.just(()), st.just(""), st.integers(0, 15 * 60_000)),
+    st.tuples(st.just("credit"), st.integers(1, 400_000), st.just(""), st.just(0)),
+    st.tuples(st.just("reserve"), st.integers(0, 300_000), st.just(""), st.just(0)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(budget=st.one_of(st.integers(0, 4_000_000), st.integers(5, 60).map(lambda n: n * 80_000)),
+       pacing=st.booleans(), steps=st.lists(flood_step, min_size=4, max_size=40))
+def test_with_surge_and_prefix_rules_spend_is_bounded_and_no_deferred_request_is_lost(
+        budget, pacing, steps):
+    c = campaign(budget, pacing)
+    shard = CampaignShard([c])
+    history = shard.control([ChangePolicy("flood", "c", dict(FLOOD), "op", T0)])
+    state = shard._states["c"]
+    senders: dict[str, SenderState] = {}
+    answered: set[str] = set()
+    deferred: set[str] = set()
+    ended: set[str] = set()  # released or expired
+    now = T0
+    for i, (kind, a, prefix, gap) in enumerate(steps):
+        now += gap
+        events: list = []
+        if kind == "credit":
+            events = shard.control([CreditBudget(f"k{i}", "c", a, "test", "op", now)])
+        elif kind == "reserve":
+            events = shard.control([ChangePolicy(f"r{i}", "c", {"reserve_micros": a}, "op", now)])
+        elif kind == "tick":
+            events = shard.decide([Tick("c", now)])
+        else:
+            for j, (who, prefix) in enumerate(a):
+                sender = f"s{who}"
+                policy = state.policy
+                s = senders.setdefault(sender, SenderState())
+                verdict = decide_screening(s, ScreenText(
+                    f"m{i}.{j}", "c", sender, "salut", now, "", "mobile" if prefix else "unknown",
+                    "FR" if prefix else None, prefix), policy)
+                for e in verdict:
+                    evolve_sender(s, e, policy)
+                if verdict[0].verdict == "forward":
+                    events += shard.decide([RequestReply(f"m{i}.{j}", "c", sender, now, "",
+                                                         prefix, verdict[0].texts_from_sender)])
+        history += events
+        for e in events:
+            if isinstance(e, ReplyApproved):
+                assert e.sender not in answered, "a sender answered twice within the cooldown"
+                answered.add(e.sender)
+                # Spend stays within the credited budget minus the reserve in force.
+                assert e.balance_after_micros >= state.policy.reserve_micros
+                if e.deferred_at is not None:
+                    assert e.message_id in deferred and e.message_id not in ended
+                    ended.add(e.message_id)
+            elif isinstance(e, ReplyDeferred):
+                deferred.add(e.message_id)
+            elif isinstance(e, ReplyExpired):
+                assert e.message_id in deferred and e.message_id not in ended
+                ended.add(e.message_id)
+        # At every prefix of the log:
+        assert state.spent_micros == budget + state.credited_micros - state.balance_micros
+        assert state.balance_micros >= 0
+        queued = {item.message_id for item in state.queue.items}
+        assert len(queued) <= state.policy.surge_queue
+        assert deferred == ended | queued and not ended & queued  # none lost
+    event("some requests deferred" if deferred else "no deferral")
+    event("some released or expired" if ended else "none released or expired")
+    # The journal rebuilds exactly this state.
+    rebuilt = CampaignShard([c], history=history)
+    assert rebuilt._states["c"] == state
+
+
+def test_the_2017_flood_with_surge_and_prefix_rules_answers_the_genuine_and_spends_less():
+    scenario = Scenario(scale=0.5)
+    texts = generate(scenario)
+    budget = 1_850_000_000
+    c = campaign_2017(scenario, budget)
+    stats: dict[str, int] = {}
+    rules = {"pacing": False, **FLOOD_RULES, "surge_min_rate": 10}
+    flood = run_policy("flood rules", core_runner(c, rules, stats), texts, budget)
+    unpaced = run_policy("unpaced", core_runner(c, {"pacing": False}), texts, budget)
+    assert stats.get("SurgeStarted", 0) >= 1 and stats.get("ReplyDeferred", 0) > 0
+    # None lost: every deferred request was released or expired once the queue drained.
+    assert stats["ReplyDeferred"] == (stats.get("released", 0) + stats.get("ReplyExpired:ttl", 0)
+                                      + stats.get("ReplyExpired:queue_full", 0))
+    assert flood.troll_spend_micros < unpaced.troll_spend_micros
+    genuine = ground_truth(texts)["genuine"]["senders"]
+    assert flood.genuine_senders_answered >= 0.95 * genuine

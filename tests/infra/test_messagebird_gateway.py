@@ -310,3 +310,30 @@ def test_unknown_path_and_missing_fields(mb):
 def test_wait_for_messages_times_out(mb):
     with pytest.raises(TimeoutError):
         mb.wait_for_messages(1, timeout=0.1)
+
+
+# -- scheduled replies (the policy's reply delay) -----------------------------------------
+
+
+def test_a_scheduled_reply_carries_scheduled_datetime_and_is_held(mb, gateway):
+    # 2017-10-16 23:00:00 UTC, an hour after a 22:00 text
+    _send(gateway, reference="late-1", scheduled_at=1_508_194_800_000)
+    (msg,) = mb.messages
+    assert msg["params"]["scheduledDatetime"] == "2017-10-16T23:00:00+00:00"
+    answer = requests.get(f"{mb.endpoint}messages/{msg['id']}",
+                          headers={"Authorization": f"AccessKey {KEY}"}, timeout=5).json()
+    assert answer["scheduledDatetime"] == "2017-10-16T23:00:00+00:00"
+    assert answer["recipients"]["items"][0]["status"] == "scheduled"
+
+
+def test_an_unscheduled_reply_has_no_scheduled_datetime(mb, gateway):
+    _send(gateway)
+    assert "scheduledDatetime" not in mb.messages[0]["params"]
+
+
+def test_dry_run_records_the_schedule():
+    dry = DryRunGateway()
+    dry.send(originator="AR", recipient=RECIPIENT, body="b", reference="r",
+             scheduled_at=1_508_194_800_000)
+    assert dry.sent == [{"originator": "AR", "reference": "r", "body": "b",
+                         "scheduledDatetime": "2017-10-16T23:00:00+00:00"}]
