@@ -23,7 +23,7 @@ def flood_worker(tmp_path_factory, kafka, ray_address, messagebird):
 
 
 def set_policy(worker, campaign, *pairs):
-    done = worker.cli("policy", "set", campaign, *pairs)
+    done = worker.cli("policy", "set", campaign, *pairs, operator="alice")
     assert done.returncode == 0, done.stderr
 
 
