@@ -216,6 +216,22 @@ def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
     return {name: 1 if role in single else partitions for role, name in names.items()}
 
 
+# The work topics carry the sender's number (sealed): kept long enough for any restart or
+# outage to be worked through (a surge's deferred replies wait in a table, not here), then
+# deleted by the broker. The journal, without numbers, is kept for ever (the broker's
+# default would drop it after 7 days).
+WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
+
+
+def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+    work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
+    return {
+        names["snapshots"]: {"cleanup.policy": "compact"},
+        names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
+        names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
+    }
+
+
 def deployment_secret(state_dir: Path) -> bytes:
     """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
     env = _env("ANTIRELOU_SECRET")
@@ -271,7 +287,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
         created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                                config={names["snapshots"]: {"cleanup.policy": "compact"}})
+                                config=topic_configs(names))
         if created:
             log.info("created topics %s", ", ".join(created))
 

@@ -170,3 +170,30 @@ def test_broker_not_coming_up_times_out(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match=r"did not come up on 127\.0\.0\.1:\d+ within 1 s"):
         embedded.start(timeout=1)
     assert not embedded.running and embedded.pid is None
+
+
+def test_the_journal_is_kept_for_ever_and_the_sealed_numbers_for_a_week(
+        broker: EmbeddedBroker) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from streams.app import topic_names
+    from streams.cli import topic_configs, topic_layout
+
+    names = topic_names("retention")
+    ensure_topics(broker.bootstrap_servers, topic_layout(names, 2), config=topic_configs(names))
+
+    async def configs() -> dict[str, dict[str, str]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        try:
+            answers = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in names.values()])
+        finally:
+            await admin.close()
+        return {res[3]: {c[0]: c[1] for c in res[4]} for a in answers for res in a.resources}
+
+    got = asyncio.run(configs())
+    assert got[names["journal"]]["retention.ms"] == "-1"
+    for role in ("inbound", "requests", "outbound"):  # they carry sealed numbers
+        assert got[names[role]]["retention.ms"] == str(7 * 24 * 3_600_000)
+    assert got[names["snapshots"]]["cleanup.policy"] == "compact"
