@@ -48,15 +48,19 @@ class ConfigError(ValueError):
     pass
 
 
-def load_campaigns(path: str | Path) -> list[Campaign]:
+def read_campaign_file(path: str | Path) -> dict:
+    """The campaign file as TOML data; ConfigError when missing or not TOML."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: campaign file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_campaigns(data, source=str(path))
+
+
+def load_campaigns(path: str | Path) -> list[Campaign]:
+    return parse_campaigns(read_campaign_file(path), source=str(path))
 
 
 def parse_campaigns(data: dict[str, Any], source: str = "<config>") -> list[Campaign]:

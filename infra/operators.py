@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from infra.config import ConfigError
+from infra.config import ConfigError, read_campaign_file
 from schemas import codec
 from schemas.commands import ChangePolicy, ControlCommand, CreditBudget, SignedControl
 
@@ -229,11 +228,4 @@ def _text(value: object) -> str:
 def load_operators(path: str | Path, campaign_ids: Iterable[str] | None = None
                    ) -> dict[str, Operator]:
     """The ``[[operator]]`` tables of a campaign file (none: an empty dict)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: campaign file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_operators(data, str(path), campaign_ids)
+    return parse_operators(read_campaign_file(path), str(path), campaign_ids)
