@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
 
 from actors.campaign import CampaignState, ControlOutcome, Decision, initial_policy
-from actors.snapshot import encode_snapshot
+from actors.snapshot import MAX_SNAPSHOT_BYTES, encode_snapshot
 from infra.journal import end_offsets
 from infra.messagebird_gateway import (
     DryRunGateway,
@@ -141,6 +141,7 @@ def create_app(
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
+        producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
     )
 
     def raw_topic(name: str) -> faust.TopicT:

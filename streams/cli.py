@@ -175,6 +175,14 @@ def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
     return {name: 1 if role in single else partitions for role, name in names.items()}
 
 
+def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+    from actors.snapshot import MAX_SNAPSHOT_BYTES
+
+    # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
+    return {names["snapshots"]: {"cleanup.policy": "compact",
+                                 "max.message.bytes": str(MAX_SNAPSHOT_BYTES)}}
+
+
 def deployment_secret(state_dir: Path) -> bytes:
     """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
     env = _env("ANTIRELOU_SECRET")
@@ -227,7 +235,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
         created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                                config={names["snapshots"]: {"cleanup.policy": "compact"}})
+                                config=topic_configs(names))
         if created:
             log.info("created topics %s", ", ".join(created))
 

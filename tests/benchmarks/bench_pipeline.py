@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -343,12 +344,12 @@ class Bench:
     def new_app(self, label: str) -> tuple[str, dict[str, str]]:
         from infra.broker import ensure_topics
         from streams.app import topic_names
-        from streams.cli import topic_layout
+        from streams.cli import topic_configs, topic_layout
 
         app_id = f"bench-{label}-{uuid.uuid4().hex[:6]}"
         names = topic_names(app_id)
         ensure_topics(self.kafka, topic_layout(names, self.partitions),
-                      config={names["snapshots"]: {"cleanup.policy": "compact"}})
+                      config=topic_configs(names))
         return app_id, names
 
     def start_worker(self, app_id: str, names: dict[str, str]) -> Worker:
@@ -478,6 +479,9 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0) 
                                       on_start=started)
 
     t0, t1, n = asyncio.run(wait())
+    if worker.process.poll() is not None:
+        raise RuntimeError(f"{label}: the worker exited {worker.process.returncode}:\n"
+                           + worker.log_path.read_text()[-3000:])
     result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
     result["journal"] = n
     result["seconds"] = t1 - t0
@@ -691,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-events", type=int, help="quick 200k, full 1M")
     parser.add_argument("--senders", help="growth sizes, e.g. 10000,100000 (quick 10k,100k; "
                                           "full 10k,100k,1M)")
+    parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during the pipeline row and print its top")
     args = parser.parse_args(argv)
@@ -706,7 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list = []
     notes: list[str] = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="antirelou-bench-") as tmp, \
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep
+          else tempfile.TemporaryDirectory(prefix="antirelou-bench-")) as tmp, \
             Bench(Path(tmp), args.partitions) as bench:
         if "pipeline" in args.only or "raw" in args.only:
             texts = flood_texts(args.texts, seed=2017)
