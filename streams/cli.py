@@ -211,6 +211,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
 
+    from infra.kafka_compat import install_fetch_floor
+
+    install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     campaigns = load_campaigns(args.config)
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)

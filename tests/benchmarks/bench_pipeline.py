@@ -84,6 +84,12 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --------------------------------------------------------------------------- texts
 
 
@@ -352,13 +358,15 @@ class Bench:
                       config=topic_configs(names))
         return app_id, names
 
-    def start_worker(self, app_id: str, names: dict[str, str]) -> Worker:
+    def start_worker(self, app_id: str, names: dict[str, str],
+                     env_extra: dict[str, str] | None = None) -> Worker:
         import requests
 
         port = free_port()
         log_path = self.tmp / f"{app_id}.log"
         env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET,
-               "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": self.mb_endpoint}
+               "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": self.mb_endpoint,
+               **(env_extra or {})}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--kafka", self.kafka,
@@ -456,7 +464,8 @@ async def raw_loop(kafka: str, partitions: int, keys: list, values: list) -> flo
         await producer.stop()
 
 
-def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0) -> dict:
+def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
+                 env_extra: dict[str, str] | None = None) -> dict:
     """Pre-produce the texts, start a worker, time the journal until every decision is in."""
     enc = encode(texts)
     want = expected(enc.commands, bench.config)
@@ -464,12 +473,13 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0) 
     produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
     log(f"{label}: {want['texts']:,} texts ({want['senders']:,} senders, {want['forwarded']:,} "
         f"forwarded) produced at {produced:,.0f}/s; starting a worker")
-    worker = bench.start_worker(app_id, names)
+    worker = bench.start_worker(app_id, names, env_extra)
     result = {**want, "produced_per_s": produced}
     spy: list = []
 
     def started() -> None:
         result["rss_start_mib"] = rss_mib(worker.pid)[0]
+        result["cpu_start"] = (cpu_s(worker.pid), cpu_s(bench.broker.pid))
         if profile_s:
             spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
 
@@ -483,6 +493,9 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0) 
         raise RuntimeError(f"{label}: the worker exited {worker.process.returncode}:\n"
                            + worker.log_path.read_text()[-3000:])
     result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
+    w0, b0 = result["cpu_start"]
+    result["worker_cpu_ms"] = (cpu_s(worker.pid) - w0) * 1000 / want["texts"]
+    result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
     result["journal"] = n
     result["seconds"] = t1 - t0
     result["texts_per_s"] = want["texts"] / (t1 - t0)
@@ -494,7 +507,8 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0) 
     if n < want["events"]:
         log(f"{label}: WARNING the journal holds {n:,} events, expected {want['events']:,}")
     log(f"{label}: {result['texts_per_s']:,.0f} texts/s over {result['seconds']:.1f} s; "
-        f"worker RSS {result['rss_end_mib']:.0f} MiB")
+        f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker "
+        f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms")
     result["worker"] = worker
     return result
 
@@ -695,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-events", type=int, help="quick 200k, full 1M")
     parser.add_argument("--senders", help="growth sizes, e.g. 10000,100000 (quick 10k,100k; "
                                           "full 10k,100k,1M)")
+    parser.add_argument("--baseline-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="also run the pipeline row with this worker environment "
+                             "(e.g. ANTIRELOU_FETCH_FLOOR_MS=0), side by side")
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during the pipeline row and print its top")
@@ -723,6 +740,10 @@ def main(argv: list[str] | None = None) -> int:
                 enc = encode(texts)
                 raw_rate = asyncio.run(raw_loop(bench.kafka, args.partitions, enc.keys, enc.values))
                 log(f"raw loop: {raw_rate:,.0f} records/s")
+            if "pipeline" in args.only and args.baseline_env:
+                env = dict(kv.split("=", 1) for kv in args.baseline_env)
+                b = run_pipeline(bench, "baseline", texts, env_extra=env)
+                b["worker"].stop()
             if "pipeline" in args.only:
                 r = run_pipeline(bench, "pipeline", texts, profile_s=20 if args.profile else 0)
                 r["worker"].stop()
@@ -732,7 +753,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['seconds']:.0f} s", f"{r['texts_per_s']:,.0f} texts/s",
                              f"raw aiokafka loop: {raw_rate:,.0f} texts/s" if raw_rate else "",
                              r["texts_per_s"] / raw_rate if raw_rate else None,
-                             f"{mix}; journal {r['journal']:,}/{r['events']:,} events"))
+                             f"{mix}; journal {r['journal']:,}/{r['events']:,} events; CPU/text "
+                             f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms"))
+                if args.baseline_env:
+                    rows.append((f"pipeline with {' '.join(args.baseline_env)}, "
+                                 f"{b['seconds']:.0f} s", f"{b['texts_per_s']:,.0f} texts/s",
+                                 f"as released: {r['texts_per_s']:,.0f} texts/s",
+                                 b["texts_per_s"] / r["texts_per_s"],
+                                 f"journal {b['journal']:,}/{b['events']:,} events; CPU/text "
+                                 f"worker {b['worker_cpu_ms']:.2f} ms, broker "
+                                 f"{b['broker_cpu_ms']:.2f} ms"))
                 if "profile" in r:
                     notes.append(r["profile"])
             elif raw_rate:
