@@ -227,9 +227,10 @@ class TopicCounter:
         return {tp.partition: o for tp, o in (await self.consumer.end_offsets(self.tps)).items()}
 
     async def wait(self, target: int, baseline: int, quiet_s: float, timeout_s: float,
-                   on_start=None) -> tuple[float, float, int]:
-        """Poll until the count reaches ``target`` (or stops growing for ``quiet_s``).
-        Returns (first growth time, done time, count), perf_counter seconds."""
+                   on_start=None, until_quiet: bool = False) -> tuple[float, float, int]:
+        """Poll until the count reaches ``target`` (or, once it grew or with ``until_quiet``,
+        stops growing for ``quiet_s``). Returns (first growth time, done time, count),
+        perf_counter seconds."""
         t_first = None
         last, last_change = baseline, time.perf_counter()
         deadline = time.perf_counter() + timeout_s
@@ -244,7 +245,8 @@ class TopicCounter:
                 last, last_change = n, now
             if n >= target:
                 return t_first or now, now, n
-            if (t_first is not None and now - last_change > quiet_s) or now > deadline:
+            if ((t_first is not None or until_quiet) and now - last_change > quiet_s) \
+                    or now > deadline:
                 return t_first or now, last_change, n
             await asyncio.sleep(0.05)
 
@@ -654,7 +656,8 @@ def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list) 
     if "latency" in args.only:
         async def quiet() -> dict[int, int]:
             async with TopicCounter(bench.kafka, names["journal"]) as journal:
-                await journal.wait(10**12, await journal.count(), quiet_s=3, timeout_s=900)
+                await journal.wait(10**12, await journal.count(), quiet_s=3, timeout_s=900,
+                                   until_quiet=True)
                 return await journal.offsets()
 
         for rate in args.rate:
