@@ -18,6 +18,8 @@ and measures each row beside its reference, in the same run:
   latency    at 1,000 texts/s offered through the webhook: from the client's 200 to the
              journal's SenderScreened and ReplySent records (their Kafka timestamps).
   audit      tests/benchmarks/bench_audit.py: audit replay beside plain decoding.
+  sends      the reply stage alone: the MessageBird gateway from 8 threads (as send_replies
+             runs it) to the same local MessageBird server: the ceiling of the replies/s.
   growth     one text from each of N distinct senders (a "test" text: screened and suppressed,
              so the per-sender table is what grows): texts/s and the worker's RSS.
 
@@ -335,6 +337,12 @@ class Bench:
              "--access-key", ACCESS_KEY], cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True))
         self.mb_endpoint = f"http://127.0.0.1:{mb_port}/"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", mb_port)) == 0:
+                    break
+            time.sleep(0.1)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -513,6 +521,27 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
         f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms")
     result["worker"] = worker
     return result
+
+
+def gateway_sends(bench: Bench, n: int, threads: int = 8) -> float:
+    """The reply stage alone: ``MessageBirdGateway.send`` from ``threads`` threads (as
+    send_replies runs it, concurrency 8) to the same local MessageBird; sends/s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from infra.messagebird_gateway import gateway_from_env
+    from streams.simulate import REPLY_2017
+
+    gateway = gateway_from_env({"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+                                "MESSAGEBIRD_ENDPOINT": bench.mb_endpoint})
+
+    def one(i: int) -> None:
+        gateway.send(originator="AntiRelou", recipient=f"336{i % 10**8:08d}", body=REPLY_2017,
+                     reference=f"gw-{i}")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - t)
 
 
 RAW_WEBHOOK = """
@@ -703,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
-    parser.add_argument("--only", default="raw,pipeline,webhook,latency,audit,growth",
+    parser.add_argument("--only", default="raw,pipeline,sends,webhook,latency,audit,growth",
                         help="comma-separated rows to run")
     parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
     parser.add_argument("--partitions", type=int, default=4)
@@ -718,6 +747,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-env", metavar="NAME=VALUE", action="append", default=[],
                         help="also run the pipeline row with this worker environment "
                              "(e.g. ANTIRELOU_FETCH_FLOOR_MS=0), side by side")
+    parser.add_argument("--profile-seconds", type=float, default=20.0,
+                        help="how long to profile, from the first journal event")
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during the pipeline row and print its top")
@@ -753,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
                 b = run_pipeline(bench, "baseline", texts, env_extra=env)
                 b["worker"].stop()
             if "pipeline" in args.only:
-                r = run_pipeline(bench, "pipeline", texts, profile_s=20 if args.profile else 0)
+                r = run_pipeline(bench, "pipeline", texts, profile_s=args.profile_seconds if args.profile else 0)
                 r["worker"].stop()
                 mix = (f"{r['texts']:,} texts, {r['senders']:,} senders, "
                        f"{r['forwarded'] / r['texts']:.0%} forwarded, {r['approved']:,} replies")
@@ -775,6 +806,11 @@ def main(argv: list[str] | None = None) -> int:
                     notes.append(r["profile"])
             elif raw_rate:
                 rows.append(("raw aiokafka loop", f"{raw_rate:,.0f} texts/s", "", None, ""))
+        if "sends" in args.only:
+            rate = gateway_sends(bench, 3000)
+            log(f"gateway sends: {rate:,.0f}/s")
+            rows.append(("reply stage alone: MessageBirdGateway.send, 8 threads",
+                         f"{rate:,.0f} sends/s", "", None, "to the same local MessageBird server"))
         if "webhook" in args.only or "latency" in args.only:
             run_webhook_and_latency(bench, args, rows)
         if "growth" in args.only:
