@@ -33,10 +33,11 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 
 from actors.campaign import CampaignState, ControlOutcome, initial_policy
-from actors.snapshot import encode_snapshot
+from actors.snapshot import MAX_SNAPSHOT_BYTES, encode_snapshot
 from infra.journal import end_offsets
 from infra.messagebird_gateway import DryRunGateway, SendResult
 from infra.numbers import classify
@@ -84,6 +85,7 @@ log = logging.getLogger("antirelou")
 WEBHOOK_PATH = "/webhooks/messagebird/sms"
 STATUS_PATH = "/webhooks/messagebird/status"  # delivery reports (GET), ?campaign=<id>
 ACK_TIMEOUT_S = 10.0  # default of Settings.ack_timeout_s
+POLICY_POLL_S = 0.25  # how often a worker looks for new policy changes (README: within 1 s)
 
 
 def topic_names(app_id: str) -> dict[str, str]:
@@ -179,6 +181,7 @@ def create_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         broker_request_timeout=15.0,
+        producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -239,6 +242,18 @@ def create_app(
             if end == 0:
                 policies_loaded.set()
             while True:
+                if await consumer.position(tp) >= end:
+                    # Nothing new: ask for the end offset now and then instead of fetching,
+                    # which a broker without long polls (noida-db) answers at once, so an
+                    # idle fetch loop costs a core there (profiled: tests/benchmarks).
+                    consumer.pause(tp)
+                    await asyncio.sleep(POLICY_POLL_S)
+                    try:
+                        end = (await consumer.end_offsets([tp]))[tp]
+                    except KafkaError as exc:  # the broker is away: ask again later
+                        log.warning("policy follower: %s", type(exc).__name__)
+                    consumer.resume(tp)
+                    continue
                 batches = await consumer.getmany(tp, timeout_ms=200)
                 for record_ in batches.get(tp, []):
                     event = codec.decode(record_.value)

@@ -224,9 +224,13 @@ WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
 
 
 def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+    from actors.snapshot import MAX_SNAPSHOT_BYTES
+
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
     return {
-        names["snapshots"]: {"cleanup.policy": "compact"},
+        # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
+        names["snapshots"]: {"cleanup.policy": "compact",
+                             "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
         names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
@@ -256,12 +260,14 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
     from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
+    from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.sending import RetryPolicy
 
+    install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
     state_dir = Path(args.state_dir).resolve()

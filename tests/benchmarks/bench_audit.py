@@ -154,7 +154,8 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
             # A few loud senders and a long tail: many texts are "already answered".
             sender = f"s{int(n_senders * rng.random() ** 2):07d}"
             cid = rng.choices(("paris", "lyon", "marseille"), weights)[0]
-            text = TextReceived(f"mb{n:09d}", cid, sender, "t'es qui ?", at)
+            text = TextReceived(f"mb{n:09d}", cid, sender, "t'es qui ?", at, "mobile", "FR",
+                                f"33-6{int(sender[1:]) % 100:02d}")
             recent.append(text)
             if len(recent) > 500:
                 del recent[:250]
@@ -165,9 +166,10 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
             state = senders[text.sender] = SenderState()
         screened = decide_screening(
             state, ScreenText(text.message_id, text.campaign_id, text.sender, text.body,
-                              text.occurred_at, "sealed"), policy.cooldown_ms, policy.version)
+                              text.occurred_at, "sealed", text.number_kind, text.country,
+                              text.prefix), policy)
         for e in screened:
-            evolve_sender(state, e)
+            evolve_sender(state, e, policy)
         record([text, *screened])
         if screened[0].verdict == "forward":
             request = RequestReply(text.message_id, text.campaign_id, text.sender,

@@ -3,7 +3,7 @@ applied twice when the journal tail after it is replayed."""
 
 from actors.campaign import REMEMBERED_DECISIONS, CampaignState, evolve_campaign
 from actors.shard import CampaignShard
-from actors.snapshot import decode_snapshot, encode_snapshot
+from actors.snapshot import MAX_SNAPSHOT_BYTES, decode_snapshot, encode_snapshot
 from schemas.commands import ChangePolicy, CreditBudget
 from tests.core.test_campaign import campaign, request
 
@@ -47,3 +47,23 @@ def test_idempotency_memory_is_bounded():
     before = (state.balance_micros, state.seq, state.approved)
     evolve_campaign(state, decided[0])
     assert (state.balance_micros, state.seq, state.approved) == before
+
+
+def test_a_full_idempotency_memory_fits_in_one_snapshot_record():
+    # Kafka's 1 MiB default crashed the snapshot timer after ~3,500 decisions.
+    import hashlib
+
+    shard = CampaignShard([campaign(budget_micros=10**15)])
+    shard.decide([request(hashlib.sha256(str(i).encode()).hexdigest()[:32])
+                  for i in range(REMEMBERED_DECISIONS)])
+    data = encode_snapshot(shard._states["paris"], {0: 1})
+    assert len(data) < MAX_SNAPSHOT_BYTES
+    assert decode_snapshot(data)[0] == shard._states["paris"]
+
+
+def test_an_uncompressed_snapshot_from_before_still_decodes():
+    import zlib
+
+    shard, _ = busy_shard()
+    plain = zlib.decompress(encode_snapshot(shard._states["paris"], {0: 3}))
+    assert decode_snapshot(plain) == (shard._states["paris"], {0: 3})

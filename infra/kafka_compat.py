@@ -1,0 +1,62 @@
+"""A floor between empty fetches, for brokers that do not long-poll (noida-db).
+
+A Kafka broker holds a fetch with no data for ``fetch.max.wait.ms`` (aiokafka: 500 ms)
+before it answers. noida-db 0.2.3 answers at once, so every idle aiokafka consumer sends
+fetches back to back: about 4,500 a second, most of a core, in the client and in the broker
+(measured by ``tests/benchmarks/bench_pipeline.py``; py-spy showed the worker's Faust
+consumer thread and the policy follower spending their time writing fetch requests).
+
+:func:`install_fetch_floor` makes a fetch that returned no records take at least ``floor_s``
+(default 10 ms) before the consumer's background fetcher may send the next one. Against a real
+Kafka an empty answer already took ``fetch.max.wait.ms``, so nothing changes; against
+noida-db a new record waits at most ``floor_s`` longer to be fetched.
+
+It wraps ``aiokafka.consumer.fetcher.Fetcher._proc_fetch_request`` (aiokafka is pinned:
+0.14.0); if that method is missing it logs a warning and does nothing. Set
+``ANTIRELOU_FETCH_FLOOR_MS=0`` to turn it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+log = logging.getLogger("antirelou")
+
+DEFAULT_FLOOR_S = 0.010
+
+
+def install_fetch_floor(floor_s: float | None = None) -> float:
+    """Install the floor (once per process); returns the floor in seconds (0: not installed)."""
+    if floor_s is None:
+        floor_s = float(os.environ.get("ANTIRELOU_FETCH_FLOOR_MS", DEFAULT_FLOOR_S * 1000)) / 1000
+    if floor_s <= 0:
+        return 0.0
+    from aiokafka.consumer import fetcher
+
+    original = getattr(fetcher.Fetcher, "_proc_fetch_request", None)
+    if original is None:
+        log.warning("aiokafka has no Fetcher._proc_fetch_request: no fetch floor installed")
+        return 0.0
+    if getattr(original, "antirelou_floor", None) is not None:
+        return original.antirelou_floor
+
+    async def proc_fetch_request(self, assignment, node_id, request):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        has_new_data = await original(self, assignment, node_id, request)
+        if not has_new_data:
+            # While this task runs, the fetcher sends no other fetch to this node.
+            remaining = min(floor_s, self._fetch_max_wait_ms / 1000) - (loop.time() - started)
+            if remaining > 0:
+                try:
+                    await asyncio.sleep(remaining)
+                except asyncio.CancelledError:
+                    # Like the original: a cancelled fetch (close, unassignment) just ends.
+                    return False
+        return has_new_data
+
+    proc_fetch_request.antirelou_floor = floor_s  # type: ignore[attr-defined]
+    fetcher.Fetcher._proc_fetch_request = proc_fetch_request
+    return floor_s

@@ -1,0 +1,848 @@
+"""Benchmarks of the running system on this machine, printed as one table.
+
+    bash tests/benchmarks/run.sh                 # quick run, about 4 minutes
+    bash tests/benchmarks/run.sh --full          # the full run, about 20 minutes here
+    bash tests/benchmarks/run.sh --only pipeline,audit --texts 50000 --profile
+
+Starts its own noida-db broker, a local Ray session, a local MessageBird-compatible server
+(``antirelou fake-messagebird``, its own process) and real ``antirelou worker`` processes,
+and measures each row beside its reference, in the same run:
+
+  pipeline   texts/s from the inbound topic to the journal holding every decision (screening,
+             campaign decision in the Ray shard, reply sent to the local MessageBird), for a
+             flood mix pre-produced into ``sms-received`` as the webhook encodes it; beside a
+             raw aiokafka consume-and-produce loop over the same texts, same broker, same
+             partitions.
+  webhook    signed webhooks/s accepted (HTTP 200 = broker ack, acks=all) with concurrent
+             clients; beside a bare aiohttp server that produces each body with acks=all.
+  latency    at 1,000 texts/s offered through the webhook: from the client's 200 to the
+             journal's SenderScreened and ReplySent records (their Kafka timestamps).
+  audit      tests/benchmarks/bench_audit.py: audit replay beside plain decoding.
+  sends      the reply stage alone: the MessageBird gateway from 8 threads (as send_replies
+             runs it) to the same local MessageBird server: the ceiling of the replies/s.
+  growth     one text from each of N distinct senders (a "test" text: screened and suppressed,
+             so the per-sender table is what grows): texts/s and the worker's RSS.
+
+Numbers are printed, never asserted. The machine is shared: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SIGNING_KEY = "bench-signing-key-0123456789abcdef0123456789"
+SECRET = "bench-secret-0123456789abcdef"
+ACCESS_KEY = "bench_access_key"
+NUMBER = "33644630001"
+CONFIG = """
+[[campaign]]
+id = "paris"
+number = "+33644630001"
+reply_text = "{reply}"
+language = "fr"
+budget_eur = "100000000.00"
+price_per_segment_eur = "0.08"
+start = 2017-01-01
+end = 2099-12-31
+pacing = false
+originator = "AntiRelou"
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS", "VmHWM")):
+            name, value = line.split(":")
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- texts
+
+
+def flood_texts(n: int, seed: int) -> list:
+    """About ``n`` texts of the 2017 story with eight times the persistent trolls: most texts
+    are repeats of flooders, some are first texts that get a reply."""
+    from streams.simulate import Scenario, generate
+
+    scale = max(n / 48_000 * 1.05, 0.01)
+    texts = generate(Scenario(seed=seed, scale=scale, persistent_trolls=40))
+    return texts[:n]
+
+
+def distinct_sender_texts(n: int, seed: int) -> list:
+    """One "test" text from each of ``n`` distinct French mobile numbers."""
+    from streams.simulate import SimText
+
+    t0 = 1_700_000_000_000
+    base = seed * 10_000_000
+    return [SimText(t0 + i, f"336{(base + i) % 10**8:08d}", "test", f"g{seed}-{i:09d}", "tester")
+            for i in range(n)]
+
+
+@dataclass
+class Encoded:
+    keys: list[bytes]
+    values: list[bytes]
+    commands: list
+
+
+def encode(texts: list) -> Encoded:
+    """ScreenText commands exactly as the webhook makes them (pseudonym, sealed number,
+    number facts)."""
+    from infra.numbers import classify
+    from infra.privacy import Privacy
+    from schemas import codec
+    from schemas.commands import ScreenText
+
+    privacy = Privacy(SECRET.encode())
+    facts: dict[str, tuple] = {}
+    out = Encoded([], [], [])
+    for t in texts:
+        f = facts.get(t.sender)
+        if f is None:
+            info = classify(t.sender)
+            f = facts[t.sender] = (privacy.pseudonym(t.sender), privacy.seal(t.sender), info)
+        pseudonym, sealed, info = f
+        command = ScreenText(t.message_id, "paris", pseudonym, t.body, t.at_ms, sealed,
+                             info.kind, info.country, info.prefix)
+        out.keys.append(pseudonym.encode())
+        out.values.append(codec.encode(command))
+        out.commands.append(command)
+    return out
+
+
+def expected(commands: list, config: Path) -> dict[str, int]:
+    """What the journal must hold once every text is decided, from the pure core."""
+    from actors.shard import CampaignShard
+    from infra.config import load_campaigns
+    from schemas.commands import RequestReply
+    from schemas.events import ReplyApproved
+    from streams.screening import SenderState, decide_screening, evolve_sender
+
+    (campaign,) = load_campaigns(config)
+    shard = CampaignShard([campaign])
+    policy = shard._states[campaign.id].policy
+    senders: dict[str, SenderState] = {}
+    events = 0
+    requests = []
+    for c in commands:
+        state = senders.get(c.sender)
+        if state is None:
+            state = senders[c.sender] = SenderState()
+        screened = decide_screening(state, c, policy)
+        for e in screened:
+            evolve_sender(state, e, policy)
+        events += 1 + len(screened)
+        if screened[0].verdict == "forward":
+            requests.append(RequestReply(c.message_id, c.campaign_id, c.sender, c.occurred_at,
+                                         c.reply_to))
+    decisions = shard.decide(requests)
+    approved = sum(isinstance(d, ReplyApproved) for d in decisions)
+    return {"texts": len(commands), "senders": len(senders), "forwarded": len(requests),
+            "approved": approved, "events": events + len(decisions) + approved}
+
+
+# --------------------------------------------------------------------------- Kafka helpers
+
+
+async def produce(kafka: str, topic: str, keys: list, values: list) -> float:
+    """Produce all records (acks=all); returns records/s."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        t = time.perf_counter()
+        futures = []
+        for k, v in zip(keys, values, strict=True):
+            futures.append(await producer.send(topic, v, key=k))
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+        return len(values) / (time.perf_counter() - t)
+    finally:
+        await producer.stop()
+
+
+class TopicCounter:
+    """Sum of a topic's end offsets, polled."""
+
+    def __init__(self, kafka: str, topic: str) -> None:
+        self.kafka, self.topic = kafka, topic
+
+    async def __aenter__(self) -> TopicCounter:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None,
+                                         enable_auto_commit=False)
+        await self.consumer.start()
+        await self.consumer.topics()
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        self.tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def count(self) -> int:
+        return sum((await self.consumer.end_offsets(self.tps)).values())
+
+    async def offsets(self) -> dict[int, int]:
+        return {tp.partition: o for tp, o in (await self.consumer.end_offsets(self.tps)).items()}
+
+    async def wait(self, target: int, baseline: int, quiet_s: float, timeout_s: float,
+                   on_start=None, until_quiet: bool = False) -> tuple[float, float, int]:
+        """Poll until the count reaches ``target`` (or, once it grew or with ``until_quiet``,
+        stops growing for ``quiet_s``). Returns (first growth time, done time, count),
+        perf_counter seconds."""
+        t_first = None
+        last, last_change = baseline, time.perf_counter()
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            n = await self.count()
+            now = time.perf_counter()
+            if n != last:
+                if t_first is None:
+                    t_first = now
+                    if on_start:
+                        on_start()
+                last, last_change = n, now
+            if n >= target:
+                return t_first or now, now, n
+            if ((t_first is not None or until_quiet) and now - last_change > quiet_s) \
+                    or now > deadline:
+                return t_first or now, last_change, n
+            await asyncio.sleep(0.05)
+
+
+async def read_timestamps(kafka: str, topic: str, start: dict[int, int],
+                          types: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """{event type: {message_id: Kafka record timestamp, s}} for the journal after ``start``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas import codec
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, dict[str, float]] = {t: {} for t in types}
+    try:
+        tps = [TopicPartition(topic, p) for p in start]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start[tp.partition])
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > start[tp.partition]}
+        while remaining:
+            for tp, records in (await consumer.getmany(*tps, timeout_ms=500)).items():
+                for r in records:
+                    event = codec.decode(r.value)
+                    if event.TYPE in out:
+                        out[event.TYPE].setdefault(event.message_id, r.timestamp / 1000)
+                    if r.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Worker:
+    url: str
+    app_id: str
+    process: subprocess.Popen
+    log_path: Path
+    names: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+class Bench:
+    """The broker, the Ray session, the local MessageBird and the workers of one run."""
+
+    def __init__(self, tmp: Path, partitions: int) -> None:
+        self.tmp, self.partitions = tmp, partitions
+        self.workers: list[Worker] = []
+        self.children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Bench:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+
+        from infra.broker import EmbeddedBroker
+        from streams.simulate import REPLY_2017
+
+        self.broker = EmbeddedBroker(self.tmp / "kafka").start()
+        self.kafka = self.broker.bootstrap_servers
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        self.ray_address = ray.get_runtime_context().gcs_address
+        self.config = self.tmp / "campaigns.toml"
+        self.config.write_text(CONFIG.format(reply=REPLY_2017))
+        mb_port = free_port()
+        self.children.append(subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "fake-messagebird", "--port", str(mb_port),
+             "--access-key", ACCESS_KEY], cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True))
+        self.mb_endpoint = f"http://127.0.0.1:{mb_port}/"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", mb_port)) == 0:
+                    break
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        for w in self.workers:
+            w.stop()
+        for p in self.children:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
+        ray.shutdown()
+        self.broker.stop()
+
+    def new_app(self, label: str) -> tuple[str, dict[str, str]]:
+        from infra.broker import ensure_topics
+        from streams.app import topic_names
+        from streams.cli import topic_configs, topic_layout
+
+        app_id = f"bench-{label}-{uuid.uuid4().hex[:6]}"
+        names = topic_names(app_id)
+        ensure_topics(self.kafka, topic_layout(names, self.partitions),
+                      config=topic_configs(names))
+        return app_id, names
+
+    def start_worker(self, app_id: str, names: dict[str, str],
+                     env_extra: dict[str, str] | None = None) -> Worker:
+        import requests
+
+        port = free_port()
+        log_path = self.tmp / f"{app_id}.log"
+        env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET,
+               "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": self.mb_endpoint,
+               **(env_extra or {})}
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--kafka", self.kafka,
+             "--ray-address", self.ray_address, "--config", str(self.config), "--app-id", app_id,
+             "--web-port", str(port), "--state-dir", str(self.tmp / app_id),
+             "--partitions", str(self.partitions)],
+            cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
+            start_new_session=True)
+        worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
+        self.workers.append(worker)
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(worker.url + "/health", timeout=2).status_code == 200:
+                    return worker
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not come up:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def profile_worker(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        log("py-spy not installed (pip install -e '.[bench]'); no profile")
+        return None
+    return subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(seconds)),
+                             "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def top_of_profile(path: Path, n: int = 12) -> str:
+    """Self and total sample shares per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        c = int(count)
+        samples += c
+        frames = [re.sub(r" \(.*?/(site-packages/)?", " (", f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + c
+        for f in set(frames):
+            total[f] = total.get(f, 0) + c
+    lines = [f"py-spy: {samples} samples of the worker; self time:"]
+    for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:n]:
+        lines.append(f"  {100 * c / samples:5.1f}%  {f}")
+    lines.append("total time (inclusive), our code and the libraries' entry points:")
+    keep = [kv for kv in total.items() if re.search(r"\((streams|actors|schemas|infra|faust|"
+                                                       r"aiokafka|mode|orjson)", kv[0])]
+    for f, c in sorted(keep, key=lambda kv: -kv[1])[:n * 2]:
+        lines.append(f"  {100 * c / samples:5.1f}%  {f}")
+    return "\n".join(lines)
+
+
+async def raw_loop(kafka: str, partitions: int, keys: list, values: list) -> float:
+    """The reference: one aiokafka consumer reads the texts and produces each one to another
+    topic (acks=all), as fast as it can. Returns records/s, first record to last ack."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from infra.broker import ensure_topics_async
+
+    tag = uuid.uuid4().hex[:6]
+    src, dst = f"raw-{tag}.in", f"raw-{tag}.out"
+    await ensure_topics_async(kafka, {src: partitions, dst: partitions})
+    await produce(kafka, src, keys, values)
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=kafka, group_id=f"raw-{tag}",
+                                auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        n, t0, futures = 0, None, []
+        while n < len(values):
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                if t0 is None:
+                    t0 = time.perf_counter()
+                for r in records:
+                    futures.append(await producer.send(dst, r.value, key=r.key))
+                    n += 1
+            if len(futures) > 2000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+        return n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
+                 env_extra: dict[str, str] | None = None) -> dict:
+    """Pre-produce the texts, start a worker, time the journal until every decision is in."""
+    enc = encode(texts)
+    want = expected(enc.commands, bench.config)
+    app_id, names = bench.new_app(label)
+    produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
+    log(f"{label}: {want['texts']:,} texts ({want['senders']:,} senders, {want['forwarded']:,} "
+        f"forwarded) produced at {produced:,.0f}/s; starting a worker")
+    worker = bench.start_worker(app_id, names, env_extra)
+    # The web server answers before the consumer is assigned partitions: an empty worker.
+    result = {**want, "produced_per_s": produced, "rss_ready_mib": rss_mib(worker.pid)[0]}
+    spy: list = []
+
+    def started() -> None:
+        result["rss_start_mib"] = rss_mib(worker.pid)[0]
+        result["cpu_start"] = (cpu_s(worker.pid), cpu_s(bench.broker.pid))
+        if profile_s:
+            spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
+
+    async def wait() -> tuple[float, float, int]:
+        async with TopicCounter(bench.kafka, names["journal"]) as journal:
+            return await journal.wait(want["events"], 0, quiet_s=20, timeout_s=3600,
+                                      on_start=started)
+
+    t0, t1, n = asyncio.run(wait())
+    if worker.process.poll() is not None:
+        raise RuntimeError(f"{label}: the worker exited {worker.process.returncode}:\n"
+                           + worker.log_path.read_text()[-3000:])
+    result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
+    w0, b0 = result["cpu_start"]
+    result["worker_cpu_ms"] = (cpu_s(worker.pid) - w0) * 1000 / want["texts"]
+    result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
+    result["journal"] = n
+    result["seconds"] = t1 - t0
+    result["texts_per_s"] = want["texts"] / (t1 - t0)
+    if spy and spy[0] is not None:
+        spy[0].wait()
+        path = bench.tmp / f"{label}.pyspy"
+        if path.exists():
+            result["profile"] = top_of_profile(path)
+    if n < want["events"]:
+        log(f"{label}: WARNING the journal holds {n:,} events, expected {want['events']:,}")
+    log(f"{label}: {result['texts_per_s']:,.0f} texts/s over {result['seconds']:.1f} s; "
+        f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker "
+        f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms")
+    result["worker"] = worker
+    return result
+
+
+def gateway_sends(bench: Bench, n: int, threads: int = 8) -> float:
+    """The reply stage alone: ``MessageBirdGateway.send`` from ``threads`` threads (as
+    send_replies runs it, concurrency 8) to the same local MessageBird; sends/s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from infra.messagebird_gateway import gateway_from_env
+    from streams.simulate import REPLY_2017
+
+    gateway = gateway_from_env({"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+                                "MESSAGEBIRD_ENDPOINT": bench.mb_endpoint})
+
+    def one(i: int) -> None:
+        gateway.send(originator="AntiRelou", recipient=f"336{i % 10**8:08d}", body=REPLY_2017,
+                     reference=f"gw-{i}")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - t)
+
+
+RAW_WEBHOOK = """
+import asyncio, sys
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+port, kafka, topic = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+async def main():
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    async def post(request):
+        body = await request.read()
+        fut = await producer.send(topic, body)
+        await fut
+        return web.json_response({"status": "accepted"})
+    app = web.Application()
+    app.router.add_post("/webhooks/messagebird/sms", post)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+async def post_load(url: str, texts: list, *, seconds: float, concurrency: int,
+                    sign: bool) -> dict:
+    """``concurrency`` clients posting signed webhooks back to back for ``seconds``."""
+    import aiohttp
+
+    from streams.simulate import sign_webhook, webhook_form
+
+    it = iter(texts)
+    counts: dict[str, int] = {}
+    full = url + "/webhooks/messagebird/sms"
+    deadline = time.perf_counter() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            text = next(it, None)
+            if text is None:
+                return
+            body = webhook_form(text, NUMBER)
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            if sign:
+                headers["MessageBird-Signature-JWT"] = sign_webhook(full, body, SIGNING_KEY)
+            try:
+                async with session.post(full, data=body, headers=headers) as r:
+                    await r.read()
+                    key = str(r.status)
+            except aiohttp.ClientError:
+                key = "error"
+            counts[key] = counts.get(key, 0) + 1
+
+    t = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        await asyncio.gather(*(client(s) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t
+    return {"ok_per_s": counts.get("200", 0) / elapsed, "counts": counts, "seconds": elapsed}
+
+
+async def offered_load(url: str, texts: list, rate: float) -> tuple[dict[str, float], dict]:
+    """Post ``texts`` at ``rate``/s (open loop); returns {message_id: time of the 200}."""
+    import aiohttp
+
+    from streams.simulate import sign_webhook, webhook_form
+
+    full = url + "/webhooks/messagebird/sms"
+    accepted: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    async def one(session: aiohttp.ClientSession, text) -> None:
+        body = webhook_form(text, NUMBER)
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "MessageBird-Signature-JWT": sign_webhook(full, body, SIGNING_KEY)}
+        try:
+            async with session.post(full, data=body, headers=headers) as r:
+                await r.read()
+                key = str(r.status)
+                if r.status == 200:
+                    accepted[text.message_id] = time.time()
+        except aiohttp.ClientError:
+            key = "error"
+        counts[key] = counts.get(key, 0) + 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+        tasks = []
+        start = time.perf_counter()
+        i = 0
+        while i < len(texts):
+            due = min(len(texts), int((time.perf_counter() - start) * rate) + 1)
+            while i < due:
+                tasks.append(asyncio.create_task(one(session, texts[i])))
+                i += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        counts["offered_s"] = time.perf_counter() - start
+    return accepted, counts
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list) -> None:
+    app_id, names = bench.new_app("web")
+    worker = bench.start_worker(app_id, names)
+    texts = flood_texts(int(args.webhook_seconds * 3000)
+                        + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
+    # Warm up: the first texts wait for the partition assignment.
+    asyncio.run(post_load(worker.url, texts[:50], seconds=30, concurrency=4, sign=True))
+    texts = texts[50:]
+
+    if "webhook" in args.only:
+        port = free_port()
+        raw_topic = f"raw-web-{uuid.uuid4().hex[:6]}"
+        from infra.broker import ensure_topics
+
+        ensure_topics(bench.kafka, {raw_topic: bench.partitions})
+        raw = subprocess.Popen([sys.executable, "-c", RAW_WEBHOOK, str(port), bench.kafka,
+                                raw_topic], cwd=ROOT, start_new_session=True)
+        bench.children.append(raw)
+        time.sleep(2)
+        ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts, seconds=args.webhook_seconds,
+                                    concurrency=args.clients, sign=True))
+        os.killpg(raw.pid, signal.SIGTERM)
+        got = asyncio.run(post_load(worker.url, texts, seconds=args.webhook_seconds,
+                                    concurrency=args.clients, sign=True))
+        used = sum(got["counts"].values())
+        texts = texts[used:]
+        log(f"webhook: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server "
+            f"{ref['ok_per_s']:,.0f}/s {ref['counts']}")
+        rows.append((f"webhook ingest, {args.clients} clients, {args.webhook_seconds:.0f} s",
+                     f"{got['ok_per_s']:,.0f} webhooks/s",
+                     f"bare aiohttp+aiokafka (acks=all): {ref['ok_per_s']:,.0f}/s",
+                     got["ok_per_s"] / ref["ok_per_s"], ""))
+
+    if "latency" in args.only:
+        async def quiet() -> dict[int, int]:
+            async with TopicCounter(bench.kafka, names["journal"]) as journal:
+                await journal.wait(10**12, await journal.count(), quiet_s=3, timeout_s=900,
+                                   until_quiet=True)
+                return await journal.offsets()
+
+        for rate in args.rate:
+            start = asyncio.run(quiet())  # what came before is all decided
+            n = int(args.latency_seconds * rate)
+            batch, texts = texts[:n], texts[n:]
+            accepted, counts = asyncio.run(offered_load(worker.url, batch, rate))
+            asyncio.run(quiet())
+            stamps = asyncio.run(read_timestamps(bench.kafka, names["journal"], start,
+                                                 ("SenderScreened", "ReplySent")))
+            screened = [max(0.0, stamps["SenderScreened"][m] - t) * 1000
+                        for m, t in accepted.items() if m in stamps["SenderScreened"]]
+            sent = [max(0.0, stamps["ReplySent"][m] - t) * 1000
+                    for m, t in accepted.items() if m in stamps["ReplySent"]]
+            log(f"latency at {rate:,.0f}/s: {len(accepted):,} accepted of {n:,} offered in "
+                f"{counts['offered_s']:.1f} s; {len(sent):,} replies")
+            rows.append((f"latency at {rate:,.0f}/s offered, {counts['offered_s']:.0f} s, "
+                         f"{len(sent):,} replies",
+                         f"to reply sent p50 {percentile(sent, 50):,.0f} ms, p99 "
+                         f"{percentile(sent, 99):,.0f} ms",
+                         f"to screened p50 {percentile(screened, 50):,.0f} ms, p99 "
+                         f"{percentile(screened, 99):,.0f} ms", None,
+                         f"achieved {n / counts['offered_s']:,.0f}/s offered, "
+                         f"{len(accepted):,} accepted"))
+    worker.stop()
+
+
+def run_audit(args: argparse.Namespace, rows: list) -> None:
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_audit.py")),
+                          "--events", str(args.audit_events)], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    log("audit:\n" + out)
+    decode = float(re.search(r"\(a\) decode:\s+([\d,]+)", out).group(1).replace(",", ""))
+    audit = float(re.search(r"\(b\) audit:\s+([\d,]+)", out).group(1).replace(",", ""))
+    events = re.search(r"^events:\s+([\d,]+)", out, re.M).group(1)
+    rss = re.search(r"([\d]+) MiB after audit", out).group(1)
+    rows.append((f"audit replay, {events} events", f"{audit:,.0f} events/s",
+                 f"plain decode {decode:,.0f} events/s", audit / decode,
+                 f"peak RSS {rss} MiB"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true",
+                        help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
+    parser.add_argument("--only", default="raw,pipeline,sends,webhook,latency,audit,growth",
+                        help="comma-separated rows to run")
+    parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=32, help="webhook clients")
+    parser.add_argument("--webhook-seconds", type=float, help="quick 5, full 30")
+    parser.add_argument("--rate", default="1000,100",
+                        help="latency: texts/s offered, one row each (default 1000,100)")
+    parser.add_argument("--latency-seconds", type=float, help="per rate: quick 5, full 30")
+    parser.add_argument("--audit-events", type=int, help="quick 100k, full 1M")
+    parser.add_argument("--senders", help="growth sizes, e.g. 10000,1000000 (quick 10k; full 10k,100k; "
+                                          "1M takes ~40 min here)")
+    parser.add_argument("--baseline-env", metavar="NAME=VALUE", action="append", default=[],
+                        help="also run the pipeline row with this worker environment "
+                             "(e.g. ANTIRELOU_FETCH_FLOOR_MS=0), side by side")
+    parser.add_argument("--profile-seconds", type=float, default=20.0,
+                        help="how long to profile, from the first journal event")
+    parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the worker during the pipeline row and print its top")
+    args = parser.parse_args(argv)
+    full = args.full
+    args.only = set(args.only.split(","))
+    args.rate = [float(r) for r in args.rate.split(",")]
+    args.texts = args.texts or (30_000 if full else 6_000)
+    args.webhook_seconds = args.webhook_seconds or (30.0 if full else 5.0)
+    args.latency_seconds = args.latency_seconds or (30.0 if full else 5.0)
+    args.audit_events = args.audit_events or (1_000_000 if full else 100_000)
+    sizes = [int(s) for s in (args.senders or ("10000,100000" if full else "10000")).split(",")]
+
+    rows: list = []
+    notes: list[str] = []
+    started = time.perf_counter()
+    if "audit" in args.only:  # first: a child's peak RSS starts at ours (fork keeps maxrss)
+        run_audit(args, rows)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep
+          else tempfile.TemporaryDirectory(prefix="antirelou-bench-")) as tmp, \
+            Bench(Path(tmp), args.partitions) as bench:
+        if "pipeline" in args.only or "raw" in args.only:
+            texts = flood_texts(args.texts, seed=2017)
+            raw_rate = None
+            if "raw" in args.only:
+                enc = encode(texts)
+                raw_rate = asyncio.run(raw_loop(bench.kafka, args.partitions, enc.keys, enc.values))
+                log(f"raw loop: {raw_rate:,.0f} records/s")
+            if "pipeline" in args.only and args.baseline_env:
+                env = dict(kv.split("=", 1) for kv in args.baseline_env)
+                b = run_pipeline(bench, "baseline", texts, env_extra=env)
+                b["worker"].stop()
+            if "pipeline" in args.only:
+                r = run_pipeline(bench, "pipeline", texts,
+                                 profile_s=args.profile_seconds if args.profile else 0)
+                r["worker"].stop()
+                mix = (f"{r['texts']:,} texts, {r['senders']:,} senders, "
+                       f"{r['forwarded'] / r['texts']:.0%} forwarded, {r['approved']:,} replies")
+                rows.append((f"pipeline, flood mix, {args.partitions} partitions, "
+                             f"{r['seconds']:.0f} s", f"{r['texts_per_s']:,.0f} texts/s",
+                             f"raw aiokafka loop: {raw_rate:,.0f} texts/s" if raw_rate else "",
+                             r["texts_per_s"] / raw_rate if raw_rate else None,
+                             f"{mix}; journal {r['journal']:,}/{r['events']:,} events; CPU/text "
+                             f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms"))
+                if args.baseline_env:
+                    rows.append((f"pipeline with {' '.join(args.baseline_env)}, "
+                                 f"{b['seconds']:.0f} s", f"{b['texts_per_s']:,.0f} texts/s",
+                                 f"as released: {r['texts_per_s']:,.0f} texts/s",
+                                 b["texts_per_s"] / r["texts_per_s"],
+                                 f"journal {b['journal']:,}/{b['events']:,} events; CPU/text "
+                                 f"worker {b['worker_cpu_ms']:.2f} ms, broker "
+                                 f"{b['broker_cpu_ms']:.2f} ms"))
+                if "profile" in r:
+                    notes.append(r["profile"])
+            elif raw_rate:
+                rows.append(("raw aiokafka loop", f"{raw_rate:,.0f} texts/s", "", None, ""))
+        if "sends" in args.only:
+            rate = gateway_sends(bench, 3000)
+            log(f"gateway sends: {rate:,.0f}/s")
+            rows.append(("reply stage alone: MessageBirdGateway.send, 8 threads",
+                         f"{rate:,.0f} sends/s", "", None, "to the same local MessageBird server"))
+        if "webhook" in args.only or "latency" in args.only:
+            run_webhook_and_latency(bench, args, rows)
+        if "growth" in args.only:
+            for i, n in enumerate(sizes):
+                r = run_pipeline(bench, f"growth{n}", distinct_sender_texts(n, seed=i + 1))
+                r["worker"].stop()
+                # From the worker as it came up (empty table): at the first journal event it
+                # already holds the prefetched texts (757 MiB for 1M pre-produced texts).
+                per = (r["rss_end_mib"] - r["rss_ready_mib"]) * 2**20 / n
+                rows.append((f"growth: {n:,} distinct senders, 1 text each",
+                             f"{r['texts_per_s']:,.0f} texts/s",
+                             f"worker RSS {r['rss_ready_mib']:,.0f} MiB empty -> "
+                             f"{r['rss_end_mib']:,.0f} MiB (peak {r['hwm_mib']:,.0f})", None,
+                             f"{per:,.0f} bytes/sender; journal "
+                             f"{r['journal']:,}/{r['events']:,}"))
+        broker_rss = rss_mib(bench.broker.pid)[0] if bench.broker.pid else 0
+
+    print(f"\nantirelou benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, noida-db broker; "
+          f"{'full' if full else 'quick'} run in {time.perf_counter() - started:.0f} s\n")
+    header = ("row", "measured", "reference (same run)", "ratio", "notes")
+    table = [header] + [(a, b, c, f"{d:.2f}" if d is not None else "", e) for a, b, c, d, e in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    print(f"\nbroker RSS at the end: {broker_rss:,.0f} MiB")
+    for note in notes:
+        print("\n" + note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
