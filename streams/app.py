@@ -24,6 +24,7 @@ The journal is keyed by sender pseudonym: a sender's events are in one partition
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -632,12 +633,15 @@ def create_app(
 
     # Faust 0.15.3 sometimes drops records it has already taken from aiokafka (seen after a
     # worker restart on an existing group: aiokafka's position moves past a text that no
-    # agent ever gets, and nothing fetches it again until the next rebalance). This timer
-    # finds a source partition whose fetch position has been ahead of what Faust handed to
-    # the agents, with nothing of it pending, for two ticks in a row, and seeks it back to
-    # the first undelivered offset. Redelivery is harmless: every agent is idempotent.
+    # agent ever gets, and nothing fetches it again until the next rebalance), and after a
+    # broker restart a partition may not be fetched again at all. This timer compares, for
+    # each source partition, the broker's end offset with what Faust handed to the agents;
+    # when records are waiting, nothing of the partition is pending in the agents, and the
+    # picture has not moved for two ticks, it seeks the partition back to the first
+    # undelivered offset. Redelivery is harmless: every agent is idempotent.
     sources = {names["inbound"], names["requests"], names["outbound"], names["control"]}
     suspects: dict[Any, tuple[int, int]] = {}
+    offsets_reader: list[AIOKafkaConsumer] = []  # one long-lived client for end offsets
     app.antirelou_redelivered = 0  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.redelivery_check_s)
@@ -647,6 +651,19 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
             log.info("check for undelivered records skipped: %s", type(exc).__name__)
             suspects.clear()
+            while offsets_reader:
+                with contextlib.suppress(Exception):
+                    await offsets_reader.pop().stop()
+
+    async def broker_end_offsets(tps: list[Any]) -> dict[Any, int]:
+        if not offsets_reader:
+            reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None,
+                                      enable_auto_commit=False)
+            await reader.start()
+            offsets_reader.append(reader)
+        ends = await offsets_reader[0].end_offsets(
+            [TopicPartition(tp.topic, tp.partition) for tp in tps])
+        return {(tp.topic, tp.partition): o for tp, o in ends.items()}
 
     async def check_for_dropped_records() -> None:
         consumer = app.consumer
@@ -654,8 +671,13 @@ def create_app(
             suspects.clear()
             return
         pending = {message.tp for message in consumer.unacked}
-        for tp in consumer.assignment():
-            if tp.topic not in sources or tp in pending:
+        watched = [tp for tp in consumer.assignment() if tp.topic in sources]
+        if not watched:
+            return
+        ends = await broker_end_offsets(watched)
+        for tp in watched:
+            end = ends.get((tp.topic, tp.partition))
+            if tp in pending or end is None:
                 suspects.pop(tp, None)
                 continue
             # The last offset handed to the agents (Faust's monitor, not moved by seeks),
@@ -664,18 +686,17 @@ def create_app(
             expected = last + 1 if last is not None else consumer._committed_offset.get(tp)
             if expected is None:
                 expected = (await consumer.earliest_offsets(tp)).get(tp)
-            position = await consumer.position(tp)
-            if expected is None or position is None or position <= expected:
+            if expected is None or end <= expected:
                 suspects.pop(tp, None)
                 continue
-            if suspects.get(tp) != (position, expected):
-                suspects[tp] = (position, expected)
+            if suspects.get(tp) != (end, expected):
+                suspects[tp] = (end, expected)
                 continue
-            log.warning("%s: records %d..%d were fetched but never delivered; fetching them "
-                        "again", tp, expected, position - 1)
+            log.warning("%s: records %d..%d are waiting but were never delivered; fetching "
+                        "them again", tp, expected, end - 1)
             await consumer.seek_wait({tp: expected})
             suspects.pop(tp, None)
-            app.antirelou_redelivered += position - expected  # type: ignore[attr-defined]
+            app.antirelou_redelivered += end - expected  # type: ignore[attr-defined]
 
     @app.page("/health")
     class Health(View):
