@@ -181,7 +181,6 @@ def create_app(
         # A worker that dies (kill -9) gives its partitions up after 10 s, not Faust's 60.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
-        broker_request_timeout=15.0,
         producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
     )
 

@@ -8,11 +8,15 @@ actual price of a delivery report replaces the estimate.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from decimal import Decimal
 
 import pytest
 import requests
 
+from infra.broker import EmbeddedBroker
 from infra.messagebird_local import LocalMessageBird
 from tests.e2e.conftest import (
     ACCESS_KEY,
@@ -140,3 +144,39 @@ def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
                        headers={"MessageBird-Signature-JWT": signed}, timeout=10)
     assert bad.status_code == 422 and bad.json()["field"] == "status"
     assert sender_worker.status()["paris"]["balance_micros"] == before
+
+
+def test_a_worker_killed_during_a_send_marks_the_reply_uncertain_and_never_resends(
+        tmp_path, ray_address, reporting_messagebird):
+    # Its own broker, restarted after the kill: noida-db keeps a member killed after it
+    # joined as the group's leader, so a new worker never completes a rebalance until the
+    # broker forgets the group (README, known limits). A real Kafka evicts it after the
+    # session timeout (10 s).
+    broker = EmbeddedBroker(tmp_path / "kafka").start()
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+           "MESSAGEBIRD_ENDPOINT": reporting_messagebird.endpoint,
+           "MESSAGEBIRD_TIMEOUT_S": "30"}
+    try:
+        first = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
+        reporting_messagebird.delay_next(1, 8.0)  # accepted at once, answered 8 s later
+        sender = new_sender()
+        r = first.post(sender=sender)
+        first.wait_for(lambda ev: of(ev, r.message_id, "ReplyAttempted"))
+        os.killpg(first.process.pid, signal.SIGKILL)  # the call is under way
+        first.process.wait(10)
+        time.sleep(1.5)  # noida-db persists about once a second
+        broker.restart()
+        second = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env,
+                              app_id=first.app_id)
+        try:
+            events = second.wait_for(lambda ev: of(ev, r.message_id, "ReplyUncertain"),
+                                     timeout=90)
+            (uncertain,) = set(of(events, r.message_id, "ReplyUncertain"))
+            assert uncertain.reason == "crash_during_send"
+            assert not of(events, r.message_id, "ReplySent")
+            time.sleep(3)  # a second send, if there were one, would show by now
+            assert len(sms_to(reporting_messagebird, sender)) == 1
+        finally:
+            stop_worker(second)
+    finally:
+        broker.stop()
