@@ -654,6 +654,12 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await offsets_reader.pop().stop()
 
+    @app.on_before_shutdown.connect
+    async def close_offsets_reader(app: faust.App, **kwargs: Any) -> None:
+        while offsets_reader:
+            with contextlib.suppress(Exception):
+                await offsets_reader.pop().stop()
+
     async def broker_end_offsets(tps: list[Any]) -> dict[Any, int]:
         if not offsets_reader:
             reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None,
