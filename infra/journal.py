@@ -20,8 +20,12 @@ async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
         request_timeout_ms=15_000,
     )
-    await consumer.start()
-    await consumer.topics()  # fetches the cluster's metadata for all topics
+    try:
+        await consumer.start()
+        await consumer.topics()  # fetches the cluster's metadata for all topics
+    except Exception:
+        await consumer.stop()  # what start() left half open (the broker is away)
+        raise
     parts = consumer.partitions_for_topic(topic)
     if not parts:
         await consumer.stop()
