@@ -39,7 +39,6 @@ from faust.web import Request, Response, View
 
 from actors.campaign import CampaignState, ControlOutcome, initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES, encode_snapshot
-from infra.journal import end_offsets
 from infra.messagebird_gateway import DryRunGateway, SendResult
 from infra.numbers import classify
 from infra.operators import Operator, Refusal, authorize
@@ -166,6 +165,9 @@ def create_app(
     verifier = SignatureVerifier(settings.signing_key) if settings.signing_key else None
     names = topic_names(settings.app_id)
 
+    def now_ms() -> int:
+        return int(clock() * 1000)
+
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
@@ -215,6 +217,12 @@ def create_app(
     replies_by_message = app.Table(
         "replies_by_message", default=None, partitions=settings.partitions, key_type=str,
     )
+
+    async def acknowledged(send: Awaitable[Any]) -> None:
+        # Two awaits: the first queues the record, the second waits for the broker's ack
+        # (acks=all): stored once this returns.
+        fut = await send
+        await fut
 
     async def record(events: Sequence[Any], acked: bool = False) -> None:
         # Journal key: the sender pseudonym, so one sender's story is totally ordered (the
@@ -335,7 +343,7 @@ def create_app(
     async def tick_campaigns() -> None:
         # The clock reaches the campaigns through their request partitions, in order with the
         # requests; what a tick releases or expires is journaled with the tick's time.
-        now = int(clock() * 1000)
+        now = now_ms()
         for campaign_id in campaigns:
             await requests.send(key=campaign_id.encode(),
                                 value=codec.encode(Tick(campaign_id, now)))
@@ -365,6 +373,43 @@ def create_app(
                         key=decision.campaign_id.encode(), value=codec.encode(send)
                     )
 
+    # One long-lived client for the broker's end offsets, shared by the snapshot timer and
+    # the watchdog below (a client per call would connect and fetch metadata every time).
+    offsets_client: list[AIOKafkaConsumer] = []
+
+    async def close_offsets_client() -> None:
+        while offsets_client:
+            with contextlib.suppress(Exception):
+                await offsets_client.pop().stop()
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown_close_offsets_client(app: faust.App, **kwargs: Any) -> None:
+        await close_offsets_client()
+
+    async def end_offsets_of(topic: str | None = None,
+                             tps: Sequence[Any] = ()) -> dict[tuple[str, int], int]:
+        """End offsets of ``tps``, or of every partition of ``topic``; by (topic, partition)."""
+        if not offsets_client:
+            offsets_client.append(AIOKafkaConsumer(bootstrap_servers=settings.kafka,
+                                                   group_id=None, enable_auto_commit=False))
+            try:
+                await offsets_client[0].start()
+            except Exception:
+                await close_offsets_client()  # stop what start() left half open
+                raise
+        client = offsets_client[0]
+        try:
+            if topic is not None:
+                await client.topics()  # fresh metadata
+                tps = [TopicPartition(topic, p)
+                       for p in sorted(client.partitions_for_topic(topic) or ())]
+            ends = await client.end_offsets(
+                [TopicPartition(tp.topic, tp.partition) for tp in tps]) if tps else {}
+        except Exception:
+            await close_offsets_client()  # a new client next time
+            raise
+        return {(tp.topic, tp.partition): o for tp, o in ends.items()}
+
     snapshots = raw_topic(names["snapshots"])
     snapshot_seqs: dict[str, int] = {}
 
@@ -378,13 +423,12 @@ def create_app(
 
     async def take_snapshots() -> None:
         # Offsets first, states second: every event after the snapshot lies after them.
-        offsets = await end_offsets(settings.kafka, names["journal"])
+        offsets = {p: o for (_, p), o in (await end_offsets_of(names["journal"])).items()}
         for state in await deciders.snapshot():
             if snapshot_seqs.get(state.campaign_id) == state.seq:
                 continue
-            fut = await snapshots.send(key=state.campaign_id.encode(),
-                                       value=encode_snapshot(state, offsets))
-            await fut
+            await acknowledged(snapshots.send(key=state.campaign_id.encode(),
+                                              value=encode_snapshot(state, offsets)))
             snapshot_seqs[state.campaign_id] = state.seq
 
     @app.agent(control)
@@ -392,15 +436,15 @@ def create_app(
         # One command at a time: operator commands are rare, and no take() buffer here.
         async for value in stream:
             # Checked before any shard sees it: who signed it, what they may do, how fresh.
-            now_ms = int(clock() * 1000)
-            checked = authorize(value, settings.operators, settings.app_id, now_ms,
+            now = now_ms()
+            checked = authorize(value, settings.operators, settings.app_id, now,
                                 allow_unsigned=settings.allow_unsigned)
             if isinstance(checked, Refusal):
                 log.warning("operator command %r refused: %s (operator %r, as claimed)",
                             checked.command_id, checked.reason, checked.operator)
                 await record([ControlRefused(
                     command_id=checked.command_id, campaign_id=checked.campaign_id,
-                    operator=checked.operator, reason=checked.reason, occurred_at=now_ms,
+                    operator=checked.operator, reason=checked.reason, occurred_at=now,
                 )], acked=True)
                 continue
             if not settings.operators:
@@ -412,19 +456,15 @@ def create_app(
                 if isinstance(event, PolicyChanged):
                     log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
                              event.version, event.operator, event.changes)
-                    fut = await policies.send(key=event.campaign_id.encode(),
-                                              value=codec.encode(event))
-                    await fut
+                    await acknowledged(policies.send(key=event.campaign_id.encode(),
+                                                     value=codec.encode(event)))
 
     breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s)
     app.antirelou_breaker = breaker  # type: ignore[attr-defined]
 
-    def now_ms() -> int:
-        return int(clock() * 1000)
-
     async def settle(command: SettleReply) -> None:
-        fut = await requests.send(key=command.campaign_id.encode(), value=codec.encode(command))
-        await fut
+        await acknowledged(requests.send(key=command.campaign_id.encode(),
+                                         value=codec.encode(command)))
 
     async def send_one(command: SendReply) -> str:
         """Send one reply (retried, behind the breaker); journal its outcome; return it."""
@@ -507,12 +547,6 @@ def create_app(
             finally:
                 in_flight.discard(mid)
 
-    async def acknowledged(send: Awaitable[Any]) -> None:
-        # Two awaits: the first queues the record, the second waits for the broker's ack
-        # (acks=all), so a 200 means the text is stored.
-        fut = await send
-        await fut
-
     async def read_bounded(request: Request) -> bytes:
         # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
         # JSON, and never buffer more than one byte past the limit.
@@ -530,10 +564,12 @@ def create_app(
         return b"".join(chunks)
 
     def signed_url(request: Request) -> str:
+        # The URL MessageBird called, path and query as sent (raw_path): what it hashed.
         try:
-            return (settings.public_url.rstrip("/") + request.path_qs
-                    if settings.public_url else str(request.url))
-        except ValueError:  # a Host header yarl cannot build a URL from
+            base = (settings.public_url.rstrip("/") if settings.public_url
+                    else f"{request.scheme}://{request.host}")
+            return base + request.raw_path
+        except ValueError:  # a Host header no URL can be built from
             raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
 
     @app.page(WEBHOOK_PATH)
@@ -548,7 +584,7 @@ def create_app(
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
-            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else int(clock() * 1000)
+            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else now_ms()
             campaign = by_number.get(sms.recipient)
             try:
                 if campaign is None:
@@ -596,11 +632,8 @@ def create_app(
         async def get(self, request: Request) -> Response:
             try:
                 if verifier is not None:
-                    # The query as sent (raw_path): MessageBird hashed the URL it called.
-                    base = (settings.public_url.rstrip("/") if settings.public_url
-                            else f"{request.scheme}://{request.host}")
                     verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
-                                    base + request.raw_path, b"")
+                                    signed_url(request), b"")
                 report = parse_delivery_report(request.query, len(request.query_string))
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
@@ -640,7 +673,6 @@ def create_app(
     # undelivered offset. Redelivery is harmless: every agent is idempotent.
     sources = {names["inbound"], names["requests"], names["outbound"], names["control"]}
     suspects: dict[Any, tuple[int, int]] = {}
-    offsets_reader: list[AIOKafkaConsumer] = []  # one long-lived client for end offsets
     app.antirelou_redelivered = 0  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.redelivery_check_s)
@@ -650,25 +682,6 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
             log.info("check for undelivered records skipped: %s", type(exc).__name__)
             suspects.clear()
-            while offsets_reader:
-                with contextlib.suppress(Exception):
-                    await offsets_reader.pop().stop()
-
-    @app.on_before_shutdown.connect
-    async def close_offsets_reader(app: faust.App, **kwargs: Any) -> None:
-        while offsets_reader:
-            with contextlib.suppress(Exception):
-                await offsets_reader.pop().stop()
-
-    async def broker_end_offsets(tps: list[Any]) -> dict[Any, int]:
-        if not offsets_reader:
-            reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka, group_id=None,
-                                      enable_auto_commit=False)
-            await reader.start()
-            offsets_reader.append(reader)
-        ends = await offsets_reader[0].end_offsets(
-            [TopicPartition(tp.topic, tp.partition) for tp in tps])
-        return {(tp.topic, tp.partition): o for tp, o in ends.items()}
 
     async def check_for_dropped_records() -> None:
         consumer = app.consumer
@@ -679,7 +692,7 @@ def create_app(
         watched = [tp for tp in consumer.assignment() if tp.topic in sources]
         if not watched:
             return
-        ends = await broker_end_offsets(watched)
+        ends = await end_offsets_of(tps=watched)
         for tp in watched:
             end = ends.get((tp.topic, tp.partition))
             if tp in pending or end is None:
