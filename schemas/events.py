@@ -58,7 +58,12 @@ class TextRejected:
 
 @dataclass(frozen=True, slots=True)
 class SenderScreened:
-    """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``."""
+    """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``.
+
+    A text whose message id the sender's state remembers (a retried webhook, or a text given
+    again to a worker after a crash) gets its earlier verdict again, field for field: the
+    journal may hold one verdict more than once (at least once), never two different ones.
+    ``reason="duplicate"`` comes only from states written before verdicts were kept."""
 
     TYPE = "SenderScreened"
     SCHEMA_VERSION = 2  # v2 added policy_version
@@ -67,7 +72,7 @@ class SenderScreened:
     campaign_id: str
     sender: str
     verdict: str  # "forward" | "suppress"
-    reason: str | None  # None when forwarded; "duplicate" | "already_answered" otherwise
+    reason: str | None  # None when forwarded; "already_answered", "flooder", ... otherwise
     texts_from_sender: int
     occurred_at: int
     policy_version: int  # the campaign policy (cooldown) the verdict used

@@ -25,8 +25,9 @@ What is checked
 in order within one partition; partitions may come one after another or interleaved. For
 each recorded ``SenderScreened`` the k-th ``TextReceived`` of the same sender and message id
 becomes ``ScreenText(..., reply_to="")`` and is decided again with ``decide_screening`` on a
-per-sender ``SenderState`` (a redelivered webhook legitimately gives a second text and a
-``duplicate`` verdict). The policy (cooldown, rates, filters) is the version the verdict
+per-sender ``SenderState`` (a redelivered webhook, or a text given again to a worker after a
+crash, legitimately gives a second text and the same verdict again: checked like any other,
+counted once, as ``restated``; ``duplicate`` verdicts of older journals are accepted there). The policy (cooldown, rates, filters) is the version the verdict
 recorded (the worker's knowledge at the time is an input): version 1 is the config, later
 versions come from the journal's ``PolicyChanged`` events. A sender whose verdict names a
 version not seen yet is set aside and replayed, in order, after the pass.
@@ -177,6 +178,7 @@ class Counters:
     events: int = 0
     texts: int = 0  # TextReceived
     screenings: int = 0  # SenderScreened decided again
+    restated: int = 0  # of which verdicts given again for a text seen before (counted once)
     campaign_events: int = 0  # unique seq'd campaign events decided again
     redelivered: int = 0  # exact repeats of a campaign event, dropped
     unknown_campaign: int = 0  # unique ReplyDenied(unknown_campaign), seq 0
@@ -410,17 +412,10 @@ class Audit:
                                     else:
                                         del queue[i]
                                     break
-                    if ev.verdict == "forward":
-                        if mid not in forwarded:
-                            forwarded[mid] = ev
-                            if text is not None and text.prefix:
-                                self._forward_prefix[mid] = text.prefix
-                    else:
-                        key = (ev.campaign_id, ev.occurred_at // DAY_MS)
-                        s = flat.get(key)
-                        if s is None:
-                            s = flat[key] = DayStats()
-                        s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+                    if ev.verdict == "forward" and mid not in forwarded:
+                        forwarded[mid] = ev
+                        if text is not None and text.prefix:
+                            self._forward_prefix[mid] = text.prefix
                     if deferred and sender in deferred:
                         deferred[sender].append((text, text_pos, ev, pos))
                         continue
@@ -435,15 +430,12 @@ class Audit:
                         continue
                     if text is None:
                         self._screening_mismatch("screening_without_text", mid, None, ev, pos)
+                        self._count_verdict(ev)
                         continue
                     state = senders.get(sender)
                     if state is None:
                         state = senders[sender] = SenderState()
-                    expected = decide_screening(state, _screen(text, sender), policy)
-                    for e in expected:
-                        evolve_sender(state, e, policy)
-                    if expected[0] != ev:
-                        self._screening_mismatch("screening", mid, expected[0], ev, pos)
+                    self._screen_again(state, text, ev, policy, pos)
                 elif t is ReplyApproved or t is ReplyDenied:
                     if t is ReplyDenied and ev.seq == 0 and ev.reason == "unknown_campaign":
                         self._unknown_denials.append((pos, ev))
@@ -532,13 +524,31 @@ class Audit:
                     continue
                 if text is None:
                     self._screening_mismatch("screening_without_text", ev.message_id, None, ev, pos)
+                    self._count_verdict(ev)
                     continue
-                expected = decide_screening(state, _screen(text, sender), policy)
-                for e in expected:
-                    evolve_sender(state, e, policy)
-                if expected[0] != ev:
-                    self._screening_mismatch("screening", ev.message_id, expected[0], ev, pos)
+                self._screen_again(state, text, ev, policy, pos)
         self._deferred.clear()
+
+    def _screen_again(self, state: SenderState, text: TextReceived, ev: SenderScreened,
+                      policy: Any, pos: int) -> None:
+        """Decide ``text`` again on the sender's replayed state and compare with ``ev``. A
+        verdict the state already holds is a restatement: checked, counted once."""
+        restated = ev.message_id in state.recent
+        expected = decide_screening(state, _screen(text, ev.sender), policy)[0]
+        evolve_sender(state, expected, policy)
+        if restated:
+            self.counters.restated += 1
+            if ev.reason == "duplicate":  # how states before verdicts were kept restated
+                return
+        else:
+            self._count_verdict(ev)
+        if expected != ev:
+            self._screening_mismatch("screening", ev.message_id, expected, ev, pos)
+
+    def _count_verdict(self, ev: SenderScreened) -> None:
+        if ev.verdict != "forward":
+            s = self._tally.day(ev.campaign_id, ev.occurred_at)
+            s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
 
     def result(self) -> AuditResult:
         if self._result is not None:
@@ -744,6 +754,8 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             sender = senders.get(ev.sender)
             if sender is None:
                 sender = senders[ev.sender] = SenderState()
+            if ev.message_id in sender.recent:
+                continue  # a copy of a text decided already: its verdict again, no news
             policy = state.policy if state is not None else UNKNOWN_CAMPAIGN_POLICY
             screened = decide_screening(sender, _screen(ev, ev.sender), policy)
             for e in screened:
@@ -970,7 +982,8 @@ def render_text(x: AuditResult | Report | WhatIf) -> str:
     verdict = "OK: every decision reproduced" if x.ok else f"FAILED: {c.mismatches} mismatch(es)"
     lines = [
         f"audit {verdict}",
-        f"  {c.events} events: {c.texts} texts, {c.screenings} screenings and "
+        f"  {c.events} events: {c.texts} texts, {c.screenings} screenings "
+        f"({c.restated} restated) and "
         f"{c.campaign_events} campaign events decided again; {c.redelivered} redelivered, "
         f"{c.unknown_campaign} unknown-campaign, {c.pending} pending, "
         f"{c.replies_sent} replies sent, {c.replies_failed} failed",

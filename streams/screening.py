@@ -21,28 +21,42 @@ from schemas.commands import ScreenText
 from schemas.events import SenderScreened
 from schemas.policy import Policy
 
-# Provider message ids remembered per sender for duplicate detection. MessageBird retries
-# a webhook within minutes, so the last few ids of a sender are enough.
+# Provider message ids remembered per sender, with their verdicts. MessageBird retries a
+# webhook within minutes and a crashed worker is given its texts again, so the last few
+# ids of a sender are enough.
 RECENT_IDS = 16
+
+# What a verdict restates: (campaign id, reason (None: forwarded), texts from the sender,
+# occurred_at, policy version). None for an id remembered by an older state (ids only).
+Earlier = tuple[str, str | None, int, int, int]
 
 
 @dataclass(slots=True)
 class SenderState:
     texts: int = 0
-    recent_ids: list[str] = field(default_factory=list)
+    # message id -> its verdict, oldest first (insertion order), at most RECENT_IDS.
+    recent: dict[str, Earlier | None] = field(default_factory=dict)
     forwarded_at: dict[str, int] = field(default_factory=dict)  # campaign id -> event ms
     rate: Gcra = field(default_factory=Gcra)  # the sender's text rate, on event time
     flooder: bool = False  # once flagged, logged and never answered
 
     def to_dict(self) -> dict[str, Any]:
-        return {"texts": self.texts, "recent_ids": self.recent_ids,
+        return {"texts": self.texts,
+                "recent": [[mid, *earlier] if earlier is not None else [mid]
+                           for mid, earlier in self.recent.items()],
                 "forwarded_at": self.forwarded_at, "tat": self.rate.tat, "flooder": self.flooder}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SenderState:
+        if "recent" in data:
+            recent: dict[str, Earlier | None] = {
+                item[0]: (tuple(item[1:]) if len(item) > 1 else None)  # type: ignore[misc]
+                for item in data["recent"]}
+        else:  # written before verdicts were kept: ids only
+            recent = dict.fromkeys(data["recent_ids"])
         return cls(
             texts=data["texts"],
-            recent_ids=list(data["recent_ids"]),
+            recent=recent,
             forwarded_at=dict(data["forwarded_at"]),
             rate=Gcra(data.get("tat", 0)),
             flooder=data.get("flooder", False),
@@ -67,7 +81,7 @@ def number_refusal(command: ScreenText, policy: Policy) -> str | None:
 
 def decide_screening(state: SenderState, command: ScreenText, policy: Policy) -> list[SenderScreened]:
     """The verdict on one text under the campaign's ``policy``, rules in order:
-    duplicate id, flooder (flagged or over the rate), number not answerable, test text,
+    a message id seen before gets its earlier verdict again; flooder (flagged or over the rate), number not answerable, test text,
     already answered within the cooldown; otherwise forward."""
 
     def verdict(v: str, reason: str | None, texts: int) -> list[SenderScreened]:
@@ -84,8 +98,19 @@ def decide_screening(state: SenderState, command: ScreenText, policy: Policy) ->
             )
         ]
 
-    if command.message_id in state.recent_ids:
-        return verdict("suppress", "duplicate", state.texts)
+    if command.message_id in state.recent:
+        # A text seen before (a webhook retried, or given again to a worker after a crash):
+        # the same verdict again, so a verdict lost in a crash is journaled after all and the
+        # shell repeats what it did (the campaign and the send stage are idempotent by id).
+        earlier = state.recent[command.message_id]
+        if earlier is None:  # remembered without its verdict by an older state
+            return verdict("suppress", "duplicate", state.texts)
+        campaign_id, reason, texts, occurred_at, policy_version = earlier
+        return [SenderScreened(
+            message_id=command.message_id, campaign_id=campaign_id, sender=command.sender,
+            verdict="forward" if reason is None else "suppress", reason=reason,
+            texts_from_sender=texts, occurred_at=occurred_at, policy_version=policy_version,
+        )]
     texts = state.texts + 1
     within_rate, _ = gcra_check(state.rate, command.occurred_at, policy.sender_period_ms,
                                 policy.sender_burst)
@@ -105,11 +130,14 @@ def decide_screening(state: SenderState, command: ScreenText, policy: Policy) ->
 
 def evolve_sender(state: SenderState, event: SenderScreened, policy: Policy) -> SenderState:
     """Apply a verdict; ``policy`` is the one the verdict was decided under."""
-    if event.reason == "duplicate":
+    recent = state.recent
+    if event.message_id in recent:  # a verdict restated: nothing new
         return state
     state.texts = event.texts_from_sender
-    state.recent_ids.append(event.message_id)
-    del state.recent_ids[:-RECENT_IDS]
+    recent[event.message_id] = (event.campaign_id, event.reason, event.texts_from_sender,
+                                event.occurred_at, event.policy_version)
+    if len(recent) > RECENT_IDS:
+        del recent[next(iter(recent))]
     if event.reason == "flooder":
         state.flooder = True
     else:

@@ -147,7 +147,7 @@ STORY = [
     ("m1", "paris", "s_a", T0 + 9 * HOUR),
     ("m2", "paris", "s_b", T0 + 10 * HOUR),
     ("m3", "paris", "s_a", T0 + 11 * HOUR),  # already answered
-    ("m2", "paris", "s_b", T0 + 10 * HOUR),  # the webhook again: duplicate
+    ("m3", "paris", "s_a", T0 + 11 * HOUR),  # the webhook again: the same verdict again
     # day 2
     ("m4", "paris", "s_c", T0 + DAY + 8 * HOUR),
     ("m5", "paris", "s_d", T0 + DAY + 9 * HOUR),  # budget exhausted
@@ -173,13 +173,14 @@ def test_a_clean_journal_audits_ok_with_the_right_numbers():
     assert result.ok and result.mismatches == []
     c = result.counters
     assert (c.texts, c.screenings, c.campaign_events, c.redelivered, c.pending) == (7, 7, 5, 1, 0)
+    assert c.restated == 1  # m3 again: its verdict restated, counted once below
     assert (c.replies_sent, c.replies_failed, c.mismatches) == (2, 1, 0)
 
     paris = to_json(result)["campaigns"]["paris"]
     day1, day2 = paris["days"]
     assert day1 == {
         "day": "2017-10-16", "texts_in": 4, "replies_approved": 2,
-        "suppressed": {"duplicate": 1, "already_answered": 1},
+        "suppressed": {"already_answered": 1},
         "spent_micros": 200_000, "spent_eur": "0.20", "credited_micros": 0, "policy_changes": 0,
         "balance_end_micros": 150_000, "balance_end_eur": "0.15",
         "replies_sent": 2, "replies_failed": 0,
@@ -189,8 +190,7 @@ def test_a_clean_journal_audits_ok_with_the_right_numbers():
     assert (day2["spent_micros"], day2["balance_end_micros"]) == (100_000, 50_000)
     assert (day2["replies_sent"], day2["replies_failed"]) == (0, 1)
     assert paris["budget_ran_out"] == "2017-10-17"
-    assert paris["totals"]["suppressed"] == {
-        "duplicate": 1, "already_answered": 1, "budget_exhausted": 2}
+    assert paris["totals"]["suppressed"] == {"already_answered": 1, "budget_exhausted": 2}
     assert paris["totals"]["spent_micros"] == 300_000
     assert (paris["reply_cost_micros"], paris["reply_segments"]) == (100_000, 1)
 
@@ -233,6 +233,51 @@ def test_forwarded_texts_without_a_decision_yet_are_pending_not_mismatches():
     assert result.ok
     assert result.counters.pending == 1
     assert to_json(result)["campaigns"]["paris"]["pending"] == 1
+
+
+def test_a_forwarded_text_given_again_is_restated_and_its_decision_repeated():
+    # After a crash the worker is given the text again: the same verdict, the same decision.
+    steps = [*STORY[:2], ("m2", "paris", "s_b", T0 + 10 * HOUR)]
+    journal = pipeline(steps, [campaign()], redeliver=())
+    assert len([e for e in journal if isinstance(e, SenderScreened) and e.message_id == "m2"]) == 2
+    result = audit(journal, [campaign()])
+    assert result.ok, result.mismatches
+    assert (result.counters.restated, result.counters.redelivered) == (1, 1)
+    assert to_json(result)["campaigns"]["paris"]["totals"]["replies_approved"] == 2
+
+
+def test_a_verdict_lost_in_a_crash_and_restated_later_audits_clean():
+    # The crash lost the first copy's TextReceived and verdict (never stored); the copy given
+    # again is the only one in the journal, and it is the verdict the text had.
+    steps = [*STORY[:2], ("m2", "paris", "s_b", T0 + 10 * HOUR)]
+    journal = pipeline(steps, [campaign()], redeliver=())
+    first_text = index_of(journal, TextReceived, "m2")
+    first_verdict = index_of(journal, SenderScreened, "m2")
+    lost = [e for i, e in enumerate(journal) if i not in (first_text, first_verdict)]
+    result = audit(lost, [campaign()])
+    assert result.ok, result.mismatches
+    assert result.counters.restated == 0
+
+
+def test_a_legacy_duplicate_verdict_is_accepted_as_a_restatement():
+    journal = story_journal()
+    copies = [i for i, e in enumerate(journal) if isinstance(e, SenderScreened)
+              and e.message_id == "m3"]
+    assert len(copies) == 2
+    journal[copies[1]] = dataclasses.replace(journal[copies[1]], reason="duplicate")
+    result = audit(journal, [campaign()])
+    assert result.ok, result.mismatches
+    assert "duplicate" not in to_json(result)["campaigns"]["paris"]["totals"]["suppressed"]
+
+
+def test_a_restatement_that_differs_from_the_verdict_is_a_mismatch():
+    journal = story_journal()
+    copies = [i for i, e in enumerate(journal) if isinstance(e, SenderScreened)
+              and e.message_id == "m3"]
+    journal[copies[1]] = dataclasses.replace(journal[copies[1]], verdict="forward", reason=None)
+    result = audit(journal, [campaign()])
+    assert [(m.kind, m.message_id, m.position) for m in result.mismatches][:1] == [
+        ("screening", "m3", copies[1])]
 
 
 # --- tampering ----------------------------------------------------------------------------

@@ -38,12 +38,34 @@ def test_second_text_from_same_sender_is_suppressed_as_already_answered():
         "suppress", "already_answered", 2)
 
 
-def test_repeated_provider_message_id_is_a_duplicate_and_not_counted():
+def test_a_text_seen_before_gets_its_earlier_verdict_again_and_is_not_counted():
+    # A retried webhook, or a text given again to a worker after a crash: the same verdict,
+    # field for field, so a verdict lost in the crash is journaled after all.
+    state = SenderState()
+    first = screen(state, text("m1", at=5))
+    before = SenderState.from_dict(state.to_dict())
+    again = screen(state, text("m1", at=9), version=7)  # the copy's time, a newer policy
+    assert again == first and again.verdict == "forward"
+    assert state == before and state.texts == 1
+
+
+def test_a_suppressed_text_seen_before_is_suppressed_again_for_the_same_reason():
     state = SenderState()
     screen(state, text("m1"))
+    second = screen(state, text("m2", at=MIN))
+    assert screen(state, text("m2", at=MIN)) == second
+    assert (second.reason, state.texts) == ("already_answered", 2)
+
+
+def test_an_id_remembered_by_an_older_state_without_its_verdict_is_a_duplicate():
+    # Changelogs written before verdicts were kept hold ids only.
+    old = {"texts": 1, "recent_ids": ["m1"], "forwarded_at": {"paris": 0}, "tat": 0,
+           "flooder": False}
+    state = SenderState.from_dict(old)
     verdict = screen(state, text("m1"))
-    assert (verdict.verdict, verdict.reason) == ("suppress", "duplicate")
-    assert state.texts == 1
+    assert (verdict.verdict, verdict.reason, verdict.texts_from_sender) == (
+        "suppress", "duplicate", 1)
+    assert screen(state, text("m2", at=MIN)).texts_from_sender == 2
 
 
 def test_an_answer_from_one_campaign_does_not_block_another_campaign():
@@ -108,8 +130,11 @@ def test_duplicate_memory_is_bounded():
     state = SenderState()
     for i in range(RECENT_IDS * 3):
         screen(state, text(f"m{i}", at=i * 11 * MIN))
-    assert len(state.recent_ids) == RECENT_IDS
+    assert list(state.recent) == [f"m{i}" for i in range(RECENT_IDS * 2, RECENT_IDS * 3)]
     assert state.texts == RECENT_IDS * 3
+    # An id forgotten is a new text again (MessageBird retries within minutes, not 16 texts).
+    assert screen(state, text("m0", at=RECENT_IDS * 3 * 11 * MIN)).texts_from_sender == (
+        RECENT_IDS * 3 + 1)
 
 
 def test_state_round_trips_through_its_dict_form():
