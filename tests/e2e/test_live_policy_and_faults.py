@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import ray
@@ -77,29 +80,73 @@ def test_unknown_campaign_and_bad_keys_are_clear_errors(worker):
     assert r.returncode == 2 and "unknown policy key 'colour'" in r.stderr
 
 
-def test_killing_the_campaign_actor_mid_stream_loses_and_doubles_nothing(worker, messagebird):
+def test_killing_the_campaign_actor_during_a_flood_loses_doubles_and_overspends_nothing(
+        worker, messagebird):
+    """kill -9 of the Ray campaign actor while a flood of webhooks comes in, to a campaign
+    with plenty of budget (paris) and one that runs out during the flood (tiny): every
+    acknowledged text has one screening decision, no request is decided twice, no SMS goes
+    twice, the budget is never overspent, and the audit replay finds no mismatch."""
+    assert worker.cli("budget", "credit", "tiny", "0.24", "--source", "flood-test",
+                      operator="alice").returncode == 0
+    deadline = time.monotonic() + 30
+    while worker.status()["tiny"]["balance_micros"] < 240_000:
+        assert time.monotonic() < deadline, "the credit never reached the campaign"
+        time.sleep(0.2)
+    tiny_before = worker.status()["tiny"]
+    affordable = tiny_before["balance_micros"] // tiny_before["reply_cost_micros"]
+
     actor = ray.get_actor("antirelou-shard-0", namespace=worker.app_id)
     pid = ray.get(actor.info.remote())["pid"]
-    senders = [new_sender() for _ in range(40)]
-    ids = []
-    for i, sender in enumerate(senders):
-        ids.append(worker.post(sender=sender, campaign="paris").message_id)
-        if i == 15:
-            os.kill(pid, signal.SIGKILL)  # a real crash, mid-stream
-    events = worker.wait_for(
-        lambda ev: all(of(ev, mid, "ReplySent") for mid in ids), timeout=120)
+    flood = [(new_sender(), "paris") for _ in range(40)] + [
+        (new_sender(), "tiny") for _ in range(affordable + 6)]
+    flood.sort(key=lambda pair: pair[0])  # interleave the two campaigns
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(worker.post, sender=s, campaign=c) for s, c in flood]
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)  # a real crash, mid-flood
+        responses = [f.result() for f in futures]
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses][:3]
+    ids = {r.message_id: c for r, (_, c) in zip(responses, flood, strict=True)}
+
+    def decided(ev):
+        return all(of(ev, mid, "ReplySent") if c == "paris" else
+                   (of(ev, mid, "ReplySent") or of(ev, mid, "ReplyDenied"))
+                   for mid, c in ids.items())
+    events = worker.wait_for(decided, timeout=120)
     assert ray.get(actor.info.remote())["pid"] != pid  # Ray restarted it
 
-    # Every text decided once: repeats (redelivery) are identical, never a second approval.
+    # Every acknowledged text: one screening decision (a restated verdict is the same one).
     for mid in ids:
-        assert len({e for e in of(events, mid, "ReplyApproved")}) == 1
-    paris = [e for e in events if is_campaign_event(e) and e.campaign_id == "paris"]
-    by_seq = {}
-    for e in paris:
-        assert by_seq.setdefault(e.seq, e) == e, f"two different events with seq {e.seq}"
-    assert sorted(by_seq) == list(range(1, len(by_seq) + 1))
-    # The live balance equals a replay of the journal, and every pest got one SMS.
-    replayed = CampaignShard(load_campaigns(worker.config), paris).status()["paris"]
-    assert worker.status()["paris"] == replayed
-    for sender in senders:
-        assert len([m for m in messagebird.messages if sender in m["recipients"]]) == 1
+        assert len({(e.verdict, e.reason) for e in of(events, mid, "SenderScreened")}) == 1
+    # Every request decided once: repeats (redelivery) are identical, never a second answer.
+    for mid in ids:
+        assert len(set(of(events, mid, "ReplyApproved") + of(events, mid, "ReplyDenied"))) == 1
+    for cid in ("paris", "tiny"):
+        mine = [e for e in events if is_campaign_event(e) and e.campaign_id == cid]
+        by_seq = {}
+        for e in mine:
+            assert by_seq.setdefault(e.seq, e) == e, f"{cid}: two different events, seq {e.seq}"
+        assert sorted(by_seq) == list(range(1, len(by_seq) + 1))
+    # Never overspent: tiny approved what it could afford, no more, and never went below 0.
+    tiny_approved = {e.message_id: e for e in events
+                     if e.TYPE == "ReplyApproved" and e.campaign_id == "tiny" and e.message_id in ids}
+    assert len(tiny_approved) == affordable
+    assert all(e.balance_after_micros >= 0 for e in tiny_approved.values())
+    assert {e.reason for e in events if e.TYPE == "ReplyDenied" and e.message_id in ids} == {
+        "budget_exhausted"}
+    # The live balances equal a replay of the journal, and no pest got two SMS.
+    campaigns = load_campaigns(worker.config)
+    for cid in ("paris", "tiny"):
+        mine = [e for e in events if is_campaign_event(e) and e.campaign_id == cid]
+        replayed = CampaignShard(campaigns, mine).status()[cid]
+        assert worker.status()[cid] == replayed
+    assert worker.status()["tiny"]["balance_micros"] >= 0
+    time.sleep(1)
+    for sender, cid in flood:
+        sms = len([m for m in messagebird.messages if sender in m["recipients"]])
+        assert sms == 1 if cid == "paris" else sms <= 1
+    audit = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "audit", "--kafka", worker.kafka,
+         "--app-id", worker.app_id, "--config", str(worker.config)],
+        capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
