@@ -34,8 +34,16 @@ DEFAULT_TEST_PATTERNS: tuple[str, ...] = (
 )
 
 
+# ASCII letters and digits are kept, lowered; every other ASCII character becomes a space.
+_ASCII_TOKENS = {i: (chr(i).lower() if chr(i).isalnum() else " ") for i in range(128)}
+
+
 def normalise(text: str) -> tuple[str, ...]:
     """Tokens of ``text`` without accents, case or punctuation."""
+    if text.isascii():
+        # The same result, fast: NFKD changes no ASCII character and combines none, and
+        # casefold() is lower() on ASCII. Most texts take this path.
+        return tuple(text.translate(_ASCII_TOKENS).split())
     decomposed = unicodedata.normalize("NFKD", text)
     kept = "".join(
         c if c.isalnum() else " " for c in decomposed.casefold() if not unicodedata.combining(c)
@@ -44,8 +52,14 @@ def normalise(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=32)
-def _compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    return tuple(tokens for tokens in map(normalise, patterns) if tokens)
+def _compiled(patterns: tuple[str, ...]) -> tuple[dict[str, list[tuple[str, ...]]], int]:
+    """The patterns' tokens by their first token, and the most tokens a test text can have."""
+    by_first: dict[str, list[tuple[str, ...]]] = {}
+    for tokens in map(normalise, patterns):
+        if tokens:
+            by_first.setdefault(tokens[0], []).append(tokens)
+    longest = max((len(t) for ts in by_first.values() for t in ts), default=0)
+    return by_first, longest + MAX_EXTRA_TOKENS
 
 
 def _is_filler(tokens: tuple[str, ...]) -> bool:
@@ -54,10 +68,13 @@ def _is_filler(tokens: tuple[str, ...]) -> bool:
 
 def is_test_text(body: str, patterns: tuple[str, ...] = DEFAULT_TEST_PATTERNS) -> bool:
     """Whether ``body`` is essentially one of ``patterns`` (see the module rule)."""
+    by_first, most_tokens = _compiled(patterns)
     tokens = normalise(body)
-    for pattern in _compiled(patterns):
-        n = len(pattern)
-        for start in range(len(tokens) - n + 1):
-            if tokens[start:start + n] == pattern and _is_filler(tokens[:start] + tokens[start + n:]):
+    if len(tokens) > most_tokens:  # a pattern plus its filler cannot cover it
+        return False
+    for start, token in enumerate(tokens):
+        for pattern in by_first.get(token, ()):
+            end = start + len(pattern)
+            if tokens[start:end] == pattern and _is_filler(tokens[:start] + tokens[end:]):
                 return True
     return False

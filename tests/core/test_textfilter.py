@@ -1,7 +1,9 @@
 """The test-text filter: the curious are recognised, the pests are not mistaken for them."""
 
+import unicodedata
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.textfilter import DEFAULT_TEST_PATTERNS, is_test_text, normalise
@@ -62,3 +64,35 @@ def test_any_text_is_classified_without_error(body):
 def test_test_with_three_or_more_other_words_is_not_a_test_text(words):
     # given "test" inside a message of 3+ other words, then it is not a test text
     assert not is_test_text(" ".join(["test", *words]))
+
+
+def reference_normalise(text):
+    decomposed = unicodedata.normalize("NFKD", text)
+    return tuple("".join(c if c.isalnum() else " " for c in decomposed.casefold()
+                         if not unicodedata.combining(c)).split())
+
+
+def reference_is_test_text(body: str, patterns=DEFAULT_TEST_PATTERNS) -> bool:
+    """The rule as first written (general normalisation, every pattern at every place):
+    the oracle for the fast paths (ASCII, token count)."""
+    tokens = reference_normalise(body)
+    for pattern in filter(None, map(reference_normalise, patterns)):
+        n = len(pattern)
+        for start in range(len(tokens) - n + 1):
+            rest = tokens[:start] + tokens[start + n:]
+            if tokens[start:start + n] == pattern and len(rest) <= 2 and all(
+                    len(t) <= 4 for t in rest):
+                return True
+    return False
+
+
+WORDS = st.sampled_from(["test", "Test", "TESTING", "ça", "marche", "vrai", "numéro", "numero",
+                         "is", "this", "real", "ok", "123", "lol", "t'es", "où", "ﬁn", "Ｔｅｓｔ",
+                         "c'est", "un", "e\u0301", "?", "!!!", "🙂", "-", " "])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(st.lists(WORDS, max_size=9).map(" ".join), st.text(max_size=40)))
+def test_the_fast_paths_decide_exactly_as_the_rule(body):
+    assert normalise(body) == reference_normalise(body)
+    assert is_test_text(body) == reference_is_test_text(body)
