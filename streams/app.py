@@ -45,6 +45,7 @@ from infra.operators import Operator, Refusal, authorize
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
+from schemas.codec import CodecError
 from schemas.commands import (
     ControlCommand,
     RequestReply,
@@ -69,7 +70,12 @@ from schemas.events import (
 )
 from schemas.policy import Policy, apply_changes
 from streams.reports import parse_delivery_report
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.screening import (
+    UNKNOWN_CAMPAIGN_POLICY,
+    SenderState,
+    decide_screening,
+    evolve_sender,
+)
 from streams.sending import CircuitBreaker, RetryPolicy, deliver
 from streams.webhook import (
     MAX_BODY_BYTES,
@@ -98,6 +104,21 @@ def topic_names(app_id: str) -> dict[str, str]:
         "policies": f"{app_id}.policies",
         "snapshots": f"{app_id}.campaign-snapshots",
     }
+
+
+class TextPartitionedTable(faust.Table):
+    """A table written in batches: each key's changelog partition is the one its caller gives
+    in ``partition_of`` (the partition of the text that changed it), not that of Faust's
+    current event (a batch's last, maybe of another partition). A key not given falls back
+    to Faust's rule."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.partition_of: dict[Any, int] = {}
+
+    def partition_for_key(self, key: Any) -> int | None:
+        partition = self.partition_of.get(key)
+        return partition if partition is not None else super().partition_for_key(key)
 
 
 class Gateway(Protocol):
@@ -129,6 +150,10 @@ class Settings:
     public_url: str | None = None  # the base URL MessageBird signs, when behind a proxy
     batch_size: int = 500
     batch_window_s: float = 0.05
+    # Texts screened together: a batch is taken when this many wait or the window has passed
+    # since the first, so a lone text waits at most the window.
+    screen_batch_size: int = 200
+    screen_window_s: float = 0.01
     send_concurrency: int = 8
     snapshot_interval_s: float = 30.0
     # Who may send operator commands (infra.operators); with none, only an insecure dev
@@ -206,12 +231,12 @@ def create_app(
     live_policies: dict[str, Policy] = {c.id: initial_policy(c) for c in settings.campaigns}
     policies_loaded = asyncio.Event()
 
-    senders_by_pseudonym = app.Table(
-        "senders_by_pseudonym",
-        default=None,
-        partitions=settings.partitions,
-        key_type=str,  # the sender pseudonym; values are SenderState dicts (JSON changelog)
-    )
+    # The sender pseudonym -> SenderState dict (JSON changelog), in the partition of the
+    # sender's texts (sms-received is keyed by the pseudonym).
+    senders_by_pseudonym = app.tables.add(TextPartitionedTable(
+        app, name="senders_by_pseudonym", default=None, beacon=app.tables.beacon,
+        partitions=settings.partitions, key_type=str,
+    ))
     # Inbound message ids whose reply was handed to the gateway. Written in the partition of
     # sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
     replies_by_message = app.Table(
@@ -276,31 +301,60 @@ def create_app(
 
     @app.agent(inbound)
     async def screen_senders(stream: faust.StreamT) -> None:
-        async for value in stream:
-            command = codec.decode(value)
+        # In batches: the texts in order, each on its sender's latest state; then each state
+        # written once, one journal write for the batch, the forwarded requests. Faust acks
+        # the batch's records only after this body has run. A crash before the writes are
+        # stored gives the texts again; a text its sender's state remembers gets its
+        # verdict again (the pure core), so a verdict lost in a crash is journaled then.
+        async for batch in stream.take_events(settings.screen_batch_size,
+                                              within=settings.screen_window_s):
             await policies_loaded.wait()
-            policy = live_policies[command.campaign_id]
-            stored = senders_by_pseudonym.get(command.sender)
-            state = SenderState.from_dict(stored) if stored else SenderState()
-            screened = decide_screening(state, command, policy)
-            for event in screened:
-                evolve_sender(state, event, policy)
-            # Reassign: the changelog only sees values that are set.
-            senders_by_pseudonym[command.sender] = state.to_dict()
-            received = TextReceived(
-                message_id=command.message_id, campaign_id=command.campaign_id,
-                sender=command.sender, body=command.body, occurred_at=command.occurred_at,
-                number_kind=command.number_kind, country=command.country, prefix=command.prefix,
-            )
-            await record([received, *screened])
-            if screened[0].verdict == "forward":
-                request = RequestReply(
+            states: dict[str, SenderState] = {}
+            journaled: list[Any] = []
+            forwarded: list[RequestReply] = []
+            for text_event in batch:
+                value = text_event.value
+                try:
+                    command = codec.decode(value)
+                    policy = live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
+                except CodecError as exc:  # only the webhook writes here: say it, go on
+                    log.error("sms-received: undecodable record skipped (%d bytes): %s",
+                              len(value), exc)
+                    continue
+                state = states.get(command.sender)
+                if state is None:
+                    stored = senders_by_pseudonym.get(command.sender)
+                    state = SenderState.from_dict(stored) if stored else SenderState()
+                    states[command.sender] = state
+                    senders_by_pseudonym.partition_of[command.sender] = (
+                        text_event.message.partition)
+                if command.message_id in state.recent:
+                    log.info("text %s seen before: its verdict again", command.message_id)
+                screened = decide_screening(state, command, policy)
+                for event in screened:
+                    evolve_sender(state, event, policy)
+                journaled.append(TextReceived(
                     message_id=command.message_id, campaign_id=command.campaign_id,
-                    sender=command.sender, occurred_at=command.occurred_at,
-                    reply_to=command.reply_to, prefix=command.prefix,
-                    texts_from_sender=screened[0].texts_from_sender,
-                )
-                await requests.send(key=command.campaign_id.encode(), value=codec.encode(request))
+                    sender=command.sender, body=command.body, occurred_at=command.occurred_at,
+                    number_kind=command.number_kind, country=command.country,
+                    prefix=command.prefix,
+                ))
+                journaled.extend(screened)
+                if screened[0].verdict == "forward":
+                    forwarded.append(RequestReply(
+                        message_id=command.message_id, campaign_id=command.campaign_id,
+                        sender=command.sender, occurred_at=command.occurred_at,
+                        reply_to=command.reply_to, prefix=command.prefix,
+                        texts_from_sender=screened[0].texts_from_sender,
+                    ))
+            for sender, state in states.items():
+                # Reassign: the changelog only sees values that are set.
+                senders_by_pseudonym[sender] = state.to_dict()
+            senders_by_pseudonym.partition_of.clear()
+            await record(journaled)
+            for request in forwarded:
+                await requests.send(key=request.campaign_id.encode(),
+                                    value=codec.encode(request))
 
     # The sealed reply-to of each deferred request, per campaign ({message id: sealed}),
     # from ReplyDeferred until its release or expiry; never journaled. Keyed by campaign like

@@ -27,10 +27,11 @@ each recorded ``SenderScreened`` the k-th ``TextReceived`` of the same sender an
 becomes ``ScreenText(..., reply_to="")`` and is decided again with ``decide_screening`` on a
 per-sender ``SenderState`` (a redelivered webhook, or a text given again to a worker after a
 crash, legitimately gives a second text and the same verdict again: checked like any other,
-counted once, as ``restated``; ``duplicate`` verdicts of older journals are accepted there). The policy (cooldown, rates, filters) is the version the verdict
-recorded (the worker's knowledge at the time is an input): version 1 is the config, later
-versions come from the journal's ``PolicyChanged`` events. A sender whose verdict names a
-version not seen yet is set aside and replayed, in order, after the pass.
+counted once, as ``restated``; ``duplicate`` verdicts of older journals are accepted there).
+The policy (cooldown, rates, filters) is the version the verdict recorded (the worker's
+knowledge at the time is an input): version 1 is the config, later versions come from the
+journal's ``PolicyChanged`` events. A sender whose verdict names a version not seen yet is
+set aside and replayed, in order, after the pass.
 
 *Campaigns* (per campaign, in ``seq`` order). Every event with a ``seq`` (``ReplyApproved``,
 ``ReplyDenied``, ``PolicyChanged``, ``BudgetCredited``, ``ReplyRefunded``,
@@ -136,8 +137,13 @@ from schemas.events import (
     TextReceived,
     TextRejected,
 )
-from schemas.policy import Policy, apply_changes
-from streams.screening import SenderState, decide_screening, evolve_sender
+from schemas.policy import apply_changes
+from streams.screening import (  # noqa: F401 (UNKNOWN_CAMPAIGN_POLICY: part of this API)
+    UNKNOWN_CAMPAIGN_POLICY,
+    SenderState,
+    decide_screening,
+    evolve_sender,
+)
 
 DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
@@ -789,10 +795,6 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
 
 
 # --- rendering ----------------------------------------------------------------------------
-
-
-# Screening policy for a campaign the config does not know (its decisions mismatch anyway).
-UNKNOWN_CAMPAIGN_POLICY = Policy(version=1, price_per_segment_micros=1)
 
 
 def _screen(text: TextReceived, sender: str) -> ScreenText:

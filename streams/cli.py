@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=float(_env("ANTIRELOU_TICK_INTERVAL_S", "5")),
                        help="seconds between clock ticks to the campaigns, which release and "
                             "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
+        p.add_argument("--screen-batch", type=int,
+                       default=int(_env("ANTIRELOU_SCREEN_BATCH", "200")),
+                       help="texts screened per batch (one journal write each; 1: one by "
+                            "one) [ANTIRELOU_SCREEN_BATCH]")
 
     p = sub.add_parser("journal", help="print the journal as JSON lines")
     _add_common(p)
@@ -315,7 +319,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             data_dir=state_dir / "faust", signing_key=signing_key,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval, operators=operators,
-            tick_interval_s=args.tick_interval,
+            tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
             report_base_url=(args.report_url or args.public_url
                              or f"http://{args.web_host}:{args.web_port}"),
             retry=RetryPolicy(max_attempts=args.send_attempts),

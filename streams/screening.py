@@ -26,6 +26,10 @@ from schemas.policy import Policy
 # ids of a sender are enough.
 RECENT_IDS = 16
 
+# The screening policy of a campaign the config no longer knows (texts stored before it
+# was removed): the defaults. The campaign stage then denies them (unknown_campaign).
+UNKNOWN_CAMPAIGN_POLICY = Policy(version=1, price_per_segment_micros=1)
+
 # What a verdict restates: (campaign id, reason (None: forwarded), texts from the sender,
 # occurred_at, policy version). None for an id remembered by an older state (ids only).
 Earlier = tuple[str, str | None, int, int, int]
@@ -80,9 +84,10 @@ def number_refusal(command: ScreenText, policy: Policy) -> str | None:
 
 
 def decide_screening(state: SenderState, command: ScreenText, policy: Policy) -> list[SenderScreened]:
-    """The verdict on one text under the campaign's ``policy``, rules in order:
-    a message id seen before gets its earlier verdict again; flooder (flagged or over the rate), number not answerable, test text,
-    already answered within the cooldown; otherwise forward."""
+    """The verdict on one text under the campaign's ``policy``, rules in order: a message
+    id seen before gets its earlier verdict again; flooder (flagged or over the rate),
+    number not answerable, test text, already answered within the cooldown; otherwise
+    forward."""
 
     def verdict(v: str, reason: str | None, texts: int) -> list[SenderScreened]:
         return [

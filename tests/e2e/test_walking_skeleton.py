@@ -6,13 +6,16 @@ MessageBird-compatible server are real too (see conftest.py).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from infra.journal import iter_records
 from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
 
 pytestmark = pytest.mark.services
@@ -200,3 +203,22 @@ def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_pa
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and export.stat().st_size > 0, out.stderr
     clean(export.read_bytes() + (out.stdout + out.stderr).encode(), "antirelou export")
+
+
+def test_a_senders_state_is_stored_in_his_texts_partition(worker):
+    # Texts are screened in batches that may mix partitions; each sender's state must still
+    # go to the changelog partition of his texts, where a restarted worker looks for it.
+    senders = [new_sender() for _ in range(40)]
+    with ThreadPoolExecutor(8) as pool:  # concurrent: batches of several partitions
+        posted = list(pool.map(lambda s: worker.post(sender=s), senders))
+    worker.wait_for(lambda ev: all(of(ev, r.message_id, "SenderScreened") for r in posted))
+
+    async def partitions_by_key(topic):  # the changelog's keys are JSON strings
+        return {key.strip(b'"'): p async for p, _, key, _ in iter_records(worker.kafka, topic)}
+
+    inbound = asyncio.run(partitions_by_key(f"{worker.app_id}.sms-received"))
+    changelog = asyncio.run(partitions_by_key(f"{worker.app_id}-senders_by_pseudonym-changelog"))
+    keys = [k for k in inbound if k in changelog]
+    assert len(keys) >= len(senders)
+    assert len({inbound[k] for k in keys}) > 1  # the texts did spread over partitions
+    assert all(inbound[k] == changelog[k] for k in keys)
