@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
@@ -110,10 +111,13 @@ class TextPartitionedTable(faust.Table):
     """A table written in batches: each key's changelog partition is the one its caller gives
     in ``partition_of`` (the partition of the text that changed it), not that of Faust's
     current event (a batch's last, maybe of another partition). A key not given falls back
-    to Faust's rule."""
+    to Faust's rule. ``value_serializer`` (which Faust's tables derive from the value type
+    only) sets how values go to the changelog: "raw" for bytes kept as they are."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, value_serializer: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if value_serializer is not None:  # before the store and the changelog topic exist
+            self.value_serializer = value_serializer
         self.partition_of: dict[Any, int] = {}
 
     def partition_for_key(self, key: Any) -> int | None:
@@ -231,11 +235,13 @@ def create_app(
     live_policies: dict[str, Policy] = {c.id: initial_policy(c) for c in settings.campaigns}
     policies_loaded = asyncio.Event()
 
-    # The sender pseudonym -> SenderState dict (JSON changelog), in the partition of the
-    # sender's texts (sms-received is keyed by the pseudonym).
+    # The sender pseudonym -> his SenderState as orjson bytes, in the partition of the
+    # sender's texts (sms-received is keyed by the pseudonym). Bytes, not the dict: about a
+    # third of the memory per sender (a million senders fit), and nothing to serialize for
+    # the changelog. Changelogs written as JSON dicts read back the same.
     senders_by_pseudonym = app.tables.add(TextPartitionedTable(
         app, name="senders_by_pseudonym", default=None, beacon=app.tables.beacon,
-        partitions=settings.partitions, key_type=str,
+        partitions=settings.partitions, key_type=str, value_serializer="raw",
     ))
     # Inbound message ids whose reply was handed to the gateway. Written in the partition of
     # sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
@@ -324,7 +330,8 @@ def create_app(
                 state = states.get(command.sender)
                 if state is None:
                     stored = senders_by_pseudonym.get(command.sender)
-                    state = SenderState.from_dict(stored) if stored else SenderState()
+                    state = (SenderState.from_dict(orjson.loads(stored)) if stored
+                             else SenderState())
                     states[command.sender] = state
                     senders_by_pseudonym.partition_of[command.sender] = (
                         text_event.message.partition)
@@ -349,7 +356,7 @@ def create_app(
                     ))
             for sender, state in states.items():
                 # Reassign: the changelog only sees values that are set.
-                senders_by_pseudonym[sender] = state.to_dict()
+                senders_by_pseudonym[sender] = orjson.dumps(state.to_dict())
             senders_by_pseudonym.partition_of.clear()
             await record(journaled)
             for request in forwarded:

@@ -13,9 +13,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import pytest
 
 from infra.journal import iter_records
+from streams.screening import SenderState
 from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
 
 pytestmark = pytest.mark.services
@@ -222,3 +224,20 @@ def test_a_senders_state_is_stored_in_his_texts_partition(worker):
     assert len(keys) >= len(senders)
     assert len({inbound[k] for k in keys}) > 1  # the texts did spread over partitions
     assert all(inbound[k] == changelog[k] for k in keys)
+
+
+def test_a_senders_state_is_stored_as_orjson_bytes_with_his_verdicts(worker):
+    sender = new_sender()
+    r = worker.post(sender=sender, body="test")
+    events = worker.wait_for(lambda ev: of(ev, r.message_id, "SenderScreened"))
+    (screened,) = of(events, r.message_id, "SenderScreened")
+
+    async def values():
+        return [v async for _, _, k, v in iter_records(
+            worker.kafka, f"{worker.app_id}-senders_by_pseudonym-changelog")
+            if k.strip(b'"') == screened.sender.encode()]
+
+    (stored,) = asyncio.run(values())
+    state = SenderState.from_dict(orjson.loads(stored))
+    assert state.recent == {r.message_id: (
+        "paris", "test_text", 1, screened.occurred_at, screened.policy_version)}
