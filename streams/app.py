@@ -107,6 +107,13 @@ def topic_names(app_id: str) -> dict[str, str]:
     }
 
 
+def compact(data: bytes) -> bytes:
+    """A copy of ``data`` of its own size, to keep for long. orjson 3.x returns bytes objects
+    that hold a 4 KiB allocation however short the JSON (measured: 4,120 bytes each for 151
+    bytes of JSON; the copy takes 202): kept a million times, that is 4 GiB."""
+    return bytes(memoryview(data))
+
+
 class TextPartitionedTable(faust.Table):
     """A table written in batches: each key's changelog partition is the one its caller gives
     in ``partition_of`` (the partition of the text that changed it), not that of Faust's
@@ -356,7 +363,7 @@ def create_app(
                     ))
             for sender, state in states.items():
                 # Reassign: the changelog only sees values that are set.
-                senders_by_pseudonym[sender] = orjson.dumps(state.to_dict())
+                senders_by_pseudonym[sender] = compact(orjson.dumps(state.to_dict()))
             senders_by_pseudonym.partition_of.clear()
             await record(journaled)
             for request in forwarded:
