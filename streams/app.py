@@ -475,6 +475,18 @@ def create_app(
         await acknowledged(requests.send(key=command.campaign_id.encode(),
                                          value=codec.encode(command)))
 
+    @contextlib.contextmanager
+    def in_partition_of(event: Any) -> Any:
+        # Faust writes a table key to the changelog partition of "the event being
+        # processed" (a context variable it sets per event). A batch holds events of several
+        # partitions: each reply's key must go to its own event's partition, where every copy
+        # of that SendReply arrives and where a restarted worker reads it back.
+        token = faust.streams._current_event.set(weakref.ref(event))
+        try:
+            yield
+        finally:
+            faust.streams._current_event.reset(token)
+
     # The reply stage. Sends run in a pool of their own, as many threads as calls may be
     # under way (send_concurrency): asyncio's default pool has min(32, cores + 4) threads
     # and is shared with anything else that runs in a thread.
@@ -494,9 +506,9 @@ def create_app(
     send_journal = GroupCommit(store_send_events)
     app.antirelou_send_journal = send_journal  # type: ignore[attr-defined]
 
-    async def send_one(command: SendReply) -> str:
+    async def send_one(command: SendReply, event: Any) -> str:
         """Send one reply whose first ReplyAttempted is stored (retried, behind the breaker);
-        journal its outcome; return it."""
+        journal its outcome, then store it in the table (flushed); return it."""
         mid = command.message_id
         campaign = campaigns[command.campaign_id]
         report_url = (f"{settings.report_base_url.rstrip('/')}{STATUS_PATH}"
@@ -538,21 +550,14 @@ def create_app(
                         outcome.reason)
             await send_journal.write([ReplyUncertain(**common, reason=outcome.reason or "unknown",
                                                      occurred_at=now_ms())])
+        # The outcome replaces "attempting", stored at once (the flush is shared with the
+        # other replies finishing now): a copy redelivered after a crash then finds it.
+        with in_partition_of(event):
+            replies_by_message[mid] = outcome.kind
+        await send_journal.write([], flush=True)
         return outcome.kind
 
     in_flight: set[str] = set()
-
-    @contextlib.contextmanager
-    def in_partition_of(event: Any) -> Any:
-        # Faust writes a table key to the changelog partition of "the event being
-        # processed" (a context variable it sets per event). A batch holds events of several
-        # partitions: each reply's key must go to its own event's partition, where every copy
-        # of that SendReply arrives and where a restarted worker reads it back.
-        token = faust.streams._current_event.set(weakref.ref(event))
-        try:
-            yield
-        finally:
-            faust.streams._current_event.reset(token)
 
     async def send_batch(batch: Sequence[Any]) -> None:
         # At most once per approved request, across crashes. The table (changelog-backed,
@@ -600,14 +605,10 @@ def create_app(
                                for c in fresh)], flush=True)
             # Then every call at once (bounded by send_slots); a reply being retried holds
             # up only itself, and the batch until its outcome is stored.
-            outcomes = await asyncio.gather(*(send_one(c) for c in fresh),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(*(send_one(c, event_of[c.message_id])
+                                              for c in fresh), return_exceptions=True)
         finally:
             in_flight.difference_update(c.message_id for c in fresh)
-        for command, kind in zip(fresh, outcomes, strict=True):
-            if isinstance(kind, str):
-                with in_partition_of(event_of[command.message_id]):
-                    replies_by_message[command.message_id] = kind
         for command_ in settles:
             await settle(command_)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
