@@ -255,7 +255,7 @@ def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertai
         numbers = [new_sender() for _ in range(5)]
         ids = send_replies_directly(first, numbers)
         events = first.wait_for(
-            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) == 4, timeout=30)
+            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) == 4, timeout=60)
         (slow,) = [mid for mid in ids if not of(events, mid, "ReplySent")]
         assert of(events, slow, "ReplyAttempted")
         time.sleep(1.5)  # the four outcomes' table values flushed; noida-db persisted
