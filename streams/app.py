@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -493,6 +494,8 @@ def create_app(
     send_pool = ThreadPoolExecutor(settings.send_concurrency,
                                    thread_name_prefix="antirelou-send")
     send_slots = asyncio.Semaphore(settings.send_concurrency)
+    send_jitter = random.Random()  # one for all replies: a new Random() per reply seeds
+                                   # itself from os.urandom (2% of the worker in py-spy)
 
     @app.on_before_shutdown.connect
     async def on_shutdown_stop_sending(app: faust.App, **kwargs: Any) -> None:
@@ -527,7 +530,7 @@ def create_app(
             ))
 
         outcome = await deliver(call, attempt, retry=settings.retry, breaker=breaker,
-                                slots=send_slots)
+                                rng=send_jitter, slots=send_slots)
         common = dict(message_id=mid, campaign_id=command.campaign_id, sender=command.sender)
         if outcome.kind == "sent":
             result = outcome.result
