@@ -6,10 +6,10 @@ official ``messagebird`` 2.2.0 SDK, with two changes made from the outside:
 
 * ``BoundedHttpClient`` replaces the SDK's ``HttpClient``, whose ``request`` calls the
   module-level ``requests.post`` with no timeout (a stuck provider would hang a worker
-  thread forever) and a new connection every time. Ours is the same request with a
-  ``requests.Session`` per thread (connection reuse; sends run under
-  ``asyncio.to_thread``) and ``timeout=(connect, read)``. Note that a requests timeout
-  bounds the connect and each socket read, not the whole call's wall-clock time.
+  thread forever) and a new connection every time. Ours is the same request over a
+  thread-safe urllib3 pool of kept-alive connections (sends run in a pool of threads)
+  with ``timeout=(connect, read)``. Note that such a timeout bounds the connect and each
+  socket read, not the whole call's wall-clock time.
 * The message is created with ``client.request('messages', 'POST', params)`` instead of
   ``client.message_create``: the SDK's ``Message`` model drops ``price`` and
   ``messagePartCount``, which the raw JSON keeps.
@@ -37,6 +37,7 @@ number or the SMS body)::
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import logging
 import os
@@ -46,11 +47,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
+import certifi
 import messagebird
 import messagebird.client
 import requests
+import requests.structures
+import requests.utils
+import urllib3
 from messagebird.http_client import HttpClient, ResponseFormat
 from messagebird.serde import json_serialize
 
@@ -141,10 +146,25 @@ class SmsGateway(Protocol):
 
 
 class BoundedHttpClient(HttpClient):
-    """``messagebird.http_client.HttpClient`` with a timeout and per-thread Sessions.
+    """``messagebird.http_client.HttpClient`` with a timeout and a pool of connections.
 
     Same request building and status handling as the SDK (200/201/204/401/404/405/422
-    return the body; anything else ``raise_for_status()``).
+    return the body; anything else raises ``requests.HTTPError`` with the response, as
+    ``raise_for_status()`` does). The transport is urllib3 (what requests itself sends
+    with), called directly: one thread-safe pool of kept-alive connections shared by the
+    sending threads (``pool_size``, more are opened if more threads call at once), no
+    redirects, no retries. requests' own layer (preparing, hooks, cookies, adapters,
+    environment lookups) cost more CPU than the call itself: profiled in the reply stage,
+    tests/benchmarks, rows "stage" and "sends". Transport failures are raised as the
+    requests exceptions that requests would raise for them, which ``MessageBirdGateway``
+    maps to its errors: ``ConnectTimeout`` (nothing sent), ``ConnectionError`` (refused,
+    reset, dropped), ``ReadTimeout`` (the request left; the SMS may have been sent), and
+    ``RequestException`` for anything else.
+
+    Proxies (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the CA bundle
+    (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi's) are read from the
+    environment once, when the client is made. ``~/.netrc`` is never used (it would
+    replace the AccessKey header).
     """
 
     SUPPORTED_STATUS_CODES = frozenset({200, 201, 204, 401, 404, 405, 422})
@@ -155,6 +175,7 @@ class BoundedHttpClient(HttpClient):
         access_key: str,
         user_agent: str,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT_S,
+        pool_size: int = 32,
     ) -> None:
         super().__init__(endpoint, access_key, user_agent)
         if isinstance(timeout, tuple):
@@ -163,56 +184,107 @@ class BoundedHttpClient(HttpClient):
             connect = read = timeout
         if connect <= 0 or read <= 0:
             raise ValueError("timeout must be positive")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
         self.timeout: tuple[float, float] = (float(connect), float(read))
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-            with self._sessions_lock:
-                self._sessions.append(session)
-        return session
+        self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
+        ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                     or certifi.where())
+        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        tls["ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"] = ca_bundle
+        proxy = requests.utils.select_proxy(
+            endpoint, requests.utils.get_environ_proxies(endpoint))
+        self._pool: urllib3.PoolManager
+        if proxy:
+            auth = urllib3.util.parse_url(proxy).auth
+            self._pool = urllib3.ProxyManager(
+                proxy, num_pools=4, maxsize=pool_size,
+                proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None,
+                **tls)
+        else:
+            self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
+        self._base_headers = {
+            "Accept": "application/json",
+            "Authorization": "AccessKey " + self.access_key,
+            "User-Agent": self.user_agent,
+            "Content-Type": "application/json; charset=UTF-8",
+        }
 
     def close(self) -> None:
-        """Close every thread's Session (their pooled connections)."""
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
-        self._local = threading.local()
+        """Close the pooled connections."""
+        self._pool.clear()
 
     def request(self, path, method="GET", params=None, format=ResponseFormat.text):  # noqa: A002
         """Builds a request and gets a response (the SDK's, bounded in time)."""
         if params is None:
             params = {}
         url = urljoin(self.endpoint, path)
-        headers = {
-            "Accept": "application/json",
-            "Authorization": "AccessKey " + self.access_key,
-            "User-Agent": self.user_agent,
-            "Content-Type": "application/json; charset=UTF-8",
-        }
-        session = self._session()
-        common: dict[str, Any] = {"verify": True, "headers": headers, "timeout": self.timeout}
         if method == "GET":
-            response = session.get(url, params=params, **common)
+            if params:
+                url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
+            body = None
         elif method in ("DELETE", "PATCH", "POST", "PUT"):
-            response = session.request(method, url, data=json_serialize(params), **common)
+            body = json_serialize(params)
         else:
             raise ValueError(str(method) + " is not a supported HTTP method")
+        response = self._urlopen(method, url, body)
 
-        if response.status_code not in self.SUPPORTED_STATUS_CODES:
-            response.raise_for_status()
+        if response.status not in self.SUPPORTED_STATUS_CODES:
+            _as_requests_response(response, url).raise_for_status()
+            raise requests.HTTPError(f"unexpected HTTP status {response.status}")
 
         if format == ResponseFormat.binary:
-            return response.content
+            return response.data
         if format == ResponseFormat.text:
-            return response.text
+            return response.data.decode(_charset(response), errors="replace")
         return None
+
+    def _urlopen(self, method: str, url: str, body: Any) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._pool.request(method, url, body=body, headers=self._base_headers,
+                                      timeout=self._timeout, retries=False, redirect=False)
+        except urllib3.exceptions.MaxRetryError as exc:  # not raised with retries=False,
+            error = exc.reason or exc                      # but kept safe if it were
+        except urllib3.exceptions.HTTPError as exc:
+            error = exc
+        # The exceptions requests' HTTPAdapter raises for these (what the gateway maps).
+        if isinstance(error, urllib3.exceptions.NewConnectionError):
+            raise requests.ConnectionError(error) from error  # refused, unresolvable
+        if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+            raise requests.ConnectTimeout(error) from error
+        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+            raise requests.ReadTimeout(error) from error
+        if isinstance(error, urllib3.exceptions.SSLError):
+            raise requests.exceptions.SSLError(error) from error
+        if isinstance(error, urllib3.exceptions.ProxyError):
+            raise requests.exceptions.ProxyError(error) from error
+        if isinstance(error, urllib3.exceptions.ProtocolError):
+            raise requests.ConnectionError(error) from error  # reset, dropped
+        raise requests.RequestException(error) from error
+
+
+def _charset(response: urllib3.BaseHTTPResponse) -> str:
+    content_type = response.headers.get("Content-Type", "")
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "charset" and value:
+            try:
+                return codecs.lookup(value.strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+def _as_requests_response(response: urllib3.BaseHTTPResponse, url: str) -> requests.Response:
+    """The answer as a ``requests.Response`` (for ``HTTPError.response``: status, JSON)."""
+    out = requests.Response()
+    out.status_code = response.status
+    out.reason = response.reason or ""
+    out.headers = requests.structures.CaseInsensitiveDict(response.headers)
+    out._content = response.data
+    out.encoding = _charset(response)
+    out.url = url
+    return out
 
 
 # -- gateways --------------------------------------------------------------------------

@@ -92,6 +92,9 @@ _UNAUTHORIZED = _error_body(2, "Request not allowed (incorrect access_key)", "ac
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog (5) resets connections when many clients connect at
+    # once (a worker's pool of sending threads opening their connections together).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], owner: LocalMessageBird) -> None:
         self.owner = owner
@@ -125,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Answers go out in one write (_send_json); no Nagle wait on what follows either.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
 
@@ -145,8 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        # Status line, headers and body in ONE write. Written apart (end_headers, then the
+        # body), the body waited for the client's delayed ACK of the headers (Nagle): 40 ms
+        # per request, which made this server, not the client, the ceiling of the sends
+        # benchmark (about 22 sends/s per connection).
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(data)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +81,7 @@ from streams.screening import (
     decide_screening,
     evolve_sender,
 )
-from streams.sending import CircuitBreaker, RetryPolicy, deliver
+from streams.sending import CircuitBreaker, GroupCommit, RetryPolicy, deliver
 from streams.webhook import (
     MAX_BODY_BYTES,
     BadRequest,
@@ -116,11 +119,11 @@ def compact(data: bytes) -> bytes:
 
 
 class TextPartitionedTable(faust.Table):
-    """A table written in batches: each key's changelog partition is the one its caller gives
-    in ``partition_of`` (the partition of the text that changed it), not that of Faust's
-    current event (a batch's last, maybe of another partition). A key not given falls back
-    to Faust's rule. ``value_serializer`` (which Faust's tables derive from the value type
-    only) sets how values go to the changelog: "raw" for bytes kept as they are."""
+    """A table written in batches: ``put(key, value, partition)`` writes to the changelog
+    partition given (that of the record that changed it), not that of Faust's current event
+    (a batch's last, maybe of another partition). ``table[key] = value`` keeps Faust's rule.
+    ``value_serializer`` (which Faust's tables derive from the value type only) sets how
+    values go to the changelog: "raw" for bytes kept as they are."""
 
     def __init__(self, *args: Any, value_serializer: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,6 +134,14 @@ class TextPartitionedTable(faust.Table):
     def partition_for_key(self, key: Any) -> int | None:
         partition = self.partition_of.get(key)
         return partition if partition is not None else super().partition_for_key(key)
+
+    def put(self, key: Any, value: Any, partition: int) -> None:
+        """``table[key] = value``, to the changelog's ``partition``."""
+        self.partition_of[key] = partition
+        try:
+            self[key] = value
+        finally:
+            del self.partition_of[key]
 
 
 class Gateway(Protocol):
@@ -166,7 +177,12 @@ class Settings:
     # since the first, so a lone text waits at most the window.
     screen_batch_size: int = 200
     screen_window_s: float = 0.01
-    send_concurrency: int = 8
+    # The reply stage: MessageBird calls under way at once (threads), SendReply batches
+    # taken at once (agent actors), and the size and wait of each batch.
+    send_concurrency: int = 32
+    send_batches: int = 4
+    send_batch_size: int = 64
+    send_batch_window_s: float = 0.02
     snapshot_interval_s: float = 30.0
     # Who may send operator commands (infra.operators); with none, only an insecure dev
     # deployment (allow_unsigned) applies them, unsigned.
@@ -253,9 +269,10 @@ def create_app(
     ))
     # Inbound message ids whose reply was handed to the gateway. Written in the partition of
     # sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
-    replies_by_message = app.Table(
-        "replies_by_message", default=None, partitions=settings.partitions, key_type=str,
-    )
+    replies_by_message = app.tables.add(TextPartitionedTable(
+        app, name="replies_by_message", default=None, beacon=app.tables.beacon,
+        partitions=settings.partitions, key_type=str,
+    ))
 
     async def acknowledged(send: Awaitable[Any]) -> None:
         # Two awaits: the first queues the record, the second waits for the broker's ack
@@ -345,6 +362,7 @@ def create_app(
                                               within=settings.screen_window_s):
             await policies_loaded.wait()
             states: dict[str, SenderState] = {}
+            partition_of: dict[str, int] = {}  # sender -> the partition of his texts
             journaled: list[Any] = []
             forwarded: list[RequestReply] = []
             for text_event in await in_order[names["inbound"]].admit(batch):
@@ -362,8 +380,7 @@ def create_app(
                     state = (SenderState.from_dict(orjson.loads(stored)) if stored
                              else SenderState())
                     states[command.sender] = state
-                    senders_by_pseudonym.partition_of[command.sender] = (
-                        text_event.message.partition)
+                    partition_of[command.sender] = text_event.message.partition
                 if command.message_id in state.recent:
                     log.info("text %s seen before: its verdict again", command.message_id)
                 screened = decide_screening(state, command, policy)
@@ -385,8 +402,8 @@ def create_app(
                     ))
             for sender, state in states.items():
                 # Reassign: the changelog only sees values that are set.
-                senders_by_pseudonym[sender] = compact(orjson.dumps(state.to_dict()))
-            senders_by_pseudonym.partition_of.clear()
+                senders_by_pseudonym.put(sender, compact(orjson.dumps(state.to_dict())),
+                                         partition_of[sender])
             await record(journaled)
             for request in forwarded:
                 await requests.send(key=request.campaign_id.encode(),
@@ -560,86 +577,142 @@ def create_app(
         await acknowledged(requests.send(key=command.campaign_id.encode(),
                                          value=codec.encode(command)))
 
-    async def send_one(command: SendReply) -> str:
-        """Send one reply (retried, behind the breaker); journal its outcome; return it."""
+    # The reply stage. Sends run in a pool of their own, as many threads as calls may be
+    # under way (send_concurrency): asyncio's default pool has min(32, cores + 4) threads
+    # and is shared with anything else that runs in a thread.
+    send_pool = ThreadPoolExecutor(settings.send_concurrency,
+                                   thread_name_prefix="antirelou-send")
+    send_slots = asyncio.Semaphore(settings.send_concurrency)
+    send_jitter = random.Random()  # one for all replies: a new Random() per reply seeds
+                                   # itself from os.urandom (2% of the worker in py-spy)
+
+    @app.on_before_shutdown.connect
+    async def on_shutdown_stop_sending(app: faust.App, **kwargs: Any) -> None:
+        send_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def store_send_events(events: list[Any], flush: bool) -> None:
+        await record(events, acked=True)
+        if flush:  # the table's "attempting" values are stored too
+            await app.producer.flush()
+
+    send_journal = GroupCommit(store_send_events)
+    app.antirelou_send_journal = send_journal  # type: ignore[attr-defined]
+
+    async def send_one(command: SendReply, event: Any) -> str:
+        """Send one reply whose first ReplyAttempted is stored (retried, behind the breaker);
+        journal its outcome, then store it in the table (flushed); return it."""
         mid = command.message_id
         campaign = campaigns[command.campaign_id]
         report_url = (f"{settings.report_base_url.rstrip('/')}{STATUS_PATH}"
                       f"?campaign={campaign.id}" if settings.report_base_url else None)
 
         async def attempt(n: int) -> None:
-            await record([ReplyAttempted(mid, command.campaign_id, command.sender, n, now_ms())],
-                         acked=True)
-            await app.producer.flush()  # the table's "attempting" is stored too
+            if n > 1:  # the first one was journaled with the batch, before any call
+                await send_journal.write(
+                    [ReplyAttempted(mid, command.campaign_id, command.sender, n, now_ms())])
 
         def call() -> Awaitable[SendResult]:
-            return asyncio.to_thread(
+            return asyncio.get_running_loop().run_in_executor(send_pool, functools.partial(
                 gateway.send, originator=campaign.originator,
                 recipient=privacy.open(command.reply_to), body=campaign.reply_text,
                 reference=mid, report_url=report_url, scheduled_at=command.send_at,
-            )
+            ))
 
-        outcome = await deliver(call, attempt, retry=settings.retry, breaker=breaker)
+        outcome = await deliver(call, attempt, retry=settings.retry, breaker=breaker,
+                                rng=send_jitter, slots=send_slots)
         common = dict(message_id=mid, campaign_id=command.campaign_id, sender=command.sender)
         if outcome.kind == "sent":
             result = outcome.result
             assert result is not None
-            await record([ReplySent(
+            await send_journal.write([ReplySent(
                 **common, provider_message_id=result.provider_message_id,
                 price_micros=result.price_micros, dry_run=result.dry_run,
-                occurred_at=now_ms())], acked=True)
+                occurred_at=now_ms())])
         elif outcome.kind == "failed":
             log.warning("reply %s not sent after %d attempt(s): %s", mid, outcome.attempts,
                         outcome.error)
-            await record([ReplyFailed(
+            await send_journal.write([ReplyFailed(
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=now_ms(),
-                attempts=outcome.attempts)], acked=True)
+                attempts=outcome.attempts)])
             await settle(SettleReply(mid, command.campaign_id, command.sender, "failed", None,
                                      now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)
-            await record([ReplyUncertain(**common, reason=outcome.reason or "unknown",
-                                         occurred_at=now_ms())], acked=True)
+            await send_journal.write([ReplyUncertain(**common, reason=outcome.reason or "unknown",
+                                                     occurred_at=now_ms())])
+        # The outcome replaces "attempting", stored at once (the flush is shared with the
+        # other replies finishing now): a copy redelivered after a crash then finds it.
+        replies_by_message.put(mid, outcome.kind, event.message.partition)
+        await send_journal.write([], flush=True)
         return outcome.kind
 
     in_flight: set[str] = set()
 
-    @app.agent(outbound, concurrency=settings.send_concurrency)
-    async def send_replies(stream: faust.StreamT) -> None:
+    async def send_batch(batch: Sequence[Any]) -> None:
         # At most once per approved request, across crashes. The table (changelog-backed,
         # partitioned like sms-outbound, where every copy of one SendReply arrives) says
         # where each reply got to: "attempting" is stored (flushed, acks=all) and
         # ReplyAttempted journaled before any call; the outcome replaces it afterwards.
         # A copy that finds "attempting" comes after a crash mid-call: ReplyUncertain, no
         # second send. Check and mark have no await between them: no race between the
-        # agent's concurrent actors.
-        async for value in stream:
-            command = codec.decode(value)
+        # agent's concurrent actors, nor between copies within one batch.
+        fresh: list[SendReply] = []
+        event_of: dict[str, Any] = {}
+        noted: list[Any] = []
+        settles: list[SettleReply] = []
+        for event in batch:
+            command = codec.decode(event.value)
             mid = command.message_id
             where = replies_by_message.get(mid)
-            if where is not None:
-                if mid in in_flight:  # a copy of a reply this worker is sending right now
-                    log.info("reply %s is being sent; this copy is dropped", mid)
-                elif where == "attempting":
-                    replies_by_message[mid] = "uncertain"
-                    log.warning("reply %s: a send was under way when the worker stopped; "
-                                "marked uncertain, not sent again", mid)
-                    await record([ReplyUncertain(mid, command.campaign_id, command.sender,
-                                                 "crash_during_send", now_ms())], acked=True)
-                elif where == "failed":  # the refund may not have been asked for
-                    await settle(SettleReply(mid, command.campaign_id, command.sender,
-                                             "failed", None, now_ms()))
-                else:
-                    log.info("reply %s already %s; not sent again", mid, where)
-                continue
-            replies_by_message[mid] = "attempting"
-            in_flight.add(mid)
-            try:
-                replies_by_message[mid] = await send_one(command)
-            finally:
-                in_flight.discard(mid)
+            if where is None:
+                replies_by_message.put(mid, "attempting", event.message.partition)
+                in_flight.add(mid)
+                fresh.append(command)
+                event_of[mid] = event
+            elif mid in in_flight:  # a copy of a reply this worker is sending right now
+                log.info("reply %s is being sent; this copy is dropped", mid)
+            elif where == "attempting":
+                replies_by_message.put(mid, "uncertain", event.message.partition)
+                log.warning("reply %s: a send was under way when the worker stopped; "
+                            "marked uncertain, not sent again", mid)
+                noted.append(ReplyUncertain(mid, command.campaign_id, command.sender,
+                                            "crash_during_send", now_ms()))
+            elif where == "failed":  # the refund may not have been asked for
+                settles.append(SettleReply(mid, command.campaign_id, command.sender,
+                                           "failed", None, now_ms()))
+            else:
+                log.info("reply %s already %s; not sent again", mid, where)
+        try:
+            # The whole batch's attempts (and the table's "attempting") in one acknowledged
+            # round trip and one flush, before the first call.
+            at = now_ms()
+            if fresh or noted:
+                await send_journal.write(
+                    [*noted, *(ReplyAttempted(c.message_id, c.campaign_id, c.sender, 1, at)
+                               for c in fresh)], flush=True)
+            # Then every call at once (bounded by send_slots); a reply being retried holds
+            # up only itself, and the batch until its outcome is stored.
+            outcomes = await asyncio.gather(*(send_one(c, event_of[c.message_id])
+                                              for c in fresh), return_exceptions=True)
+        finally:
+            in_flight.difference_update(c.message_id for c in fresh)
+        for command_ in settles:
+            await settle(command_)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:  # e.g. the broker went away: the agent stops, the batch is redelivered
+            raise errors[0]
+
+    @app.agent(outbound, concurrency=settings.send_batches)
+    async def send_replies(stream: faust.StreamT) -> None:
+        # In batches: one acknowledged round trip for a batch's attempts, one call per reply
+        # in the send pool, outcomes journaled together (send_journal). The batch's records
+        # are acknowledged to Kafka only once every reply of it has its outcome stored, so a
+        # crash redelivers them (and the table turns "attempting" into uncertain).
+        async for events in stream.take_events(settings.send_batch_size,
+                                               within=settings.send_batch_window_s):
+            await send_batch(events)
 
     async def read_bounded(request: Request) -> bytes:
         # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in

@@ -23,16 +23,23 @@ goes through; its success closes the breaker, its failure opens it again. Waitin
 probes do not count against a reply's ``max_attempts``: a provider outage delays replies
 instead of failing them (they wait in Kafka), while a reply the provider keeps refusing
 with 5xx when it answers others fails after ``max_attempts`` calls and is refunded.
+
+``send_replies`` (streams/app.py) sends in batches: ``deliver`` runs for every reply of a
+batch at once, bounded by ``slots`` (the sending threads), and ``GroupCommit`` stores what
+they journal at about the same time (the batch's attempts, their outcomes) in one
+acknowledged write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from infra.messagebird_gateway import (
     GatewayError,
@@ -140,32 +147,94 @@ async def deliver(
     breaker: CircuitBreaker,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    slots: asyncio.Semaphore | None = None,
 ) -> Outcome:
-    """Send with retries; ``before_attempt(n)`` runs (and must persist) before each call."""
+    """Send with retries; ``before_attempt(n)`` runs (and must persist) before each call.
+
+    ``slots`` bounds the calls under way at once (a worker's sending threads): a slot is
+    taken before the breaker is asked, so a call never waits for a thread after the
+    breaker let it through (it could have opened meanwhile), and it is given back during
+    the backoff, so a reply that is retried does not hold up the others.
+    """
     rng = rng or random.Random()
     attempt = failures = 0
     while True:
-        probe = await breaker.acquire()
-        attempt += 1
-        await before_attempt(attempt)
+        delay = None
+        async with slots if slots is not None else contextlib.nullcontext():
+            probe = await breaker.acquire()
+            attempt += 1
+            await before_attempt(attempt)
+            try:
+                result = await call()
+            except GatewayUnavailable as exc:
+                breaker.failure(probe)
+                if not probe:  # a failed probe says the provider is down, not this reply
+                    failures += 1
+                    if failures >= retry.max_attempts:
+                        return Outcome("failed", attempt, error=exc)
+                    delay = retry.delay(failures, rng)
+            except GatewayRejected as exc:
+                breaker.release(probe)
+                return Outcome("failed", attempt, error=exc)
+            except GatewayTimeout as exc:
+                breaker.release(probe)
+                return Outcome("uncertain", attempt, error=exc, reason="timeout")
+            except GatewayError as exc:
+                breaker.release(probe)
+                return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
+            else:
+                breaker.success(probe)
+                return Outcome("sent", attempt, result=result)
+        if delay is not None:
+            await sleep(delay)
+
+
+class GroupCommit:
+    """One acknowledged write for what concurrent senders journal at about the same time.
+
+    ``await commit.write(events, flush=...)`` returns once ``events`` are stored: the
+    events of every caller that arrived while the previous write was under way go out
+    together in the next one (and its ``flush`` if any caller asked for it), so a batch of
+    replies costs one broker round trip for its attempts and about one for its outcomes,
+    not two per reply. A failed write fails every caller of that write.
+    """
+
+    def __init__(self, store: Callable[[list[Any], bool], Awaitable[None]]) -> None:
+        self._store = store
+        self._events: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush = False
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0  # round trips so far, for tests and benchmarks
+
+    async def write(self, events: Sequence[Any], flush: bool = False) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._events.extend(events)
+        self._waiters.append(waiter)
+        self._flush = self._flush or flush
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+        await waiter
+
+    async def _drain(self) -> None:
         try:
-            result = await call()
-        except GatewayUnavailable as exc:
-            breaker.failure(probe)
-            if not probe:  # a failed probe says the provider is down, not this reply
-                failures += 1
-                if failures >= retry.max_attempts:
-                    return Outcome("failed", attempt, error=exc)
-                await sleep(retry.delay(failures, rng))
-            continue
-        except GatewayRejected as exc:
-            breaker.release(probe)
-            return Outcome("failed", attempt, error=exc)
-        except GatewayTimeout as exc:
-            breaker.release(probe)
-            return Outcome("uncertain", attempt, error=exc, reason="timeout")
-        except GatewayError as exc:
-            breaker.release(probe)
-            return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
-        breaker.success(probe)
-        return Outcome("sent", attempt, result=result)
+            while self._waiters:
+                events, waiters, flush = self._events, self._waiters, self._flush
+                self._events, self._waiters, self._flush = [], [], False
+                self.writes += 1
+                try:
+                    await self._store(events, flush)
+                except asyncio.CancelledError:
+                    for w in waiters + self._waiters:
+                        w.cancel()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to every caller
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(exc)
+                    continue
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+        finally:
+            self._task = None

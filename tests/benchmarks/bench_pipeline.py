@@ -3,6 +3,7 @@
     bash tests/benchmarks/run.sh                 # quick run, about 4 minutes
     bash tests/benchmarks/run.sh --full          # the full run, about 20 minutes here
     bash tests/benchmarks/run.sh --only pipeline,audit --texts 50000 --profile
+    bash tests/benchmarks/run.sh --only raw,pipeline,sends --baseline-root ../main  # before/after
 
 Starts its own noida-db broker, a local Ray session, a local MessageBird-compatible server
 (``antirelou fake-messagebird``, its own process) and real ``antirelou worker`` processes,
@@ -18,8 +19,11 @@ and measures each row beside its reference, in the same run:
   latency    at 1,000 texts/s offered through the webhook: from the client's 200 to the
              journal's SenderScreened and ReplySent records (their Kafka timestamps).
   audit      tests/benchmarks/bench_audit.py: audit replay beside plain decoding.
-  sends      the reply stage alone: the MessageBird gateway from 8 threads (as send_replies
-             runs it) to the same local MessageBird server: the ceiling of the replies/s.
+  stage      the reply stage in a real worker: SendReply commands pre-produced into
+             sms-outbound, until every reply is journaled as attempted and sent.
+  sends      the reply stage alone: the MessageBird gateway from 8 and 32 threads (a worker
+             sends from 32) to the same local MessageBird server, beside that server alone
+             (a cheap aiohttp client): the ceiling of the replies/s.
   growth     one text from each of N distinct senders (a "test" text: screened and suppressed,
              so the per-sender table is what grows): texts/s and the worker's RSS.
 
@@ -174,8 +178,9 @@ def expected(commands: list, config: Path) -> dict[str, int]:
                                          c.reply_to))
     decisions = shard.decide(requests)
     approved = sum(isinstance(d, ReplyApproved) for d in decisions)
+    # Each approved reply: ReplyAttempted, then ReplySent (the local MessageBird accepts all).
     return {"texts": len(commands), "senders": len(senders), "forwarded": len(requests),
-            "approved": approved, "events": events + len(decisions) + approved}
+            "approved": approved, "events": events + len(decisions) + 2 * approved}
 
 
 # --------------------------------------------------------------------------- Kafka helpers
@@ -286,6 +291,15 @@ async def read_timestamps(kafka: str, topic: str, start: dict[int, int],
 # --------------------------------------------------------------------------- processes
 
 
+def code_env(root: Path) -> dict[str, str]:
+    """The environment for a child running ``root``'s code (this checkout, or another one
+    given as --baseline-root: its packages come first on the path)."""
+    env = dict(os.environ)
+    if root != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
+
+
 @dataclass
 class Worker:
     url: str
@@ -311,10 +325,26 @@ class Worker:
 class Bench:
     """The broker, the Ray session, the local MessageBird and the workers of one run."""
 
-    def __init__(self, tmp: Path, partitions: int) -> None:
+    def __init__(self, tmp: Path, partitions: int, baseline_root: Path | None = None) -> None:
         self.tmp, self.partitions = tmp, partitions
+        self.baseline_root = baseline_root
         self.workers: list[Worker] = []
         self.children: list[subprocess.Popen] = []
+
+    def start_messagebird(self, root: Path) -> str:
+        """The local MessageBird of ``root``'s code, in its own process; its endpoint."""
+        port = free_port()
+        self.children.append(subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "fake-messagebird", "--port", str(port),
+             "--access-key", ACCESS_KEY], cwd=root, env=code_env(root),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until it listens
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        return f"http://127.0.0.1:{port}/"
 
     def __enter__(self) -> Bench:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -331,18 +361,9 @@ class Bench:
         self.ray_address = ray.get_runtime_context().gcs_address
         self.config = self.tmp / "campaigns.toml"
         self.config.write_text(CONFIG.format(reply=REPLY_2017))
-        mb_port = free_port()
-        self.children.append(subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "fake-messagebird", "--port", str(mb_port),
-             "--access-key", ACCESS_KEY], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True))
-        self.mb_endpoint = f"http://127.0.0.1:{mb_port}/"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until it listens
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", mb_port)) == 0:
-                    break
-            time.sleep(0.1)
+        self.mb_endpoint = self.start_messagebird(ROOT)
+        self.baseline_mb_endpoint = (self.start_messagebird(self.baseline_root)
+                                     if self.baseline_root else None)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -369,21 +390,25 @@ class Bench:
         return app_id, names
 
     def start_worker(self, app_id: str, names: dict[str, str],
-                     env_extra: dict[str, str] | None = None) -> Worker:
+                     env_extra: dict[str, str] | None = None, baseline: bool = False) -> Worker:
+        """A worker of this checkout's code, or (``baseline``) of ``--baseline-root``'s, which
+        sends to that checkout's local MessageBird."""
         import requests
 
+        root = self.baseline_root if baseline and self.baseline_root else ROOT
+        endpoint = self.baseline_mb_endpoint if root != ROOT else self.mb_endpoint
         port = free_port()
         log_path = self.tmp / f"{app_id}.log"
-        env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET,
-               "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": self.mb_endpoint,
-               **(env_extra or {})}
+        env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
+               "ANTIRELOU_SECRET": SECRET, "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+               "MESSAGEBIRD_ENDPOINT": endpoint, **(env_extra or {})}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--kafka", self.kafka,
              "--ray-address", self.ray_address, "--config", str(self.config), "--app-id", app_id,
              "--web-port", str(port), "--state-dir", str(self.tmp / app_id),
              "--partitions", str(self.partitions)],
-            cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
+            cwd=root, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
             start_new_session=True)
         worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
         self.workers.append(worker)
@@ -475,7 +500,7 @@ async def raw_loop(kafka: str, partitions: int, keys: list, values: list) -> flo
 
 
 def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
-                 env_extra: dict[str, str] | None = None) -> dict:
+                 env_extra: dict[str, str] | None = None, baseline: bool = False) -> dict:
     """Pre-produce the texts, start a worker, time the journal until every decision is in."""
     enc = encode(texts)
     want = expected(enc.commands, bench.config)
@@ -483,7 +508,7 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
     produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
     log(f"{label}: {want['texts']:,} texts ({want['senders']:,} senders, {want['forwarded']:,} "
         f"forwarded) produced at {produced:,.0f}/s; starting a worker")
-    worker = bench.start_worker(app_id, names, env_extra)
+    worker = bench.start_worker(app_id, names, env_extra, baseline=baseline)
     # The web server answers before the consumer is assigned partitions: an empty worker.
     result = {**want, "produced_per_s": produced, "rss_ready_mib": rss_mib(worker.pid)[0]}
     spy: list = []
@@ -524,24 +549,103 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
     return result
 
 
-def gateway_sends(bench: Bench, n: int, threads: int = 8) -> float:
-    """The reply stage alone: ``MessageBirdGateway.send`` from ``threads`` threads (as
-    send_replies runs it, concurrency 8) to the same local MessageBird; sends/s."""
-    from concurrent.futures import ThreadPoolExecutor
+def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
+                profile_s: float = 0.0) -> dict:
+    """The reply stage in a real worker: ``n`` SendReply commands (distinct senders)
+    pre-produced into ``sms-outbound``, timed from the first journal event until every
+    reply has its ReplyAttempted and ReplySent; replies/s and the worker's CPU per reply."""
+    from infra.privacy import Privacy
+    from schemas import codec
+    from schemas.commands import SendReply
 
-    from infra.messagebird_gateway import gateway_from_env
+    privacy = Privacy(SECRET.encode())
+    keys, values = [], []
+    for i in range(n):
+        number = f"336{i % 10**8:08d}"
+        command = SendReply(f"stage-{label}-{i}", "paris", privacy.pseudonym(number),
+                            1_700_000_000_000 + i, privacy.seal(number))
+        keys.append(b"paris")
+        values.append(codec.encode(command))
+    app_id, names = bench.new_app(label)
+    asyncio.run(produce(bench.kafka, names["outbound"], keys, values))
+    worker = bench.start_worker(app_id, names, baseline=baseline)
+    cpu: list = []
+    spy: list = []
+
+    def started() -> None:
+        cpu.append(cpu_s(worker.pid))
+        if profile_s:
+            spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
+
+    async def wait() -> tuple[float, float, int]:
+        async with TopicCounter(bench.kafka, names["journal"]) as journal:
+            return await journal.wait(2 * n, 0, quiet_s=20, timeout_s=1800, on_start=started)
+
+    t0, t1, got = asyncio.run(wait())
+    result = {"replies_per_s": n / (t1 - t0), "seconds": t1 - t0, "journal": got,
+              "worker_cpu_ms": (cpu_s(worker.pid) - cpu[0]) * 1000 / n}
+    worker.stop()
+    if spy and spy[0] is not None:
+        spy[0].wait()
+        path = bench.tmp / f"{label}.pyspy"
+        if path.exists():
+            result["profile"] = f"{label}: " + top_of_profile(path)
+    if got < 2 * n:
+        log(f"{label}: WARNING the journal holds {got:,} events, expected {2 * n:,}")
+    log(f"{label}: {result['replies_per_s']:,.0f} replies/s over {result['seconds']:.1f} s; "
+        f"worker CPU per reply {result['worker_cpu_ms']:.2f} ms")
+    return result
+
+
+GATEWAY_SENDS = """
+import sys, time
+from concurrent.futures import ThreadPoolExecutor
+from infra.messagebird_gateway import gateway_from_env
+from streams.simulate import REPLY_2017
+endpoint, key, n, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+gateway = gateway_from_env({"MESSAGEBIRD_ACCESS_KEY": key, "MESSAGEBIRD_ENDPOINT": endpoint})
+def one(i):
+    gateway.send(originator="AntiRelou", recipient=f"336{i % 10**8:08d}", body=REPLY_2017,
+                 reference=f"gw-{i}")
+t = time.perf_counter()
+with ThreadPoolExecutor(threads) as pool:
+    list(pool.map(one, range(n)))
+print(n / (time.perf_counter() - t))
+"""
+
+
+def gateway_sends(endpoint: str, n: int, threads: int, root: Path = ROOT) -> float:
+    """The reply stage alone: ``MessageBirdGateway.send`` (``root``'s code) from ``threads``
+    threads, in a process of its own like a worker's, to a local MessageBird; sends/s."""
+    out = subprocess.run([sys.executable, "-c", GATEWAY_SENDS, endpoint, ACCESS_KEY, str(n),
+                          str(threads)], cwd=root, env=code_env(root), capture_output=True,
+                         text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+async def messagebird_alone(endpoint: str, n: int, connections: int) -> float:
+    """The local MessageBird alone: ``n`` POST /messages from an aiohttp client (cheap per
+    request) over ``connections`` connections; answers/s. The server's own ceiling."""
+    import json
+
+    import aiohttp
+
     from streams.simulate import REPLY_2017
 
-    gateway = gateway_from_env({"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
-                                "MESSAGEBIRD_ENDPOINT": bench.mb_endpoint})
+    body = json.dumps({"originator": "AntiRelou", "body": REPLY_2017, "datacoding": "auto",
+                       "recipients": "33612345678", "reference": "alone"})
+    headers = {"Authorization": f"AccessKey {ACCESS_KEY}", "Content-Type": "application/json"}
+    left = iter(range(n))
 
-    def one(i: int) -> None:
-        gateway.send(originator="AntiRelou", recipient=f"336{i % 10**8:08d}", body=REPLY_2017,
-                     reference=f"gw-{i}")
+    async def client(session: aiohttp.ClientSession) -> None:
+        for _ in left:
+            async with session.post(endpoint + "messages", data=body, headers=headers) as r:
+                await r.read()
+                assert r.status == 201, r.status
 
     t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, range(n)))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+        await asyncio.gather(*(client(s) for _ in range(connections)))
     return n / (time.perf_counter() - t)
 
 
@@ -733,9 +837,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
-    parser.add_argument("--only", default="raw,pipeline,sends,webhook,latency,audit,growth",
+    parser.add_argument("--only", default="raw,pipeline,stage,sends,webhook,latency,audit,growth",
                         help="comma-separated rows to run")
     parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
+    parser.add_argument("--replies", type=int,
+                        help="row stage: SendReply commands (quick 3k, full 20k)")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--clients", type=int, default=32, help="webhook clients")
     parser.add_argument("--webhook-seconds", type=float, help="quick 5, full 30")
@@ -748,6 +854,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-env", metavar="NAME=VALUE", action="append", default=[],
                         help="also run the pipeline row with this worker environment "
                              "(e.g. ANTIRELOU_FETCH_FLOOR_MS=0), side by side")
+    parser.add_argument("--baseline-root", metavar="DIR", type=Path,
+                        help="also run the pipeline (and sends) rows with the code of this "
+                             "checkout (e.g. a worktree of main), its worker and its local "
+                             "MessageBird: before/after a change, side by side")
     parser.add_argument("--profile-seconds", type=float, default=20.0,
                         help="how long to profile, from the first journal event")
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
@@ -758,6 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     args.only = set(args.only.split(","))
     args.rate = [float(r) for r in args.rate.split(",")]
     args.texts = args.texts or (30_000 if full else 6_000)
+    args.replies = args.replies or (20_000 if full else 3_000)
     args.webhook_seconds = args.webhook_seconds or (30.0 if full else 5.0)
     args.latency_seconds = args.latency_seconds or (30.0 if full else 5.0)
     args.audit_events = args.audit_events or (1_000_000 if full else 100_000)
@@ -772,7 +883,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(args.keep) if args.keep
           else tempfile.TemporaryDirectory(prefix="antirelou-bench-")) as tmp, \
-            Bench(Path(tmp), args.partitions) as bench:
+            Bench(Path(tmp), args.partitions,
+                  args.baseline_root.resolve() if args.baseline_root else None) as bench:
         if "pipeline" in args.only or "raw" in args.only:
             texts = flood_texts(args.texts, seed=2017)
             raw_rate = None
@@ -780,9 +892,10 @@ def main(argv: list[str] | None = None) -> int:
                 enc = encode(texts)
                 raw_rate = asyncio.run(raw_loop(bench.kafka, args.partitions, enc.keys, enc.values))
                 log(f"raw loop: {raw_rate:,.0f} records/s")
-            if "pipeline" in args.only and args.baseline_env:
+            if "pipeline" in args.only and (args.baseline_env or args.baseline_root):
                 env = dict(kv.split("=", 1) for kv in args.baseline_env)
-                b = run_pipeline(bench, "baseline", texts, env_extra=env)
+                b = run_pipeline(bench, "baseline", texts, env_extra=env,
+                                 baseline=bool(args.baseline_root))
                 b["worker"].stop()
             if "pipeline" in args.only:
                 r = run_pipeline(bench, "pipeline", texts,
@@ -796,10 +909,12 @@ def main(argv: list[str] | None = None) -> int:
                              r["texts_per_s"] / raw_rate if raw_rate else None,
                              f"{mix}; journal {r['journal']:,}/{r['events']:,} events; CPU/text "
                              f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms"))
-                if args.baseline_env:
-                    rows.append((f"pipeline with {' '.join(args.baseline_env)}, "
+                if args.baseline_env or args.baseline_root:
+                    what = " ".join([*([str(args.baseline_root)] if args.baseline_root else []),
+                                     *args.baseline_env])
+                    rows.append((f"pipeline with {what}, "
                                  f"{b['seconds']:.0f} s", f"{b['texts_per_s']:,.0f} texts/s",
-                                 f"as released: {r['texts_per_s']:,.0f} texts/s",
+                                 f"this checkout: {r['texts_per_s']:,.0f} texts/s",
                                  b["texts_per_s"] / r["texts_per_s"],
                                  f"journal {b['journal']:,}/{b['events']:,} events; CPU/text "
                                  f"worker {b['worker_cpu_ms']:.2f} ms, broker "
@@ -808,11 +923,45 @@ def main(argv: list[str] | None = None) -> int:
                     notes.append(r["profile"])
             elif raw_rate:
                 rows.append(("raw aiokafka loop", f"{raw_rate:,.0f} texts/s", "", None, ""))
+        if "stage" in args.only:
+            runs = [("stage", False)] + ([("stage-baseline", True)] if bench.baseline_root
+                                         else [])
+            got = {label: reply_stage(bench, label, args.replies, baseline,
+                                      args.profile_seconds if args.profile else 0)
+                   for label, baseline in runs}
+            notes.extend(g["profile"] for g in got.values() if "profile" in g)
+            r = got["stage"]
+            rows.append((f"reply stage in a worker, {args.replies:,} replies, "
+                         f"{r['seconds']:.0f} s", f"{r['replies_per_s']:,.0f} replies/s", "",
+                         None, f"journal {r['journal']:,}/{2 * args.replies:,} events; CPU/reply "
+                         f"worker {r['worker_cpu_ms']:.2f} ms"))
+            if "stage-baseline" in got:
+                b = got["stage-baseline"]
+                rows.append((f"reply stage of {bench.baseline_root}, {b['seconds']:.0f} s",
+                             f"{b['replies_per_s']:,.0f} replies/s",
+                             f"this checkout: {r['replies_per_s']:,.0f} replies/s",
+                             b["replies_per_s"] / r["replies_per_s"],
+                             f"journal {b['journal']:,}/{2 * args.replies:,} events; CPU/reply "
+                             f"worker {b['worker_cpu_ms']:.2f} ms"))
         if "sends" in args.only:
-            rate = gateway_sends(bench, 3000)
-            log(f"gateway sends: {rate:,.0f}/s")
-            rows.append(("reply stage alone: MessageBirdGateway.send, 8 threads",
-                         f"{rate:,.0f} sends/s", "", None, "to the same local MessageBird server"))
+            alone = asyncio.run(messagebird_alone(bench.mb_endpoint, 3000, 32))
+            log(f"local MessageBird alone: {alone:,.0f}/s")
+            for threads in (8, 32):
+                rate = gateway_sends(bench.mb_endpoint, 3000, threads)
+                log(f"gateway sends, {threads} threads: {rate:,.0f}/s")
+                rows.append((f"reply stage alone: MessageBirdGateway.send, {threads} threads",
+                             f"{rate:,.0f} sends/s",
+                             f"local MessageBird alone (aiohttp client): {alone:,.0f}/s",
+                             rate / alone, "to the same local MessageBird server"))
+            if bench.baseline_root:
+                old_alone = asyncio.run(messagebird_alone(bench.baseline_mb_endpoint, 3000, 32))
+                rate = gateway_sends(bench.baseline_mb_endpoint, 3000, 8, bench.baseline_root)
+                log(f"baseline: gateway sends {rate:,.0f}/s, its MessageBird alone "
+                    f"{old_alone:,.0f}/s")
+                rows.append((f"reply stage alone of {bench.baseline_root}, 8 threads",
+                             f"{rate:,.0f} sends/s",
+                             f"its local MessageBird alone: {old_alone:,.0f}/s",
+                             rate / old_alone, "its gateway and its server"))
         if "webhook" in args.only or "latency" in args.only:
             run_webhook_and_latency(bench, args, rows)
         if "growth" in args.only:

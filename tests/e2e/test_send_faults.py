@@ -8,16 +8,22 @@ actual price of a delivery report replaces the estimate.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
 import requests
+from aiokafka import AIOKafkaProducer
 
 from infra.broker import EmbeddedBroker
 from infra.messagebird_local import LocalMessageBird
+from infra.privacy import Privacy
+from schemas import codec
+from schemas.commands import SendReply
 from tests.e2e.conftest import (
     ACCESS_KEY,
     PRICE,
@@ -54,6 +60,93 @@ def sender_worker(tmp_path_factory, kafka, ray_address, reporting_messagebird):
 
 def sms_to(mb: LocalMessageBird, number: str) -> list[dict]:
     return [m for m in mb.messages if number in m["recipients"]]
+
+
+SECRET = "e2e-secret-0123456789abcdef"  # start_worker's ANTIRELOU_SECRET
+
+
+def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | None = None,
+                          campaign: str = "paris") -> list[str]:
+    """SendReply commands written straight to the worker's sms-outbound, as decide_replies
+    writes them (sealed number, keyed by campaign), in one go so they reach send_replies
+    together (one batch, or a few); ``copies`` {index: n} repeats some. Returns the ids."""
+    privacy = Privacy(SECRET.encode())
+    ids = [uuid.uuid4().hex for _ in numbers]
+    values = []
+    for i, (mid, number) in enumerate(zip(ids, numbers, strict=True)):
+        value = codec.encode(SendReply(mid, campaign, privacy.pseudonym(number),
+                                       int(time.time() * 1000), privacy.seal(number)))
+        values.extend([value] * (1 + (copies or {}).get(i, 0)))
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=worker.kafka, acks="all")
+        await producer.start()
+        try:
+            futures = [await producer.send(f"{worker.app_id}.sms-outbound", v,
+                                           key=campaign.encode()) for v in values]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    return ids
+
+
+def test_copies_of_a_reply_in_one_batch_send_it_once(sender_worker, reporting_messagebird):
+    # Five replies, the second one three more times, all written at once: the copies
+    # meet the first in the same batch (or find it being sent, or sent).
+    numbers = [new_sender() for _ in range(5)]
+    ids = send_replies_directly(sender_worker, numbers, copies={1: 3})
+    events = sender_worker.wait_for(
+        lambda ev: all(of(ev, mid, "ReplySent") for mid in ids), timeout=60)
+    time.sleep(1)  # a second send, if there were one, would show by now
+    events = sender_worker.journal()
+    for mid, number in zip(ids, numbers, strict=True):
+        assert len(of(events, mid, "ReplySent")) == 1
+        assert [a.attempt for a in of(events, mid, "ReplyAttempted")] == [1]
+        assert not of(events, mid, "ReplyUncertain")
+        assert len(sms_to(reporting_messagebird, number)) == 1
+
+
+def test_in_a_batch_a_refused_reply_fails_alone_and_the_others_are_sent(
+        sender_worker, reporting_messagebird):
+    before = sender_worker.status()["lyon"]
+    reporting_messagebird.fail_next(1, 422)  # whichever call comes first
+    senders = [new_sender() for _ in range(6)]
+    posted = [sender_worker.post(sender=s, campaign="lyon") for s in senders]
+    assert all(p.status_code == 200 for p in posted)
+
+    def settled(ev):
+        return all(of(ev, p.message_id, "ReplySent") or of(ev, p.message_id, "ReplyRefunded")
+                   for p in posted)
+
+    events = sender_worker.wait_for(settled, timeout=60)
+    failed = [p for p in posted if of(events, p.message_id, "ReplyFailed")]
+    assert len(failed) == 1
+    (f,) = of(events, failed[0].message_id, "ReplyFailed")
+    assert (f.retryable, f.attempts) == (False, 1)
+    for p, s in zip(posted, senders, strict=True):
+        sent = of(events, p.message_id, "ReplySent")
+        assert len(sent) == (0 if p in failed else 1)
+        assert len(sms_to(reporting_messagebird, s)) == (0 if p in failed else 1)
+    (approved,) = set(of(events, failed[0].message_id, "ReplyApproved"))
+    after = sender_worker.status()["lyon"]
+    assert after["refunded_micros"] == before["refunded_micros"] + approved.cost_micros
+
+
+def test_in_a_batch_replies_retried_after_503s_are_sent_once_like_the_others(
+        sender_worker, reporting_messagebird):
+    reporting_messagebird.fail_next(3, 503)
+    numbers = [new_sender() for _ in range(8)]
+    ids = send_replies_directly(sender_worker, numbers)
+    events = sender_worker.wait_for(
+        lambda ev: all(of(ev, mid, "ReplySent") for mid in ids), timeout=90)
+    attempts = [a.attempt for mid in ids for a in of(events, mid, "ReplyAttempted")]
+    assert max(attempts) >= 2 and len(attempts) >= 11  # 8 first attempts, 3+ retries
+    for mid, number in zip(ids, numbers, strict=True):
+        assert len(of(events, mid, "ReplySent")) == 1
+        assert not of(events, mid, "ReplyFailed") and not of(events, mid, "ReplyUncertain")
+        assert len(sms_to(reporting_messagebird, number)) == 1
 
 
 def test_a_delivery_report_price_replaces_the_estimate(sender_worker, reporting_messagebird):
@@ -144,6 +237,49 @@ def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
                        headers={"MessageBird-Signature-JWT": signed}, timeout=10)
     assert bad.status_code == 422 and bad.json()["field"] == "status"
     assert sender_worker.status()["paris"]["balance_micros"] == before
+
+
+def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertain(
+        tmp_path, ray_address, reporting_messagebird):
+    # Five replies sent together; MessageBird answers one of them 8 s late. The worker is
+    # killed while that call is under way, after the four others were sent. The batch was
+    # not acknowledged to Kafka, so the new worker gets all five again: the four find
+    # "sent", the fifth "attempting" (uncertain, not sent again). One SMS each.
+    broker = EmbeddedBroker(tmp_path / "kafka").start()
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+           "MESSAGEBIRD_ENDPOINT": reporting_messagebird.endpoint,
+           "MESSAGEBIRD_TIMEOUT_S": "30"}
+    try:
+        first = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
+        reporting_messagebird.delay_next(1, 8.0)  # accepted at once, answered 8 s later
+        numbers = [new_sender() for _ in range(5)]
+        ids = send_replies_directly(first, numbers)
+        events = first.wait_for(
+            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) == 4, timeout=60)
+        (slow,) = [mid for mid in ids if not of(events, mid, "ReplySent")]
+        assert of(events, slow, "ReplyAttempted")
+        time.sleep(1.5)  # the four outcomes' table values flushed; noida-db persisted
+        os.killpg(first.process.pid, signal.SIGKILL)  # the slow call is under way
+        first.process.wait(10)
+        broker.restart()
+        second = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env,
+                              app_id=first.app_id)
+        try:
+            events = second.wait_for(lambda ev: of(ev, slow, "ReplyUncertain"), timeout=90)
+            (uncertain,) = set(of(events, slow, "ReplyUncertain"))
+            assert uncertain.reason == "crash_during_send"
+            assert not of(events, slow, "ReplySent")
+            time.sleep(3)  # a second send, if there were one, would show by now
+            events = second.journal()
+            for mid, number in zip(ids, numbers, strict=True):
+                assert len(sms_to(reporting_messagebird, number)) == 1
+                if mid != slow:
+                    assert len(of(events, mid, "ReplySent")) == 1
+                    assert not of(events, mid, "ReplyUncertain")
+        finally:
+            stop_worker(second)
+    finally:
+        broker.stop()
 
 
 def test_a_worker_killed_during_a_send_marks_the_reply_uncertain_and_never_resends(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 import messagebird
 import pytest
@@ -337,3 +338,28 @@ def test_dry_run_records_the_schedule():
              scheduled_at=1_508_194_800_000)
     assert dry.sent == [{"originator": "AR", "reference": "r", "body": "b",
                          "scheduledDatetime": "2017-10-16T23:00:00+00:00"}]
+
+
+def test_the_proxy_from_the_environment_is_used(mb, monkeypatch):
+    # The local server answers a forward proxy's absolute-URI request like a direct one:
+    # a send to an unresolvable host succeeds only if it went through the proxy.
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", mb.endpoint)
+    monkeypatch.setenv("http_proxy", mb.endpoint)
+    gw = MessageBirdGateway(KEY, endpoint="http://rest.messagebird.invalid/", timeout=2.0)
+    try:
+        result = _send(gw, reference="via-proxy")
+    finally:
+        gw.close()
+    assert result.provider_message_id
+    assert [m["reference"] for m in mb.messages] == ["via-proxy"]
+
+
+def test_one_pool_of_connections_serves_many_threads(mb, gateway):
+    # 64 sends from 16 threads over kept-alive connections: every one accepted once.
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: _send(gateway, reference=f"pool-{i}"), range(64)))
+    assert len({r.provider_message_id for r in results}) == 64
+    assert sorted(m["reference"] for m in mb.messages) == sorted(f"pool-{i}" for i in range(64))

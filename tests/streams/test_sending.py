@@ -13,7 +13,7 @@ from infra.messagebird_gateway import (
     GatewayUnavailable,
     SendResult,
 )
-from streams.sending import CircuitBreaker, RetryPolicy, deliver
+from streams.sending import CircuitBreaker, GroupCommit, RetryPolicy, deliver
 
 OK = SendResult("mb-1", 160_000, "EUR", 2, dry_run=False)
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.002)
@@ -121,3 +121,78 @@ def test_bad_settings_are_refused():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0)
+
+
+def test_group_commit_stores_what_arrives_during_a_write_in_the_next_one():
+    writes = []
+
+    async def store(events, flush):
+        writes.append((list(events), flush))
+        await asyncio.sleep(0.01)  # a broker round trip
+
+    async def scenario():
+        commit = GroupCommit(store)
+        first = asyncio.ensure_future(commit.write(["a1"], flush=True))
+        await asyncio.sleep(0)  # the first write is under way
+        # Ten replies finishing while it is: one write for all of them.
+        await asyncio.gather(first, *(commit.write([f"o{i}"]) for i in range(10)))
+        return commit.writes
+
+    assert asyncio.run(scenario()) == 2
+    assert writes == [(["a1"], True), ([f"o{i}" for i in range(10)], False)]
+
+
+def test_group_commit_fails_every_caller_of_a_failed_write_and_carries_on():
+    calls = []
+
+    async def store(events, flush):
+        calls.append(list(events))
+        await asyncio.sleep(0.01)
+        if "bad" in events:
+            raise ConnectionError("broker away")
+
+    async def scenario():
+        commit = GroupCommit(store)
+        first = asyncio.ensure_future(commit.write(["ok"]))
+        await asyncio.sleep(0)
+        results = await asyncio.gather(first, commit.write(["bad"]), commit.write(["x"]),
+                                       return_exceptions=True)
+        await commit.write(["later"])  # the next write goes through
+        return results
+
+    first, bad, same_write = asyncio.run(scenario())
+    assert first is None
+    assert isinstance(bad, ConnectionError) and isinstance(same_write, ConnectionError)
+    assert calls == [["ok"], ["bad", "x"], ["later"]]
+
+
+def test_a_reply_in_backoff_gives_its_slot_to_the_others():
+    # One slot. Reply A fails once and backs off; reply B's call goes out meanwhile.
+    order = []
+    slots = asyncio.Semaphore(1)
+
+    async def scenario():
+        a = Script(GatewayUnavailable("503"), OK)
+        b = Script(OK)
+
+        async def backoff(delay):
+            order.append("A backs off")
+            await asyncio.sleep(0.05)
+            order.append("A's backoff is over")
+
+        async def call_b():
+            order.append("B calls")
+            return await b.call()
+
+        retry = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.002)
+        breaker = CircuitBreaker(100, 0.05)
+        ta = asyncio.ensure_future(deliver(a.call, a.before, retry=retry, breaker=breaker,
+                                           sleep=backoff, slots=slots))
+        await asyncio.sleep(0)
+        tb = asyncio.ensure_future(deliver(call_b, b.before, retry=retry, breaker=breaker,
+                                           slots=slots))
+        return await ta, await tb
+
+    outcome_a, outcome_b = asyncio.run(scenario())
+    assert (outcome_a.kind, outcome_a.attempts, outcome_b.kind) == ("sent", 2, "sent")
+    assert order == ["A backs off", "B calls", "A's backoff is over"]
