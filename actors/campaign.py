@@ -163,9 +163,15 @@ def _segments(text: str) -> tuple[int, str]:
 
 
 def reply_cost(campaign: Campaign, policy: Policy | None = None) -> ReplyCost:
-    segments, encoding = _segments(campaign.reply_text)
     price = (policy or initial_policy(campaign)).price_per_segment_micros
-    return ReplyCost(segments, encoding, segments * price)
+    return _reply_cost(campaign.reply_text, price)
+
+
+@lru_cache(maxsize=1024)
+def _reply_cost(text: str, price_per_segment_micros: int) -> ReplyCost:
+    # Asked for on every decision: one (frozen) answer per reply text and price.
+    segments, encoding = _segments(text)
+    return ReplyCost(segments, encoding, segments * price_per_segment_micros)
 
 
 def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign) -> list[Decision]:
@@ -177,11 +183,14 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     cost = reply_cost(campaign, state.policy)
     policy = state.policy
     now = command.occurred_at
-    # The surge as it will be once this first text is counted (a copy: evolve does it).
-    surge = _copy_surge(state.surge)
-    _observe_first_text(surge, policy, now)
-    transition = _transition(surge, policy)
-    surging = (surge.active and transition is None) or transition == "enter"
+    if policy.surge_multiple > 0 or state.surge.active:
+        # The surge as it will be once this first text is counted (a copy: evolve does it).
+        surge = _copy_surge(state.surge)
+        _observe_first_text(surge, policy, now)
+        transition = _transition(surge, policy)
+        surging = (surge.active and transition is None) or transition == "enter"
+    else:  # surge mode off and no surge to end: counting the text changes no decision
+        transition, surging = None, False
     common = dict(
         message_id=command.message_id,
         campaign_id=campaign.id,

@@ -125,6 +125,8 @@ class CampaignShards:
             return await getattr(self._actors[i], method).remote(*args)
 
     async def _scatter(self, method: str, batch: Sequence[Any]) -> list[Any]:
+        if self.n_shards == 1:  # the usual deployment: one call, no regrouping
+            return list(await self._call(0, method, list(batch))) if batch else []
         groups: dict[int, list[Any]] = defaultdict(list)
         for command in batch:
             groups[shard_of(command.campaign_id, self.n_shards)].append(command)

@@ -67,7 +67,19 @@ def _is_filler(tokens: tuple[str, ...]) -> bool:
 
 
 def is_test_text(body: str, patterns: tuple[str, ...] = DEFAULT_TEST_PATTERNS) -> bool:
-    """Whether ``body`` is essentially one of ``patterns`` (see the module rule)."""
+    """Whether ``body`` is essentially one of ``patterns`` (see the module rule).
+
+    Bodies up to one SMS long are cached (the answer is a pure function of the arguments):
+    a flood repeats the same few texts, and the audit screens every text again."""
+    if len(body) <= CACHED_BODY_CHARS:
+        return _is_test_text_cached(body, patterns)
+    return _is_test_text(body, patterns)
+
+
+CACHED_BODY_CHARS = 160  # bounds the cache's memory: at most 4,096 bodies this long
+
+
+def _is_test_text(body: str, patterns: tuple[str, ...]) -> bool:
     by_first, most_tokens = _compiled(patterns)
     tokens = normalise(body)
     if len(tokens) > most_tokens:  # a pattern plus its filler cannot cover it
@@ -78,3 +90,6 @@ def is_test_text(body: str, patterns: tuple[str, ...] = DEFAULT_TEST_PATTERNS) -
             if tokens[start:end] == pattern and _is_filler(tokens[:start] + tokens[end:]):
                 return True
     return False
+
+
+_is_test_text_cached = lru_cache(maxsize=4096)(_is_test_text)

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 import re
+import threading
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -38,6 +39,38 @@ def normalize_msisdn(raw: str) -> str | None:
     return m.group(1) if m else None
 
 
+NONCE_BYTES = 12
+_NONCES_PER_READ = 256
+
+
+class _Nonces:
+    """Random AES-GCM nonces, read from the OS 256 at a time: one getrandom() call per
+    webhook was a visible share of the webhook's profile (syscalls are dear in a sandbox).
+    Each nonce is still 96 fresh random bits, used once. A forked child drops what it
+    inherited, so parent and child never share a nonce; a lock keeps threads apart."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._next = 0
+        os.register_at_fork(after_in_child=self._drop)
+
+    def _drop(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer, self._next = b"", 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            i = self._next
+            if i + NONCE_BYTES > len(self._buffer):
+                self._buffer, i = os.urandom(NONCE_BYTES * _NONCES_PER_READ), 0
+            self._next = i + NONCE_BYTES
+            return self._buffer[i:i + NONCE_BYTES]
+
+
+_NONCES = _Nonces()  # one per process (see register_at_fork above)
+
+
 class Privacy:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
@@ -46,11 +79,11 @@ class Privacy:
         self._aead = AESGCM(hashlib.sha256(b"antirelou/seal\0" + secret).digest())
 
     def pseudonym(self, msisdn: str) -> str:
-        digest = hmac.new(self._mac_key, msisdn.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._mac_key, msisdn.encode(), "sha256")  # one-shot, in C
         return "s_" + base64.b32encode(digest[:15]).decode().lower()
 
     def seal(self, msisdn: str) -> str:
-        nonce = os.urandom(12)
+        nonce = _NONCES.take()
         sealed = self._aead.encrypt(nonce, msisdn.encode(), b"reply_to")
         return base64.urlsafe_b64encode(nonce + sealed).decode()
 

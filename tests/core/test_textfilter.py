@@ -96,3 +96,16 @@ WORDS = st.sampled_from(["test", "Test", "TESTING", "ça", "marche", "vrai", "nu
 def test_the_fast_paths_decide_exactly_as_the_rule(body):
     assert normalise(body) == reference_normalise(body)
     assert is_test_text(body) == reference_is_test_text(body)
+
+
+@given(st.lists(st.sampled_from(["test", "ça", "marche", "?", "vrai", "numéro", "1", "lol",
+                                 "x" * 200]), max_size=6))
+def test_a_body_asked_about_again_or_too_long_to_cache_gets_the_rules_answer(words):
+    # given the same body asked about twice (the second answer comes from the cache), or a
+    # body past the cached length, then both answers are the rule's, computed afresh
+    from actors.textfilter import _is_test_text
+
+    body = " ".join(words)
+    expected = _is_test_text(body, DEFAULT_TEST_PATTERNS)
+    assert is_test_text(body) is expected
+    assert is_test_text(body) is expected

@@ -106,3 +106,17 @@ def test_a_forgotten_token_passes_again_for_the_retry_of_an_unstored_text():
 def test_bad_signatures_are_refused(token, url, body):
     with pytest.raises(Unauthorized):
         SignatureVerifier(KEY).verify(token, url, body)
+
+
+def test_number_facts_are_classify_answers_kept_by_pseudonym_only():
+    # given the facts of a few senders asked for twice, then they are classify()'s, and the
+    # cache holds pseudonyms, never a number, and no more entries than its bound
+    from infra.numbers import classify
+    from streams.webhook import NumberFacts
+
+    facts = NumberFacts(max_size=2)
+    numbers = {"s_a": "33612345678", "s_b": "33144556677", "s_c": "3612"}
+    for _ in range(2):
+        for sender, number in numbers.items():
+            assert facts.get(sender, number) == classify(number)
+    assert set(facts._by_sender) <= set(numbers) and len(facts._by_sender) == 2
