@@ -242,22 +242,24 @@ def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
 def deployment_with_a_slow_call(tmp_path, ray_address, messagebird):
     """Its own broker (restarted after the kill: noida-db keeps a member killed after it
     joined as the group's leader, README known limits), a first worker, and MessageBird
-    answering the next call 8 s late (accepted at once). Returns (broker, env, worker)."""
+    answering the next call 40 s late (accepted at once: long enough that it is still under
+    way when the test kills the worker, however loaded the machine). Returns (broker, env,
+    worker)."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()
     env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
-           "MESSAGEBIRD_TIMEOUT_S": "30"}
+           "MESSAGEBIRD_TIMEOUT_S": "60"}
     try:
         first = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
     except BaseException:
         broker.stop()
         raise
-    messagebird.delay_next(1, 8.0)
+    messagebird.delay_next(1, 40.0)
     return broker, env, first
 
 
 def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertain(
         tmp_path, ray_address, reporting_messagebird):
-    # Five replies sent together; MessageBird answers one of them 8 s late. The worker is
+    # Five replies sent together; MessageBird answers one of them 40 s late. The worker is
     # killed while that call is under way, after the four others were sent. The batch was
     # not acknowledged to Kafka, so the new worker gets all five again: the four find
     # "sent", the fifth "attempting" (uncertain, not sent again). One SMS each.
@@ -267,7 +269,7 @@ def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertai
         numbers = [new_sender() for _ in range(5)]
         ids = send_replies_directly(first, numbers)
         events = first.wait_for(
-            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) == 4, timeout=60)
+            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) >= 4, timeout=60)
         (slow,) = [mid for mid in ids if not of(events, mid, "ReplySent")]
         assert of(events, slow, "ReplyAttempted")
         time.sleep(1.5)  # the four outcomes' table values flushed; noida-db persisted
