@@ -53,7 +53,13 @@ class InOrder:
             tp, offset = message.tp, message.offset
             expected = self._expected.get(tp)
             if expected is None:
-                expected = self._expected[tp] = await self._first_offset(tp)
+                try:
+                    expected = self._expected[tp] = await self._first_offset(tp)
+                except Exception as exc:  # noqa: BLE001 - the broker is away: as Faust does
+                    log.warning("%s: where partition %d starts is unknown (%s); taking its "
+                                "records as they come", self.name, tp.partition,
+                                type(exc).__name__)
+                    expected = offset
             if offset > expected:
                 sought = self._sought.get(tp)
                 if sought == (expected, offset):
@@ -69,7 +75,13 @@ class InOrder:
                     log.warning("%s: records %d..%d of partition %d were dropped before "
                                 "reaching the agent; fetching them again", self.name,
                                 expected, offset - 1, tp.partition)
-                    await self._seek(tp, expected)
+                    try:
+                        await self._seek(tp, expected)
+                    except Exception as exc:  # noqa: BLE001 - e.g. revoked meanwhile
+                        # Held out all the same, never acknowledged: after the rebalance
+                        # Faust starts again from the committed offset, before the hole.
+                        log.warning("%s: could not seek partition %d back (%s)", self.name,
+                                    tp.partition, type(exc).__name__)
                     # Done for Faust, never acknowledged: no commit passes it.
                     message.acked = True
                     continue

@@ -102,3 +102,16 @@ def test_offsets_the_log_really_skips_are_passed_after_one_look():
     assert admit(guard, events(P0, 5, 6)) == []
     assert admit(guard, events(P0, 5, 6)) == [(0, 5), (0, 6)]
     assert parts.seeks == [(P0, 3)]
+
+
+def test_a_failed_seek_still_holds_the_records_out():
+    parts = Partitions({P0: 0})
+
+    async def revoked(tp, offset):
+        raise RuntimeError("partition not assigned")
+
+    guard = InOrder("t", parts.first_offset, revoked)
+    admit(guard, events(P0, 0))
+    held = events(P0, 5)
+    assert admit(guard, held) == []
+    assert held[0].message.acked and guard.holes == 1
