@@ -341,12 +341,17 @@ def create_app(
         finally:
             await consumer.stop()
 
+    async def start_offset(tp: Any) -> int | None:
+        """Where this assignment of ``tp`` started: its committed offset, else the log's
+        first (Faust reads a committed 0 as none); None if the broker does not say."""
+        committed = app.consumer._committed_offset.get(tp)
+        if committed is None:
+            committed = (await app.consumer.earliest_offsets(tp)).get(tp)
+        return committed
+
     # Every source partition in offset order, or fetched again (streams/inorder.py).
     async def first_offset(tp: Any) -> int:
-        committed = app.consumer._committed_offset.get(tp)  # None: none, or 0
-        if committed is None:
-            committed = (await app.consumer.earliest_offsets(tp)).get(tp) or 0
-        return committed
+        return await start_offset(tp) or 0
 
     async def seek_back(tp: Any, offset: int) -> None:
         # Consumer.seek (not seek_wait) also moves Faust's read offset, below which it
@@ -417,8 +422,7 @@ def create_app(
                                          partition_of[sender])
             await record(journaled)
             for request in forwarded:
-                await requests.send(key=request.campaign_id.encode(),
-                                    value=codec.encode(request))
+                await produce(requests, request.campaign_id.encode(), codec.encode(request))
 
     # The sealed reply-to of each deferred request, per campaign ({message id: sealed}),
     # from ReplyDeferred until its release or expiry; never journaled. Keyed by campaign like
@@ -875,9 +879,7 @@ def create_app(
             # The last offset handed to the agents (Faust's monitor, not moved by seeks),
             # else where this assignment started: the committed offset or the beginning.
             last = app.monitor.tp_read_offsets.get(tp)
-            expected = last + 1 if last is not None else consumer._committed_offset.get(tp)
-            if expected is None:
-                expected = (await consumer.earliest_offsets(tp)).get(tp)
+            expected = last + 1 if last is not None else await start_offset(tp)
             if expected is None or end <= expected:
                 suspects.pop(tp, None)
                 continue
