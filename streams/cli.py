@@ -301,7 +301,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         if created:
             log.info("created topics %s", ", ".join(created))
 
-        ray.init(address=args.ray_address, namespace=args.app_id, include_dashboard=False,
+        ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
                                 snapshot_topic=names["snapshots"], n_shards=args.shards,

@@ -31,7 +31,9 @@ def ray_address():
     """One local Ray session for the whole run (ray.init costs ~5 s and 600 MiB)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # address="local": always a session of our own; without it ray.init() joins any cluster
+    # that `ray start` left running on this machine (the scale-out tests start one).
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

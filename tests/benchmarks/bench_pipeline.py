@@ -356,7 +356,7 @@ class Bench:
 
         self.broker = EmbeddedBroker(self.tmp / "kafka").start()
         self.kafka = self.broker.bootstrap_servers
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
         self.ray_address = ray.get_runtime_context().gcs_address
         self.config = self.tmp / "campaigns.toml"
