@@ -198,6 +198,7 @@ class Settings:
     ack_timeout_s: float = ACK_TIMEOUT_S
     redelivery_check_s: float = 2.0  # see redeliver_dropped_records
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
+    replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -231,6 +232,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
