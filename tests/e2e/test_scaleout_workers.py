@@ -83,6 +83,18 @@ def sms_to(messagebird, sender: str) -> int:
     return len([m for m in messagebird.messages if sender in m["recipients"]])
 
 
+def all_settled(acknowledged):
+    """A journal predicate: every acknowledged text screened, every forwarded one's reply
+    sent or uncertain."""
+    def settled(ev):
+        if not all(of(ev, m, "SenderScreened") for m in acknowledged):
+            return False
+        fwd = [m for m in acknowledged
+               if any(e.verdict == "forward" for e in of(ev, m, "SenderScreened"))]
+        return all(of(ev, m, "ReplySent") or of(ev, m, "ReplyUncertain") for m in fwd)
+    return settled
+
+
 def check_deployment(events, acknowledged, senders, survivor, messagebird):
     """What must hold after a fault: one screening decision per acknowledged text, one
     decision per request, every approved reply settled once, at most one SMS per sender,
@@ -177,13 +189,7 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             assert status == 200, status
             acknowledged.append(mid)
 
-        def settled(ev):
-            if not all(of(ev, m, "SenderScreened") for m in acknowledged):
-                return False
-            fwd = [m for m in acknowledged
-                   if any(e.verdict == "forward" for e in of(ev, m, "SenderScreened"))]
-            return all(of(ev, m, "ReplySent") or of(ev, m, "ReplyUncertain") for m in fwd)
-        events = left.wait_for(settled, timeout=120)
+        events = left.wait_for(all_settled(acknowledged), timeout=120)
         time.sleep(1)
         forwarded, outcomes = check_deployment(events, acknowledged, senders, left, messagebird)
 
