@@ -11,6 +11,8 @@ CORE_MODULES = [
     "actors/segments.py",
     "actors/shard.py",
     "streams/screening.py",
+    "streams/approvals.py",
+    "streams/sendstate.py",
     "schemas/events.py",
     "schemas/commands.py",
     "schemas/campaign.py",
