@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CORE_MODULES = [
     "actors/campaign.py",
-    "actors/segments.py",
+    "schemas/segments.py",
     "actors/shard.py",
     "streams/screening.py",
     "streams/approvals.py",
