@@ -96,6 +96,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,

@@ -76,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="partitions of the work topics (fixed once created)")
         p.add_argument("--shards", type=int, default=int(_env("ANTIRELOU_SHARDS", "1")),
                        help="Ray actors holding the campaigns")
+        p.add_argument("--shard-resource", default=_env("ANTIRELOU_SHARD_RESOURCE"),
+                       help="each shard needs one unit of this custom Ray resource: shards run "
+                       "only on nodes started with it [ANTIRELOU_SHARD_RESOURCE]")
+        p.add_argument("--shard-spread", action="store_true",
+                       default=_env("ANTIRELOU_SHARD_SPREAD") == "1",
+                       help="spread the shards over the Ray nodes [ANTIRELOU_SHARD_SPREAD=1]")
+        p.add_argument("--shard-memory-mb", type=int,
+                       default=int(_env("ANTIRELOU_SHARD_MEMORY_MB", "0")) or None,
+                       help="Ray memory reserved per shard, MiB [ANTIRELOU_SHARD_MEMORY_MB]")
+        p.add_argument("--replication-factor", type=int,
+                       default=int(_env("ANTIRELOU_REPLICATION_FACTOR", "0")) or None,
+                       help="replicas of each topic created; default min(3, brokers) "
+                       "[ANTIRELOU_REPLICATION_FACTOR]")
+        p.add_argument("--min-insync-replicas", type=int,
+                       default=int(_env("ANTIRELOU_MIN_INSYNC_REPLICAS", "0")) or None,
+                       help="min.insync.replicas of the topics created; default 2 when "
+                       "replicated 3 or more times, else the broker's [ANTIRELOU_MIN_INSYNC_REPLICAS]")
         p.add_argument("--public-url", default=_env("ANTIRELOU_PUBLIC_URL"),
                        help="base URL MessageBird calls (signature check behind a proxy)")
         p.add_argument("--report-url", default=_env("ANTIRELOU_REPORT_URL"),
@@ -227,17 +244,35 @@ def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
 WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
 
 
-def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+def min_insync_for(replication: int, given: int | None = None) -> int | None:
+    """``min.insync.replicas`` for topics replicated ``replication`` times: the one given,
+    else 2 from 3 replicas on (a write acknowledged with acks=all is then on two brokers,
+    and one broker may be down), else None (the broker's default)."""
+    if given is not None:
+        if not 1 <= given <= replication:
+            raise ConfigError(f"min.insync.replicas {given} must be between 1 and the "
+                              f"replication factor {replication}")
+        return given
+    return 2 if replication >= 3 else None
+
+
+def topic_configs(names: dict[str, str],
+                  min_insync: int | None = None) -> dict[str, dict[str, str]]:
     from actors.snapshot import MAX_SNAPSHOT_BYTES
 
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
-    return {
+    configs = {
         # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
         names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
+    if min_insync is not None:
+        for role in names:
+            configs[names[role]] = {**configs.get(names[role], {}),
+                                    "min.insync.replicas": str(min_insync)}
+    return configs
 
 
 def deployment_secret(state_dir: Path) -> bytes:
@@ -263,7 +298,13 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
-    from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
+    from infra.broker import (
+        EmbeddedBroker,
+        broker_count,
+        default_replication,
+        ensure_topics,
+        wait_for_kafka,
+    )
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
@@ -296,16 +337,20 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     try:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
+        replication = args.replication_factor or default_replication(broker_count(kafka))
+        min_insync = min_insync_for(replication, args.min_insync_replicas)
         created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                                config=topic_configs(names))
+                                config=topic_configs(names, min_insync), replication=replication)
         if created:
-            log.info("created topics %s", ", ".join(created))
+            log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
+                     ", ".join(created), replication, min_insync or "the broker's")
 
         ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
                                 snapshot_topic=names["snapshots"], n_shards=args.shards,
-                                namespace=args.app_id)
+                                namespace=args.app_id, resource=args.shard_resource,
+                                spread=args.shard_spread, memory_mb=args.shard_memory_mb)
         # Synchronous on purpose: an event loop run here, before Faust's, would be the one
         # Ray's awaitable refs bind to, and the agents' awaits could then hang.
         infos = shards.info_now()
@@ -325,6 +370,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
+            replication_factor=replication,
         )
         app = create_app(settings, shards, gateway)
 

@@ -72,4 +72,5 @@ class Settings:
     ack_timeout_s: float = ACK_TIMEOUT_S
     redelivery_check_s: float = 2.0  # see stages.watchdog
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
+    replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     extra: dict[str, Any] = field(default_factory=dict)
