@@ -72,6 +72,14 @@ from schemas.events import (
     TextRejected,
 )
 from schemas.policy import Policy, apply_changes
+from streams.bird_webhook import (
+    BirdPorts,
+    BirdSignatureVerifier,
+    SeenEvents,
+    delivery_fact_of,
+    register_bird_webhook,
+    screen_text_of,
+)
 from streams.inorder import InOrder
 from streams.reports import parse_delivery_report
 from streams.screening import (
@@ -170,6 +178,10 @@ class Settings:
     data_dir: Path = Path(".state/faust")
     signing_key: str | None = None
     allow_unsigned: bool = False
+    # Bird (infra.providers): the signing key of the webhook subscription and each Bird
+    # campaign's channel (channel id -> campaign id); none: no /webhooks/bird.
+    bird_signing_key: str | None = None
+    bird_channels: Mapping[str, str] = field(default_factory=dict)
     public_url: str | None = None  # the base URL MessageBird signs, when behind a proxy
     batch_size: int = 500
     batch_window_s: float = 0.05
@@ -207,15 +219,29 @@ def create_app(
     gateway: Gateway,
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
-    if settings.signing_key is None and not settings.allow_unsigned:
+    if settings.bird_channels and settings.bird_signing_key is None \
+            and not settings.allow_unsigned:
+        raise ValueError(
+            "no Bird webhook signing key: set BIRD_SIGNING_KEY, or pass --insecure-dev "
+            "to accept unsigned webhooks while developing"
+        )
+    if settings.signing_key is None and not settings.allow_unsigned \
+            and not settings.bird_channels:
         raise ValueError(
             "no webhook signing key: set MESSAGEBIRD_SIGNING_KEY, or pass --insecure-dev "
             "to accept unsigned webhooks while developing"
         )
+    # Without a key and outside insecure dev mode (a deployment on Bird only), the classic
+    # webhooks refuse everything rather than accept unsigned requests.
+    refuse_unsigned = settings.signing_key is None and not settings.allow_unsigned
     campaigns = {c.id: c for c in settings.campaigns}
     by_number = {c.number: c for c in settings.campaigns}
     privacy = Privacy(settings.secret)
     verifier = SignatureVerifier(settings.signing_key) if settings.signing_key else None
+    # One gateway port; with per-campaign providers (infra.providers.CampaignGateways) the
+    # campaign picks its gateway.
+    gateway_for = getattr(gateway, "for_campaign", lambda campaign_id: gateway)
+    all_gateways = getattr(gateway, "all", lambda: [gateway])
     number_facts = NumberFacts()
     names = topic_names(settings.app_id)
 
@@ -626,7 +652,7 @@ def create_app(
 
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(send_pool, functools.partial(
-                gateway.send, originator=campaign.originator,
+                gateway_for(campaign.id).send, originator=campaign.originator,
                 recipient=privacy.open(command.reply_to), body=campaign.reply_text,
                 reference=mid, report_url=report_url, scheduled_at=command.send_at,
             ))
@@ -758,6 +784,8 @@ def create_app(
             claims: dict[str, Any] = {}
             try:
                 raw = await read_bounded(request)
+                if refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                              signed_url(request), raw)
@@ -809,6 +837,8 @@ def create_app(
 
         async def get(self, request: Request) -> Response:
             try:
+                if refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                     signed_url(request), b"")
@@ -840,6 +870,15 @@ def create_app(
                                   "message": "the report could not be stored; retry"},
                                  status=503)
             return self.json({"status": "accepted", "reference": report.reference})
+
+    if settings.bird_channels:
+        register_bird(settings, app, campaigns, privacy, number_facts, now_ms, clock,
+                      read_bounded, signed_url,
+                      store_text=lambda command: acknowledged(produce(
+                          inbound, command.sender.encode(), codec.encode(command))),
+                      store_fact=lambda fact: acknowledged(journal.send(
+                          key=fact.sender.encode(), value=codec.encode(fact))),
+                      settle=settle)
 
     # Faust 0.15.3 sometimes drops records it has already taken from aiokafka (seen after a
     # worker restart on an existing group: aiokafka's position moves past a text that no
@@ -898,7 +937,7 @@ def create_app(
             return self.json({
                 "status": "ok",
                 "campaigns": sorted(campaigns),
-                "dry_run": isinstance(gateway, DryRunGateway),
+                "dry_run": all(isinstance(g, DryRunGateway) for g in all_gateways()),
                 "signed_webhooks": verifier is not None,
                 "messagebird_circuit": breaker.state,
                 # Times Faust was found to have dropped fetched records, fetched again.
@@ -915,3 +954,43 @@ def create_app(
 
     app.antirelou_topics = names  # type: ignore[attr-defined]
     return app
+
+
+def register_bird(settings: Settings, app: faust.App, campaigns: Mapping[str, Campaign],
+                  privacy: Privacy, number_facts: NumberFacts, now_ms: Callable[[], int],
+                  clock: Callable[[], float], read_bounded: Callable[[Any], Awaitable[bytes]],
+                  signed_url: Callable[[Any], str], *,
+                  store_text: Callable[[ScreenText], Awaitable[None]],
+                  store_fact: Callable[[DeliveryReported], Awaitable[None]],
+                  settle: Callable[[SettleReply], Awaitable[None]]) -> None:
+    """``POST /webhooks/bird`` (streams.bird_webhook): Bird's texts become the same
+    ``ScreenText`` as the classic webhook's, its statuses the same ``DeliveryReported``
+    (and, with a price, the same reconciliation)."""
+
+    async def bounded(stored: Awaitable[None]) -> None:
+        async with asyncio.timeout(settings.ack_timeout_s):
+            await stored
+
+    async def store_report(fact: DeliveryReported) -> None:
+        await bounded(store_fact(fact))
+        if fact.price_micros is not None and fact.currency in (None, "EUR"):
+            await bounded(settle(SettleReply(fact.message_id, fact.campaign_id, fact.sender,
+                                             "priced", fact.price_micros, fact.occurred_at)))
+
+    def campaign_for_channel(channel: str) -> Campaign | None:
+        cid = settings.bird_channels.get(channel)
+        return campaigns.get(cid) if cid is not None else None
+
+    register_bird_webhook(app, BirdPorts(
+        verifier=(BirdSignatureVerifier(settings.bird_signing_key, clock=clock)
+                  if settings.bird_signing_key else None),
+        seen=SeenEvents(), campaign_for_channel=campaign_for_channel, read_body=read_bounded,
+        signed_url=signed_url,
+        to_command=lambda text, c: screen_text_of(text, c, pseudonym=privacy.pseudonym,
+                                                  seal=privacy.seal, number_facts=number_facts,
+                                                  now_ms=now_ms()),
+        to_fact=lambda status, c: delivery_fact_of(status, c, pseudonym=privacy.pseudonym,
+                                                   now_ms=now_ms()),
+        store_text=lambda command: bounded(store_text(command)), store_report=store_report,
+        clock=clock,
+    ))
