@@ -15,8 +15,10 @@ uncertain). What Bird documents (docs.bird.com, "Channels API", "Send an SMS mes
 * No idempotency key for this endpoint appears in Bird's documentation (searched:
   "Bird API idempotency key", "docs.bird.com Idempotency-Key header"). So, as with the
   classic API, a request that may have reached Bird is never sent again blindly: a read
-  timeout is ``GatewayTimeout`` (the reply becomes *uncertain*), and only what proves
-  nothing was accepted (connection refused, connect timeout, 5xx, 429) is retried.
+  timeout is ``GatewayTimeout`` (the reply becomes *uncertain*); what is retried is what
+  says nothing was accepted (connection refused, connect timeout, 5xx, 429) and, as the
+  classic gateway does, a dropped connection (README, "Status and known limits").
+* The reply leaves from the channel's own sender: the campaign's ``originator`` is unused.
 * Bird's 202 answer carries no price: ``price_micros`` is ``None`` and the campaign keeps
   its estimate until a status event (``sms.outbound``, ``streams.bird_webhook``) prices it.
 * ``scheduled_at`` is sent as ``scheduledFor`` (RFC 3339, UTC). That field is not in the

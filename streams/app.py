@@ -7,6 +7,7 @@ a Faust worker on it.
 Data flow (topic names are prefixed with the app id)::
 
     POST /webhooks/messagebird/sms --ScreenText--> sms-received (key: sender pseudonym)
+    POST /webhooks/bird (Bird's sms.inbound events, streams.bird_webhook) --ScreenText--> idem
     screen_senders: per-sender table, TextReceived + SenderScreened -> journal
         forward --RequestReply--> reply-requests (key: campaign)
     decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied/Deferred -> journal

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
@@ -160,3 +163,22 @@ def test_a_timeout_is_uncertain_and_never_resent(bird_worker, bird):
     assert not of(events, r.message_id, "ReplySent")
     time.sleep(3)
     assert len(replies_to(bird, sender)) == 1  # it went out once, and only once
+
+
+@pytest.mark.parametrize("change,env,message", [
+    (lambda c: c, {}, "BIRD_SIGNING_KEY"),
+    (lambda c: c.replace(f'bird_channel_id = "{CHANNEL}"\n', ""), {"BIRD_SIGNING_KEY": "k"},
+     "needs 'bird_channel_id'"),
+    (lambda c: c.replace(f'workspace_id = "{WORKSPACE}"', 'workspace = "x"'),
+     {"BIRD_SIGNING_KEY": "k"}, "unknown keys"),
+])
+def test_the_worker_refuses_to_start_with_bad_provider_settings(tmp_path, change, env, message):
+    config = tmp_path / "campaigns.toml"
+    config.write_text(change(BIRD_CONFIG))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BIRD_", "ANTIRELOU_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--kafka", "127.0.0.1:1",
+         "--config", str(config), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60,
+        env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k", **env})
+    assert done.returncode == 2 and message in done.stderr, done.stderr
