@@ -308,19 +308,27 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
+    from infra.providers import gateways_from_env, load_providers
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.bird_webhook import BIRD_WEBHOOK_PATH
     from streams.sending import RetryPolicy
 
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
+    providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = _env("MESSAGEBIRD_SIGNING_KEY")
-    if signing_key is None and not args.insecure_dev:
+    bird_signing_key = _env("BIRD_SIGNING_KEY")
+    if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "
               "--insecure-dev to accept unsigned webhooks while developing.", file=sys.stderr)
+        return 2
+    if bird_signing_key is None and providers.uses_bird and not args.insecure_dev:
+        print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
+              "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return 2
     secret = deployment_secret(state_dir)
 
@@ -357,11 +365,12 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         log.info("campaign shards recovered %d campaign(s) from snapshots and %d journal "
                  "events after them", sum(i["from_snapshots"] for i in infos),
                  sum(i["recovered"] for i in infos))
-        gateway = gateway_from_env()
+        gateway = gateways_from_env(providers, gateway_from_env())
         settings = Settings(
             kafka=kafka, campaigns=campaigns, secret=secret, app_id=args.app_id,
             partitions=args.partitions, web_host=args.web_host, web_port=args.web_port,
             data_dir=state_dir / "faust", signing_key=signing_key,
+            bird_signing_key=bird_signing_key, bird_channels=providers.bird_channels,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval, operators=operators,
             tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
@@ -385,10 +394,18 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
-        if isinstance(gateway, DryRunGateway):
-            print("antirelou: *** DRY RUN: MESSAGEBIRD_ACCESS_KEY is not set; replies are "
-                  "journaled but NO SMS IS SENT ***", flush=True)
-        if signing_key is None:
+        if providers.uses_bird:
+            print(f"antirelou: Bird webhook at http://{args.web_host}:{args.web_port}"
+                  f"{BIRD_WEBHOOK_PATH} (campaigns "
+                  f"{', '.join(sorted(providers.bird_channels.values()))})", flush=True)
+        dry = sorted(c.id for c in campaigns
+                     if isinstance(gateway.for_campaign(c.id), DryRunGateway))
+        if dry:
+            keys = {"messagebird": "MESSAGEBIRD_ACCESS_KEY", "bird": "BIRD_ACCESS_KEY"}
+            missing = sorted({keys[providers.by_campaign[cid]] for cid in dry})
+            print(f"antirelou: *** DRY RUN for {', '.join(dry)}: {' / '.join(missing)} not "
+                  "set; replies are journaled but NO SMS IS SENT ***", flush=True)
+        if signing_key is None and providers.uses_messagebird:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         if operators:
