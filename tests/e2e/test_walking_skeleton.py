@@ -241,3 +241,42 @@ def test_a_senders_state_is_stored_as_orjson_bytes_with_his_verdicts(worker):
     state = SenderState.from_dict(orjson.loads(stored))
     assert state.recent == {r.message_id: (
         "paris", "test_text", 1, screened.occurred_at, screened.policy_version)}
+
+
+def test_phone_number_in_a_body_appears_nowhere_after_a_flood(worker):
+    # Issue 13 item 4: "rappelle moi au 06 12 34 56 78" was journaled as sent, beside the
+    # sender's pseudonym, for ever. A flood of texts that all give one number, written in
+    # every way the French write it: the number must be in no topic (journal, work topics,
+    # table changelogs), not in the worker's log, not in what the CLI prints.
+    given = new_sender()
+    digits = given[2:]  # the nine digits after 33, whatever the format
+    pairs = " ".join(digits[i:i + 2] for i in range(1, 9, 2))
+    formats = [f"0{digits[0]} {pairs}", f"0{digits[0]}.{pairs.replace(' ', '.')}",
+               f"+33 {digits[0]} {pairs}", f"0033{digits}", f"0{digits}",
+               f"+33 (0){digits[0]} {pairs.replace(' ', '-')}"]
+    senders = [new_sender() for _ in range(8)]
+    bodies = [f"rappelle moi au {formats[i % len(formats)]} bisous" for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        posted = list(pool.map(lambda i: worker.post(sender=senders[i % 8], body=bodies[i]),
+                               range(24)))
+    assert all(p.status_code == 200 for p in posted)
+    events = worker.wait_for(lambda ev: all(of(ev, p.message_id, "SenderScreened")
+                                            for p in posted))
+    assert len([e for p in posted for e in of(events, p.message_id, "ReplySent")]) <= 8
+
+    def clean(blob: bytes, where: str) -> None:
+        squashed = re.sub(rb"[ .()+-]", b"", blob)
+        assert digits.encode() not in squashed, f"{where} holds the number given in a body"
+
+    with pytest.raises(AssertionError):  # the scan does see a number in any of its formats
+        clean(b"x " + formats[-1].encode() + b" y", "guard")
+    topics = all_topics_raw(worker)
+    assert any(t.endswith("-changelog") for t in topics)
+    for name, records in topics.items():
+        clean(b"\n".join(k + b" " + v for k, v in records), name)
+    assert b"[numero] bisous" in b"".join(v for _, v in topics[f"{worker.app_id}.journal"])
+    clean(worker.log_path.read_text().encode(), "the worker log")
+    for args in (("journal",), ("audit",), ("audit", "--json")):
+        out = worker.cli(*args)
+        assert out.returncode == 0, out.stderr[-2000:]  # the audit replays the masked bodies
+        clean((out.stdout + out.stderr).encode(), "antirelou " + " ".join(args))
