@@ -26,7 +26,6 @@ import asyncio
 import getpass
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -240,22 +239,6 @@ def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def deployment_secret(state_dir: Path) -> bytes:
-    """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
-    env = _env("ANTIRELOU_SECRET")
-    if env:
-        return env.encode()
-    path = state_dir / "secret"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        log.warning("created a new deployment secret in %s (set ANTIRELOU_SECRET to share "
-                    "one between machines)", path)
-    return path.read_text().strip().encode()
-
-
 def run(args: argparse.Namespace, embedded: bool) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust
@@ -281,7 +264,22 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "
               "--insecure-dev to accept unsigned webhooks while developing.", file=sys.stderr)
         return 2
-    secret = deployment_secret(state_dir)
+    from infra.keycheck import (
+        KEYCHECK_CONFIG,
+        SecretError,
+        check_key,
+        deployment_secret,
+        keycheck_topic,
+    )
+    try:
+        secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
+    except SecretError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 2
+    log.info("deployment secret from %s", secret_from)
+    if not secret_from.startswith("ANTIRELOU"):
+        log.warning("the deployment secret is kept in the state folder (%s): development "
+                    "only, a backup of the folder opens every sealed number", secret_from)
 
     broker = None
     kafka = args.kafka
@@ -300,6 +298,14 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
                                 config=topic_configs(names))
         if created:
             log.info("created topics %s", ", ".join(created))
+        ensure_topics(kafka, {keycheck_topic(args.app_id): 1},
+                      config={keycheck_topic(args.app_id): KEYCHECK_CONFIG})
+        try:
+            value = asyncio.run(check_key(kafka, keycheck_topic(args.app_id), secret))
+        except SecretError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return 2
+        log.info("deployment key check value %s matches", value)
 
         ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)

@@ -280,3 +280,56 @@ def test_phone_number_in_a_body_appears_nowhere_after_a_flood(worker):
         out = worker.cli(*args)
         assert out.returncode == 0, out.stderr[-2000:]  # the audit replays the masked bodies
         clean((out.stdout + out.stderr).encode(), "antirelou " + " ".join(args))
+
+
+def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SECRET",),
+                          app_id: str | None = None) -> subprocess.CompletedProcess:
+    """A second `antirelou worker` of this deployment; it must refuse to start."""
+    import os
+
+    from tests.e2e.conftest import SIGNING_KEY
+
+    env = {k: v for k, v in os.environ.items() if k not in (*drop, "ANTIRELOU_INSECURE_DEV")}
+    env.update({"MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, **env_extra})
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker", "--kafka", worker.kafka,
+             "--config", str(worker.config), "--app-id", app_id or worker.app_id,
+             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2"],
+            capture_output=True, text=True, timeout=60, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired:  # (subprocess.run killed it)
+        pytest.fail("the worker started instead of refusing")
+
+
+def test_secret_beside_the_data_is_refused_outside_development(worker, tmp_path):
+    # Issue 13 item 5: without ANTIRELOU_SECRET a worker generated one in .state/secret,
+    # beside the data it protects (a backup of .state opened every sealed number).
+    out = _start_worker_briefly(worker, tmp_path, {}, app_id="e2e-nosecret")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "ANTIRELOU_SECRET" in out.stderr and not (tmp_path / "state" / "secret").exists()
+    inside = tmp_path / "state" / "my-secret"
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.write_text("a-secret-of-at-least-16-bytes")
+    out = _start_worker_briefly(worker, tmp_path, {"ANTIRELOU_SECRET_FILE": str(inside)},
+                                app_id="e2e-nosecret")
+    assert out.returncode == 2 and "inside the state folder" in out.stderr, out.stderr[-2000:]
+
+
+def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
+    # Issue 13 item 5: a worker with another secret joined the deployment: the same number
+    # got two pseudonyms and the other workers' sealed numbers did not open. The first
+    # worker published its key check value; this one's differs.
+    from infra.journal import iter_records
+    from infra.keycheck import key_check_value, keycheck_topic
+
+    async def published():
+        return [k async for _, _, k, _ in iter_records(worker.kafka, keycheck_topic(
+            worker.app_id))]
+
+    assert asyncio.run(published()) == [key_check_value(b"e2e-secret-0123456789abcdef")
+                                        .encode()]
+    out = _start_worker_briefly(worker, tmp_path,
+                                {"ANTIRELOU_SECRET": "another-secret-0123456789abcdef"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not the deployment's" in out.stderr
+    assert "another-secret" not in out.stderr + out.stdout  # the secret is never shown
