@@ -215,6 +215,7 @@ def create_app(
     campaigns = {c.id: c for c in settings.campaigns}
     by_number = {c.number: c for c in settings.campaigns}
     privacy = Privacy(settings.secret)
+    journaled = getattr(deciders, "journaled", lambda events: None)  # actors/remote.py
     verifier = SignatureVerifier(settings.signing_key) if settings.signing_key else None
     number_facts = NumberFacts()
     names = topic_names(settings.app_id)
@@ -481,6 +482,7 @@ def create_app(
             reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
             decisions = await deciders.decide(batch)
             await record(decisions, acked=True)
+            journaled(decisions)  # the next call tells the shard (it catches up if behind)
             reply_to.update(hold_deferred(decisions, reply_to))
             for decision in decisions:
                 if isinstance(decision, ReplyApproved):
@@ -576,6 +578,7 @@ def create_app(
                             checked.command_id)
             outcomes = await deciders.control([checked])
             await record(outcomes, acked=True)
+            journaled(outcomes)
             for event in outcomes:
                 if isinstance(event, PolicyChanged):
                     log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
