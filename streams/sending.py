@@ -31,7 +31,7 @@ reply that was the probe so often that it reached ``max_calls`` fails too (each 
 calls was refused: nothing was sent). Any exception during the probe gives it back (a
 reply whose number does not open must not hold the breaker half-open for ever).
 
-``send_replies`` (streams/app.py) sends in batches: ``deliver`` runs for every reply of a
+``send_replies`` (streams/stages/send.py) sends in batches: ``deliver`` runs for every reply of a
 batch at once, bounded by ``slots`` (the sending threads), and ``GroupCommit`` stores what
 they journal at about the same time (the batch's attempts, their outcomes) in one
 acknowledged write.
