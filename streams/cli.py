@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                        default=int(_env("ANTIRELOU_SEND_ATTEMPTS", "6")),
                        help="calls per reply on 5xx/429/unreachable before it fails and is "
                        "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--http-idle-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15")),
+                       help="close a connection without a complete request header or idle "
+                            "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
+        p.add_argument("--http-body-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10")),
+                       help="answer 408 to a request body not received within this long "
+                            "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
         p.add_argument("--breaker-cooldown", type=float,
                        default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
                        help="seconds sends wait once MessageBird failed 5 times in a row "
@@ -331,6 +339,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
+            http_idle_timeout_s=args.http_idle_timeout,
+            http_body_timeout_s=args.http_body_timeout,
         )
         app = create_app(settings, shards, gateway)
 
