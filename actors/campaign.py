@@ -73,6 +73,13 @@ Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeSt
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
 REMEMBERED_DECISIONS = 50_000
+# Operator command ids are remembered apart from the decisions (a flood of 50,000 texts
+# must not make a signed command forgettable, hence replayable): each until no signed
+# command can be accepted with its time any more. ``infra.operators`` accepts a command
+# within MAX_SKEW_MS (10 min) of the worker's clock, and the newest command applied was
+# signed within that window too, so one older than it by twice the window can no longer
+# pass. Time from the signed commands, not from texts (a text's date is the sender's).
+COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
 # Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
 # thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
 # nothing), then the ones with the least debt.
@@ -142,6 +149,8 @@ class CampaignState:
     release_tat: int = 0  # GCRA of releases from the queue (surge_release_per_minute)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
+    # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).
+    commands: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
     @classmethod
     def opening(cls, campaign: Campaign) -> CampaignState:
@@ -446,7 +455,7 @@ def _dequeue(state: CampaignState, message_id: str) -> None:
 
 
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
-    earlier = state.decided.get("cmd:" + command.command_id)
+    earlier = state.commands.get("cmd:" + command.command_id)
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     if isinstance(command, ChangePolicy):
@@ -487,15 +496,20 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.surge.active = t is SurgeStarted
         return state
     key = idempotency_key(event)
-    earlier = state.decided.get(key)
+    memory = state.commands if t is PolicyChanged or t is BudgetCredited else state.decided
+    earlier = memory.get(key)
     # A deferred request is decided twice: deferred, then released or expired.
     if earlier is not None and not (type(earlier) is ReplyDeferred
                                     and (t is ReplyExpired or t is ReplyApproved)):
         return state
-    state.decided[key] = event
+    memory[key] = event
     if earlier is not None:
-        state.decided.move_to_end(key)
-    if len(state.decided) > REMEMBERED_DECISIONS:
+        memory.move_to_end(key)
+    if memory is state.commands:
+        oldest_kept = event.occurred_at - COMMAND_MEMORY_MS
+        while next(iter(memory.values())).occurred_at < oldest_kept:
+            memory.popitem(last=False)
+    elif len(state.decided) > REMEMBERED_DECISIONS:
         state.decided.popitem(last=False)
     state.seq = event.seq
     if t is ReplyApproved:

@@ -50,6 +50,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "queued": state.queued,
         "release_tat": state.release_tat,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
+        "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     }), 1)
 
@@ -59,6 +60,10 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         data = zlib.decompress(data)
     raw: dict[str, Any] = orjson.loads(data)
     decided = [codec.from_dict(d) for d in raw["decided"]]
+    # Operator commands sat among the decisions in snapshots before they were kept apart.
+    commands = [codec.from_dict(d) for d in raw.get("commands", [])] + [
+        e for e in decided if idempotency_key(e).startswith("cmd:")]
+    decided = [e for e in decided if not idempotency_key(e).startswith("cmd:")]
     state = CampaignState(
         campaign_id=raw["campaign_id"],
         balance_micros=raw["balance_micros"],
@@ -77,5 +82,6 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         queued={mid: (v[0], v[1]) for mid, v in raw.get("queued", {}).items()},
         release_tat=raw.get("release_tat", 0),
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
+        commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )
     return state, {int(p): o for p, o in raw["journal_offsets"].items()}

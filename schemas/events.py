@@ -255,7 +255,7 @@ class ReplyUncertain:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "timeout" | "unreadable_answer" | "crash_during_send"
+    reason: str  # "timeout" | "connection_lost" | "unreadable_answer" | "crash_during_send"
     occurred_at: int
 
 

@@ -41,6 +41,7 @@ from streams.stages.decide import deferred_reply_to_table, register_decide
 from streams.stages.runtime import Deciders, Gateway, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
+from streams.httpguard import bound_http_connections
 from streams.stages.views import register_views
 from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier
@@ -162,4 +163,5 @@ def create_app(
     register_views(rt)
     if settings.bird_channels:
         register_bird(rt)
+    bound_http_connections(app, settings.http_idle_timeout_s)
     return app

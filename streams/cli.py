@@ -26,7 +26,6 @@ import asyncio
 import getpass
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -102,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                        default=int(_env("ANTIRELOU_SEND_ATTEMPTS", "6")),
                        help="calls per reply on 5xx/429/unreachable before it fails and is "
                        "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--http-idle-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15")),
+                       help="close a connection without a complete request header or idle "
+                            "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
+        p.add_argument("--http-body-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10")),
+                       help="answer 408 to a request body not received within this long "
+                            "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
         p.add_argument("--breaker-cooldown", type=float,
                        default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
                        help="seconds sends wait once MessageBird failed 5 times in a row "
@@ -275,22 +282,6 @@ def topic_configs(names: dict[str, str],
     return configs
 
 
-def deployment_secret(state_dir: Path) -> bytes:
-    """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
-    env = _env("ANTIRELOU_SECRET")
-    if env:
-        return env.encode()
-    path = state_dir / "secret"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        log.warning("created a new deployment secret in %s (set ANTIRELOU_SECRET to share "
-                    "one between machines)", path)
-    return path.read_text().strip().encode()
-
-
 def run(args: argparse.Namespace, embedded: bool) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust
@@ -330,7 +321,22 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
               "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return 2
-    secret = deployment_secret(state_dir)
+    from infra.keycheck import (
+        KEYCHECK_CONFIG,
+        SecretError,
+        check_key,
+        deployment_secret,
+        keycheck_topic,
+    )
+    try:
+        secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
+    except SecretError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 2
+    log.info("deployment secret from %s", secret_from)
+    if not secret_from.startswith("ANTIRELOU"):
+        log.warning("the deployment secret is kept in the state folder (%s): development "
+                    "only, a backup of the folder opens every sealed number", secret_from)
 
     broker = None
     kafka = args.kafka
@@ -352,6 +358,14 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         if created:
             log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
                      ", ".join(created), replication, min_insync or "the broker's")
+        ensure_topics(kafka, {keycheck_topic(args.app_id): 1},
+                      config={keycheck_topic(args.app_id): KEYCHECK_CONFIG})
+        try:
+            value = asyncio.run(check_key(kafka, keycheck_topic(args.app_id), secret))
+        except SecretError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return 2
+        log.info("deployment key check value %s matches", value)
 
         ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
@@ -380,6 +394,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
             replication_factor=replication,
+            http_idle_timeout_s=args.http_idle_timeout,
+            http_body_timeout_s=args.http_body_timeout,
         )
         app = create_app(settings, shards, gateway)
 

@@ -58,6 +58,7 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
+    rt.journaled(decisions)
     reply_to.update(store_deferred(rt.tables.deferred_reply_to, decisions, reply_to))
     for decision in decisions:
         if isinstance(decision, ReplyApproved):
