@@ -30,6 +30,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from infra.broker import BrokerError
 from infra.config import ConfigError, load_campaigns
 
 log = logging.getLogger("antirelou")
@@ -194,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return 2
+    except BrokerError as exc:  # e.g. the state folder's broker belongs to a running `up`
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -256,6 +260,24 @@ def deployment_secret(state_dir: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+# Ctrl-C/SIGTERM: seconds `up` and `worker` have to stop before they stop the broker and
+# exit regardless (a reply in backoff or a hung MessageBird call must not hold them).
+STOP_GRACE_S = 7.0
+
+
+def supervised_broker(state_dir: Path, port: int):
+    """The embedded broker under its supervisor (infra/supervisor.py): an orphan of a
+    killed `up` stopped first (and said), restarted when it dies, dies with this process."""
+    from infra.broker import EmbeddedBroker
+    from infra.supervisor import BrokerSupervisor
+
+    supervisor = BrokerSupervisor(EmbeddedBroker(state_dir / "kafka", port=port,
+                                                 die_with_parent=True), state_dir).start()
+    if supervisor.orphan_note:
+        print(f"antirelou: {supervisor.orphan_note}", flush=True)
+    return supervisor
+
+
 def run(args: argparse.Namespace, embedded: bool) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust
@@ -263,10 +285,11 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
-    from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
+    from infra.broker import ensure_topics, wait_for_kafka
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
+    from infra.supervisor import bound_shutdown
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.sending import RetryPolicy
@@ -289,8 +312,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         if not embedded:
             print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
             return 2
-        broker = EmbeddedBroker(state_dir / "kafka", port=args.kafka_port).start()
-        kafka = broker.bootstrap_servers
+        broker = supervised_broker(state_dir, args.kafka_port)
+        kafka = broker.broker.bootstrap_servers
         log.info("embedded Kafka-protocol broker (noida-db) on %s, data in %s",
                  kafka, state_dir / "kafka")
     try:
@@ -355,11 +378,17 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print(f"antirelou: WARNING operator commands will be refused: {NO_OPERATORS}",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        bound_shutdown(worker, STOP_GRACE_S, cleanup=broker.stop if broker else lambda: None)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+            code = int(exc.code or 0)
+        else:
+            code = 0
+        if broker is not None and broker.gave_up:
+            print(f"antirelou: {broker.gave_up}", file=sys.stderr, flush=True)
+            return 1
+        return code
     finally:
         if ray.is_initialized():
             ray.shutdown()
