@@ -665,17 +665,28 @@ def audit_journal(args: argparse.Namespace) -> int:
         return 2
 
     comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    lost = None
+    if not result.ok:  # a journal with a lost tail fails: say what it is missing
+        from streams import lost_tail
+
+        lost = lost_tail.account_journal(
+            file=args.file, kafka=args.kafka,
+            topic=None if from_file else f"{args.app_id}.journal")
     if args.json:
         data = au.to_json(result)
         for m, m_json in zip(result.mismatches, data["mismatches"], strict=True):
             m_json.update(where(m.position))
         if comparison is not None:
             data["what_if"] = au.to_json(comparison)
+        if lost is not None:
+            data["lost_tail"] = lost.to_json()
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(au.render_text(result))
         if comparison is not None:
             sys.stdout.write("\n" + au.render_text(comparison))
+        if lost is not None:
+            sys.stdout.write("\n" + lost_tail.render_text(lost))
     if result.ok:
         return 0
     first = {**result.mismatches[0].to_json(), **where(result.mismatches[0].position)}

@@ -138,52 +138,67 @@ class LossAccount:
         }
 
 
-def account(events: Iterable[Any]) -> LossAccount:
-    """One pass over a journal: what it lost (see the module docstring). Pure."""
-    acc = LossAccount()
-    texts: set[str] = set()
-    approved: set[str] = set()
-    sent: set[str] = set()
-    ended: set[str] = set()  # a send outcome of any kind
-    attempted: dict[str, None] = {}
-    reports: dict[str, str] = {}
-    seqs: dict[str, set[int]] = {}
-    for ev in events:
+class Accountant:
+    """:func:`account` fed one event at a time (a journal read from Kafka as it comes)."""
+
+    def __init__(self) -> None:
+        self.acc = LossAccount()
+        self.texts: set[str] = set()
+        self.approved: set[str] = set()
+        self.sent: set[str] = set()
+        self.ended: set[str] = set()  # a send outcome of any kind
+        self.attempted: dict[str, None] = {}
+        self.reports: dict[str, str] = {}
+        self.seqs: dict[str, set[int]] = {}
+
+    def feed(self, ev: Any) -> None:
         t = type(ev)
         if t is TextReceived:
-            texts.add(ev.message_id)
+            self.texts.add(ev.message_id)
         elif t is ReplyApproved:
-            approved.add(ev.message_id)
+            self.approved.add(ev.message_id)
         elif t is ReplySent:
-            sent.add(ev.message_id)
-            ended.add(ev.message_id)
+            self.sent.add(ev.message_id)
+            self.ended.add(ev.message_id)
         elif t is ReplyFailed or t is ReplyUncertain:
-            ended.add(ev.message_id)
+            self.ended.add(ev.message_id)
         elif t is ReplyAttempted:
-            attempted[ev.message_id] = None
+            self.attempted[ev.message_id] = None
         elif t is DeliveryReported:
-            reports[ev.message_id] = ev.status  # the last word on it
+            self.reports[ev.message_id] = ev.status  # the last word on it
         elif t is RecordsLost:
-            acc.records_lost.append(ev)
+            self.acc.records_lost.append(ev)
         seq = getattr(ev, "seq", None)
         if seq:  # campaign decisions; seq 0 is outside every campaign's order
-            seqs.setdefault(ev.campaign_id, set()).add(seq)
-    for campaign_id, have in sorted(seqs.items()):
-        gaps: list[tuple[int, int]] = []
-        expected = 1
-        for seq in sorted(have):
-            if seq > expected:
-                gaps.append((expected, seq - 1))
-            expected = seq + 1
-        if gaps:
-            acc.seq_gaps[campaign_id] = gaps
-    acc.reported_not_sent = sorted((m, s) for m, s in reports.items()
-                                   if m not in sent and s != "delivery_failed")
-    acc.sent_without_approval = sorted(sent - approved)
-    acc.approved_without_text = sorted(approved - texts)
-    acc.attempted_without_outcome = sorted(m for m in attempted if m not in ended)
-    acc.texts, acc.sent, acc.reported = len(texts), len(sent), len(reports)
-    return acc
+            self.seqs.setdefault(ev.campaign_id, set()).add(seq)
+
+    def result(self) -> LossAccount:
+        acc = self.acc
+        for campaign_id, have in sorted(self.seqs.items()):
+            gaps: list[tuple[int, int]] = []
+            expected = 1
+            for seq in sorted(have):
+                if seq > expected:
+                    gaps.append((expected, seq - 1))
+                expected = seq + 1
+            if gaps:
+                acc.seq_gaps[campaign_id] = gaps
+        sent = self.sent
+        acc.reported_not_sent = sorted((m, s) for m, s in self.reports.items()
+                                       if m not in sent and s != "delivery_failed")
+        acc.sent_without_approval = sorted(sent - self.approved)
+        acc.approved_without_text = sorted(self.approved - self.texts)
+        acc.attempted_without_outcome = sorted(m for m in self.attempted if m not in self.ended)
+        acc.texts, acc.sent, acc.reported = len(self.texts), len(sent), len(self.reports)
+        return acc
+
+
+def account(events: Iterable[Any]) -> LossAccount:
+    """One pass over a journal: what it lost (see the module docstring). Pure."""
+    accountant = Accountant()
+    for ev in events:
+        accountant.feed(ev)
+    return accountant.result()
 
 
 def render_text(acc: LossAccount, limit: int = 10) -> str:
@@ -220,3 +235,30 @@ def render_text(acc: LossAccount, limit: int = 10) -> str:
                "delivery report. Texts acknowledged in the lost second that MessageBird "
                "does not retry are gone: only the provider's inbound log has them.")
     return "\n".join(out) + "\n"
+
+
+def account_journal(*, file: str | None = None, kafka: str | None = None,
+                    topic: str | None = None) -> LossAccount:
+    """:func:`account` of a JSON-lines export or of the journal topic (a second read, done
+    by ``antirelou audit`` only when the replay failed)."""
+    accountant = Accountant()
+    if file is not None:
+        import orjson
+
+        from schemas import codec
+
+        with open(file, "rb") as f:
+            for line in f:
+                if line.strip():
+                    accountant.feed(codec.from_dict(orjson.loads(line)))
+        return accountant.result()
+    import asyncio
+
+    from infra.journal import iter_journal
+
+    async def read() -> None:
+        async for _, _, event in iter_journal(kafka, topic):
+            accountant.feed(event)
+
+    asyncio.run(read())
+    return accountant.result()

@@ -71,3 +71,31 @@ def test_the_guard_speaks_only_when_the_log_ends_before_what_was_read(caplog):
     assert fact == RecordsLost("t", 1, 60, 100, "committed", 7)
     assert guard.records_lost == 40 and guard.health()["incidents"][0]["from_offset"] == 60
     assert "RECORDS LOST" in caplog.text and "40 record(s)" in caplog.text
+
+
+def test_the_audit_of_a_journal_that_lost_a_stretch_fails_and_says_what_is_missing(
+        tmp_path, capsys):
+    import orjson
+
+    from infra.config import load_campaigns
+    from schemas import codec
+    from streams import cli
+    from tests.core.test_audit import STORY, TOML, pipeline
+
+    config = tmp_path / "campaigns.toml"
+    config.write_text(TOML.format(budget="0.35"))
+    journal = pipeline(STORY, load_campaigns(config))
+    # The broker lost the whole story of the second approved reply; its delivery report
+    # came in after the broker was back.
+    lost = next(e for e in journal if isinstance(e, ReplyApproved) and e.seq == 2)
+    kept = [e for e in journal if getattr(e, "message_id", None) != lost.message_id]
+    kept.append(reported(lost.message_id))
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(codec.to_dict(e)) + b"\n" for e in kept))
+    assert cli.main(["audit", "--config", str(config), "--file", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Lost tail" in out and f"campaign {lost.campaign_id}: 1 decision(s) missing, seq 2" in out
+    assert f"{lost.message_id} (delivered)" in out
+    assert cli.main(["audit", "--config", str(config), "--file", str(path), "--json"]) == 1
+    data = orjson.loads(capsys.readouterr().out)
+    assert data["lost_tail"]["missing_decisions"] == {lost.campaign_id: [[2, 2]]}
