@@ -375,11 +375,31 @@ class ControlRefused:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsLost:
+    """A worker found records of a work topic gone from the broker: it was ahead of the
+    log's end (the broker lost its last writes: noida-db killed keeps about its last second
+    only), or a hole that will never fill. ``from_offset`` (included) .. ``to_offset``
+    (excluded) are what the worker had read or committed past the end; the worker goes on
+    from ``from_offset``, the log's end, where new records are written. Not a campaign
+    event: a fact for the audit's account of what was lost (streams/lost_tail.py)."""
+
+    TYPE = "RecordsLost"
+    SCHEMA_VERSION = 1
+
+    topic: str
+    partition: int
+    from_offset: int
+    to_offset: int
+    found: str  # "position" (the worker had read past the end) | "committed"
+    occurred_at: int
+
+
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
-    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused
+    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -403,4 +423,5 @@ EVENT_TYPES: tuple[type, ...] = (
     SurgeStarted,
     SurgeEnded,
     ControlRefused,
+    RecordsLost,
 )

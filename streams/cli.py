@@ -29,6 +29,7 @@ import os
 import sys
 from pathlib import Path
 
+from infra.broker import BrokerError
 from infra.config import ConfigError, load_campaigns
 
 log = logging.getLogger("antirelou")
@@ -218,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return 2
+    except BrokerError as exc:  # e.g. the state folder's broker belongs to a running `up`
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -282,6 +286,24 @@ def topic_configs(names: dict[str, str],
     return configs
 
 
+# Ctrl-C/SIGTERM: seconds `up` and `worker` have to stop before they stop the broker and
+# exit regardless (a reply in backoff or a hung MessageBird call must not hold them).
+STOP_GRACE_S = 7.0
+
+
+def supervised_broker(state_dir: Path, port: int):
+    """The embedded broker under its supervisor (infra/supervisor.py): an orphan of a
+    killed `up` stopped first (and said), restarted when it dies, dies with this process."""
+    from infra.broker import EmbeddedBroker
+    from infra.supervisor import BrokerSupervisor
+
+    supervisor = BrokerSupervisor(EmbeddedBroker(state_dir / "kafka", port=port,
+                                                 die_with_parent=True), state_dir).start()
+    if supervisor.orphan_note:
+        print(f"antirelou: {supervisor.orphan_note}", flush=True)
+    return supervisor
+
+
 def run(args: argparse.Namespace, embedded: bool) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust
@@ -300,6 +322,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
     from infra.providers import gateways_from_env, load_providers
+    from infra.supervisor import bound_shutdown
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.bird_webhook import BIRD_WEBHOOK_PATH
@@ -344,8 +367,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         if not embedded:
             print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
             return 2
-        broker = EmbeddedBroker(state_dir / "kafka", port=args.kafka_port).start()
-        kafka = broker.bootstrap_servers
+        broker = supervised_broker(state_dir, args.kafka_port)
+        kafka = broker.broker.bootstrap_servers
         log.info("embedded Kafka-protocol broker (noida-db) on %s, data in %s",
                  kafka, state_dir / "kafka")
     try:
@@ -434,11 +457,17 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print(f"antirelou: WARNING operator commands will be refused: {NO_OPERATORS}",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        bound_shutdown(worker, STOP_GRACE_S, cleanup=broker.stop if broker else lambda: None)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+            code = int(exc.code or 0)
+        else:
+            code = 0
+        if broker is not None and broker.gave_up:
+            print(f"antirelou: {broker.gave_up}", file=sys.stderr, flush=True)
+            return 1
+        return code
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -715,17 +744,28 @@ def audit_journal(args: argparse.Namespace) -> int:
         return 2
 
     comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    lost = None
+    if not result.ok:  # a journal with a lost tail fails: say what it is missing
+        from streams import lost_tail
+
+        lost = lost_tail.account_journal(
+            file=args.file, kafka=args.kafka,
+            topic=None if from_file else f"{args.app_id}.journal")
     if args.json:
         data = au.to_json(result)
         for m, m_json in zip(result.mismatches, data["mismatches"], strict=True):
             m_json.update(where(m.position))
         if comparison is not None:
             data["what_if"] = au.to_json(comparison)
+        if lost is not None:
+            data["lost_tail"] = lost.to_json()
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(au.render_text(result))
         if comparison is not None:
             sys.stdout.write("\n" + au.render_text(comparison))
+        if lost is not None:
+            sys.stdout.write("\n" + lost_tail.render_text(lost))
     if result.ok:
         return 0
     first = {**result.mismatches[0].to_json(), **where(result.mismatches[0].position)}
