@@ -269,6 +269,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.operators import NO_OPERATORS, load_operators
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.ops import register_ops
     from streams.sending import RetryPolicy
 
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
@@ -327,6 +328,8 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             ack_timeout_s=args.ack_timeout,
         )
         app = create_app(settings, shards, gateway)
+        admin_token = _env("ANTIRELOU_ADMIN_TOKEN")
+        register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev)
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
@@ -339,6 +342,17 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
+        web = f"http://{args.web_host}:{args.web_port}"
+        if admin_token:
+            print(f"antirelou: dashboard at {web}/dashboard, metrics at {web}/metrics "
+                  "(admin token: ANTIRELOU_ADMIN_TOKEN)", flush=True)
+        elif args.insecure_dev:
+            print(f"antirelou: *** INSECURE DEV MODE: {web}/dashboard, /metrics, /campaigns "
+                  "and /health are OPEN to anyone who reaches this port (set "
+                  "ANTIRELOU_ADMIN_TOKEN) ***", flush=True)
+        else:
+            print("antirelou: WARNING /dashboard, /metrics and /campaigns are refused: set "
+                  "ANTIRELOU_ADMIN_TOKEN", flush=True)
         if isinstance(gateway, DryRunGateway):
             print("antirelou: *** DRY RUN: MESSAGEBIRD_ACCESS_KEY is not set; replies are "
                   "journaled but NO SMS IS SENT ***", flush=True)
