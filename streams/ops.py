@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.web import Request, Response, View
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from schemas import codec
@@ -239,8 +239,8 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(registry),
-                              content_type="text/plain; version=0.0.4; charset=utf-8")
+            return web.Response(body=generate_latest(registry),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/dashboard")
     class Dashboard(View):
