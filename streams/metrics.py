@@ -275,6 +275,7 @@ class Projection:
                 **self.status(cid),
                 "reserve_micros": fig.state.policy.reserve_micros,
                 "allowance_left_micros": self.allowance_left(cid, now_ms),
+                "spent_today_micros": _current(fig.state.pacing, now_ms)[1],
                 "texts": {f"{v}:{r}" if r else v: n for (v, r), n in sorted(fig.texts.items())},
                 "replies": dict(sorted(fig.replies.items())),
                 "decisions": {f"{d}:{r}" if r else d: n

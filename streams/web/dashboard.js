@@ -76,10 +76,10 @@ function render(data) {
       `${c.deferred} / ${c.released} / ${expired}`));
     box.append(tiles);
     if (c.allowance_left_micros != null) {
-      const today = c.allowance_left_micros + 0;
-      const bar = el("div", {class: "bar", title: "spend against today's allowance"});
-      const spentToday = c.minutes.reduce((a, m) => a + m.spend_micros, 0);
-      const pct = Math.min(100, 100 * spentToday / Math.max(1, spentToday + today));
+      const left = c.allowance_left_micros, spentToday = c.spent_today_micros;
+      const bar = el("div", {class: "bar", id: `c-${cid}-allowance-bar`,
+        title: `today: EUR ${eur(spentToday)} spent of EUR ${eur(spentToday + left)} allowed`});
+      const pct = Math.min(100, 100 * spentToday / Math.max(1, spentToday + left));
       bar.append(el("span", {style: `width:${pct}%`}));
       box.append(bar);
     }
@@ -98,8 +98,10 @@ function render(data) {
     left.append(legend);
     row.append(left);
     const table = el("table", {id: `c-${cid}-last`});
-    table.append(el("tr")).append(el("th", {}, "time (UTC)"), el("th", {}, "sender"),
+    const head = el("tr");
+    head.append(el("th", {}, "time (UTC)"), el("th", {}, "sender"),
       el("th", {}, "decision"), el("th", {}, "reason"));
+    table.append(head);
     for (const d of c.last) {
       const tr = el("tr");
       tr.append(el("td", {}, iso(d.at).slice(0, 19)), el("td", {}, d.sender.slice(0, 14) + "…"),
@@ -120,7 +122,10 @@ async function poll() {
   try {
     const answer = await fetch("/dashboard/data", {credentials: "same-origin", cache: "no-store"});
     if (answer.status === 401 || answer.status === 403) { location.reload(); return; }
-    render(await answer.json());
+    const data = await answer.json();
+    try { render(data); } catch (e) {
+      document.getElementById("status").textContent = `cannot show the data: ${e}`;
+    }
   } catch (e) {
     document.getElementById("status").textContent = `worker unreachable (${e}); retrying`;
   }
