@@ -220,3 +220,42 @@ def test_the_worker_logs_one_line_per_campaign_each_minute_with_activity(worker)
         assert time.monotonic() < deadline, "no minute summary in the worker log"
         time.sleep(1)
     assert requests.get(worker.url + "/dashboard/data", headers=ADMIN, timeout=10).json()["ready"]
+
+
+def test_policy_show_set_and_journal_as_an_operator_reads_them(worker):
+    shown = worker.cli("policy", "show", "paris")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "paris: policy v1 (campaign file)"
+    assert lines[1].startswith("  balance EUR ") and "reply 1 GSM-7 segment(s)" in lines[1]
+    keys = [line.split("=")[0].strip() for line in lines[2:]]
+    from schemas.policy import OPERATOR_KEYS
+    assert keys == list(OPERATOR_KEYS)  # every key, in the order of `policy set --help`
+
+    # A reserve above the balance stops every reply: refused unless --force, and then warned.
+    balance = worker.status()["paris"]["balance_micros"] / 1e6
+    r = worker.cli("policy", "set", "paris", "reserve_eur=999999", operator="alice")
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"antirelou: paris: reserve EUR 999,999.00 is not below the balance EUR {balance:,.2f}: "
+        "no reply can be paid",
+        "antirelou: not sent: this change stops every reply (pass --force to apply it anyway)"]
+    r = worker.cli("policy", "set", "paris", "reserve_eur=999999", "--force", operator="alice")
+    assert r.returncode == 0 and r.stderr.startswith("antirelou: warning: paris: reserve EUR")
+    assert r.stdout.strip() == "paris: policy v2 in force (alice): reserve_eur 0 -> 999999"
+    r = worker.cli("policy", "set", "paris", "reserve_eur=0", "sender_burst=6", operator="alice")
+    assert r.stdout.strip() == ("paris: policy v3 in force (alice): reserve_eur 999999 -> 0, "
+                                "sender_burst 5 -> 6"), r.stderr
+
+    human = worker.cli("journal", "--human", "--campaign", "paris", "--type", "PolicyChanged",
+                       "--since", "1h")
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert len(lines) == 2 and all(re.match(
+        r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ  paris     PolicyChanged        command_id \w+, "
+        r"version \d, changes \{.*\}, operator alice, seq \d+$", line) for line in lines), lines
+    approved = worker.cli("journal", "-H", "--type", "ReplyApproved", "--campaign", "paris")
+    assert re.search(r"cost EUR 0\.08, balance_after EUR [\d,]+\.\d\d, seq \d+, occurred",
+                     approved.stdout) is None  # times are not EUR
+    assert re.search(r"segments 1, encoding GSM-7, cost EUR 0\.08, balance_after EUR [\d,]+\.\d\d",
+                     approved.stdout), approved.stdout[:500]
+    assert worker.cli("journal", "--since", "2099-01-01").stdout == ""
