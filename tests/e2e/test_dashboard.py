@@ -223,6 +223,8 @@ def test_the_worker_logs_one_line_per_campaign_each_minute_with_activity(worker)
 
 
 def test_policy_show_set_and_journal_as_an_operator_reads_them(worker):
+    one = worker.post(sender=new_sender(), campaign="paris")
+    worker.wait_for(lambda ev: of(ev, one.message_id, "ReplySent"))
     shown = worker.cli("policy", "show", "paris")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
