@@ -33,7 +33,6 @@ from functools import lru_cache
 
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import PacingState, pacing_apply, pacing_check
-from actors.segments import segment_info
 from actors.surge import (
     MINUTE_MS,
     DeferralQueue,
@@ -66,6 +65,7 @@ from schemas.events import (
     SurgeStarted,
 )
 from schemas.policy import MAX_SURGE_QUEUE, Policy, apply_changes, check_changes
+from schemas.segments import segment_info
 
 Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeStarted
             | SurgeEnded)
