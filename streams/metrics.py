@@ -32,7 +32,7 @@ from schemas.campaign import Campaign
 from schemas.policy import describe
 
 MINUTE_MS = 60_000
-DEDUP_WINDOW = 200_000  # message ids remembered per kind, to count restated events once
+DEDUP_WINDOW = 50_000  # message ids remembered per kind, to count restated events once
 PENDING_LATENCY = 50_000  # texts waiting for their verdict / reply, for the histograms
 MINUTES_KEPT = 60  # the dashboard's per-minute window
 LAST_DECISIONS = 20

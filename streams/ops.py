@@ -307,7 +307,8 @@ async def _follow(kafka: str, names: dict[str, str], projection: Projection,
         inbound = names["inbound"]
         decode, loads = codec.decode, orjson.loads
         while True:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5_000)
+            # Small batches: catching up on a long journal shares the loop with the agents.
+            batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
             for tp, records in batches.items():
                 if tp.topic == inbound:
                     for r in records:
