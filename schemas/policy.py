@@ -20,6 +20,7 @@ Errors::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -86,6 +87,8 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
 
 # Core field -> (operator key, parser of the operator's text).
 def parse_eur(text: str, key: str, positive: bool) -> int:
+    if not _AMOUNT.match(text.strip()):  # Decimal takes "1e3", "NaN", "Infinity"
+        raise PolicyError(f"{key}: {text!r} is not an amount in EUR (write it like 250.00)")
     try:
         micros = Decimal(text) * MICROS_PER_EUR
     except InvalidOperation:
@@ -152,7 +155,22 @@ def _list(text: str, key: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
     items = [item.strip().upper() for item in text.split(",") if item.strip()]
+    if key == "allowed_countries":
+        import phonenumbers  # only for operator input: the core never needs it
+
+        bad = [c for c in items if c not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise PolicyError(f"{key}: {', '.join(bad)} not ISO country codes (e.g. FR,BE)")
+    elif key == "blocked_prefixes":
+        bad = [p for p in items if not _PREFIX.match(p)]
+        if bad:
+            raise PolicyError(f"{key}: {', '.join(bad)}: write a range as country code - 3 "
+                              "digits, e.g. 33-756")
     return items
+
+
+_AMOUNT = re.compile(r"^-?\d+(\.\d+)?$")  # the sign is checked below
+_PREFIX = re.compile(r"^\d{1,3}-\d{3}$")
 
 
 OPERATOR_KEYS = {
