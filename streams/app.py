@@ -33,6 +33,7 @@ import faust
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
 from infra.privacy import Privacy
+from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
 from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings, topic_names
 from streams.stages.bird import register_bird
@@ -41,7 +42,6 @@ from streams.stages.decide import deferred_reply_to_table, register_decide
 from streams.stages.runtime import Deciders, Gateway, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
-from streams.httpguard import bound_http_connections
 from streams.stages.views import register_views
 from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier

@@ -465,7 +465,6 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
     from infra.broker import (
-        EmbeddedBroker,
         broker_count,
         default_replication,
         ensure_topics,
