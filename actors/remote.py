@@ -51,6 +51,8 @@ class JournalShard(CampaignShard):
         snapshots, tail = asyncio.run(
             _read_recovery(kafka, journal_topic, snapshot_topic, list(self._states)))
         for state in snapshots:
+            # The end date is the config's (an operator may have moved it), as in the audit.
+            state.ends_at = self._campaigns[state.campaign_id].ends_at
             self._states[state.campaign_id] = state
         self.from_snapshots = len(snapshots)
         self.recovered = self.recover(tail)
