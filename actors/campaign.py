@@ -203,8 +203,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     if policy.surge_multiple > 0 or state.surge.active:
         # The surge as it will be once this first text is counted (a copy: evolve does it).
         surge = _copy_surge(state.surge)
-        _observe_first_text(surge, policy, now)
-        transition = _transition(surge, policy)
+        observe_first_text(surge, policy, now)
+        transition = surge_transition(surge, policy)
         surging = (surge.active and transition is None) or transition == "enter"
     else:  # surge mode off and no surge to end: counting the text changes no decision
         transition, surging = None, False
@@ -363,7 +363,7 @@ def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list
     if surge_active:
         surge = _copy_surge(state.surge)
         surge_roll(surge, now)
-        if _transition(surge, policy) == "leave":
+        if surge_transition(surge, policy) == "leave":
             seq += 1
             out.append(_surge_event("leave", surge, state, policy, now, seq))
             surge_active = False
@@ -481,7 +481,7 @@ def _copy_surge(surge: SurgeState) -> SurgeState:
                       surge.last_surge_minute)
 
 
-def _observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
+def observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
     # Counted with surge mode off too, so that switching it on finds a baseline.
     surge_observe(surge, now)
     if policy.surge_multiple > 0 and surge_now(surge, policy.surge_multiple, policy.surge_min_rate,
@@ -489,7 +489,7 @@ def _observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
         surge.last_surge_minute = surge.minute
 
 
-def _transition(surge: SurgeState, policy: Policy) -> str | None:
+def surge_transition(surge: SurgeState, policy: Policy) -> str | None:
     """"enter" / "leave" / None for a surge state already rolled to now (not changed): enter
     on a surging minute, leave after ``surge_quiet_minutes`` minutes without one."""
     on = policy.surge_multiple > 0
@@ -641,7 +641,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         # Tracked even with pacing off, so switching it on finds the bucket as spent.
         _allowance(state, allowance_spend, event.cost_micros, event.occurred_at, balance_before)
         if event.deferred_at is None:
-            _observe_first_text(state.surge, state.policy, event.occurred_at)
+            observe_first_text(state.surge, state.policy, event.occurred_at)
             _count_prefix(state, event.prefix, event.occurred_at)
         else:
             item = state.queue.remove(event.message_id)
@@ -655,11 +655,11 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.denied += 1
         if event.reason == "queue_full":
             state.surge_arrivals += 1
-        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        observe_first_text(state.surge, state.policy, event.occurred_at)
         if event.reason not in _NOT_COUNTED:
             _count_prefix(state, event.prefix, event.occurred_at)
     elif t is ReplyDeferred:
-        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        observe_first_text(state.surge, state.policy, event.occurred_at)
         _count_prefix(state, event.prefix, event.occurred_at)
         state.queue.push(Deferred(event.message_id, event.priority, event.occurred_at))
         state.surge_arrivals += 1
