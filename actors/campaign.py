@@ -39,7 +39,6 @@ from actors.pacing import (
     allowance_credit,
     allowance_spend,
 )
-from actors.segments import segment_info
 from actors.surge import (
     MINUTE_MS,
     DeferralQueue,
@@ -75,6 +74,7 @@ from schemas.events import (
     SurgeStarted,
 )
 from schemas.policy import MAX_SURGE_QUEUE, Policy, apply_changes, check_changes
+from schemas.segments import segment_info
 
 Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeStarted
             | SurgeEnded | ReplyPromoted)

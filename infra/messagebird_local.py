@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from actors.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
+from schemas.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
 
 __all__ = [
     "GSM7_BASIC",
@@ -71,7 +71,7 @@ def message_parts(body: str, datacoding: str = "auto") -> tuple[int, str]:
 
     ``datacoding`` is MessageBird's parameter: ``plain``, ``unicode`` or ``auto``.
     The effective one is ``"plain"`` (GSM-7) or ``"unicode"`` (UCS-2). The counting is the
-    decision core's (``actors.segments``), so what we charge and what the server bills agree.
+    decision core's (``schemas.segments``), so what we charge and what the server bills agree.
     """
     if datacoding == "unicode" or (datacoding != "plain" and not is_gsm7(body)):
         return max(1, segments_as(body, UCS2)), "unicode"

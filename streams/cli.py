@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def ucs2_warning(text: str) -> str | None:
     """Say which characters force UCS-2 and what GSM-7 would have cost, if any do."""
-    from actors.segments import segment_info
+    from schemas.segments import segment_info
 
     info = segment_info(text)
     if not info.offending:

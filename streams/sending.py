@@ -24,7 +24,7 @@ probes do not count against a reply's ``max_attempts``: a provider outage delays
 instead of failing them (they wait in Kafka), while a reply the provider keeps refusing
 with 5xx when it answers others fails after ``max_attempts`` calls and is refunded.
 
-``send_replies`` (streams/app.py) sends in batches: ``deliver`` runs for every reply of a
+``send_replies`` (streams/stages/send.py) sends in batches: ``deliver`` runs for every reply of a
 batch at once, bounded by ``slots`` (the sending threads), and ``GroupCommit`` stores what
 they journal at about the same time (the batch's attempts, their outcomes) in one
 acknowledged write.

@@ -1,6 +1,6 @@
 """Inbound SMS webhook: parse MessageBird's callback and check its signature.
 
-The Faust view in ``streams.app`` is a thin shell around these two pieces, so both are
+The Faust view (``streams.stages.views``) is a thin shell around these two pieces, so both are
 tested without a broker.
 
 Errors (all carry an HTTP status and a JSON-able body; none ever holds a phone number)::
