@@ -87,6 +87,9 @@ class CampaignShard:
         state = self._states.get(campaign_id)
         return state.policy if state is not None else UNKNOWN_CAMPAIGN_POLICY
 
+    def campaign(self, campaign_id: str) -> Campaign:
+        return self._campaigns[campaign_id]
+
     def busy(self, campaign_id: str) -> bool:
         """Whether a tick may change the campaign: replies wait in its queue, or a surge is on."""
         state = self._states.get(campaign_id)

@@ -174,6 +174,12 @@ def _percent(text: str, key: str) -> int:
     return int(text)
 
 
+def _percent_or_zero(text: str, key: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 100:
+        raise PolicyError(f"{key}: must be a whole number of percent, 0 to 100")
+    return int(text)
+
+
 def _list(text: str, key: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
@@ -203,7 +209,7 @@ OPERATOR_KEYS = {
     "surge_watch_minutes": ("surge_watch_ms", _minutes_or_zero),
     "surge_ttl_minutes": ("surge_ttl_ms", _minutes),
     "surge_release_per_minute": ("surge_release_per_minute", _count_or_off),
-    "surge_human_percent": ("surge_human_percent", _percent),
+    "surge_human_percent": ("surge_human_percent", _percent_or_zero),
 }
 MAX_SURGE_QUEUE = 100_000  # the queue is part of every campaign snapshot
 CORE_FIELDS = {field for field, _ in OPERATOR_KEYS.values()}
@@ -245,7 +251,7 @@ def check_changes(changes: dict[str, Any]) -> str | None:
                 return f"{field} must be true or false"
         elif field in ("sender_burst", "sender_period_ms", "prefix_period_ms", "surge_min_rate",
                        "surge_quiet_minutes", "surge_queue", "surge_ttl_ms",
-                       "surge_expected_per_minute", "burst_percent", "surge_human_percent"):
+                       "surge_expected_per_minute", "burst_percent"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 return f"{field} must be a positive integer"
             if field == "surge_queue" and value > MAX_SURGE_QUEUE:
@@ -254,6 +260,8 @@ def check_changes(changes: dict[str, Any]) -> str | None:
                 return f"{field} must be at most 100"
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{field} must be a non-negative integer"
+        elif field == "surge_human_percent" and value > 100:
+            return "surge_human_percent must be at most 100"
         elif field == "price_per_segment_micros" and value == 0:
             return "price_per_segment_micros must be positive"
     return None
