@@ -666,6 +666,10 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.queued[event.message_id] = (event.sender, event.prefix)
     elif t is ReplyExpired:
         state.denied += 1
+        if event.reason == "flooder" and any(
+                i.message_id == event.message_id and i.priority_key <= RANGE_DEBT_LEVELS
+                for i in state.queue.items):
+            state.surge_promoted -= 1  # his texting again was no sign of a person after all
         _dequeue(state, event.message_id)
     elif t is ReplyPromoted:
         state.surge_promoted += 1

@@ -33,6 +33,11 @@ from schemas.campaign import Campaign
 from schemas.events import ReplyApproved
 from streams.pipeline import Pipeline
 from streams.simulate import (
+    _GENUINE_FIRST,
+    _GENUINE_FOLLOW_UP,
+    _PREFIXES_07,
+    _TESTER_BODIES,
+    _TROLL_BODIES,
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
@@ -42,11 +47,6 @@ from streams.simulate import (
     Scenario,
     SimText,
     _Draw,
-    _GENUINE_FIRST,
-    _GENUINE_FOLLOW_UP,
-    _PREFIXES_07,
-    _TESTER_BODIES,
-    _TROLL_BODIES,
     campaign_2017,
     core_runner,
     generate,
