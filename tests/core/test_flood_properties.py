@@ -8,15 +8,6 @@ from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
 from streams.screening import SenderState, decide_screening, evolve_sender
-from streams.simulate import (
-    FLOOD_RULES,
-    Scenario,
-    campaign_2017,
-    core_runner,
-    generate,
-    ground_truth,
-    run_policy,
-)
 
 DAY = 86_400_000
 T0 = 1_508_112_000_000  # 2017-10-16
