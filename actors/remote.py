@@ -74,6 +74,8 @@ class JournalShard(CampaignShard):
         snapshots, tail, self._read_to = asyncio.run(_read_recovery(
             self._kafka, self._journal_topic, self._snapshot_topic, list(self._states)))
         for state in snapshots:
+            # The end date is the config's (an operator may have moved it), as in the audit.
+            state.ends_at = self._campaigns[state.campaign_id].ends_at
             self._states[state.campaign_id] = state
         self.from_snapshots = len(snapshots)
         self.recovered = self.recover(tail)
