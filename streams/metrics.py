@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.campaign import CampaignState, evolve_campaign, reply_cost
-from actors.pacing import DAY_MS, _current, daily_allowance
+from actors.pacing import allowance_left
 from actors.shard import is_campaign_event
 from schemas.campaign import Campaign
 from schemas.policy import describe
@@ -225,15 +225,13 @@ class Projection:
 
     # -- reading ------------------------------------------------------------------------
     def allowance_left(self, cid: str, now_ms: int) -> int | None:
-        """Micro-euros today's pacing still allows (None: pacing off)."""
+        """Micro-euros the allowance (actors.pacing) lets through now (None: pacing off)."""
         fig = self.figures[cid]
         state, policy = fig.state, fig.state.policy
         if not policy.pacing:
             return None
-        day, spent_in_day, _, _ = _current(state.pacing, now_ms)
-        daily = daily_allowance(state.balance_micros, policy.reserve_micros, spent_in_day,
-                                day * DAY_MS, fig.campaign.ends_at)
-        return max(0, daily - spent_in_day)
+        return allowance_left(state.pacing, state.balance_micros, policy.reserve_micros,
+                              policy.burst_percent, now_ms, state.ends_at or fig.campaign.ends_at)
 
     def status(self, cid: str) -> dict[str, Any]:
         """The same figures as a shard's ``status()`` (``/campaigns``), from the journal."""
