@@ -68,6 +68,7 @@ class CampaignFigures:
     decisions: Counter = field(default_factory=Counter)  # (decision, reason) -> requests
     replies: Counter = field(default_factory=Counter)  # outcome -> replies
     spend_micros: int = 0  # approved reply costs, plus reported prices above the estimate
+    spent_by_day: dict[int, int] = field(default_factory=dict)  # UTC day -> micros
     refunded_micros: int = 0  # refunds, plus reported prices below the estimate
     deferred: int = 0
     released: int = 0
@@ -178,6 +179,8 @@ class Projection:
         minute = self._minute(fig, ts_ms)
         if t == "ReplyApproved":
             fig.spend_micros += event.cost_micros
+            day = event.occurred_at // 86_400_000
+            fig.spent_by_day[day] = fig.spent_by_day.get(day, 0) + event.cost_micros
             fig.decisions[("approved", "")] += 1
             minute[("spend", "", "")] += event.cost_micros
             if event.deferred_at is not None:
@@ -273,7 +276,7 @@ class Projection:
                 **self.status(cid),
                 "reserve_micros": fig.state.policy.reserve_micros,
                 "allowance_left_micros": self.allowance_left(cid, now_ms),
-                "spent_today_micros": _current(fig.state.pacing, now_ms)[1],
+                "spent_today_micros": fig.spent_by_day.get(now_ms // 86_400_000, 0),
                 "texts": {f"{v}:{r}" if r else v: n for (v, r), n in sorted(fig.texts.items())},
                 "replies": dict(sorted(fig.replies.items())),
                 "decisions": {f"{d}:{r}" if r else d: n
