@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from infra.messagebird_local import message_parts
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
+from infra.messagebird_local import message_parts
 
 __all__ = ["LocalBird", "main"]
 

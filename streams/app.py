@@ -33,6 +33,7 @@ import faust
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
 from infra.privacy import Privacy
+from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
 from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings, topic_names
 from streams.stages.bird import register_bird
@@ -105,6 +106,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
@@ -161,4 +163,5 @@ def create_app(
     register_views(rt)
     if settings.bird_channels:
         register_bird(rt)
+    bound_http_connections(app, settings.http_idle_timeout_s)
     return app

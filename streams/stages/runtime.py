@@ -127,6 +127,13 @@ class Runtime:
             # reaches its shard, so a restarted shard recovers all it ever answered.
             await asyncio.gather(*futures)
 
+    def journaled(self, events: Sequence[Any]) -> None:
+        """The campaign events just stored (acknowledged): the shards' facade passes their
+        seqs with its next calls, so a restarted shard catches up first (actors/remote.py)."""
+        journaled = getattr(self.deciders, "journaled", None)
+        if journaled is not None:
+            journaled(events)
+
     async def settle(self, command: SettleReply) -> None:
         """A reply's cost settled (failed: refund; priced: the real price), to its campaign
         through reply-requests, in order with its requests."""
