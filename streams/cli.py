@@ -486,12 +486,19 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
+        live = shards.status_now()  # after the journal: the live balance and policy
         for c in campaigns:
             cost = reply_cost(c)
+            st = live.get(c.id)
+            now = ("" if st is None else
+                   f" (policy v{st['policy']['version']}); balance EUR "
+                   f"{eur(st['balance_micros'])}, spent EUR {eur(st['spent_micros'])}, reserve "
+                   f"EUR {st['policy']['reserve_eur']}")
             print(f"antirelou: campaign {c.id} ({c.country}, {c.language}): budget "
                   f"EUR {c.budget_micros / MICROS_PER_EUR:.2f}, reply {cost.segments} "
-                  f"{cost.encoding} segment(s) = EUR {cost.cost_micros / MICROS_PER_EUR:.4f}",
-                  flush=True)
+                  f"{cost.encoding} segment(s) = EUR "
+                  f"{(st['reply_cost_micros'] if st else cost.cost_micros) / MICROS_PER_EUR:.4f}"
+                  + now, flush=True)
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
