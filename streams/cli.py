@@ -688,8 +688,8 @@ def operate(args: argparse.Namespace) -> int:
         print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})"
               + (f": {diff}" if diff else ": no value changed"))
     else:
-        print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
-              f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
+        print(f"{answer.campaign_id}: credited EUR {eur(answer.amount_micros)} from "
+              f"{answer.source}; balance EUR {eur(answer.balance_after_micros)}")
     return EXIT_OK
 
 
@@ -795,6 +795,8 @@ def human_line(event: Any) -> str:
             parts.append(f"{key} {iso_ms(value)}")
         elif key == "sender" and isinstance(value, str):
             parts.append(f"sender {value[:14]}")
+        elif isinstance(value, bool):
+            parts.append(f"{key} {'true' if value else 'false'}")
         else:
             parts.append(f"{key} {value}")
     return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)
