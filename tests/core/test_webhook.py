@@ -88,22 +88,26 @@ def test_a_forgotten_token_passes_again_for_the_retry_of_an_unstored_text():
         verifier.verify(token, URL, b"payload")
 
 
-@pytest.mark.parametrize("token, url, body", [
-    (None, URL, b"payload"),
-    (sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
-    (sign(exp=int(time.time()) - 10), URL, b"payload"),
-    (sign(nbf=int(time.time()) + 60, exp=int(time.time()) + 120), URL, b"payload"),
-    (jwt.encode({"iss": "MessageBird", "nbf": int(time.time()), "exp": int(time.time()) + 60,
-                 "jti": "none-alg", "url_hash": hashlib.sha256(URL.encode()).hexdigest(),
-                 "payload_hash": hashlib.sha256(b"payload").hexdigest()}, None, "none"),
+# Tokens are made when the test runs, not at collection: one valid from a minute later
+# (nbf) would become valid while the rest of the suite runs first.
+@pytest.mark.parametrize("make_token, url, body", [
+    (lambda: None, URL, b"payload"),
+    (lambda: sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
+    (lambda: sign(exp=int(time.time()) - 10), URL, b"payload"),
+    (lambda: sign(nbf=int(time.time()) + 60, exp=int(time.time()) + 120), URL, b"payload"),
+    (lambda: jwt.encode({"iss": "MessageBird", "nbf": int(time.time()),
+                         "exp": int(time.time()) + 60, "jti": "none-alg",
+                         "url_hash": hashlib.sha256(URL.encode()).hexdigest(),
+                         "payload_hash": hashlib.sha256(b"payload").hexdigest()}, None, "none"),
      URL, b"payload"),
-    (sign(), URL + "?x=1", b"payload"),
-    (sign(), URL, b"tampered"),
-    (sign(url_hash=None), URL, b"payload"),
-    (sign(jti=None), URL, b"payload"),
-    ("not-a-jwt", URL, b"payload"),
+    (sign, URL + "?x=1", b"payload"),
+    (sign, URL, b"tampered"),
+    (lambda: sign(url_hash=None), URL, b"payload"),
+    (lambda: sign(jti=None), URL, b"payload"),
+    (lambda: "not-a-jwt", URL, b"payload"),
 ])
-def test_bad_signatures_are_refused(token, url, body):
+def test_bad_signatures_are_refused(make_token, url, body):
+    token = make_token()
     with pytest.raises(Unauthorized):
         SignatureVerifier(KEY).verify(token, url, body)
 
