@@ -42,6 +42,7 @@ _DAY_MS = 86_400_000
 _KNOWN = {
     "id", "number", "reply_text", "language", "budget_eur", "price_per_segment_eur",
     "start", "end", "country", "originator", "cooldown_days", "pacing",
+    "provider", "bird_channel_id",  # checked by infra.providers (which provider sends)
 }
 
 

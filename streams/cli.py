@@ -26,11 +26,11 @@ import asyncio
 import getpass
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
+from infra.broker import BrokerError
 from infra.config import ConfigError, load_campaigns
 
 log = logging.getLogger("antirelou")
@@ -162,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
                             "[ANTIRELOU_PARTITIONS]")
         p.add_argument("--shards", type=int, default=_int_env("ANTIRELOU_SHARDS", "1"),
                        help="Ray actors holding the campaigns [ANTIRELOU_SHARDS]")
+        p.add_argument("--shard-resource", default=_env("ANTIRELOU_SHARD_RESOURCE"),
+                       help="each shard needs one unit of this custom Ray resource: shards run "
+                       "only on nodes started with it [ANTIRELOU_SHARD_RESOURCE]")
+        p.add_argument("--shard-spread", action="store_true",
+                       default=_env("ANTIRELOU_SHARD_SPREAD") == "1",
+                       help="spread the shards over the Ray nodes [ANTIRELOU_SHARD_SPREAD=1]")
+        p.add_argument("--shard-memory-mb", type=int,
+                       default=int(_env("ANTIRELOU_SHARD_MEMORY_MB", "0")) or None,
+                       help="Ray memory reserved per shard, MiB [ANTIRELOU_SHARD_MEMORY_MB]")
+        p.add_argument("--replication-factor", type=int,
+                       default=int(_env("ANTIRELOU_REPLICATION_FACTOR", "0")) or None,
+                       help="replicas of each topic created; default min(3, brokers) "
+                       "[ANTIRELOU_REPLICATION_FACTOR]")
+        p.add_argument("--min-insync-replicas", type=int,
+                       default=int(_env("ANTIRELOU_MIN_INSYNC_REPLICAS", "0")) or None,
+                       help="min.insync.replicas of the topics created; default 2 when "
+                       "replicated 3 or more times, else the broker's [ANTIRELOU_MIN_INSYNC_REPLICAS]")
         p.add_argument("--public-url", default=_env("ANTIRELOU_PUBLIC_URL"),
                        help="base URL MessageBird calls (signature check behind a proxy); "
                             "default: the request URL [ANTIRELOU_PUBLIC_URL]")
@@ -172,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                        default=_int_env("ANTIRELOU_SEND_ATTEMPTS", "6"),
                        help="calls per reply on 5xx/429/unreachable before it fails and is "
                        "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--http-idle-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15")),
+                       help="close a connection without a complete request header or idle "
+                            "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
+        p.add_argument("--http-body-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10")),
+                       help="answer 408 to a request body not received within this long "
+                            "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
         p.add_argument("--breaker-cooldown", type=float,
                        default=_float_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
                        help="seconds sends wait once MessageBird failed 5 times in a row "
@@ -322,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokerError as exc:  # e.g. the state folder's broker belongs to a running `up`
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 1
     except Unreachable as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -380,33 +408,53 @@ def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
 WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
 
 
-def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+def min_insync_for(replication: int, given: int | None = None) -> int | None:
+    """``min.insync.replicas`` for topics replicated ``replication`` times: the one given,
+    else 2 from 3 replicas on (a write acknowledged with acks=all is then on two brokers,
+    and one broker may be down), else None (the broker's default)."""
+    if given is not None:
+        if not 1 <= given <= replication:
+            raise ConfigError(f"min.insync.replicas {given} must be between 1 and the "
+                              f"replication factor {replication}")
+        return given
+    return 2 if replication >= 3 else None
+
+
+def topic_configs(names: dict[str, str],
+                  min_insync: int | None = None) -> dict[str, dict[str, str]]:
     from actors.snapshot import MAX_SNAPSHOT_BYTES
 
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
-    return {
+    configs = {
         # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
         names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
+    if min_insync is not None:
+        for role in names:
+            configs[names[role]] = {**configs.get(names[role], {}),
+                                    "min.insync.replicas": str(min_insync)}
+    return configs
 
 
-def deployment_secret(state_dir: Path) -> bytes:
-    """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
-    env = _env("ANTIRELOU_SECRET")
-    if env:
-        return env.encode()
-    path = state_dir / "secret"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        log.warning("created a new deployment secret in %s (set ANTIRELOU_SECRET to share "
-                    "one between machines)", path)
-    return path.read_text().strip().encode()
+# Ctrl-C/SIGTERM: seconds `up` and `worker` have to stop before they stop the broker and
+# exit regardless (a reply in backoff or a hung MessageBird call must not hold them).
+STOP_GRACE_S = 7.0
+
+
+def supervised_broker(state_dir: Path, port: int):
+    """The embedded broker under its supervisor (infra/supervisor.py): an orphan of a
+    killed `up` stopped first (and said), restarted when it dies, dies with this process."""
+    from infra.broker import EmbeddedBroker
+    from infra.supervisor import BrokerSupervisor
+
+    supervisor = BrokerSupervisor(EmbeddedBroker(state_dir / "kafka", port=port,
+                                                 die_with_parent=True), state_dir).start()
+    if supervisor.orphan_note:
+        print(f"antirelou: {supervisor.orphan_note}", flush=True)
+    return supervisor
 
 
 def run(args: argparse.Namespace, embedded: bool) -> int:
@@ -416,26 +464,55 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
-    from infra.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
+    from infra.broker import (
+        broker_count,
+        default_replication,
+        ensure_topics,
+        wait_for_kafka,
+    )
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
+    from infra.providers import gateways_from_env, load_providers
+    from infra.supervisor import bound_shutdown
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.bird_webhook import BIRD_WEBHOOK_PATH
     from streams.ops import register_ops
     from streams.sending import RetryPolicy
 
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
+    providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = _env("MESSAGEBIRD_SIGNING_KEY")
-    if signing_key is None and not args.insecure_dev:
+    bird_signing_key = _env("BIRD_SIGNING_KEY")
+    if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "
               "--insecure-dev to accept unsigned webhooks while developing.", file=sys.stderr)
         return 2
-    secret = deployment_secret(state_dir)
+    if bird_signing_key is None and providers.uses_bird and not args.insecure_dev:
+        print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
+              "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
+        return 2
+    from infra.keycheck import (
+        KEYCHECK_CONFIG,
+        SecretError,
+        check_key,
+        deployment_secret,
+        keycheck_topic,
+    )
+    try:
+        secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
+    except SecretError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 2
+    log.info("deployment secret from %s", secret_from)
+    if not secret_from.startswith("ANTIRELOU"):
+        log.warning("the deployment secret is kept in the state folder (%s): development "
+                    "only, a backup of the folder opens every sealed number", secret_from)
 
     broker = None
     kafka = args.kafka
@@ -443,34 +520,47 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         if not embedded:
             print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
             return 2
-        broker = EmbeddedBroker(state_dir / "kafka", port=args.kafka_port).start()
-        kafka = broker.bootstrap_servers
+        broker = supervised_broker(state_dir, args.kafka_port)
+        kafka = broker.broker.bootstrap_servers
         log.info("embedded Kafka-protocol broker (noida-db) on %s, data in %s",
                  kafka, state_dir / "kafka")
     try:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
+        replication = args.replication_factor or default_replication(broker_count(kafka))
+        min_insync = min_insync_for(replication, args.min_insync_replicas)
         created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                                config=topic_configs(names))
+                                config=topic_configs(names, min_insync), replication=replication)
         if created:
-            log.info("created topics %s", ", ".join(created))
+            log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
+                     ", ".join(created), replication, min_insync or "the broker's")
+        ensure_topics(kafka, {keycheck_topic(args.app_id): 1},
+                      config={keycheck_topic(args.app_id): KEYCHECK_CONFIG})
+        try:
+            value = asyncio.run(check_key(kafka, keycheck_topic(args.app_id), secret))
+        except SecretError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return 2
+        log.info("deployment key check value %s matches", value)
 
         ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
                                 snapshot_topic=names["snapshots"], n_shards=args.shards,
-                                namespace=args.app_id)
+                                namespace=args.app_id, resource=args.shard_resource,
+                                spread=args.shard_spread, memory_mb=args.shard_memory_mb)
         # Synchronous on purpose: an event loop run here, before Faust's, would be the one
         # Ray's awaitable refs bind to, and the agents' awaits could then hang.
         infos = shards.info_now()
         log.info("campaign shards recovered %d campaign(s) from snapshots and %d journal "
                  "events after them", sum(i["from_snapshots"] for i in infos),
                  sum(i["recovered"] for i in infos))
-        gateway = gateway_from_env()
+        gateway = gateways_from_env(providers, gateway_from_env())
         settings = Settings(
             kafka=kafka, campaigns=campaigns, secret=secret, app_id=args.app_id,
             partitions=args.partitions, web_host=args.web_host, web_port=args.web_port,
             data_dir=state_dir / "faust", signing_key=signing_key,
+            bird_signing_key=bird_signing_key, bird_channels=providers.bird_channels,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval, operators=operators,
             tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
@@ -479,6 +569,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
+            replication_factor=replication,
+            http_idle_timeout_s=args.http_idle_timeout,
+            http_body_timeout_s=args.http_body_timeout,
         )
         app = create_app(settings, shards, gateway)
         admin_token = _env("ANTIRELOU_ADMIN_TOKEN")
@@ -513,10 +606,18 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
         else:
             print("antirelou: WARNING /dashboard, /metrics and /campaigns are refused: set "
                   "ANTIRELOU_ADMIN_TOKEN", flush=True)
-        if isinstance(gateway, DryRunGateway):
-            print("antirelou: *** DRY RUN: MESSAGEBIRD_ACCESS_KEY is not set; replies are "
-                  "journaled but NO SMS IS SENT ***", flush=True)
-        if signing_key is None:
+        if providers.uses_bird:
+            print(f"antirelou: Bird webhook at http://{args.web_host}:{args.web_port}"
+                  f"{BIRD_WEBHOOK_PATH} (campaigns "
+                  f"{', '.join(sorted(providers.bird_channels.values()))})", flush=True)
+        dry = sorted(c.id for c in campaigns
+                     if isinstance(gateway.for_campaign(c.id), DryRunGateway))
+        if dry:
+            keys = {"messagebird": "MESSAGEBIRD_ACCESS_KEY", "bird": "BIRD_ACCESS_KEY"}
+            missing = sorted({keys[providers.by_campaign[cid]] for cid in dry})
+            print(f"antirelou: *** DRY RUN for {', '.join(dry)}: {' / '.join(missing)} not "
+                  "set; replies are journaled but NO SMS IS SENT ***", flush=True)
+        if signing_key is None and providers.uses_messagebird:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         if operators:
@@ -529,11 +630,17 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             print(f"antirelou: WARNING operator commands will be refused: {NO_OPERATORS}",
                   flush=True)
         worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+        bound_shutdown(worker, STOP_GRACE_S, cleanup=broker.stop if broker else lambda: None)
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
-        return 0
+            code = int(exc.code or 0)
+        else:
+            code = 0
+        if broker is not None and broker.gave_up:
+            print(f"antirelou: {broker.gave_up}", file=sys.stderr, flush=True)
+            return 1
+        return code
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -992,17 +1099,28 @@ def audit_journal(args: argparse.Namespace) -> int:
         return 2
 
     comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    lost = None
+    if not result.ok:  # a journal with a lost tail fails: say what it is missing
+        from streams import lost_tail
+
+        lost = lost_tail.account_journal(
+            file=args.file, kafka=args.kafka,
+            topic=None if from_file else f"{args.app_id}.journal")
     if args.json:
         data = au.to_json(result)
         for m, m_json in zip(result.mismatches, data["mismatches"], strict=True):
             m_json.update(where(m.position))
         if comparison is not None:
             data["what_if"] = au.to_json(comparison)
+        if lost is not None:
+            data["lost_tail"] = lost.to_json()
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         sys.stdout.write(au.render_text(result))
         if comparison is not None:
             sys.stdout.write("\n" + au.render_text(comparison))
+        if lost is not None:
+            sys.stdout.write("\n" + lost_tail.render_text(lost))
     from streams.audit_html import field_diff, render_html
 
     first_line = None

@@ -192,9 +192,9 @@ def messagebird():
 
 
 def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
-                 app_id: str | None = None) -> Worker:
+                 app_id: str | None = None, config_text: str = CONFIG) -> Worker:
     config = tmp / "campaigns.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     port = free_port()
     app_id = app_id or "e2e-" + uuid.uuid4().hex[:8]
     log_path = tmp / f"worker-{port}.log"
