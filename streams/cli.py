@@ -51,16 +51,20 @@ POLICY_KEY_HELP = {
     "sender_burst": "texts a sender may send at once before he is a flooder",
     "sender_period_minutes": "then one text per this many minutes",
     "filter_test_texts": "true: 'test' and the like are not answered",
-    "pacing": "true: spread the budget over the remaining days",
+    "pacing": "true: replies paid from an allowance refilled until the end date",
+    "allowance_burst_percent": "the allowance holds at most this % of the spendable balance",
     "prefix_burst": "first texts a number range may send at once (off: no limit)",
     "prefix_period_minutes": "then one first text per this many minutes",
     "reply_delay_minutes": "send each reply this long after its approval",
     "surge_multiple": "a minute with this multiple of the hour's mean starts a surge (off)",
     "surge_min_rate": "and at least this many first texts a minute",
+    "surge_expected_per_minute": "first texts a minute assumed for minutes not seen yet",
     "surge_quiet_minutes": "the surge ends after this many quiet minutes",
     "surge_queue": "replies deferred during a surge, at most",
+    "surge_watch_minutes": "each deferred request is watched this long (flooders withdrawn)",
     "surge_ttl_minutes": "a deferred reply expires after this long",
-    "surge_release_per_minute": "deferred replies released a minute, at most",
+    "surge_release_per_minute": "first texts released a minute during a surge (off: at its end)",
+    "surge_human_percent": "released at the end if this % of arrivals texted again, else expired",
 }
 
 
