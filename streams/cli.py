@@ -51,27 +51,13 @@ POLICY_KEY_HELP = {
     "sender_burst": "texts a sender may send at once before he is a flooder",
     "sender_period_minutes": "then one text per this many minutes",
     "filter_test_texts": "true: 'test' and the like are not answered",
-<<<<<<< ours
-    "pacing": "true: replies paid from an allowance refilled until the end date",
-    "allowance_burst_percent": "the allowance holds at most this % of the spendable balance",
-=======
     "pacing": "true: the allowance, a token bucket refilled until the end date",
     "allowance_burst_percent": "the bucket holds at most this % of the spendable balance",
->>>>>>> theirs
     "prefix_burst": "first texts a number range may send at once (off: no limit)",
     "prefix_period_minutes": "then one first text per this many minutes",
     "reply_delay_minutes": "send each reply this long after its approval",
     "surge_multiple": "a minute with this multiple of the baseline starts a surge (5; off)",
     "surge_min_rate": "and at least this many first texts a minute",
-<<<<<<< ours
-    "surge_expected_per_minute": "first texts a minute assumed for minutes not seen yet",
-    "surge_quiet_minutes": "the surge ends after this many quiet minutes",
-    "surge_queue": "replies deferred during a surge, at most",
-    "surge_watch_minutes": "each deferred request is watched this long (flooders withdrawn)",
-    "surge_ttl_minutes": "a deferred reply expires after this long",
-    "surge_release_per_minute": "first texts released a minute during a surge (off: at its end)",
-    "surge_human_percent": "released at the end if this % of arrivals texted again, else expired",
-=======
     "surge_expected_per_minute": "the baseline's prior: first texts a minute expected",
     "surge_quiet_minutes": "the surge ends after this many quiet minutes",
     "surge_queue": "replies deferred during a surge, at most",
@@ -79,7 +65,6 @@ POLICY_KEY_HELP = {
     "surge_ttl_minutes": "a deferred reply expires after this long",
     "surge_release_per_minute": "first texts released a minute during a surge (0: at its end)",
     "surge_human_percent": "at the end, release first texts if this % texted again, else expire",
->>>>>>> theirs
 }
 
 
