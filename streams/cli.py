@@ -585,12 +585,19 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
+        live = shards.status_now()  # after the journal: the live balance and policy
         for c in campaigns:
             cost = reply_cost(c)
+            st = live.get(c.id)
+            now = ("" if st is None else
+                   f" (policy v{st['policy']['version']}); balance EUR "
+                   f"{eur(st['balance_micros'])}, spent EUR {eur(st['spent_micros'])}, reserve "
+                   f"EUR {st['policy']['reserve_eur']}")
             print(f"antirelou: campaign {c.id} ({c.country}, {c.language}): budget "
                   f"EUR {c.budget_micros / MICROS_PER_EUR:.2f}, reply {cost.segments} "
-                  f"{cost.encoding} segment(s) = EUR {cost.cost_micros / MICROS_PER_EUR:.4f}",
-                  flush=True)
+                  f"{cost.encoding} segment(s) = EUR "
+                  f"{(st['reply_cost_micros'] if st else cost.cost_micros) / MICROS_PER_EUR:.4f}"
+                  + now, flush=True)
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
@@ -794,8 +801,8 @@ def operate(args: argparse.Namespace) -> int:
         print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})"
               + (f": {diff}" if diff else ": no value changed"))
     else:
-        print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
-              f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
+        print(f"{answer.campaign_id}: credited EUR {eur(answer.amount_micros)} from "
+              f"{answer.source}; balance EUR {eur(answer.balance_after_micros)}")
     return EXIT_OK
 
 
@@ -901,6 +908,8 @@ def human_line(event: Any) -> str:
             parts.append(f"{key} {iso_ms(value)}")
         elif key == "sender" and isinstance(value, str):
             parts.append(f"sender {value[:14]}")
+        elif isinstance(value, bool):
+            parts.append(f"{key} {'true' if value else 'false'}")
         else:
             parts.append(f"{key} {value}")
     return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)

@@ -42,7 +42,7 @@ def test_policy_set_takes_effect_live_and_is_recorded(worker):
     shown = worker.cli("policy", "show", "lyon")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("lyon: policy v2 (alice, 20")
-    assert re.search(r"^  price_per_segment_eur +=  0\.05$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^  price_per_segment_eur += 0\.05$", shown.stdout, re.M), shown.stdout
 
 
 def test_a_cooldown_change_reaches_the_screening_on_every_worker(worker):
