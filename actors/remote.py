@@ -5,9 +5,12 @@ namespace) by a stable hash of the campaign id; each call carries a whole batch.
 
 Recovery is ours, not Ray's: an actor rebuilds its campaigns from the journal in its
 constructor, so when Ray restarts a crashed actor (``max_restarts=-1``) and retries the
-call that was in flight, the new process starts from exactly what was journaled. The
-shells journal a batch's events, acknowledged by the broker, before they send the next
-batch, so nothing an actor returned can be missing from what its successor reads.
+call that was in flight, the new process starts from what was journaled. The shells journal
+a batch's events, acknowledged by the broker, before they send the next batch; but a
+restarted actor may read the journal before that write lands, and would then hand out the
+same ``seq`` and spend the same balance again. So every call carries, per campaign, the
+last ``seq`` the worker journaled (``journaled()``), and a shard that is behind reads the
+journal on until it has caught up (or fails the call, never deciding from a stale state).
 
 Placement (a Ray cluster): ``resource`` makes each shard need one unit of a custom
 resource, so shards run only on the nodes started with it (``ray start --resources
@@ -58,28 +61,95 @@ class JournalShard(CampaignShard):
     def __init__(self, campaigns: Sequence[Campaign], kafka: str, journal_topic: str,
                  snapshot_topic: str) -> None:
         super().__init__(campaigns)
+        self._kafka, self._journal_topic, self._snapshot_topic = (
+            kafka, journal_topic, snapshot_topic)
+        self._load()
+        self.rebuilt = 0  # recoveries after the start, to catch up with the journal
+        self._first_call = True
+
+    def _load(self) -> None:
+        self._states = {c.id: CampaignState.opening(c) for c in self._campaigns.values()}
         # (A coroutine method would make Ray run this class as an async actor: keep the
         # reading in a module function.)
-        snapshots, tail = asyncio.run(
-            _read_recovery(kafka, journal_topic, snapshot_topic, list(self._states)))
+        snapshots, tail, self._read_to = asyncio.run(_read_recovery(
+            self._kafka, self._journal_topic, self._snapshot_topic, list(self._states)))
         for state in snapshots:
+            # The end date is the config's (an operator may have moved it), as in the audit.
+            state.ends_at = self._campaigns[state.campaign_id].ends_at
             self._states[state.campaign_id] = state
         self.from_snapshots = len(snapshots)
         self.recovered = self.recover(tail)
+
+    def _behind(self, known: dict[str, int] | None) -> list[str]:
+        return [cid for cid, seq in (known or {}).items()
+                if cid in self._states and self._states[cid].seq < seq]
+
+    def catch_up(self, known: dict[str, int] | None, timeout_s: float = 15.0) -> None:
+        """Make sure no campaign is older than the ``seq`` the worker journaled: recover
+        again from the journal until it is (raise ShardBehind if it does not get there)."""
+        if self._first_call:
+            # Writes may have landed while the constructor read (a batch spans the
+            # journal's partitions): if one did below a state's seq, it was skipped.
+            self._first_call = False
+            late, self._read_to = asyncio.run(
+                _read_journal_from(self._kafka, self._journal_topic, self._read_to))
+            if any(e.seq <= self._states[e.campaign_id].seq for e in late
+                   if e.campaign_id in self._states):
+                self._rebuild()
+            else:
+                self.recover(late)
+        deadline = time.monotonic() + timeout_s
+        while behind := self._behind(known):
+            if time.monotonic() > deadline:
+                raise ShardBehind(f"campaign(s) {', '.join(behind)} behind the journal")
+            self._rebuild()
+            if self._behind(known):
+                time.sleep(0.1)
+
+    def _rebuild(self) -> None:
+        log.warning("campaign shard behind the journal; recovering again")
+        self._load()
+        self.rebuilt += 1
+
+    def decide(self, batch: list[Any], known: dict[str, int] | None = None) -> list[Any]:
+        self.catch_up(known)
+        return super().decide(batch)
+
+    def control(self, batch: list[Any], known: dict[str, int] | None = None) -> list[Any]:
+        self.catch_up(known)
+        return super().control(batch)
 
     def snapshot(self) -> list[CampaignState]:
         return list(self._states.values())
 
     def info(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "recovered": self.recovered,
-                "from_snapshots": self.from_snapshots,
+                "from_snapshots": self.from_snapshots, "rebuilt": self.rebuilt,
                 "node": ray.get_runtime_context().get_node_id()}
+
+
+class ShardBehind(RuntimeError):
+    """The shard's state is older than what the worker journaled, and stays so."""
+
+
+async def _read_journal_from(kafka: str, journal_topic: str, start: dict[int, int]
+                             ) -> tuple[list[Any], dict[int, int]]:
+    """The campaign events from ``start`` to the end, and where reading stopped."""
+    read_to = dict(start)
+    tail = []
+    async for partition, offset, event in iter_journal(kafka, journal_topic,
+                                                       start=start or None):
+        read_to[partition] = offset + 1
+        if is_campaign_event(event):
+            tail.append(event)
+    return tail, read_to
 
 
 async def _read_recovery(
     kafka: str, journal_topic: str, snapshot_topic: str, campaign_ids: list[str]
-) -> tuple[list[CampaignState], list[Any]]:
-    """The campaigns' latest snapshots, and the campaign events of the journal after them."""
+) -> tuple[list[CampaignState], list[Any], dict[int, int]]:
+    """The campaigns' latest snapshots, the campaign events of the journal after them, and
+    the offsets where reading stopped."""
     starts: dict[int, int] | None = None
     states = []
     latest = await latest_by_key(kafka, snapshot_topic)
@@ -95,9 +165,8 @@ async def _read_recovery(
         elif starts:
             for p, o in offsets.items():
                 starts[p] = min(starts.get(p, o), o)
-    tail = [e async for _, _, e in iter_journal(kafka, journal_topic, start=starts or None)
-            if is_campaign_event(e)]
-    return states, tail
+    tail, read_to = await _read_journal_from(kafka, journal_topic, starts or {})
+    return states, tail, read_to
 
 
 class CampaignShards:
@@ -127,6 +196,7 @@ class CampaignShards:
             placement["scheduling_strategy"] = "SPREAD"
         if memory_mb:
             placement["memory"] = memory_mb * 2**20
+        self._journaled: dict[str, int] = {}  # campaign -> last seq this worker journaled
         self._remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3,
                                       **placement)(JournalShard)
         self._actors = [self._acquire(i) for i in range(self.n_shards)]
@@ -137,6 +207,17 @@ class CampaignShards:
         return self._remote_cls.options(
             name=f"antirelou-shard-{i}", namespace=self._namespace, get_if_exists=True
         ).remote(self._by_shard[i], *self._args)
+
+    def journaled(self, events: Sequence[Any]) -> None:
+        """The shell stored these events (acknowledged): later calls say so to the shard."""
+        for event in events:
+            seq = getattr(event, "seq", 0)
+            if seq and is_campaign_event(event) and seq > self._journaled.get(
+                    event.campaign_id, 0):
+                self._journaled[event.campaign_id] = seq
+
+    def _known(self, i: int) -> dict[str, int]:
+        return {c.id: self._journaled[c.id] for c in self._by_shard[i] if c.id in self._journaled}
 
     async def _call(self, i: int, method: str, *args: Any) -> Any:
         deadline = time.monotonic() + UNAVAILABLE_WAIT_S
@@ -165,11 +246,12 @@ class CampaignShards:
 
     async def _scatter(self, method: str, batch: Sequence[Any]) -> list[Any]:
         if self.n_shards == 1:  # the usual deployment: one call, no regrouping
-            return list(await self._call(0, method, list(batch))) if batch else []
+            return list(await self._call(0, method, list(batch), self._known(0))) if batch else []
         groups: dict[int, list[Any]] = defaultdict(list)
         for command in batch:
             groups[shard_of(command.campaign_id, self.n_shards)].append(command)
-        results = await asyncio.gather(*(self._call(i, method, cmds) for i, cmds in groups.items()))
+        results = await asyncio.gather(*(self._call(i, method, cmds, self._known(i))
+                                         for i, cmds in groups.items()))
         return [event for events in results for event in events]
 
     async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]:

@@ -456,6 +456,7 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         *,
         binary: str | Path | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         if not 0 <= int(port) <= 65535:
             raise BrokerError(f"invalid port {port!r}")
@@ -463,6 +464,9 @@ class EmbeddedBroker:
         self.host = host
         self.log_path = Path(log_path) if log_path is not None else self.data_dir / "broker.log"
         self._binary = Path(binary) if binary is not None else None
+        # Linux: the broker gets SIGTERM when the thread that started it dies (kill -9 of
+        # the process included), so it never outlives its owner (infra/supervisor.py).
+        self._preexec = _parent_death_signal(signal.SIGTERM) if die_with_parent else None
         self._auto_port = int(port) == 0
         self._port: int | None = None if self._auto_port else int(port)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -556,6 +560,7 @@ class EmbeddedBroker:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # own process group: signal it as a whole
                     close_fds=True,
+                    preexec_fn=self._preexec,
                 )
             except OSError as exc:
                 raise BrokerError(f"cannot run noida-db binary {binary}: {exc}") from exc
@@ -681,3 +686,29 @@ class EmbeddedBroker:
 
 class _PortBusy(BrokerError):
     pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec function that asks Linux to send ``sig`` to the child when the thread that
+    forked it dies; None where prctl is unavailable. The libc function is looked up here, in
+    the parent: between fork and exec the child only calls it (no import, no allocation)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    getppid, kill, signum, pid_of = os.getppid, os.kill, int(sig), os.getpid
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        if getppid() != parent:  # the parent died before prctl took effect
+            kill(pid_of(), signum)
+
+    return preexec

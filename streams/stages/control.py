@@ -52,6 +52,7 @@ def register_control(rt: Runtime) -> None:
                             checked.command_id)
             outcomes = await rt.deciders.control([checked])
             await rt.record(outcomes, acked=True)
+            rt.journaled(outcomes)
             for event in outcomes:
                 if isinstance(event, PolicyChanged):
                     log.info("campaign %s policy v%d by %s: %s", event.campaign_id,

@@ -82,6 +82,22 @@ class Runtime:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def gateway_for(self, campaign_id: str) -> Gateway:
+        """The campaign's gateway: with providers per campaign (infra.providers
+        ``CampaignGateways``) the campaign picks it, else the one gateway serves all."""
+        pick = getattr(self.gateway, "for_campaign", None)
+        return pick(campaign_id) if pick is not None else self.gateway
+
+    def all_gateways(self) -> list[Gateway]:
+        every = getattr(self.gateway, "all", None)
+        return every() if every is not None else [self.gateway]
+
+    @property
+    def refuse_unsigned(self) -> bool:
+        """No MessageBird signing key outside insecure dev mode (a deployment on Bird only):
+        the classic webhooks refuse every request rather than accept unsigned ones."""
+        return self.settings.signing_key is None and not self.settings.allow_unsigned
+
     @staticmethod
     async def acknowledged(send: Awaitable[Any]) -> None:
         # Two awaits: the first queues the record, the second waits for the broker's ack
@@ -110,6 +126,13 @@ class Runtime:
             # Persist before acting: a campaign's events are stored before the next batch
             # reaches its shard, so a restarted shard recovers all it ever answered.
             await asyncio.gather(*futures)
+
+    def journaled(self, events: Sequence[Any]) -> None:
+        """The campaign events just stored (acknowledged): the shards' facade passes their
+        seqs with its next calls, so a restarted shard catches up first (actors/remote.py)."""
+        journaled = getattr(self.deciders, "journaled", None)
+        if journaled is not None:
+            journaled(events)
 
     async def settle(self, command: SettleReply) -> None:
         """A reply's cost settled (failed: refund; priced: the real price), to its campaign

@@ -31,18 +31,24 @@ from streams.webhook import (
 log = logging.getLogger("antirelou")
 
 
-async def read_bounded(request: Request) -> bytes:
+async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
     # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
-    # JSON, and never buffer more than one byte past the limit.
+    # JSON, and never buffer more than one byte past the limit. A body that takes longer
+    # than timeout_s is a slow client (streams/httpguard.py): 408.
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
     chunks, size = [], 0
-    while size <= MAX_BODY_BYTES:
-        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while size <= MAX_BODY_BYTES:
+                chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        raise BadRequest("slow_body", f"body not received within {timeout_s:g} s",
+                         status=408) from None
     if size > MAX_BODY_BYTES:
         raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
     return b"".join(chunks)
@@ -74,13 +80,18 @@ def register_inbound_webhook(rt: Runtime) -> None:
         async def post(self, request: Request) -> Response:
             claims: dict[str, Any] = {}
             try:
-                raw = await read_bounded(request)
+                raw = await read_bounded(request, settings.http_body_timeout_s)
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                              signed_url(settings.public_url, request), raw)
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
-                return self.json(exc.body(), status=exc.status)
+                response = self.json(exc.body(), status=exc.status)
+                if exc.status == 408:  # the rest of the body may still be on its way
+                    response.force_close()
+                return response
             occurred_at = sms.created_at_ms if sms.created_at_ms is not None else rt.now_ms()
             campaign = by_number.get(sms.recipient)
             try:
@@ -132,6 +143,8 @@ def register_delivery_reports(rt: Runtime) -> None:
 
         async def get(self, request: Request) -> Response:
             try:
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                     signed_url(settings.public_url, request), b"")
@@ -172,7 +185,7 @@ def register_status_views(rt: Runtime) -> None:
             return self.json({
                 "status": "ok",
                 "campaigns": sorted(rt.campaigns),
-                "dry_run": isinstance(rt.gateway, DryRunGateway),
+                "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
                 # Times Faust was found to have dropped fetched records, fetched again.
