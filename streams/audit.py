@@ -155,7 +155,7 @@ DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
 SCREENING_REASONS = ("duplicate", "already_answered")
 DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
-                  "prefix_flood", "daily_allowance", "hourly_allowance", "queue_full", "expired")
+                  "prefix_flood", "allowance", "queue_full", "expired")
 _REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
 
 

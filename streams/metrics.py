@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.campaign import CampaignState, evolve_campaign, reply_cost
-from actors.pacing import DAY_MS, _current, daily_allowance
+from actors.pacing import allowance_left
 from actors.shard import is_campaign_event
 from schemas.campaign import Campaign
 from schemas.policy import describe
@@ -68,6 +68,7 @@ class CampaignFigures:
     decisions: Counter = field(default_factory=Counter)  # (decision, reason) -> requests
     replies: Counter = field(default_factory=Counter)  # outcome -> replies
     spend_micros: int = 0  # approved reply costs, plus reported prices above the estimate
+    spent_by_day: dict[int, int] = field(default_factory=dict)  # UTC day -> micros
     refunded_micros: int = 0  # refunds, plus reported prices below the estimate
     deferred: int = 0
     released: int = 0
@@ -178,6 +179,8 @@ class Projection:
         minute = self._minute(fig, ts_ms)
         if t == "ReplyApproved":
             fig.spend_micros += event.cost_micros
+            day = event.occurred_at // 86_400_000
+            fig.spent_by_day[day] = fig.spent_by_day.get(day, 0) + event.cost_micros
             fig.decisions[("approved", "")] += 1
             minute[("spend", "", "")] += event.cost_micros
             if event.deferred_at is not None:
@@ -225,15 +228,13 @@ class Projection:
 
     # -- reading ------------------------------------------------------------------------
     def allowance_left(self, cid: str, now_ms: int) -> int | None:
-        """Micro-euros today's pacing still allows (None: pacing off)."""
+        """Micro-euros the allowance (actors.pacing) lets through now (None: pacing off)."""
         fig = self.figures[cid]
         state, policy = fig.state, fig.state.policy
         if not policy.pacing:
             return None
-        day, spent_in_day, _, _ = _current(state.pacing, now_ms)
-        daily = daily_allowance(state.balance_micros, policy.reserve_micros, spent_in_day,
-                                day * DAY_MS, fig.campaign.ends_at)
-        return max(0, daily - spent_in_day)
+        return allowance_left(state.pacing, state.balance_micros, policy.reserve_micros,
+                              policy.burst_percent, now_ms, state.ends_at or fig.campaign.ends_at)
 
     def status(self, cid: str) -> dict[str, Any]:
         """The same figures as a shard's ``status()`` (``/campaigns``), from the journal."""
@@ -275,7 +276,7 @@ class Projection:
                 **self.status(cid),
                 "reserve_micros": fig.state.policy.reserve_micros,
                 "allowance_left_micros": self.allowance_left(cid, now_ms),
-                "spent_today_micros": _current(fig.state.pacing, now_ms)[1],
+                "spent_today_micros": fig.spent_by_day.get(now_ms // 86_400_000, 0),
                 "texts": {f"{v}:{r}" if r else v: n for (v, r), n in sorted(fig.texts.items())},
                 "replies": dict(sorted(fig.replies.items())),
                 "decisions": {f"{d}:{r}" if r else d: n
