@@ -83,6 +83,15 @@ def sms_to(messagebird, sender: str) -> int:
     return len([m for m in messagebird.messages if sender in m["recipients"]])
 
 
+def surge_off(worker, campaigns=("paris", "lyon")) -> None:
+    """Surge mode off for these campaigns (an operator's signed ``policy set``): these tests
+    are about sharing the work, and a flood of new senders within seconds is exactly what
+    surge mode defers (its own tests cover that)."""
+    for cid in campaigns:
+        done = worker.cli("policy", "set", cid, "surge_multiple=off", operator="alice")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 def all_settled(acknowledged):
     """A journal predicate: every acknowledged text screened, every forwarded one's reply
     sent or uncertain."""
@@ -160,6 +169,7 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
         # One consumer group: the inbound partitions are split between the two workers.
         shared = wait_until_sharing([first, second], f"{first.app_id}.sms-received")
         assert len(set(shared)) == 2, shared
+        surge_off(first)
         both_up = time.time()
         time.sleep(4 * TICK_S)  # a few ticks of the leader timer while both run
         senders = [new_sender() for _ in range(40)]
