@@ -45,6 +45,8 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
+policy = {{ surge_multiple = "off" }}
 originator = "AntiRelou"
 
 [[campaign]]
@@ -57,6 +59,8 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
+policy = {{ surge_multiple = "off" }}
 
 [[campaign]]
 id = "tiny"
@@ -68,6 +72,8 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
+policy = {{ surge_multiple = "off" }}
 """
 NUMBERS = {"paris": "33644630001", "lyon": "33644630002", "tiny": "33644630003"}
 
