@@ -48,6 +48,21 @@ def assignment(worker, topic: str) -> tuple[int, str]:
     return generation, partitions
 
 
+def syncs(worker) -> int:
+    return worker.log_path.read_text().count("Successfully synced group")
+
+
+def took_over(worker, topic: str, syncs_before: int, timeout: float) -> bool:
+    """Whether the worker, in a rebalance after ``syncs_before``, got every partition of
+    ``topic`` (both of the two) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if syncs(worker) > syncs_before and assignment(worker, topic)[1] == "{0-1}":
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def wait_until_sharing(workers, topic: str, timeout: float = 120.0) -> list[str]:
     """Until every worker is in the same generation of the group, each with partitions of
     ``topic`` of its own: the partitions each holds."""
@@ -150,8 +165,9 @@ def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_
     the shards (Ray actors die with the process that created them: the other worker takes
     them again from snapshot + journal). "the_other": the second worker. noida-db does not
     complete the rebalance after the group's leader leaves, even cleanly (the member left
-    rejoins every 10 s, never synced): for "the_leader" the broker is restarted after the
-    stop, as in the kill -9 tests (README, known limits); a real Kafka needs no restart.
+    rejoins every 10 s, never synced): when the worker left has not taken every partition
+    over within 25 s, the broker is restarted, as in the kill -9 tests (README, known
+    limits); a real Kafka needs no restart. The test prints whether it was needed.
     "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
     may end uncertain, never sent twice), the broker restarted likewise."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()
@@ -172,7 +188,19 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
     try:
         second = start_worker(tmp_path / "b", kafka, ray_address, env, app_id=first.app_id)
         # One consumer group: the inbound partitions are split between the two workers.
-        shared = wait_until_sharing([first, second], f"{first.app_id}.sms-received")
+        inbound = f"{first.app_id}.sms-received"
+        restarted_to_share = False
+        try:
+            shared = wait_until_sharing([first, second], inbound, timeout=30)
+        except AssertionError:
+            # noida-db wedges the group when a member rejoins under a new member id during
+            # the rebalance (a commit refused mid-rebalance, under load): the old id stays
+            # its leader and nobody is assigned anything. A broker restart clears it
+            # (README, known limits); a real Kafka needs none.
+            restarted_to_share = True
+            time.sleep(1.5)  # noida-db persists about once a second
+            broker.restart()
+            shared = wait_until_sharing([first, second], inbound, timeout=90)
         assert len(set(shared)) == 2, shared
         surge_off(first)
         both_up = time.time()
@@ -192,6 +220,7 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             stopped_at = time.time()
             leader = stopped.startswith("the_leader")
             gone, left = (first, second) if leader else (second, first)
+            syncs_before = syncs(left)
             if stopped.endswith("kill_9"):
                 os.killpg(gone.process.pid, signal.SIGKILL)  # mid-flood, no goodbye
             else:
@@ -205,9 +234,14 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
         code = gone.process.wait(60)
         if stopped.endswith("kill_9"):
             assert code == -signal.SIGKILL, code
-        if leader:
+        # The worker left takes every partition over. On noida-db it does not when the
+        # member gone was the group's leader (or was killed): the group wedges until the
+        # broker restarts (README, known limits), so that is done after 25 s.
+        restarted_to_take_over = not took_over(left, inbound, syncs_before, timeout=25)
+        if restarted_to_take_over:
             time.sleep(1.5)  # noida-db persists about once a second
             broker.restart()
+            assert took_over(left, inbound, syncs_before, timeout=90), "no take-over"
         # The flood goes on, through the worker left.
         for s in flood[60:]:
             status, mid = post_quietly(left, sender=s, campaign=campaign[s])
@@ -232,6 +266,8 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
               f"{len(forwarded) - sent} uncertain, {both} sent then marked uncertain, "
               f"SMS sent {len(messagebird.messages)} "
               f"(all tests), ticks while both ran {sum(map(len, ticks.values()))}, "
+              f"broker restarted to share: {restarted_to_share}, to take over: "
+              f"{restarted_to_take_over}, "
               f"inbound partitions {shared}")
     finally:
         stop_worker(first)
