@@ -169,7 +169,7 @@ def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_
     over within 25 s, the broker is restarted, as in the kill -9 tests (README, known
     limits); a real Kafka needs no restart. The test prints whether it was needed.
     "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
-    may end uncertain, never sent twice), the broker restarted likewise."""
+    may end uncertain, never sent twice)."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()
     try:
         run_two_workers(stopped, tmp_path, broker, ray_address, messagebird)
