@@ -30,7 +30,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ACCESS_KEY, free_port, new_sender, start_worker, stop_worker
-from tests.e2e.test_scaleout_workers import all_settled, check_deployment, post_quietly
+from tests.e2e.test_scaleout_workers import (
+    all_settled,
+    check_deployment,
+    post_quietly,
+    surge_off,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.scaleout]
 
@@ -149,6 +154,7 @@ def test_a_killed_ray_node_takes_its_shard_down_and_it_comes_back_on_the_other_n
     (tmp_path / "w").mkdir()
     worker = start_worker(tmp_path / "w", kafka, ray_cluster.address, env)
     try:
+        surge_off(worker)
         # The two shards are spread over the two nodes.
         seen = ray_cluster.look(worker.app_id, 2)
         head = next(n for n, is_head in seen["nodes"].items() if is_head)

@@ -1,6 +1,6 @@
 """Several workers, one deployment: two `antirelou worker` processes with the same app id
 share the partitions of every stage (one consumer group) and the campaign shards (named Ray
-actors, ``--shards 2``); one is stopped (SIGTERM) mid-flood and the other takes its
+actors, ``--shards 2``); one is stopped (SIGTERM, or kill -9) mid-flood and the other takes its
 partitions, its shards and its leader timers over.
 
 Run alone with ``pytest -m scaleout``.
@@ -48,7 +48,22 @@ def assignment(worker, topic: str) -> tuple[int, str]:
     return generation, partitions
 
 
-def wait_until_sharing(workers, topic: str, timeout: float = 60.0) -> list[str]:
+def syncs(worker) -> int:
+    return worker.log_path.read_text().count("Successfully synced group")
+
+
+def took_over(worker, topic: str, syncs_before: int, timeout: float) -> bool:
+    """Whether the worker, in a rebalance after ``syncs_before``, got every partition of
+    ``topic`` (both of the two) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if syncs(worker) > syncs_before and assignment(worker, topic)[1] == "{0-1}":
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def wait_until_sharing(workers, topic: str, timeout: float = 120.0) -> list[str]:
     """Until every worker is in the same generation of the group, each with partitions of
     ``topic`` of its own: the partitions each holds."""
     deadline = time.monotonic() + timeout
@@ -83,6 +98,15 @@ def sms_to(messagebird, sender: str) -> int:
     return len([m for m in messagebird.messages if sender in m["recipients"]])
 
 
+def surge_off(worker, campaigns=("paris", "lyon")) -> None:
+    """Surge mode off for these campaigns (an operator's signed ``policy set``): these tests
+    are about sharing the work, and a flood of new senders within seconds is exactly what
+    surge mode defers (its own tests cover that)."""
+    for cid in campaigns:
+        done = worker.cli("policy", "set", cid, "surge_multiple=off", operator="alice")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 def all_settled(acknowledged):
     """A journal predicate: every acknowledged text screened, every forwarded one's reply
     sent or uncertain."""
@@ -108,7 +132,12 @@ def check_deployment(events, acknowledged, senders, survivor, messagebird):
         assert len(set(of(events, mid, "ReplyApproved") + of(events, mid, "ReplyDenied"))) == 1
     outcomes = {mid: {e.TYPE for e in of(events, mid) if e.TYPE in ("ReplySent", "ReplyUncertain")}
                 for mid in forwarded}
-    assert all(len(o) == 1 for o in outcomes.values()), outcomes
+    # Every reply settled. A worker killed after a send was journaled but before the send
+    # table's changelog had it leaves the reply "attempting": the next worker marks it
+    # uncertain too (never sends it again): both outcomes, one SMS (counted below).
+    assert all(outcomes.values()), outcomes
+    for mid in forwarded:
+        assert len(set(of(events, mid, "ReplySent"))) <= 1, mid
     for sender in senders:
         assert sms_to(messagebird, sender) <= 1, "a reply went twice"
     campaigns = load_campaigns(survivor.config)
@@ -129,15 +158,18 @@ def ticks_by_campaign(worker, since: float, until: float) -> dict[str, list[int]
     return {cid: sorted(times) for cid, times in out.items()}
 
 
-@pytest.mark.parametrize("stopped", ["the_other", "the_leader"])
+@pytest.mark.parametrize("stopped", ["the_other", "the_leader", "the_leader_kill_9"])
 def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_nothing(
         stopped, tmp_path, ray_address, messagebird):
     """"the_leader": the first worker, which leads the group (and its timers) and created
     the shards (Ray actors die with the process that created them: the other worker takes
     them again from snapshot + journal). "the_other": the second worker. noida-db does not
     complete the rebalance after the group's leader leaves, even cleanly (the member left
-    rejoins every 10 s, never synced): for "the_leader" the broker is restarted after the
-    stop, as in the kill -9 tests (README, known limits); a real Kafka needs no restart."""
+    rejoins every 10 s, never synced): when the worker left has not taken every partition
+    over within 25 s, the broker is restarted, as in the kill -9 tests (README, known
+    limits); a real Kafka needs no restart. The test prints whether it was needed.
+    "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
+    may end uncertain, never sent twice)."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()
     try:
         run_two_workers(stopped, tmp_path, broker, ray_address, messagebird)
@@ -156,8 +188,21 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
     try:
         second = start_worker(tmp_path / "b", kafka, ray_address, env, app_id=first.app_id)
         # One consumer group: the inbound partitions are split between the two workers.
-        shared = wait_until_sharing([first, second], f"{first.app_id}.sms-received")
+        inbound = f"{first.app_id}.sms-received"
+        restarted_to_share = False
+        try:
+            shared = wait_until_sharing([first, second], inbound, timeout=30)
+        except AssertionError:
+            # noida-db wedges the group when a member rejoins under a new member id during
+            # the rebalance (a commit refused mid-rebalance, under load): the old id stays
+            # its leader and nobody is assigned anything. A broker restart clears it
+            # (README, known limits); a real Kafka needs none.
+            restarted_to_share = True
+            time.sleep(1.5)  # noida-db persists about once a second
+            broker.restart()
+            shared = wait_until_sharing([first, second], inbound, timeout=90)
         assert len(set(shared)) == 2, shared
+        surge_off(first)
         both_up = time.time()
         time.sleep(4 * TICK_S)  # a few ticks of the leader timer while both run
         senders = [new_sender() for _ in range(40)]
@@ -173,16 +218,30 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
                        for i, s in enumerate(flood[:60])]
             first.wait_for(lambda ev: sum(e.TYPE == "ReplySent" for e in ev) >= 5)
             stopped_at = time.time()
-            gone, left = (first, second) if stopped == "the_leader" else (second, first)
-            os.kill(gone.process.pid, signal.SIGTERM)  # mid-flood, a clean stop
+            leader = stopped.startswith("the_leader")
+            gone, left = (first, second) if leader else (second, first)
+            syncs_before = syncs(left)
+            if stopped.endswith("kill_9"):
+                os.killpg(gone.process.pid, signal.SIGKILL)  # mid-flood, no goodbye
+            else:
+                os.kill(gone.process.pid, signal.SIGTERM)  # mid-flood, a clean stop
             for f in futures:
                 status, mid = f.result()
                 if status == 200:
                     acknowledged.append(mid)
-        assert gone.process.wait(60) == 0, gone.log_path.read_text()[-3000:]
-        if stopped == "the_leader":
+        # Gone within the minute (a stop that takes longer than 7 s is cut short and exits
+        # non-zero: under load that happens, and must lose nothing either).
+        code = gone.process.wait(60)
+        if stopped.endswith("kill_9"):
+            assert code == -signal.SIGKILL, code
+        # The worker left takes every partition over. On noida-db it does not when the
+        # member gone was the group's leader (or was killed): the group wedges until the
+        # broker restarts (README, known limits), so that is done after 25 s.
+        restarted_to_take_over = not took_over(left, inbound, syncs_before, timeout=25)
+        if restarted_to_take_over:
             time.sleep(1.5)  # noida-db persists about once a second
             broker.restart()
+            assert took_over(left, inbound, syncs_before, timeout=90), "no take-over"
         # The flood goes on, through the worker left.
         for s in flood[60:]:
             status, mid = post_quietly(left, sender=s, campaign=campaign[s])
@@ -201,10 +260,14 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert all(g >= TICK_S * 1000 / 2 for g in gaps), (cid, gaps)
         sent = sum("ReplySent" in o for o in outcomes.values())
-        print(f"\nscale-out, {stopped} stopped: {len(acknowledged)} texts acknowledged of {len(flood)}, "
-              f"{len(forwarded)} forwarded, {sent} sent, "
-              f"{len(forwarded) - sent} uncertain, SMS sent {len(messagebird.messages)} "
+        both = sum(len(o) == 2 for o in outcomes.values())
+        print(f"\nscale-out, {stopped} stopped (exit {code}): {len(acknowledged)} texts "
+              f"acknowledged of {len(flood)}, {len(forwarded)} forwarded, {sent} sent, "
+              f"{len(forwarded) - sent} uncertain, {both} sent then marked uncertain, "
+              f"SMS sent {len(messagebird.messages)} "
               f"(all tests), ticks while both ran {sum(map(len, ticks.values()))}, "
+              f"broker restarted to share: {restarted_to_share}, to take over: "
+              f"{restarted_to_take_over}, "
               f"inbound partitions {shared}")
     finally:
         stop_worker(first)
