@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from schemas import codec
-from schemas.commands import RequestReply, Tick
+from schemas.commands import RequestReply, SettleReply, Tick
 from schemas.events import ReplyApproved
 from streams.approvals import hold_deferred, send_command
 from streams.stages.runtime import Runtime
@@ -53,8 +53,14 @@ def register_decide(rt: Runtime) -> None:
                 await decide_batch(rt, admitted)
 
 
+REQUEST_TYPES = (RequestReply, SettleReply, Tick)  # what reply-requests carries
+
+
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
-    batch = [codec.decode(e.value) for e in admitted]  # RequestReply, SettleReply, Tick
+    batch = [c for c in (rt.decode_or_skip("requests", e.value, REQUEST_TYPES)
+                         for e in admitted) if c is not None]
+    if not batch:
+        return
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)

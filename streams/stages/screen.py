@@ -13,8 +13,7 @@ import faust
 import orjson
 
 from schemas import codec
-from schemas.codec import CodecError
-from schemas.commands import RequestReply
+from schemas.commands import RequestReply, ScreenText
 from schemas.events import TextReceived
 from streams.inorder import InOrder
 from streams.screening import (
@@ -81,13 +80,10 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     forwarded: list[RequestReply] = []
     for text_event in admitted:
         value = text_event.value
-        try:
-            command = codec.decode(value)
-            policy = rt.live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
-        except CodecError as exc:  # only the webhook writes here: say it, go on
-            log.error("sms-received: undecodable record skipped (%d bytes): %s",
-                      len(value), exc)
+        command = rt.decode_or_skip("inbound", value, (ScreenText,))
+        if command is None:  # only the webhook writes here: say it, go on
             continue
+        policy = rt.live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
         state = states.get(command.sender)
         if state is None:
             stored = senders_by_pseudonym.get(command.sender)

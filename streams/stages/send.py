@@ -16,7 +16,6 @@ from typing import Any
 import faust
 
 from infra.messagebird_gateway import SendResult
-from schemas import codec
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from streams import sendstate
@@ -78,7 +77,9 @@ class ReplySender:
         noted: list[Any] = []
         settles: list[SettleReply] = []
         for event in batch:
-            command = codec.decode(event.value)
+            command = rt.decode_or_skip("outbound", event.value, (SendReply,))
+            if command is None:
+                continue
             mid = command.message_id
             where = table.get(mid)
             step = sendstate.next_step(where, mid in self.in_flight)

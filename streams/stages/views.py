@@ -184,6 +184,7 @@ def register_status_views(rt: Runtime) -> None:
                 "dry_run": isinstance(rt.gateway, DryRunGateway),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
+                "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Times Faust was found to have dropped fetched records, fetched again.
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
