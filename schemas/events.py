@@ -299,16 +299,17 @@ class ReplyCostReconciled:
     """A campaign decision: the actual price of a reply replaces the estimate."""
 
     TYPE = "ReplyCostReconciled"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 reported_micros
 
     message_id: str
     campaign_id: str
     sender: str
     estimated_micros: int
-    actual_micros: int
+    actual_micros: int  # what is charged: the report's price, at most a multiple of the estimate
     balance_after_micros: int  # balance + estimated - actual
     seq: int
     occurred_at: int
+    reported_micros: int | None = None  # the report's price when it was over the cap
 
 
 @dataclass(frozen=True, slots=True)
