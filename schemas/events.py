@@ -57,6 +57,23 @@ class TextRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class TextTimeClamped:
+    """The provider dated a text outside the webhook's arrival time +- the allowed skew
+    (``createdDatetime`` is the provider's, hence anyone's who can sign): the text's
+    ``occurred_at`` is the date clamped into that window. Both times kept here."""
+
+    TYPE = "TextTimeClamped"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    reported_at: int  # the provider's createdDatetime
+    received_at: int  # when the webhook received it (the worker's clock)
+    occurred_at: int  # what the text carries on: reported_at clamped to received_at +- skew
+
+
+@dataclass(frozen=True, slots=True)
 class SenderScreened:
     """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``.
 
@@ -380,12 +397,13 @@ Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
-    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused
+    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | TextTimeClamped
 )
 
 EVENT_TYPES: tuple[type, ...] = (
     TextReceived,
     TextRejected,
+    TextTimeClamped,
     SenderScreened,
     ReplyApproved,
     ReplyDenied,

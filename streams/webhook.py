@@ -158,6 +158,20 @@ def _iso_ms(value: str) -> int:
     return int(stamp.timestamp() * 1000)
 
 
+MAX_EVENT_SKEW_MS = 5 * 60 * 1000  # createdDatetime kept within arrival +- this
+
+
+def event_time(created_ms: int | None, received_ms: int,
+               skew_ms: int = MAX_EVENT_SKEW_MS) -> int:
+    """A text's time: the provider's ``createdDatetime`` clamped to the arrival time +-
+    ``skew_ms`` (the arrival time when there is none). One text dated in the campaign's
+    last day moved pacing time forward; one dated before the sender's previous text made
+    him a flooder."""
+    if created_ms is None:
+        return received_ms
+    return min(max(created_ms, received_ms - skew_ms), received_ms + skew_ms)
+
+
 class NumberFacts:
     """``infra.numbers.classify`` answers by sender pseudonym (about 45 us each with
     phonenumbers; a flood's senders text again and again). Keyed by the pseudonym, so the

@@ -14,7 +14,7 @@ from faust.web import Request, Response, View
 from infra.messagebird_gateway import DryRunGateway
 from schemas import codec
 from schemas.commands import ScreenText, SettleReply
-from schemas.events import DeliveryReported, TextRejected
+from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
 from streams.reports import parse_delivery_report
 from streams.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
@@ -25,6 +25,7 @@ from streams.webhook import (
     NumberFacts,
     Unauthorized,
     WebhookError,
+    event_time,
     parse_inbound,
 )
 
@@ -90,7 +91,8 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 if exc.status == 408:  # the rest of the body may still be on its way
                     response.force_close()
                 return response
-            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else rt.now_ms()
+            received_at = rt.now_ms()
+            occurred_at = event_time(sms.created_at_ms, received_at)
             campaign = by_number.get(sms.recipient)
             try:
                 if campaign is None:
@@ -106,6 +108,12 @@ def register_inbound_webhook(rt: Runtime) -> None:
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
+                if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
+                    clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
+                                              sms.created_at_ms, received_at, occurred_at)
+                    async with asyncio.timeout(settings.ack_timeout_s):
+                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
+                                                         codec.encode(clamped)))
                 # Here, while the number is in clear (cached by pseudonym, not by number).
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(

@@ -140,3 +140,14 @@ def test_phone_number_in_a_body_is_masked_at_the_webhook_in_any_format(body):
     assert not is_test_text(sms.body)
     kept = parse_inbound(FORM, urlencode({**FIELDS, "body": "Test 123, 12:30"}).encode())
     assert kept.body == "Test 123, 12:30"  # short digit runs are no number: left alone
+
+
+def test_provider_dates_are_clamped_to_the_arrival_time_plus_or_minus_the_skew():
+    # Issue 13 item 11: createdDatetime was trusted as the text's time.
+    from streams.webhook import MAX_EVENT_SKEW_MS, event_time
+
+    now = 1_800_000_000_000
+    assert event_time(None, now) == now
+    assert event_time(now - 1_000, now) == now - 1_000  # a normal delay: kept
+    assert event_time(now + 10 * 86_400_000, now) == now + MAX_EVENT_SKEW_MS
+    assert event_time(0, now) == now - MAX_EVENT_SKEW_MS
