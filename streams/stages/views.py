@@ -118,7 +118,7 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(
                     message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
-                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator),
+                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
                 # asyncio.timeout, not wait_for: no extra task per request.

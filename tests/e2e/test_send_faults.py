@@ -74,8 +74,10 @@ def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | N
     ids = [uuid.uuid4().hex for _ in numbers]
     values = []
     for i, (mid, number) in enumerate(zip(ids, numbers, strict=True)):
-        value = codec.encode(SendReply(mid, campaign, privacy.pseudonym(number),
-                                       int(time.time() * 1000), privacy.seal(number)))
+        pseudonym = privacy.pseudonym(number)
+        value = codec.encode(SendReply(mid, campaign, pseudonym, int(time.time() * 1000),
+                                       privacy.seal(number, campaign_id=campaign,
+                                                    sender=pseudonym)))
         values.extend([value] * (1 + (copies or {}).get(i, 0)))
 
     async def produce() -> None:

@@ -189,9 +189,10 @@ def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_pa
         clean(b"\n".join(k + b" " + v for k, v in records), name)
     # The work topics carry the number only sealed (AES-GCM), and it opens to the sender.
     privacy = Privacy(b"e2e-secret-0123456789abcdef")
-    sealed = [codec.decode(v).reply_to for _, v in topics[f"{worker.app_id}.sms-received"]
+    sealed = [codec.decode(v) for _, v in topics[f"{worker.app_id}.sms-received"]
               if codec.decode(v).message_id == r.message_id]
-    assert sealed and privacy.open(sealed[0]) == sender
+    assert sealed and privacy.open(sealed[0].reply_to, campaign_id=sealed[0].campaign_id,
+                                   sender=sealed[0].sender) == sender
     # The worker's log and what the CLI prints.
     clean(worker.log_path.read_text().encode(), "the worker log")
     export = tmp_path / "journal.jsonl"
