@@ -14,7 +14,7 @@ import faust
 
 from schemas import codec
 from schemas.commands import RequestReply, SettleReply, Tick
-from schemas.events import ReplyApproved
+from schemas.events import ReplyApproved, ReplyFailed
 from streams.approvals import hold_deferred, send_command
 from streams.stages.runtime import Runtime
 
@@ -70,11 +70,23 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:
-                log.error("released reply %s has no reply-to any more; not sent",
-                          decision.message_id)
+                await reply_to_lost(rt, decision)
                 continue
             await rt.produce(rt.topics.outbound, decision.campaign_id.encode(),
                              codec.encode(send))
+
+
+async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
+    """A charged reply whose reply-to is gone (a released one whose table entry was lost)
+    cannot be sent: it fails, journaled, and is refunded like any reply not sent."""
+    log.error("approved reply %s has no reply-to any more: not sent, refunded",
+              decision.message_id)
+    now = rt.now_ms()
+    await rt.record([ReplyFailed(decision.message_id, decision.campaign_id, decision.sender,
+                                 "reply_to_lost: the sealed number is gone", False, now, 0)],
+                    acked=True)
+    await rt.settle(SettleReply(decision.message_id, decision.campaign_id, decision.sender,
+                                "failed", None, now))
 
 
 def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]
