@@ -12,6 +12,13 @@ same ``seq`` and spend the same balance again. So every call carries, per campai
 last ``seq`` the worker journaled (``journaled()``), and a shard that is behind reads the
 journal on until it has caught up (or fails the call, never deciding from a stale state).
 
+Placement (a Ray cluster): ``resource`` makes each shard need one unit of a custom
+resource, so shards run only on the nodes started with it (``ray start --resources
+'{"antirelou_shards": 100}'``); ``spread`` asks Ray to spread them over those nodes
+(``scheduling_strategy="SPREAD"``); ``memory_mb`` reserves Ray's ``memory`` resource per
+shard (for scheduling; Ray does not cap a process at it). When a node dies, Ray restarts its
+shards on another node that qualifies, and they recover there from the journal.
+
 Call ``ray.init`` (local or ``address=...``) before building the facade.
 """
 
@@ -27,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.campaign import CampaignState, ControlOutcome
 from actors.shard import CampaignShard, is_campaign_event
@@ -37,6 +44,10 @@ from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 
 log = logging.getLogger("antirelou.shards")
+
+# How long a call waits for a shard that Ray reports unavailable (its node died and Ray has
+# not yet restarted it elsewhere: about 15 s with Ray's default node health checks).
+UNAVAILABLE_WAIT_S = 180.0
 
 
 def shard_of(campaign_id: str, n_shards: int) -> int:
@@ -63,6 +74,8 @@ class JournalShard(CampaignShard):
         snapshots, tail, self._read_to = asyncio.run(_read_recovery(
             self._kafka, self._journal_topic, self._snapshot_topic, list(self._states)))
         for state in snapshots:
+            # The end date is the config's (an operator may have moved it), as in the audit.
+            state.ends_at = self._campaigns[state.campaign_id].ends_at
             self._states[state.campaign_id] = state
         self.from_snapshots = len(snapshots)
         self.recovered = self.recover(tail)
@@ -109,9 +122,10 @@ class JournalShard(CampaignShard):
     def snapshot(self) -> list[CampaignState]:
         return list(self._states.values())
 
-    def info(self) -> dict[str, int]:
+    def info(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "recovered": self.recovered,
-                "from_snapshots": self.from_snapshots, "rebuilt": self.rebuilt}
+                "from_snapshots": self.from_snapshots, "rebuilt": self.rebuilt,
+                "node": ray.get_runtime_context().get_node_id()}
 
 
 class ShardBehind(RuntimeError):
@@ -165,6 +179,9 @@ class CampaignShards:
         snapshot_topic: str,
         n_shards: int = 1,
         namespace: str = "antirelou",
+        resource: str | None = None,
+        spread: bool = False,
+        memory_mb: int | None = None,
     ) -> None:
         self.n_shards = max(1, min(n_shards, len(campaigns)))
         self._by_shard: dict[int, list[Campaign]] = defaultdict(list)
@@ -172,8 +189,16 @@ class CampaignShards:
             self._by_shard[shard_of(c.id, self.n_shards)].append(c)
         self._args = (kafka, journal_topic, snapshot_topic)
         self._namespace = namespace
+        placement: dict[str, Any] = {}
+        if resource:
+            placement["resources"] = {resource: 1}
+        if spread:
+            placement["scheduling_strategy"] = "SPREAD"
+        if memory_mb:
+            placement["memory"] = memory_mb * 2**20
         self._journaled: dict[str, int] = {}  # campaign -> last seq this worker journaled
-        self._remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(JournalShard)
+        self._remote_cls = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3,
+                                      **placement)(JournalShard)
         self._actors = [self._acquire(i) for i in range(self.n_shards)]
 
     def _acquire(self, i: int) -> Any:
@@ -195,14 +220,29 @@ class CampaignShards:
         return {c.id: self._journaled[c.id] for c in self._by_shard[i] if c.id in self._journaled}
 
     async def _call(self, i: int, method: str, *args: Any) -> Any:
-        try:
-            return await getattr(self._actors[i], method).remote(*args)
-        except RayActorError:
-            # The owner of the actor (another worker) is gone, or its restarts ran out:
-            # take (or create) the shard again, which recovers from the journal, and retry.
-            log.warning("campaign shard %d lost; recovering it from the journal", i)
-            self._actors[i] = self._acquire(i)
-            return await getattr(self._actors[i], method).remote(*args)
+        deadline = time.monotonic() + UNAVAILABLE_WAIT_S
+        waiting = reacquired = False
+        while True:
+            try:
+                return await getattr(self._actors[i], method).remote(*args)
+            except ActorUnavailableError:
+                # Its node is gone and Ray is restarting it (max_restarts=-1), maybe on
+                # another node. The call may or may not have run: calling again is safe, a
+                # shard's methods being idempotent by message id.
+                if time.monotonic() > deadline:
+                    raise
+                if not waiting:
+                    log.warning("campaign shard %d unavailable; waiting for Ray to restart it", i)
+                    waiting = True
+                await asyncio.sleep(1.0)
+            except RayActorError:
+                # The owner of the actor (another worker) is gone, or its restarts ran out:
+                # take (or create) the shard again, which recovers from the journal, and retry.
+                if reacquired:
+                    raise
+                log.warning("campaign shard %d lost; recovering it from the journal", i)
+                self._actors[i] = self._acquire(i)
+                reacquired = True
 
     async def _scatter(self, method: str, batch: Sequence[Any]) -> list[Any]:
         if self.n_shards == 1:  # the usual deployment: one call, no regrouping
@@ -231,6 +271,6 @@ class CampaignShards:
         parts = await asyncio.gather(*(self._call(i, "snapshot") for i in range(self.n_shards)))
         return [state for part in parts for state in part]
 
-    def info_now(self) -> list[dict[str, int]]:
+    def info_now(self) -> list[dict[str, Any]]:
         """Blocking ``info`` for start-up, outside any event loop."""
         return list(ray.get([actor.info.remote() for actor in self._actors]))

@@ -23,9 +23,10 @@ Fault injection: ``fail_next(n, status)`` makes the next ``n`` ``POST /messages`
 that status (nothing is accepted); ``delay_next(n, seconds)`` makes the next ``n`` answers
 wait; ``reset_next(n)`` makes the next ``n`` read the request, accept it (it counts as sent)
 and reset the connection without an answer; ``close_next(n)`` makes the next ``n`` close
-the connection without accepting or answering (a server closing an idle keep-alive
-connection as the request arrives). A delayed message is accepted (recorded) *before* the wait, as happens with a slow
-provider: a client that gives up on its timeout has nonetheless had its SMS sent.
+the connection without accepting or answering (a server closing an idle
+keep-alive connection as the request arrives). A delayed message is accepted
+(recorded) *before* the wait, as happens with a slow provider: a client that gives up on
+its timeout has nonetheless had its SMS sent.
 
 The server is quiet: it logs nothing and prints no tracebacks for clients that hang up.
 It never logs or raises with a phone number in the text.

@@ -96,6 +96,22 @@ class SenderScreened:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderReopened:
+    """Screening learned that the sender's forwarded request ended without a reply (denied,
+    expired, refunded): he is no longer "answered" and a later text is forwarded again.
+    Journaled by screening, in the sender's order, when it changes his state."""
+
+    TYPE = "SenderReopened"
+    SCHEMA_VERSION = 1
+
+    message_id: str  # the forwarded request's
+    campaign_id: str
+    sender: str
+    outcome: str  # "ReplyDenied:<reason>" | "ReplyExpired:<reason>" | "ReplyRefunded"
+    occurred_at: int  # the outcome's
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
@@ -130,7 +146,8 @@ class ReplyDenied:
     campaign_id: str
     sender: str
     reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" |
-    #             "unknown_campaign" | "daily_allowance" | "hourly_allowance" | "prefix_flood"
+    #             "unknown_campaign" | "allowance" | "prefix_flood" | "queue_full"
+    #             (older journals: "daily_allowance" | "hourly_allowance")
     cost_micros: int
     balance_after_micros: int
     seq: int
@@ -145,14 +162,32 @@ class ReplyDeferred:
     as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``."""
 
     TYPE = "ReplyDeferred"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added priority
 
     message_id: str
     campaign_id: str
     sender: str
     prefix: str
-    texts_from_sender: int  # the queue's priority: fewer texts first
+    texts_from_sender: int
     queued: int  # requests in the queue with this one
+    seq: int
+    occurred_at: int
+    policy_version: int
+    priority: int = 0  # the queue's priority key (actors.campaign.priority_key): smaller first
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPromoted:
+    """A queued request whose sender texted again at a human pace moves ahead of the first
+    texts (``ReviewRequest(texted_again)``)."""
+
+    TYPE = "ReplyPromoted"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    priority: int  # the new priority key
     seq: int
     occurred_at: int
     policy_version: int
@@ -160,8 +195,10 @@ class ReplyDeferred:
 
 @dataclass(frozen=True, slots=True)
 class ReplyExpired:
-    """A deferred request left the queue unanswered: older than the TTL ("ttl"), or pushed
-    out of a full queue by a request of higher priority ("queue_full")."""
+    """A deferred request left the queue unanswered: older than the TTL ("ttl"), pushed out
+    of a full queue by a request of higher priority ("queue_full"), withdrawn because its
+    sender showed himself a flooder ("flooder"), or the budget can pay no reply
+    ("budget_exhausted"). The sender is answered on a later text (screening reopens him)."""
 
     TYPE = "ReplyExpired"
     SCHEMA_VERSION = 1
@@ -169,7 +206,7 @@ class ReplyExpired:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "ttl" | "queue_full"
+    reason: str  # "ttl" | "queue_full" | "flooder" | "budget_exhausted"
     deferred_at: int
     seq: int
     occurred_at: int
@@ -393,14 +430,37 @@ class ControlRefused:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class RecordsLost:
+    """A worker found records of a work topic gone from the broker: it was ahead of the
+    log's end (the broker lost its last writes: noida-db killed keeps about its last second
+    only), or a hole that will never fill. ``from_offset`` (included) .. ``to_offset``
+    (excluded) are what the worker had read or committed past the end; the worker goes on
+    from ``from_offset``, the log's end, where new records are written. Not a campaign
+    event: a fact for the audit's account of what was lost (streams/lost_tail.py)."""
+
+    TYPE = "RecordsLost"
+    SCHEMA_VERSION = 1
+
+    topic: str
+    partition: int
+    from_offset: int
+    to_offset: int
+    found: str  # "position" (the worker had read past the end) | "committed"
+    occurred_at: int
+
+
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
-    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | TextTimeClamped
+    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost | SenderReopened
+    | ReplyPromoted | TextTimeClamped
 )
 
 EVENT_TYPES: tuple[type, ...] = (
+    SenderReopened,
+    ReplyPromoted,
     TextReceived,
     TextRejected,
     TextTimeClamped,
@@ -422,4 +482,5 @@ EVENT_TYPES: tuple[type, ...] = (
     SurgeStarted,
     SurgeEnded,
     ControlRefused,
+    RecordsLost,
 )

@@ -7,6 +7,7 @@ a Faust worker on it.
 Data flow (topic names are prefixed with the app id)::
 
     POST /webhooks/messagebird/sms --ScreenText--> sms-received (key: sender pseudonym)
+    POST /webhooks/bird (Bird's sms.inbound events, stages.bird) --ScreenText--> idem
     screen_senders: per-sender table, TextReceived + SenderScreened -> journal
         forward --RequestReply--> reply-requests (key: campaign)
     decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied/Deferred -> journal
@@ -32,14 +33,15 @@ import faust
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
 from infra.privacy import Privacy
+from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
 from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings, topic_names
+from streams.stages.bird import register_bird
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
 from streams.stages.runtime import Deciders, Gateway, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
-from streams.httpguard import bound_http_connections
 from streams.stages.views import register_views
 from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier
@@ -82,7 +84,14 @@ def create_app(
     gateway: Gateway,
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
-    if settings.signing_key is None and not settings.allow_unsigned:
+    if settings.bird_channels and settings.bird_signing_key is None \
+            and not settings.allow_unsigned:
+        raise ValueError(
+            "no Bird webhook signing key: set BIRD_SIGNING_KEY, or pass --insecure-dev "
+            "to accept unsigned webhooks while developing"
+        )
+    if settings.signing_key is None and not settings.allow_unsigned \
+            and not settings.bird_channels:
         raise ValueError(
             "no webhook signing key: set MESSAGEBIRD_SIGNING_KEY, or pass --insecure-dev "
             "to accept unsigned webhooks while developing"
@@ -97,6 +106,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=60.0,
@@ -151,5 +161,7 @@ def create_app(
     register_send(rt)
     register_watchdog(rt)
     register_views(rt)
+    if settings.bird_channels:
+        register_bird(rt)
     bound_http_connections(app, settings.http_idle_timeout_s)
     return app

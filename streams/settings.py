@@ -44,6 +44,10 @@ class Settings:
     data_dir: Path = Path(".state/faust")
     signing_key: str | None = None
     allow_unsigned: bool = False
+    # Bird (infra.providers): the signing key of the webhook subscription and each Bird
+    # campaign's channel (channel id -> campaign id); none: no /webhooks/bird.
+    bird_signing_key: str | None = None
+    bird_channels: Mapping[str, str] = field(default_factory=dict)
     public_url: str | None = None  # the base URL MessageBird signs, when behind a proxy
     batch_size: int = 500
     batch_window_s: float = 0.05
@@ -77,4 +81,5 @@ class Settings:
     http_idle_timeout_s: float = 15.0
     http_body_timeout_s: float = 10.0
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
+    replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     extra: dict[str, Any] = field(default_factory=dict)

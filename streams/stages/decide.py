@@ -16,6 +16,7 @@ from schemas import codec
 from schemas.commands import RequestReply, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
 from streams.approvals import hold_deferred, send_command
+from streams.pipeline import outcome_note
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -67,6 +68,11 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     rt.journaled(decisions)
     reply_to.update(store_deferred(rt.tables.deferred_reply_to, decisions, reply_to))
     for decision in decisions:
+        note = outcome_note(decision)
+        if note is not None:
+            # Back to the sender's screening, keyed and partitioned like his texts: a request
+            # ended without a reply (denied, expired, refunded) reopens him.
+            await rt.produce(rt.topics.inbound, note.sender.encode(), codec.encode(note))
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:

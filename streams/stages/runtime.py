@@ -106,6 +106,22 @@ class Runtime:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def gateway_for(self, campaign_id: str) -> Gateway:
+        """The campaign's gateway: with providers per campaign (infra.providers
+        ``CampaignGateways``) the campaign picks it, else the one gateway serves all."""
+        pick = getattr(self.gateway, "for_campaign", None)
+        return pick(campaign_id) if pick is not None else self.gateway
+
+    def all_gateways(self) -> list[Gateway]:
+        every = getattr(self.gateway, "all", None)
+        return every() if every is not None else [self.gateway]
+
+    @property
+    def refuse_unsigned(self) -> bool:
+        """No MessageBird signing key outside insecure dev mode (a deployment on Bird only):
+        the classic webhooks refuse every request rather than accept unsigned ones."""
+        return self.settings.signing_key is None and not self.settings.allow_unsigned
+
     @staticmethod
     async def acknowledged(send: Awaitable[Any]) -> None:
         # Two awaits: the first queues the record, the second waits for the broker's ack

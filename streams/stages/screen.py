@@ -13,15 +13,11 @@ import faust
 import orjson
 
 from schemas import codec
-from schemas.commands import RequestReply, ScreenText
+from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText
 from schemas.events import TextReceived
 from streams.inorder import InOrder
-from streams.screening import (
-    UNKNOWN_CAMPAIGN_POLICY,
-    SenderState,
-    decide_screening,
-    evolve_sender,
-)
+from streams.pipeline import reopen, screen
+from streams.screening import UNKNOWN_CAMPAIGN_POLICY, SenderState
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -77,11 +73,12 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     states: dict[str, SenderState] = {}
     partition_of: dict[str, int] = {}  # sender -> the partition of his texts
     journaled: list[Any] = []
-    forwarded: list[RequestReply] = []
+    forwarded: list[RequestReply | ReviewRequest] = []
     for text_event in admitted:
         value = text_event.value
-        command = rt.decode_or_skip("inbound", value, (ScreenText,))
-        if command is None:  # only the webhook writes here: say it, go on
+        # The webhook and the decide stage write here: a bad record is said, and skipped.
+        command = rt.decode_or_skip("inbound", value, (ScreenText, NoteReplyOutcome))
+        if command is None:
             continue
         policy = rt.live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
         state = states.get(command.sender)
@@ -90,24 +87,20 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
             state = SenderState.from_dict(orjson.loads(stored)) if stored else SenderState()
             states[command.sender] = state
             partition_of[command.sender] = text_event.message.partition
+        if isinstance(command, NoteReplyOutcome):
+            # A request of his ended without a reply: he is answered on a later text.
+            journaled.extend(reopen(state, command))
+            continue
         if command.message_id in state.recent:
             log.info("text %s seen before: its verdict again", command.message_id)
-        screened = decide_screening(state, command, policy)
-        for event in screened:
-            evolve_sender(state, event, policy)
+        screened = screen(state, command, policy)
         journaled.append(TextReceived(
             message_id=command.message_id, campaign_id=command.campaign_id,
             sender=command.sender, body=command.body, occurred_at=command.occurred_at,
             number_kind=command.number_kind, country=command.country, prefix=command.prefix,
         ))
-        journaled.extend(screened)
-        if screened[0].verdict == "forward":
-            forwarded.append(RequestReply(
-                message_id=command.message_id, campaign_id=command.campaign_id,
-                sender=command.sender, occurred_at=command.occurred_at,
-                reply_to=command.reply_to, prefix=command.prefix,
-                texts_from_sender=screened[0].texts_from_sender,
-            ))
+        journaled.extend(screened.verdicts)
+        forwarded.extend(screened.to_campaign)  # a request; a review of an awaited one
     for sender, state in states.items():
         # Reassign: the changelog only sees values that are set.
         senders_by_pseudonym.put(sender, compact(orjson.dumps(state.to_dict())),

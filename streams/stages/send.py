@@ -152,7 +152,7 @@ class ReplySender:
 
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(
-                rt.gateway.send, originator=campaign.originator,
+                rt.gateway_for(campaign.id).send, originator=campaign.originator,
                 recipient=rt.privacy.open(command.reply_to, campaign_id=command.campaign_id,
                                           sender=command.sender), body=campaign.reply_text,
                 reference=mid, report_url=report_url, scheduled_at=command.send_at,

@@ -82,6 +82,8 @@ def register_inbound_webhook(rt: Runtime) -> None:
             claims: dict[str, Any] = {}
             try:
                 raw = await read_bounded(request, settings.http_body_timeout_s)
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                              signed_url(settings.public_url, request), raw)
@@ -149,6 +151,8 @@ def register_delivery_reports(rt: Runtime) -> None:
 
         async def get(self, request: Request) -> Response:
             try:
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
                     verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
                                     signed_url(settings.public_url, request), b"")
@@ -189,7 +193,7 @@ def register_status_views(rt: Runtime) -> None:
             return self.json({
                 "status": "ok",
                 "campaigns": sorted(rt.campaigns),
-                "dry_run": isinstance(rt.gateway, DryRunGateway),
+                "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role

@@ -92,7 +92,7 @@ def test_a_forgotten_token_passes_again_for_the_retry_of_an_unstored_text():
     (None, URL, b"payload"),
     (sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
     (sign(exp=int(time.time()) - 10), URL, b"payload"),
-    (sign(nbf=int(time.time()) + 60, exp=int(time.time()) + 120), URL, b"payload"),
+    (sign(nbf=int(time.time()) + 3600, exp=int(time.time()) + 3660), URL, b"payload"),
     (jwt.encode({"iss": "MessageBird", "nbf": int(time.time()), "exp": int(time.time()) + 60,
                  "jti": "none-alg", "url_hash": hashlib.sha256(URL.encode()).hexdigest(),
                  "payload_hash": hashlib.sha256(b"payload").hexdigest()}, None, "none"),

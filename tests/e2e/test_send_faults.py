@@ -192,7 +192,7 @@ def test_an_outage_opens_the_breaker_and_replies_go_out_after_it(sender_worker,
     assert sum(len(of(events, p.message_id, "ReplyAttempted")) for p in posted) >= 12
     for s in senders:
         assert len(sms_to(reporting_messagebird, s)) == 1
-    health = requests.get(sender_worker.url + "/health", timeout=10).json()
+    health = sender_worker.admin_get("/health").json()
     assert health["messagebird_circuit"] == "closed"
 
 

@@ -1,0 +1,270 @@
+"""Faults of `antirelou up`'s embedded broker, through the real `up` (signed webhooks, the
+local MessageBird, pacing off): the broker kill -9'd during a small flood and restarted by
+`up`; `up` kill -9'd and started again; Ctrl-C while a reply is in backoff.
+
+Each test runs its own `up` (its own broker, state folder and app id) on the run's Ray
+session. Numbers measured are printed (run with -s to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from infra.supervisor import PID_FILE, _alive
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    CONFIG,
+    SIGNING_KEY,
+    Worker,
+    free_port,
+    new_sender,
+    of,
+)
+
+pytestmark = pytest.mark.services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Up(Worker):
+    kafka_port: int
+    state: Path
+
+    def broker_pid(self) -> int:
+        return json.loads((self.state / PID_FILE).read_text())["pid"]
+
+    def health(self) -> tuple[int, dict]:
+        r = requests.get(self.url + "/health", timeout=5)
+        return r.status_code, r.json()
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_up(tmp: Path, ray_address: str, messagebird, *, app_id: str | None = None,
+             kafka_port: int | None = None, web_port: int | None = None,
+             extra_env: dict | None = None, wait: bool = True) -> Up:
+    config = tmp / "campaigns.toml"
+    config.write_text(CONFIG)
+    kafka_port = kafka_port or free_port()
+    web_port = web_port or free_port()
+    app_id = app_id or "bf-" + uuid.uuid4().hex[:8]
+    log_path = tmp / f"up-{time.monotonic_ns()}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MESSAGEBIRD_"))}
+    env.update({"MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
+                "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef",
+                "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+                "MESSAGEBIRD_ENDPOINT": messagebird.endpoint, **(extra_env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "up", "--config", str(config),
+         "--state-dir", str(tmp / "state"), "--app-id", app_id,
+         "--kafka-port", str(kafka_port), "--web-port", str(web_port),
+         "--ray-address", ray_address, "--partitions", "2", "--snapshot-interval", "1"],
+        stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        start_new_session=True,
+    )
+    up = Up(f"http://127.0.0.1:{web_port}", f"127.0.0.1:{kafka_port}", app_id, log_path,
+            process, config)
+    up.kafka_port, up.state = kafka_port, tmp / "state"
+    if wait:
+        wait_ready(up)
+    return up
+
+
+def wait_ready(up: Up, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert up.process.poll() is None, f"up exited {up.process.returncode}:\n{up.output()}"
+        try:
+            # A text to no campaign is journaled (404) once the pipeline takes writes.
+            if up.post(sender=new_sender(), recipient="33600000000").status_code == 404:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"up did not come up:\n{up.output()}"
+        time.sleep(0.5)
+    # And the worker has started (tables, agents): a text is screened.
+    probe = up.post(sender=new_sender(), campaign="tiny")
+    assert probe.status_code == 200, probe.text
+    up.wait_for(lambda ev: of(ev, probe.message_id, "SenderScreened"),
+                timeout=max(10.0, deadline - time.monotonic()))
+
+
+def ctrl_c(up: Up, timeout: float = 30.0) -> float:
+    """SIGINT to `up` alone (as a terminal's Ctrl-C reaches it); seconds until it exited."""
+    start = time.monotonic()
+    os.kill(up.process.pid, signal.SIGINT)
+    up.process.wait(timeout)
+    return time.monotonic() - start
+
+
+def stop(up: Up) -> None:
+    if up.process.poll() is None:
+        with_pid = None
+        try:
+            with_pid = up.broker_pid()
+        except (OSError, ValueError):
+            pass
+        os.kill(up.process.pid, signal.SIGINT)
+        try:
+            up.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.process.pid, signal.SIGKILL)
+            up.process.wait(10)
+        if with_pid and _alive(with_pid):
+            os.killpg(with_pid, signal.SIGKILL)
+
+
+def post(up: Up, sender: str) -> tuple[int | None, str, float]:
+    try:
+        r = up.post(sender=sender)
+    except requests.RequestException:
+        return None, "", time.monotonic()
+    return r.status_code, r.message_id, time.monotonic()
+
+
+def screened(events, mid) -> bool:
+    return bool(of(events, mid, "SenderScreened"))
+
+
+def sms_to(messagebird, sender: str) -> int:
+    return len([m for m in messagebird.messages if sender in m["recipients"]])
+
+
+def test_kill_9_of_up_then_the_same_command_starts_stopping_its_orphan(
+        tmp_path, ray_address, messagebird):
+    first = start_up(tmp_path, ray_address, messagebird)
+    sender = new_sender()
+    r = first.post(sender=sender)
+    assert r.status_code == 200, r.text
+    first.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    broker_pid = first.broker_pid()
+
+    os.kill(first.process.pid, signal.SIGKILL)  # `up` alone; its broker is not signalled
+    first.process.wait(10)
+    again = start_up(tmp_path, ray_address, messagebird, app_id=first.app_id,
+                     kafka_port=first.kafka_port)
+    try:
+        said = [line for line in again.output().splitlines()
+                if f"previous `antirelou up` (pid {first.process.pid}" in line]
+        assert said, again.output()
+        print("\nthe next up said:", said[0])
+        assert not _alive(broker_pid) and again.broker_pid() != broker_pid
+        # The deployment carries on: the sender is not answered twice, a newcomer is.
+        newcomer = new_sender()
+        a, b = again.post(sender=sender), again.post(sender=newcomer)
+        assert (a.status_code, b.status_code) == (200, 200)
+        events = again.wait_for(lambda ev: of(ev, a.message_id, "SenderScreened")
+                                and of(ev, b.message_id, "ReplySent"))
+        assert of(events, a.message_id, "SenderScreened")[0].reason == "already_answered"
+        assert sms_to(messagebird, sender) == 1 and sms_to(messagebird, newcomer) == 1
+        new_broker = again.broker_pid()
+        took = ctrl_c(again)
+    finally:
+        stop(again)
+    assert again.process.returncode == 0, again.output()
+    print(f"second up stopped {took:.1f} s after Ctrl-C")
+    assert not _alive(new_broker) and not port_open(again.kafka_port)
+    assert not (again.state / PID_FILE).exists()
+
+
+def test_ctrl_c_with_a_reply_in_backoff_stops_up_within_10_s(
+        tmp_path, ray_address, messagebird):
+    up = start_up(tmp_path, ray_address, messagebird,
+                  extra_env={"ANTIRELOU_SEND_ATTEMPTS": "50"})
+    try:
+        broker_pid = up.broker_pid()
+        messagebird.fail_next(10_000, 503)  # every call fails: the reply waits in backoff
+        r = up.post(sender=new_sender())
+        assert r.status_code == 200, r.text
+        up.wait_for(lambda ev: any(e.TYPE == "ReplyAttempted" and e.attempt >= 2
+                                   for e in of(ev, r.message_id)))
+        took = ctrl_c(up)
+        print(f"\nup stopped {took:.1f} s after Ctrl-C with a reply in backoff "
+              f"(exit {up.process.returncode})")
+    finally:
+        messagebird.reset()
+        stop(up)
+    assert took < 10, up.output()
+    assert not _alive(broker_pid) and not port_open(up.kafka_port)
+    assert not port_open(int(up.url.rsplit(":", 1)[1]))
+    assert not (up.state / PID_FILE).exists()
+
+
+def test_the_broker_killed_during_a_flood_is_restarted_by_up_and_nothing_after_is_lost(
+        tmp_path, ray_address, messagebird):
+    up = start_up(tmp_path, ray_address, messagebird)
+    try:
+        senders = [new_sender() for _ in range(20)]
+        flood = [s for s in senders for _ in range(2)]
+        acked: list[tuple[str, str, float]] = []  # (message id, sender, when acknowledged)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [(s, pool.submit(post, up, s)) for s in flood]
+            time.sleep(0.5)  # some are acknowledged, some under way
+            old_pid = up.broker_pid()
+            os.kill(old_pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            # /health says so, and the webhook refuses at once (the provider retries).
+            code, health = up.health()
+            while code == 200:
+                assert time.monotonic() - killed_at < 2, health
+                code, health = up.health()
+            seen_down = time.monotonic() - killed_at
+            t0 = time.monotonic()
+            refused = up.post(sender=new_sender())
+            refused_in = time.monotonic() - t0
+            for s, f in futures:
+                status, mid, when = f.result()
+                if status == 200:
+                    acked.append((mid, s, when))
+        print(f"\n/health not ok {seen_down:.2f} s after the kill: {health}")
+        assert code == 503 and health["status"] != "ok" and not health["broker"]["up"]
+        assert "killed by SIGKILL" in health["broker"]["reason"]
+        if refused.status_code == 503:  # unless the restart was already done
+            assert refused_in < 1.0, refused_in
+        # Back by itself.
+        while up.health()[0] != 200:
+            assert time.monotonic() - killed_at < 60, up.output()[-3000:]
+            time.sleep(0.1)
+        recovered_at = time.monotonic()
+        print(f"broker back (health ok) {recovered_at - killed_at:.1f} s after the kill")
+        after: list[tuple[str, str]] = []
+        for s in [new_sender() for _ in range(10)] + senders[:5]:
+            while True:
+                status, mid, _ = post(up, s)
+                if status == 200:
+                    after.append((mid, s))
+                    break
+                assert time.monotonic() - recovered_at < 60, status
+                time.sleep(0.2)
+        first_200_after = time.monotonic() - killed_at
+        events = up.wait_for(lambda ev: all(screened(ev, m) for m, _ in after), timeout=90)
+        before = [(m, s) for m, s, when in acked if when < killed_at]
+        lost = [m for m, _ in before if not screened(events, m)]
+        print(f"first text acknowledged {first_200_after:.1f} s after the kill; flood: "
+              f"{len(acked)} acknowledged ({len(before)} before the kill), {len(lost)} of "
+              f"them never screened (lost with the broker's last second)")
+        time.sleep(2)
+        for s in set(senders) | {s for _, s in after}:
+            assert sms_to(messagebird, s) <= 1, s
+        status, health = up.health()
+        assert health["broker"]["restarts"] == 1 and health["broker"]["last_outage_s"] > 0
+    finally:
+        stop(up)
