@@ -13,7 +13,7 @@ from typing import Any
 import faust
 
 from schemas import codec
-from schemas.commands import RequestReply, SettleReply, Tick
+from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
 from streams.approvals import hold_deferred, send_command
 from streams.pipeline import outcome_note
@@ -54,7 +54,7 @@ def register_decide(rt: Runtime) -> None:
                 await decide_batch(rt, admitted)
 
 
-REQUEST_TYPES = (RequestReply, SettleReply, Tick)  # what reply-requests carries
+REQUEST_TYPES = (RequestReply, ReviewRequest, SettleReply, Tick)  # what reply-requests carries
 
 
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
