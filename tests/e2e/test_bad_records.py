@@ -60,6 +60,6 @@ def test_bad_record_in_decide_send_and_policy_stages_is_counted_and_skipped(work
         time.sleep(1)
     paris = worker.post(sender=new_sender(), campaign="paris")
     worker.wait_for(lambda ev: of(ev, paris.message_id, "ReplySent"), timeout=60)
-    health = requests.get(worker.url + "/health", timeout=10).json()
+    health = worker.admin_get("/health").json()
     assert health["bad_records"] == {"requests": 2, "outbound": 2, "policies": 1}
     assert "bad record skipped" in worker.log_path.read_text()

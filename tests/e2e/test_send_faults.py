@@ -250,7 +250,7 @@ def test_send_without_limit_a_provider_that_resets_after_reading_gets_each_reply
                     if e.TYPE in ("ReplySent", "ReplyFailed", "ReplyRefunded")]
         assert all(len(of(events, p.message_id, "ReplyAttempted")) == 1 for p in posted)
         # The send stage's order guard (concurrent actors) saw no false hole meanwhile.
-        health = requests.get(sender_worker.url + "/health", timeout=10).json()
+        health = sender_worker.admin_get("/health").json()
         assert health["records_refetched"]["holes"] == 0
     finally:
         mb.clear_faults()
