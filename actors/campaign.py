@@ -89,6 +89,9 @@ REMEMBERED_DECISIONS = 50_000
 # signed within that window too, so one older than it by twice the window can no longer
 # pass. Time from the signed commands, not from texts (a text's date is the sender's).
 COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
+# A delivery report's price is charged up to this multiple of the reply's estimated cost
+# (more parts than estimated, a price change); above it, the overrun is journaled only.
+PRICE_CAP_FACTOR = 3
 # Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
 # thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
 # nothing), then the ones with the least debt.
@@ -576,10 +579,14 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
                               **common)]
     if (command.outcome == "priced" and not refunded and isinstance(command.price_micros, int)
             and command.price_micros >= 0):
+        # One signed report priced a reply at EUR 1,000: a price is charged up to a
+        # multiple of the estimate, and the overrun journaled (reported_micros).
+        cap = PRICE_CAP_FACTOR * approval.cost_micros
+        actual = min(command.price_micros, cap)
         return [ReplyCostReconciled(
-            estimated_micros=approval.cost_micros, actual_micros=command.price_micros,
-            balance_after_micros=state.balance_micros + approval.cost_micros
-            - command.price_micros,
+            estimated_micros=approval.cost_micros, actual_micros=actual,
+            balance_after_micros=state.balance_micros + approval.cost_micros - actual,
+            reported_micros=command.price_micros if command.price_micros > cap else None,
             **common)]
     return []
 

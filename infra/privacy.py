@@ -3,8 +3,12 @@
 - ``Privacy.pseudonym(number)``: a keyed pseudonym (HMAC-SHA256 of the E.164 digits) that
   the journal, the tables and the logs use instead of the number. The same number always
   gives the same pseudonym under one secret, so "already answered" still works.
-- ``Privacy.seal(number)`` / ``open(token)``: AES-GCM, so the number needed for the reply
-  can ride the short-lived work topics and be dropped after the send.
+- ``Privacy.seal(number, campaign_id=, sender=)`` / ``open(token, campaign_id=, sender=)``:
+  AES-GCM, so the number needed for the reply can ride the short-lived work topics and be
+  dropped after the send. The token is bound to its record (the campaign and the sender's
+  pseudonym are its associated data): copied into another record it does not open.
+  Tokens sealed before the binding (no ``v2.`` prefix) still open, with the old constant
+  associated data, so replies under way at an upgrade are not lost.
 
 Both keys are derived from one deployment secret (``ANTIRELOU_SECRET``).
 
@@ -98,14 +102,26 @@ class Privacy:
         digest = hmac.digest(self._mac_key, msisdn.encode(), "sha256")  # one-shot, in C
         return "s_" + base64.b32encode(digest[:15]).decode().lower()
 
-    def seal(self, msisdn: str) -> str:
+    def seal(self, msisdn: str, *, campaign_id: str, sender: str) -> str:
         nonce = _NONCES.take()
-        sealed = self._aead.encrypt(nonce, msisdn.encode(), b"reply_to")
-        return base64.urlsafe_b64encode(nonce + sealed).decode()
+        sealed = self._aead.encrypt(nonce, msisdn.encode(), _bound(campaign_id, sender))
+        return _BOUND + base64.urlsafe_b64encode(nonce + sealed).decode()
 
-    def open(self, token: str) -> str:
+    def open(self, token: str, *, campaign_id: str, sender: str) -> str:
+        if token.startswith(_BOUND):
+            token, associated = token[len(_BOUND):], _bound(campaign_id, sender)
+        else:  # sealed before tokens were bound to their record
+            associated = b"reply_to"
         try:
             raw = base64.urlsafe_b64decode(token.encode())
-            return self._aead.decrypt(raw[:12], raw[12:], b"reply_to").decode()
+            return self._aead.decrypt(raw[:12], raw[12:], associated).decode()
         except (InvalidTag, ValueError) as exc:
-            raise PrivacyError("sealed number does not open with this deployment's key") from exc
+            raise PrivacyError("sealed number does not open with this deployment's key "
+                               "in this record") from exc
+
+
+_BOUND = "v2."
+
+
+def _bound(campaign_id: str, sender: str) -> bytes:
+    return b"reply_to\0" + campaign_id.encode() + b"\0" + sender.encode()

@@ -119,6 +119,11 @@ def _received_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "number_kind": "unknown", "country": None, "prefix": ""}
 
 
+@upcaster("ReplyCostReconciled", 1)
+def _reconciled_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "reported_micros": None}  # no cap before v2
+
+
 @upcaster("ReplyFailed", 1)
 def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     # Before v2 a reply was tried once.

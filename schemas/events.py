@@ -57,6 +57,23 @@ class TextRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class TextTimeClamped:
+    """The provider dated a text outside the webhook's arrival time +- the allowed skew
+    (``createdDatetime`` is the provider's, hence anyone's who can sign): the text's
+    ``occurred_at`` is the date clamped into that window. Both times kept here."""
+
+    TYPE = "TextTimeClamped"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    reported_at: int  # the provider's createdDatetime
+    received_at: int  # when the webhook received it (the worker's clock)
+    occurred_at: int  # what the text carries on: reported_at clamped to received_at +- skew
+
+
+@dataclass(frozen=True, slots=True)
 class SenderScreened:
     """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``.
 
@@ -336,16 +353,17 @@ class ReplyCostReconciled:
     """A campaign decision: the actual price of a reply replaces the estimate."""
 
     TYPE = "ReplyCostReconciled"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 reported_micros
 
     message_id: str
     campaign_id: str
     sender: str
     estimated_micros: int
-    actual_micros: int
+    actual_micros: int  # what is charged: the report's price, at most a multiple of the estimate
     balance_after_micros: int  # balance + estimated - actual
     seq: int
     occurred_at: int
+    reported_micros: int | None = None  # the report's price when it was over the cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +455,7 @@ Event = (
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
     | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost | SenderReopened
-    | ReplyPromoted
+    | ReplyPromoted | TextTimeClamped
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -445,6 +463,7 @@ EVENT_TYPES: tuple[type, ...] = (
     ReplyPromoted,
     TextReceived,
     TextRejected,
+    TextTimeClamped,
     SenderScreened,
     ReplyApproved,
     ReplyDenied,

@@ -127,6 +127,7 @@ from schemas.events import (
     DeliveryReported,
     PolicyChanged,
     ReplyApproved,
+    ReplyAttempted,
     ReplyCostReconciled,
     ReplyDeferred,
     ReplyDenied,
@@ -135,6 +136,7 @@ from schemas.events import (
     ReplyPromoted,
     ReplyRefunded,
     ReplySent,
+    ReplyUncertain,
     SenderReopened,
     SenderScreened,
     SurgeEnded,
@@ -185,6 +187,11 @@ class Mismatch:
                 "expected": self.expected, "recorded": self.recorded}
 
 
+# An approved reply is attempted at once (a delayed one is scheduled at MessageBird): one
+# approved this long before the journal's last send event with no attempt was never seen.
+UNATTEMPTED_AFTER_MS = 10 * 60 * 1000
+
+
 @dataclass(slots=True)
 class Counters:
     events: int = 0
@@ -203,6 +210,9 @@ class Counters:
     other: int = 0  # events the audit does not look at
     deferred_senders: int = 0  # senders replayed after the pass (policy version seen late)
     mismatches: int = 0
+    # Approved replies with no attempt nor outcome, approved more than UNATTEMPTED_AFTER_MS
+    # before the journal's last send event: a paid reply the send stage never saw.
+    unattempted: int = 0
 
 
 class DayStats:
@@ -356,6 +366,10 @@ class Audit:
         # The facts settlements are decided on: replies not sent; prices reported.
         self._failed: set[str] = set()
         self._prices: dict[str, set[int]] = {}
+        # Approved replies and those the send stage got to (attempted, or an outcome).
+        self._approved_at: dict[str, int] = {}
+        self._attempted: set[str] = set()
+        self._last_send_at = 0
         # Screening's reopenings, and the verdicts a review of a queued request may follow.
         self._reopened: list[tuple[SenderReopened, int]] = []
         self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
@@ -455,6 +469,10 @@ class Audit:
                         state = senders[sender] = SenderState()
                     self._screen_again(state, text, ev, policy, pos)
                 elif t is ReplyApproved or t is ReplyDenied:
+                    if t is ReplyApproved:
+                        self._approved_at[ev.message_id] = ev.occurred_at
+                        if ev.occurred_at > self._last_send_at:
+                            self._last_send_at = ev.occurred_at
                     if t is ReplyDenied and ev.seq == 0 and ev.reason == "unknown_campaign":
                         self._unknown_denials.append((pos, ev))
                         continue
@@ -464,6 +482,7 @@ class Audit:
                     else:
                         items.append((ev.seq, pos, ev))
                 elif t is ReplySent or t is ReplyFailed:
+                    self._attempted.add(ev.message_id)
                     key = (ev.campaign_id, ev.occurred_at // DAY_MS)
                     s = flat.get(key)
                     if s is None:
@@ -492,6 +511,11 @@ class Audit:
                     counters.control_rejected += 1
                 elif t is TextRejected:
                     counters.texts_rejected += 1
+                elif t is ReplyAttempted or t is ReplyUncertain:
+                    self._attempted.add(ev.message_id)
+                    if ev.occurred_at > self._last_send_at:
+                        self._last_send_at = ev.occurred_at
+                    counters.other += 1
                 else:
                     counters.other += 1
         except (TypeError, AttributeError) as exc:
@@ -629,6 +653,9 @@ class Audit:
                 pending[fwd.campaign_id] = pending.get(fwd.campaign_id, 0) + 1
         self.counters.pending = sum(pending.values())
         counters = self.counters
+        before = self._last_send_at - UNATTEMPTED_AFTER_MS
+        counters.unattempted = sum(1 for mid, at in self._approved_at.items()
+                                   if at < before and mid not in self._attempted)
         counters.events = self._position
         mismatches = (self._screening_mismatches + campaign_mismatches)[: self.keep]
         return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
@@ -1047,6 +1074,8 @@ def render_text(x: AuditResult | Report | WhatIf) -> str:
         f"{c.campaign_events} campaign events decided again; {c.redelivered} redelivered, "
         f"{c.unknown_campaign} unknown-campaign, {c.pending} pending, "
         f"{c.replies_sent} replies sent, {c.replies_failed} failed",
+        *([f"  WARNING: {c.unattempted} approved (paid) replies were never attempted: "
+           "a hole in sms-outbound?"] if c.unattempted else []),
         "",
         *_render_report(x.report),
     ]

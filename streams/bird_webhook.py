@@ -51,6 +51,7 @@ from typing import Any
 import orjson
 
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_payload
+from infra.privacy import mask_numbers
 from schemas.campaign import Campaign
 from schemas.commands import ScreenText
 from schemas.events import DeliveryReported
@@ -63,6 +64,7 @@ from streams.webhook import (
     WebhookError,
     _iso_ms,
     _msisdn,
+    event_time,
 )
 
 log = logging.getLogger("antirelou.bird")
@@ -351,16 +353,18 @@ def _price(value: Any) -> tuple[int | None, str | None]:
 
 
 def screen_text_of(text: BirdText, campaign: Campaign, *, pseudonym: Callable[[str], str],
-                   seal: Callable[[str], str], number_facts: Any, now_ms: int) -> ScreenText:
+                   seal: Callable[..., str], number_facts: Any, now_ms: int) -> ScreenText:
     """The ``ScreenText`` of an inbound Bird SMS, exactly as the classic webhook builds it:
-    the sender as a pseudonym, the number sealed for the reply, nothing in clear."""
+    the sender as a pseudonym, the number sealed for the reply (bound to the campaign and
+    the pseudonym), a number in the body masked, the provider's date clamped to the
+    arrival time (streams.webhook.event_time), nothing in clear."""
     sender = pseudonym(text.originator)
     number = number_facts.get(sender, text.originator)
     return ScreenText(
-        message_id=text.message_id, campaign_id=campaign.id, sender=sender, body=text.body,
-        occurred_at=text.created_at_ms if text.created_at_ms is not None else now_ms,
-        reply_to=seal(text.originator), number_kind=number.kind, country=number.country,
-        prefix=number.prefix,
+        message_id=text.message_id, campaign_id=campaign.id, sender=sender,
+        body=mask_numbers(text.body), occurred_at=event_time(text.created_at_ms, now_ms),
+        reply_to=seal(text.originator, campaign_id=campaign.id, sender=sender),
+        number_kind=number.kind, country=number.country, prefix=number.prefix,
     )
 
 

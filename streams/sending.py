@@ -66,12 +66,17 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 8.0
     max_calls: int = 20  # every call of one reply, failed probes included: a hard cap
+    # (at least max_attempts: more attempts asked for raise the cap with them)
+
+    @property
+    def call_cap(self) -> int:
+        return max(self.max_calls, self.max_attempts)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.max_calls < self.max_attempts:
-            raise ValueError("max_calls must be at least max_attempts")
+        if self.max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
         if not 0 <= self.base_delay_s <= self.max_delay_s:
             raise ValueError("need 0 <= base_delay_s <= max_delay_s")
 
@@ -184,7 +189,7 @@ async def deliver(
                     if failures >= retry.max_attempts:
                         return Outcome("failed", attempt, error=exc)
                     delay = retry.delay(failures, rng)
-                if attempt >= retry.max_calls:
+                if attempt >= retry.call_cap:
                     return Outcome("failed", attempt, error=exc)
             except GatewayRejected as exc:
                 breaker.release(probe)

@@ -48,5 +48,6 @@ def next_step(where: str | None, in_flight: bool) -> str:
 
 def price_settles(price_micros: int | None, currency: str | None) -> bool:
     """Whether a delivery report's price replaces the campaign's estimated cost: a price in
-    the budget's currency (EUR; no currency given is taken as EUR)."""
-    return price_micros is not None and currency in (None, "EUR")
+    the budget's currency, EUR, said so (a price without a currency is journaled with the
+    report, and the estimate stays)."""
+    return price_micros is not None and currency == "EUR"

@@ -31,6 +31,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4096
 MAX_ID_CHARS = 128
 MAX_TOKEN_CHARS = 8192
+MAX_TOKEN_LIFETIME_S = 600  # exp - nbf of a webhook signature (MessageBird's: about a minute)
 
 
 class WebhookError(Exception):
@@ -101,7 +102,8 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     if recipient_raw is None:
         raise BadRequest("missing_field", "'recipient' is required", "recipient")
     recipient = _msisdn(_as_text(recipient_raw, "recipient"), "recipient")
-    body = _as_text(data.get("body", ""), "body")
+    body = data.get("body")
+    body = "" if body is None else _as_text(body, "body")  # JSON null: an empty text
     if len(body) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
     body = mask_numbers(body)  # here, before the body is stored, journaled or logged
@@ -158,6 +160,20 @@ def _iso_ms(value: str) -> int:
     return int(stamp.timestamp() * 1000)
 
 
+MAX_EVENT_SKEW_MS = 5 * 60 * 1000  # createdDatetime kept within arrival +- this
+
+
+def event_time(created_ms: int | None, received_ms: int,
+               skew_ms: int = MAX_EVENT_SKEW_MS) -> int:
+    """A text's time: the provider's ``createdDatetime`` clamped to the arrival time +-
+    ``skew_ms`` (the arrival time when there is none). One text dated in the campaign's
+    last day moved pacing time forward; one dated before the sender's previous text made
+    him a flooder."""
+    if created_ms is None:
+        return received_ms
+    return min(max(created_ms, received_ms - skew_ms), received_ms + skew_ms)
+
+
 class NumberFacts:
     """``infra.numbers.classify`` answers by sender pseudonym (about 45 us each with
     phonenumbers; a flood's senders text again and again). Keyed by the pseudonym, so the
@@ -181,13 +197,17 @@ class SignatureVerifier:
 
     The SDK checks iss/nbf/exp, the URL hash and the payload hash; it does not remember
     ``jti``s and raises KeyError on a token without ``url_hash``: both are handled here.
-    Seen ``jti``s are kept until their token expires (bounded in count).
+    Seen ``jti``s are kept until their token expires, never dropped before: tokens may
+    live ``max_lifetime_s`` at most, and past ``max_remembered`` unexpired ones new
+    requests are answered 503 (retried by MessageBird) rather than any jti forgotten.
     """
 
-    def __init__(self, signing_key: str, max_remembered: int = 100_000) -> None:
+    def __init__(self, signing_key: str, max_remembered: int = 100_000,
+                 max_lifetime_s: int = MAX_TOKEN_LIFETIME_S) -> None:
         self._validator = RequestValidator(signing_key)
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._max = max_remembered
+        self._max_lifetime = max_lifetime_s
 
     def verify(self, token: str | None, url: str, body: bytes) -> dict[str, Any]:
         if not token:
@@ -210,11 +230,24 @@ class SignatureVerifier:
         if not jti or not isinstance(jti, str):
             raise Unauthorized("invalid_signature", "signature lacks claim 'jti'")
         now = time.time()
-        while self._seen and (next(iter(self._seen.values())) < now or len(self._seen) > self._max):
+        exp, nbf = claims.get("exp"), claims.get("nbf", now)
+        if (not isinstance(exp, int | float) or not isinstance(nbf, int | float)
+                or exp - min(nbf, now) > self._max_lifetime):
+            # A jti is remembered until its token expires: a token of any lifetime (10
+            # years passed) would have to be remembered for as long.
+            raise Unauthorized("invalid_signature",
+                               f"signature must expire within {self._max_lifetime} s")
+        # Ordered by arrival, not expiry: drop the oldest while they have expired (a later
+        # one that expired already is dropped when it reaches the front).
+        while self._seen and next(iter(self._seen.values())) < now:
             self._seen.popitem(last=False)
         if jti in self._seen:
             raise Unauthorized("replayed_signature", "signature was already used")
-        self._seen[jti] = float(claims.get("exp", now))
+        if len(self._seen) >= self._max:
+            # Never forget a token before it expires (it could be replayed): refuse new ones
+            # for now; MessageBird retries a 503.
+            raise WebhookError("busy", "too many signatures to remember; retry", status=503)
+        self._seen[jti] = float(exp)
         return claims
 
     def forget(self, jti: str) -> None:

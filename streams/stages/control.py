@@ -91,8 +91,8 @@ async def follow(rt: Runtime) -> None:
                 continue
             batches = await consumer.getmany(tp, timeout_ms=200)
             for record_ in batches.get(tp, []):
-                event = codec.decode(record_.value)
-                current = rt.live_policies.get(event.campaign_id)
+                event = rt.decode_or_skip("policies", record_.value, (PolicyChanged,))
+                current = rt.live_policies.get(event.campaign_id) if event else None
                 if current is not None and event.version == current.version + 1:
                     rt.live_policies[event.campaign_id] = apply_changes(
                         current, event.changes, event.version)

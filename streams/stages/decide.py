@@ -13,8 +13,8 @@ from typing import Any
 import faust
 
 from schemas import codec
-from schemas.commands import RequestReply, Tick
-from schemas.events import ReplyApproved
+from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
+from schemas.events import ReplyApproved, ReplyFailed
 from streams.approvals import hold_deferred, send_command
 from streams.pipeline import outcome_note
 from streams.stages.runtime import Runtime
@@ -54,9 +54,14 @@ def register_decide(rt: Runtime) -> None:
                 await decide_batch(rt, admitted)
 
 
+REQUEST_TYPES = (RequestReply, ReviewRequest, SettleReply, Tick)  # what reply-requests carries
+
+
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
-    # RequestReply, ReviewRequest, SettleReply, Tick
-    batch = [codec.decode(e.value) for e in admitted]
+    batch = [c for c in (rt.decode_or_skip("requests", e.value, REQUEST_TYPES)
+                         for e in admitted) if c is not None]
+    if not batch:
+        return
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
@@ -71,11 +76,23 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:
-                log.error("released reply %s has no reply-to any more; not sent",
-                          decision.message_id)
+                await reply_to_lost(rt, decision)
                 continue
             await rt.produce(rt.topics.outbound, decision.campaign_id.encode(),
                              codec.encode(send))
+
+
+async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
+    """A charged reply whose reply-to is gone (a released one whose table entry was lost)
+    cannot be sent: it fails, journaled, and is refunded like any reply not sent."""
+    log.error("approved reply %s has no reply-to any more: not sent, refunded",
+              decision.message_id)
+    now = rt.now_ms()
+    await rt.record([ReplyFailed(decision.message_id, decision.campaign_id, decision.sender,
+                                 "reply_to_lost: the sealed number is gone", False, now, 0)],
+                    acked=True)
+    await rt.settle(SettleReply(decision.message_id, decision.campaign_id, decision.sender,
+                                "failed", None, now))
 
 
 def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]

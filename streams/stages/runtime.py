@@ -5,6 +5,7 @@ circuit breaker, the refetch count)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from actors.campaign import CampaignState, ControlOutcome
 from infra.messagebird_gateway import SendResult
 from infra.privacy import Privacy
 from schemas import codec
+from schemas.codec import CodecError
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
@@ -22,6 +24,9 @@ from streams.inorder import InOrder
 from streams.sending import CircuitBreaker
 from streams.settings import Settings
 from streams.webhook import SignatureVerifier
+
+
+log = logging.getLogger("antirelou")
 
 
 class Gateway(Protocol):
@@ -78,6 +83,25 @@ class Runtime:
     in_order: dict[str, InOrder] = field(default_factory=dict)
     # Records Faust dropped and the watchdog fetched again (stages.watchdog; /health).
     redelivered: int = 0
+    # Topic role -> records skipped because they are not what the stage reads (/health).
+    bad_records: dict[str, int] = field(default_factory=dict)
+
+    def decode_or_skip(self, role: str, value: bytes | None, types: tuple[type, ...]) -> Any:
+        """The message of one record, or None for a record the stage cannot read (not a
+        known message, or not one of ``types``): logged, counted on /health, skipped, so
+        one bad record never stops a stage (its batch would come back for ever)."""
+        try:
+            message = codec.decode(value)  # type: ignore[arg-type]
+        except (CodecError, TypeError) as exc:
+            reason = str(exc) if isinstance(exc, CodecError) else "not bytes"
+        else:
+            if isinstance(message, types):
+                return message
+            reason = f"a {type(message).__name__} does not belong here"
+        self.bad_records[role] = self.bad_records.get(role, 0) + 1
+        log.error("%s: bad record skipped (%d bytes): %s", self.names.get(role, role),
+                  len(value or b""), reason)
+        return None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

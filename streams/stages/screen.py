@@ -13,8 +13,7 @@ import faust
 import orjson
 
 from schemas import codec
-from schemas.codec import CodecError
-from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest
+from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText
 from schemas.events import TextReceived
 from streams.inorder import InOrder
 from streams.pipeline import reopen, screen
@@ -77,14 +76,11 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     forwarded: list[RequestReply | ReviewRequest] = []
     for text_event in admitted:
         value = text_event.value
-        try:
-            command = codec.decode(value)
-            policy = rt.live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
-        except (CodecError, AttributeError) as exc:  # the webhook and the decide stage write
-            # here: say it, go on
-            log.error("sms-received: undecodable record skipped (%d bytes): %s",
-                      len(value), exc)
+        # The webhook and the decide stage write here: a bad record is said, and skipped.
+        command = rt.decode_or_skip("inbound", value, (ScreenText, NoteReplyOutcome))
+        if command is None:
             continue
+        policy = rt.live_policies.get(command.campaign_id, UNKNOWN_CAMPAIGN_POLICY)
         state = states.get(command.sender)
         if state is None:
             stored = senders_by_pseudonym.get(command.sender)

@@ -16,10 +16,10 @@ from typing import Any
 import faust
 
 from infra.messagebird_gateway import SendResult
-from schemas import codec
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from streams import sendstate
+from streams.seenorder import SeenOrder
 from streams.sending import GroupCommit, deliver
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
@@ -29,6 +29,16 @@ log = logging.getLogger("antirelou")
 
 def register_send(rt: Runtime) -> None:
     sender = ReplySender(rt)
+    name = rt.names["outbound"]
+
+    async def first_offset(tp: Any) -> int | None:
+        return await rt.start_offset(tp)
+
+    async def seek_back(tp: Any, offset: int) -> None:
+        await rt.app.consumer.seek(tp, offset)
+
+    # In rt.in_order: reset on each rebalance, its holes counted on /health.
+    guard = rt.in_order[name] = SeenOrder(name, first_offset, seek_back)  # type: ignore[assignment]
 
     @rt.app.on_before_shutdown.connect
     async def on_shutdown_stop_sending(app: faust.App, **kwargs: Any) -> None:
@@ -40,6 +50,9 @@ def register_send(rt: Runtime) -> None:
         # in the send pool, outcomes journaled together (send_journal). The batch's records
         # are acknowledged to Kafka only once every reply of it has its outcome stored, so a
         # crash redelivers them (and the table turns "attempting" into uncertain).
+        # Before take_events' own processor: each record as it leaves the agent's queue, in
+        # offset order across the concurrent actors (streams/seenorder.py).
+        stream.add_processor(lambda value: (guard.see(stream.current_event), value)[1])
         async for events in stream.take_events(rt.settings.send_batch_size,
                                                within=rt.settings.send_batch_window_s):
             await sender.send_batch(events)
@@ -78,7 +91,9 @@ class ReplySender:
         noted: list[Any] = []
         settles: list[SettleReply] = []
         for event in batch:
-            command = codec.decode(event.value)
+            command = rt.decode_or_skip("outbound", event.value, (SendReply,))
+            if command is None:
+                continue
             mid = command.message_id
             where = table.get(mid)
             step = sendstate.next_step(where, mid in self.in_flight)
@@ -138,7 +153,8 @@ class ReplySender:
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(
                 rt.gateway_for(campaign.id).send, originator=campaign.originator,
-                recipient=rt.privacy.open(command.reply_to), body=campaign.reply_text,
+                recipient=rt.privacy.open(command.reply_to, campaign_id=command.campaign_id,
+                                          sender=command.sender), body=campaign.reply_text,
                 reference=mid, report_url=report_url, scheduled_at=command.send_at,
             ))
 

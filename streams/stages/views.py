@@ -14,7 +14,7 @@ from faust.web import Request, Response, View
 from infra.messagebird_gateway import DryRunGateway
 from schemas import codec
 from schemas.commands import ScreenText, SettleReply
-from schemas.events import DeliveryReported, TextRejected
+from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
 from streams.reports import parse_delivery_report
 from streams.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
@@ -25,6 +25,7 @@ from streams.webhook import (
     NumberFacts,
     Unauthorized,
     WebhookError,
+    event_time,
     parse_inbound,
 )
 
@@ -92,7 +93,8 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 if exc.status == 408:  # the rest of the body may still be on its way
                     response.force_close()
                 return response
-            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else rt.now_ms()
+            received_at = rt.now_ms()
+            occurred_at = event_time(sms.created_at_ms, received_at)
             campaign = by_number.get(sms.recipient)
             try:
                 if campaign is None:
@@ -108,11 +110,17 @@ def register_inbound_webhook(rt: Runtime) -> None:
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
+                if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
+                    clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
+                                              sms.created_at_ms, received_at, occurred_at)
+                    async with asyncio.timeout(settings.ack_timeout_s):
+                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
+                                                         codec.encode(clamped)))
                 # Here, while the number is in clear (cached by pseudonym, not by number).
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(
                     message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
-                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator),
+                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
                 # asyncio.timeout, not wait_for: no extra task per request.
@@ -188,6 +196,7 @@ def register_status_views(rt: Runtime) -> None:
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
+                "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Times Faust was found to have dropped fetched records, fetched again.
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),

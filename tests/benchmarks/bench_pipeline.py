@@ -141,7 +141,9 @@ def encode(texts: list) -> Encoded:
         f = facts.get(t.sender)
         if f is None:
             info = classify(t.sender)
-            f = facts[t.sender] = (privacy.pseudonym(t.sender), privacy.seal(t.sender), info)
+            pseudonym = privacy.pseudonym(t.sender)
+            f = facts[t.sender] = (pseudonym, privacy.seal(t.sender, campaign_id="paris",
+                                                           sender=pseudonym), info)
         pseudonym, sealed, info = f
         command = ScreenText(t.message_id, "paris", pseudonym, t.body, t.at_ms, sealed,
                              info.kind, info.country, info.prefix)
@@ -562,8 +564,9 @@ def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
     keys, values = [], []
     for i in range(n):
         number = f"336{i % 10**8:08d}"
-        command = SendReply(f"stage-{label}-{i}", "paris", privacy.pseudonym(number),
-                            1_700_000_000_000 + i, privacy.seal(number))
+        pseudonym = privacy.pseudonym(number)
+        command = SendReply(f"stage-{label}-{i}", "paris", pseudonym, 1_700_000_000_000 + i,
+                            privacy.seal(number, campaign_id="paris", sender=pseudonym))
         keys.append(b"paris")
         values.append(codec.encode(command))
     app_id, names = bench.new_app(label)

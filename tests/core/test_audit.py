@@ -647,3 +647,15 @@ def test_refunds_and_reported_prices_are_replayed_and_checked_against_their_fact
     bent = [dataclasses.replace(e, refund_micros=1) if isinstance(e, ReplyRefunded) else e
             for e in journal]
     assert {m.kind for m in audit(bent, [c]).mismatches} == {"decision"}
+
+
+def test_hole_in_sms_outbound_an_approved_reply_never_attempted_is_flagged():
+    # Issue 13 item 7: a SendReply dropped from sms-outbound left a paid reply with no
+    # attempt and nothing said so. m2 was approved on day 1 and then nothing: flagged.
+    journal = story_journal()
+    assert audit(journal, [campaign()]).counters.unattempted == 0
+    holed = [e for e in journal if not (type(e) is ReplySent and e.message_id == "m2")]
+    result = audit(holed, [campaign()])
+    assert result.counters.unattempted == 1
+    assert "1 approved (paid) replies were never attempted" in render_text(result)
+    assert to_json(result)["counters"]["unattempted"] == 1

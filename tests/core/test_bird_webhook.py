@@ -177,8 +177,9 @@ def test_commands_and_facts_are_those_of_the_classic_provider_and_hold_no_number
     privacy = Privacy(b"0123456789abcdef0123")
     text = parse_bird_event("", inbound())
     command = screen_text_of(text, CAMPAIGN, pseudonym=privacy.pseudonym, seal=privacy.seal,
-                             number_facts=NumberFacts(), now_ms=1)
-    assert command.sender == privacy.pseudonym(SENDER) and privacy.open(command.reply_to) == SENDER
+                             number_facts=NumberFacts(), now_ms=1_796_156_160_000)
+    assert command.sender == privacy.pseudonym(SENDER)
+    assert privacy.open(command.reply_to, campaign_id="paris", sender=command.sender) == SENDER
     info = classify(SENDER)
     assert (command.number_kind, command.country, command.prefix) == (info.kind, info.country,
                                                                       info.prefix)

@@ -95,3 +95,17 @@ def test_the_shard_settles_in_batch_order_and_recovers_settlements():
     assert (state.balance_micros, state.refunded_micros, state.seq) == (400_000, 160_000, 4)
     assert decide_settlement(state, SettleReply("m1", "paris", "s_x", "failed", None, 7)) == [
         events[2]]
+
+
+def test_delivery_report_price_is_capped_at_a_multiple_of_the_estimate_and_the_overrun_kept():
+    # Issue 13 item 10: one signed report priced a reply at EUR 1,000 (balance 0.92 ->
+    # -999, below the reserve). Charged up to 3 times the estimate; the rest is journaled.
+    from actors.campaign import PRICE_CAP_FACTOR
+
+    _, state = approved_state(budget=1_080_000)  # 0.92 left after the approval
+    (priced,) = settle(state, "m1", "priced", price=1_000_000_000)
+    assert (priced.estimated_micros, priced.actual_micros, priced.reported_micros) == (
+        160_000, PRICE_CAP_FACTOR * 160_000, 1_000_000_000)
+    assert state.balance_micros == 1_080_000 - PRICE_CAP_FACTOR * 160_000
+    (normal,) = settle(approved_state()[1], "m1", "priced", price=240_000)
+    assert (normal.actual_micros, normal.reported_micros) == (240_000, None)  # under the cap

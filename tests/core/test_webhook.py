@@ -140,3 +140,60 @@ def test_phone_number_in_a_body_is_masked_at_the_webhook_in_any_format(body):
     assert not is_test_text(sms.body)
     kept = parse_inbound(FORM, urlencode({**FIELDS, "body": "Test 123, 12:30"}).encode())
     assert kept.body == "Test 123, 12:30"  # short digit runs are no number: left alone
+
+
+def test_provider_dates_are_clamped_to_the_arrival_time_plus_or_minus_the_skew():
+    # Issue 13 item 11: createdDatetime was trusted as the text's time.
+    from streams.webhook import MAX_EVENT_SKEW_MS, event_time
+
+    now = 1_800_000_000_000
+    assert event_time(None, now) == now
+    assert event_time(now - 1_000, now) == now - 1_000  # a normal delay: kept
+    assert event_time(now + 10 * 86_400_000, now) == now + MAX_EVENT_SKEW_MS
+    assert event_time(0, now) == now - MAX_EVENT_SKEW_MS
+
+
+def test_jti_store_a_token_of_ten_years_is_refused():
+    # Issue 13 item 12: tokens of any lifetime were accepted (10 years passed).
+    verifier = SignatureVerifier(KEY)
+    now = int(time.time())
+    with pytest.raises(Unauthorized, match="expire within"):
+        verifier.verify(sign(exp=now + 10 * 365 * 86_400), URL, b"payload")
+    assert verifier.verify(sign(exp=now + 300), URL, b"payload")  # minutes are fine
+
+
+def test_jti_store_never_forgets_an_unexpired_token_to_make_room():
+    # Issue 13 item 12: past max_remembered the oldest jti was evicted before it expired,
+    # and its token could then be replayed. Now new tokens wait (503) instead.
+    from streams.webhook import WebhookError
+
+    verifier = SignatureVerifier(KEY, max_remembered=3)
+    first = sign()
+    verifier.verify(first, URL, b"payload")
+    for _ in range(2):
+        verifier.verify(sign(), URL, b"payload")
+    with pytest.raises(WebhookError) as busy:
+        verifier.verify(sign(), URL, b"payload")
+    assert busy.value.status == 503
+    with pytest.raises(Unauthorized, match="already used"):
+        verifier.verify(first, URL, b"payload")
+
+
+def test_jti_store_a_json_null_body_is_an_empty_text():
+    # Issue 13 item 12: {"body": null} was a 422 and the text was lost.
+    data = {**FIELDS, "body": None}
+    sms = parse_inbound("application/json", orjson.dumps(data))
+    assert sms.body == ""
+
+
+def test_jti_store_a_sealed_number_opens_only_in_its_own_record():
+    # Issue 13 item 12: sealed tokens had constant associated data, so a token copied into
+    # another sender's or campaign's record opened there.
+    from infra.privacy import Privacy, PrivacyError
+
+    privacy = Privacy(b"a-secret-of-at-least-16-bytes")
+    token = privacy.seal("33612345678", campaign_id="paris", sender="s_a")
+    assert privacy.open(token, campaign_id="paris", sender="s_a") == "33612345678"
+    for campaign_id, sender in (("lyon", "s_a"), ("paris", "s_b")):
+        with pytest.raises(PrivacyError):
+            privacy.open(token, campaign_id=campaign_id, sender=sender)

@@ -74,8 +74,10 @@ def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | N
     ids = [uuid.uuid4().hex for _ in numbers]
     values = []
     for i, (mid, number) in enumerate(zip(ids, numbers, strict=True)):
-        value = codec.encode(SendReply(mid, campaign, privacy.pseudonym(number),
-                                       int(time.time() * 1000), privacy.seal(number)))
+        pseudonym = privacy.pseudonym(number)
+        value = codec.encode(SendReply(mid, campaign, pseudonym, int(time.time() * 1000),
+                                       privacy.seal(number, campaign_id=campaign,
+                                                    sender=pseudonym)))
         values.extend([value] * (1 + (copies or {}).get(i, 0)))
 
     async def produce() -> None:
@@ -247,6 +249,9 @@ def test_send_without_limit_a_provider_that_resets_after_reading_gets_each_reply
         assert not [e for p in posted for e in of(events, p.message_id)
                     if e.TYPE in ("ReplySent", "ReplyFailed", "ReplyRefunded")]
         assert all(len(of(events, p.message_id, "ReplyAttempted")) == 1 for p in posted)
+        # The send stage's order guard (concurrent actors) saw no false hole meanwhile.
+        health = sender_worker.admin_get("/health").json()
+        assert health["records_refetched"]["holes"] == 0
     finally:
         mb.clear_faults()
 

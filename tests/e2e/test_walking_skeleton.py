@@ -189,9 +189,10 @@ def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_pa
         clean(b"\n".join(k + b" " + v for k, v in records), name)
     # The work topics carry the number only sealed (AES-GCM), and it opens to the sender.
     privacy = Privacy(b"e2e-secret-0123456789abcdef")
-    sealed = [codec.decode(v).reply_to for _, v in topics[f"{worker.app_id}.sms-received"]
+    sealed = [codec.decode(v) for _, v in topics[f"{worker.app_id}.sms-received"]
               if codec.decode(v).message_id == r.message_id]
-    assert sealed and privacy.open(sealed[0]) == sender
+    assert sealed and privacy.open(sealed[0].reply_to, campaign_id=sealed[0].campaign_id,
+                                   sender=sealed[0].sender) == sender
     # The worker's log and what the CLI prints.
     clean(worker.log_path.read_text().encode(), "the worker log")
     export = tmp_path / "journal.jsonl"
@@ -333,3 +334,38 @@ def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert "not the deployment's" in out.stderr
     assert "another-secret" not in out.stderr + out.stdout  # the secret is never shown
+
+
+def test_provider_dates_are_clamped_at_the_webhook_and_both_times_journaled(worker):
+    # Issue 13 item 11: one text dated in the campaign's last day moved pacing time
+    # forward; one dated before the sender's previous text made him a flooder.
+    import requests
+    from urllib.parse import urlencode
+
+    from streams.webhook import MAX_EVENT_SKEW_MS
+    from tests.e2e.conftest import SIGNING_KEY, sign
+
+    url = worker.url + "/webhooks/messagebird/sms"
+    ids = {}
+    for label, created in (("future", "2099-12-31T12:00:00+00:00"),
+                           ("past", "2001-01-01T00:00:00+00:00")):
+        ids[label] = mid = f"clamp-{label}-{time.time_ns()}"
+        raw = urlencode({"id": mid, "originator": new_sender(), "recipient": NUMBERS["paris"],
+                         "body": "coucou", "createdDatetime": created}).encode()
+        before = int(time.time() * 1000)
+        r = requests.post(url, data=raw, timeout=30, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "MessageBird-Signature-JWT": sign(url, raw, SIGNING_KEY)})
+        assert r.status_code == 200, r.text
+        ids[label + "_window"] = (before - MAX_EVENT_SKEW_MS - 1_000,
+                                  int(time.time() * 1000) + MAX_EVENT_SKEW_MS + 1_000)
+    events = worker.wait_for(lambda ev: all(of(ev, ids[k], "TextReceived")
+                                            for k in ("future", "past")))
+    for label, reported in (("future", 4102401600000), ("past", 978307200000)):
+        (received,) = of(events, ids[label], "TextReceived")
+        low, high = ids[label + "_window"]
+        assert low <= received.occurred_at <= high
+        (clamped,) = of(events, ids[label], "TextTimeClamped")
+        assert clamped.reported_at == reported
+        assert clamped.occurred_at == received.occurred_at
+        assert abs(clamped.received_at - received.occurred_at) == MAX_EVENT_SKEW_MS

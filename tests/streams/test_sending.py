@@ -122,7 +122,8 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=6, max_calls=5)
+        RetryPolicy(max_calls=0)
+    assert RetryPolicy(max_attempts=30).call_cap == 30  # more attempts raise the cap
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0)
 

@@ -54,7 +54,7 @@ def test_only_a_reply_never_seen_is_sent(where, in_flight):
 
 @pytest.mark.parametrize("price, currency, settles", [
     (160_000, "EUR", True),
-    (160_000, None, True),  # no currency given: taken as the budget's
+    (160_000, None, False),  # no currency given: not taken as the budget's (issue 13 #10)
     (0, "EUR", True),  # a free reply replaces the estimate too
     (160_000, "USD", False),  # another currency cannot replace a euro estimate
     (None, "EUR", False),
