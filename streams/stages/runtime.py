@@ -16,15 +16,14 @@ from actors.campaign import CampaignState, ControlOutcome
 from infra.messagebird_gateway import SendResult
 from infra.privacy import Privacy
 from schemas import codec
-from schemas.codec import CodecError
 from schemas.campaign import Campaign
+from schemas.codec import CodecError
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.inorder import InOrder
 from streams.sending import CircuitBreaker
 from streams.settings import Settings
 from streams.webhook import SignatureVerifier
-
 
 log = logging.getLogger("antirelou")
 

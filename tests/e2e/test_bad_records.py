@@ -12,7 +12,6 @@ import asyncio
 import time
 
 import pytest
-import requests
 from aiokafka import AIOKafkaProducer
 
 from schemas import codec

@@ -339,8 +339,9 @@ def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
 def test_provider_dates_are_clamped_at_the_webhook_and_both_times_journaled(worker):
     # Issue 13 item 11: one text dated in the campaign's last day moved pacing time
     # forward; one dated before the sender's previous text made him a flooder.
-    import requests
     from urllib.parse import urlencode
+
+    import requests
 
     from streams.webhook import MAX_EVENT_SKEW_MS
     from tests.e2e.conftest import SIGNING_KEY, sign
