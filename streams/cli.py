@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=float(_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15")),
                        help="close a connection without a complete request header or idle "
                             "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
+        p.add_argument("--event-skew-minutes", type=float,
+                       default=float(_env("ANTIRELOU_EVENT_SKEW_MINUTES", "5")),
+                       help="a text's createdDatetime is kept within its arrival time +- this "
+                            "(a replay of past texts needs more) [ANTIRELOU_EVENT_SKEW_MINUTES]")
         p.add_argument("--http-body-timeout", type=float,
                        default=float(_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10")),
                        help="answer 408 to a request body not received within this long "
@@ -578,6 +582,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             replication_factor=replication,
             http_idle_timeout_s=args.http_idle_timeout,
             http_body_timeout_s=args.http_body_timeout,
+            event_skew_ms=int(args.event_skew_minutes * 60_000),
         )
         app = create_app(settings, shards, gateway)
         admin_token = _env("ANTIRELOU_ADMIN_TOKEN")

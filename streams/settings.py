@@ -80,6 +80,8 @@ class Settings:
     # received within http_body_timeout_s is answered 408 and its connection closed.
     http_idle_timeout_s: float = 15.0
     http_body_timeout_s: float = 10.0
+    # A text's createdDatetime is clamped to its arrival time +- this (streams.webhook).
+    event_skew_ms: int = 5 * 60_000
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -94,7 +94,7 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     response.force_close()
                 return response
             received_at = rt.now_ms()
-            occurred_at = event_time(sms.created_at_ms, received_at)
+            occurred_at = event_time(sms.created_at_ms, received_at, settings.event_skew_ms)
             campaign = by_number.get(sms.recipient)
             try:
                 if campaign is None:
@@ -120,7 +120,8 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(
                     message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
-                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
+                    body=sms.body, occurred_at=occurred_at,
+                    reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
                 # asyncio.timeout, not wait_for: no extra task per request.

@@ -51,7 +51,7 @@ def test_bad_record_in_decide_send_and_policy_stages_is_counted_and_skipped(work
     deadline = time.monotonic() + 60
     while True:  # the policy follower read on past the bad record
         lyon = worker.post(sender=new_sender(), campaign="lyon")
-        events = worker.wait_for(lambda ev: of(ev, lyon.message_id, "SenderScreened"))
+        events = worker.wait_for(lambda ev, mid=lyon.message_id: of(ev, mid, "SenderScreened"))
         (screened,) = of(events, lyon.message_id, "SenderScreened")
         if screened.policy_version == 2:
             break
