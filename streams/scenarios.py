@@ -356,3 +356,131 @@ def targets_met(result: dict[str, Any]) -> list[str]:
         if d["balance_end_eur"] < d["reserve_eur"]:
             miss.append("slow-drain: balance below the reserve")
     return miss
+
+
+def render(result: dict[str, Any], as_json: bool) -> str:
+    """The result as one JSON object, or as a table a person reads."""
+    if as_json:
+        import json
+
+        return json.dumps(result)
+    cols = (("genuine_answered", "genuine"), ("genuine_answered_outside_raid", "outside raid"),
+            ("genuine_answered_inside_raid", "inside raid"), ("troll_spend_eur", "troll EUR"),
+            ("senders_answered_twice", "twice"), ("balance_end_eur", "balance EUR"))
+    lines = [f"scenario {result['scenario']}, seed {result['seed']}, {result['texts']:,} texts",
+             f"{'run':26}" + "".join(f"{label:>14}" for _, label in cols)]
+    for run in result["runs"]:
+        cells = []
+        for key, _ in cols:
+            v = run[key]
+            text = "-" if v is None else f"{v:.1%}" if key.startswith("genuine") else f"{v:,}"
+            cells.append(f"{text:>14}")
+        lines.append(f"{run['name']:26}" + "".join(cells))
+    missed = targets_met(result)
+    lines.append("targets: " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- live mode
+
+
+def retimed(plan: Plan, first_at_ms: int) -> Plan:
+    """The same texts moved in time so the first is at ``first_at_ms`` (whole seconds, as
+    MessageBird's ``createdDatetime``), with the campaign and the raid window moved along."""
+    if not plan.texts:
+        return plan
+    shift = (first_at_ms - plan.texts[0].at_ms) // SECOND_MS * SECOND_MS
+    texts = [SimText(t.at_ms + shift, t.sender, t.body, t.message_id, t.kind) for t in plan.texts]
+    c = plan.campaign
+    campaign = Campaign(c.id, c.number, c.reply_text, c.language, c.country, c.budget_micros,
+                        c.price_per_segment_micros, c.starts_at + shift, c.ends_at + shift,
+                        c.originator, c.cooldown_ms, c.pacing)
+    raid_window = None if plan.raid is None else (plan.raid[0] + shift, plan.raid[1] + shift)
+    return Plan(plan.name, plan.seed, texts, campaign, raid_window, plan.reserve_micros)
+
+
+def drive_timeline(texts: Sequence[SimText], url: str, recipient: str, signing_key: str | None,
+                   *, wait: bool = True, clock: Callable[[], float] | None = None,
+                   progress: Any = None) -> dict[str, int]:
+    """POST each text to ``url`` as MessageBird would. ``wait``: at its own time on the wall
+    clock (the scenario's real timeline; ``createdDatetime`` is that time), else as fast as
+    the webhook answers. Returns the count of each HTTP status (``"error"``: no answer)."""
+    import time
+
+    from streams.simulate import drive_webhook
+
+    now = clock or time.time
+    counts: dict[str, int] = {}
+    for text in texts:
+        if wait:
+            delay = text.at_ms / 1000 - now()
+            if delay > 0:
+                time.sleep(delay)
+        for status, n in drive_webhook([text], url, recipient, signing_key).items():
+            counts[status] = counts.get(status, 0) + n
+        if progress is not None:
+            progress.advance(1)
+    return counts
+
+
+def live_row(plan: Plan, journal: Sequence[Any], answer_once_troll: int) -> dict[str, Any]:
+    """What the live system did with the plan's texts, from its journal: a reply counts when
+    it was sent (``ReplySent``), at the cost its approval paid."""
+    from schemas.events import ReplySent
+
+    mine = {t.message_id for t in plan.texts}
+    cost = {e.message_id: e.cost_micros for e in journal
+            if isinstance(e, ReplyApproved) and e.message_id in mine}
+    sent = {e.message_id for e in journal if isinstance(e, ReplySent) and e.message_id in cost}
+    return score(plan, "live", {m: cost[m] for m in sent}, plan.reserve_micros, answer_once_troll)
+
+
+def main_live(args: Any) -> int:
+    """``simulate --scenario NAME --webhook URL``: the scenario on its real timeline from now,
+    signed like MessageBird; non-zero when any answer is not 2xx; then (with ``--kafka``) the
+    live system's decisions read back from the journal beside the offline prediction."""
+    import os
+    import sys
+    import time
+
+    key = None if args.unsigned else os.environ.get("MESSAGEBIRD_SIGNING_KEY") or None
+    if key is None and not args.unsigned:
+        print("antirelou: simulate: set MESSAGEBIRD_SIGNING_KEY or pass --unsigned",
+              file=sys.stderr)
+        return 2
+    plan = generate_plan(args.scenario, args.seed)
+    recipient = args.recipient or plan.campaign.number
+    plan = retimed(plan, int(time.time() + 2) * 1000)
+    span_min = (plan.texts[-1].at_ms - plan.texts[0].at_ms) / 60_000 if plan.texts else 0
+    print(f"antirelou: simulate: {len(plan.texts):,} texts of scenario {plan.name} (seed "
+          f"{plan.seed}) over {span_min:.0f} minutes from now to {args.webhook}",
+          file=sys.stderr)
+    predicted = run_plan(plan)
+    counts = drive_timeline(plan.texts, args.webhook, recipient, key, wait=True)
+    print("webhook answers: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
+    rows = [predicted["runs"][0] | {"name": "offline prediction"}]
+    if getattr(args, "kafka", None):
+        from infra.journal import read_journal
+
+        time.sleep(args.settle_s if getattr(args, "settle_s", None) else 30)
+        journal = read_journal(args.kafka, f"{args.app_id}.journal")
+        once = predicted["runs"][1]["troll_spend_eur"]
+        rows.append(live_row(plan, journal, int(once * MICROS_PER_EUR)))
+    print(render({**predicted, "runs": rows}, args.json))
+    bad = sum(n for k, n in counts.items() if not k.startswith("2"))
+    if bad:
+        print(f"antirelou: simulate: {bad:,} webhook answer(s) were not 2xx", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_plan(plan: Plan) -> dict[str, Any]:
+    """The default run and the answer-once baseline of one (possibly retimed) plan."""
+    reserve = plan.reserve_micros
+    once = _baseline(plan.texts, plan.campaign.budget_micros, once=True)
+    trolls = {t.message_id for t in plan.texts if t.kind in TROLL_KINDS}
+    once_troll = sum(c for m, c in once.items() if m in trolls)
+    paid, _ = _core(plan, {"reserve_micros": reserve} if reserve else {})
+    return {"scenario": plan.name, "seed": plan.seed, "texts": len(plan.texts),
+            "runs": [score(plan, "default", paid, reserve, once_troll),
+                     score(plan, "answer_once", once, 0, once_troll)]}

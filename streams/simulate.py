@@ -817,6 +817,18 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.simulate", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=("launch", "flood-2017", "raid", "slow-drain"),
+                        help="run a named scenario through the shipped defaults and the "
+                             "baselines (streams/scenarios.py); without it: the 2017 week report")
+    parser.add_argument("--json", action="store_true",
+                        help="with --scenario: print one JSON object (scenario, seed, runs)")
+    parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+                        help="with --scenario --webhook: read the live journal back from this "
+                             "broker [KAFKA_BOOTSTRAP_SERVERS]")
+    parser.add_argument("--app-id", default=os.environ.get("ANTIRELOU_APP_ID", "antirelou"),
+                        help="the live deployment's app id (its journal: APP_ID.journal)")
+    parser.add_argument("--settle-s", type=float, default=30,
+                        help="seconds to wait after the last text before reading the journal")
     parser.add_argument("--seed", type=int, default=Scenario.seed)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every sender count")
     parser.add_argument("--budget-eur", type=float, default=None,
@@ -835,12 +847,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also run the core with these policy changes (operator keys, as "
                              "for `antirelou policy set`, e.g. surge_multiple=5); repeatable")
     args = parser.parse_args(argv)
+    if args.scenario:
+        from streams import scenarios
+
+        if args.webhook:
+            return scenarios.main_live(args)
+        result = scenarios.run_scenario(args.scenario, args.seed)
+        print(scenarios.render(result, args.json))
+        return 0
     try:
         extra = parse_changes(args.policy) if args.policy else {}
     except PolicyError as exc:
         parser.error(str(exc))
     key = None
-    if args.webhook:
+    if args.webhook and not args.scenario:
         if not args.recipient:
             parser.error("--webhook needs --recipient")
         key = None if args.unsigned else os.environ.get("MESSAGEBIRD_SIGNING_KEY") or None
