@@ -49,7 +49,9 @@ originator = "AntiRelou"
 def raid_worker(tmp_path_factory, kafka, ray_address, messagebird):
     w = start_worker(tmp_path_factory.mktemp("raid"), kafka, ray_address, {
         "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
-        "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN, "ANTIRELOU_TICK_INTERVAL_S": "3600"},
+        "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN, "ANTIRELOU_TICK_INTERVAL_S": "3600",
+        # A replay of the past day: its createdDatetime is kept, not clamped to arrival.
+        "ANTIRELOU_EVENT_SKEW_MINUTES": "1440"},
         config_text=CONFIG)
     yield w
     stop_worker(w)
