@@ -73,6 +73,8 @@ from schemas.events import (
 )
 from schemas.policy import Policy, apply_changes
 from streams.inorder import InOrder
+from streams.lost_tail import AckWindow, TailGuard, resume_at_end
+from streams.send_guard import JournalIndex, RecentOutcomes
 from streams.reports import parse_delivery_report
 from streams.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
@@ -198,6 +200,9 @@ class Settings:
     ack_timeout_s: float = ACK_TIMEOUT_S
     redelivery_check_s: float = 2.0  # see redeliver_dropped_records
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
+    # `up`'s broker supervisor (infra/supervisor.py): () -> BrokerStatus; None for a worker
+    # on a broker it does not run. While it is down the webhook answers 503 at once.
+    broker_status: Callable[[], Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -221,6 +226,9 @@ def create_app(
 
     def now_ms() -> int:
         return int(clock() * 1000)
+
+    def broker_down() -> bool:
+        return settings.broker_status is not None and not settings.broker_status().up
 
     app = faust.App(
         settings.app_id,
@@ -658,10 +666,45 @@ def create_app(
         # The outcome replaces "attempting", stored at once (the flush is shared with the
         # other replies finishing now): a copy redelivered after a crash then finds it.
         replies_by_message.put(mid, outcome.kind, event.message.partition)
+        recent_marks.put(mid, outcome.kind)
         await send_journal.write([], flush=True)
         return outcome.kind
 
     in_flight: set[str] = set()
+    # A reply with no mark whose record is older than this worker or than the broker's
+    # last restart may have lost its mark: asked of this worker's memory and the journal
+    # before it is sent (streams/send_guard.py).
+    started_ms = now_ms()
+    recent_marks = RecentOutcomes()
+    journal_index = JournalIndex(settings.kafka, names["journal"])
+    app.antirelou_journal_index = journal_index  # type: ignore[attr-defined]
+
+    def suspect_before_ms() -> int:
+        status = settings.broker_status() if settings.broker_status is not None else None
+        back = status.back_at if status is not None and status.back_at else 0
+        return max(started_ms, int(back * 1000))
+
+    async def marks_lost(batch: Sequence[Any]) -> dict[str, str]:
+        """What memory and the journal know of the batch's suspect replies (no mark)."""
+        boundary = suspect_before_ms()
+        known: dict[str, str] = {}
+        ask: dict[str, int] = {}
+        for event in batch:
+            at = int((event.message.timestamp or 0) * 1000)
+            if at >= boundary:
+                continue
+            mid = codec.decode(event.value).message_id
+            if replies_by_message.get(mid) is not None or mid in in_flight:
+                continue
+            mark = recent_marks.get(mid)
+            if mark is not None:
+                known[mid] = mark
+            else:
+                ask[mid] = at
+        if ask:
+            # The record's time, less a margin for clocks: its attempt came after it.
+            known.update(await journal_index.lookup(ask, min(ask.values()) - 60_000))
+        return known
 
     async def send_batch(batch: Sequence[Any]) -> None:
         # At most once per approved request, across crashes. The table (changelog-backed,
@@ -675,12 +718,20 @@ def create_app(
         event_of: dict[str, Any] = {}
         noted: list[Any] = []
         settles: list[SettleReply] = []
+        lost = await marks_lost(batch)  # before the loop: no await between check and mark
         for event in batch:
             command = codec.decode(event.value)
             mid = command.message_id
             where = replies_by_message.get(mid)
+            if where is None and mid in lost and mid not in in_flight:
+                where = lost.pop(mid)
+                log.warning("reply %s: its mark was lost (broker or changelog); the %s "
+                            "says %s: not sent again blindly", mid,
+                            "journal" if recent_marks.get(mid) is None else "worker", where)
+                replies_by_message.put(mid, where, event.message.partition)
             if where is None:
                 replies_by_message.put(mid, "attempting", event.message.partition)
+                recent_marks.put(mid, "attempting")
                 in_flight.add(mid)
                 fresh.append(command)
                 event_of[mid] = event
@@ -752,6 +803,29 @@ def create_app(
         except ValueError:  # a Host header no URL can be built from
             raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
 
+    # What the embedded broker may have lost when it died: the texts acknowledged in its
+    # last seconds, written again once `up` has restarted it (streams/lost_tail.py).
+    ack_window = AckWindow() if settings.broker_status is not None else None
+    app.antirelou_ack_window = ack_window  # type: ignore[attr-defined]
+
+    if ack_window is not None:
+        @app.timer(interval=0.25)
+        async def rewrite_texts_after_a_broker_crash() -> None:
+            again = ack_window.to_rewrite(settings.broker_status())
+            if not again:
+                return
+            try:
+                futures = [await produce(inbound, k, v) for k, v in again]
+                await asyncio.gather(*futures)
+            except Exception as exc:  # noqa: BLE001 - a timer that raises stops the worker
+                log.error("could not write again %d text(s) acknowledged before the broker "
+                          "died: %s; trying again", len(again), type(exc).__name__)
+                ack_window.retry_later(len(again))
+                return
+            log.warning("wrote again the %d text(s) acknowledged in the %g s before the broker "
+                        "died (it keeps about its last second only); the screening takes a "
+                        "text given twice once", len(again), ack_window.seconds)
+
     @app.page(WEBHOOK_PATH)
     class InboundWebhook(View):
         async def post(self, request: Request) -> Response:
@@ -764,6 +838,11 @@ def create_app(
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
+            if broker_down():
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])  # MessageBird's retry may carry it
+                return self.json({"error": "unavailable",
+                                  "message": "the broker is down; retry"}, status=503)
             occurred_at = sms.created_at_ms if sms.created_at_ms is not None else now_ms()
             campaign = by_number.get(sms.recipient)
             try:
@@ -787,8 +866,13 @@ def create_app(
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
                 # asyncio.timeout, not wait_for: no extra task per request.
+                value = codec.encode(command)
+                if ack_window is not None:
+                    # In the order of the log (the producer's), not of the acks: written
+                    # again, a sender's texts must come in the order they were screened.
+                    ack_window.remember(sender.encode(), value)
                 async with asyncio.timeout(settings.ack_timeout_s):
-                    await acknowledged(produce(inbound, sender.encode(), codec.encode(command)))
+                    await acknowledged(produce(inbound, sender.encode(), value))
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
@@ -851,6 +935,8 @@ def create_app(
     # undelivered offset. Redelivery is harmless: every agent is idempotent.
     sources = {names["inbound"], names["requests"], names["outbound"], names["control"]}
     suspects: dict[Any, tuple[int, int]] = {}
+    tail_guard = TailGuard()
+    app.antirelou_tail_guard = tail_guard  # type: ignore[attr-defined]
     app.antirelou_redelivered = 0  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.redelivery_check_s)
@@ -880,6 +966,22 @@ def create_app(
             # else where this assignment started: the committed offset or the beginning.
             last = app.monitor.tp_read_offsets.get(tp)
             expected = last + 1 if last is not None else await start_offset(tp)
+            # Faust drops what it fetches below its read offset (the last record read, or
+            # the committed offset after a rebalance).
+            read_from = consumer._read_offset.get(tp)
+            ahead = max(x for x in (expected, read_from, -1) if x is not None)
+            if end < ahead:
+                # The broker lost records this worker had read or committed: waiting for
+                # them would leave every new record unread. Say so, go on from the end.
+                fact = tail_guard.check(tp.topic, tp.partition, ahead, end,
+                                        "position" if last is not None else "committed",
+                                        now_ms())
+                await resume_at_end(consumer, tp, end)
+                app.monitor.tp_read_offsets.pop(tp, None)
+                suspects.pop(tp, None)
+                if fact is not None:
+                    await acknowledged(produce(journal, tp.topic.encode(), codec.encode(fact)))
+                continue
             if expected is None or end <= expected:
                 suspects.pop(tp, None)
                 continue
@@ -895,8 +997,14 @@ def create_app(
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({
-                "status": "ok",
+            broker = settings.broker_status() if settings.broker_status is not None else None
+            body = {
+                "status": "ok" if broker is None or broker.up else
+                          f"broker down: {broker.reason}",
+                "broker": broker.to_json() if broker is not None else None,
+                # Records the broker lost that this worker had read (streams/lost_tail.py).
+                "records_lost": tail_guard.health(),
+                "texts_written_again": ack_window.rewritten if ack_window is not None else 0,
                 "campaigns": sorted(campaigns),
                 "dry_run": isinstance(gateway, DryRunGateway),
                 "signed_webhooks": verifier is not None,
@@ -906,7 +1014,8 @@ def create_app(
                     "holes": sum(guard.holes for guard in in_order.values()),
                     "tail": app.antirelou_redelivered,  # type: ignore[attr-defined]
                 },
-            })
+            }
+            return self.json(body, status=200 if broker is None or broker.up else 503)
 
     @app.page("/campaigns")
     class CampaignStatus(View):

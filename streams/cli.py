@@ -271,8 +271,10 @@ def supervised_broker(state_dir: Path, port: int):
     from infra.broker import EmbeddedBroker
     from infra.supervisor import BrokerSupervisor
 
+    delay = float(_env("ANTIRELOU_BROKER_RESTART_DELAY_S", "0.5"))
     supervisor = BrokerSupervisor(EmbeddedBroker(state_dir / "kafka", port=port,
-                                                 die_with_parent=True), state_dir).start()
+                                                 die_with_parent=True), state_dir,
+                                  restart_delay_s=delay).start()
     if supervisor.orphan_note:
         print(f"antirelou: {supervisor.orphan_note}", flush=True)
     return supervisor
@@ -289,7 +291,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
-    from infra.supervisor import bound_shutdown
+    from infra.supervisor import bound_shutdown, persist_topology
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.sending import RetryPolicy
@@ -348,8 +350,10 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
+            broker_status=broker.status if broker is not None else None,
         )
         app = create_app(settings, shards, gateway)
+        persist_topology(app, broker, kafka)  # a broker killed now loses none of it
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
