@@ -60,6 +60,9 @@ class BrokerStatus:
     last_outage_s: float | None  # how long the last outage lasted
     gave_up: bool = False
     back_at: float | None = None  # wall clock of the last restart (the send stage's check)
+    # The end offset of each (topic, partition) the restarted broker came back with, read
+    # from the snapshot it restarts from: a worker that had read past one lost records.
+    ends_at_restart: dict[tuple[str, int], int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"up": self.up, "reason": self.reason, "restarts": self.restarts,
@@ -306,6 +309,7 @@ class BrokerSupervisor:
                       "second may be lost)", reason, self.broker.bootstrap_servers, delay)
             if self._stopping.wait(delay):
                 return
+            ends = snapshot_ends(self.broker.data_dir)
             try:
                 self._start_broker(timeout)
             except BrokerError as exc:
@@ -313,7 +317,8 @@ class BrokerSupervisor:
                 return
             outage = time.time() - died_at
             self._set(restarts=self._status.restarts + 1, down_since=None,
-                      last_outage_s=round(outage, 3), back_at=time.time())
+                      last_outage_s=round(outage, 3), back_at=time.time(),
+                      ends_at_restart=ends)
             log.warning("embedded broker back on %s after %.1f s (pid %s, restart %d)",
                         self.broker.bootstrap_servers, outage, self.broker.pid,
                         self._status.restarts)
@@ -324,6 +329,22 @@ class BrokerSupervisor:
         log.critical("%s; `antirelou up` stops", reason)
         (self.state_dir / PID_FILE).unlink(missing_ok=True)
         self._on_give_up(reason)
+
+
+def snapshot_ends(data_dir: Path) -> dict[tuple[str, int], int] | None:
+    """Each partition's end offset in noida-db's snapshot (``kafka.json``: what a restart
+    comes back with); None if it cannot be read (its format is noida-db 0.2.3's)."""
+    try:
+        state = json.loads((Path(data_dir) / "kafka.json").read_bytes())
+        ends: dict[tuple[str, int], int] = {}
+        for name, topic in state["topics"]:
+            for number, partition in topic["partitions"]:
+                ends[(name, int(number))] = int(partition["high_watermark"])
+        return ends
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the broker's snapshot for its end offsets (%s)",
+                    type(exc).__name__)
+        return None
 
 
 def persist_topology(app: Any, supervisor: BrokerSupervisor | None, kafka: str) -> None:

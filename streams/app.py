@@ -809,9 +809,15 @@ def create_app(
     app.antirelou_ack_window = ack_window  # type: ignore[attr-defined]
 
     if ack_window is not None:
-        @app.timer(interval=0.25)
+        restarts_seen = [0]
+
+        @app.timer(interval=0.2)
         async def rewrite_texts_after_a_broker_crash() -> None:
-            again = ack_window.to_rewrite(settings.broker_status())
+            status = settings.broker_status()
+            if status.up and status.restarts > restarts_seen[0]:
+                restarts_seen[0] = status.restarts
+                await resume_what_the_broker_kept(status.ends_at_restart or {})
+            again = ack_window.to_rewrite(status)
             if not again:
                 return
             try:
@@ -993,6 +999,29 @@ def create_app(
             await consumer.seek_wait({tp: expected})
             suspects.pop(tp, None)
             app.antirelou_redelivered += end - expected  # type: ignore[attr-defined]
+
+    async def resume_what_the_broker_kept(ends: Mapping[tuple[str, int], int]) -> None:
+        """After `up` restarted its broker: each source partition this worker had read past
+        the end the broker came back with is read again from that end (streams/lost_tail)."""
+        consumer = app.consumer
+        for tp in list(consumer.assignment()):
+            end = ends.get((tp.topic, tp.partition))
+            if tp.topic not in sources or end is None:
+                continue
+            read = consumer._read_offset.get(tp)
+            ahead = max(read + 1 if read is not None else -1,
+                        consumer._committed_offset.get(tp) or -1,
+                        await consumer.position(tp) or -1)
+            fact = tail_guard.check(tp.topic, tp.partition, ahead, end, "position", now_ms())
+            if fact is None:
+                continue
+            await resume_at_end(consumer, tp, end)
+            app.monitor.tp_read_offsets.pop(tp, None)
+            suspects.pop(tp, None)
+            try:
+                await acknowledged(produce(journal, tp.topic.encode(), codec.encode(fact)))
+            except Exception as exc:  # noqa: BLE001 - said in the log already; go on
+                log.error("RecordsLost not journaled: %s", type(exc).__name__)
 
     @app.page("/health")
     class Health(View):

@@ -293,7 +293,7 @@ def test_the_broker_killed_during_a_flood_is_restarted_by_up_and_no_text_is_lost
         assert all(of(events, m, "TextReceived") for m in acknowledged)
         status, health = up.health()
         print(f"texts written again after the restart: {health['texts_written_again']}; "
-              f"records lost seen by the worker: {health['records_lost']}")
+              f"records lost seen by the worker: {health['records_lost']['records']}")
         assert health["broker"]["restarts"] == 1 and health["broker"]["last_outage_s"] >= 2
         time.sleep(2)  # replies still under way
         for s in set(senders):
@@ -303,16 +303,6 @@ def test_the_broker_killed_during_a_flood_is_restarted_by_up_and_no_text_is_lost
              "--app-id", up.app_id, "--config", str(up.config)],
             capture_output=True, text=True, timeout=120, cwd=ROOT)
         print("audit exit", audit.returncode, audit.stdout[-1500:])
-        if os.environ.get("BF_DEBUG"):
-            j = subprocess.run(
-                [sys.executable, "-m", "streams.cli", "audit", "--kafka", up.kafka, "--json",
-                 "--app-id", up.app_id, "--config", str(up.config)],
-                capture_output=True, text=True, timeout=120, cwd=ROOT)
-            Path(os.environ["BF_DEBUG"]).write_text(j.stdout)
-            from infra.journal import read_journal as rj
-            from schemas import codec as cd
-            Path(os.environ["BF_DEBUG"] + ".journal").write_text("\n".join(
-                json.dumps(cd.to_dict(e)) for e in rj(up.kafka, up.journal_topic)))
         if audit.returncode != 0:  # what was lost is said
             assert audit.returncode == 1, audit.stderr
             assert "Lost tail: this journal is missing records" in audit.stdout
