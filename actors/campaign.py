@@ -30,15 +30,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from actors.gcra import Gcra, gcra_check
-from actors.pacing import PacingState, pacing_apply, pacing_check
-from actors.segments import segment_info
+from actors.pacing import (
+    AllowanceState,
+    allowance_check,
+    allowance_credit,
+    allowance_spend,
+)
 from actors.surge import (
     MINUTE_MS,
     DeferralQueue,
     Deferred,
     SurgeState,
+    rank,
     surge_now,
     surge_observe,
     surge_roll,
@@ -49,6 +55,7 @@ from schemas.commands import (
     ControlCommand,
     CreditBudget,
     RequestReply,
+    ReviewRequest,
     SettleReply,
     Tick,
 )
@@ -61,18 +68,27 @@ from schemas.events import (
     ReplyDeferred,
     ReplyDenied,
     ReplyExpired,
+    ReplyPromoted,
     ReplyRefunded,
     SurgeEnded,
     SurgeStarted,
 )
 from schemas.policy import MAX_SURGE_QUEUE, Policy, apply_changes, check_changes
+from schemas.segments import segment_info
 
 Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeStarted
-            | SurgeEnded)
+            | SurgeEnded | ReplyPromoted)
 
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
 REMEMBERED_DECISIONS = 50_000
+# Operator command ids are remembered apart from the decisions (a flood of 50,000 texts
+# must not make a signed command forgettable, hence replayable): each until no signed
+# command can be accepted with its time any more. ``infra.operators`` accepts a command
+# within MAX_SKEW_MS (10 min) of the worker's clock, and the newest command applied was
+# signed within that window too, so one older than it by twice the window can no longer
+# pass. Time from the signed commands, not from texts (a text's date is the sender's).
+COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
 # Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
 # thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
 # nothing), then the ones with the least debt.
@@ -102,6 +118,8 @@ def idempotency_key(event: object) -> str:
         return "refund:" + event.message_id
     if isinstance(event, ReplyCostReconciled):
         return "price:" + event.message_id
+    if isinstance(event, ReplyPromoted):
+        return "promote:" + event.message_id
     message_id = getattr(event, "message_id", None)
     if message_id is not None:
         return message_id
@@ -132,7 +150,8 @@ class CampaignState:
     denied: int = 0
     refunded_micros: int = 0
     seq: int = 0
-    pacing: PacingState = field(default_factory=PacingState)
+    pacing: AllowanceState = field(default_factory=AllowanceState)
+    ends_at: int = 0  # the campaign's end date (epoch ms): the allowance refills until then
     # Number range -> GCRA theoretical arrival time (epoch ms) of its first texts.
     prefix_tat: dict[str, int] = field(default_factory=dict)
     surge: SurgeState = field(default_factory=SurgeState)
@@ -140,12 +159,19 @@ class CampaignState:
     # Message id -> (sender, prefix) of each queued request, for the event that ends it.
     queued: dict[str, tuple[str, str]] = field(default_factory=dict)
     release_tat: int = 0  # GCRA of releases from the queue (surge_release_per_minute)
+    # The current (or last) surge's arrivals (deferred or refused for a full queue) and how
+    # many of them texted again (promoted): whether it looked human (``looked_human``).
+    surge_arrivals: int = 0
+    surge_promoted: int = 0
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
+    # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).
+    commands: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
 
     @classmethod
     def opening(cls, campaign: Campaign) -> CampaignState:
-        return cls(campaign.id, campaign.budget_micros, initial_policy(campaign))
+        return cls(campaign.id, campaign.budget_micros, initial_policy(campaign),
+                   ends_at=campaign.ends_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +212,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     if policy.surge_multiple > 0 or state.surge.active:
         # The surge as it will be once this first text is counted (a copy: evolve does it).
         surge = _copy_surge(state.surge)
-        _observe_first_text(surge, policy, now)
-        transition = _transition(surge, policy)
+        observe_first_text(surge, policy, now)
+        transition = surge_transition(surge, policy)
         surging = (surge.active and transition is None) or transition == "enter"
     else:  # surge mode off and no surge to end: counting the text changes no decision
         transition, surging = None, False
@@ -213,10 +239,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = "reserve_reached"
     elif surging:
         reason = _defer(state, command, policy, out)
-    elif policy.pacing and (paced := pacing_check(
-            state.pacing, cost.cost_micros, state.balance_micros, policy.reserve_micros,
-            now, campaign.ends_at)) is not None:
-        reason = paced  # "daily_allowance" | "hourly_allowance"
+    elif policy.pacing and (paced := _allowance_refusal(state, cost.cost_micros, now)):
+        reason = paced  # "allowance"
     else:
         reason = None
         out.append(ReplyApproved(
@@ -224,7 +248,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
             encoding=cost.encoding,
             cost_micros=cost.cost_micros,
             balance_after_micros=state.balance_micros - cost.cost_micros,
-            send_at=now + policy.reply_delay_ms,
+            send_at=send_at(now, policy),
             deferred_at=None,
             **common,
         ))
@@ -236,15 +260,61 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     return out
 
 
+def send_at(approved_at: int, policy: Policy) -> int:
+    """When an approved reply is sent: ``reply_delay_ms`` after its approval."""
+    return approved_at + policy.reply_delay_ms
+
+
+def _allowance_refusal(state: CampaignState, cost: int, now: int, balance: int | None = None,
+                       allowance: AllowanceState | None = None) -> str | None:
+    policy = state.policy
+    return allowance_check(allowance or state.pacing, cost,
+                           state.balance_micros if balance is None else balance,
+                           policy.reserve_micros, policy.burst_percent, now, state.ends_at)
+
+
+# Ranges whose first texts come faster than one per RANGE_PERIOD_MS (after a burst of
+# RANGE_BURST) carry a debt; during a surge a request from an indebted range waits behind
+# the others (SIM-rotating trolls share a few ranges). The debt decays by itself: one period
+# per period, and a denied text adds none.
+RANGE_PERIOD_MS = 10 * MINUTE_MS
+RANGE_BURST = 3
+RANGE_DEBT_LEVELS = 99
+
+
+def priority_key(state: CampaignState, command: RequestReply) -> int:
+    """The surge queue's priority, smaller first: a sender texting again (his earlier text was
+    not answered, and he is no flooder: screening says so by forwarding him) before a first
+    text, then the lighter-loaded number range."""
+    retry = 0 if command.texts_from_sender > 1 else 1
+    return retry * (RANGE_DEBT_LEVELS + 1) + min(RANGE_DEBT_LEVELS,
+                                                 range_debt(state, command.prefix, command.occurred_at))
+
+
+def range_debt(state: CampaignState, prefix: str, now: int) -> int:
+    """First texts of the range ``prefix`` above its schedule at ``now`` (0: on schedule)."""
+    if not prefix:
+        return 0
+    period, _ = _range_rate(state.policy)
+    return max(0, state.prefix_tat.get(prefix, 0) - now) // period
+
+
+def _range_rate(policy: Policy) -> tuple[int, int]:
+    if policy.prefix_burst > 0:
+        return policy.prefix_period_ms, policy.prefix_burst
+    return RANGE_PERIOD_MS, RANGE_BURST
+
+
 def _defer(state: CampaignState, command: RequestReply, policy: Policy,
            out: list[Decision]) -> str | None:
     """Queue the request (appending its events to ``out``), or the reason it cannot be."""
-    item = Deferred(command.message_id, command.texts_from_sender, command.occurred_at)
+    priority = priority_key(state, command)
+    item = Deferred(command.message_id, priority, command.occurred_at)
     queue = state.queue
     evicted = None
     if len(queue) >= policy.surge_queue:
         worst = queue.items[-1]
-        if _rank(item) > _rank(worst):
+        if rank(item) > rank(worst):
             return "queue_full"  # lower priority than everything queued
         evicted = worst
     seq = state.seq + 1
@@ -252,15 +322,11 @@ def _defer(state: CampaignState, command: RequestReply, policy: Policy,
         message_id=command.message_id, campaign_id=command.campaign_id, sender=command.sender,
         prefix=command.prefix, texts_from_sender=command.texts_from_sender,
         queued=len(queue) + (0 if evicted else 1), seq=seq, occurred_at=command.occurred_at,
-        policy_version=policy.version,
+        policy_version=policy.version, priority=priority,
     ))
     if evicted is not None:
         out.append(_expired(state, evicted, "queue_full", seq + 1, command.occurred_at))
     return None
-
-
-def _rank(item: Deferred) -> tuple[int, int, str]:
-    return item.priority_key, item.enqueued_at, item.message_id
 
 
 def _expired(state: CampaignState, item: Deferred, reason: str, seq: int, now: int) -> ReplyExpired:
@@ -272,61 +338,130 @@ def _expired(state: CampaignState, item: Deferred, reason: str, seq: int, now: i
     )
 
 
+# Releases in one tick at most: a tick's events stay a bounded batch; the next tick goes on.
+MAX_RELEASES_PER_TICK = 1_000
+
+
+def release_rate(state: CampaignState, priority: int, surge_active: bool) -> int | None:
+    """Releases a minute from the surge queue for an item of ``priority``: senders who texted
+    again, as fast as the budget and the allowance allow (after the watch); first texts during
+    a surge at the policy's ``surge_release_per_minute`` (0: they wait for the surge's end),
+    after it as fast as allowed (a surge that looked human; a raid's were expired)."""
+    if priority <= RANGE_DEBT_LEVELS or not surge_active:
+        return None
+    return state.policy.surge_release_per_minute
+
+
+def looked_human(state: CampaignState) -> bool:
+    """Whether the last surge looked like people rather than a raid: at least
+    ``surge_human_percent`` % of its arrivals texted again at a human pace (a one-shot raid
+    never does; genuine pests, told nothing, often do)."""
+    return state.surge_promoted * 100 >= state.surge_arrivals * state.policy.surge_human_percent
+
+
 def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:
     """At ``command.occurred_at``: end the surge if it is over, expire queued requests older
-    than the TTL, then release the best queued ones while the budget, the pacing and the
+    than the TTL (all of them when the budget can pay no reply), then release the best
+    queued ones that have been watched long enough, while the budget, the allowance and the
     release rate allow. Nothing to do: no events (a tick leaves no trace)."""
     policy = state.policy
     now = command.occurred_at
     out: list[Decision] = []
     seq = state.seq
-    if state.surge.active:
+    surge_active = state.surge.active
+    if surge_active:
         surge = _copy_surge(state.surge)
         surge_roll(surge, now)
-        if _transition(surge, policy) == "leave":
+        if surge_transition(surge, policy) == "leave":
             seq += 1
             out.append(_surge_event("leave", surge, state, policy, now, seq))
-    if not state.queue.items:
-        return out
-    ttl = policy.surge_ttl_ms
+            surge_active = False
+            if not looked_human(state):  # a raid: its first texts are not paid
+                for item in state.queue.items:
+                    if item.priority_key > RANGE_DEBT_LEVELS:
+                        seq += 1
+                        out.append(_expired(state, item, "raid", seq, now))
+    gone = {e.message_id for e in out if type(e) is ReplyExpired}
+    if len(state.queue) > len(gone):
+        out += _tick_queue(state, campaign, now, seq, surge_active, gone)
+    return out
+
+
+def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int,
+                surge_active: bool, gone: set[str]) -> list[Decision]:
+    """Expire and release what waits in the queue (``gone``: already expired in this tick)."""
+    policy = state.policy
+    out: list[Decision] = []
+    cost = reply_cost(campaign, policy)
+    broke = (cost.cost_micros > state.balance_micros
+             or state.balance_micros - cost.cost_micros < policy.reserve_micros)
     waiting = []
     for item in state.queue.items:  # priority order
-        if now - item.enqueued_at > ttl:
+        if item.message_id in gone:
+            continue
+        if broke or now - item.enqueued_at > policy.surge_ttl_ms:
             seq += 1
-            out.append(_expired(state, item, "ttl", seq, now))
+            out.append(_expired(state, item, "budget_exhausted" if broke else "ttl", seq, now))
         else:
             waiting.append(item)
-    cost = reply_cost(campaign, policy)
+    if broke or not campaign.starts_at <= now < campaign.ends_at:
+        return out
     balance = state.balance_micros
-    pacing = PacingState.from_dict(state.pacing.to_dict())
+    allowance = AllowanceState(state.pacing.tokens, state.pacing.at)
     release_tat = state.release_tat
-    rate = policy.surge_release_per_minute
-    for item in waiting:
-        if not campaign.starts_at <= now < campaign.ends_at:
+    released = 0
+    for item in waiting:  # priority order
+        if now - item.enqueued_at < policy.surge_watch_ms:
+            continue  # still watched: a flooder shows himself and is withdrawn
+        if released >= MAX_RELEASES_PER_TICK:
             break
         if cost.cost_micros > balance or balance - cost.cost_micros < policy.reserve_micros:
             break
-        if policy.pacing and pacing_check(pacing, cost.cost_micros, balance,
-                                          policy.reserve_micros, now, campaign.ends_at):
+        if policy.pacing and _allowance_refusal(state, cost.cost_micros, now, balance, allowance):
             break
-        allowed, release_tat = gcra_check(Gcra(release_tat), now, MINUTE_MS // rate, rate)
-        if not allowed:
-            break
+        rate = release_rate(state, item.priority_key, surge_active)
+        if rate is not None:
+            if rate == 0:
+                break  # first texts wait for the surge's end; the rest rank lower
+            allowed, tat = gcra_check(Gcra(release_tat), now, MINUTE_MS // rate, rate)
+            if not allowed:
+                break  # the rest rank lower and are rate-limited too
+            release_tat = tat
+        allowance_spend(allowance, cost.cost_micros, balance, policy.reserve_micros,
+                        policy.burst_percent, now, state.ends_at)
         balance -= cost.cost_micros
-        pacing_apply(pacing, cost.cost_micros, now)
+        released += 1
         sender, prefix = state.queued.get(item.message_id, ("", ""))
         seq += 1
         out.append(ReplyApproved(
             message_id=item.message_id, campaign_id=campaign.id, sender=sender,
             segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
             balance_after_micros=balance, seq=seq, occurred_at=now,
-            policy_version=policy.version, prefix=prefix, send_at=now + policy.reply_delay_ms,
+            policy_version=policy.version, prefix=prefix, send_at=send_at(now, policy),
             deferred_at=item.enqueued_at,
         ))
     return out
 
 
-def decide_and_apply(state: CampaignState, command: RequestReply | Tick,
+def decide_review(state: CampaignState, command: ReviewRequest) -> list[ReplyExpired | ReplyPromoted]:
+    """What screening learned about the sender of a queued request: a flooder's is not paid
+    (``ReplyExpired(flooder)``); one who texted again moves ahead of the first texts
+    (``ReplyPromoted``, once). A request not queued (approved, never deferred): nothing."""
+    item = next((i for i in state.queue.items if i.message_id == command.message_id), None)
+    if item is None:
+        return []
+    if command.reason == "flooder":
+        return [_expired(state, item, "flooder", state.seq + 1, command.occurred_at)]
+    if command.reason == "texted_again" and item.priority_key > RANGE_DEBT_LEVELS:
+        return [ReplyPromoted(
+            message_id=item.message_id, campaign_id=state.campaign_id,
+            sender=state.queued.get(item.message_id, ("", ""))[0],
+            priority=item.priority_key - RANGE_DEBT_LEVELS - 1, seq=state.seq + 1,
+            occurred_at=command.occurred_at, policy_version=state.policy.version)]
+    return []
+
+
+def decide_and_apply(state: CampaignState, command: RequestReply | Tick | ReviewRequest,
                      campaign: Campaign) -> list[Decision]:
     """What a campaign shard does with one command: decide and evolve. Before a request, a
     tick at the request's time releases or expires what waits in the queue (the requests'
@@ -337,7 +472,9 @@ def decide_and_apply(state: CampaignState, command: RequestReply | Tick,
             out += decide_tick(state, Tick(command.campaign_id, command.occurred_at), campaign)
             for event in out:
                 evolve_campaign(state, event)
-        decided = decide_reply(state, command, campaign)
+        decided: list[Decision] = decide_reply(state, command, campaign)
+    elif isinstance(command, ReviewRequest):
+        decided = list(decide_review(state, command))
     else:
         decided = decide_tick(state, command, campaign)
     for event in decided:
@@ -353,21 +490,24 @@ def _copy_surge(surge: SurgeState) -> SurgeState:
                       surge.last_surge_minute)
 
 
-def _observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
+def observe_first_text(surge: SurgeState, policy: Policy, now: int) -> None:
     # Counted with surge mode off too, so that switching it on finds a baseline.
     surge_observe(surge, now)
-    if policy.surge_multiple > 0 and surge_now(surge, policy.surge_multiple, policy.surge_min_rate):
+    if policy.surge_multiple > 0 and surge_now(surge, policy.surge_multiple, policy.surge_min_rate,
+                                               policy.surge_expected_per_minute):
         surge.last_surge_minute = surge.minute
 
 
-def _transition(surge: SurgeState, policy: Policy) -> str | None:
-    """"enter" / "leave" / None for a surge state already rolled to now (not changed)."""
+def surge_transition(surge: SurgeState, policy: Policy) -> str | None:
+    """"enter" / "leave" / None for a surge state already rolled to now (not changed): enter
+    on a surging minute, leave after ``surge_quiet_minutes`` minutes without one."""
     on = policy.surge_multiple > 0
     if surge.active:
         if not on or surge.minute - surge.last_surge_minute > policy.surge_quiet_minutes:
             return "leave"
         return None
-    if on and surge_now(surge, policy.surge_multiple, policy.surge_min_rate):
+    if on and surge_now(surge, policy.surge_multiple, policy.surge_min_rate,
+                        policy.surge_expected_per_minute):
         return "enter"
     return None
 
@@ -396,12 +536,14 @@ def prefix_within_rate(state: CampaignState, prefix: str, now: int) -> bool:
 
 
 def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
-    policy = state.policy
-    if policy.prefix_burst < 1 or not prefix:
+    # Counted with the per-prefix limit off too: the ranges' load ranks the surge queue.
+    if not prefix:
         return
     tats = state.prefix_tat
-    _, tat = gcra_check(Gcra(tats.get(prefix, 0)), now, policy.prefix_period_ms,
-                        policy.prefix_burst)
+    period, burst = _range_rate(state.policy)
+    allowed, tat = gcra_check(Gcra(tats.get(prefix, 0)), now, period, burst)
+    if not allowed:
+        return  # over the burst already: the debt is capped, so it decays within a burst
     tats.pop(prefix, None)  # re-inserted last: the dict stays in order of last use
     tats[prefix] = tat
     if len(tats) > REMEMBERED_PREFIXES:
@@ -446,7 +588,7 @@ def _dequeue(state: CampaignState, message_id: str) -> None:
 
 
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:
-    earlier = state.decided.get("cmd:" + command.command_id)
+    earlier = state.commands.get("cmd:" + command.command_id)
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     if isinstance(command, ChangePolicy):
@@ -485,56 +627,98 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.seq = event.seq
         surge_roll(state.surge, event.occurred_at)
         state.surge.active = t is SurgeStarted
+        if t is SurgeStarted:
+            state.surge_arrivals = state.surge_promoted = 0
         return state
     key = idempotency_key(event)
-    earlier = state.decided.get(key)
+    memory = state.commands if t is PolicyChanged or t is BudgetCredited else state.decided
+    earlier = memory.get(key)
     # A deferred request is decided twice: deferred, then released or expired.
     if earlier is not None and not (type(earlier) is ReplyDeferred
                                     and (t is ReplyExpired or t is ReplyApproved)):
         return state
-    state.decided[key] = event
+    memory[key] = event
     if earlier is not None:
-        state.decided.move_to_end(key)
-    if len(state.decided) > REMEMBERED_DECISIONS:
+        memory.move_to_end(key)
+    if memory is state.commands:
+        oldest_kept = event.occurred_at - COMMAND_MEMORY_MS
+        while next(iter(memory.values())).occurred_at < oldest_kept:
+            memory.popitem(last=False)
+    elif len(state.decided) > REMEMBERED_DECISIONS:
         state.decided.popitem(last=False)
     state.seq = event.seq
+    balance_before = state.balance_micros
     if t is ReplyApproved:
         state.balance_micros = event.balance_after_micros
         state.spent_micros += event.cost_micros
         state.approved += 1
-        # Tracked even with pacing off, so switching it on mid-day counts the day's spend.
-        pacing_apply(state.pacing, event.cost_micros, event.occurred_at)
+        # Tracked even with pacing off, so switching it on finds the bucket as spent.
+        _allowance(state, allowance_spend, event.cost_micros, event.occurred_at, balance_before)
         if event.deferred_at is None:
-            _observe_first_text(state.surge, state.policy, event.occurred_at)
+            observe_first_text(state.surge, state.policy, event.occurred_at)
             _count_prefix(state, event.prefix, event.occurred_at)
         else:
-            _dequeue(state, event.message_id)
-            rate = state.policy.surge_release_per_minute
-            _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at, MINUTE_MS // rate, rate)
-            state.release_tat = max(state.release_tat, tat)
+            item = state.queue.remove(event.message_id)
+            state.queued.pop(event.message_id, None)
+            rate = release_rate(state, item.priority_key if item else 0, state.surge.active)
+            if rate:
+                _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at,
+                                    MINUTE_MS // rate, rate)
+                state.release_tat = max(state.release_tat, tat)
     elif t is ReplyDenied:
         state.denied += 1
-        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        if event.reason == "queue_full":
+            state.surge_arrivals += 1
+        observe_first_text(state.surge, state.policy, event.occurred_at)
         if event.reason not in _NOT_COUNTED:
             _count_prefix(state, event.prefix, event.occurred_at)
     elif t is ReplyDeferred:
-        _observe_first_text(state.surge, state.policy, event.occurred_at)
+        observe_first_text(state.surge, state.policy, event.occurred_at)
         _count_prefix(state, event.prefix, event.occurred_at)
-        state.queue.push(Deferred(event.message_id, event.texts_from_sender, event.occurred_at))
+        state.queue.push(Deferred(event.message_id, event.priority, event.occurred_at))
+        state.surge_arrivals += 1
         state.queued[event.message_id] = (event.sender, event.prefix)
     elif t is ReplyExpired:
         state.denied += 1
+        if event.reason == "flooder" and any(
+                i.message_id == event.message_id and i.priority_key <= RANGE_DEBT_LEVELS
+                for i in state.queue.items):
+            state.surge_promoted -= 1  # his texting again was no sign of a person after all
         _dequeue(state, event.message_id)
+    elif t is ReplyPromoted:
+        state.surge_promoted += 1
+        item = state.queue.remove(event.message_id)
+        if item is not None:
+            state.queue.push(Deferred(item.message_id, event.priority, item.enqueued_at))
     elif t is ReplyRefunded:
         state.balance_micros = event.balance_after_micros
         state.spent_micros -= event.refund_micros
         state.refunded_micros += event.refund_micros
+        _allowance(state, _refund, event.refund_micros, event.occurred_at, balance_before)
     elif t is ReplyCostReconciled:
         state.balance_micros = event.balance_after_micros
-        state.spent_micros += event.actual_micros - event.estimated_micros
+        overrun = event.actual_micros - event.estimated_micros
+        state.spent_micros += overrun
+        if overrun > 0:
+            _allowance(state, allowance_spend, overrun, event.occurred_at, balance_before)
+        elif overrun < 0:
+            _allowance(state, _refund, -overrun, event.occurred_at, balance_before)
     elif isinstance(event, PolicyChanged):
         state.policy = apply_changes(state.policy, event.changes, event.version)
     elif isinstance(event, BudgetCredited):
         state.balance_micros = event.balance_after_micros
         state.credited_micros += event.amount_micros
+        _allowance(state, allowance_credit, event.amount_micros, event.occurred_at, balance_before)
     return state
+
+
+def _refund(allowance: AllowanceState, amount: int, balance_before: int, reserve: int,
+            burst_percent: int, now: int, ends_at: int) -> None:
+    allowance_credit(allowance, amount, balance_before, reserve, burst_percent, now, ends_at,
+                     refund=True)
+
+
+def _allowance(state: CampaignState, step: Any, amount: int, now: int, balance_before: int) -> None:
+    policy = state.policy
+    step(state.pacing, amount, balance_before, policy.reserve_micros, policy.burst_percent, now,
+         state.ends_at)

@@ -1,25 +1,37 @@
-"""Budget pacing: spread the spendable budget evenly over the rest of the campaign.
+"""The allowance: a token bucket that funds demand and guarantees the number survives.
 
-A flood can only spend what the pacing allows, so a crowd of trolls drains one day's share,
-not the year's. All money is integer micro-euros, all time integer epoch ms; days and hours
-are UTC, computed by integer division (``day = now // DAY_MS``, ``hour = now // HOUR_MS``).
+A launch is when genuine pests come (2017: 10,000 texts in 48 h on a EUR 3,700 budget); a
+linear share of a year's budget (EUR 10 a day) cannot pay it. So the spendable balance
+(``balance - reserve``) is split in two parts:
 
-The rules:
+- **tokens**: money released for spending now. A reply is paid from the tokens; when they
+  cannot pay it the reply is denied ``allowance`` (and the sender is answered on a later
+  text, once the bucket has refilled: screening reopens a denied sender).
+- **locked**: the rest, ``spendable - tokens``. It is released into the tokens linearly over
+  the time left until ``ends_at``: ``released = locked * elapsed // (ends_at - since)``.
+  The tokens are capped at ``burst_percent`` % of the spendable balance (the burst capacity);
+  what the cap holds back stays locked.
 
-- **daily allowance** = ``(balance at the start of today - reserve) // remaining_days``, where
-  ``remaining_days`` counts the current UTC day through the one holding ``ends_at`` (at least
-  1). "Balance at the start of today" is ``balance + spent_in_day``, so the allowance stays the
-  same all day while replies are paid (a credit raises it). Unused allowance rolls over by
-  itself: tomorrow's share is recomputed from a balance that a quiet day left higher.
-- **hourly allowance** = ``daily * hourly_burst_hours // 24`` may be spent within one UTC
-  hour: a reply-time burst of a few hours' worth, so a flood at 9 a.m. cannot take the whole
-  day's share before noon. An hour in which nothing was spent yet always lets one reply
-  through if the day has room, so a small last-days budget is never stranded by rounding.
-- never below the reserve, never more than the balance.
+The bucket starts full (``burst_percent`` % of the spendable budget, the launch is paid) and
+refills on event time. All money is integer micro-euros, all time integer epoch ms; time
+never moves back (a late event is counted at the latest time seen).
 
-``pacing_check`` decides without mutating; ``pacing_apply`` records a paid reply. The caller
-applies it exactly when it debits the balance. Events out of order never reopen a past day:
-the state's day and hour only move forward, and a late event counts against the current ones.
+Guarantee (``tests/core/test_allowance_properties.py`` checks it over arbitrary traffic):
+spending only takes tokens, and the locked money falls at most linearly, since the floor
+division only ever releases less. So, without credits or refunds, for every time ``t`` in
+``[t0, ends_at]``::
+
+    locked(t) * (ends_at - t0) >= locked(t0) * (ends_at - t)
+
+and the balance never goes below ``reserve + locked(t)``: whatever the traffic, the number
+is never dark before its end date (some money stays for the days left, in proportion to
+them), and a flood over any window ``[t1, t2]`` takes at most
+``tokens(t1) + locked(t1) * (t2 - t1) // (ends_at - t1)`` — at most the burst capacity plus
+that window's share of the locked money. A credit adds ``burst_percent`` % of its amount to
+the tokens at once (capped), the rest to the locked money; a refund gives its tokens back.
+
+``allowance_check`` decides without mutating; ``allowance_spend`` records a paid reply.
+The caller applies it exactly when it debits the balance.
 """
 
 from __future__ import annotations
@@ -27,82 +39,80 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
-DEFAULT_HOURLY_BURST_HOURS = 2
+DEFAULT_BURST_PERCENT = 40
+NOT_STARTED = -1  # AllowanceState.at before the first decision: the bucket is still full
 
 
 @dataclass(slots=True)
-class PacingState:
-    day: int = 0  # UTC day number (epoch ms // DAY_MS) that spent_in_day belongs to
-    spent_in_day: int = 0  # micro-euros
-    hour: int = 0  # UTC hour number (epoch ms // HOUR_MS) that spent_in_hour belongs to
-    spent_in_hour: int = 0  # micro-euros
+class AllowanceState:
+    tokens: int = 0  # micro-euros released for spending
+    at: int = NOT_STARTED  # event time (epoch ms) the tokens were last refilled to
 
     def to_dict(self) -> dict[str, Any]:
-        return {"day": self.day, "spent_in_day": self.spent_in_day,
-                "hour": self.hour, "spent_in_hour": self.spent_in_hour}
+        return {"tokens": self.tokens, "at": self.at}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PacingState:
-        return cls(day=data["day"], spent_in_day=data["spent_in_day"],
-                   hour=data["hour"], spent_in_hour=data["spent_in_hour"])
+    def from_dict(cls, data: dict[str, Any]) -> AllowanceState:
+        if "tokens" not in data:  # a daily/hourly pacing state of older snapshots: start full
+            return cls()
+        return cls(tokens=data["tokens"], at=data["at"])
 
 
-def remaining_days(now: int, ends_at: int) -> int:
-    """UTC days from the one holding ``now`` through the one holding ``ends_at - 1``; >= 1."""
-    day_start = now // DAY_MS * DAY_MS
-    return max(1, -(-(ends_at - day_start) // DAY_MS))
+def capacity(spendable: int, burst_percent: int) -> int:
+    return max(0, spendable) * burst_percent // 100
 
 
-def daily_allowance(
-    balance_micros: int, reserve_micros: int, spent_in_day_micros: int, now: int, ends_at: int
-) -> int:
-    """Today's share of the spendable budget: ``(balance + spent_in_day - reserve) // remaining_days``."""
-    spendable = balance_micros + spent_in_day_micros - reserve_micros
-    return max(0, spendable // remaining_days(now, ends_at))
+def allowance_view(state: AllowanceState, balance: int, reserve: int, burst_percent: int,
+                   now: int, ends_at: int) -> tuple[int, int]:
+    """``(tokens, at)`` refilled to ``now`` (never back), without touching the state."""
+    spendable = max(0, balance - reserve)
+    cap = capacity(spendable, burst_percent)
+    if state.at == NOT_STARTED:
+        return cap, now
+    at = max(state.at, now) if now <= ends_at else max(state.at, ends_at)
+    tokens = min(max(0, state.tokens), spendable)
+    if at > state.at and tokens < cap:
+        locked = spendable - tokens
+        span = ends_at - state.at
+        released = locked if span <= 0 else locked * (at - state.at) // span
+        tokens = min(cap, tokens + released)
+    return tokens, at
 
 
-def hourly_allowance(daily_micros: int, hourly_burst_hours: int = DEFAULT_HOURLY_BURST_HOURS) -> int:
-    """What one UTC hour may spend: ``daily * hourly_burst_hours // 24``."""
-    return daily_micros * hourly_burst_hours // 24
+def allowance_left(state: AllowanceState, balance: int, reserve: int, burst_percent: int,
+                   now: int, ends_at: int) -> int:
+    """Micro-euros that may be spent at ``now``."""
+    return allowance_view(state, balance, reserve, burst_percent, now, ends_at)[0]
 
 
-def _current(state: PacingState, now: int) -> tuple[int, int, int, int]:
-    """``(day, spent_in_day, hour, spent_in_hour)`` seen from ``now``; never moves back."""
-    day, hour = max(state.day, now // DAY_MS), max(state.hour, now // HOUR_MS)
-    return (
-        day, state.spent_in_day if day == state.day else 0,
-        hour, state.spent_in_hour if hour == state.hour else 0,
-    )
-
-
-def pacing_check(
-    state: PacingState,
-    cost_micros: int,
-    balance_micros: int,
-    reserve_micros: int,
-    now: int,
-    ends_at: int,
-    hourly_burst_hours: int = DEFAULT_HOURLY_BURST_HOURS,
-) -> str | None:
-    """None when a reply of ``cost_micros`` fits, else the reason: ``"budget_exhausted"``,
-    ``"reserve_reached"``, ``"daily_allowance"`` or ``"hourly_allowance"`` (in that order)."""
-    if cost_micros > balance_micros:
+def allowance_check(state: AllowanceState, cost: int, balance: int, reserve: int,
+                    burst_percent: int, now: int, ends_at: int) -> str | None:
+    """None when a reply of ``cost`` fits, else the reason: ``"budget_exhausted"``,
+    ``"reserve_reached"`` or ``"allowance"`` (in that order)."""
+    if cost > balance:
         return "budget_exhausted"
-    if balance_micros - cost_micros < reserve_micros:
+    if balance - cost < reserve:
         return "reserve_reached"
-    day, spent_in_day, _, spent_in_hour = _current(state, now)
-    daily = daily_allowance(balance_micros, reserve_micros, spent_in_day, day * DAY_MS, ends_at)
-    if spent_in_day + cost_micros > daily:
-        return "daily_allowance"
-    if spent_in_hour > 0 and spent_in_hour + cost_micros > hourly_allowance(daily, hourly_burst_hours):
-        return "hourly_allowance"
+    if cost > allowance_left(state, balance, reserve, burst_percent, now, ends_at):
+        return "allowance"
     return None
 
 
-def pacing_apply(state: PacingState, cost_micros: int, now: int) -> None:
-    """Record a paid reply of ``cost_micros`` at ``now``."""
-    state.day, state.spent_in_day, state.hour, state.spent_in_hour = _current(state, now)
-    state.spent_in_day += cost_micros
-    state.spent_in_hour += cost_micros
+def allowance_spend(state: AllowanceState, cost: int, balance_before: int, reserve: int,
+                    burst_percent: int, now: int, ends_at: int) -> None:
+    """Record a paid reply of ``cost`` at ``now`` (``balance_before``: before the debit)."""
+    tokens, state.at = allowance_view(state, balance_before, reserve, burst_percent, now, ends_at)
+    state.tokens = max(0, tokens - cost)
+
+
+def allowance_credit(state: AllowanceState, amount: int, balance_before: int, reserve: int,
+                     burst_percent: int, now: int, ends_at: int, *, refund: bool = False) -> None:
+    """Money in at ``now``: a credit releases ``burst_percent`` % of it at once, a refund (a
+    reply not sent) gives all its tokens back; within the burst capacity of the new balance,
+    the rest is locked."""
+    if state.at == NOT_STARTED:
+        return  # still full: the capacity of the new balance is its start
+    tokens, state.at = allowance_view(state, balance_before, reserve, burst_percent, now, ends_at)
+    cap = capacity(balance_before + amount - reserve, burst_percent)
+    released = amount if refund else amount * burst_percent // 100
+    state.tokens = min(cap, tokens + released)

@@ -23,13 +23,13 @@ from actors.campaign import (
     reply_cost,
 )
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
+from schemas.commands import ControlCommand, RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ControlRejected, ReplyDenied
-from schemas.policy import describe
+from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy, describe
 
 CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
                         "ReplyRefunded", "ReplyCostReconciled", "ReplyDeferred", "ReplyExpired",
-                        "SurgeStarted", "SurgeEnded")
+                        "SurgeStarted", "SurgeEnded", "ReplyPromoted")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -56,7 +56,8 @@ class CampaignShard:
             evolve_campaign(self._states[event.campaign_id], event)
         return len(mine)
 
-    def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Decision | Settlement]:
+    def decide(self, batch: list[RequestReply | SettleReply | Tick | ReviewRequest]
+               ) -> list[Decision | Settlement]:
         """Decide a batch in order: for each request its decision (the same one if repeated),
         preceded by what a tick at its time releases or expires; for each tick, what it
         releases, expires or ends.
@@ -80,6 +81,19 @@ class CampaignShard:
                 continue
             out += decide_and_apply(self._states[command.campaign_id], command, campaign)
         return out
+
+    def policy(self, campaign_id: str) -> Policy:
+        """The policy in force (the defaults for a campaign the config does not know)."""
+        state = self._states.get(campaign_id)
+        return state.policy if state is not None else UNKNOWN_CAMPAIGN_POLICY
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        return self._campaigns[campaign_id]
+
+    def busy(self, campaign_id: str) -> bool:
+        """Whether a tick may change the campaign: replies wait in its queue, or a surge is on."""
+        state = self._states.get(campaign_id)
+        return state is not None and bool(state.queue.items or state.surge.active)
 
     def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
         out: list[ControlOutcome] = []

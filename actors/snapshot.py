@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from actors.campaign import CampaignState, _new_queue, idempotency_key
-from actors.pacing import PacingState
+from actors.pacing import AllowanceState
 from actors.surge import DeferralQueue, SurgeState
 from schemas import codec
 from schemas.policy import Policy
@@ -44,12 +44,16 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "refunded_micros": state.refunded_micros,
         "policy": state.policy.to_dict(),
         "pacing": state.pacing.to_dict(),
+        "ends_at": state.ends_at,
         "prefix_tat": state.prefix_tat,
         "surge": state.surge.to_dict(),
         "queue": state.queue.to_dict(),
         "queued": state.queued,
         "release_tat": state.release_tat,
+        "surge_arrivals": state.surge_arrivals,
+        "surge_promoted": state.surge_promoted,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
+        "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     }), 1)
 
@@ -59,11 +63,16 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         data = zlib.decompress(data)
     raw: dict[str, Any] = orjson.loads(data)
     decided = [codec.from_dict(d) for d in raw["decided"]]
+    # Operator commands sat among the decisions in snapshots before they were kept apart.
+    commands = [codec.from_dict(d) for d in raw.get("commands", [])] + [
+        e for e in decided if idempotency_key(e).startswith("cmd:")]
+    decided = [e for e in decided if not idempotency_key(e).startswith("cmd:")]
     state = CampaignState(
         campaign_id=raw["campaign_id"],
         balance_micros=raw["balance_micros"],
         policy=Policy.from_dict(raw["policy"]),
-        pacing=PacingState.from_dict(raw["pacing"]),
+        pacing=AllowanceState.from_dict(raw["pacing"]),
+        ends_at=raw.get("ends_at", 0),  # the shard sets it from the campaign in any case
         spent_micros=raw["spent_micros"],
         credited_micros=raw["credited_micros"],
         approved=raw["approved"],
@@ -76,6 +85,9 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         queue=DeferralQueue.from_dict(raw["queue"]) if "queue" in raw else _new_queue(),
         queued={mid: (v[0], v[1]) for mid, v in raw.get("queued", {}).items()},
         release_tat=raw.get("release_tat", 0),
+        surge_arrivals=raw.get("surge_arrivals", 0),
+        surge_promoted=raw.get("surge_promoted", 0),
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
+        commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )
     return state, {int(p): o for p, o in raw["journal_offsets"].items()}

@@ -1,41 +1,37 @@
 """Surge detection on first texts per minute, and a bounded queue for deferred replies.
 
-**Surge.** ``SurgeState`` counts first texts (texts from senders never seen before) in the
+**Surge.** ``SurgeState`` counts first texts (requests that reach the campaign) in the
 current UTC minute (``minute = now // 60_000``) and keeps the counts of up to
 ``BASELINE_MINUTES`` (60) previous minutes in a bounded list; minutes without texts count
-as 0. The baseline is the plain mean of that list, compared in integers
-(``count * len(history) > multiple * sum(history)``, so no division and no rounding). The
-current minute is a surge when it exceeds ``multiple`` x baseline and has at least
-``min_rate`` first texts; with no history yet the baseline is 0 and ``min_rate`` decides.
+as 0. The baseline is a mean over ``BASELINE_MINUTES`` minutes with a **prior**: the minutes
+not yet seen count as ``expected`` first texts each (the policy's
+``surge_expected_per_minute``), so a fresh deployment does not compare its launch with a
+zero baseline; after an hour the campaign's own history has replaced the prior. In
+integers: ``count * 60 > multiple * (sum(history) + expected * (60 - len(history)))``. The
+current minute is a surge when it exceeds that and has at least ``min_rate`` first texts.
 
 While a surge is active, completed minutes are *not* added to the history: the baseline stays
-the pre-surge one, so a flood lasting hours does not become its own normal and stay answered.
-
-Hysteresis: ``surge_transition`` returns ``"enter"`` when the current minute surges and the
-state was calm, and ``"leave"`` when it is active and more than ``exit_quiet_minutes`` full
-minutes have passed since the last surging minute it saw; the caller turns these into
-events. Call ``surge_observe`` then ``surge_transition`` for each first text (and on a timer
-if leaving should be noticed without traffic). Both update the state in place;
-``surge_level`` only reads it.
+the pre-surge one, so a flood lasting hours does not become its own normal. The hysteresis
+(enter on a surging minute, leave after ``surge_quiet_minutes`` minutes without one) is the
+campaign's (``actors.campaign``), which turns it into events.
 
 **Deferral queue.** ``DeferralQueue`` holds replies put off during a surge, at most
-``capacity`` of them. Priority: fewer texts from the sender first, then the earlier
-enqueued, then the smaller message id (a total order, so replays tie-break identically).
-``push`` into a full queue evicts the lowest-priority item (possibly the one pushed) and
-returns it; ``pop_ready`` first drops items older than the TTL and returns them.
+``capacity`` of them, best first by ``rank``: the priority key (smaller first: the campaign
+computes it from what the events say about the sender and his number range), then the
+earlier enqueued, then the smaller message id (a total order, so replays tie-break
+identically). ``push`` into a full queue evicts the lowest-priority item (possibly the one
+pushed) and returns it.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 MINUTE_MS = 60_000
 BASELINE_MINUTES = 60
 NO_MINUTE = -1  # SurgeState.minute before the first observed text
-
-Transition = Literal["enter", "leave"]
 
 
 @dataclass(slots=True)
@@ -44,7 +40,7 @@ class SurgeState:
     count: int = 0  # first texts seen in that minute
     history: list[int] = field(default_factory=list)  # counts of previous minutes, oldest first
     active: bool = False
-    last_surge_minute: int = NO_MINUTE  # the last minute seen surging by surge_transition
+    last_surge_minute: int = NO_MINUTE  # the last minute seen surging
 
     def to_dict(self) -> dict[str, Any]:
         return {"minute": self.minute, "count": self.count, "history": list(self.history),
@@ -76,8 +72,19 @@ def _roll(state: SurgeState, now: int) -> None:
     state.minute, state.count, state.history = _rolled(state, now)
 
 
-def _surging(count: int, history: list[int], multiple: int, min_rate: int) -> bool:
-    return count >= min_rate and count * max(1, len(history)) > multiple * sum(history)
+def baseline_sum(history: list[int], expected: int) -> int:
+    """First texts in the baseline's ``BASELINE_MINUTES`` minutes, unseen minutes at the prior."""
+    return sum(history) + expected * max(0, BASELINE_MINUTES - len(history))
+
+
+def baseline_per_minute(state: SurgeState, expected: int) -> int:
+    """The baseline rate, rounded up, at least 1 (what normal traffic would let through)."""
+    return max(1, -(-baseline_sum(state.history, expected) // BASELINE_MINUTES))
+
+
+def _surging(count: int, history: list[int], multiple: int, min_rate: int, expected: int) -> bool:
+    return (count >= min_rate
+            and count * BASELINE_MINUTES > multiple * baseline_sum(history, expected))
 
 
 def surge_roll(state: SurgeState, now: int) -> None:
@@ -86,9 +93,9 @@ def surge_roll(state: SurgeState, now: int) -> None:
     _roll(state, now)
 
 
-def surge_now(state: SurgeState, multiple: int, min_rate: int) -> bool:
+def surge_now(state: SurgeState, multiple: int, min_rate: int, expected: int) -> bool:
     """Whether the state's current minute surges (after ``surge_roll``/``surge_observe``)."""
-    return _surging(state.count, state.history, multiple, min_rate)
+    return _surging(state.count, state.history, multiple, min_rate, expected)
 
 
 def surge_observe(state: SurgeState, now: int) -> None:
@@ -97,36 +104,13 @@ def surge_observe(state: SurgeState, now: int) -> None:
     state.count += 1
 
 
-def surge_level(state: SurgeState, now: int, multiple: int, min_rate: int) -> bool:
-    """Whether the minute of ``now`` has > ``multiple`` x baseline and >= ``min_rate`` first texts."""
-    _, count, history = _rolled(state, now)
-    return _surging(count, history, multiple, min_rate)
-
-
-def surge_transition(
-    state: SurgeState, now: int, multiple: int, min_rate: int, exit_quiet_minutes: int
-) -> Transition | None:
-    """``"enter"``, ``"leave"`` or None; updates ``active`` (and the surge bookkeeping) in place."""
-    _roll(state, now)
-    if _surging(state.count, state.history, multiple, min_rate):
-        state.last_surge_minute = state.minute
-        if not state.active:
-            state.active = True
-            return "enter"
-        return None
-    if state.active and state.minute - state.last_surge_minute > exit_quiet_minutes:
-        state.active = False
-        return "leave"
-    return None
-
-
 class Deferred(NamedTuple):
     message_id: str
-    priority_key: int  # texts from the sender so far: fewer is served first
+    priority_key: int  # smaller is served first (``actors.campaign.priority_key``)
     enqueued_at: int  # epoch ms
 
 
-def _rank(item: Deferred) -> tuple[int, int, str]:
+def rank(item: Deferred) -> tuple[int, int, str]:
     return item.priority_key, item.enqueued_at, item.message_id
 
 
@@ -139,7 +123,7 @@ class DeferralQueue:
     def __post_init__(self) -> None:
         if self.capacity < 1:
             raise ValueError("a deferral queue needs capacity >= 1")
-        self.items = sorted((Deferred(*i) for i in self.items), key=_rank)
+        self.items = sorted((Deferred(*i) for i in self.items), key=rank)
         self._ids = {i.message_id for i in self.items}
 
     def __len__(self) -> int:
@@ -151,7 +135,7 @@ class DeferralQueue:
         A message id already queued is ignored (at-least-once delivery), returning None."""
         if item.message_id in self._ids:
             return None
-        bisect.insort(self.items, item, key=_rank)
+        bisect.insort(self.items, item, key=rank)
         self._ids.add(item.message_id)
         if len(self.items) <= self.capacity:
             return None
@@ -168,19 +152,6 @@ class DeferralQueue:
                 self._ids.discard(message_id)
                 return self.items.pop(i)
         return None  # pragma: no cover - _ids and items agree
-
-    def pop_ready(self, now: int, ttl_ms: int) -> tuple[Deferred | None, list[Deferred]]:
-        """``(best item or None, expired items)``: items enqueued more than ``ttl_ms`` before
-        ``now`` are dropped and returned (in priority order); then the best remaining is popped."""
-        expired = [i for i in self.items if now - i.enqueued_at > ttl_ms]
-        if expired:
-            self.items = [i for i in self.items if now - i.enqueued_at <= ttl_ms]
-            self._ids.difference_update(i.message_id for i in expired)
-        if not self.items:
-            return None, expired
-        ready = self.items.pop(0)
-        self._ids.discard(ready.message_id)
-        return ready, expired
 
     def to_dict(self) -> dict[str, Any]:
         return {"capacity": self.capacity, "items": [list(i) for i in self.items]}

@@ -73,6 +73,7 @@ from typing import Any, TypeVar
 __all__ = [
     "BrokerError",
     "EmbeddedBroker",
+    "broker_count",
     "ensure_topics",
     "ensure_topics_async",
     "find_noida_binary",
@@ -268,13 +269,16 @@ async def ensure_topics_async(
     *,
     timeout: float = 30.0,
     config: Mapping[str, Mapping[str, str]] | None = None,
+    replication: int | None = None,
 ) -> list[str]:
     """Create the missing topics of ``{name: partitions}``; return the names created.
 
     Existing topics are left alone, but one with fewer partitions than asked for is an
     error. ``config`` maps topic names to topic configs used when creating them.
-    Replication factor is ``min(3, number of brokers)``.
+    Replication factor: ``replication``, else ``min(3, number of brokers)``.
     """
+    if replication is not None and replication < 1:
+        raise BrokerError(f"replication factor must be >= 1, got {replication!r}")
     for name, partitions in topics.items():
         if not name or not isinstance(name, str):
             raise BrokerError(f"invalid topic name {name!r}")
@@ -292,7 +296,8 @@ async def ensure_topics_async(
     admin = await _connect_admin(bootstrap_servers, deadline, request_timeout)
     try:
         async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-            return await _ensure_topics(admin, bootstrap_servers, topics, config, deadline)
+            return await _ensure_topics(admin, bootstrap_servers, topics, config, deadline,
+                                        replication)
     except TimeoutError as exc:
         raise BrokerError(
             f"ensure_topics on {bootstrap_servers} did not finish within {timeout:g} s"
@@ -324,6 +329,7 @@ async def _ensure_topics(
     topics: Mapping[str, int],
     config: Mapping[str, Mapping[str, str]],
     deadline: float,
+    replication: int | None = None,
 ) -> list[str]:
     from aiokafka.admin import NewTopic
 
@@ -335,8 +341,9 @@ async def _ensure_topics(
     if not missing:
         return []
 
-    cluster = await admin.describe_cluster()
-    replication = max(1, min(3, len(cluster.get("brokers") or [])))
+    if replication is None:
+        cluster = await admin.describe_cluster()
+        replication = default_replication(len(cluster.get("brokers") or []))
     new_topics = [
         NewTopic(
             name,
@@ -388,11 +395,36 @@ def ensure_topics(
     *,
     timeout: float = 30.0,
     config: Mapping[str, Mapping[str, str]] | None = None,
+    replication: int | None = None,
 ) -> list[str]:
     """Synchronous :func:`ensure_topics_async`."""
     return _run_sync(
-        lambda: ensure_topics_async(bootstrap_servers, topics, timeout=timeout, config=config)
+        lambda: ensure_topics_async(bootstrap_servers, topics, timeout=timeout, config=config,
+                                    replication=replication)
     )
+
+
+def default_replication(brokers: int) -> int:
+    """The replication factor used when none is given: ``min(3, brokers)``."""
+    return max(1, min(3, brokers))
+
+
+async def broker_count_async(bootstrap_servers: str, timeout: float = 30.0) -> int:
+    """How many brokers the cluster at ``bootstrap_servers`` has."""
+    deadline = time.monotonic() + timeout
+    admin = await _connect_admin(bootstrap_servers, deadline, min(10.0, timeout))
+    try:
+        cluster = await asyncio.wait_for(admin.describe_cluster(),
+                                         max(0.1, deadline - time.monotonic()))
+        return len(cluster.get("brokers") or [])
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def broker_count(bootstrap_servers: str, timeout: float = 30.0) -> int:
+    """Synchronous :func:`broker_count_async`."""
+    return _run_sync(lambda: broker_count_async(bootstrap_servers, timeout))
 
 
 # ------------------------------------------------------------------ EmbeddedBroker

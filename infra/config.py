@@ -26,6 +26,7 @@ Errors::
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -41,6 +42,7 @@ _DAY_MS = 86_400_000
 _KNOWN = {
     "id", "number", "reply_text", "language", "budget_eur", "price_per_segment_eur",
     "start", "end", "country", "originator", "cooldown_days", "pacing",
+    "provider", "bird_channel_id",  # checked by infra.providers (which provider sends)
 }
 
 
@@ -56,7 +58,33 @@ def read_campaign_file(path: str | Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: campaign file not found") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: {_bad_date(path, exc) or f'not valid TOML: {exc}'}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the campaign file: {exc}") from None
+
+
+_DATE_LINE = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*=\s*(\d{4}-\d{2}-\d{2})\b")
+_AMOUNT = re.compile(r"^\d+(\.\d+)?$")
+_ORIGINATOR = re.compile(r"^[A-Za-z0-9]{1,11}$")
+
+
+def _bad_date(path: Path, exc: tomllib.TOMLDecodeError) -> str | None:
+    """TOML reads ``start = 2026-13-01`` as a syntax error: say that the date is wrong."""
+    m = re.search(r"line (\d+)", str(exc))
+    if not m:
+        return None
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[int(m.group(1)) - 1]
+    except (OSError, IndexError):
+        return None
+    date = _DATE_LINE.match(line)
+    if not date:
+        return None
+    try:
+        dt.date.fromisoformat(date.group(2))
+    except ValueError as bad:
+        return f"line {m.group(1)}: {date.group(1)!r}: {date.group(2)} is not a date ({bad})"
+    return None
 
 
 def load_campaigns(path: str | Path) -> list[Campaign]:
@@ -88,14 +116,25 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
             raise ConfigError(f"{where}: missing {key!r}")
     cid = _text(t, "id", where)
     where = f"{where} ({cid!r})"
-    number = normalize_msisdn(_text(t, "number", where))
-    if number is None:
-        raise ConfigError(f"{where}: 'number' must be an international phone number")
-    country = t.get("country") or phonenumbers.region_code_for_number(
-        phonenumbers.parse("+" + number)
-    )
+    country = t.get("country")
+    if country is not None:
+        if not isinstance(country, str) or country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{where}: 'country' {country!r} is not an ISO country code "
+                              "(e.g. FR, BE)")
+        country = country.upper()
+    number = _number(_text(t, "number", where), country, where)
+    if country is None:
+        country = phonenumbers.region_code_for_number(phonenumbers.parse("+" + number))
     if not country or country == "ZZ":
         raise ConfigError(f"{where}: cannot tell the country of 'number'; set 'country'")
+    originator = t.get("originator")
+    if originator is not None:
+        if not isinstance(originator, str) or not (
+                _ORIGINATOR.match(originator) or normalize_msisdn(originator)):
+            raise ConfigError(f"{where}: 'originator' {originator!r} must be a phone number or "
+                              "1 to 11 letters and digits (what MessageBird shows as sender)")
+        if not _ORIGINATOR.match(originator):
+            originator = normalize_msisdn(originator)
     start, end = _date(t, "start", where), _date(t, "end", where)
     if end < start:
         raise ConfigError(f"{where}: 'end' is before 'start'")
@@ -118,10 +157,36 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
         price_per_segment_micros=price,
         starts_at=_epoch_ms(start),
         ends_at=_epoch_ms(end) + _DAY_MS,
-        originator=str(t.get("originator") or number),
+        originator=str(originator or number),
         cooldown_ms=None if cooldown is None else int(cooldown * _DAY_MS),
         pacing=pacing,
     )
+
+
+def _number(raw: str, country: str | None, where: str) -> str:
+    """E.164 digits of the campaign number; a national form needs the campaign's country."""
+    text = raw.replace(" ", "").strip()
+    if not text.startswith(("+", "00")) and text.startswith("0"):
+        if country is None:
+            raise ConfigError(f"{where}: 'number' {raw!r} is in national form: write it in "
+                              "international form (+33...) or set 'country'")
+        try:
+            parsed = phonenumbers.parse(text, country)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            raise ConfigError(f"{where}: 'number' {raw!r} is not a valid number of {country}")
+        return f"{parsed.country_code}{parsed.national_number}"
+    number = normalize_msisdn(text)
+    if number is None:
+        raise ConfigError(f"{where}: 'number' must be an international phone number")
+    try:
+        parsed = phonenumbers.parse("+" + number)
+    except phonenumbers.NumberParseException:
+        raise ConfigError(f"{where}: 'number' {raw!r} is not a phone number") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise ConfigError(f"{where}: 'number' {raw!r} is not a possible phone number")
+    return number
 
 
 def _text(t: dict[str, Any], key: str, where: str) -> str:
@@ -132,8 +197,14 @@ def _text(t: dict[str, Any], key: str, where: str) -> str:
 
 
 def _money(t: dict[str, Any], key: str, where: str) -> int:
+    value = t[key]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{where}: {key!r} is not an amount in EUR")
+    if isinstance(value, str) and not _AMOUNT.match(value.strip()):
+        raise ConfigError(f"{where}: {key!r} = {value!r} is not an amount in EUR (write "
+                          "it like 3700.00)")
     try:
-        eur = Decimal(str(t[key]))
+        eur = Decimal(str(value).strip())
     except InvalidOperation:
         raise ConfigError(f"{where}: {key!r} is not an amount in EUR") from None
     micros = eur * MICROS_PER_EUR

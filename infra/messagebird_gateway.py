@@ -27,7 +27,13 @@ number or the SMS body)::
     |                            the SMS may or may not have been sent
     +-- GatewayTimeout           connect or read exceeded the bound; the SMS may have been
     |                            sent (retry only with that in mind)
-    +-- GatewayUnavailable       5xx, 429, connection refused/reset, connect timeout: not
+    +-- GatewayConnectionLost    the connection dropped after the whole request was
+    |                            written and before a full answer: the SMS may have been
+    |                            sent (a provider that accepts and then resets); never
+    |                            retried, except once for a reused keep-alive connection
+    |                            closed with no byte back (inside the client, see below)
+    +-- GatewayUnavailable       5xx, 429, connection refused, connect timeout, a connection
+    |                            dropped before the request was fully written: not
     |                            accepted, retryable
     +-- GatewayRejected          other 4xx or a MessageBird ``errors`` JSON (401 bad key,
                                  422 bad recipient...): not retryable; ``.code``,
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import http.client
 import logging
 import os
 import re
@@ -63,6 +70,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "BoundedHttpClient",
     "DryRunGateway",
+    "GatewayConnectionLost",
     "GatewayError",
     "GatewayRejected",
     "GatewayTimeout",
@@ -98,6 +106,10 @@ class GatewayError(Exception):
 
 class GatewayTimeout(GatewayError):
     """The call exceeded its time bound (the SMS may nonetheless have been sent)."""
+
+
+class GatewayConnectionLost(GatewayError):
+    """The connection dropped after the request was written (the SMS may have been sent)."""
 
 
 class GatewayUnavailable(GatewayError):
@@ -145,6 +157,57 @@ class SmsGateway(Protocol):
 # -- HTTP client -----------------------------------------------------------------------
 
 
+class ConnectionLostAfterWrite(requests.RequestException):
+    """The whole request was written, then the connection dropped without a full answer."""
+
+
+_sent = threading.local()  # what the calling thread's last request did on its connection
+
+
+class _TrackedConnection:
+    """Mixed into urllib3's connections: records, for the calling thread, whether the
+    request went out on a reused keep-alive connection and whether it was written whole.
+    A dropped connection (reset, closed) is indistinguishable from a provider that accepted
+    the request and then dropped it, unless the request never left: only that is safe to
+    retry."""
+
+    _uses = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _sent.reused = self.sock is not None and self._uses > 0  # type: ignore[attr-defined]
+        _sent.written = False
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        _sent.written = True
+        self._uses += 1
+
+    def close(self) -> None:
+        self._uses = 0
+        super().close()  # type: ignore[misc]
+
+
+class _HTTPConnection(_TrackedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _no_byte_back(error: BaseException) -> bool:
+    """The peer closed the connection cleanly before sending any byte of an answer."""
+    cause = error.args[1] if len(error.args) > 1 else None
+    return isinstance(cause, http.client.RemoteDisconnected)
+
+
+
 class BoundedHttpClient(HttpClient):
     """``messagebird.http_client.HttpClient`` with a timeout and a pool of connections.
 
@@ -157,9 +220,12 @@ class BoundedHttpClient(HttpClient):
     environment lookups) cost more CPU than the call itself: profiled in the reply stage,
     tests/benchmarks, rows "stage" and "sends". Transport failures are raised as the
     requests exceptions that requests would raise for them, which ``MessageBirdGateway``
-    maps to its errors: ``ConnectTimeout`` (nothing sent), ``ConnectionError`` (refused,
-    reset, dropped), ``ReadTimeout`` (the request left; the SMS may have been sent), and
-    ``RequestException`` for anything else.
+    maps to its errors: ``ConnectTimeout`` (nothing sent), ``ConnectionError`` (refused, or
+    dropped before the request was written whole), ``ConnectionLostAfterWrite`` (dropped
+    after: the SMS may have been sent), ``ReadTimeout`` (the request left; the SMS may have
+    been sent), and ``RequestException`` for anything else. The one retry is a reused
+    keep-alive connection closed with no byte back (the provider closed it as it sat
+    idle, the classic keep-alive race): sent again once, on another connection.
 
     Proxies (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the CA bundle
     (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi's) are read from the
@@ -203,6 +269,7 @@ class BoundedHttpClient(HttpClient):
                 **tls)
         else:
             self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
+        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         self._base_headers = {
             "Accept": "application/json",
             "Authorization": "AccessKey " + self.access_key,
@@ -240,13 +307,24 @@ class BoundedHttpClient(HttpClient):
         return None
 
     def _urlopen(self, method: str, url: str, body: Any) -> urllib3.BaseHTTPResponse:
-        try:
-            return self._pool.request(method, url, body=body, headers=self._base_headers,
-                                      timeout=self._timeout, retries=False, redirect=False)
-        except urllib3.exceptions.MaxRetryError as exc:  # not raised with retries=False,
-            error = exc.reason or exc                      # but kept safe if it were
-        except urllib3.exceptions.HTTPError as exc:
-            error = exc
+        for try_ in (1, 2):
+            _sent.reused = _sent.written = False
+            try:
+                return self._pool.request(method, url, body=body, headers=self._base_headers,
+                                          timeout=self._timeout, retries=False,
+                                          redirect=False)
+            except urllib3.exceptions.MaxRetryError as exc:  # not raised with retries=False,
+                error = exc.reason or exc                      # but kept safe if it were
+            except urllib3.exceptions.HTTPError as exc:
+                error = exc
+            if not (isinstance(error, urllib3.exceptions.ProtocolError) and _sent.written):
+                break
+            # The request was written whole, then the connection dropped. Only a reused
+            # keep-alive connection that the provider closed with no byte back (it closed
+            # the idle connection as our request went out) is tried again, once, on
+            # another connection; anything else may have been accepted.
+            if not (try_ == 1 and _sent.reused and _no_byte_back(error)):
+                raise ConnectionLostAfterWrite(error) from error
         # The exceptions requests' HTTPAdapter raises for these (what the gateway maps).
         if isinstance(error, urllib3.exceptions.NewConnectionError):
             raise requests.ConnectionError(error) from error  # refused, unresolvable
@@ -425,6 +503,11 @@ class MessageBirdGateway:
         except requests.Timeout as exc:
             raise GatewayTimeout(
                 f"MessageBird did not answer within {self.timeout:g} s "
+                f"(reference {ref!r}); the SMS may have been sent"
+            ) from exc
+        except ConnectionLostAfterWrite as exc:
+            raise GatewayConnectionLost(
+                f"MessageBird dropped the connection after the request was sent "
                 f"(reference {ref!r}); the SMS may have been sent"
             ) from exc
         except requests.ConnectionError as exc:

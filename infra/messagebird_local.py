@@ -21,8 +21,12 @@ What it implements (stdlib only, ``http.server.ThreadingHTTPServer`` in a daemon
 
 Fault injection: ``fail_next(n, status)`` makes the next ``n`` ``POST /messages`` answer with
 that status (nothing is accepted); ``delay_next(n, seconds)`` makes the next ``n`` answers
-wait. A delayed message is accepted (recorded) *before* the wait, as happens with a slow
-provider: a client that gives up on its timeout has nonetheless had its SMS sent.
+wait; ``reset_next(n)`` makes the next ``n`` read the request, accept it (it counts as sent)
+and reset the connection without an answer; ``close_next(n)`` makes the next ``n`` close
+the connection without accepting or answering (a server closing an idle
+keep-alive connection as the request arrives). A delayed message is accepted
+(recorded) *before* the wait, as happens with a slow provider: a client that gives up on
+its timeout has nonetheless had its SMS sent.
 
 The server is quiet: it logs nothing and prints no tracebacks for clients that hang up.
 It never logs or raises with a phone number in the text.
@@ -36,6 +40,7 @@ import json
 import secrets
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -48,7 +53,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from actors.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
+from schemas.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
 
 __all__ = [
     "GSM7_BASIC",
@@ -71,7 +76,7 @@ def message_parts(body: str, datacoding: str = "auto") -> tuple[int, str]:
 
     ``datacoding`` is MessageBird's parameter: ``plain``, ``unicode`` or ``auto``.
     The effective one is ``"plain"`` (GSM-7) or ``"unicode"`` (UCS-2). The counting is the
-    decision core's (``actors.segments``), so what we charge and what the server bills agree.
+    decision core's (``schemas.segments``), so what we charge and what the server bills agree.
     """
     if datacoding == "unicode" or (datacoding != "plain" and not is_gsm7(body)):
         return max(1, segments_as(body, UCS2)), "unicode"
@@ -213,6 +218,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post_messages(self, raw: bytes) -> None:
         owner = self.server.owner
+        drop = owner._take_drop()
+        if drop is not None:
+            if drop == "reset" and self._authorized():
+                try:
+                    owner._accept(self._decode_params(raw))
+                except ValueError:
+                    pass
+            self._drop_connection(reset=drop == "reset")
+            return
         delay, fail_status = owner._take_faults()
         if fail_status is not None:
             owner._sleep(delay)
@@ -233,6 +247,15 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = owner._accept(params)
         owner._sleep(delay)
         self._send_json(status, payload)
+
+    def _drop_connection(self, reset: bool) -> None:
+        self.close_connection = True
+        if reset:  # SO_LINGER 0: close() sends RST, not FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        else:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
 
     def _decode_params(self, raw: bytes) -> dict[str, Any]:
         ctype = self.headers.get("Content-Type", "")
@@ -315,6 +338,7 @@ class LocalMessageBird:
         self._responses: dict[str, dict[str, Any]] = {}
         self._fail: list[int] = []  # one status per failing request to come
         self._delay: list[float] = []
+        self._drop: list[str] = []  # "reset" | "close", one per dropped request to come
         self._stopping = threading.Event()
         self.report_delay_s = report_delay_s
         self.signing_key = signing_key
@@ -394,6 +418,23 @@ class LocalMessageBird:
         with self._lock:
             self._delay.extend([float(seconds)] * n)
 
+    def reset_next(self, n: int) -> None:
+        """The next ``n`` ``POST /messages`` are accepted, then the connection is reset."""
+        with self._lock:
+            self._drop.extend(["reset"] * n)
+
+    def close_next(self, n: int) -> None:
+        """The next ``n`` ``POST /messages`` are not accepted: the connection is closed."""
+        with self._lock:
+            self._drop.extend(["close"] * n)
+
+    def clear_faults(self) -> None:
+        """Forget pending faults (keep the accepted messages)."""
+        with self._lock:
+            self._fail.clear()
+            self._delay.clear()
+            self._drop.clear()
+
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until at least ``count`` messages were accepted; return them all."""
         deadline = time.monotonic() + timeout
@@ -415,8 +456,13 @@ class LocalMessageBird:
             self._responses.clear()
             self._fail.clear()
             self._delay.clear()
+            self._drop.clear()
 
     # -- used by the handler ------------------------------------------------------------
+
+    def _take_drop(self) -> str | None:
+        with self._lock:
+            return self._drop.pop(0) if self._drop else None
 
     def _take_faults(self) -> tuple[float, int | None]:
         with self._lock:

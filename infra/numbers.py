@@ -2,8 +2,9 @@
 
 Runs in the webhook, before the number is pseudonymised (so it may see the number, and uses
 ``phonenumbers``' metadata; nothing here logs or keeps it). ``classify`` turns E.164 digits
-(without ``+``) into a ``NumberInfo``; ``answerable`` says why a reply must not be sent to it:
-replying to a premium-rate number, a short code or a fixed line wastes money or feeds a scam.
+(without ``+``) into a ``NumberInfo``, which the webhook records on the text; the screening
+(``streams.screening.number_refusal``) says why a reply must not be sent to it: replying to a
+premium-rate number, a short code or a fixed line wastes money or feeds a scam.
 
 ``NumberInfo.prefix`` is a coarse range for per-prefix rate limiting, not a phone number: the
 country calling code and at most the first 3 national digits (``"33-612"``); for short codes
@@ -67,15 +68,3 @@ def classify(msisdn_digits: str) -> NumberInfo:
         return NumberInfo(False, "invalid", country, prefix)
     kind = _KINDS.get(phonenumbers.number_type(number), "other")
     return NumberInfo(True, kind, country, prefix)
-
-
-def answerable(info: NumberInfo, allowed_countries: frozenset[str]) -> str | None:
-    """None when a reply may go to this number, else ``"invalid_number"``, ``"not_mobile"``
-    or ``"country_not_allowed"`` (checked in that order)."""
-    if not info.valid:
-        return "invalid_number"
-    if info.kind != "mobile":
-        return "not_mobile"
-    if info.country not in allowed_countries:
-        return "country_not_allowed"
-    return None

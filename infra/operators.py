@@ -150,6 +150,10 @@ def parse_operators(data: Mapping[str, Any], source: str = "<config>",
             if known is not None and not set(campaigns) <= known:
                 raise ConfigError(f"{where}: unknown campaigns "
                                   f"{sorted(set(campaigns) - known)}")
+        twin = next((o.name for o in out.values() if o.public_key == public), None)
+        if twin is not None:
+            raise ConfigError(f"{where}: same 'public_key' as operator {twin!r} (each "
+                              "operator needs a key of her own: `antirelou operator new`)")
         out[name] = Operator(name, public, frozenset(may),
                              None if campaigns is None else frozenset(campaigns))
     return out

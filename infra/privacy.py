@@ -8,6 +8,13 @@
 
 Both keys are derived from one deployment secret (``ANTIRELOU_SECRET``).
 
+- ``mask_numbers(text)``: a text's body may hold a phone number ("rappelle moi au 06 12 34
+  56 78"); the webhook masks every run of 6 or more digits (any digits, ASCII or not, with
+  up to 3 spaces, dots, dashes or brackets between them, a leading ``+``: ``+33 (0)6 12 34
+  56 78``, ``0033612345678``, ``06.12.34.56.78``) as ``[numero]`` before the body is
+  stored, journaled or logged. Deterministic, so the audit replays the test-text rule on
+  the same masked body the worker saw. Numbers written out in words are not caught.
+
 Errors::
 
     PrivacyError          a sealed token that does not open (wrong key, tampered)
@@ -37,6 +44,15 @@ def normalize_msisdn(raw: str) -> str | None:
     """E.164 digits without '+', or None when ``raw`` is not a plausible phone number."""
     m = _MSISDN.match(raw.replace(" ", "").strip())
     return m.group(1) if m else None
+
+
+_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s.\-()]{0,3}\d){5,}")
+NUMBER_MASK = "[numero]"
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every digit run that could be a phone number replaced by [numero]."""
+    return _NUMBER_IN_TEXT.sub(NUMBER_MASK, text)
 
 
 NONCE_BYTES = 12

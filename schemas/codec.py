@@ -147,6 +147,11 @@ def _request_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "prefix": "", "texts_from_sender": 1}
 
 
+@upcaster("ReplyDeferred", 1)
+def _deferred_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "priority": payload["texts_from_sender"]}  # v1 ranked by texts alone
+
+
 @upcaster("SendReply", 1)
 def _send_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "send_at": None}

@@ -47,6 +47,38 @@ class RequestReply:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewRequest:
+    """What screening learned about the sender of a forwarded request that may still wait in
+    the campaign's surge queue (keyed by campaign): ``"flooder"`` (he showed himself one: the
+    request is not paid) or ``"texted_again"`` (a later text at a human pace: he is served
+    before the first texts)."""
+
+    TYPE = "ReviewRequest"
+    SCHEMA_VERSION = 1
+
+    message_id: str  # the forwarded request's
+    campaign_id: str
+    sender: str
+    reason: str  # "flooder" | "texted_again"
+    occurred_at: int  # the text that showed it
+
+
+@dataclass(frozen=True, slots=True)
+class NoteReplyOutcome:
+    """Tell the sender's screening state how his forwarded request ended without a reply
+    (keyed by sender, partitioned like his texts)."""
+
+    TYPE = "NoteReplyOutcome"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    outcome: str  # SenderReopened.outcome
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendReply:
     """Send the campaign's reply text for an approved request."""
 
@@ -145,5 +177,5 @@ class SignedControl:
 
 COMMAND_TYPES: tuple[type, ...] = (
     ScreenText, RequestReply, SendReply, SettleReply, ChangePolicy, CreditBudget, Tick,
-    SignedControl,
+    SignedControl, ReviewRequest, NoteReplyOutcome,
 )

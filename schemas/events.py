@@ -79,6 +79,22 @@ class SenderScreened:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderReopened:
+    """Screening learned that the sender's forwarded request ended without a reply (denied,
+    expired, refunded): he is no longer "answered" and a later text is forwarded again.
+    Journaled by screening, in the sender's order, when it changes his state."""
+
+    TYPE = "SenderReopened"
+    SCHEMA_VERSION = 1
+
+    message_id: str  # the forwarded request's
+    campaign_id: str
+    sender: str
+    outcome: str  # "ReplyDenied:<reason>" | "ReplyExpired:<reason>" | "ReplyRefunded"
+    occurred_at: int  # the outcome's
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
@@ -113,7 +129,8 @@ class ReplyDenied:
     campaign_id: str
     sender: str
     reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" |
-    #             "unknown_campaign" | "daily_allowance" | "hourly_allowance" | "prefix_flood"
+    #             "unknown_campaign" | "allowance" | "prefix_flood" | "queue_full"
+    #             (older journals: "daily_allowance" | "hourly_allowance")
     cost_micros: int
     balance_after_micros: int
     seq: int
@@ -128,14 +145,32 @@ class ReplyDeferred:
     as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``."""
 
     TYPE = "ReplyDeferred"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added priority
 
     message_id: str
     campaign_id: str
     sender: str
     prefix: str
-    texts_from_sender: int  # the queue's priority: fewer texts first
+    texts_from_sender: int
     queued: int  # requests in the queue with this one
+    seq: int
+    occurred_at: int
+    policy_version: int
+    priority: int = 0  # the queue's priority key (actors.campaign.priority_key): smaller first
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPromoted:
+    """A queued request whose sender texted again at a human pace moves ahead of the first
+    texts (``ReviewRequest(texted_again)``)."""
+
+    TYPE = "ReplyPromoted"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    priority: int  # the new priority key
     seq: int
     occurred_at: int
     policy_version: int
@@ -143,8 +178,10 @@ class ReplyDeferred:
 
 @dataclass(frozen=True, slots=True)
 class ReplyExpired:
-    """A deferred request left the queue unanswered: older than the TTL ("ttl"), or pushed
-    out of a full queue by a request of higher priority ("queue_full")."""
+    """A deferred request left the queue unanswered: older than the TTL ("ttl"), pushed out
+    of a full queue by a request of higher priority ("queue_full"), withdrawn because its
+    sender showed himself a flooder ("flooder"), or the budget can pay no reply
+    ("budget_exhausted"). The sender is answered on a later text (screening reopens him)."""
 
     TYPE = "ReplyExpired"
     SCHEMA_VERSION = 1
@@ -152,7 +189,7 @@ class ReplyExpired:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "ttl" | "queue_full"
+    reason: str  # "ttl" | "queue_full" | "flooder" | "budget_exhausted"
     deferred_at: int
     seq: int
     occurred_at: int
@@ -255,7 +292,7 @@ class ReplyUncertain:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "timeout" | "unreadable_answer" | "crash_during_send"
+    reason: str  # "timeout" | "connection_lost" | "unreadable_answer" | "crash_during_send"
     occurred_at: int
 
 
@@ -399,10 +436,13 @@ Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
-    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost
+    | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost | SenderReopened
+    | ReplyPromoted
 )
 
 EVENT_TYPES: tuple[type, ...] = (
+    SenderReopened,
+    ReplyPromoted,
     TextReceived,
     TextRejected,
     SenderScreened,

@@ -7,10 +7,12 @@ from the campaign file; every ``PolicyChanged`` event makes the next version.
 Operators write changes as ``key=value`` in EUR, days and minutes (``price_per_segment_eur=0.07``,
 ``reserve_eur=50``, ``cooldown_days=30`` or ``never``, ``allowed_countries=FR,BE``,
 ``blocked_prefixes=33-756,33-757``, ``sender_burst=5``, ``sender_period_minutes=10``,
-``filter_test_texts=false``, ``pacing=false``, ``prefix_burst=20``,
-``prefix_period_minutes=1``, ``reply_delay_minutes=60``, ``surge_multiple=5``,
-``surge_min_rate=30``, ``surge_quiet_minutes=10``, ``surge_queue=1000``,
-``surge_ttl_minutes=120``, ``surge_release_per_minute=10``); the events hold them in the core's units
+``filter_test_texts=false``, ``pacing=false``, ``allowance_burst_percent=40``,
+``prefix_burst=20``, ``prefix_period_minutes=1``, ``reply_delay_minutes=60``,
+``surge_multiple=5`` (or ``off``), ``surge_min_rate=10``, ``surge_expected_per_minute=3``,
+``surge_quiet_minutes=10``, ``surge_queue=5000``, ``surge_watch_minutes=5``,
+``surge_ttl_minutes=360``, ``surge_release_per_minute=0`` (0: first texts wait for the
+surge's end), ``surge_human_percent=10``); the events hold them in the core's units
 (micro-euros, milliseconds).
 
 Errors::
@@ -20,6 +22,7 @@ Errors::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,23 +53,36 @@ class Policy:
     sender_burst: int = 5
     sender_period_ms: int = 10 * 60_000
     filter_test_texts: bool = True  # "test", "c'est vrai ce numéro ?" are not answered
-    pacing: bool = True  # spread the budget over the campaign's remaining days
+    # The allowance (actors.pacing): a token bucket refilled over the time left until the end
+    # date, holding at most ``burst_percent`` % of the spendable balance. Off: the budget
+    # and the reserve are the only bounds.
+    pacing: bool = True
+    burst_percent: int = 40
     # Per number range ("33-612"): more than ``prefix_burst`` first texts faster than one per
-    # ``prefix_period_ms`` are denied ``prefix_flood`` (SIM-rotating trolls). 0: off.
+    # ``prefix_period_ms`` are denied ``prefix_flood`` (SIM-rotating trolls). 0: off (the
+    # ranges' load still ranks the surge queue).
     prefix_burst: int = 0
     prefix_period_ms: int = 60_000
     reply_delay_ms: int = 0  # send each reply this long after it was approved
     # Surge mode: when first texts in a minute exceed ``surge_multiple`` x the baseline (the
-    # mean of the last hour's minutes) and ``surge_min_rate``, requests are deferred into a
-    # queue of ``surge_queue`` (fewer texts first), released at most
-    # ``surge_release_per_minute`` a minute within the budget and pacing, expired after
-    # ``surge_ttl_ms``; the surge ends after ``surge_quiet_minutes`` quiet minutes. 0: off.
-    surge_multiple: int = 0
-    surge_min_rate: int = 30
+    # mean of the last hour's minutes, unseen minutes at ``surge_expected_per_minute``) and
+    # ``surge_min_rate``, requests are deferred into a queue of ``surge_queue`` (ranked: a
+    # sender texting again first, then the lighter number range), each watched
+    # ``surge_watch_ms`` (a flooder shows himself and is withdrawn). Senders who text again
+    # are released at once after the watch; first texts wait for the surge's end (or go at
+    # ``surge_release_per_minute``): then they are released as fast as the allowance allows
+    # if at least ``surge_human_percent`` % of the surge's arrivals texted again (people),
+    # else expired (a raid). Expired after ``surge_ttl_ms`` or when the budget cannot pay.
+    # The surge ends after ``surge_quiet_minutes`` quiet minutes. ``surge_multiple`` 0: off.
+    surge_multiple: int = 5
+    surge_min_rate: int = 10
+    surge_expected_per_minute: int = 3
     surge_quiet_minutes: int = 10
-    surge_queue: int = 1_000
-    surge_ttl_ms: int = 2 * 3_600_000
-    surge_release_per_minute: int = 10
+    surge_queue: int = 5_000
+    surge_watch_ms: int = 5 * 60_000
+    surge_ttl_ms: int = 6 * 3_600_000
+    surge_release_per_minute: int = 0
+    surge_human_percent: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -79,6 +95,11 @@ class Policy:
         return cls(**_normalise(data))
 
 
+# The policy of a campaign the config no longer knows (texts stored before it was removed):
+# the defaults. The campaign stage then denies them (unknown_campaign).
+UNKNOWN_CAMPAIGN_POLICY = Policy(version=1, price_per_segment_micros=1)
+
+
 def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
     # JSON gives lists; the policy holds tuples, so that equal policies compare equal.
     return {k: tuple(v) if k in TUPLE_FIELDS and v is not None else v for k, v in changes.items()}
@@ -86,6 +107,8 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
 
 # Core field -> (operator key, parser of the operator's text).
 def parse_eur(text: str, key: str, positive: bool) -> int:
+    if not _AMOUNT.match(text.strip()):  # Decimal takes "1e3", "NaN", "Infinity"
+        raise PolicyError(f"{key}: {text!r} is not an amount in EUR (write it like 250.00)")
     try:
         micros = Decimal(text) * MICROS_PER_EUR
     except InvalidOperation:
@@ -148,11 +171,38 @@ def _minutes_or_zero(text: str, key: str) -> int:
     return int(minutes * 60_000)
 
 
+def _percent(text: str, key: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 100:
+        raise PolicyError(f"{key}: must be a whole number of percent, 1 to 100")
+    return int(text)
+
+
+def _percent_or_zero(text: str, key: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 100:
+        raise PolicyError(f"{key}: must be a whole number of percent, 0 to 100")
+    return int(text)
+
+
 def _list(text: str, key: str) -> list[str]:
     if text.strip().lower() in ("", "none"):
         return []
     items = [item.strip().upper() for item in text.split(",") if item.strip()]
+    if key == "allowed_countries":
+        import phonenumbers  # only for operator input: the core never needs it
+
+        bad = [c for c in items if c not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise PolicyError(f"{key}: {', '.join(bad)} not ISO country codes (e.g. FR,BE)")
+    elif key == "blocked_prefixes":
+        bad = [p for p in items if not _PREFIX.match(p)]
+        if bad:
+            raise PolicyError(f"{key}: {', '.join(bad)}: write a range as country code - 3 "
+                              "digits, e.g. 33-756")
     return items
+
+
+_AMOUNT = re.compile(r"^-?\d+(\.\d+)?$")  # the sign is checked below
+_PREFIX = re.compile(r"^\d{1,3}-\d{3}$")
 
 
 OPERATOR_KEYS = {
@@ -165,15 +215,19 @@ OPERATOR_KEYS = {
     "sender_period_minutes": ("sender_period_ms", _minutes),
     "filter_test_texts": ("filter_test_texts", _bool),
     "pacing": ("pacing", _bool),
+    "allowance_burst_percent": ("burst_percent", _percent),
     "prefix_burst": ("prefix_burst", _count_or_off),
     "prefix_period_minutes": ("prefix_period_ms", _minutes),
     "reply_delay_minutes": ("reply_delay_ms", _minutes_or_zero),
     "surge_multiple": ("surge_multiple", _count_or_off),
     "surge_min_rate": ("surge_min_rate", _count),
+    "surge_expected_per_minute": ("surge_expected_per_minute", _count),
     "surge_quiet_minutes": ("surge_quiet_minutes", _count),
     "surge_queue": ("surge_queue", _count),
+    "surge_watch_minutes": ("surge_watch_ms", _minutes_or_zero),
     "surge_ttl_minutes": ("surge_ttl_ms", _minutes),
-    "surge_release_per_minute": ("surge_release_per_minute", _count),
+    "surge_release_per_minute": ("surge_release_per_minute", _count_or_off),
+    "surge_human_percent": ("surge_human_percent", _percent_or_zero),
 }
 MAX_SURGE_QUEUE = 100_000  # the queue is part of every campaign snapshot
 CORE_FIELDS = {field for field, _ in OPERATOR_KEYS.values()}
@@ -215,13 +269,17 @@ def check_changes(changes: dict[str, Any]) -> str | None:
                 return f"{field} must be true or false"
         elif field in ("sender_burst", "sender_period_ms", "prefix_period_ms", "surge_min_rate",
                        "surge_quiet_minutes", "surge_queue", "surge_ttl_ms",
-                       "surge_release_per_minute"):
+                       "surge_expected_per_minute", "burst_percent"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 return f"{field} must be a positive integer"
             if field == "surge_queue" and value > MAX_SURGE_QUEUE:
                 return f"surge_queue must be at most {MAX_SURGE_QUEUE}"
+            if field in ("burst_percent", "surge_human_percent") and value > 100:
+                return f"{field} must be at most 100"
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{field} must be a non-negative integer"
+        elif field == "surge_human_percent" and value > 100:
+            return "surge_human_percent must be at most 100"
         elif field == "price_per_segment_micros" and value == 0:
             return "price_per_segment_micros must be positive"
     return None
@@ -245,13 +303,17 @@ def describe(policy: Policy) -> dict[str, Any]:
         "sender_period_minutes": str(Decimal(policy.sender_period_ms) / 60_000),
         "filter_test_texts": policy.filter_test_texts,
         "pacing": policy.pacing,
+        "allowance_burst_percent": policy.burst_percent,
         "prefix_burst": policy.prefix_burst or "off",
         "prefix_period_minutes": str(Decimal(policy.prefix_period_ms) / 60_000),
         "reply_delay_minutes": str(Decimal(policy.reply_delay_ms) / 60_000),
         "surge_multiple": policy.surge_multiple or "off",
         "surge_min_rate": policy.surge_min_rate,
+        "surge_expected_per_minute": policy.surge_expected_per_minute,
         "surge_quiet_minutes": policy.surge_quiet_minutes,
         "surge_queue": policy.surge_queue,
+        "surge_watch_minutes": str(Decimal(policy.surge_watch_ms) / 60_000),
         "surge_ttl_minutes": str(Decimal(policy.surge_ttl_ms) / 60_000),
-        "surge_release_per_minute": policy.surge_release_per_minute,
+        "surge_release_per_minute": policy.surge_release_per_minute or "at the end",
+        "surge_human_percent": policy.surge_human_percent,
     }

@@ -99,6 +99,7 @@ from actors.campaign import (
     decide_and_apply,
     decide_control,
     decide_reply,
+    decide_review,
     decide_settlement,
     decide_tick,
     evolve_campaign,
@@ -112,7 +113,9 @@ from schemas.campaign import Campaign
 from schemas.commands import (
     ChangePolicy,
     CreditBudget,
+    NoteReplyOutcome,
     RequestReply,
+    ReviewRequest,
     ScreenText,
     SettleReply,
     Tick,
@@ -129,8 +132,10 @@ from schemas.events import (
     ReplyDenied,
     ReplyExpired,
     ReplyFailed,
+    ReplyPromoted,
     ReplyRefunded,
     ReplySent,
+    SenderReopened,
     SenderScreened,
     SurgeEnded,
     SurgeStarted,
@@ -141,6 +146,7 @@ from schemas.policy import apply_changes
 from streams.screening import (  # noqa: F401 (UNKNOWN_CAMPAIGN_POLICY: part of this API)
     UNKNOWN_CAMPAIGN_POLICY,
     SenderState,
+    decide_reopen,
     decide_screening,
     evolve_sender,
 )
@@ -149,7 +155,7 @@ DAY_MS = 86_400_000
 KEEP_MISMATCHES = 1000  # mismatches kept in full; all are counted
 SCREENING_REASONS = ("duplicate", "already_answered")
 DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
-                  "prefix_flood", "daily_allowance", "hourly_allowance", "queue_full", "expired")
+                  "prefix_flood", "allowance", "queue_full", "expired")
 _REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
 
 
@@ -185,6 +191,7 @@ class Counters:
     texts: int = 0  # TextReceived
     screenings: int = 0  # SenderScreened decided again
     restated: int = 0  # of which verdicts given again for a text seen before (counted once)
+    reopened: int = 0  # SenderReopened decided again (a request ended without a reply)
     campaign_events: int = 0  # unique seq'd campaign events decided again
     redelivered: int = 0  # exact repeats of a campaign event, dropped
     unknown_campaign: int = 0  # unique ReplyDenied(unknown_campaign), seq 0
@@ -335,7 +342,7 @@ class Audit:
         # Texts not screened yet, per sender, in order: [(TextReceived, position)].
         self._awaiting: dict[str, list[tuple[TextReceived, int]]] = {}
         # Senders set aside until the pass ends: [(text, text position, screened, position)].
-        self._deferred: dict[str, list[tuple[TextReceived | None, int, SenderScreened, int]]] = {}
+        self._deferred: dict[str, list[tuple[TextReceived | None, int, Any, int]]] = {}
         # Each known policy version, per campaign: index = version - 1.
         self._policies: dict[str, list[Any]] = {}
         self._early_policies: dict[str, dict[int, PolicyChanged]] = {}
@@ -349,6 +356,9 @@ class Audit:
         # The facts settlements are decided on: replies not sent; prices reported.
         self._failed: set[str] = set()
         self._prices: dict[str, set[int]] = {}
+        # Screening's reopenings, and the verdicts a review of a queued request may follow.
+        self._reopened: list[tuple[SenderReopened, int]] = []
+        self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
         self._screening_mismatches: list[Mismatch] = []
         self._held: tuple[TextReceived | None, int] = (None, -1)
         self._position = 0
@@ -418,6 +428,8 @@ class Audit:
                                     else:
                                         del queue[i]
                                     break
+                    if ev.reason == "flooder" or ev.reason == "already_answered":
+                        self._reviewable.add((sender, ev.campaign_id, ev.reason))
                     if ev.verdict == "forward" and mid not in forwarded:
                         forwarded[mid] = ev
                         if text is not None and text.prefix:
@@ -465,11 +477,14 @@ class Audit:
                         self._failed.add(ev.message_id)
                 elif t is ReplyRefunded or t is ReplyCostReconciled:
                     campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+                elif t is SenderReopened:
+                    self._reopen(ev, pos)
                 elif t is DeliveryReported:
                     if ev.price_micros is not None:
                         self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
                 elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
-                      or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded):
+                      or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
+                      or t is ReplyPromoted):
                     campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
                     if t is PolicyChanged:
                         self._learn_policy(ev)
@@ -490,6 +505,26 @@ class Audit:
             counters.screenings += screenings
             counters.replies_sent += sent
             counters.replies_failed += failed
+
+    def _reopen(self, ev: SenderReopened, pos: int) -> None:
+        """A sender reopened by screening: decided again on his replayed state, in his order;
+        the outcome it names must be in the journal (checked at the end)."""
+        self.counters.reopened += 1
+        self._reopened.append((ev, pos))
+        if ev.sender in self._deferred:
+            self._deferred[ev.sender].append((None, -1, ev, pos))
+            return
+        self._reopen_again(self._senders.setdefault(ev.sender, SenderState()), ev, pos)
+
+    def _reopen_again(self, state: SenderState, ev: SenderReopened, pos: int) -> None:
+        note = NoteReplyOutcome(ev.message_id, ev.campaign_id, ev.sender, ev.outcome,
+                                ev.occurred_at)
+        expected = decide_reopen(state, note)
+        for e in expected:
+            evolve_sender(state, e)
+        if expected != [ev]:
+            self._screening_mismatch("reopen", ev.message_id, expected[0] if expected else None,
+                                     ev, pos)
 
     def _screening_mismatch(self, kind: str, mid: str, expected: Any, recorded: Any, pos: int) -> None:
         self.counters.mismatches += 1
@@ -517,6 +552,9 @@ class Audit:
         for sender, items in self._deferred.items():
             state = self._senders.setdefault(sender, SenderState())
             for text, _, ev, pos in items:
+                if type(ev) is SenderReopened:
+                    self._reopen_again(state, ev, pos)
+                    continue
                 known = self._policies.get(ev.campaign_id)
                 version = ev.policy_version
                 if known is not None and 0 < version <= len(known):
@@ -579,6 +617,12 @@ class Audit:
             decided = self._replay_campaigns(campaign_mismatches)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
+        ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
+                 for _, _, ev in items if isinstance(ev, _REOPENING)}
+        ended.update((ev.campaign_id, ev.message_id) for _, ev in self._unknown_denials)
+        for ev, pos in self._reopened:
+            if (ev.campaign_id, ev.message_id) not in ended:
+                self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev, pos)
         pending: dict[str, int] = {}
         for mid, fwd in self._forwarded.items():
             if mid not in decided.get(fwd.campaign_id, ()):
@@ -642,9 +686,17 @@ class Audit:
                         mismatch("decision", key, nxt, ev, pos)
                     continue
                 if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                        t is ReplyExpired and ev.reason == "ttl"):
+                        t is ReplyExpired and ev.reason in _TICK_EXPIRIES):
                     # A tick: its time is the events' time.
                     expected = decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+                elif t is ReplyPromoted or (t is ReplyExpired and ev.reason == "flooder"):
+                    # Screening's review of a queued request: it must follow from a verdict.
+                    reason = "flooder" if t is ReplyExpired else "texted_again"
+                    verdict = "flooder" if t is ReplyExpired else "already_answered"
+                    if (ev.sender, cid, verdict) not in self._reviewable:
+                        mismatch("review_without_verdict", key, None, ev, pos)
+                    expected = decide_review(state, ReviewRequest(
+                        ev.message_id, cid, ev.sender, reason, ev.occurred_at))
                 elif t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
                     fwd = forwarded.get(key)
                     if fwd is None or fwd.campaign_id != cid:
@@ -710,6 +762,12 @@ class Audit:
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
         return decided_by_campaign
+
+
+# ReplyExpired reasons that a tick decides (the first event of a tick may be one of them).
+_TICK_EXPIRIES = frozenset({"ttl", "raid", "budget_exhausted"})
+# What may reopen a sender: a campaign event of the same message id that ended his request.
+_REOPENING = (ReplyDenied, ReplyExpired, ReplyRefunded)
 
 
 def audit(events: Iterable[Any], campaigns: Iterable[Campaign],

@@ -26,9 +26,9 @@ import asyncio
 import getpass
 import logging
 import os
-import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 from infra.broker import BrokerError
 from infra.config import ConfigError, load_campaigns
@@ -36,136 +36,283 @@ from infra.config import ConfigError, load_campaigns
 log = logging.getLogger("antirelou")
 
 
+# Exit status of every command (README, "Operate it live").
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_NO_ANSWER, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+# What `bash infra/up.sh` runs: the example campaigns and the embedded broker on 9092.
+UP_CONFIG = "infra/campaigns.example.toml"
+
+# One line each, for `policy set --help` (README, "Operate it live", has the long form).
+POLICY_KEY_HELP = {
+    "price_per_segment_eur": "price of one SMS segment (EUR), costs each reply",
+    "reserve_eur": "budget floor never spent (EUR)",
+    "cooldown_days": "answer a sender again after this many days; never: once",
+    "allowed_countries": "ISO codes of the countries answered, e.g. FR,BE",
+    "blocked_prefixes": "number ranges never answered, e.g. 33-756,33-757; none",
+    "sender_burst": "texts a sender may send at once before he is a flooder",
+    "sender_period_minutes": "then one text per this many minutes",
+    "filter_test_texts": "true: 'test' and the like are not answered",
+    "pacing": "true: spread the budget over the remaining days",
+    "prefix_burst": "first texts a number range may send at once (off: no limit)",
+    "prefix_period_minutes": "then one first text per this many minutes",
+    "reply_delay_minutes": "send each reply this long after its approval",
+    "surge_multiple": "a minute with this multiple of the hour's mean starts a surge (off)",
+    "surge_min_rate": "and at least this many first texts a minute",
+    "surge_quiet_minutes": "the surge ends after this many quiet minutes",
+    "surge_queue": "replies deferred during a surge, at most",
+    "surge_ttl_minutes": "a deferred reply expires after this long",
+    "surge_release_per_minute": "deferred replies released a minute, at most",
+}
+
+
+class Unreachable(Exception):
+    """The broker did not answer."""
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value else default
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=_env("ANTIRELOU_CONFIG", "campaigns.toml"),
-                   help="campaign file (TOML) [ANTIRELOU_CONFIG, default campaigns.toml]")
+def _default_config() -> str:
+    return _env("ANTIRELOU_CONFIG", UP_CONFIG)
+
+
+def _default_kafka() -> str:
+    return _env("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{_env('ANTIRELOU_KAFKA_PORT', '9092')}"
+
+
+def _int_env(name: str, default: str) -> int:
+    value = _env(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"antirelou: {name}={value!r} is not a whole number") from None
+
+
+def _float_env(name: str, default: str) -> float:
+    value = _env(name, default)
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"antirelou: {name}={value!r} is not a number") from None
+
+
+def _add_common(p: argparse.ArgumentParser, server: bool = False) -> None:
+    p.add_argument("--config", default=_default_config(),
+                   help="campaign file (TOML) [ANTIRELOU_CONFIG]")
     p.add_argument("--state-dir", default=_env("ANTIRELOU_STATE_DIR", ".state"),
                    help="where broker data, tables and the secret live [ANTIRELOU_STATE_DIR]")
-    p.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
-                   help="bootstrap servers of a Kafka cluster [KAFKA_BOOTSTRAP_SERVERS]")
+    if server:
+        p.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
+                       help="bootstrap servers of a Kafka cluster; up: none starts the "
+                            "embedded broker [KAFKA_BOOTSTRAP_SERVERS]")
+    else:
+        _add_kafka(p)
     p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"),
-                   help="deployment name: topic prefix, consumer group, Ray namespace")
+                   help="deployment name: topic prefix, consumer group, Ray namespace "
+                        "[ANTIRELOU_APP_ID]")
+
+
+def _add_kafka(p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+    p.add_argument("--kafka", default=_default_kafka(),
+                   help="bootstrap servers; default: the broker `up` starts "
+                        "[KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:ANTIRELOU_KAFKA_PORT]")
 
 
 def _add_signing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--operator", default=_env("ANTIRELOU_OPERATOR") or getpass.getuser(),
-                   help="your operator name, as in the campaign file [ANTIRELOU_OPERATOR]")
+                   help="your operator name, as in the campaign file [ANTIRELOU_OPERATOR, "
+                        "else the login name]")
     p.add_argument("--insecure-dev", action="store_true",
                    default=_env("ANTIRELOU_INSECURE_DEV") == "1",
-                   help="send the command unsigned (a development worker with no operators)")
+                   help="send the command unsigned (a development worker with no operators) "
+                        "[ANTIRELOU_INSECURE_DEV=1]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="antirelou", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="antirelou", description=__doc__,
+                                     formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"antirelou {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(*names: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(*names, formatter_class=_Help, **kwargs)
 
     for name in ("up", "worker"):
-        p = sub.add_parser(name, help="start everything" if name == "up" else "one Faust worker")
-        _add_common(p)
-        p.add_argument("--kafka-port", type=int, default=int(_env("ANTIRELOU_KAFKA_PORT", "9092")),
+        p = command(name, help="start everything on this machine" if name == "up" else
+                    "one Faust worker against a running broker",
+                    description="start the embedded broker (unless --kafka), a local Ray "
+                    "session and the worker" if name == "up" else "one Faust worker; "
+                    "start more to scale out")
+        _add_common(p, server=True)
+        p.add_argument("--kafka-port", type=int, default=_int_env("ANTIRELOU_KAFKA_PORT", "9092"),
                        help="port of the embedded broker (up only) [ANTIRELOU_KAFKA_PORT]")
         p.add_argument("--ray-address", default=_env("RAY_ADDRESS"),
                        help="Ray cluster to join; default: a local Ray session [RAY_ADDRESS]")
-        p.add_argument("--web-host", default=_env("ANTIRELOU_WEB_HOST", "127.0.0.1"))
-        p.add_argument("--web-port", type=int, default=int(_env("ANTIRELOU_WEB_PORT", "6066")))
-        p.add_argument("--partitions", type=int, default=int(_env("ANTIRELOU_PARTITIONS", "4")),
-                       help="partitions of the work topics (fixed once created)")
-        p.add_argument("--shards", type=int, default=int(_env("ANTIRELOU_SHARDS", "1")),
-                       help="Ray actors holding the campaigns")
+        p.add_argument("--web-host", default=_env("ANTIRELOU_WEB_HOST", "127.0.0.1"),
+                       help="address of the webhook and admin web server [ANTIRELOU_WEB_HOST]")
+        p.add_argument("--web-port", type=int, default=_int_env("ANTIRELOU_WEB_PORT", "6066"),
+                       help="its port [ANTIRELOU_WEB_PORT]")
+        p.add_argument("--partitions", type=int, default=_int_env("ANTIRELOU_PARTITIONS", "4"),
+                       help="partitions of the work topics (fixed once created) "
+                            "[ANTIRELOU_PARTITIONS]")
+        p.add_argument("--shards", type=int, default=_int_env("ANTIRELOU_SHARDS", "1"),
+                       help="Ray actors holding the campaigns [ANTIRELOU_SHARDS]")
+        p.add_argument("--shard-resource", default=_env("ANTIRELOU_SHARD_RESOURCE"),
+                       help="each shard needs one unit of this custom Ray resource: shards run "
+                       "only on nodes started with it [ANTIRELOU_SHARD_RESOURCE]")
+        p.add_argument("--shard-spread", action="store_true",
+                       default=_env("ANTIRELOU_SHARD_SPREAD") == "1",
+                       help="spread the shards over the Ray nodes [ANTIRELOU_SHARD_SPREAD=1]")
+        p.add_argument("--shard-memory-mb", type=int,
+                       default=int(_env("ANTIRELOU_SHARD_MEMORY_MB", "0")) or None,
+                       help="Ray memory reserved per shard, MiB [ANTIRELOU_SHARD_MEMORY_MB]")
+        p.add_argument("--replication-factor", type=int,
+                       default=int(_env("ANTIRELOU_REPLICATION_FACTOR", "0")) or None,
+                       help="replicas of each topic created; default min(3, brokers) "
+                       "[ANTIRELOU_REPLICATION_FACTOR]")
+        p.add_argument("--min-insync-replicas", type=int,
+                       default=int(_env("ANTIRELOU_MIN_INSYNC_REPLICAS", "0")) or None,
+                       help="min.insync.replicas of the topics created; default 2 when "
+                       "replicated 3 or more times, else the broker's [ANTIRELOU_MIN_INSYNC_REPLICAS]")
         p.add_argument("--public-url", default=_env("ANTIRELOU_PUBLIC_URL"),
-                       help="base URL MessageBird calls (signature check behind a proxy)")
+                       help="base URL MessageBird calls (signature check behind a proxy); "
+                            "default: the request URL [ANTIRELOU_PUBLIC_URL]")
         p.add_argument("--report-url", default=_env("ANTIRELOU_REPORT_URL"),
                        help="base URL for delivery reports; default: --public-url, else the "
                        "local web address [ANTIRELOU_REPORT_URL]")
         p.add_argument("--send-attempts", type=int,
-                       default=int(_env("ANTIRELOU_SEND_ATTEMPTS", "6")),
+                       default=_int_env("ANTIRELOU_SEND_ATTEMPTS", "6"),
                        help="calls per reply on 5xx/429/unreachable before it fails and is "
                        "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+        p.add_argument("--http-idle-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15")),
+                       help="close a connection without a complete request header or idle "
+                            "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
+        p.add_argument("--http-body-timeout", type=float,
+                       default=float(_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10")),
+                       help="answer 408 to a request body not received within this long "
+                            "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
         p.add_argument("--breaker-cooldown", type=float,
-                       default=float(_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5")),
+                       default=_float_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
                        help="seconds sends wait once MessageBird failed 5 times in a row "
                        "[ANTIRELOU_BREAKER_COOLDOWN_S]")
         p.add_argument("--ack-timeout", type=float,
-                       default=float(_env("ANTIRELOU_ACK_TIMEOUT_S", "10")),
+                       default=_float_env("ANTIRELOU_ACK_TIMEOUT_S", "10"),
                        help="seconds the webhook waits for the broker before answering 503 "
                        "[ANTIRELOU_ACK_TIMEOUT_S]")
         p.add_argument("--insecure-dev", action="store_true",
                        default=_env("ANTIRELOU_INSECURE_DEV") == "1",
-                       help="accept unsigned webhooks when no signing key is set (development)")
-        p.add_argument("--loglevel", default=_env("ANTIRELOU_LOGLEVEL", "info"))
+                       help="accept unsigned webhooks when no signing key is set, unsigned "
+                            "operator commands when no operator is declared, and leave the "
+                            "admin pages open when ANTIRELOU_ADMIN_TOKEN is not set "
+                            "(development) [ANTIRELOU_INSECURE_DEV=1]")
+        p.add_argument("--loglevel", default=_env("ANTIRELOU_LOGLEVEL", "info"),
+                       help="worker log level [ANTIRELOU_LOGLEVEL]")
         p.add_argument("--snapshot-interval", type=float,
-                       default=float(_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30")),
+                       default=_float_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30"),
                        help="seconds between campaign snapshots [ANTIRELOU_SNAPSHOT_INTERVAL_S]")
         p.add_argument("--tick-interval", type=float,
-                       default=float(_env("ANTIRELOU_TICK_INTERVAL_S", "5")),
+                       default=_float_env("ANTIRELOU_TICK_INTERVAL_S", "5"),
                        help="seconds between clock ticks to the campaigns, which release and "
                             "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
         p.add_argument("--screen-batch", type=int,
-                       default=int(_env("ANTIRELOU_SCREEN_BATCH", "200")),
+                       default=_int_env("ANTIRELOU_SCREEN_BATCH", "200"),
                        help="texts screened per batch (one journal write each; 1: one by "
                             "one) [ANTIRELOU_SCREEN_BATCH]")
 
-    p = sub.add_parser("journal", help="print the journal as JSON lines")
+    p = command("check", help="validate a campaign file offline; print each reply's cost",
+                description="read the campaign file as `up` would, without any broker; "
+                "exit 0 when valid, 2 with the reason when not")
+    p.add_argument("--config", default=_default_config(),
+                   help="campaign file (TOML) [ANTIRELOU_CONFIG]")
+
+    p = command("journal", help="print the journal (JSON lines, or --human)",
+                description="print the journal from its beginning; filters combine")
     _add_common(p)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--human", "-H", action="store_true",
+                   help="one readable line per event: ISO times, EUR")
+    p.add_argument("--campaign", help="only this campaign's events")
+    p.add_argument("--type", dest="types", metavar="TYPE[,TYPE]",
+                   help="only these event types, e.g. ReplyApproved,ReplyDenied")
+    p.add_argument("--since", help="only events at or after this time: 2026-12-01, "
+                   "2026-12-01T20:00, or back from now: 30m, 2h, 7d")
 
-    p = sub.add_parser("policy", help="show or change campaign policies (live)")
-    psub = p.add_subparsers(dest="policy_command", required=True)
-    q = psub.add_parser("show", help="each campaign's policy and balance, from the journal")
+    p = command("policy", help="show or change campaign policies (live)")
+    psub = p.add_subparsers(dest="policy_command", required=True, metavar="show|set")
+    q = psub.add_parser("show", help="each campaign's policy and balance, from the journal",
+                        formatter_class=_Help)
     _add_common(q)
     q.add_argument("campaign", nargs="?", help="only this campaign")
-    q.add_argument("--json", action="store_true")
-    q = psub.add_parser("set", help="change policy keys of one campaign: key=value ...")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    keys = "\n".join(f"  {k:<26} {v}" for k, v in POLICY_KEY_HELP.items())
+    q = psub.add_parser("set", help="change policy keys of one campaign: key=value ...",
+                        formatter_class=_Help, epilog="policy keys:\n" + keys)
     _add_common(q)
-    q.add_argument("campaign")
+    q.add_argument("campaign", help="campaign id")
     q.add_argument("changes", nargs="+", metavar="key=value",
-                   help="price_per_segment_eur=0.07 reserve_eur=50 cooldown_days=30|never")
+                   help="e.g. price_per_segment_eur=0.07 reserve_eur=50 cooldown_days=never")
+    q.add_argument("--force", action="store_true",
+                   help="apply a change that stops every reply (reserve above the balance)")
     _add_signing(q)
 
-    p = sub.add_parser("budget", help="credit a campaign's budget (live)")
-    bsub = p.add_subparsers(dest="budget_command", required=True)
-    q = bsub.add_parser("credit", help="add AMOUNT EUR to CAMPAIGN's budget")
+    p = command("budget", help="credit a campaign's budget (live)")
+    bsub = p.add_subparsers(dest="budget_command", required=True, metavar="credit")
+    q = bsub.add_parser("credit", help="add AMOUNT EUR to CAMPAIGN's budget", formatter_class=_Help)
     _add_common(q)
-    q.add_argument("campaign")
+    q.add_argument("campaign", help="campaign id")
     q.add_argument("amount", help="EUR, e.g. 250.00")
     q.add_argument("--source", required=True, help="where the money comes from, e.g. leetchi")
     _add_signing(q)
 
-    p = sub.add_parser("operator", help="operator credentials")
-    osub = p.add_subparsers(dest="operator_command", required=True)
-    q = osub.add_parser("new", help="a new operator key pair and its [[operator]] table")
-    q.add_argument("name")
+    p = command("operator", help="operator credentials")
+    osub = p.add_subparsers(dest="operator_command", required=True, metavar="new")
+    q = osub.add_parser("new", help="a new operator key pair and its [[operator]] table",
+                        formatter_class=_Help)
+    q.add_argument("name", help="the operator's name")
     q.add_argument("--may", default="policy,budget",
-                   help="rights, comma-separated: policy, budget (default both)")
+                   help="rights, comma-separated: policy, budget")
     q.add_argument("--campaigns", default=None,
                    help="campaign ids, comma-separated (default: every campaign)")
 
-    p = sub.add_parser("export", help="write the journal to a JSON-lines file")
-    p.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
-                   help="bootstrap servers [KAFKA_BOOTSTRAP_SERVERS]")
-    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"))
+    p = command("export", help="write the journal to a JSON-lines file")
+    _add_kafka(p)
+    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"),
+                   help="deployment name [ANTIRELOU_APP_ID]")
     p.add_argument("--out", required=True, help="the file to write (one event per line)")
-    p = sub.add_parser("audit", help="replay the journal through the core, diff every decision")
-    p.add_argument("--config", required=True, help="the campaign file (TOML) the journal ran with")
+    p = command("audit", help="replay the journal through the core, diff every decision")
+    p.add_argument("--config", default=_default_config(),
+                   help="the campaign file (TOML) the journal ran with [ANTIRELOU_CONFIG]")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--kafka", default=_env("KAFKA_BOOTSTRAP_SERVERS"),
-                     help="read the journal topic [KAFKA_BOOTSTRAP_SERVERS]")
-    src.add_argument("--file", help="read a JSON-lines export instead")
-    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"))
+    _add_kafka(src)
+    src.add_argument("--file", help="read a JSON-lines export instead of the broker")
+    p.add_argument("--app-id", default=_env("ANTIRELOU_APP_ID", "antirelou"),
+                   help="deployment name [ANTIRELOU_APP_ID]")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML report with charts")
     p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
 
-    sub.add_parser("simulate", help="replay the 2017 flood story: antirelou simulate --help")
+    command("simulate", help="replay the 2017 flood story: antirelou simulate --help",
+            add_help=False)
 
-    p = sub.add_parser("fake-messagebird", help="local MessageBird-compatible REST server")
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--access-key", default="test_key")
+    p = command("fake-messagebird", help="local MessageBird-compatible REST server")
+    p.add_argument("--port", type=int, default=8089, help="port to listen on")
+    p.add_argument("--access-key", default="test_key", help="the access key it accepts")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("antirelou")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,9 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         return simulate.main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in ("aiokafka", "aiokafka.conn", "aiokafka.consumer.group_coordinator"):
+        if args.command not in ("up", "worker"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # errors are said in one line
     try:
         if args.command in ("up", "worker"):
             return run(args, embedded=args.command == "up")
+        if args.command == "check":
+            return check_config(args)
         if args.command == "journal":
             return print_journal(args)
         if args.command in ("policy", "budget"):
@@ -194,16 +346,41 @@ def main(argv: list[str] | None = None) -> int:
                                            "--access-key", args.access_key]) or 0
     except ConfigError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except BrokerError as exc:  # e.g. the state folder's broker belongs to a running `up`
         print(f"antirelou: {exc}", file=sys.stderr)
         return 1
+    except Unreachable as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
     return 0
+
+
+def _unreachable(args: argparse.Namespace, exc: BaseException) -> Unreachable:
+    up = " (is `bash infra/up.sh` running?)" if args.kafka == _default_kafka() else ""
+    return Unreachable(f"cannot reach the broker at {args.kafka}{up}: {type(exc).__name__}; "
+                       "set --kafka or KAFKA_BOOTSTRAP_SERVERS")
+
+
+def talk(args: argparse.Namespace, coro: Any) -> Any:
+    """Run a coroutine that talks to the broker; an unreachable broker is one line, exit 4."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+    try:
+        return asyncio.run(coro)
+    except (KafkaConnectionError, KafkaTimeoutError, OSError, TimeoutError) as exc:
+        raise _unreachable(args, exc) from None
+    except KafkaError as exc:
+        if "connect" in str(exc).lower() or "bootstrap" in str(exc).lower():
+            raise _unreachable(args, exc) from None
+        raise
 
 
 def ucs2_warning(text: str) -> str | None:
     """Say which characters force UCS-2 and what GSM-7 would have cost, if any do."""
-    from actors.segments import segment_info
+    from schemas.segments import segment_info
 
     info = segment_info(text)
     if not info.offending:
@@ -231,33 +408,35 @@ def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
 WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
 
 
-def topic_configs(names: dict[str, str]) -> dict[str, dict[str, str]]:
+def min_insync_for(replication: int, given: int | None = None) -> int | None:
+    """``min.insync.replicas`` for topics replicated ``replication`` times: the one given,
+    else 2 from 3 replicas on (a write acknowledged with acks=all is then on two brokers,
+    and one broker may be down), else None (the broker's default)."""
+    if given is not None:
+        if not 1 <= given <= replication:
+            raise ConfigError(f"min.insync.replicas {given} must be between 1 and the "
+                              f"replication factor {replication}")
+        return given
+    return 2 if replication >= 3 else None
+
+
+def topic_configs(names: dict[str, str],
+                  min_insync: int | None = None) -> dict[str, dict[str, str]]:
     from actors.snapshot import MAX_SNAPSHOT_BYTES
 
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
-    return {
+    configs = {
         # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
         names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
-
-
-def deployment_secret(state_dir: Path) -> bytes:
-    """ANTIRELOU_SECRET, or a random secret kept in the state folder (created once)."""
-    env = _env("ANTIRELOU_SECRET")
-    if env:
-        return env.encode()
-    path = state_dir / "secret"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-        log.warning("created a new deployment secret in %s (set ANTIRELOU_SECRET to share "
-                    "one between machines)", path)
-    return path.read_text().strip().encode()
+    if min_insync is not None:
+        for role in names:
+            configs[names[role]] = {**configs.get(names[role], {}),
+                                    "min.insync.replicas": str(min_insync)}
+    return configs
 
 
 # Ctrl-C/SIGTERM: seconds `up` and `worker` have to stop before they stop the broker and
@@ -287,26 +466,55 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
     from actors.campaign import reply_cost
     from actors.remote import CampaignShards
-    from infra.broker import ensure_topics, wait_for_kafka
+    from infra.broker import (
+        broker_count,
+        default_replication,
+        ensure_topics,
+        wait_for_kafka,
+    )
     from infra.kafka_compat import install_fetch_floor
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
+    from infra.providers import gateways_from_env, load_providers
     from infra.supervisor import bound_shutdown, persist_topology
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
+    from streams.bird_webhook import BIRD_WEBHOOK_PATH
+    from streams.ops import register_ops
     from streams.sending import RetryPolicy
 
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
+    providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = _env("MESSAGEBIRD_SIGNING_KEY")
-    if signing_key is None and not args.insecure_dev:
+    bird_signing_key = _env("BIRD_SIGNING_KEY")
+    if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "
               "--insecure-dev to accept unsigned webhooks while developing.", file=sys.stderr)
         return 2
-    secret = deployment_secret(state_dir)
+    if bird_signing_key is None and providers.uses_bird and not args.insecure_dev:
+        print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
+              "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
+        return 2
+    from infra.keycheck import (
+        KEYCHECK_CONFIG,
+        SecretError,
+        check_key,
+        deployment_secret,
+        keycheck_topic,
+    )
+    try:
+        secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
+    except SecretError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr)
+        return 2
+    log.info("deployment secret from %s", secret_from)
+    if not secret_from.startswith("ANTIRELOU"):
+        log.warning("the deployment secret is kept in the state folder (%s): development "
+                    "only, a backup of the folder opens every sealed number", secret_from)
 
     broker = None
     kafka = args.kafka
@@ -321,27 +529,40 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     try:
         wait_for_kafka(kafka)
         names = topic_names(args.app_id)
+        replication = args.replication_factor or default_replication(broker_count(kafka))
+        min_insync = min_insync_for(replication, args.min_insync_replicas)
         created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                                config=topic_configs(names))
+                                config=topic_configs(names, min_insync), replication=replication)
         if created:
-            log.info("created topics %s", ", ".join(created))
+            log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
+                     ", ".join(created), replication, min_insync or "the broker's")
+        ensure_topics(kafka, {keycheck_topic(args.app_id): 1},
+                      config={keycheck_topic(args.app_id): KEYCHECK_CONFIG})
+        try:
+            value = asyncio.run(check_key(kafka, keycheck_topic(args.app_id), secret))
+        except SecretError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return 2
+        log.info("deployment key check value %s matches", value)
 
         ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         shards = CampaignShards(campaigns, kafka=kafka, journal_topic=names["journal"],
                                 snapshot_topic=names["snapshots"], n_shards=args.shards,
-                                namespace=args.app_id)
+                                namespace=args.app_id, resource=args.shard_resource,
+                                spread=args.shard_spread, memory_mb=args.shard_memory_mb)
         # Synchronous on purpose: an event loop run here, before Faust's, would be the one
         # Ray's awaitable refs bind to, and the agents' awaits could then hang.
         infos = shards.info_now()
         log.info("campaign shards recovered %d campaign(s) from snapshots and %d journal "
                  "events after them", sum(i["from_snapshots"] for i in infos),
                  sum(i["recovered"] for i in infos))
-        gateway = gateway_from_env()
+        gateway = gateways_from_env(providers, gateway_from_env())
         settings = Settings(
             kafka=kafka, campaigns=campaigns, secret=secret, app_id=args.app_id,
             partitions=args.partitions, web_host=args.web_host, web_port=args.web_port,
             data_dir=state_dir / "faust", signing_key=signing_key,
+            bird_signing_key=bird_signing_key, bird_channels=providers.bird_channels,
             allow_unsigned=args.insecure_dev, public_url=args.public_url,
             snapshot_interval_s=args.snapshot_interval, operators=operators,
             tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
@@ -350,10 +571,15 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             retry=RetryPolicy(max_attempts=args.send_attempts),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
+            replication_factor=replication,
+            http_idle_timeout_s=args.http_idle_timeout,
+            http_body_timeout_s=args.http_body_timeout,
             broker_status=broker.status if broker is not None else None,
         )
         app = create_app(settings, shards, gateway)
         persist_topology(app, broker, kafka)  # a broker killed now loses none of it
+        admin_token = _env("ANTIRELOU_ADMIN_TOKEN")
+        register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev)
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
@@ -366,10 +592,29 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
-        if isinstance(gateway, DryRunGateway):
-            print("antirelou: *** DRY RUN: MESSAGEBIRD_ACCESS_KEY is not set; replies are "
-                  "journaled but NO SMS IS SENT ***", flush=True)
-        if signing_key is None:
+        web = f"http://{args.web_host}:{args.web_port}"
+        if admin_token:
+            print(f"antirelou: dashboard at {web}/dashboard, metrics at {web}/metrics "
+                  "(admin token: ANTIRELOU_ADMIN_TOKEN)", flush=True)
+        elif args.insecure_dev:
+            print(f"antirelou: *** INSECURE DEV MODE: {web}/dashboard, /metrics, /campaigns "
+                  "and /health are OPEN to anyone who reaches this port (set "
+                  "ANTIRELOU_ADMIN_TOKEN) ***", flush=True)
+        else:
+            print("antirelou: WARNING /dashboard, /metrics and /campaigns are refused: set "
+                  "ANTIRELOU_ADMIN_TOKEN", flush=True)
+        if providers.uses_bird:
+            print(f"antirelou: Bird webhook at http://{args.web_host}:{args.web_port}"
+                  f"{BIRD_WEBHOOK_PATH} (campaigns "
+                  f"{', '.join(sorted(providers.bird_channels.values()))})", flush=True)
+        dry = sorted(c.id for c in campaigns
+                     if isinstance(gateway.for_campaign(c.id), DryRunGateway))
+        if dry:
+            keys = {"messagebird": "MESSAGEBIRD_ACCESS_KEY", "bird": "BIRD_ACCESS_KEY"}
+            missing = sorted({keys[providers.by_campaign[cid]] for cid in dry})
+            print(f"antirelou: *** DRY RUN for {', '.join(dry)}: {' / '.join(missing)} not "
+                  "set; replies are journaled but NO SMS IS SENT ***", flush=True)
+        if signing_key is None and providers.uses_messagebird:
             print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
                   flush=True)
         if operators:
@@ -400,69 +645,156 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             broker.stop()
 
 
+def iso_ms(ms: int | None) -> str:
+    import datetime as dt
+
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def eur(micros: int) -> str:
+    from decimal import Decimal
+
+    return f"{Decimal(micros) / 1_000_000:,.2f}"
+
+
+async def _projection(kafka: str, names: dict[str, str], campaigns: list) -> Any:
+    """Every campaign rebuilt from the journal with the core the workers use."""
+    from infra.journal import iter_records
+    from schemas import codec
+    from streams.metrics import Projection
+
+    projection = Projection(campaigns)
+    async for _, _, _, value in iter_records(kafka, names["journal"]):
+        try:
+            event = codec.decode(value)
+        except codec.CodecError:
+            continue
+        projection.apply(event, getattr(event, "occurred_at", 0))
+    return projection
+
+
+def _policy_lines(cid: str, projection: Any) -> list[str]:
+    st = projection.status(cid)
+    fig = projection.figures[cid]
+    p = st["policy"]
+    lines = [
+        f"{cid}: policy v{p['version']} ({fig.policy_by}"
+        + (f", {iso_ms(fig.policy_at)}" if fig.policy_at else "") + ")",
+        f"  balance EUR {eur(st['balance_micros'])}, spent EUR {eur(st['spent_micros'])}, "
+        f"credited EUR {eur(st['credited_micros'])}, refunded EUR {eur(st['refunded_micros'])}; "
+        f"{st['approved']} replies, {st['denied']} denied; reply {st['reply_segments']} "
+        f"{st['reply_encoding']} segment(s) = EUR {eur(st['reply_cost_micros'])}; surge "
+        f"{'ON' if st['surge'] else 'off'}, {st['queued']} queued",
+    ]
+    width = max(len(k) for k in p)
+    lines += [f"  {k:<{width}} = {_shown(v)}" for k, v in p.items() if k != "version"]
+    return lines
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _stops_replies(cid: str, projection: Any, changes: dict[str, Any]) -> list[str]:
+    """Why the policy after these changes answers nobody (empty: it does not)."""
+    from actors.campaign import reply_cost
+    from schemas.policy import apply_changes
+
+    fig = projection.figures[cid]
+    policy = apply_changes(fig.state.policy, changes, fig.state.policy.version + 1)
+    balance = fig.state.balance_micros
+    cost = reply_cost(fig.campaign, policy).cost_micros
+    out = []
+    if policy.reserve_micros >= balance:
+        out.append(f"reserve EUR {eur(policy.reserve_micros)} is not below the balance EUR "
+                   f"{eur(balance)}: no reply can be paid")
+    elif balance - policy.reserve_micros < cost:
+        out.append(f"balance EUR {eur(balance)} minus the reserve EUR "
+                   f"{eur(policy.reserve_micros)} is less than one reply (EUR {eur(cost)})")
+    if "allowed_countries" in changes and not policy.allowed_countries:
+        out.append("allowed_countries is empty: no number is answered")
+    return out
+
+
 def operate(args: argparse.Namespace) -> int:
     """``policy show|set`` and ``budget credit``: through the log, like every decision."""
     import orjson
 
-    from schemas.policy import PolicyError, parse_changes, parse_eur
+    from schemas.policy import PolicyError, apply_changes, describe, parse_changes, parse_eur
     from streams import control
     from streams.app import topic_names
 
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    if args.kafka is None:
-        print("antirelou: needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
     names = topic_names(args.app_id)
     campaigns = load_campaigns(args.config)
     known = {c.id for c in campaigns}
     if getattr(args, "campaign", None) and args.campaign not in known:
         print(f"antirelou: unknown campaign {args.campaign!r}; known: {', '.join(sorted(known))}",
               file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     if args.command == "policy" and args.policy_command == "show":
-        status = control.run(control.current_status(args.kafka, names, campaigns))
-        if args.campaign:
-            status = {args.campaign: status[args.campaign]}
+        projection = talk(args, _projection(args.kafka, names, campaigns))
+        shown = [args.campaign] if args.campaign else [c.id for c in campaigns]
         if args.json:
+            status = {cid: {**projection.status(cid),
+                            "policy_by": projection.figures[cid].policy_by,
+                            "policy_at": projection.figures[cid].policy_at} for cid in shown}
             print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
-            return 0
-        for cid, st in status.items():
-            p = st["policy"]
-            print(f"{cid}: policy v{p['version']} price/segment EUR {p['price_per_segment_eur']}"
-                  f" reserve EUR {p['reserve_eur']} cooldown {p['cooldown_days']} day(s); balance "
-                  f"EUR {st['balance_micros'] / 1e6:.2f}, spent EUR {st['spent_micros'] / 1e6:.2f}, "
-                  f"{st['approved']} replies")
-        return 0
+            return EXIT_OK
+        for cid in shown:
+            print("\n".join(_policy_lines(cid, projection)))
+        return EXIT_OK
     try:
         if args.command == "policy":
-            command = control.new_change(args.campaign, parse_changes(args.changes), args.operator)
+            changes = parse_changes(args.changes)
+            command = control.new_change(args.campaign, changes, args.operator)
         else:
             amount = parse_eur(args.amount, "amount", positive=True)
             command = control.new_credit(args.campaign, amount, args.source, args.operator)
     except PolicyError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    before = None
+    if args.command == "policy":
+        projection = talk(args, _projection(args.kafka, names, campaigns))
+        before = projection.figures[args.campaign].state.policy
+        problems = _stops_replies(args.campaign, projection, changes)
+        for problem in problems:
+            print(f"antirelou: {'warning: ' if args.force else ''}{args.campaign}: {problem}",
+                  file=sys.stderr)
+        if problems and not args.force:
+            print("antirelou: not sent: this change stops every reply (pass --force to apply "
+                  "it anyway)", file=sys.stderr)
+            return EXIT_BAD_INPUT
     wire = sign_for(args, command, known)
     if wire is None:
-        return 2
-    answer = control.run(control.submit(args.kafka, names, command, wire=wire))
+        return EXIT_BAD_INPUT
+    answer = talk(args, control.submit(args.kafka, names, command, wire=wire))
     if answer is None:
         print("antirelou: the command is stored but no worker answered within 15 s; it applies "
               "when a worker runs (check with `antirelou policy show`)", file=sys.stderr)
-        return 3
+        return EXIT_NO_ANSWER
     if answer.TYPE == "ControlRefused":
         print(f"antirelou: refused (operator {answer.operator!r}): {answer.reason}",
               file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     if answer.TYPE == "ControlRejected":
         print(f"antirelou: refused: {answer.reason}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     if answer.TYPE == "PolicyChanged":
-        print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})")
+        old = describe(before) if before is not None else {}
+        new = describe(apply_changes(before, answer.changes, answer.version)) if before else {}
+        diff = ", ".join(f"{k} {_shown(old[k])} -> {_shown(new[k])}" for k in new
+                         if k != "version" and old.get(k) != new[k])
+        print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})"
+              + (f": {diff}" if diff else ": no value changed"))
     else:
         print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
               f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
-    return 0
+    return EXIT_OK
 
 
 def sign_for(args: argparse.Namespace, command, campaign_ids: set[str]) -> bytes | None:
@@ -525,29 +857,130 @@ def new_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_since(text: str, now_ms: int) -> int:
+    """``--since``: an ISO date or time (UTC unless it says), or ``30m`` / ``2h`` / ``7d`` back
+    from now; epoch ms. ValueError with the reason."""
+    import datetime as dt
+    import re
+
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        unit = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[m.group(2)]
+        return now_ms - int(m.group(1)) * unit
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected a date (2026-12-01), a time "
+                         "(2026-12-01T20:00) or a duration back from now (30m, 2h, 7d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+_TIME_FIELDS = ("occurred_at", "send_at", "deferred_at")
+
+
+def human_line(event: Any) -> str:
+    """One readable line: ISO time, campaign, type, then the fields (EUR, ISO times)."""
+    from schemas import codec
+
+    data = codec.to_dict(event)
+    kind = data.pop("type")
+    data.pop("v", None)
+    at = data.pop("occurred_at", None)
+    campaign = data.pop("campaign_id", "-")
+    parts = []
+    for key, value in data.items():
+        if value is None or value == "":
+            continue
+        if key.endswith("_micros") and isinstance(value, int):
+            parts.append(f"{key[:-7]} EUR {eur(value)}")
+        elif key in _TIME_FIELDS and isinstance(value, int):
+            parts.append(f"{key} {iso_ms(value)}")
+        elif key == "sender" and isinstance(value, str):
+            parts.append(f"sender {value[:14]}")
+        else:
+            parts.append(f"{key} {value}")
+    return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)
+
+
 def print_journal(args: argparse.Namespace) -> int:
+    import time
+
     import orjson
 
     from infra.journal import iter_journal
     from schemas import codec
+    from schemas.events import EVENT_TYPES
     from streams.app import topic_names
 
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    if args.kafka is None:
-        print("antirelou: journal needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+    types = None
+    if args.types:
+        types = {t.strip() for t in args.types.split(",") if t.strip()}
+        known = {t.TYPE for t in EVENT_TYPES}
+        if not types or not types <= known:
+            print(f"antirelou: --type: unknown event type(s) {', '.join(sorted(types - known))}"
+                  f"; known: {', '.join(sorted(known))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    since = None
+    if args.since:
+        try:
+            since = parse_since(args.since, int(time.time() * 1000))
+        except ValueError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if args.campaign:
+        known_ids = {c.id for c in load_campaigns(args.config)}
+        if args.campaign not in known_ids:
+            print(f"antirelou: unknown campaign {args.campaign!r}; known: "
+                  f"{', '.join(sorted(known_ids))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
 
     async def dump() -> None:
         topic = topic_names(args.app_id)["journal"]
         async for _, _, event in iter_journal(args.kafka, topic, follow=args.follow):
-            sys.stdout.write(orjson.dumps(codec.to_dict(event)).decode() + "\n")
+            if types is not None and event.TYPE not in types:
+                continue
+            if args.campaign and getattr(event, "campaign_id", None) != args.campaign:
+                continue
+            if since is not None and getattr(event, "occurred_at", 0) < since:
+                continue
+            line = human_line(event) if args.human else orjson.dumps(codec.to_dict(event)).decode()
+            sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
     try:
-        asyncio.run(dump())
+        talk(args, dump())
     except KeyboardInterrupt:
         pass
-    return 0
+    except BrokenPipeError:  # `antirelou journal | head`
+        pass
+    return EXIT_OK
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``check``: the campaign file as ``up`` reads it, with what each reply costs; offline."""
+    from actors.campaign import reply_cost
+    from infra.operators import load_operators
+
+    campaigns = load_campaigns(args.config)
+    operators = load_operators(args.config, [c.id for c in campaigns])
+    print(f"{args.config}: {len(campaigns)} campaign(s), {len(operators)} operator(s): OK")
+    for c in campaigns:
+        cost = reply_cost(c)
+        replies = c.budget_micros // cost.cost_micros if cost.cost_micros else 0
+        print(f"  {c.id} (+{c.number}, {c.country}, {c.language}): {iso_ms(c.starts_at)[:10]} to "
+              f"{iso_ms(c.ends_at - 1)[:10]}, budget EUR {eur(c.budget_micros)}; reply "
+              f"{cost.segments} {cost.encoding} segment(s) x EUR "
+              f"{eur(c.price_per_segment_micros)} = EUR {cost.cost_micros / 1e6:.4f} "
+              f"({replies:,} replies); sender shown: {c.originator}")
+        warning = ucs2_warning(c.reply_text)
+        if warning:
+            print(f"  WARNING {c.id}: {warning}")
+    for name, op in sorted(operators.items()):
+        where = ", ".join(sorted(op.campaigns)) if op.campaigns is not None else "every campaign"
+        print(f"  operator {name}: may {', '.join(sorted(op.may))} on {where}")
+    return EXIT_OK
 
 
 def audit_journal(args: argparse.Namespace) -> int:
@@ -561,15 +994,10 @@ def audit_journal(args: argparse.Namespace) -> int:
     from schemas.events import BudgetCredited, PolicyChanged, TextReceived
     from streams import audit as au
 
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     every = 100_000
     campaigns = load_campaigns(args.config) if args.command == "audit" else []
     other = load_campaigns(args.what_if) if args.command == "audit" and args.what_if else None
     from_file = args.command == "audit" and args.file is not None
-    if not from_file and args.kafka is None:
-        print(f"antirelou: {args.command} needs --kafka (or KAFKA_BOOTSTRAP_SERVERS)"
-              + (" or --file" if args.command == "audit" else ""), file=sys.stderr)
-        return 2
 
     class BadLine(ValueError):
         pass
@@ -651,10 +1079,7 @@ def audit_journal(args: argparse.Namespace) -> int:
         if from_file:
             feed(file_events())  # one pass: the audit pulls lines as it goes
         else:
-            from aiokafka.errors import KafkaError
-
-            read_errors += (KafkaError,)
-            asyncio.run(from_kafka())
+            talk(args, from_kafka())
         if args.command == "export":
             return 0
         result = run.result()
@@ -691,11 +1116,27 @@ def audit_journal(args: argparse.Namespace) -> int:
             sys.stdout.write("\n" + au.render_text(comparison))
         if lost is not None:
             sys.stdout.write("\n" + lost_tail.render_text(lost))
+    from streams.audit_html import field_diff, render_html
+
+    first_line = None
+    if not result.ok:
+        m = result.mismatches[0]
+        at = ", ".join(f"{k} {v}" for k, v in where(m.position).items()) or f"#{m.position}"
+        first_line = (f"{m.kind} of message {m.message_id} ({at}): "
+                      f"{field_diff(m.expected, m.recorded)}")
+    if args.html:
+        source = args.file or f"{args.kafka} topic {args.app_id}.journal"
+        try:
+            Path(args.html).write_text(render_html(au.to_json(result), source, first_line),
+                                       encoding="utf-8")
+        except OSError as exc:
+            print(f"antirelou: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"antirelou: audit: HTML report written to {args.html}", file=sys.stderr)
     if result.ok:
         return 0
-    first = {**result.mismatches[0].to_json(), **where(result.mismatches[0].position)}
-    print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first:\n"
-          + orjson.dumps(first, option=orjson.OPT_INDENT_2).decode(), file=sys.stderr)
+    print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first: "
+          f"{first_line}", file=sys.stderr)
     return 1
 
 

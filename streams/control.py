@@ -39,8 +39,13 @@ async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
     the journal (the campaign's, or the worker's ``ControlRefused``), or None on timeout."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
-    await consumer.start()
-    await producer.start()
+    try:
+        await consumer.start()
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # what start() left half open (the broker is away)
+        await consumer.stop()
+        raise
     try:
         await consumer.topics()
         parts = consumer.partitions_for_topic(names["journal"]) or set()

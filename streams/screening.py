@@ -1,7 +1,19 @@
 """Per-sender screening: the pure decision behind the ``screen_senders`` agent.
 
-``decide_screening(state, command, policy) -> [SenderScreened]`` and
-``evolve_sender(state, event, policy) -> state``. No clock, no randomness, no I/O: the time is the
+``decide_screening(state, command, policy) -> [SenderScreened]``,
+``decide_reopen(state, outcome) -> [SenderReopened]`` and
+``evolve_sender(state, event, policy) -> state``.
+
+**Answered means a reply went out.** A forwarded text makes the sender *awaiting* in that
+campaign (his later texts are ``already_answered``: one request at a time, never two
+replies). When the campaign or the send stage ends that request without a reply (denied,
+expired, withdrawn, refunded), the outcome comes back as ``NoteReplyOutcome`` and
+``decide_reopen`` journals ``SenderReopened``: his next text is forwarded again, within the
+rate rules. A reply that went out (or may have) never reopens him. While a request of his
+may wait in the campaign's surge queue, ``review`` tells the campaign what his next texts
+showed: a flooder (withdraw it) or a human texting again (serve him first).
+
+No clock, no randomness, no I/O: the time is the
 text's ``occurred_at``. The Faust agent keeps one ``SenderState`` per sender pseudonym in a
 table keyed like its source topic, so all texts of one sender are screened in order by one
 worker.
@@ -17,18 +29,15 @@ from typing import Any
 
 from actors.gcra import Gcra, gcra_apply, gcra_check
 from actors.textfilter import is_test_text
-from schemas.commands import ScreenText
-from schemas.events import SenderScreened
-from schemas.policy import Policy
+from schemas.commands import NoteReplyOutcome, ReviewRequest, ScreenText
+from schemas.events import SenderReopened, SenderScreened
+from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy  # noqa: F401 (re-exported)
 
 # Provider message ids remembered per sender, with their verdicts. MessageBird retries a
 # webhook within minutes and a crashed worker is given its texts again, so the last few
 # ids of a sender are enough.
 RECENT_IDS = 16
 
-# The screening policy of a campaign the config no longer knows (texts stored before it
-# was removed): the defaults. The campaign stage then denies them (unknown_campaign).
-UNKNOWN_CAMPAIGN_POLICY = Policy(version=1, price_per_segment_micros=1)
 
 # What a verdict restates: (campaign id, reason (None: forwarded), texts from the sender,
 # occurred_at, policy version). None for an id remembered by an older state (ids only).
@@ -41,6 +50,8 @@ class SenderState:
     # message id -> its verdict, oldest first (insertion order), at most RECENT_IDS.
     recent: dict[str, Earlier | None] = field(default_factory=dict)
     forwarded_at: dict[str, int] = field(default_factory=dict)  # campaign id -> event ms
+    # campaign id -> message id of the last forwarded text (the request a reopen must name)
+    forwarded_id: dict[str, str] = field(default_factory=dict)
     rate: Gcra = field(default_factory=Gcra)  # the sender's text rate, on event time
     flooder: bool = False  # once flagged, logged and never answered
 
@@ -48,7 +59,8 @@ class SenderState:
         return {"texts": self.texts,
                 "recent": [[mid, *earlier] if earlier is not None else [mid]
                            for mid, earlier in self.recent.items()],
-                "forwarded_at": self.forwarded_at, "tat": self.rate.tat, "flooder": self.flooder}
+                "forwarded_at": self.forwarded_at, "forwarded_id": self.forwarded_id,
+                "tat": self.rate.tat, "flooder": self.flooder}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SenderState:
@@ -62,6 +74,7 @@ class SenderState:
             texts=data["texts"],
             recent=recent,
             forwarded_at=dict(data["forwarded_at"]),
+            forwarded_id=dict(data.get("forwarded_id", {})),  # absent before reopening
             rate=Gcra(data.get("tat", 0)),
             flooder=data.get("flooder", False),
         )
@@ -133,8 +146,44 @@ def decide_screening(state: SenderState, command: ScreenText, policy: Policy) ->
     return verdict("forward", None, texts)
 
 
-def evolve_sender(state: SenderState, event: SenderScreened, policy: Policy) -> SenderState:
-    """Apply a verdict; ``policy`` is the one the verdict was decided under."""
+def decide_reopen(state: SenderState, command: NoteReplyOutcome) -> list[SenderReopened]:
+    """A forwarded request ended without a reply: reopen the sender in that campaign, unless
+    a later text was forwarded since (its own outcome decides) or he is not awaiting."""
+    if state.forwarded_id.get(command.campaign_id) != command.message_id:
+        return []
+    return [SenderReopened(message_id=command.message_id, campaign_id=command.campaign_id,
+                           sender=command.sender, outcome=command.outcome,
+                           occurred_at=command.occurred_at)]
+
+
+def review(state: SenderState, event: SenderScreened) -> ReviewRequest | None:
+    """What this verdict (not yet applied to ``state``) tells the campaign about the sender's
+    awaited request: he showed himself a flooder (``"flooder"``: withdraw it), or he texted
+    again at a human pace (``"texted_again"``: serve him before first texts)."""
+    if event.message_id in state.recent:
+        return None  # a restated verdict: said before
+    pending = state.forwarded_id.get(event.campaign_id)
+    if pending is None:
+        return None
+    if event.reason == "flooder" and not state.flooder:
+        reason = "flooder"
+    elif event.reason == "already_answered":
+        reason = "texted_again"  # the campaign promotes a queued request once
+    else:
+        return None
+    return ReviewRequest(message_id=pending, campaign_id=event.campaign_id, sender=event.sender,
+                         reason=reason, occurred_at=event.occurred_at)
+
+
+def evolve_sender(state: SenderState, event: SenderScreened | SenderReopened,
+                  policy: Policy | None = None) -> SenderState:
+    """Apply a verdict (``policy``: the one it was decided under) or a reopening."""
+    if type(event) is SenderReopened:
+        if state.forwarded_id.get(event.campaign_id) == event.message_id:
+            del state.forwarded_id[event.campaign_id]
+            state.forwarded_at.pop(event.campaign_id, None)
+        return state
+    assert policy is not None
     recent = state.recent
     if event.message_id in recent:  # a verdict restated: nothing new
         return state
@@ -151,4 +200,5 @@ def evolve_sender(state: SenderState, event: SenderScreened, policy: Policy) -> 
         gcra_apply(state.rate, tat)
     if event.verdict == "forward":
         state.forwarded_at[event.campaign_id] = event.occurred_at
+        state.forwarded_id[event.campaign_id] = event.message_id
     return state

@@ -10,8 +10,12 @@ gateway error              meaning                            outcome
 ``GatewayUnavailable``     5xx, 429, refused, connect timeout  retried, then ``failed``
 ``GatewayRejected``        4xx / ``errors`` JSON               ``failed`` at once
 ``GatewayTimeout``         no answer after the request left    ``uncertain``: never resent
+``GatewayConnectionLost``  dropped after the request was sent  ``uncertain``: never resent
 ``GatewayError``           an answer we cannot read            ``uncertain``: never resent
 =========================  =================================  ===========================
+
+Whatever the errors, a reply makes at most ``max_calls`` calls, probes included: nothing
+that goes wrong with the provider sends one reply without limit.
 
 MessageBird's classic REST API has no idempotency key, so a request that may have reached it
 is not sent again blindly: retrying a read timeout is how a reply gets sent twice. An
@@ -22,9 +26,12 @@ The breaker is shared by every send of a worker. After ``threshold`` consecutive
 goes through; its success closes the breaker, its failure opens it again. Waiting and failed
 probes do not count against a reply's ``max_attempts``: a provider outage delays replies
 instead of failing them (they wait in Kafka), while a reply the provider keeps refusing
-with 5xx when it answers others fails after ``max_attempts`` calls and is refunded.
+with 5xx when it answers others fails after ``max_attempts`` calls and is refunded. A
+reply that was the probe so often that it reached ``max_calls`` fails too (each of those
+calls was refused: nothing was sent). Any exception during the probe gives it back (a
+reply whose number does not open must not hold the breaker half-open for ever).
 
-``send_replies`` (streams/app.py) sends in batches: ``deliver`` runs for every reply of a
+``send_replies`` (streams/stages/send.py) sends in batches: ``deliver`` runs for every reply of a
 batch at once, bounded by ``slots`` (the sending threads), and ``GroupCommit`` stores what
 they journal at about the same time (the batch's attempts, their outcomes) in one
 acknowledged write.
@@ -42,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.messagebird_gateway import (
+    GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
     GatewayTimeout,
@@ -57,10 +65,13 @@ class RetryPolicy:
     max_attempts: int = 6  # > the breaker threshold: an outage opens the breaker first
     base_delay_s: float = 0.5
     max_delay_s: float = 8.0
+    max_calls: int = 20  # every call of one reply, failed probes included: a hard cap
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_calls < self.max_attempts:
+            raise ValueError("max_calls must be at least max_attempts")
         if not 0 <= self.base_delay_s <= self.max_delay_s:
             raise ValueError("need 0 <= base_delay_s <= max_delay_s")
 
@@ -132,7 +143,7 @@ class Outcome:
     attempts: int
     result: SendResult | None = None
     error: GatewayError | None = None
-    reason: str | None = None  # for "uncertain": "timeout" | "unreadable_answer"
+    reason: str | None = None  # "uncertain": "timeout" | "connection_lost" | "unreadable_answer"
 
     @property
     def retryable(self) -> bool:
@@ -163,8 +174,8 @@ async def deliver(
         async with slots if slots is not None else contextlib.nullcontext():
             probe = await breaker.acquire()
             attempt += 1
-            await before_attempt(attempt)
             try:
+                await before_attempt(attempt)
                 result = await call()
             except GatewayUnavailable as exc:
                 breaker.failure(probe)
@@ -173,15 +184,23 @@ async def deliver(
                     if failures >= retry.max_attempts:
                         return Outcome("failed", attempt, error=exc)
                     delay = retry.delay(failures, rng)
+                if attempt >= retry.max_calls:
+                    return Outcome("failed", attempt, error=exc)
             except GatewayRejected as exc:
                 breaker.release(probe)
                 return Outcome("failed", attempt, error=exc)
             except GatewayTimeout as exc:
                 breaker.release(probe)
                 return Outcome("uncertain", attempt, error=exc, reason="timeout")
+            except GatewayConnectionLost as exc:
+                breaker.release(probe)
+                return Outcome("uncertain", attempt, error=exc, reason="connection_lost")
             except GatewayError as exc:
                 breaker.release(probe)
                 return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
+            except BaseException:  # not the gateway's (a number that does not open, a
+                breaker.release(probe)  # cancelled task): the probe must not stay taken
+                raise
             else:
                 breaker.success(probe)
                 return Outcome("sent", attempt, result=result)

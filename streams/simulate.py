@@ -67,14 +67,13 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlencode, urlsplit
 
-from actors.shard import CampaignShard
 from infra.mb_signature import sign_webhook
 from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, RequestReply, ScreenText, Tick
+from schemas.commands import ChangePolicy, ScreenText
 from schemas.events import ReplyApproved
 from schemas.policy import PolicyError, parse_changes
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.pipeline import Pipeline
 
 MICROS_PER_EUR = 1_000_000
 SECOND_MS = 1_000
@@ -774,62 +773,43 @@ FLOOD_RULES: dict[str, object] = {
 
 
 def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
-                stats: dict[str, int] | None = None) -> PolicyRunner:
-    """Run the texts through the real decision core (screening, then the campaign shard),
-    as the live system would, with the campaign's policy (plus ``changes``, core units).
+                stats: dict[str, int] | None = None,
+                pipelines: list[Pipeline] | None = None) -> PolicyRunner:
+    """Run the texts through the real decision core (``streams.pipeline.Pipeline``:
+    screening, the campaign shard, outcomes back to the senders), as the live system would,
+    with the campaign's policy (plus ``changes``, core units).
 
-    The shard ticks at each request's time; between texts the clock ticks once a minute
-    while replies wait in the surge queue (the live shell ticks every few seconds), and after
-    the last text until the queue is empty. ``stats`` (if given) receives the counts of each
-    campaign event type and denial reason."""
+    Between texts the clock ticks once a minute while the campaign has a queue or a surge
+    (the live shell ticks every few seconds), and after the last text until the queue is
+    empty. ``stats`` (if given) receives the counts of each campaign event type and denial
+    reason; ``pipelines`` (if given) receives the pipeline, to read its events."""
 
     def run(texts: Sequence[SimText]) -> dict[str, int | None]:
-        shard = CampaignShard([campaign])
+        pipeline = Pipeline([campaign])
+        if pipelines is not None:
+            pipelines.append(pipeline)
         if changes:
-            shard.control([ChangePolicy("sim-policy", campaign.id, dict(changes), "simulator",
-                                        campaign.starts_at)])
-        state = shard._states[campaign.id]
-        senders: dict[str, SenderState] = {}
+            pipeline.shard.control([ChangePolicy("sim-policy", campaign.id, dict(changes),
+                                                 "simulator", campaign.starts_at)])
         facts: dict[str, NumberInfo] = {}
-        out: dict[str, int | None] = {}
-
-        def take(events: Sequence[object]) -> None:
-            for event in events:
-                if isinstance(event, ReplyApproved):
-                    out[event.message_id] = event.cost_micros
-                if stats is not None:
-                    name = type(event).__name__
-                    reason = getattr(event, "reason", None)
-                    key = f"{name}:{reason}" if reason else name
-                    if name == "ReplyApproved" and event.deferred_at is not None:
-                        key = "released"
-                    stats[key] = stats.get(key, 0) + 1
-
-        def tick_until(until: int) -> None:
-            nonlocal next_tick
-            while next_tick < until and (state.queue.items or state.surge.active):
-                take(shard.decide([Tick(campaign.id, next_tick)]))
-                next_tick += MINUTE_MS
-
-        next_tick = 0
         for text in texts:
-            tick_until(text.at_ms)
-            next_tick = max(next_tick, (text.at_ms // MINUTE_MS + 1) * MINUTE_MS)
             info = facts.get(text.sender) or facts.setdefault(text.sender, classify(text.sender))
-            sender = senders.setdefault(text.sender, SenderState())
-            policy = state.policy
-            command = ScreenText(text.message_id, campaign.id, text.sender, text.body, text.at_ms, "",
-                                 info.kind, info.country, info.prefix)
-            screened = decide_screening(sender, command, policy)
-            for event in screened:
-                evolve_sender(sender, event, policy)
-            if screened[0].verdict != "forward":
-                continue
-            take(shard.decide([RequestReply(text.message_id, campaign.id, text.sender,
-                                            text.at_ms, "", info.prefix,
-                                            screened[0].texts_from_sender)]))
+            pipeline.text(ScreenText(text.message_id, campaign.id, text.sender, text.body,
+                                     text.at_ms, "", info.kind, info.country, info.prefix))
         if texts:
-            tick_until(texts[-1].at_ms + state.policy.surge_ttl_ms + 2 * MINUTE_MS)
+            pipeline.tick_until(campaign.id, texts[-1].at_ms + pipeline.policy(campaign.id).surge_ttl_ms
+                                + 2 * MINUTE_MS)
+        out: dict[str, int | None] = {}
+        for event in pipeline.events:
+            if isinstance(event, ReplyApproved):
+                out[event.message_id] = event.cost_micros
+            if stats is not None and hasattr(event, "seq"):
+                name = type(event).__name__
+                reason = getattr(event, "reason", None)
+                key = f"{name}:{reason}" if reason else name
+                if name == "ReplyApproved" and event.deferred_at is not None:
+                    key = "released"
+                stats[key] = stats.get(key, 0) + 1
         return out
 
     return run

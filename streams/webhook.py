@@ -1,6 +1,6 @@
 """Inbound SMS webhook: parse MessageBird's callback and check its signature.
 
-The Faust view in ``streams.app`` is a thin shell around these two pieces, so both are
+The Faust view (``streams.stages.views``) is a thin shell around these two pieces, so both are
 tested without a broker.
 
 Errors (all carry an HTTP status and a JSON-able body; none ever holds a phone number)::
@@ -25,7 +25,7 @@ from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 
 from infra.numbers import NumberInfo, classify
-from infra.privacy import normalize_msisdn
+from infra.privacy import mask_numbers, normalize_msisdn
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 4096
@@ -104,6 +104,7 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     body = _as_text(data.get("body", ""), "body")
     if len(body) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
+    body = mask_numbers(body)  # here, before the body is stored, journaled or logged
     created = data.get("createdDatetime")
     created_ms = None if created in (None, "") else _iso_ms(_as_text(created, "createdDatetime"))
     return InboundSms(message_id, originator, recipient, body, created_ms)

@@ -101,3 +101,35 @@ def test_shard_routes_each_request_to_its_campaign_and_recovers_from_history():
 def test_a_budget_below_one_reply_answers_nothing(budget):
     c = campaign(budget_micros=budget)
     assert decide(CampaignState.opening(c), request("m1"), c).reason == "budget_exhausted"
+
+
+def test_replayed_operator_command_is_still_known_after_50000_later_decisions():
+    # Issue 13 item 3: command ids shared the 50,000-entry decision memory; a signed
+    # CreditBudget replayed (within its 10-minute freshness window) after a flood's worth
+    # of decisions was forgotten, and credited twice.
+    from actors.campaign import COMMAND_MEMORY_MS, REMEMBERED_DECISIONS, decide_control
+    from schemas.commands import CreditBudget
+    from schemas.events import BudgetCredited
+
+    c = campaign(budget_micros=0)
+    state = CampaignState.opening(c)
+    credit = CreditBudget("cmd-1", "paris", 5_000_000, "crowdfund", "alice", 1_000)
+    (credited,) = decide_control(state, credit)
+    evolve_campaign(state, credited)
+    for i in range(REMEMBERED_DECISIONS + 10):  # a flood, denied: nothing in the budget
+        evolve_campaign(state, ReplyDenied(f"m{i}", "paris", "s_x", "budget_exhausted",
+                                           160_000, state.balance_micros, state.seq + 1,
+                                           2_000 + i, 1, "336"))
+    assert decide_control(state, credit) == [credited]  # the same event, not a new credit
+    assert state.balance_micros == 5_000_000
+    # Forgotten only once no signed command can carry its time any more: a later command
+    # signed more than twice the freshness window after it.
+    later = CreditBudget("cmd-2", "paris", 1, "crowdfund", "alice", 1_000 + COMMAND_MEMORY_MS)
+    (second,) = decide_control(state, later)
+    evolve_campaign(state, second)
+    assert "cmd:cmd-1" in state.commands
+    last = CreditBudget("cmd-3", "paris", 1, "crowdfund", "alice", 1_001 + COMMAND_MEMORY_MS)
+    (third,) = decide_control(state, last)
+    evolve_campaign(state, third)
+    assert list(state.commands) == ["cmd:cmd-2", "cmd:cmd-3"]
+    assert isinstance(third, BudgetCredited)

@@ -68,3 +68,64 @@ def test_a_curly_apostrophe_in_a_reply_is_warned_about_with_the_gsm_cost():
     warning = ucs2_warning("Non, c\u2019est non. " * 10)
     assert "\u2019" in warning and "with straight quotes it would be" in warning
     assert "UCS-2" in ucs2_warning("\u00ab Non \u00bb \U0001F600")
+
+
+# -- providers (infra.providers): which provider each campaign uses, checked at start ------
+
+import datetime as _dt  # noqa: E402
+
+from infra.providers import parse_providers  # noqa: E402
+
+
+def _provider_data(**top):
+    paris = dict(_BASE_CAMPAIGN_FOR_PROVIDERS, id="paris", number="+33644630001")
+    lyon = dict(_BASE_CAMPAIGN_FOR_PROVIDERS, id="lyon", number="+33644630002")
+    data = {"campaign": [paris, lyon]}
+    data.update(top)
+    return data
+
+
+_BASE_CAMPAIGN_FOR_PROVIDERS = {
+    "reply_text": "Non.", "language": "fr", "budget_eur": "10", "price_per_segment_eur": "0.08",
+    "start": _dt.date(2026, 1, 1), "end": _dt.date(2027, 1, 1),
+}
+
+
+def _providers(data, environ=None):
+    return parse_providers(data, parse_campaigns(data), "c.toml", environ or {})
+
+
+def test_classic_is_the_default_provider():
+    p = _providers(_provider_data())
+    assert p.by_campaign == {"paris": "messagebird", "lyon": "messagebird"} and not p.uses_bird
+
+
+def test_a_deployment_or_a_campaign_may_choose_bird_with_its_channel_and_workspace():
+    data = _provider_data(provider="bird", bird={"workspace_id": "ws-1"})
+    data["campaign"][0]["bird_channel_id"] = "ch-paris"
+    data["campaign"][1].update(provider="messagebird")
+    p = _providers(data)
+    assert p.by_campaign == {"paris": "bird", "lyon": "messagebird"}
+    assert (p.bird_channels, p.bird_workspace_id) == ({"ch-paris": "paris"}, "ws-1")
+    assert _providers(data, {"BIRD_WORKSPACE_ID": "ws-env"}).bird_workspace_id == "ws-env"
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d.update(provider="twilio"), "'provider' must be one of"),
+    (lambda d: d["campaign"][0].update(provider="bird"), "needs 'bird_channel_id'"),
+    (lambda d: d["campaign"][0].update(provider="bird", bird_channel_id="c"),
+     "need the workspace id"),
+    (lambda d: (d.update(provider="bird", bird={"workspace_id": "w"}),
+                d["campaign"][0].update(bird_channel_id="c"),
+                d["campaign"][1].update(bird_channel_id="c")), "also the channel of"),
+    (lambda d: d["campaign"][0].update(bird_channel_id="c"), "but the provider is"),
+    (lambda d: d.update(bird={"workspace": "w"}), "unknown keys"),
+    (lambda d: (d.update(provider="bird", bird={"workspace_id": "w", "endpoint": "ftp://x"}),
+                d["campaign"][0].update(bird_channel_id="c"),
+                d["campaign"][1].update(bird_channel_id="d")), "http"),
+])
+def test_a_bad_provider_setting_fails_at_start_naming_the_campaign(change, message):
+    data = _provider_data()
+    change(data)
+    with pytest.raises(ConfigError, match=message):
+        _providers(data)

@@ -8,9 +8,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberType
 
-from infra.numbers import NumberInfo, answerable, classify
+from infra.numbers import NumberInfo, classify
+from schemas.commands import ScreenText
+from schemas.policy import Policy
+from streams.screening import number_refusal
 
 FRANCE = frozenset({"FR"})
+
+
+def refusal(info, allowed_countries):
+    """The live rule (the screening's) on what the webhook records of the number."""
+    command = ScreenText("m1", "paris", "s_a", "salut", 0, "sealed", number_kind=info.kind,
+                         country=info.country, prefix=info.prefix)
+    policy = Policy(version=1, price_per_segment_micros=80_000,
+                    allowed_countries=tuple(sorted(allowed_countries)))
+    return number_refusal(command, policy)
 
 
 def example(region, kind):
@@ -21,7 +33,7 @@ def example(region, kind):
 def test_a_french_mobile_is_answerable_in_a_french_campaign():
     info = classify(example("FR", PhoneNumberType.MOBILE))
     assert info == NumberInfo(True, "mobile", "FR", "33-612")
-    assert answerable(info, FRANCE) is None
+    assert refusal(info, FRANCE) is None
 
 
 @pytest.mark.parametrize(("kind", "name"), [
@@ -35,7 +47,7 @@ def test_french_non_mobile_numbers_are_not_answered(kind, name):
     # given a premium-rate (or fixed, toll-free...) French number, then it is no mobile
     info = classify(example("FR", kind))
     assert (info.valid, info.kind, info.country) == (True, name, "FR")
-    assert answerable(info, FRANCE) == "not_mobile"
+    assert refusal(info, FRANCE) == "not_mobile"
 
 
 def test_a_premium_rate_number_gets_a_coarse_prefix_only():
@@ -46,14 +58,14 @@ def test_a_premium_rate_number_gets_a_coarse_prefix_only():
 def test_a_short_code_is_valid_but_not_answered():
     info = classify("36180")
     assert info == NumberInfo(True, "short_code", None, "sc-361")
-    assert answerable(info, FRANCE) == "not_mobile"
+    assert refusal(info, FRANCE) == "not_mobile"
 
 
 def test_a_foreign_mobile_is_refused_by_country():
     info = classify(example("GB", PhoneNumberType.MOBILE))
     assert (info.kind, info.country, info.prefix) == ("mobile", "GB", "44-740")
-    assert answerable(info, FRANCE) == "country_not_allowed"
-    assert answerable(info, frozenset({"FR", "GB"})) is None
+    assert refusal(info, FRANCE) == "country_not_allowed"
+    assert refusal(info, frozenset({"FR", "GB"})) is None
 
 
 @pytest.mark.parametrize("raw", ["", "+33612345678", "33 612345678", "abc", "12", "3361234567890123",
@@ -61,7 +73,7 @@ def test_a_foreign_mobile_is_refused_by_country():
 def test_malformed_input_is_an_invalid_number(raw):
     info = classify(raw)
     assert not info.valid and info.kind == "invalid"
-    assert answerable(info, FRANCE) == "invalid_number"
+    assert refusal(info, FRANCE) == "invalid_number"
 
 
 def test_a_well_formed_but_unassigned_number_is_invalid_with_its_range():
@@ -73,7 +85,7 @@ def test_a_non_geographic_number_has_no_country():
     number = phonenumbers.example_number_for_non_geo_entity(800)
     info = classify(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:])
     assert (info.kind, info.country, info.prefix) == ("toll_free", None, "800-123")
-    assert answerable(info, FRANCE) == "not_mobile"
+    assert refusal(info, FRANCE) == "not_mobile"
 
 
 PREFIX = re.compile(r"(\d{1,3}-\d{1,3}|sc-\d{3}|invalid)")

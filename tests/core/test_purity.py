@@ -8,9 +8,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CORE_MODULES = [
     "actors/campaign.py",
-    "actors/segments.py",
+    "schemas/segments.py",
     "actors/shard.py",
     "streams/screening.py",
+    "streams/approvals.py",
+    "streams/sendstate.py",
     "schemas/events.py",
     "schemas/commands.py",
     "schemas/campaign.py",

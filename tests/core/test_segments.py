@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.segments import (
+from schemas.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     SegmentInfo,

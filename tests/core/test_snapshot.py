@@ -38,6 +38,8 @@ def test_snapshot_plus_overlapping_tail_equals_the_full_replay():
 def test_idempotency_memory_is_bounded():
     c = campaign(budget_micros=10**15)
     shard = CampaignShard([c])
+    # All at once: no surge mode, which would queue them (this is about the memory).
+    shard.control([ChangePolicy("p0", "paris", {"surge_multiple": 0}, "alice", 0)])
     n = REMEMBERED_DECISIONS + 10
     decided = shard.decide([request(f"m{i}") for i in range(n)])
     state: CampaignState = shard._states["paris"]

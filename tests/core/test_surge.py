@@ -4,31 +4,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.campaign import observe_first_text, surge_transition
 from actors.surge import (
     BASELINE_MINUTES,
     MINUTE_MS,
     DeferralQueue,
     Deferred,
     SurgeState,
-    surge_level,
+    surge_now,
     surge_observe,
-    surge_transition,
 )
+from schemas.policy import Policy
 
 T0 = 1_483_228_800_000  # a minute boundary
 MULTIPLE, MIN_RATE, QUIET = 5, 50, 10
+POLICY = Policy(1, 80_000, surge_multiple=MULTIPLE, surge_min_rate=MIN_RATE,
+                surge_quiet_minutes=QUIET, surge_expected_per_minute=0)
 
 
-def minute_of_texts(state, minute, n):
-    """``n`` first texts spread over one minute; returns the transitions the caller saw."""
+def minute_of_texts(state, minute, n, policy=POLICY):
+    """``n`` first texts spread over one minute, counted and turned into transitions the way
+    the campaign does (actors.campaign: the live rule); returns the transitions seen."""
     seen = []
     for i in range(n):
         now = T0 + minute * MINUTE_MS + i * MINUTE_MS // n
-        surge_observe(state, now)
-        t = surge_transition(state, now, MULTIPLE, MIN_RATE, QUIET)
+        observe_first_text(state, policy, now)
+        t = surge_transition(state, policy)
         if t:
             seen.append(t)
+            state.active = t == "enter"
     return seen
+
+
+def surge_level(state, now, multiple, min_rate, expected=0):
+    from actors.surge import surge_roll
+    copy = SurgeState.from_dict(state.to_dict())
+    surge_roll(copy, now)
+    return surge_now(copy, multiple, min_rate, expected)
 
 
 def calm_hour(state):
@@ -75,10 +87,29 @@ def test_a_busy_minute_below_the_minimum_rate_is_no_surge():
     assert surge_level(state, T0 + 60 * MINUTE_MS, MULTIPLE, min_rate=20)
 
 
-def test_with_no_history_the_minimum_rate_decides():
+def test_with_no_history_and_no_prior_the_minimum_rate_decides():
     state = SurgeState()
     assert minute_of_texts(state, 0, MIN_RATE - 1) == []
     assert minute_of_texts(SurgeState(), 0, MIN_RATE) == ["enter"]
+
+
+def test_a_fresh_campaign_compares_its_launch_with_the_prior_not_with_zero():
+    # given a campaign expecting 20 first texts a minute and no history yet
+    policy = Policy(1, 80_000, surge_multiple=5, surge_min_rate=10, surge_expected_per_minute=20)
+    # when its launch brings 60 a minute, then that is no surge (3x the prior, not x-infinity)
+    assert minute_of_texts(SurgeState(), 0, 60, policy) == []
+    # but 120 a minute (6x the prior) is one
+    assert minute_of_texts(SurgeState(), 0, 120, policy) == ["enter"]
+
+
+def test_the_prior_gives_way_to_the_campaigns_own_history():
+    # given an hour at 2 a minute, when 20 come in a minute, then it is a surge (10x), even
+    # though the prior (20 a minute) alone would have called 20 normal
+    policy = Policy(1, 80_000, surge_multiple=5, surge_min_rate=10, surge_expected_per_minute=20)
+    state = SurgeState()
+    for m in range(60):
+        minute_of_texts(state, m, 2, policy)
+    assert minute_of_texts(state, 60, 20, policy) == ["enter"]
 
 
 def test_idle_minutes_count_as_zero_and_the_history_stays_bounded():
@@ -111,13 +142,13 @@ def item(mid, texts=1, at=T0):
     return Deferred(mid, texts, at)
 
 
-def test_the_queue_serves_fewest_texts_first_then_oldest_then_message_id():
+def test_the_queue_serves_the_smallest_priority_key_first_then_oldest_then_message_id():
     q = DeferralQueue(capacity=10)
     for d in [item("m4", 3, T0), item("m3", 1, T0 + 5), item("m2", 1, T0), item("m1", 1, T0)]:
         assert q.push(d) is None
-    order = [q.pop_ready(T0 + 10, ttl_ms=MINUTE_MS)[0].message_id for _ in range(4)]
-    assert order == ["m1", "m2", "m3", "m4"]
-    assert q.pop_ready(T0 + 10, MINUTE_MS) == (None, [])
+    assert [i.message_id for i in q.items] == ["m1", "m2", "m3", "m4"]
+    assert q.remove("m2") == item("m2", 1, T0) and q.remove("m2") is None
+    assert [i.message_id for i in q.items] == ["m1", "m3", "m4"]
 
 
 def test_a_full_queue_evicts_its_lowest_priority_item_and_says_which():
@@ -138,19 +169,6 @@ def test_a_redelivered_message_is_queued_once():
     assert q.push(item("a")) is None and len(q) == 1
 
 
-def test_items_older_than_the_ttl_expire_on_pop():
-    # given replies deferred at different times
-    q = DeferralQueue(capacity=10)
-    q.push(item("old", 1, T0))
-    q.push(item("older_pest", 5, T0 - 1))
-    q.push(item("fresh", 2, T0 + 2 * MINUTE_MS))
-    # when popped 3 minutes later with a 2-minute TTL, then the stale ones expire, fresh is ready
-    ready, expired = q.pop_ready(T0 + 3 * MINUTE_MS, ttl_ms=2 * MINUTE_MS)
-    assert ready == item("fresh", 2, T0 + 2 * MINUTE_MS)
-    assert expired == [item("old", 1, T0), item("older_pest", 5, T0 - 1)]
-    assert len(q) == 0
-
-
 def test_queue_survives_a_round_trip_through_a_dict_and_rejects_no_capacity():
     q = DeferralQueue(capacity=3)
     q.push(item("b", 2))
@@ -168,15 +186,15 @@ def rank(d):
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("push"), st.integers(0, 30), st.integers(1, 5), st.integers(0, 20)),
-        st.tuples(st.just("pop"), st.integers(0, 40)),
+        st.tuples(st.just("remove"), st.integers(0, 30)),
     ),
     max_size=120,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(capacity=st.integers(1, 8), script=ops, ttl=st.integers(0, 25))
-def test_queue_never_exceeds_its_bound_and_pops_in_priority_order(capacity, script, ttl):
+@given(capacity=st.integers(1, 8), script=ops)
+def test_queue_never_exceeds_its_bound_and_keeps_priority_order(capacity, script):
     q, model = DeferralQueue(capacity), []
     for op in script:
         if op[0] == "push":
@@ -188,11 +206,9 @@ def test_queue_never_exceeds_its_bound_and_pops_in_priority_order(capacity, scri
                 expected_evicted = None
             assert q.push(d) == expected_evicted
         else:
-            now = op[1]
-            expired = [m for m in model if now - m.enqueued_at > ttl]
-            model = [m for m in model if now - m.enqueued_at <= ttl]
-            ready = model.pop(0) if model else None
-            assert q.pop_ready(now, ttl) == (ready, expired)
-            assert ready is None or all(rank(ready) < rank(m) for m in q.items)
+            mid = f"m{op[1]}"
+            gone = next((m for m in model if m.message_id == mid), None)
+            model = [m for m in model if m.message_id != mid]
+            assert q.remove(mid) == gone
         assert len(q) <= capacity
         assert q.items == model

@@ -18,8 +18,11 @@ from tests.core.test_audit import campaign as audit_campaign
 from tests.core.test_campaign import campaign
 
 MINUTE = 60_000
+# No prior, no watch, first texts released 2 a minute during a surge, and every surge taken
+# for people (its first texts are released at its end): the mechanics alone.
 SURGE = {"surge_multiple": 3, "surge_min_rate": 5, "surge_quiet_minutes": 2, "surge_queue": 3,
-         "surge_ttl_ms": 10 * MINUTE, "surge_release_per_minute": 2}
+         "surge_ttl_ms": 10 * MINUTE, "surge_release_per_minute": 2,
+         "surge_expected_per_minute": 1, "surge_watch_ms": 0, "surge_human_percent": 0}
 
 
 def shard_with(**changes):
@@ -51,15 +54,20 @@ def test_a_burst_over_three_times_the_baseline_starts_a_surge_and_defers_the_rep
     assert kinds(burst) == ["ReplyApproved"] * 4 + ["ReplyDeferred", "SurgeStarted"]
     started = burst[-1]
     assert (started.first_texts, started.baseline_texts, started.baseline_minutes) == (5, 10, 10)
+    # (the baseline: 10 texts in 10 minutes, and the 50 minutes not seen at the prior of 1)
     assert [e.seq for e in burst] == list(range(burst[0].seq, burst[0].seq + 6))
     assert burst[4].queued == 1 and shard.status()["paris"]["surge"] is True
 
 
-def test_surge_mode_is_off_by_default():
+def test_surge_mode_is_on_by_default_and_a_launch_at_the_expected_rate_is_no_surge():
     shard = CampaignShard([campaign(budget_micros=10**9)])
-    calm = shard.decide([text(f"c{i}", i * MINUTE) for i in range(10)])
-    burst = shard.decide([text(f"b{i}", 10 * MINUTE + i) for i in range(50)])
-    assert all(isinstance(e, ReplyApproved) for e in calm + burst)
+    # 10 first texts a minute from the start: 3x the default prior of 3, no surge;
+    calm = shard.decide([text(f"c{m}-{i}", m * MINUTE + i) for m in range(10) for i in range(10)])
+    assert all(isinstance(e, ReplyApproved) for e in calm)
+    # 200 in one minute is one.
+    burst = shard.decide([text(f"b{i}", 10 * MINUTE + i) for i in range(200)])
+    assert any(isinstance(e, SurgeStarted) for e in burst)
+    assert any(isinstance(e, ReplyDeferred) for e in burst)
 
 
 def queued_directly(shard, *commands):
@@ -73,20 +81,21 @@ def queued_directly(shard, *commands):
     return out
 
 
-def test_a_full_queue_keeps_the_senders_with_fewest_texts():
-    # Given a surge and a queue of 3 holding a first-time sender and two with 2 texts each,
+def test_a_full_queue_keeps_the_senders_who_texted_again():
+    # Given a surge and a queue of 3 holding a first text (b4) and two senders texting again
+    # (their earlier text was not answered; screening forwards them, so they are no flooders),
     shard = shard_with()
     calm_then_burst(shard)  # b4 (1 text) is queued
     queued = queued_directly(shard, text("q1", 10 * MINUTE + 10, texts=2),
                              text("q2", 10 * MINUTE + 11, 2))
     assert kinds(queued) == ["ReplyDeferred", "ReplyDeferred"]
-    # when a sender with 3 texts comes, he is refused: the queue is full of better ones;
-    assert kinds(queued_directly(shard, text("worse", 10 * MINUTE + 12, 3))) == [
+    # when another first text comes, he is refused: the queue is full of better ones;
+    assert kinds(queued_directly(shard, text("worse", 10 * MINUTE + 12, 1))) == [
         "ReplyDenied:queue_full"]
-    # when a first-time sender comes, the latest of the 2-text senders makes room for him.
-    better = queued_directly(shard, text("new", 10 * MINUTE + 13, 1))
+    # when a sender texting again comes, the first text makes room for him.
+    better = queued_directly(shard, text("new", 10 * MINUTE + 13, 3))
     assert kinds(better) == ["ReplyDeferred", "ReplyExpired:queue_full"]
-    assert better[1].message_id == "q2" and better[1].sender == "s_q2"
+    assert better[1].message_id == "b4" and better[1].sender == "s_b4"
     assert shard.status()["paris"]["queued"] == 3
 
 
@@ -94,17 +103,16 @@ def test_ticks_release_the_queue_at_the_release_rate_best_first():
     shard = shard_with()
     calm_then_burst(shard)
     queued_directly(shard, text("q2", 10 * MINUTE + 10, 2), text("q1", 10 * MINUTE + 11, 1))
-    # A tick in the same minute releases two (the burst of 2 a minute), fewest texts first,
+    # A tick in the same minute releases the sender who texted again (no rate for him), then
+    # two first texts (the burst of 2 a minute), oldest first,
     released = shard.decide([Tick("paris", 10 * MINUTE + 30_000)])
-    assert kinds(released) == ["ReplyApproved", "ReplyApproved"]
-    assert [e.message_id for e in released] == ["b4", "q1"]
-    assert released[0].deferred_at == 10 * MINUTE + 4
-    assert released[0].occurred_at == released[0].send_at == 10 * MINUTE + 30_000
-    assert released[0].sender == "s_b4" and released[0].prefix == "33-612"
-    # another tick right after releases nothing, and leaves no trace;
+    assert kinds(released) == ["ReplyApproved", "ReplyApproved", "ReplyApproved"]
+    assert [e.message_id for e in released] == ["q2", "b4", "q1"]
+    assert released[1].deferred_at == 10 * MINUTE + 4
+    assert released[1].occurred_at == released[1].send_at == 10 * MINUTE + 30_000
+    assert released[1].sender == "s_b4" and released[1].prefix == "33-612"
+    # and another tick right after releases nothing, and leaves no trace.
     assert shard.decide([Tick("paris", 10 * MINUTE + 31_000)]) == []
-    # a minute later the next one goes.
-    assert [e.message_id for e in shard.decide([Tick("paris", 11 * MINUTE + 30_000)])] == ["q2"]
     assert shard.status()["paris"]["queued"] == 0
 
 
@@ -120,7 +128,7 @@ def test_a_request_during_a_surge_releases_what_the_rate_allows_first():
 def test_deferred_requests_older_than_the_ttl_expire_with_an_event():
     shard = shard_with(surge_release_per_minute=1)
     calm_then_burst(shard)
-    queued_directly(shard, text("q1", 10 * MINUTE + 10, 2), text("q2", 10 * MINUTE + 11, 2))
+    queued_directly(shard, text("q1", 10 * MINUTE + 10, 1), text("q2", 10 * MINUTE + 11, 1))
     assert [e.message_id for e in shard.decide([Tick("paris", 10 * MINUTE + 20)])] == ["b4"]
     # Nothing more is released in that minute; 11 minutes later both are over the TTL.
     late = shard.decide([Tick("paris", 21 * MINUTE + 20)])

@@ -92,7 +92,7 @@ def test_a_forgotten_token_passes_again_for_the_retry_of_an_unstored_text():
     (None, URL, b"payload"),
     (sign(key="forged-key-forged-key-forged-key-0123"), URL, b"payload"),
     (sign(exp=int(time.time()) - 10), URL, b"payload"),
-    (sign(nbf=int(time.time()) + 60, exp=int(time.time()) + 120), URL, b"payload"),
+    (sign(nbf=int(time.time()) + 3600, exp=int(time.time()) + 3660), URL, b"payload"),
     (jwt.encode({"iss": "MessageBird", "nbf": int(time.time()), "exp": int(time.time()) + 60,
                  "jti": "none-alg", "url_hash": hashlib.sha256(URL.encode()).hexdigest(),
                  "payload_hash": hashlib.sha256(b"payload").hexdigest()}, None, "none"),
@@ -120,3 +120,23 @@ def test_number_facts_are_classify_answers_kept_by_pseudonym_only():
         for sender, number in numbers.items():
             assert facts.get(sender, number) == classify(number)
     assert set(facts._by_sender) <= set(numbers) and len(facts._by_sender) == 2
+
+
+@pytest.mark.parametrize("body", [
+    "rappelle moi au 06 12 34 56 78", "rappelle moi au 06.12.34.56.78",
+    "rappelle moi au 06-12-34-56-78", "rappelle moi au +33 6 12 34 56 78",
+    "rappelle moi au 0033612345678", "rappelle moi au +33 (0)6 12 34 56 78",
+    "rappelle moi au 0612345678", "rappelle moi au ０６１２３４５６７８",
+])
+def test_phone_number_in_a_body_is_masked_at_the_webhook_in_any_format(body):
+    # Issue 13 item 4: the body was journaled as sent, number included, for ever.
+    from actors.textfilter import is_test_text
+
+    sms = parse_inbound(FORM, urlencode({**FIELDS, "body": body}).encode())
+    assert sms.body == "rappelle moi au [numero]"
+    assert not any(c.isdigit() for c in sms.body)
+    # Deterministic: the audit replays the test-text rule on what was journaled.
+    assert parse_inbound(FORM, urlencode({**FIELDS, "body": body}).encode()) == sms
+    assert not is_test_text(sms.body)
+    kept = parse_inbound(FORM, urlencode({**FIELDS, "body": "Test 123, 12:30"}).encode())
+    assert kept.body == "Test 123, 12:30"  # short digit runs are no number: left alone

@@ -31,6 +31,8 @@ ACCESS_KEY = "e2e_access_key"
 REPLY_PARIS = "Non, c'est non. Vous avez fait peur a une femme. Ce numero est un numero anti-relou."
 REPLY_LYON = "Ce numero est un numero anti-relou de Lyon. Une femme vous l'a donne pour etre tranquille."
 PRICE = "0.08"
+ADMIN_TOKEN = "e2e-admin-token-0123456789"  # /campaigns, /dashboard, /metrics, /health details
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 CONFIG = f"""
 [[campaign]]
@@ -166,7 +168,11 @@ class Worker:
         )
 
     def status(self) -> dict:
-        return requests.get(self.url + "/campaigns", timeout=10).json()
+        return self.admin_get("/campaigns").json()
+
+    def admin_get(self, path: str) -> requests.Response:
+        """GET an admin page with the deployment's admin token."""
+        return requests.get(self.url + path, headers=ADMIN, timeout=10)
 
 
 def sign(url: str, body: bytes, key: str) -> str:
@@ -186,14 +192,15 @@ def messagebird():
 
 
 def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
-                 app_id: str | None = None) -> Worker:
+                 app_id: str | None = None, config_text: str = CONFIG) -> Worker:
     config = tmp / "campaigns.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     port = free_port()
     app_id = app_id or "e2e-" + uuid.uuid4().hex[:8]
     log_path = tmp / f"worker-{port}.log"
     env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
-           "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef", **env_extra}
+           "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef", "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN,
+           **env_extra}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--kafka", kafka,

@@ -25,7 +25,8 @@ def test_policy_set_takes_effect_live_and_is_recorded(worker):
     worker.wait_for(lambda ev: of(ev, before.message_id, "ReplyApproved"))
     done = worker.cli("policy", "set", "lyon", "price_per_segment_eur=0.05", operator="alice")
     assert done.returncode == 0, done.stderr
-    assert "lyon: policy v2 in force (alice)" in done.stdout
+    assert done.stdout.strip() == ("lyon: policy v2 in force (alice): price_per_segment_eur "
+                                   "0.08 -> 0.05")
 
     after = worker.post(sender=new_sender(), campaign="lyon")
     events = worker.wait_for(lambda ev: of(ev, after.message_id, "ReplyApproved"))
@@ -38,7 +39,9 @@ def test_policy_set_takes_effect_live_and_is_recorded(worker):
     assert (new.policy_version, new.cost_micros) == (2, 50_000)
 
     shown = worker.cli("policy", "show", "lyon")
-    assert shown.returncode == 0 and "lyon: policy v2 price/segment EUR 0.05" in shown.stdout
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("lyon: policy v2 (alice, 20")
+    assert "  price_per_segment_eur    = 0.05\n" in shown.stdout
 
 
 def test_a_cooldown_change_reaches_the_screening_on_every_worker(worker):

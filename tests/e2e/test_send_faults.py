@@ -190,7 +190,7 @@ def test_an_outage_opens_the_breaker_and_replies_go_out_after_it(sender_worker,
     assert sum(len(of(events, p.message_id, "ReplyAttempted")) for p in posted) >= 12
     for s in senders:
         assert len(sms_to(reporting_messagebird, s)) == 1
-    health = requests.get(sender_worker.url + "/health", timeout=10).json()
+    health = sender_worker.admin_get("/health").json()
     assert health["messagebird_circuit"] == "closed"
 
 
@@ -221,6 +221,34 @@ def test_a_timed_out_send_is_uncertain_never_resent_and_its_report_settles_it(
     assert not of(events, r.message_id, "ReplySent")
     assert not of(events, r.message_id, "ReplyRefunded")
     assert len(sms_to(reporting_messagebird, sender)) == 1  # it was sent, once
+
+
+def test_send_without_limit_a_provider_that_resets_after_reading_gets_each_reply_once(
+        sender_worker, reporting_messagebird):
+    # Issue 13 item 1, black box: the provider reads each request, accepts it (it will go
+    # out) and resets the connection. Before, the reset was "unavailable": retried, the
+    # breaker opened, every probe sent it again (6 accepted calls for one reply in 45 s),
+    # and ReplyFailed then refunded SMS that had gone out.
+    mb = reporting_messagebird
+    mb.reset_next(50)
+    try:
+        senders = [new_sender() for _ in range(3)]
+        posted = [sender_worker.post(sender=s, campaign="lyon") for s in senders]
+        assert all(p.status_code == 200 for p in posted)
+        events = sender_worker.wait_for(lambda ev: all(
+            of(ev, p.message_id, "ReplyUncertain") or of(ev, p.message_id, "ReplyFailed")
+            for p in posted), timeout=90)
+        time.sleep(4)  # > the breaker's cooldown (1 s): a retry or a probe would be in
+        for p, s in zip(posted, senders, strict=True):
+            (uncertain,) = set(of(events, p.message_id, "ReplyUncertain"))
+            assert uncertain.reason == "connection_lost"
+            assert len(sms_to(mb, s)) == 1  # accepted once, never sent again
+        events = sender_worker.journal()
+        assert not [e for p in posted for e in of(events, p.message_id)
+                    if e.TYPE in ("ReplySent", "ReplyFailed", "ReplyRefunded")]
+        assert all(len(of(events, p.message_id, "ReplyAttempted")) == 1 for p in posted)
+    finally:
+        mb.clear_faults()
 
 
 def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):

@@ -241,3 +241,95 @@ def test_a_senders_state_is_stored_as_orjson_bytes_with_his_verdicts(worker):
     state = SenderState.from_dict(orjson.loads(stored))
     assert state.recent == {r.message_id: (
         "paris", "test_text", 1, screened.occurred_at, screened.policy_version)}
+
+
+def test_phone_number_in_a_body_appears_nowhere_after_a_flood(worker):
+    # Issue 13 item 4: "rappelle moi au 06 12 34 56 78" was journaled as sent, beside the
+    # sender's pseudonym, for ever. A flood of texts that all give one number, written in
+    # every way the French write it: the number must be in no topic (journal, work topics,
+    # table changelogs), not in the worker's log, not in what the CLI prints.
+    given = new_sender()
+    digits = given[2:]  # the nine digits after 33, whatever the format
+    pairs = " ".join(digits[i:i + 2] for i in range(1, 9, 2))
+    formats = [f"0{digits[0]} {pairs}", f"0{digits[0]}.{pairs.replace(' ', '.')}",
+               f"+33 {digits[0]} {pairs}", f"0033{digits}", f"0{digits}",
+               f"+33 (0){digits[0]} {pairs.replace(' ', '-')}"]
+    senders = [new_sender() for _ in range(8)]
+    bodies = [f"rappelle moi au {formats[i % len(formats)]} bisous" for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        posted = list(pool.map(lambda i: worker.post(sender=senders[i % 8], body=bodies[i]),
+                               range(24)))
+    assert all(p.status_code == 200 for p in posted)
+    events = worker.wait_for(lambda ev: all(of(ev, p.message_id, "SenderScreened")
+                                            for p in posted))
+    assert len([e for p in posted for e in of(events, p.message_id, "ReplySent")]) <= 8
+
+    def clean(blob: bytes, where: str) -> None:
+        squashed = re.sub(rb"[ .()+-]", b"", blob)
+        assert digits.encode() not in squashed, f"{where} holds the number given in a body"
+
+    with pytest.raises(AssertionError):  # the scan does see a number in any of its formats
+        clean(b"x " + formats[-1].encode() + b" y", "guard")
+    topics = all_topics_raw(worker)
+    assert any(t.endswith("-changelog") for t in topics)
+    for name, records in topics.items():
+        clean(b"\n".join(k + b" " + v for k, v in records), name)
+    assert b"[numero] bisous" in b"".join(v for _, v in topics[f"{worker.app_id}.journal"])
+    clean(worker.log_path.read_text().encode(), "the worker log")
+    for args in (("journal",), ("audit",), ("audit", "--json")):
+        out = worker.cli(*args)
+        assert out.returncode == 0, out.stderr[-2000:]  # the audit replays the masked bodies
+        clean((out.stdout + out.stderr).encode(), "antirelou " + " ".join(args))
+
+
+def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SECRET",),
+                          app_id: str | None = None) -> subprocess.CompletedProcess:
+    """A second `antirelou worker` of this deployment; it must refuse to start."""
+    import os
+
+    from tests.e2e.conftest import SIGNING_KEY
+
+    env = {k: v for k, v in os.environ.items() if k not in (*drop, "ANTIRELOU_INSECURE_DEV")}
+    env.update({"MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, **env_extra})
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker", "--kafka", worker.kafka,
+             "--config", str(worker.config), "--app-id", app_id or worker.app_id,
+             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2"],
+            capture_output=True, text=True, timeout=60, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired:  # (subprocess.run killed it)
+        pytest.fail("the worker started instead of refusing")
+
+
+def test_secret_beside_the_data_is_refused_outside_development(worker, tmp_path):
+    # Issue 13 item 5: without ANTIRELOU_SECRET a worker generated one in .state/secret,
+    # beside the data it protects (a backup of .state opened every sealed number).
+    out = _start_worker_briefly(worker, tmp_path, {}, app_id="e2e-nosecret")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "ANTIRELOU_SECRET" in out.stderr and not (tmp_path / "state" / "secret").exists()
+    inside = tmp_path / "state" / "my-secret"
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    inside.write_text("a-secret-of-at-least-16-bytes")
+    out = _start_worker_briefly(worker, tmp_path, {"ANTIRELOU_SECRET_FILE": str(inside)},
+                                app_id="e2e-nosecret")
+    assert out.returncode == 2 and "inside the state folder" in out.stderr, out.stderr[-2000:]
+
+
+def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
+    # Issue 13 item 5: a worker with another secret joined the deployment: the same number
+    # got two pseudonyms and the other workers' sealed numbers did not open. The first
+    # worker published its key check value; this one's differs.
+    from infra.journal import iter_records
+    from infra.keycheck import key_check_value, keycheck_topic
+
+    async def published():
+        return [k async for _, _, k, _ in iter_records(worker.kafka, keycheck_topic(
+            worker.app_id))]
+
+    assert asyncio.run(published()) == [key_check_value(b"e2e-secret-0123456789abcdef")
+                                        .encode()]
+    out = _start_worker_briefly(worker, tmp_path,
+                                {"ANTIRELOU_SECRET": "another-secret-0123456789abcdef"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not the deployment's" in out.stderr
+    assert "another-secret" not in out.stderr + out.stdout  # the secret is never shown

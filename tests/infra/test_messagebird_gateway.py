@@ -14,6 +14,7 @@ import requests
 from infra.messagebird_gateway import (
     BoundedHttpClient,
     DryRunGateway,
+    GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
     GatewayTimeout,
@@ -209,8 +210,45 @@ def test_connection_refused_is_unavailable(mb, gateway):
     _assert_no_number(info.value)
 
 
+def test_send_without_limit_a_reset_after_the_request_is_uncertain_and_not_retried(mb, gateway):
+    # Issue 13 item 1: the provider read and accepted the request, then reset the
+    # connection. That was "unavailable" (retried): the same SMS went out again and again.
+    _send(gateway)  # a kept-alive connection, reused by the next send
+    mb.reset_next(1)
+    with pytest.raises(GatewayConnectionLost) as info:
+        _send(gateway, reference="ref-2")
+    _assert_no_number(info.value)
+    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2"]  # accepted once
+    mb.reset_next(1)
+    with pytest.raises(GatewayConnectionLost):  # a fresh connection: the same
+        _send(gateway, reference="ref-3")
+    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2", "ref-3"]
+
+
+def test_send_without_limit_a_reused_connection_closed_with_no_byte_back_is_retried_once(
+        mb, gateway):
+    # The keep-alive race: the provider closes the idle connection as our request goes
+    # out, and accepts nothing. Tried once more, on another connection.
+    _send(gateway)
+    mb.close_next(1)
+    assert _send(gateway, reference="ref-2").provider_message_id == mb.messages[1]["id"]
+    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2"]
+    mb.close_next(2)  # closed again on the retry: not tried a third time
+    with pytest.raises(GatewayConnectionLost):
+        _send(gateway, reference="ref-3")
+    assert len(mb.messages) == 2
+
+
+def test_send_without_limit_a_fresh_connection_closed_with_no_byte_back_is_not_retried(
+        mb, gateway):
+    mb.close_next(1)  # nothing was reused: the provider may have taken it
+    with pytest.raises(GatewayConnectionLost):
+        _send(gateway)
+    assert _send(gateway, reference="ref-2").provider_message_id == mb.messages[0]["id"]
+
+
 def test_errors_hierarchy():
-    for cls in (GatewayTimeout, GatewayUnavailable, GatewayRejected):
+    for cls in (GatewayTimeout, GatewayUnavailable, GatewayRejected, GatewayConnectionLost):
         assert issubclass(cls, GatewayError)
 
 

@@ -15,7 +15,6 @@ import time
 import pytest
 
 from infra.broker import BrokerError, EmbeddedBroker, ensure_topics
-from infra.journal import read_journal
 from infra.supervisor import PID_FILE, BrokerSupervisor, _alive
 
 pytestmark = pytest.mark.services

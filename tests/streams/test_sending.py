@@ -7,6 +7,7 @@ import random
 import pytest
 
 from infra.messagebird_gateway import (
+    GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
     GatewayTimeout,
@@ -67,6 +68,7 @@ def test_a_rejection_fails_at_once(error):
 
 
 @pytest.mark.parametrize("error, reason", [(GatewayTimeout("read"), "timeout"),
+                                           (GatewayConnectionLost("reset"), "connection_lost"),
                                            (GatewayError("not json"), "unreadable_answer")])
 def test_a_call_that_may_have_reached_the_provider_is_never_repeated(error, reason):
     script = Script(error, OK)
@@ -119,6 +121,8 @@ def test_backoff_is_jittered_and_capped():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=6, max_calls=5)
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0)
 
@@ -196,3 +200,42 @@ def test_a_reply_in_backoff_gives_its_slot_to_the_others():
     outcome_a, outcome_b = asyncio.run(scenario())
     assert (outcome_a.kind, outcome_a.attempts, outcome_b.kind) == ("sent", 2, "sent")
     assert order == ["A backs off", "B calls", "A's backoff is over"]
+
+
+def test_send_without_limit_a_reply_makes_at_most_max_calls_calls_failed_probes_included():
+    # Issue 13 item 1: the breaker opens after one failure and every later call of the
+    # reply is a probe, which never counted against max_attempts: the reply was sent for
+    # as long as the provider kept failing. Now max_calls caps every call.
+    breaker = CircuitBreaker(threshold=1, cooldown_s=0.01)
+    script = Script(*[GatewayUnavailable("503")] * 100)
+    retry = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.002, max_calls=7)
+    outcome = asyncio.run(asyncio.wait_for(
+        deliver(script.call, script.before, retry=retry, breaker=breaker,
+                rng=random.Random(1)), 30))
+    assert (outcome.kind, outcome.attempts, script.calls) == ("failed", 7, 7)
+    assert breaker.state == "open"  # the provider is still down; the probe was given back
+
+
+def test_stuck_breaker_an_exception_in_the_probe_releases_it():
+    # Issue 13 item 2: a reply whose sealed number does not open (a PrivacyError, not a
+    # gateway error) raised during the half-open probe and left the probe taken: every
+    # later send of the worker waited for ever and /health said "half-open".
+    from infra.privacy import PrivacyError
+
+    breaker = CircuitBreaker(threshold=1, cooldown_s=0.01)
+    breaker.failure(probe=False)
+
+    async def bad_number():
+        raise PrivacyError("sealed number does not open with this deployment's key")
+
+    async def scenario():
+        with pytest.raises(PrivacyError):
+            await asyncio.wait_for(deliver(bad_number, Script().before, retry=FAST,
+                                           breaker=breaker), 5)
+        assert breaker.state != "half-open"
+        script = Script(OK)
+        outcome = await asyncio.wait_for(deliver(script.call, script.before, retry=FAST,
+                                                 breaker=breaker), 5)
+        assert outcome.kind == "sent" and breaker.state == "closed"
+
+    asyncio.run(scenario())

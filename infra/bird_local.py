@@ -1,0 +1,423 @@
+"""A local HTTP server that speaks Bird's Channels API, and sends Bird's webhook events.
+
+For tests and trials without a Bird account: point antirelou at it with
+``BIRD_ENDPOINT=http://127.0.0.1:8090`` and the access key it was started with::
+
+    python -m infra.bird_local --events-url http://127.0.0.1:6066/webhooks/bird \\
+        --signing-key <BIRD_SIGNING_KEY> --channel paris=<channel id>
+
+What it implements (stdlib HTTP server in a daemon thread, like ``infra.messagebird_local``):
+
+* ``POST /workspaces/{workspaceId}/channels/{channelId}/messages`` authenticated with
+  ``Authorization: AccessKey <key>``: checks the body as Bird documents it
+  (``receiver.contacts[].identifierValue``, ``body.type`` ``text``) and answers ``202`` with
+  the message (``id``, ``status`` ``accepted``, ``reference``). 401 for a wrong key, 404 for
+  another workspace, 422 for a malformed body, Bird's error JSON (``code``, ``message``).
+* Status events: with ``events_url`` and ``status_delay_s`` set, each accepted message gets
+  ``sms.outbound`` events ``sent`` then ``delivered`` that long after, signed like Bird's,
+  the second with a ``price`` (parts x ``status_price``, default ``price_per_part``).
+* ``send_inbound(sender, text, channel=...)``: an ``sms.inbound`` event as Bird would POST
+  it, signed with ``signing_key`` (or forged / stale / replayed on request, for tests).
+
+Failure injection: ``fail_next(n, status)`` (nothing accepted), ``delay_next(n, s)`` (the
+message is accepted *before* the wait: a client that times out has had its SMS sent).
+It never logs a phone number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
+from infra.messagebird_local import message_parts
+
+__all__ = ["LocalBird", "main"]
+
+
+def _iso(at: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: LocalBird) -> None:
+        self.owner = owner
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        return  # quiet: clients that time out and hang up are part of the tests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalBird/1.0"
+    timeout = 30
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.open_connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self._headers_buffer.append(b"\r\n")  # headers and body in one write (no Nagle wait)
+        self._headers_buffer.append(data)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        parts = urlsplit(self.path).path.strip("/").split("/")
+        if len(parts) != 5 or parts[0] != "workspaces" or parts[2] != "channels" \
+                or parts[4] != "messages":
+            self._send(404, _error("NotFound", "resource not found"))
+            return
+        owner = self.server.owner
+        delay, fail = owner._take_faults()
+        if fail is not None:
+            owner._sleep(delay)
+            self._send(fail, _error("Injected", f"injected HTTP {fail}"))
+            return
+        given = self.headers.get("Authorization", "")
+        if not secrets.compare_digest(given.encode(), ("AccessKey " + owner.access_key).encode()):
+            self._send(401, _error("Unauthorized", "invalid access key"))
+            return
+        if parts[1] != owner.workspace_id:
+            self._send(404, _error("NotFound", "workspace not found"))
+            return
+        try:
+            body = json.loads(raw.decode())
+        except (UnicodeDecodeError, ValueError):
+            self._send(400, _error("InvalidPayload", "body is not valid JSON"))
+            return
+        status, answer = owner._accept(parts[3], body)
+        owner._sleep(delay)
+        self._send(status, answer)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(405, _error("MethodNotAllowed", "method not allowed"))
+
+
+class LocalBird:
+    """A Bird Channels API look-alike on a local port (context manager or start/stop)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, access_key: str = "bird_key",
+                 workspace_id: str = "ws-local", signing_key: str | None = None,
+                 events_url: str | None = None, status_delay_s: float | None = None,
+                 price_per_part: str = "0.08", status_price: str | None = None,
+                 currency: str = "EUR") -> None:
+        self.host, self.port = host, port
+        self.access_key = access_key
+        self.workspace_id = workspace_id
+        self.signing_key = signing_key
+        self.events_url = events_url
+        self.status_delay_s = status_delay_s
+        self.price_per_part = Decimal(price_per_part)
+        self.status_price = Decimal(status_price) if status_price is not None else None
+        self.currency = currency
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._endpoint: str | None = None
+        self._cond = threading.Condition()
+        self._messages: list[dict[str, Any]] = []
+        self._fail: list[int] = []
+        self._delay: list[float] = []
+        self._stopping = threading.Event()
+        self.events: list[tuple[str, int | str]] = []  # (event id, HTTP status) sent
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> LocalBird:
+        if self._server is not None:
+            raise RuntimeError("LocalBird is already running")
+        self._stopping.clear()
+        server = _Server((self.host, self.port), self)
+        host, port = server.server_address[:2]
+        self._endpoint = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name=f"local-bird-{port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        with server.connections_lock:
+            conns = list(server.open_connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> LocalBird:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL, no trailing slash (``BIRD_ENDPOINT``); still answers after stop()."""
+        if self._endpoint is None:
+            raise RuntimeError("LocalBird has not been started")
+        return self._endpoint
+
+    # -- inspection and fault injection -------------------------------------------------
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return copy.deepcopy(self._messages)
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status")
+        with self._cond:
+            self._fail.extend([status] * n)
+
+    def delay_next(self, n: int, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self._cond:
+            self._delay.extend([float(seconds)] * n)
+
+    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} message(s), got "
+                                       f"{len(self._messages)} within {timeout:g} s")
+                self._cond.wait(remaining)
+        return self.messages
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> list[tuple[str, int | str]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.events) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} event(s), got {len(self.events)}")
+                self._cond.wait(remaining)
+            return list(self.events)
+
+    def reset(self) -> None:
+        with self._cond:
+            self._messages.clear()
+            self._fail.clear()
+            self._delay.clear()
+            self.events.clear()
+
+    # -- webhook events (Bird -> antirelou) -----------------------------------------------
+
+    def post_event(self, event: str, payload: dict[str, Any], *, url: str | None = None,
+                   key: str | None = None, timestamp: int | None = None,
+                   signature: str | None = None) -> requests.Response:
+        """POST one event envelope, signed with ``key`` (default ``signing_key``; "" sends
+        it unsigned), at ``timestamp`` (default now); ``signature`` overrides the header."""
+        target = url or self.events_url
+        if target is None:
+            raise ValueError("no events_url to send the event to")
+        raw = json.dumps({"service": "channels", "event": event, "payload": payload},
+                         separators=(",", ":")).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp}
+        key = self.signing_key if key is None else key
+        if signature is not None:
+            headers[SIGNATURE_HEADER] = signature
+        elif key:
+            headers[SIGNATURE_HEADER] = sign_bird(key, stamp, target, raw)
+        response = requests.post(target, data=raw, headers=headers, timeout=30)
+        response.raw_body = raw  # type: ignore[attr-defined]
+        response.sent_headers = headers  # type: ignore[attr-defined]
+        return response
+
+    def inbound_payload(self, sender: str, text: str, channel_id: str,
+                        message_id: str | None = None) -> dict[str, Any]:
+        """An incoming SMS as Bird shows it ("Receiving messages")."""
+        now = _iso()
+        return {
+            "id": message_id or str(uuid.uuid4()), "channelId": channel_id,
+            "sender": {"contact": {"id": str(uuid.uuid4()), "identifierKey": "phonenumber",
+                                   "identifierValue": "+" + sender.lstrip("+")}},
+            "receiver": {"connector": {"id": str(uuid.uuid4())}},
+            "body": {"type": "text", "text": {"text": text}},
+            "parts": [{"platformReference": secrets.token_hex(16)}],
+            "status": "delivered", "direction": "incoming",
+            "lastStatusAt": now, "createdAt": now, "updatedAt": now,
+        }
+
+    def send_inbound(self, sender: str, text: str, channel_id: str, *,
+                     message_id: str | None = None, **sign: Any) -> requests.Response:
+        """An ``sms.inbound`` event to ``events_url`` (see ``post_event`` for ``sign``)."""
+        payload = self.inbound_payload(sender, text, channel_id, message_id)
+        response = self.post_event("sms.inbound", payload, **sign)
+        response.message_id = payload["id"]  # type: ignore[attr-defined]
+        return response
+
+    def status_payload(self, message: dict[str, Any], status: str,
+                       price: Decimal | None = None) -> dict[str, Any]:
+        payload = {
+            "id": message["id"], "channelId": message["channel_id"],
+            "receiver": {"contacts": [{"identifierKey": "phonenumber",
+                                       "identifierValue": "+" + message["recipient"]}]},
+            "reference": message["reference"], "status": status, "direction": "outgoing",
+            "lastStatusAt": _iso(), "createdAt": message["created_at"],
+        }
+        if price is not None:
+            payload["price"] = {"amount": float(price), "currency": self.currency}
+        return payload
+
+    # -- used by the handler --------------------------------------------------------------
+
+    def _take_faults(self) -> tuple[float, int | None]:
+        with self._cond:
+            delay = self._delay.pop(0) if self._delay else 0.0
+            fail = self._fail.pop(0) if self._fail else None
+        return delay, fail
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _accept(self, channel_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(body, dict):
+            return 422, _error("InvalidPayload", "body must be an object")
+        contacts = (body.get("receiver") or {}).get("contacts") if isinstance(
+            body.get("receiver"), dict) else None
+        number = contacts[0].get("identifierValue") if isinstance(contacts, list) and contacts \
+            and isinstance(contacts[0], dict) else None
+        if not isinstance(number, str) or not number.startswith("+") \
+                or not number[1:].isdigit() or not 6 <= len(number) - 1 <= 15:
+            return 422, _error("InvalidPayload", "receiver.contacts[0].identifierValue must be "
+                               "an E.164 number")
+        content = body.get("body")
+        text = content.get("text", {}).get("text") if isinstance(content, dict) \
+            and content.get("type") == "text" and isinstance(content.get("text"), dict) else None
+        if not isinstance(text, str) or not text:
+            return 422, _error("InvalidPayload", "body.text.text is required")
+        reference = body.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            return 422, _error("InvalidPayload", "reference must be a string")
+        parts, _ = message_parts(text, "auto")
+        message = {"id": str(uuid.uuid4()), "channel_id": channel_id,
+                   "recipient": number[1:], "text": text, "reference": reference,
+                   "parts": parts, "created_at": _iso(), "body": body}
+        with self._cond:
+            self._messages.append(message)
+            self._cond.notify_all()
+        if self.events_url and self.status_delay_s is not None and reference:
+            threading.Thread(target=self._statuses, args=(message,), daemon=True).start()
+        return 202, {"id": message["id"], "channelId": channel_id, "status": "accepted",
+                     "reference": reference, "receiver": body["receiver"],
+                     "body": content, "direction": "outgoing",
+                     "createdAt": message["created_at"], "updatedAt": message["created_at"]}
+
+    def _statuses(self, message: dict[str, Any]) -> None:
+        per_part = self.status_price if self.status_price is not None else self.price_per_part
+        for status, price in (("sent", None), ("delivered", per_part * message["parts"])):
+            self._sleep(self.status_delay_s or 0.0)
+            if self._stopping.is_set():
+                return
+            payload = self.status_payload(message, status, price)
+            try:
+                result: int | str = self.post_event("sms.outbound", payload).status_code
+            except requests.RequestException as exc:
+                result = type(exc).__name__
+            with self._cond:
+                self.events.append((f"sms.outbound:{message['id']}:{status}", result))
+                self._cond.notify_all()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m infra.bird_local",
+                                     description="Local Bird Channels API look-alike.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--access-key", default="bird_key")
+    parser.add_argument("--workspace", default="ws-local")
+    parser.add_argument("--signing-key", default=None)
+    parser.add_argument("--events-url", default=None,
+                        help="where to POST status events (antirelou's /webhooks/bird)")
+    parser.add_argument("--status-delay", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    server = LocalBird(host=args.host, port=args.port, access_key=args.access_key,
+                       workspace_id=args.workspace, signing_key=args.signing_key,
+                       events_url=args.events_url,
+                       status_delay_s=args.status_delay if args.events_url else None).start()
+    print(f"LocalBird listening on {server.endpoint}; point antirelou at it with "
+          f"BIRD_ENDPOINT={server.endpoint} BIRD_ACCESS_KEY={args.access_key} "
+          f"(workspace {args.workspace}; Ctrl-C to stop)", flush=True)
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:
+        pass
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        print("LocalBird stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Slow clients: bounds on how long one HTTP connection may hold the web server.
+
+aiohttp (under Faust's web driver) keeps an idle connection for an hour and has no bound on
+reading a request: 400 connections with half-sent headers or bodies were all still held
+after 20 s. Here:
+
+* ``http_idle_timeout_s`` (15 s) is aiohttp's keep-alive timeout, which also runs from the
+  moment a connection opens until its first request's headers are complete: a client that
+  trickles its headers, or sits idle, is closed after it.
+* ``http_body_timeout_s`` (10 s) bounds reading a body (``stages.views.read_bounded``):
+  past it the answer is 408 and the connection is closed, after at most
+  ``LINGERING_S`` (1 s; aiohttp's default is 10 s) spent reading what the client still
+  sends, so that it sees the answer rather than a reset.
+
+MessageBird sends a small body at once, so neither bound touches it. Behind a reverse
+proxy (recommended: TLS, and the proxy absorbs slow clients first) set the proxy's own
+timeouts below these (README, "Deployment").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LINGERING_S = 1.0
+
+
+def bound_http_connections(app: Any, idle_timeout_s: float) -> None:
+    """Set the keep-alive (and header wait) timeout of the app's aiohttp server. Call
+    before the web server starts (its AppRunner passes the keyword to every connection)."""
+    if idle_timeout_s <= 0:
+        raise ValueError("http_idle_timeout_s must be positive")
+    runner = getattr(app.web, "_runner", None)  # faust.web.drivers.aiohttp.Web
+    if runner is None or not hasattr(runner, "_kwargs"):
+        raise RuntimeError("the web driver is not Faust's aiohttp one: cannot bound clients")
+    runner._kwargs["keepalive_timeout"] = idle_timeout_s
+    runner._kwargs["lingering_time"] = LINGERING_S

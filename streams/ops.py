@@ -1,0 +1,361 @@
+"""What the people who run a deployment see: ``/dashboard``, ``/metrics``, the admin token,
+and a one-line summary per campaign in the worker log every minute.
+
+``register_ops(app, settings, ...)`` adds to a Faust app (after ``create_app``):
+
+- a task following the journal from its beginning (and the webhook's records in
+  ``sms-received`` from their end, for their timestamps only) into a
+  ``streams.metrics.Projection``; every worker holds the whole deployment's figures, so any
+  worker's dashboard shows every campaign (in Prometheus, aggregate them with ``max``, not
+  ``sum``); the consumer lag is this worker's own, per stage;
+- ``/metrics`` (Prometheus text format), ``/dashboard`` (a page and its script, in the
+  package: no CDN), ``/dashboard/data`` (what the page polls every second), ``/login``;
+- an aiohttp middleware that protects ``/dashboard``, ``/campaigns``, ``/metrics`` and the
+  details of ``/health`` with ``ANTIRELOU_ADMIN_TOKEN``: ``Authorization: Bearer TOKEN``,
+  or the login form, which sets an HttpOnly cookie. With no token, an ``--insecure-dev``
+  deployment leaves them open (and says so at start); any other refuses them (403).
+
+Read-only: policy changes stay signed operator commands (``antirelou policy set``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from schemas import codec
+from schemas.codec import CodecError
+from streams.metrics import TEXT_BUCKETS, Projection
+
+log = logging.getLogger("antirelou")
+
+COOKIE = "antirelou_admin"
+PROTECTED = ("/dashboard", "/campaigns", "/metrics")
+# The stages and the work topic each consumes (topic_names roles).
+STAGES = {"screening": "inbound", "decisions": "requests", "sending": "outbound",
+          "control": "control"}
+
+
+def cookie_value(token: str) -> str:
+    """What the login cookie holds: derived from the token, not the token itself."""
+    return hmac.new(token.encode(), b"antirelou dashboard cookie", hashlib.sha256).hexdigest()
+
+
+class Guard:
+    """Who may see the admin pages."""
+
+    def __init__(self, token: str | None, insecure_dev: bool) -> None:
+        self.token = token or None
+        self.open = self.token is None and insecure_dev
+        self._cookie = cookie_value(self.token) if self.token else None
+
+    def allows(self, request: Any) -> bool:
+        if self.open:
+            return True
+        if self.token is None:
+            return False
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer ") and hmac.compare_digest(
+                header[7:].strip().encode(), self.token.encode()):
+            return True
+        cookie = request.cookies.get(COOKIE)
+        return cookie is not None and hmac.compare_digest(cookie.encode(),
+                                                          self._cookie.encode())
+
+    def refusal(self, request: Any) -> web.StreamResponse:
+        if self.token is None:
+            return web.json_response(
+                {"error": "admin pages are off: set ANTIRELOU_ADMIN_TOKEN on the worker"},
+                status=403)
+        if request.path == "/dashboard" and request.method == "GET":
+            return web.Response(text=login_page(), content_type="text/html", status=401)
+        return web.json_response(
+            {"error": "unauthorized: send Authorization: Bearer <ANTIRELOU_ADMIN_TOKEN>"},
+            status=401, headers={"WWW-Authenticate": 'Bearer realm="antirelou"'})
+
+    def middleware(self) -> Callable:
+        guard = self
+
+        @web.middleware
+        async def admin_guard(request: web.Request, handler: Callable) -> web.StreamResponse:
+            path = request.path
+            if path.startswith(PROTECTED) and not guard.allows(request):
+                return guard.refusal(request)
+            if path == "/health" and not guard.allows(request):
+                # Whether it runs, for a load balancer; the details for the admin only.
+                answer = await handler(request)
+                if answer.status != 200:
+                    return answer
+                return web.json_response({"status": "ok"})
+            return await handler(request)
+
+        return admin_guard
+
+
+def asset(name: str) -> bytes:
+    return resources.files("streams").joinpath("web", name).read_bytes()
+
+
+def login_page(message: str = "") -> str:
+    return asset("login.html").decode().replace("{message}", message)
+
+
+class ProjectionCollector:
+    """The projection as Prometheus metric families, computed at scrape time."""
+
+    def __init__(self, projection: Projection, clock: Callable[[], float],
+                 lag: Callable[[], dict[str, int]]) -> None:
+        self.projection, self.clock, self.lag = projection, clock, lag
+
+    def collect(self):  # noqa: C901 - one family after the other
+        p = self.projection
+        now = int(self.clock() * 1000)
+        texts = CounterMetricFamily("antirelou_texts", "Texts screened, by verdict and reason",
+                                    labels=["campaign", "verdict", "reason"])
+        replies = CounterMetricFamily("antirelou_replies", "Replies by outcome of the send",
+                                      labels=["campaign", "outcome"])
+        decisions = CounterMetricFamily(
+            "antirelou_decisions", "Campaign decisions on reply requests, by reason",
+            labels=["campaign", "decision", "reason"])
+        spend = CounterMetricFamily("antirelou_spend_eur", "EUR spent on replies (estimates, "
+                                    "plus reported prices above them)", labels=["campaign"])
+        refunded = CounterMetricFamily("antirelou_refunded_eur", "EUR given back: refunds, "
+                                       "reported prices below the estimate", labels=["campaign"])
+        deferred = CounterMetricFamily("antirelou_deferred", "Replies deferred in a surge",
+                                       labels=["campaign"])
+        released = CounterMetricFamily("antirelou_released", "Deferred replies released",
+                                       labels=["campaign"])
+        expired = CounterMetricFamily("antirelou_expired", "Deferred replies expired",
+                                      labels=["campaign", "reason"])
+        balance = GaugeMetricFamily("antirelou_balance_eur", "Campaign balance",
+                                    labels=["campaign"])
+        reserve = GaugeMetricFamily("antirelou_reserve_eur", "Reserve never spent",
+                                    labels=["campaign"])
+        allowance = GaugeMetricFamily("antirelou_allowance_left_eur", "What today's pacing "
+                                      "still allows (absent with pacing off)",
+                                      labels=["campaign"])
+        queue = GaugeMetricFamily("antirelou_queue_length", "Deferred replies waiting",
+                                  labels=["campaign"])
+        surge = GaugeMetricFamily("antirelou_surge", "1 during a surge", labels=["campaign"])
+        version = GaugeMetricFamily("antirelou_policy_version", "Policy version in force",
+                                    labels=["campaign"])
+        for cid, fig in p.figures.items():
+            for (verdict, reason), n in fig.texts.items():
+                texts.add_metric([cid, verdict, reason], n)
+            for outcome, n in fig.replies.items():
+                replies.add_metric([cid, outcome], n)
+            for (decision, reason), n in fig.decisions.items():
+                decisions.add_metric([cid, decision, reason], n)
+            spend.add_metric([cid], fig.spend_micros / 1e6)
+            refunded.add_metric([cid], fig.refunded_micros / 1e6)
+            deferred.add_metric([cid], fig.deferred)
+            released.add_metric([cid], fig.released)
+            for reason, n in fig.expired.items():
+                expired.add_metric([cid, reason], n)
+            balance.add_metric([cid], fig.state.balance_micros / 1e6)
+            reserve.add_metric([cid], fig.state.policy.reserve_micros / 1e6)
+            left = p.allowance_left(cid, now)
+            if left is not None:
+                allowance.add_metric([cid], left / 1e6)
+            queue.add_metric([cid], len(fig.state.queue))
+            surge.add_metric([cid], 1 if fig.state.surge.active else 0)
+            version.add_metric([cid], fig.state.policy.version)
+        lag = GaugeMetricFamily("antirelou_consumer_lag", "Records waiting in this worker's "
+                                "partitions, per stage", labels=["stage"])
+        for stage, n in sorted(self.lag().items()):
+            lag.add_metric([stage], n)
+        events = CounterMetricFamily("antirelou_journal_events", "Journal events read by "
+                                     "this worker's projection")
+        events.add_metric([], p.events)
+        yield from (texts, replies, decisions, spend, refunded, deferred, released, expired,
+                    balance, reserve, allowance, queue, surge, version, lag, events)
+
+
+def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev: bool,
+                 clock: Callable[[], float] = time.time) -> Projection:
+    """Add the dashboard, /metrics, the admin guard and the minute summary to ``app``."""
+    from streams.app import topic_names
+
+    names = topic_names(settings.app_id)
+    projection = Projection(settings.campaigns)
+    guard = Guard(admin_token, insecure_dev)
+    app.web.web_app.middlewares.append(guard.middleware())
+    registry = CollectorRegistry()
+    to_verdict = Histogram("antirelou_webhook_to_verdict_seconds",
+                           "From the webhook's record to the screening verdict in the journal",
+                           ["campaign"], buckets=TEXT_BUCKETS, registry=registry)
+    to_sent = Histogram("antirelou_webhook_to_reply_sent_seconds",
+                        "From the webhook's record to the ReplySent in the journal",
+                        ["campaign"], buckets=TEXT_BUCKETS, registry=registry)
+    lags: dict[str, int] = {}
+    registry.register(ProjectionCollector(projection, clock, lambda: lags))
+    ready = asyncio.Event()
+    app.antirelou_projection = projection  # for tests and the CLI banner
+
+    @app.task
+    async def follow_journal() -> None:
+        while True:
+            try:
+                await _follow(settings.kafka, names, projection, ready,
+                              {"verdict": to_verdict, "sent": to_sent})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker away: try again
+                log.warning("dashboard: journal follower stopped (%s: %s); again in 2 s",
+                            type(exc).__name__, exc)
+                await asyncio.sleep(2)
+
+    @app.timer(interval=5.0)
+    async def measure_lag() -> None:
+        lags.clear()
+        lags.update(consumer_lag(app, names))
+
+    last_summary = {"minute": int(clock() // 60)}
+
+    @app.timer(interval=10.0)
+    async def log_minute_summary() -> None:
+        minute = int(clock() // 60) - 1  # the last full minute
+        if minute <= last_summary["minute"] - 1 or not app.is_leader():
+            return
+        for m in range(last_summary["minute"], minute + 1):
+            for cid, line in projection.minute_summary(m).items():
+                log.info("campaign %s, minute %s UTC: %s", cid,
+                         time.strftime("%H:%M", time.gmtime(m * 60)), line)
+        last_summary["minute"] = minute + 1
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return web.Response(body=generate_latest(registry),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/dashboard")
+    class Dashboard(View):
+        async def get(self, request: Request) -> Response:
+            page = asset("dashboard.html").decode().replace(
+                "{banner}", "" if not guard.open else
+                '<p class="insecure">INSECURE DEV MODE: this page is open to anyone who '
+                "reaches the worker (set ANTIRELOU_ADMIN_TOKEN)</p>")
+            return self.html(page)
+
+    @app.page("/dashboard/dashboard.js")
+    class DashboardScript(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(asset("dashboard.js"), content_type="application/javascript")
+
+    @app.page("/dashboard/data")
+    class DashboardData(View):
+        async def get(self, request: Request) -> Response:
+            data = projection.snapshot(int(clock() * 1000))
+            data["ready"] = ready.is_set()
+            data["lag"] = dict(lags)
+            return self.bytes(orjson.dumps(data), content_type="application/json")
+
+    @app.page("/login")
+    class Login(View):
+        async def post(self, request: Request) -> Response:
+            form = await request.post()
+            token = str(form.get("token", ""))
+            if guard.token and hmac.compare_digest(token.encode(), guard.token.encode()):
+                answer = web.Response(status=303, headers={"Location": "/dashboard"})
+                answer.set_cookie(COOKIE, cookie_value(guard.token), httponly=True,
+                                  samesite="Strict", path="/")
+                return answer
+            return web.Response(text=login_page("Wrong token."), content_type="text/html",
+                                status=401)
+
+    return projection
+
+
+async def _follow(kafka: str, names: dict[str, str], projection: Projection,
+                  ready: asyncio.Event, histograms: dict[str, Histogram]) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None,
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
+    await consumer.start()
+    try:
+        journal_tps: list[TopicPartition] = []
+        inbound_tps: list[TopicPartition] = []
+        while not journal_tps:
+            await consumer.topics()
+            journal_tps = [TopicPartition(names["journal"], p)
+                           for p in sorted(consumer.partitions_for_topic(names["journal"]) or ())]
+            inbound_tps = [TopicPartition(names["inbound"], p)
+                           for p in sorted(consumer.partitions_for_topic(names["inbound"]) or ())]
+            if not journal_tps:
+                await asyncio.sleep(1)
+        consumer.assign(journal_tps + inbound_tps)
+        await consumer.seek_to_beginning(*journal_tps)
+        if inbound_tps:
+            await consumer.seek_to_end(*inbound_tps)
+        ends = await consumer.end_offsets(journal_tps)
+        behind = {tp for tp in journal_tps if ends[tp] > 0}
+        if not behind:
+            ready.set()
+        inbound = names["inbound"]
+        decode, loads = codec.decode, orjson.loads
+        while True:
+            # Small batches: catching up on a long journal shares the loop with the agents.
+            batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
+            for tp, records in batches.items():
+                if tp.topic == inbound:
+                    for r in records:
+                        try:
+                            projection.webhook_seen(loads(r.value)["message_id"], r.timestamp)
+                        except (orjson.JSONDecodeError, KeyError, TypeError):
+                            continue
+                    continue
+                for r in records:
+                    try:
+                        event = decode(r.value)
+                    except CodecError:
+                        continue  # the audit reports it; the dashboard shows the rest
+                    projection.apply(event, r.timestamp)
+                if behind and records and records[-1].offset + 1 >= ends[tp]:
+                    behind.discard(tp)
+                    if not behind:
+                        ready.set()
+            for kind, campaign, seconds in projection.take_latencies():
+                if campaign:
+                    histograms[kind].labels(campaign).observe(seconds)
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+
+
+def consumer_lag(app: Any, names: dict[str, str]) -> dict[str, int]:
+    """Records waiting per stage in the partitions this worker consumes: the highwater the
+    last fetch saw, minus the offset after the last record handed to the agents."""
+    try:
+        consumer = app.consumer
+        read = app.monitor.tp_read_offsets
+        assigned = consumer.assignment()
+    except Exception:  # noqa: BLE001 - not started yet
+        return {}
+    stage_of = {names[role]: stage for stage, role in STAGES.items()}
+    out: dict[str, int] = {stage: 0 for stage in STAGES}
+    for tp in assigned:
+        stage = stage_of.get(tp.topic)
+        if stage is None:
+            continue
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001
+            continue
+        last = read.get(tp)
+        if high is None or last is None:
+            continue
+        out[stage] += max(0, high - last - 1)
+    return out

@@ -1,0 +1,133 @@
+"""The pure glue between the stages, written once: text -> verdict -> request -> decision ->
+outcome back to the sender.
+
+The workers' stage shells, the simulator and the audit's what-if use these functions, so a
+request is built from a verdict in one place, and a decision flows back to the sender's
+screening state by one rule. ``Pipeline`` runs the whole decision path in memory (no
+broker, no Ray): the simulator's and the benchmarks' driver, like Kafka Streams'
+``TopologyTestDriver``. Pure: no clock, no I/O; time comes from the texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from actors.shard import CampaignShard
+from schemas.campaign import Campaign
+from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText, Tick
+from schemas.events import (
+    ReplyDenied,
+    ReplyExpired,
+    ReplyRefunded,
+    SenderReopened,
+    SenderScreened,
+    TextReceived,
+)
+from schemas.policy import Policy
+from streams.screening import (
+    SenderState,
+    decide_reopen,
+    decide_screening,
+    evolve_sender,
+    review,
+)
+
+MINUTE_MS = 60_000
+
+
+def screen_command(text: TextReceived, reply_to: str = "") -> ScreenText:
+    """The screening command for a journaled text (``reply_to`` only in the live shell)."""
+    return ScreenText(text.message_id, text.campaign_id, text.sender, text.body,
+                      text.occurred_at, reply_to, text.number_kind, text.country, text.prefix)
+
+
+def request_for(verdict: SenderScreened, prefix: str, reply_to: str = "") -> RequestReply:
+    """The campaign's request for a forwarded verdict."""
+    return RequestReply(verdict.message_id, verdict.campaign_id, verdict.sender,
+                        verdict.occurred_at, reply_to, prefix, verdict.texts_from_sender)
+
+
+def outcome_note(event: object) -> NoteReplyOutcome | None:
+    """What a campaign or send outcome tells the sender's screening state: a request ended
+    without a reply (denied, expired, refunded) reopens him; anything else says nothing."""
+    if isinstance(event, ReplyDenied | ReplyExpired):
+        return NoteReplyOutcome(event.message_id, event.campaign_id, event.sender,
+                                f"{event.TYPE}:{event.reason}", event.occurred_at)
+    if isinstance(event, ReplyRefunded):
+        return NoteReplyOutcome(event.message_id, event.campaign_id, event.sender,
+                                event.TYPE, event.occurred_at)
+    return None
+
+
+@dataclass
+class Screened:
+    """What screening one text gave: its verdict(s), and the commands for the campaign."""
+
+    verdicts: list[SenderScreened]
+    to_campaign: list[RequestReply | ReviewRequest] = field(default_factory=list)
+
+
+def screen(state: SenderState, command: ScreenText, policy: Policy) -> Screened:
+    """Screen one text and evolve the sender's state: the verdict, then what goes to the
+    campaign (a request for a forward; a review of his awaited request)."""
+    verdicts = decide_screening(state, command, policy)
+    out = Screened(verdicts)
+    for verdict in verdicts:
+        reviewed = review(state, verdict)
+        if reviewed is not None:
+            out.to_campaign.append(reviewed)
+        evolve_sender(state, verdict, policy)
+        if verdict.verdict == "forward":
+            # A restated forward asks again: the campaign answers with its first decision.
+            out.to_campaign.append(request_for(verdict, command.prefix, command.reply_to))
+    return out
+
+
+def reopen(state: SenderState, note: NoteReplyOutcome) -> list[SenderReopened]:
+    """Apply a request's outcome to its sender's state; the events to journal."""
+    events = decide_reopen(state, note)
+    for event in events:
+        evolve_sender(state, event)
+    return events
+
+
+class Pipeline:
+    """The decision path in memory, outcomes fed back at once: screening per sender, one
+    campaign shard, a tick once a minute while the campaign has a queue or a surge."""
+
+    def __init__(self, campaigns: Iterable[Campaign]) -> None:
+        self.shard = CampaignShard(list(campaigns))
+        self.senders: dict[str, SenderState] = {}
+        self.events: list[object] = []  # every event, in the order it was decided
+        self._next_tick = 0
+
+    def policy(self, campaign_id: str) -> Policy:
+        return self.shard.policy(campaign_id)
+
+    def busy(self, campaign_id: str) -> bool:
+        return self.shard.busy(campaign_id)
+
+    def text(self, command: ScreenText) -> Screened:
+        """One inbound text: ticks up to its time, screening, the campaign's decisions."""
+        self.tick_until(command.campaign_id, command.occurred_at)
+        self._next_tick = max(self._next_tick, (command.occurred_at // MINUTE_MS + 1) * MINUTE_MS)
+        state = self.senders.setdefault(command.sender, SenderState())
+        screened = screen(state, command, self.policy(command.campaign_id))
+        self.events += screened.verdicts
+        if screened.to_campaign:
+            self.decided(self.shard.decide(screened.to_campaign))  # type: ignore[arg-type]
+        return screened
+
+    def tick_until(self, campaign_id: str, until: int) -> None:
+        while self._next_tick < until and self.busy(campaign_id):
+            self.decided(self.shard.decide([Tick(campaign_id, self._next_tick)]))
+            self._next_tick += MINUTE_MS
+
+    def decided(self, events: list[object]) -> None:
+        """Record the campaign's events and feed what ended a request back to its sender."""
+        self.events += events
+        for event in events:
+            note = outcome_note(event)
+            if note is not None and note.sender in self.senders:
+                self.events += reopen(self.senders[note.sender], note)

@@ -1,0 +1,14 @@
+"""The worker's stages, each registered on the Faust app by one function (``streams.app``
+wires them in the order of the data flow):
+
+- ``screen``: screen_senders (per-sender screening) and the offset-order guards;
+- ``decide``: decide_replies (the campaign shards), the tick timer, deferred reply-tos;
+- ``send``: send_replies (the SMS gateway, at most once per approved request);
+- ``control``: apply_controls (operator commands) and follow_policies (live policies);
+- ``watchdog``: refetching records Faust dropped, campaign snapshots;
+- ``views``: the webhooks (texts, delivery reports), /health and /campaigns.
+
+They share one ``runtime.Runtime``: the app, its topics and tables, and the little state
+more than one stage reads. What they decide lives in plain modules, tested without a broker
+(``streams.screening``, ``streams.approvals``, ``streams.sendstate``).
+"""

@@ -1,0 +1,66 @@
+"""Stage: Bird's webhook events (``POST /webhooks/bird``) for the campaigns on Bird.
+
+``sms.inbound`` becomes the same ``ScreenText`` as a classic text (sms-received, keyed by
+the sender pseudonym); ``sms.outbound`` with a delivery status the same ``DeliveryReported``
+(journal), and with a EUR price the same reconciliation (``SettleReply`` "priced").
+Verification and parsing are in ``streams.bird_webhook``; this module gives it the ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import ScreenText, SettleReply
+from schemas.events import DeliveryReported
+from streams.bird_webhook import (
+    BirdPorts,
+    BirdSignatureVerifier,
+    SeenEvents,
+    delivery_fact_of,
+    register_bird_webhook,
+    screen_text_of,
+)
+from streams.sendstate import price_settles
+from streams.stages.runtime import Runtime
+from streams.stages.views import read_bounded, signed_url
+from streams.webhook import NumberFacts
+
+
+def register_bird(rt: Runtime) -> None:
+    settings = rt.settings
+    number_facts = NumberFacts()
+
+    async def bounded(stored: Awaitable[None]) -> None:
+        async with asyncio.timeout(settings.ack_timeout_s):
+            await stored
+
+    async def store_text(command: ScreenText) -> None:
+        await bounded(rt.acknowledged(rt.produce(rt.topics.inbound, command.sender.encode(),
+                                                 codec.encode(command))))
+
+    async def store_report(fact: DeliveryReported) -> None:
+        await bounded(rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
+                                                 codec.encode(fact))))
+        if price_settles(fact.price_micros, fact.currency):
+            await bounded(rt.settle(SettleReply(fact.message_id, fact.campaign_id, fact.sender,
+                                                "priced", fact.price_micros, fact.occurred_at)))
+
+    def campaign_for_channel(channel: str) -> Campaign | None:
+        cid = settings.bird_channels.get(channel)
+        return rt.campaigns.get(cid) if cid is not None else None
+
+    register_bird_webhook(rt.app, BirdPorts(
+        verifier=(BirdSignatureVerifier(settings.bird_signing_key, clock=rt.clock)
+                  if settings.bird_signing_key else None),
+        seen=SeenEvents(), campaign_for_channel=campaign_for_channel, read_body=read_bounded,
+        signed_url=lambda request: signed_url(settings.public_url, request),
+        to_command=lambda text, c: screen_text_of(
+            text, c, pseudonym=rt.privacy.pseudonym, seal=rt.privacy.seal,
+            number_facts=number_facts, now_ms=rt.now_ms()),
+        to_fact=lambda status, c: delivery_fact_of(status, c, pseudonym=rt.privacy.pseudonym,
+                                                   now_ms=rt.now_ms()),
+        store_text=store_text, store_report=store_report, clock=rt.clock,
+    ))

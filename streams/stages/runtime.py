@@ -1,0 +1,164 @@
+"""What the stages share: the app, its topics and tables, the ports, and the few pieces of
+runtime state more than one stage reads (live policies, the offset-order guards, the
+circuit breaker, the refetch count)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import faust
+
+from actors.campaign import CampaignState, ControlOutcome
+from infra.messagebird_gateway import SendResult
+from infra.privacy import Privacy
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
+from schemas.policy import Policy
+from streams.inorder import InOrder
+from streams.lost_tail import AckWindow, TailGuard
+from streams.sending import CircuitBreaker
+from streams.settings import Settings
+from streams.webhook import SignatureVerifier
+
+
+class Gateway(Protocol):
+    def send(
+        self, *, originator: str, recipient: str, body: str, reference: str,
+        report_url: str | None = None, scheduled_at: int | None = None,
+    ) -> SendResult: ...
+
+
+class Deciders(Protocol):
+    async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
+    async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
+    async def snapshot(self) -> list[CampaignState]: ...
+    async def status(self) -> dict[str, dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Topics:
+    inbound: faust.TopicT  # sms-received, keyed by sender pseudonym
+    requests: faust.TopicT  # reply-requests, keyed by campaign
+    outbound: faust.TopicT  # sms-outbound, keyed by campaign
+    journal: faust.TopicT  # keyed by sender pseudonym (else campaign)
+    control: faust.TopicT  # operator commands
+    policies: faust.TopicT  # PolicyChanged, one partition
+    snapshots: faust.TopicT  # campaign snapshots, keyed by campaign
+
+
+@dataclass(frozen=True)
+class Tables:
+    senders_by_pseudonym: Any  # TextPartitionedTable: SenderState as JSON bytes
+    replies_by_message: Any  # TextPartitionedTable: where each reply got to (sendstate)
+    deferred_reply_to: Any  # faust.Table: campaign -> {message id: sealed reply-to}
+
+
+@dataclass(eq=False)
+class Runtime:
+    app: faust.App
+    settings: Settings
+    deciders: Deciders
+    gateway: Gateway
+    clock: Callable[[], float]
+    names: dict[str, str]
+    topics: Topics
+    tables: Tables
+    privacy: Privacy
+    verifier: SignatureVerifier | None
+    campaigns: dict[str, Campaign]
+    # The live policy of each campaign, as this worker knows it: version 1 from the file,
+    # then every PolicyChanged read from the policies topic (stages.control).
+    live_policies: dict[str, Policy]
+    breaker: CircuitBreaker  # the gateway's (stages.send; /health shows its state)
+    policies_loaded: asyncio.Event = field(default_factory=asyncio.Event)
+    # Topic name -> its offset-order guard (streams/inorder.py), set up by stages.screen.
+    in_order: dict[str, InOrder] = field(default_factory=dict)
+    # Records Faust dropped and the watchdog fetched again (stages.watchdog; /health).
+    redelivered: int = 0
+    # Records the broker lost that this worker had read (streams/lost_tail.py; /health).
+    tail_guard: TailGuard = field(default_factory=TailGuard)
+    # Under `up`: the texts acknowledged lately, written again after a broker crash
+    # (stages.broker); None for a worker on a broker it does not run.
+    ack_window: AckWindow | None = None
+
+    def broker_status(self) -> Any:
+        """`up`'s BrokerStatus (infra/supervisor.py), or None."""
+        status = self.settings.broker_status
+        return status() if status is not None else None
+
+    def broker_down(self) -> bool:
+        status = self.settings.broker_status
+        return status is not None and not status().up
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def gateway_for(self, campaign_id: str) -> Gateway:
+        """The campaign's gateway: with providers per campaign (infra.providers
+        ``CampaignGateways``) the campaign picks it, else the one gateway serves all."""
+        pick = getattr(self.gateway, "for_campaign", None)
+        return pick(campaign_id) if pick is not None else self.gateway
+
+    def all_gateways(self) -> list[Gateway]:
+        every = getattr(self.gateway, "all", None)
+        return every() if every is not None else [self.gateway]
+
+    @property
+    def refuse_unsigned(self) -> bool:
+        """No MessageBird signing key outside insecure dev mode (a deployment on Bird only):
+        the classic webhooks refuse every request rather than accept unsigned ones."""
+        return self.settings.signing_key is None and not self.settings.allow_unsigned
+
+    @staticmethod
+    async def acknowledged(send: Awaitable[Any]) -> None:
+        # Two awaits: the first queues the record, the second waits for the broker's ack
+        # (acks=all): stored once this returns.
+        fut = await send
+        await fut
+
+    async def produce(self, topic: faust.TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
+        """Queue one record on the producer; returns its ack future. The same producer and
+        partitioner as ``topic.send`` (raw bytes, no headers), without the FutureMessage,
+        sensor state and callback Faust adds to each send (profiled: a third of each send's
+        cost in the webhook and the journal writer)."""
+        producer = await self.app.maybe_start_producer()
+        return await producer.send(topic.get_topic_name(), key, value, None, None, None)
+
+    async def record(self, events: Sequence[Any], acked: bool = False) -> None:
+        # Journal key: the sender pseudonym, so one sender's story is totally ordered (the
+        # screening replay needs that); campaign events carry their own sequence number.
+        producer = await self.app.maybe_start_producer()
+        send, topic = producer.send, self.names["journal"]
+        futures = []
+        for event in events:
+            key = getattr(event, "sender", None) or event.campaign_id
+            futures.append(await send(topic, key.encode(), codec.encode(event), None, None, None))
+        if acked and futures:
+            # Persist before acting: a campaign's events are stored before the next batch
+            # reaches its shard, so a restarted shard recovers all it ever answered.
+            await asyncio.gather(*futures)
+
+    def journaled(self, events: Sequence[Any]) -> None:
+        """The campaign events just stored (acknowledged): the shards' facade passes their
+        seqs with its next calls, so a restarted shard catches up first (actors/remote.py)."""
+        journaled = getattr(self.deciders, "journaled", None)
+        if journaled is not None:
+            journaled(events)
+
+    async def settle(self, command: SettleReply) -> None:
+        """A reply's cost settled (failed: refund; priced: the real price), to its campaign
+        through reply-requests, in order with its requests."""
+        await self.acknowledged(self.topics.requests.send(
+            key=command.campaign_id.encode(), value=codec.encode(command)))
+
+    async def start_offset(self, tp: Any) -> int | None:
+        """Where this assignment of ``tp`` started: its committed offset, else the log's
+        first (Faust reads a committed 0 as none); None if the broker does not say."""
+        committed = self.app.consumer._committed_offset.get(tp)
+        if committed is None:
+            committed = (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        return committed

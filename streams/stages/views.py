@@ -1,0 +1,220 @@
+"""The web views: MessageBird's inbound-text webhook (a text becomes a ScreenText on
+sms-received, acked before the 200), its delivery-report webhook (journaled; a price settles
+the reply's cost), ``/health`` and ``/campaigns``. Parsing and signatures: ``streams.webhook``,
+``streams.reports``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from infra.messagebird_gateway import DryRunGateway
+from schemas import codec
+from schemas.commands import ScreenText, SettleReply
+from schemas.events import DeliveryReported, TextRejected
+from streams.reports import parse_delivery_report
+from streams.sendstate import price_settles
+from streams.settings import STATUS_PATH, WEBHOOK_PATH
+from streams.stages.runtime import Runtime
+from streams.webhook import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    NumberFacts,
+    Unauthorized,
+    WebhookError,
+    parse_inbound,
+)
+
+log = logging.getLogger("antirelou")
+
+
+async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
+    # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
+    # JSON, and never buffer more than one byte past the limit. A body that takes longer
+    # than timeout_s is a slow client (streams/httpguard.py): 408.
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while size <= MAX_BODY_BYTES:
+                chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except TimeoutError:
+        raise BadRequest("slow_body", f"body not received within {timeout_s:g} s",
+                         status=408) from None
+    if size > MAX_BODY_BYTES:
+        raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+    return b"".join(chunks)
+
+
+def signed_url(public_url: str | None, request: Request) -> str:
+    # The URL MessageBird called, path and query as sent (raw_path): what it hashed.
+    try:
+        base = (public_url.rstrip("/") if public_url
+                else f"{request.scheme}://{request.host}")
+        return base + request.raw_path
+    except ValueError:  # a Host header no URL can be built from
+        raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
+
+
+def register_views(rt: Runtime) -> None:
+    register_inbound_webhook(rt)
+    register_delivery_reports(rt)
+    register_status_views(rt)
+
+
+def register_inbound_webhook(rt: Runtime) -> None:
+    settings, verifier, privacy = rt.settings, rt.verifier, rt.privacy
+    by_number = {c.number: c for c in settings.campaigns}
+    number_facts = NumberFacts()
+
+    @rt.app.page(WEBHOOK_PATH)
+    class InboundWebhook(View):
+        async def post(self, request: Request) -> Response:
+            claims: dict[str, Any] = {}
+            try:
+                raw = await read_bounded(request, settings.http_body_timeout_s)
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
+                if verifier is not None:
+                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                             signed_url(settings.public_url, request), raw)
+                sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
+            except WebhookError as exc:
+                response = self.json(exc.body(), status=exc.status)
+                if exc.status == 408:  # the rest of the body may still be on its way
+                    response.force_close()
+                return response
+            if rt.broker_down():  # `up`'s broker died: refuse at once, MessageBird retries
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])
+                return self.json({"error": "unavailable",
+                                  "message": "the broker is down; retry"}, status=503)
+            occurred_at = sms.created_at_ms if sms.created_at_ms is not None else rt.now_ms()
+            campaign = by_number.get(sms.recipient)
+            try:
+                if campaign is None:
+                    rejected = TextRejected(
+                        message_id=sms.message_id, recipient=privacy.pseudonym(sms.recipient),
+                        reason="unknown_recipient", occurred_at=occurred_at,
+                    )
+                    async with asyncio.timeout(settings.ack_timeout_s):
+                        await rt.acknowledged(rt.produce(
+                            rt.topics.journal, rejected.recipient.encode(),
+                            codec.encode(rejected)))
+                    err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
+                                     "recipient", status=404)
+                    return self.json(err.body(), status=err.status)
+                sender = privacy.pseudonym(sms.originator)
+                # Here, while the number is in clear (cached by pseudonym, not by number).
+                number = number_facts.get(sender, sms.originator)
+                command = ScreenText(
+                    message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
+                    body=sms.body, occurred_at=occurred_at, reply_to=privacy.seal(sms.originator),
+                    number_kind=number.kind, country=number.country, prefix=number.prefix,
+                )
+                value = codec.encode(command)
+                if rt.ack_window is not None:
+                    # In the order of the log (the producer's), not of the acks: written
+                    # again, a sender's texts come in the order they were screened.
+                    rt.ack_window.remember(sender.encode(), value)
+                # asyncio.timeout, not wait_for: no extra task per request.
+                async with asyncio.timeout(settings.ack_timeout_s):
+                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
+            except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
+                log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
+                if verifier is not None and claims:
+                    # Not stored: MessageBird's retry may carry the same token; the screening
+                    # still refuses a text stored twice (duplicate message id).
+                    verifier.forget(claims["jti"])
+                return self.json(
+                    {"error": "unavailable", "message": "the text could not be stored; retry"},
+                    status=503,
+                )
+            return self.json({"status": "accepted", "message_id": sms.message_id,
+                              "campaign": campaign.id})
+
+
+def register_delivery_reports(rt: Runtime) -> None:
+    settings, verifier = rt.settings, rt.verifier
+
+    @rt.app.page(STATUS_PATH)
+    class DeliveryReports(View):
+        """MessageBird's delivery report for one of our replies: journaled as a fact; its
+        price, if any, goes to the campaign to replace the estimated cost."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                if rt.refuse_unsigned:
+                    raise Unauthorized("missing_signature", "no MessageBird signing key is set")
+                if verifier is not None:
+                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                    signed_url(settings.public_url, request), b"")
+                report = parse_delivery_report(request.query, len(request.query_string))
+            except WebhookError as exc:
+                return self.json(exc.body(), status=exc.status)
+            if report.campaign_id not in rt.campaigns:
+                err = BadRequest("unknown_campaign", "no such campaign", "campaign", status=404)
+                return self.json(err.body(), status=err.status)
+            if rt.broker_down():
+                return self.json({"error": "unavailable",
+                                  "message": "the broker is down; retry"}, status=503)
+            sender = rt.privacy.pseudonym(report.recipient)
+            at = report.status_at_ms if report.status_at_ms is not None else rt.now_ms()
+            fact = DeliveryReported(
+                message_id=report.reference, campaign_id=report.campaign_id, sender=sender,
+                provider_message_id=report.provider_message_id, status=report.status,
+                status_reason=report.status_reason, error_code=report.error_code,
+                price_micros=report.price_micros, currency=report.currency, occurred_at=at,
+            )
+            try:
+                await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
+                    key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
+                if price_settles(report.price_micros, report.currency):
+                    await asyncio.wait_for(rt.settle(SettleReply(
+                        report.reference, report.campaign_id, sender, "priced",
+                        report.price_micros, at)), settings.ack_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
+                log.error("delivery report for %s not stored: %s", report.reference,
+                          type(exc).__name__)
+                return self.json({"error": "unavailable",
+                                  "message": "the report could not be stored; retry"},
+                                 status=503)
+            return self.json({"status": "accepted", "reference": report.reference})
+
+
+def register_status_views(rt: Runtime) -> None:
+    @rt.app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            broker = rt.broker_status()
+            up = broker is None or broker.up
+            return self.json({
+                "status": "ok" if up else f"broker down: {broker.reason}",
+                # Under `up`: its broker (infra/supervisor.py), what it lost that this worker
+                # had read, the texts written again after it came back (stages.broker).
+                "broker": broker.to_json() if broker is not None else None,
+                "records_lost": rt.tail_guard.health(),
+                "texts_written_again": rt.ack_window.rewritten if rt.ack_window else 0,
+                "campaigns": sorted(rt.campaigns),
+                "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
+                "signed_webhooks": rt.verifier is not None,
+                "messagebird_circuit": rt.breaker.state,
+                # Times Faust was found to have dropped fetched records, fetched again.
+                "records_refetched": {
+                    "holes": sum(guard.holes for guard in rt.in_order.values()),
+                    "tail": rt.redelivered,
+                },
+            }, status=200 if up else 503)
+
+    @rt.app.page("/campaigns")
+    class CampaignStatus(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(await rt.deciders.status())

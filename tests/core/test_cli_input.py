@@ -1,0 +1,189 @@
+"""Bad input to the `antirelou` command: one line saying what is wrong, and a distinct exit
+status (2 bad input, 4 broker unreachable); no traceback. In process (``cli.main``) where no
+broker is needed, and as a subprocess for the unreachable broker."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from schemas.policy import OPERATOR_KEYS
+from streams import cli
+
+GOOD = """
+[[campaign]]
+id = "paris"
+number = "{number}"
+reply_text = "Non, c'est non."
+language = "fr"
+budget_eur = {budget}
+price_per_segment_eur = "0.08"
+start = {start}
+end = 2027-10-31
+{extra}
+"""
+KEY_A = base64.urlsafe_b64encode(bytes(range(32))).decode()
+
+
+def write(tmp_path, number="+33644630001", budget='"3700.00"', start="2026-11-01", extra=""):
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD.format(number=number, budget=budget, start=start, extra=extra))
+    return path
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_check_prints_each_campaigns_reply_cost(tmp_path, capsys):
+    code, out, err = run(capsys, "check", "--config", str(write(tmp_path)))
+    assert code == 0, err
+    assert out.splitlines()[1] == (
+        "  paris (+33644630001, FR, fr): 2026-11-01 to 2027-10-31, budget EUR 3,700.00; reply 1 "
+        "GSM-7 segment(s) x EUR 0.08 = EUR 0.0800 (46,250 replies); sender shown: 33644630001")
+
+
+def test_a_national_number_needs_the_campaigns_country(tmp_path, capsys):
+    path = write(tmp_path, number="06 44 63 00 01")
+    code, _, err = run(capsys, "check", "--config", str(path))
+    assert (code, one_line(err)) == (2, (
+        f"antirelou: {path}: campaign #1 ('paris'): 'number' '06 44 63 00 01' is in national "
+        "form: write it in international form (+33...) or set 'country'"))
+    path = write(tmp_path, number="06 44 63 00 01", extra='country = "FR"')
+    code, out, err = run(capsys, "check", "--config", str(path))
+    assert code == 0 and "paris (+33644630001, FR, fr)" in out, err
+
+
+@pytest.mark.parametrize("extra, budget, start, message", [
+    ('country = "XX"', '"3700.00"', "2026-11-01",
+     "'country' 'XX' is not an ISO country code (e.g. FR, BE)"),
+    ('originator = "AntiRelouParisNord"', '"3700.00"', "2026-11-01",
+     "'originator' 'AntiRelouParisNord' must be a phone number or 1 to 11 letters and digits "
+     "(what MessageBird shows as sender)"),
+    ('originator = "Anti-Relou"', '"3700.00"', "2026-11-01",
+     "'originator' 'Anti-Relou' must be a phone number or 1 to 11 letters and digits "
+     "(what MessageBird shows as sender)"),
+    ("", '"1e3"', "2026-11-01",
+     "'budget_eur' = '1e3' is not an amount in EUR (write it like 3700.00)"),
+])
+def test_campaign_values_are_checked_for_meaning(tmp_path, capsys, extra, budget, start, message):
+    path = write(tmp_path, budget=budget, start=start, extra=extra)
+    code, _, err = run(capsys, "check", "--config", str(path))
+    assert (code, one_line(err)) == (2, f"antirelou: {path}: campaign #1 ('paris'): {message}")
+
+
+def test_a_bad_date_is_reported_as_a_bad_date_not_a_toml_error(tmp_path, capsys):
+    path = write(tmp_path, start="2026-13-01")
+    code, _, err = run(capsys, "check", "--config", str(path))
+    assert (code, one_line(err)) == (
+        2, f"antirelou: {path}: line 9: 'start': 2026-13-01 is not a date (month must be in 1..12)")
+
+
+def test_two_operators_sharing_a_key_are_refused(tmp_path, capsys):
+    ops = "".join(f'[[operator]]\nname = "{n}"\npublic_key = "{KEY_A}"\nmay = ["policy"]\n'
+                  for n in ("alice", "bob"))
+    path = write(tmp_path, extra=ops)
+    code, _, err = run(capsys, "check", "--config", str(path))
+    assert (code, one_line(err)) == (2, (
+        f"antirelou: {path}: operator #2 ('bob'): same 'public_key' as operator 'alice' (each "
+        "operator needs a key of her own: `antirelou operator new`)"))
+
+
+def test_a_missing_campaign_file(tmp_path, capsys):
+    code, _, err = run(capsys, "check", "--config", str(tmp_path / "nope.toml"))
+    assert (code, one_line(err)) == (2, f"antirelou: {tmp_path / 'nope.toml'}: campaign file not found")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["policy", "set", "paris", "allowed_countries=FR,XX"],
+     "antirelou: allowed_countries: XX not ISO country codes (e.g. FR,BE)"),
+    (["policy", "set", "paris", "blocked_prefixes=33756"],
+     "antirelou: blocked_prefixes: 33756: write a range as country code - 3 digits, e.g. 33-756"),
+    (["policy", "set", "paris", "reserve_eur=1e3"],
+     "antirelou: reserve_eur: '1e3' is not an amount in EUR (write it like 250.00)"),
+    (["budget", "credit", "paris", "1e3", "--source", "leetchi"],
+     "antirelou: amount: '1e3' is not an amount in EUR (write it like 250.00)"),
+    (["budget", "credit", "paris", "NaN", "--source", "leetchi"],
+     "antirelou: amount: 'NaN' is not an amount in EUR (write it like 250.00)"),
+    (["policy", "set", "atlantis", "reserve_eur=1"],
+     "antirelou: unknown campaign 'atlantis'; known: paris"),
+    (["journal", "--type", "ReplyApproved,Nope"], None),
+    (["journal", "--since", "yesterday"],
+     "antirelou: --since 'yesterday': expected a date (2026-12-01), a time (2026-12-01T20:00) "
+     "or a duration back from now (30m, 2h, 7d)"),
+])
+def test_bad_operator_input_is_one_line_and_exit_2_before_any_broker(tmp_path, capsys, argv,
+                                                                     message):
+    # The broker address is unused: input is checked first (nothing listens on port 9).
+    code, _, err = run(capsys, *argv, "--config", str(write(tmp_path)), "--kafka", "127.0.0.1:9")
+    line = one_line(err)
+    assert code == 2, err
+    if message is None:
+        assert line.startswith("antirelou: --type: unknown event type(s) Nope; known: ")
+    else:
+        assert line == message
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv", [["journal"], ["policy", "show"], ["export", "--out", "x.jsonl"],
+                                  ["budget", "credit", "paris", "5", "--source", "s",
+                                   "--insecure-dev"],
+                                  ["audit"]])
+def test_an_unreachable_broker_is_one_line_and_exit_4(tmp_path, argv):
+    port = free_port()
+    config = write(tmp_path)
+    extra = ["--config", str(config)] if argv[0] != "export" else []
+    r = subprocess.run([sys.executable, "-m", "streams.cli", *argv, *extra,
+                        "--kafka", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 4, r.stderr
+    lines = [line for line in r.stderr.splitlines() if "UNSIGNED" not in line]
+    assert lines == [f"antirelou: cannot reach the broker at 127.0.0.1:{port}: "
+                     "KafkaConnectionError; set --kafka or KAFKA_BOOTSTRAP_SERVERS"], r.stderr
+
+
+def test_version_and_help_on_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == "antirelou 0.1.0"
+    parser = cli.build_parser()
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif action.option_strings and action.help in (None, "") and action.dest != "help":
+                missing.append(f"{path} {action.option_strings[0]}")
+            elif not action.option_strings and not action.help and action.dest != "help":
+                missing.append(f"{path} {action.dest}")
+
+    walk(parser, "antirelou")
+    assert missing == []
+    assert set(cli.POLICY_KEY_HELP) == set(OPERATOR_KEYS)
+    with pytest.raises(SystemExit):
+        cli.main(["policy", "set", "--help"])
+    shown = capsys.readouterr().out
+    assert all(f"  {key} " in shown for key in OPERATOR_KEYS)
+    assert "(default: infra/campaigns.example.toml)" in " ".join(shown.split())

@@ -1,0 +1,184 @@
+"""The Bird provider end to end: the real worker, with campaign paris on Bird's Channels API
+(a local Bird server, signed events) and lyon on MessageBird classic, in one deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+import requests
+
+from infra.bird_local import LocalBird
+from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    CONFIG,
+    REPLY_LYON,
+    REPLY_PARIS,
+    new_sender,
+    of,
+    start_worker,
+    stop_worker,
+)
+
+pytestmark = pytest.mark.services
+
+BIRD_KEY = "e2e_bird_access_key"
+BIRD_SIGNING_KEY = "e2e-bird-signing-key-0123456789"
+WORKSPACE = "ws-e2e"
+CHANNEL = "ch-paris"
+STATUS_PRICE = "0.05"  # per part: Bird charged less than the campaign's 0.08 estimate
+# paris on Bird (its channel), lyon and tiny on the classic provider.
+BIRD_CONFIG = (f'[bird]\nworkspace_id = "{WORKSPACE}"\n\n'
+               + CONFIG.replace('id = "paris"\n',
+                                f'id = "paris"\nprovider = "bird"\nbird_channel_id = "{CHANNEL}"\n', 1))
+
+
+@pytest.fixture(scope="module")
+def bird():
+    with LocalBird(access_key=BIRD_KEY, workspace_id=WORKSPACE, signing_key=BIRD_SIGNING_KEY,
+                   status_price=STATUS_PRICE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bird_worker(tmp_path_factory, kafka, ray_address, bird, messagebird):
+    w = start_worker(tmp_path_factory.mktemp("bird"), kafka, ray_address, {
+        "BIRD_ACCESS_KEY": BIRD_KEY, "BIRD_ENDPOINT": bird.endpoint,
+        "BIRD_SIGNING_KEY": BIRD_SIGNING_KEY, "BIRD_TIMEOUT_S": "1",
+        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
+    }, config_text=BIRD_CONFIG)
+    bird.events_url = w.url + "/webhooks/bird"
+    yield w
+    stop_worker(w)
+
+
+def replies_to(bird: LocalBird, number: str) -> list[dict]:
+    return [m for m in bird.messages if m["recipient"] == number]
+
+
+def test_a_text_in_gets_one_reply_out_through_bird(bird_worker, bird):
+    sender = new_sender()
+    r = bird.send_inbound(sender, "t'es ou ?", CHANNEL)
+    assert r.status_code == 200, r.text
+    assert r.json()["campaign"] == "paris"
+    events = bird_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    (sent,) = of(events, r.message_id, "ReplySent")
+    (reply,) = replies_to(bird, sender)
+    assert reply["text"] == REPLY_PARIS and reply["reference"] == r.message_id
+    assert reply["channel_id"] == CHANNEL and sent.provider_message_id == reply["id"]
+    # The same privacy as the classic webhook: no number in the journal, only a pseudonym.
+    journal = repr(of(events, r.message_id))
+    assert sender not in journal and sender[2:] not in journal
+    # A second text from the same sender: screened out, no second reply.
+    again = bird.send_inbound(sender, "allo ?", CHANNEL)
+    bird_worker.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened"))
+    assert len(replies_to(bird, sender)) == 1
+
+
+def test_the_classic_campaign_still_goes_through_messagebird(bird_worker, messagebird, bird):
+    sender = new_sender()
+    r = bird_worker.post(sender=sender, campaign="lyon")
+    assert r.status_code == 200
+    bird_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+    assert [m["body"] for m in messagebird.messages if sender in m["recipients"]] == [REPLY_LYON]
+    assert replies_to(bird, sender) == []
+
+
+@pytest.mark.parametrize("how", ["forged", "stale", "unsigned"])
+def test_a_forged_or_stale_event_is_refused_and_nothing_is_stored(bird_worker, bird, how):
+    sign = {"forged": {"key": "not-the-key"}, "stale": {"timestamp": int(time.time()) - 900},
+            "unsigned": {"key": ""}}[how]
+    r = bird.send_inbound(new_sender(), "t'es ou ?", CHANNEL, **sign)
+    assert r.status_code == 401, r.text
+    # A text posted after it is stored; the refused one never is.
+    probe = bird.send_inbound(new_sender(), "probe", CHANNEL)
+    events = bird_worker.wait_for(lambda ev: of(ev, probe.message_id, "TextReceived"))
+    assert of(events, r.message_id) == []
+
+
+def test_a_replayed_event_is_refused(bird_worker, bird):
+    first = bird.send_inbound(new_sender(), "t'es ou ?", CHANNEL)
+    assert first.status_code == 200
+    replay = requests.post(bird.events_url, data=first.raw_body, headers=first.sent_headers,
+                           timeout=30)
+    assert (replay.status_code, replay.json()["error"]) == (401, "replayed_event")
+    events = bird_worker.wait_for(lambda ev: of(ev, first.message_id, "ReplySent"))
+    assert len(of(events, first.message_id, "TextReceived")) == 1
+
+
+def test_a_malformed_event_is_a_clear_4xx(bird_worker, bird):
+    r = bird.post_event("sms.inbound", {"id": "x", "channelId": CHANNEL, "sender": {}})
+    assert r.status_code == 422 and r.json()["field"] == "payload.sender"
+    raw = b"\xff not json"
+    stamp = str(int(time.time()))
+    from infra.bird_signature import sign_bird
+    bad = requests.post(bird.events_url, data=raw, timeout=30, headers={
+        "Content-Type": "application/json", TIMESTAMP_HEADER: stamp,
+        SIGNATURE_HEADER: sign_bird(BIRD_SIGNING_KEY, stamp, bird.events_url, raw)})
+    assert bad.status_code == 400 and json.loads(bad.text)["error"] == "bad_json"
+
+
+def test_a_delivery_status_reconciles_the_price(bird_worker, bird):
+    bird.status_delay_s = 0.3
+    try:
+        before = bird_worker.status()["paris"]
+        r = bird.send_inbound(new_sender(), "t'es ou ?", CHANNEL)
+        events = bird_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplyCostReconciled"))
+    finally:
+        bird.status_delay_s = None
+    (approved,) = set(of(events, r.message_id, "ReplyApproved"))
+    reports = {e.status: e for e in of(events, r.message_id, "DeliveryReported")}
+    actual = int(Decimal(STATUS_PRICE) * approved.segments * 1_000_000)
+    assert (reports["delivered"].price_micros, reports["delivered"].currency) == (actual, "EUR")
+    (priced,) = set(of(events, r.message_id, "ReplyCostReconciled"))
+    assert (priced.estimated_micros, priced.actual_micros) == (approved.cost_micros, actual)
+    after = bird_worker.status()["paris"]
+    assert after["balance_micros"] == before["balance_micros"] - actual
+    assert all(status == 200 for _, status in bird.wait_for_events(2))
+
+
+def test_a_5xx_is_retried_and_one_reply_goes_out(bird_worker, bird):
+    bird.fail_next(2, 503)
+    sender = new_sender()
+    r = bird.send_inbound(sender, "t'es ou ?", CHANNEL)
+    events = bird_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"), timeout=90)
+    assert max(a.attempt for a in of(events, r.message_id, "ReplyAttempted")) == 3
+    assert len(replies_to(bird, sender)) == 1
+
+
+def test_a_timeout_is_uncertain_and_never_resent(bird_worker, bird):
+    bird.delay_next(1, 2.5)  # BIRD_TIMEOUT_S is 1; the message is accepted before the wait
+    sender = new_sender()
+    r = bird.send_inbound(sender, "t'es ou ?", CHANNEL, message_id=str(uuid.uuid4()))
+    events = bird_worker.wait_for(lambda ev: of(ev, r.message_id, "ReplyUncertain"))
+    (uncertain,) = of(events, r.message_id, "ReplyUncertain")
+    assert uncertain.reason == "timeout"
+    assert not of(events, r.message_id, "ReplySent")
+    time.sleep(3)
+    assert len(replies_to(bird, sender)) == 1  # it went out once, and only once
+
+
+@pytest.mark.parametrize("change,env,message", [
+    (lambda c: c, {}, "BIRD_SIGNING_KEY"),
+    (lambda c: c.replace(f'bird_channel_id = "{CHANNEL}"\n', ""), {"BIRD_SIGNING_KEY": "k"},
+     "needs 'bird_channel_id'"),
+    (lambda c: c.replace(f'workspace_id = "{WORKSPACE}"', 'workspace = "x"'),
+     {"BIRD_SIGNING_KEY": "k"}, "unknown keys"),
+])
+def test_the_worker_refuses_to_start_with_bad_provider_settings(tmp_path, change, env, message):
+    config = tmp_path / "campaigns.toml"
+    config.write_text(change(BIRD_CONFIG))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BIRD_", "ANTIRELOU_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--kafka", "127.0.0.1:1",
+         "--config", str(config), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60,
+        env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k", **env})
+    assert done.returncode == 2 and message in done.stderr, done.stderr
