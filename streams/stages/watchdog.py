@@ -147,7 +147,7 @@ class Refetch:
         ends = await self.end_offsets.of(tps=watched)
         for tp in watched:
             end = ends.get((tp.topic, tp.partition))
-            if tp in pending or end is None:
+            if end is None:
                 suspects.pop(tp, None)
                 continue
             # The last offset handed to the agents (Faust's monitor, not moved by seeks),
@@ -165,7 +165,7 @@ class Refetch:
                                         "position" if last is not None else "committed")
                 suspects.pop(tp, None)
                 continue
-            if expected is None or end <= expected:
+            if tp in pending or expected is None or end <= expected:
                 suspects.pop(tp, None)
                 continue
             if suspects.get(tp) != (end, expected):
