@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from schemas.events import (
     DeliveryReported,
-    SenderScreened,
     RecordsLost,
     ReplyApproved,
     ReplyAttempted,
     ReplySent,
+    SenderScreened,
     TextReceived,
 )
 from streams.lost_tail import TailGuard, account, render_text
