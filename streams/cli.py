@@ -51,16 +51,20 @@ POLICY_KEY_HELP = {
     "sender_burst": "texts a sender may send at once before he is a flooder",
     "sender_period_minutes": "then one text per this many minutes",
     "filter_test_texts": "true: 'test' and the like are not answered",
-    "pacing": "true: spread the budget over the remaining days",
+    "pacing": "true: the allowance, a token bucket refilled until the end date",
+    "allowance_burst_percent": "the bucket holds at most this % of the spendable balance",
     "prefix_burst": "first texts a number range may send at once (off: no limit)",
     "prefix_period_minutes": "then one first text per this many minutes",
     "reply_delay_minutes": "send each reply this long after its approval",
-    "surge_multiple": "a minute with this multiple of the hour's mean starts a surge (off)",
+    "surge_multiple": "a minute with this multiple of the baseline starts a surge (5; off)",
     "surge_min_rate": "and at least this many first texts a minute",
+    "surge_expected_per_minute": "the baseline's prior: first texts a minute expected",
     "surge_quiet_minutes": "the surge ends after this many quiet minutes",
     "surge_queue": "replies deferred during a surge, at most",
+    "surge_watch_minutes": "a deferred reply is watched this long (a flooder's is withdrawn)",
     "surge_ttl_minutes": "a deferred reply expires after this long",
-    "surge_release_per_minute": "deferred replies released a minute, at most",
+    "surge_release_per_minute": "first texts released a minute during a surge (0: at its end)",
+    "surge_human_percent": "at the end, release first texts if this % texted again, else expire",
 }
 
 
@@ -568,7 +572,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
             report_base_url=(args.report_url or args.public_url
                              or f"http://{args.web_host}:{args.web_port}"),
-            retry=RetryPolicy(max_attempts=args.send_attempts),
+            # The hard cap on calls (probes included) is never below the attempts asked for.
+            retry=RetryPolicy(max_attempts=args.send_attempts,
+                              max_calls=max(RetryPolicy.max_calls, args.send_attempts)),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
             replication_factor=replication,
