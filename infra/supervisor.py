@@ -59,11 +59,15 @@ class BrokerStatus:
     down_since: float | None  # wall clock, while down
     last_outage_s: float | None  # how long the last outage lasted
     gave_up: bool = False
+    back_at: float | None = None  # wall clock of the last restart (the send stage's check)
+    # The end offset of each (topic, partition) the restarted broker came back with, read
+    # from the snapshot it restarts from: a worker that had read past one lost records.
+    ends_at_restart: dict[tuple[str, int], int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"up": self.up, "reason": self.reason, "restarts": self.restarts,
                 "down_since": self.down_since, "last_outage_s": self.last_outage_s,
-                "gave_up": self.gave_up}
+                "gave_up": self.gave_up, "back_at": self.back_at}
 
 
 # ------------------------------------------------------------------------- pid file
@@ -159,13 +163,16 @@ class BrokerSupervisor:
     """Runs ``broker`` for ``up``: see the module docstring."""
 
     def __init__(self, broker: EmbeddedBroker, state_dir: Path, *, max_restarts: int = 5,
-                 window_s: float = 60.0, poll_s: float = 0.2,
+                 window_s: float = 60.0, poll_s: float = 0.2, restart_delay_s: float = 0.5,
                  on_give_up: Callable[[str], None] | None = None) -> None:
         self.broker = broker
         self.state_dir = Path(state_dir)
         self.max_restarts = max_restarts
         self.window_s = window_s
         self.poll_s = poll_s
+        # Before the n-th restart within the window: restart_delay_s * 2**(n-1), at most
+        # 10 s (a broker that dies at once again is not restarted in a tight loop).
+        self.restart_delay_s = restart_delay_s
         self._on_give_up = on_give_up if on_give_up is not None else _stop_this_process
         self._lock = threading.Lock()
         self._status = BrokerStatus(False, "not started", 0, None, None)
@@ -209,6 +216,41 @@ class BrokerSupervisor:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout + 10.0)
         self._stop_broker(timeout)
+
+    def wait_persisted(self, timeout: float = 5.0) -> bool:
+        """Block until noida-db has written a snapshot begun after this call (its
+        ``kafka.json`` replaced twice: the first may have been under way), so that what was
+        created before it (topics) survives a kill -9. False if none came in time."""
+        path = self.broker.data_dir / "kafka.json"
+
+        def stamp() -> tuple[int, int] | None:
+            try:
+                st = path.stat()
+            except OSError:
+                return None
+            return st.st_ino, st.st_mtime_ns
+
+        # A snapshot replaced after this call may have been taken just before it: one
+        # that ends 0.2 s or more after it cannot (it takes milliseconds on this state),
+        # else the next one, if any comes (noida-db writes only while there are changes).
+        t0 = time.time_ns()
+        seen = stamp()
+        deadline = time.monotonic() + timeout
+        first_at: float | None = None
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = stamp()
+            if now == seen:
+                if first_at is not None and time.monotonic() - first_at > 2.0:
+                    return True  # no later change to write: the first one had it all
+                continue
+            seen = now
+            if now is not None and now[1] - t0 >= 200_000_000:
+                return True
+            if first_at is not None:
+                return True
+            first_at = time.monotonic()
+        return first_at is not None
 
     def _stop_broker(self, timeout: float) -> None:
         with self._lock:
@@ -262,8 +304,12 @@ class BrokerSupervisor:
                               f"{self.window_s:g} s: giving up")
                 return
             self._set(up=False, reason=f"{reason}; restarting it", down_since=died_at)
-            log.error("%s; restarting it on %s (writes acknowledged in its last second "
-                      "may be lost)", reason, self.broker.bootstrap_servers)
+            delay = min(10.0, self.restart_delay_s * 2 ** (len(self._deaths) - 1))
+            log.error("%s; restarting it on %s in %.1f s (writes acknowledged in its last "
+                      "second may be lost)", reason, self.broker.bootstrap_servers, delay)
+            if self._stopping.wait(delay):
+                return
+            ends = snapshot_ends(self.broker.data_dir)
             try:
                 self._start_broker(timeout)
             except BrokerError as exc:
@@ -271,7 +317,8 @@ class BrokerSupervisor:
                 return
             outage = time.time() - died_at
             self._set(restarts=self._status.restarts + 1, down_since=None,
-                      last_outage_s=round(outage, 3))
+                      last_outage_s=round(outage, 3), back_at=time.time(),
+                      ends_at_restart=ends)
             log.warning("embedded broker back on %s after %.1f s (pid %s, restart %d)",
                         self.broker.bootstrap_servers, outage, self.broker.pid,
                         self._status.restarts)
@@ -282,6 +329,39 @@ class BrokerSupervisor:
         log.critical("%s; `antirelou up` stops", reason)
         (self.state_dir / PID_FILE).unlink(missing_ok=True)
         self._on_give_up(reason)
+
+
+def snapshot_ends(data_dir: Path) -> dict[tuple[str, int], int] | None:
+    """Each partition's end offset in noida-db's snapshot (``kafka.json``: what a restart
+    comes back with); None if it cannot be read (its format is noida-db 0.2.3's)."""
+    try:
+        state = json.loads((Path(data_dir) / "kafka.json").read_bytes())
+        ends: dict[tuple[str, int], int] = {}
+        for name, topic in state["topics"]:
+            for number, partition in topic["partitions"]:
+                ends[(name, int(number))] = int(partition["high_watermark"])
+        return ends
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the broker's snapshot for its end offsets (%s)",
+                    type(exc).__name__)
+        return None
+
+
+def persist_topology(app: Any, supervisor: BrokerSupervisor | None, kafka: str) -> None:
+    """Create the Faust app's table changelogs now, with their partition count, and wait
+    for the embedded broker to persist them. Faust creates them as it starts; noida-db
+    killed within a second after that forgets them, and then creates them again with one
+    partition when they are next named (the worker crashes: "Unrecognized partition", and
+    the next start with PartitionsMismatch)."""
+    from infra.broker import ensure_topics
+
+    topics = {t.changelog_topic.get_topic_name(): t.changelog_topic.partitions or t.partitions
+              for t in app.tables.values()}
+    topics = {name: int(n) for name, n in topics.items() if n}
+    if topics:
+        ensure_topics(kafka, topics, config={n: {"cleanup.policy": "compact"} for n in topics})
+    if supervisor is not None and not supervisor.wait_persisted():
+        log.warning("the embedded broker wrote no snapshot within 5 s")
 
 
 def _describe_exit(code: int) -> str:
@@ -328,3 +408,11 @@ def bound_shutdown(worker: Any, grace_s: float, cleanup: Callable[[], None],
         original(sig)
 
     worker._schedule_shutdown = schedule_shutdown
+    # A worker that stops by itself (a service crashed) is bounded the same way.
+    original_stop = worker.stop
+
+    async def stop() -> None:
+        armed.set()
+        await original_stop()
+
+    worker.stop = stop

@@ -37,6 +37,7 @@ from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
 from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings, topic_names
 from streams.stages.bird import register_bird
+from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
 from streams.stages.runtime import Deciders, Gateway, Runtime, Tables, Topics
@@ -160,6 +161,7 @@ def create_app(
     register_decide(rt)
     register_send(rt)
     register_watchdog(rt)
+    register_broker_recovery(rt)  # under `up`: what its broker lost when it died
     register_views(rt)
     if settings.bird_channels:
         register_bird(rt)

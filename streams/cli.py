@@ -458,8 +458,10 @@ def supervised_broker(state_dir: Path, port: int):
     from infra.broker import EmbeddedBroker
     from infra.supervisor import BrokerSupervisor
 
+    delay = float(_env("ANTIRELOU_BROKER_RESTART_DELAY_S", "0.5"))
     supervisor = BrokerSupervisor(EmbeddedBroker(state_dir / "kafka", port=port,
-                                                 die_with_parent=True), state_dir).start()
+                                                 die_with_parent=True), state_dir,
+                                  restart_delay_s=delay).start()
     if supervisor.orphan_note:
         print(f"antirelou: {supervisor.orphan_note}", flush=True)
     return supervisor
@@ -482,7 +484,7 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
     from infra.messagebird_gateway import DryRunGateway, gateway_from_env
     from infra.operators import NO_OPERATORS, load_operators
     from infra.providers import gateways_from_env, load_providers
-    from infra.supervisor import bound_shutdown
+    from infra.supervisor import bound_shutdown, persist_topology
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH, Settings, create_app, topic_names
     from streams.bird_webhook import BIRD_WEBHOOK_PATH
@@ -583,8 +585,10 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             http_idle_timeout_s=args.http_idle_timeout,
             http_body_timeout_s=args.http_body_timeout,
             event_skew_ms=int(args.event_skew_minutes * 60_000),
+            broker_status=broker.status if broker is not None else None,
         )
         app = create_app(settings, shards, gateway)
+        persist_topology(app, broker, kafka)  # a broker killed now loses none of it
         admin_token = _env("ANTIRELOU_ADMIN_TOKEN")
         register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev)
 

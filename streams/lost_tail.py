@@ -25,6 +25,7 @@ in the journal, and attempts with no outcome.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from schemas.events import (
     ReplyFailed,
     ReplySent,
     ReplyUncertain,
+    SenderScreened,
     TextReceived,
 )
 
@@ -92,6 +94,50 @@ async def resume_at_end(consumer: Any, tp: Any, end: int) -> None:
     acked = consumer._acked.get(tp)
     if acked:
         acked[:] = [offset for offset in acked if offset < end]
+    gap = consumer._gap.get(tp)
+    if gap:  # an intervaltree of offsets Faust waits for: those past the end never come
+        gap.chop(end, max(end + 1, gap.end()))
+
+
+class AckWindow:
+    """The texts the webhook acknowledged in the last ``seconds``, to write again when the
+    embedded broker comes back from a crash: the broker may have lost them (about its last
+    second), MessageBird will not send them again (it got its 200), and the screening takes
+    a text given twice once (its verdict again, journaled as a restatement). Only while
+    the same process lives (``up`` restarts its broker under a running worker)."""
+
+    def __init__(self, seconds: float = 5.0, clock: Any = None) -> None:
+        import time
+
+        self.seconds = seconds
+        self._clock = clock or time.time
+        self._items: deque[tuple[float, bytes, bytes]] = deque()
+        self._restarts_seen = 0
+        self.rewritten = 0
+
+    def remember(self, key: bytes, value: bytes) -> None:
+        now = self._clock()
+        items = self._items
+        items.append((now, key, value))
+        horizon = now - self.seconds
+        while items and items[0][0] < horizon:
+            items.popleft()
+
+    def to_rewrite(self, status: Any) -> list[tuple[bytes, bytes]]:
+        """After a restart not seen yet (``status``: infra.supervisor.BrokerStatus): the texts
+        acknowledged within ``seconds`` before the broker died; else nothing."""
+        if status is None or not status.up or status.restarts <= self._restarts_seen:
+            return []
+        self._restarts_seen = status.restarts
+        died_at = (status.back_at or self._clock()) - (status.last_outage_s or 0.0)
+        chosen = [(k, v) for t, k, v in self._items if died_at - self.seconds <= t <= died_at]
+        self.rewritten += len(chosen)
+        return chosen
+
+    def retry_later(self, count: int) -> None:
+        """The texts from :meth:`to_rewrite` could not be written: offer them again."""
+        self._restarts_seen -= 1
+        self.rewritten -= count
 
 
 # -------------------------------------------------------------------- in the audit
@@ -109,6 +155,9 @@ class LossAccount:
     sent_without_approval: list[str] = field(default_factory=list)
     approved_without_text: list[str] = field(default_factory=list)
     attempted_without_outcome: list[str] = field(default_factory=list)
+    # verdicts that count more texts of their sender than the journal holds before them:
+    # the earlier texts' records were lost, or came back later (written again)
+    screened_ahead: list[str] = field(default_factory=list)
     texts: int = 0
     sent: int = 0
     reported: int = 0
@@ -116,7 +165,8 @@ class LossAccount:
     @property
     def any(self) -> bool:
         return bool(self.records_lost or self.seq_gaps or self.reported_not_sent
-                    or self.sent_without_approval or self.approved_without_text)
+                    or self.sent_without_approval or self.approved_without_text
+                    or self.screened_ahead)
 
     @property
     def missing_decisions(self) -> int:
@@ -134,6 +184,7 @@ class LossAccount:
             "sent_without_approval": self.sent_without_approval,
             "approved_without_text": self.approved_without_text,
             "attempted_without_outcome": self.attempted_without_outcome,
+            "screened_ahead_of_the_journal": self.screened_ahead,
             "texts": self.texts, "sent": self.sent, "reported": self.reported,
         }
 
@@ -150,11 +201,17 @@ class Accountant:
         self.attempted: dict[str, None] = {}
         self.reports: dict[str, str] = {}
         self.seqs: dict[str, set[int]] = {}
+        self.texts_of: dict[str, set[str]] = {}  # sender -> his texts journaled so far
+        self.ahead: dict[str, None] = {}
 
     def feed(self, ev: Any) -> None:
         t = type(ev)
         if t is TextReceived:
             self.texts.add(ev.message_id)
+            self.texts_of.setdefault(ev.sender, set()).add(ev.message_id)
+        elif t is SenderScreened:
+            if ev.texts_from_sender > len(self.texts_of.get(ev.sender, ())):
+                self.ahead[ev.message_id] = None
         elif t is ReplyApproved:
             self.approved.add(ev.message_id)
         elif t is ReplySent:
@@ -189,6 +246,7 @@ class Accountant:
         acc.sent_without_approval = sorted(sent - self.approved)
         acc.approved_without_text = sorted(self.approved - self.texts)
         acc.attempted_without_outcome = sorted(m for m in self.attempted if m not in self.ended)
+        acc.screened_ahead = list(self.ahead)
         acc.texts, acc.sent, acc.reported = len(self.texts), len(sent), len(self.reports)
         return acc
 
@@ -231,6 +289,12 @@ def render_text(acc: LossAccount, limit: int = 10) -> str:
         out.append(f"  - {len(acc.attempted_without_outcome)} send(s) attempted with no "
                    "outcome (under way, or the outcome was lost): "
                    + ", ".join(acc.attempted_without_outcome[:limit]))
+    if acc.screened_ahead:
+        out.append(f"  - {len(acc.screened_ahead)} verdict(s) count more texts of their sender "
+                   "than the journal holds before them (the earlier texts' records were lost, "
+                   "or came back later, written again after a broker crash): the replay's "
+                   "screening mismatches for them follow from that: "
+                   + ", ".join(acc.screened_ahead[:limit]))
     out.append(f"  journal: {acc.texts} texts, {acc.sent} replies sent, {acc.reported} with a "
                "delivery report. Texts acknowledged in the lost second that MessageBird "
                "does not retry are gone: only the provider's inbound log has them.")

@@ -6,7 +6,7 @@ Built by ``streams.cli`` from the environment and the campaigns file; read by th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,4 +84,7 @@ class Settings:
     event_skew_ms: int = 5 * 60_000
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
+    # `up`'s broker supervisor (infra/supervisor.py): () -> BrokerStatus; None for a worker
+    # on a broker it does not run. While it is down the webhooks answer 503 at once.
+    broker_status: Callable[[], Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

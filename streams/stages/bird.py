@@ -37,11 +37,20 @@ def register_bird(rt: Runtime) -> None:
         async with asyncio.timeout(settings.ack_timeout_s):
             await stored
 
+    def refuse_while_the_broker_is_down() -> None:
+        if rt.broker_down():  # `up`'s broker died: a 503 at once, Bird retries
+            raise ConnectionError("the broker is down")
+
     async def store_text(command: ScreenText) -> None:
+        refuse_while_the_broker_is_down()
+        value = codec.encode(command)
+        if rt.ack_window is not None:  # written again if the broker loses it (stages.broker)
+            rt.ack_window.remember(command.sender.encode(), value)
         await bounded(rt.acknowledged(rt.produce(rt.topics.inbound, command.sender.encode(),
-                                                 codec.encode(command))))
+                                                 value)))
 
     async def store_report(fact: DeliveryReported) -> None:
+        refuse_while_the_broker_is_down()
         await bounded(rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
                                                  codec.encode(fact))))
         if price_settles(fact.price_micros, fact.currency):

@@ -21,6 +21,7 @@ from schemas.codec import CodecError
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.inorder import InOrder
+from streams.lost_tail import AckWindow, TailGuard
 from streams.sending import CircuitBreaker
 from streams.settings import Settings
 from streams.webhook import SignatureVerifier
@@ -101,6 +102,20 @@ class Runtime:
         log.error("%s: bad record skipped (%d bytes): %s", self.names.get(role, role),
                   len(value or b""), reason)
         return None
+    # Records the broker lost that this worker had read (streams/lost_tail.py; /health).
+    tail_guard: TailGuard = field(default_factory=TailGuard)
+    # Under `up`: the texts acknowledged lately, written again after a broker crash
+    # (stages.broker); None for a worker on a broker it does not run.
+    ack_window: AckWindow | None = None
+
+    def broker_status(self) -> Any:
+        """`up`'s BrokerStatus (infra/supervisor.py), or None."""
+        status = self.settings.broker_status
+        return status() if status is not None else None
+
+    def broker_down(self) -> bool:
+        status = self.settings.broker_status
+        return status is not None and not status().up
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

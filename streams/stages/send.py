@@ -20,6 +20,7 @@ from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from streams import sendstate
 from streams.seenorder import SeenOrder
+from streams.send_guard import JournalIndex, RecentOutcomes
 from streams.sending import GroupCommit, deliver
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
@@ -75,6 +76,39 @@ class ReplySender:
                                        # itself from os.urandom (2% of the worker in py-spy)
         self.in_flight: set[str] = set()
         self.journal = GroupCommit(self.store_events)
+        # A reply with no mark whose record is older than this worker or than `up`'s
+        # broker's last restart may have lost its mark: asked of this worker's memory and
+        # the journal before it is sent (streams/send_guard.py).
+        self.started_ms = rt.now_ms()
+        self.recent = RecentOutcomes()
+        self.journal_index = JournalIndex(rt.settings.kafka, rt.names["journal"])
+
+    def suspect_before_ms(self) -> int:
+        status = self.rt.broker_status()
+        back = status.back_at if status is not None and status.back_at else 0
+        return max(self.started_ms, int(back * 1000))
+
+    async def marks_lost(self, batch: Sequence[Any]) -> dict[str, str]:
+        """What memory and the journal know of the batch's suspect replies (no mark)."""
+        boundary = self.suspect_before_ms()
+        known: dict[str, str] = {}
+        ask: dict[str, int] = {}
+        for event in batch:
+            at = int((event.message.timestamp or 0) * 1000)
+            if at >= boundary:
+                continue
+            mid = codec.decode(event.value).message_id
+            if self.replies_by_message.get(mid) is not None or mid in self.in_flight:
+                continue
+            mark = self.recent.get(mid)
+            if mark is not None:
+                known[mid] = mark
+            else:
+                ask[mid] = at
+        if ask:
+            # From the record's time, less a margin for clocks: its attempt came after it.
+            known.update(await self.journal_index.lookup(ask, min(ask.values()) - 60_000))
+        return known
 
     async def store_events(self, events: list[Any], flush: bool) -> None:
         await self.rt.record(events, acked=True)
@@ -90,16 +124,24 @@ class ReplySender:
         event_of: dict[str, Any] = {}
         noted: list[Any] = []
         settles: list[SettleReply] = []
+        lost = await self.marks_lost(batch)  # before the loop: no await from check to mark
         for event in batch:
             command = rt.decode_or_skip("outbound", event.value, (SendReply,))
             if command is None:
                 continue
             mid = command.message_id
             where = table.get(mid)
+            if where is None and mid in lost and mid not in self.in_flight:
+                where = lost.pop(mid)
+                log.warning("reply %s: its mark was lost (broker or changelog); the %s says "
+                            "%s: not sent again blindly", mid, "worker" if self.recent.get(mid)
+                            else "journal", where)
+                table.put(mid, where, event.message.partition)
             step = sendstate.next_step(where, mid in self.in_flight)
             mark = sendstate.MARK_OF_STEP[step]
             if mark is not None:
                 table.put(mid, mark, event.message.partition)
+                self.recent.put(mid, mark)
             if step == sendstate.SEND:
                 self.in_flight.add(mid)
                 fresh.append(command)
@@ -164,6 +206,7 @@ class ReplySender:
         # The outcome replaces "attempting", stored at once (the flush is shared with the
         # other replies finishing now): a copy redelivered after a crash then finds it.
         self.replies_by_message.put(mid, outcome.kind, event.message.partition)
+        self.recent.put(mid, outcome.kind)
         await self.journal.write([], flush=True)
         return outcome.kind
 

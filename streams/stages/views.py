@@ -93,6 +93,11 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 if exc.status == 408:  # the rest of the body may still be on its way
                     response.force_close()
                 return response
+            if rt.broker_down():  # `up`'s broker died: refuse at once, MessageBird retries
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])
+                return self.json({"error": "unavailable",
+                                  "message": "the broker is down; retry"}, status=503)
             received_at = rt.now_ms()
             occurred_at = event_time(sms.created_at_ms, received_at, settings.event_skew_ms)
             campaign = by_number.get(sms.recipient)
@@ -124,10 +129,14 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
+                value = codec.encode(command)
+                if rt.ack_window is not None:
+                    # In the order of the log (the producer's), not of the acks: written
+                    # again, a sender's texts come in the order they were screened.
+                    rt.ack_window.remember(sender.encode(), value)
                 # asyncio.timeout, not wait_for: no extra task per request.
                 async with asyncio.timeout(settings.ack_timeout_s):
-                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(),
-                                                     codec.encode(command)))
+                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
@@ -163,6 +172,9 @@ def register_delivery_reports(rt: Runtime) -> None:
             if report.campaign_id not in rt.campaigns:
                 err = BadRequest("unknown_campaign", "no such campaign", "campaign", status=404)
                 return self.json(err.body(), status=err.status)
+            if rt.broker_down():
+                return self.json({"error": "unavailable",
+                                  "message": "the broker is down; retry"}, status=503)
             sender = rt.privacy.pseudonym(report.recipient)
             at = report.status_at_ms if report.status_at_ms is not None else rt.now_ms()
             fact = DeliveryReported(
@@ -191,8 +203,15 @@ def register_status_views(rt: Runtime) -> None:
     @rt.app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
+            broker = rt.broker_status()
+            up = broker is None or broker.up
             return self.json({
-                "status": "ok",
+                "status": "ok" if up else f"broker down: {broker.reason}",
+                # Under `up`: its broker (infra/supervisor.py), what it lost that this worker
+                # had read, the texts written again after it came back (stages.broker).
+                "broker": broker.to_json() if broker is not None else None,
+                "records_lost": rt.tail_guard.health(),
+                "texts_written_again": rt.ack_window.rewritten if rt.ack_window else 0,
                 "campaigns": sorted(rt.campaigns),
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
@@ -203,7 +222,7 @@ def register_status_views(rt: Runtime) -> None:
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
                     "tail": rt.redelivered,
                 },
-            })
+            }, status=200 if up else 503)
 
     @rt.app.page("/campaigns")
     class CampaignStatus(View):

@@ -14,6 +14,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from actors.snapshot import encode_snapshot
+from schemas import codec
+from streams.lost_tail import resume_at_end
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -97,6 +99,23 @@ async def take_snapshots(rt: Runtime, end_offsets: EndOffsets,
         snapshot_seqs[state.campaign_id] = state.seq
 
 
+async def resume_after_loss(rt: Runtime, tp: Any, ahead: int, end: int, found: str) -> bool:
+    """``tp`` ends at ``end`` but this worker had read or committed up to ``ahead``: a
+    RecordsLost fact (logged loudly, journaled, counted for /health) and the partition read
+    again from ``end`` (streams/lost_tail.py). False if nothing was lost."""
+    fact = rt.tail_guard.check(tp.topic, tp.partition, ahead, end, found, rt.now_ms())
+    if fact is None:
+        return False
+    await resume_at_end(rt.app.consumer, tp, end)
+    rt.app.monitor.tp_read_offsets.pop(tp, None)
+    try:
+        await rt.acknowledged(rt.produce(rt.topics.journal, tp.topic.encode(),
+                                         codec.encode(fact)))
+    except Exception as exc:  # noqa: BLE001 - said in the log already; go on
+        log.error("RecordsLost not journaled: %s", type(exc).__name__)
+    return True
+
+
 class Refetch:
     """Faust 0.15.3 sometimes drops records it has already taken from aiokafka (seen after a
     worker restart on an existing group: aiokafka's position moves past a text that no agent
@@ -128,14 +147,25 @@ class Refetch:
         ends = await self.end_offsets.of(tps=watched)
         for tp in watched:
             end = ends.get((tp.topic, tp.partition))
-            if tp in pending or end is None:
+            if end is None:
                 suspects.pop(tp, None)
                 continue
             # The last offset handed to the agents (Faust's monitor, not moved by seeks),
             # else where this assignment started: the committed offset or the beginning.
             last = app.monitor.tp_read_offsets.get(tp)
             expected = last + 1 if last is not None else await self.rt.start_offset(tp)
-            if expected is None or end <= expected:
+            # Faust drops what it fetches below its read offset (the last record read, or
+            # the committed offset after a rebalance).
+            read_from = consumer._read_offset.get(tp)
+            ahead = max(x for x in (expected, read_from, -1) if x is not None)
+            if end < ahead:
+                # The broker lost records this worker had read or committed: waiting for
+                # them would leave every new record unread. Said, and read from the end.
+                await resume_after_loss(self.rt, tp, ahead, end,
+                                        "position" if last is not None else "committed")
+                suspects.pop(tp, None)
+                continue
+            if tp in pending or expected is None or end <= expected:
                 suspects.pop(tp, None)
                 continue
             if suspects.get(tp) != (end, expected):

@@ -9,6 +9,7 @@ from schemas.events import (
     ReplyApproved,
     ReplyAttempted,
     ReplySent,
+    SenderScreened,
     TextReceived,
 )
 from streams.lost_tail import TailGuard, account, render_text
@@ -99,3 +100,18 @@ def test_the_audit_of_a_journal_that_lost_a_stretch_fails_and_says_what_is_missi
     assert cli.main(["audit", "--config", str(config), "--file", str(path), "--json"]) == 1
     data = orjson.loads(capsys.readouterr().out)
     assert data["lost_tail"]["missing_decisions"] == {lost.campaign_id: [[2, 2]]}
+
+
+def test_a_verdict_that_counts_texts_the_journal_lost_is_pointed_out():
+    # The sender's first text (a) lost from the journal, then written again after his
+    # second (b) was screened: b's verdict counts two texts where the journal has one.
+    def screened(mid, verdict, reason, n):
+        return SenderScreened(mid, "paris", "s-x", verdict, reason, n, 1, 1)
+
+    journal = [TextReceived("b", "paris", "s-x", "hi", 1, "mobile", "FR", "33-6"),
+               screened("b", "suppress", "already_answered", 2),
+               TextReceived("a", "paris", "s-x", "hi", 1, "mobile", "FR", "33-6"),
+               screened("a", "forward", None, 1)]
+    acc = account(journal)
+    assert acc.screened_ahead == ["b"] and acc.any
+    assert "count more texts of their sender" in render_text(acc)
