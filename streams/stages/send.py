@@ -16,6 +16,8 @@ from typing import Any
 import faust
 
 from infra.messagebird_gateway import SendResult
+from schemas import codec
+from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from streams import sendstate
@@ -97,7 +99,10 @@ class ReplySender:
             at = int((event.message.timestamp or 0) * 1000)
             if at >= boundary:
                 continue
-            mid = codec.decode(event.value).message_id
+            try:
+                mid = codec.decode(event.value).message_id
+            except (CodecError, TypeError, AttributeError):
+                continue  # a bad record: the batch's decode skips and counts it
             if self.replies_by_message.get(mid) is not None or mid in self.in_flight:
                 continue
             mark = self.recent.get(mid)
