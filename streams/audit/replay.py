@@ -125,6 +125,7 @@ class Audit:
         self._reopened: list[tuple[SenderReopened, int]] = []
         self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
         self._screening_mismatches: list[Mismatch] = []
+        self._found: list[Mismatch] = []  # the campaign mismatches, while replaying
         self._held: tuple[TextReceived | None, int] = (None, -1)
         self._position = 0
         self._result: AuditResult | None = None
@@ -134,17 +135,15 @@ class Audit:
         if self._result is not None:
             raise RuntimeError("feed() after result()")
         awaiting = self._awaiting
-        deferred = self._deferred
-        senders = self._senders
-        policies = self._policies
-        forwarded = self._forwarded
         campaign_events = self._campaign_events
+        unknown_denials = self._unknown_denials
         flat = self._tally.flat
         counters = self.counters
+        screened, take_awaiting, file = self._screened, self._take_awaiting, self._file
         # The last text, not yet parked in ``awaiting``: its verdict usually comes next.
         held, held_pos = self._held
         pos = self._position - 1
-        texts = screenings = sent = failed = 0
+        texts = screenings = 0
         gc_was_enabled = gc.isenabled()
         gc.disable()  # see _gc_paused
         try:
@@ -166,99 +165,31 @@ class Audit:
                     held, held_pos = ev, pos
                 elif t is SenderScreened:
                     screenings += 1
-                    sender = ev.sender
-                    mid = ev.message_id
                     # The text this verdict answers: the sender's first unscreened one.
-                    if (held is not None and held.message_id == mid and held.sender == sender
-                            and sender not in awaiting):
-                        text, text_pos = held, held_pos
+                    if (held is not None and held.message_id == ev.message_id
+                            and held.sender == ev.sender and ev.sender not in awaiting):
+                        text, held = held, None
+                        screened(ev, pos, text, held_pos)
+                        continue
+                    if held is not None and held.sender == ev.sender:
+                        queue = awaiting.get(held.sender)
+                        if queue is None:
+                            awaiting[held.sender] = [(held, held_pos)]
+                        else:
+                            queue.append((held, held_pos))
                         held = None
-                    else:
-                        text = None
-                        text_pos = -1
-                        if held is not None and held.sender == sender:
-                            queue = awaiting.get(sender)
-                            if queue is None:
-                                awaiting[sender] = [(held, held_pos)]
-                            else:
-                                queue.append((held, held_pos))
-                            held = None
-                        queue = awaiting.get(sender)
-                        if queue is not None:
-                            for i, (candidate, candidate_pos) in enumerate(queue):
-                                if candidate.message_id == mid:
-                                    text, text_pos = candidate, candidate_pos
-                                    if len(queue) == 1:
-                                        del awaiting[sender]
-                                    else:
-                                        del queue[i]
-                                    break
-                    if ev.reason == "flooder" or ev.reason == "already_answered":
-                        self._reviewable.add((sender, ev.campaign_id, ev.reason))
-                    if ev.verdict == "forward" and mid not in forwarded:
-                        forwarded[mid] = ev
-                        if text is not None and text.prefix:
-                            self._forward_prefix[mid] = text.prefix
-                    if deferred and sender in deferred:
-                        deferred[sender].append((text, text_pos, ev, pos))
-                        continue
-                    known = policies.get(ev.campaign_id)
-                    version = ev.policy_version
-                    if known is not None and 0 < version <= len(known):
-                        policy = known[version - 1]
-                    elif known is None and version == 1:
-                        policy = UNKNOWN_CAMPAIGN_POLICY  # a campaign the config does not know
-                    else:
-                        deferred[sender] = [(text, text_pos, ev, pos)]
-                        continue
-                    if text is None:
-                        self._screening_mismatch("screening_without_text", mid, None, ev, pos)
-                        self._count_verdict(ev)
-                        continue
-                    state = senders.get(sender)
-                    if state is None:
-                        state = senders[sender] = SenderState()
-                    self._screen_again(state, text, ev, policy, pos)
+                    screened(ev, pos, *take_awaiting(ev.sender, ev.message_id))
                 elif t is ReplyApproved or t is ReplyDenied:
                     if t is ReplyDenied and ev.seq == 0 and ev.reason == "unknown_campaign":
-                        self._unknown_denials.append((pos, ev))
+                        unknown_denials.append((pos, ev))
                         continue
                     items = campaign_events.get(ev.campaign_id)
                     if items is None:
                         campaign_events[ev.campaign_id] = [(ev.seq, pos, ev)]
                     else:
                         items.append((ev.seq, pos, ev))
-                elif t is ReplySent or t is ReplyFailed:
-                    key = (ev.campaign_id, ev.occurred_at // DAY_MS)
-                    s = flat.get(key)
-                    if s is None:
-                        s = flat[key] = DayStats()
-                    if t is ReplySent:
-                        sent += 1
-                        s.sent += 1
-                    else:
-                        failed += 1
-                        s.failed += 1
-                        self._failed.add(ev.message_id)
-                elif t is ReplyRefunded or t is ReplyCostReconciled:
-                    campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
-                elif t is SenderReopened:
-                    self._reopen(ev, pos)
-                elif t is DeliveryReported:
-                    if ev.price_micros is not None:
-                        self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
-                elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
-                      or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
-                      or t is ReplyPromoted):
-                    campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
-                    if t is PolicyChanged:
-                        self._learn_policy(ev)
-                elif t is ControlRejected:
-                    counters.control_rejected += 1
-                elif t is TextRejected:
-                    counters.texts_rejected += 1
                 else:
-                    counters.other += 1
+                    file(t, ev, pos)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(pos, f"{type(exc).__name__}: {exc}") from None
         finally:
@@ -268,8 +199,87 @@ class Audit:
             self._position = pos + 1
             counters.texts += texts
             counters.screenings += screenings
-            counters.replies_sent += sent
-            counters.replies_failed += failed
+
+    def _take_awaiting(self, sender: str, mid: str) -> tuple[TextReceived | None, int]:
+        """The sender's parked text of message id ``mid`` (taken out), else ``(None, -1)``."""
+        awaiting = self._awaiting
+        queue = awaiting.get(sender)
+        if queue is not None:
+            for i, (candidate, candidate_pos) in enumerate(queue):
+                if candidate.message_id == mid:
+                    if len(queue) == 1:
+                        del awaiting[sender]
+                    else:
+                        del queue[i]
+                    return candidate, candidate_pos
+        return None, -1
+
+    def _screened(self, ev: SenderScreened, pos: int, text: TextReceived | None,
+                  text_pos: int) -> None:
+        """A recorded verdict and the text it answers (None: not found): decided again now,
+        or set aside with the sender's later events when its policy version is not known yet."""
+        sender = ev.sender
+        mid = ev.message_id
+        if ev.reason == "flooder" or ev.reason == "already_answered":
+            self._reviewable.add((sender, ev.campaign_id, ev.reason))
+        if ev.verdict == "forward" and mid not in self._forwarded:
+            self._forwarded[mid] = ev
+            if text is not None and text.prefix:
+                self._forward_prefix[mid] = text.prefix
+        deferred = self._deferred
+        if deferred and sender in deferred:
+            deferred[sender].append((text, text_pos, ev, pos))
+            return
+        known = self._policies.get(ev.campaign_id)
+        version = ev.policy_version
+        if known is not None and 0 < version <= len(known):
+            policy = known[version - 1]
+        elif known is None and version == 1:
+            policy = UNKNOWN_CAMPAIGN_POLICY  # a campaign the config does not know
+        else:
+            deferred[sender] = [(text, text_pos, ev, pos)]
+            return
+        if text is None:
+            self._screening_mismatch("screening_without_text", mid, None, ev, pos)
+            self._count_verdict(ev)
+            return
+        state = self._senders.get(sender)
+        if state is None:
+            state = self._senders[sender] = SenderState()
+        self._screen_again(state, text, ev, policy, pos)
+
+    def _file(self, t: type, ev: Any, pos: int) -> None:
+        """The events other than texts, verdicts and decisions: filed for the campaign replay,
+        tallied, or counted."""
+        counters = self.counters
+        if t is ReplySent or t is ReplyFailed:
+            s = self._tally.day(ev.campaign_id, ev.occurred_at)
+            if t is ReplySent:
+                counters.replies_sent += 1
+                s.sent += 1
+            else:
+                counters.replies_failed += 1
+                s.failed += 1
+                self._failed.add(ev.message_id)
+        elif t is ReplyRefunded or t is ReplyCostReconciled:
+            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+        elif t is SenderReopened:
+            self._reopen(ev, pos)
+        elif t is DeliveryReported:
+            if ev.price_micros is not None:
+                self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
+        elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
+              or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
+              or t is ReplyPromoted):
+            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+            if t is PolicyChanged:
+                self._learn_policy(ev)
+        elif t is ControlRejected:
+            counters.control_rejected += 1
+        elif t is TextRejected:
+            counters.texts_rejected += 1
+        else:
+            counters.other += 1
 
     def _reopen(self, ev: SenderReopened, pos: int) -> None:
         """A sender reopened by screening: decided again on his replayed state, in his order;
@@ -399,107 +409,121 @@ class Audit:
         return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
 
     def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
-        counters = self.counters
-        forwarded = self._forwarded
-        prefixes = self._forward_prefix
-        tally = self._tally.campaign_event
-        keep = self.keep
-
-        def mismatch(kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
-            counters.mismatches += 1
-            if len(found) < keep:
-                found.append(Mismatch(
-                    kind, key, None if expected is None else codec.to_dict(expected),
-                    None if recorded is None else codec.to_dict(recorded), pos,
-                ))
-
+        """Every campaign's seq'd events decided again, then the unknown-campaign denials;
+        returns, per campaign, idempotency key -> recorded event."""
+        self._found = found
         decided_by_campaign: dict[str, dict[str, Any]] = {}
         for cid in sorted(self._campaign_events):
-            items = self._campaign_events[cid]
-            items.sort(key=itemgetter(0, 1))
-            campaign = self.campaigns.get(cid)
-            state = CampaignState.opening(campaign) if campaign is not None else None
-            decided = decided_by_campaign[cid] = {}  # idempotency key -> recorded event
-            last_seq = None
-            last: Any = None
-            decided_n = 0
-            # The rest of the events one command gave (a request and the surge it started, a
-            # tick's releases): compared in seq order, not decided again.
-            following: list[Any] = []
-            for seq, pos, ev in items:
-                if seq == last_seq:
-                    if ev == last:
-                        counters.redelivered += 1
-                    else:
-                        mismatch("conflicting", idempotency_key(ev), last, ev, pos)
-                    continue
-                # A new seq. Even for a key decided before: the core remembers only its last
-                # REMEMBERED_DECISIONS keys, so a late redelivery is legitimately decided
-                # afresh; the core itself says whether that was right.
-                t = type(ev)
-                key = ev.message_id if t is ReplyApproved or t is ReplyDenied else idempotency_key(ev)
-                decided[key] = ev
-                last_seq, last = seq, ev
-                tally(ev)
-                if state is None:
-                    mismatch("unknown_campaign", key, None, ev, pos)
-                    continue
-                decided_n += 1
-                if following:
-                    nxt = following.pop(0)
-                    if nxt != ev:
-                        mismatch("decision", key, nxt, ev, pos)
-                    continue
-                if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                        t is ReplyExpired and ev.reason in _TICK_EXPIRIES):
-                    # A tick: its time is the events' time.
-                    expected = decide_tick(state, Tick(cid, ev.occurred_at), campaign)
-                elif t is ReplyPromoted or (t is ReplyExpired and ev.reason == "flooder"):
-                    # Screening's review of a queued request: it must follow from a verdict.
-                    reason = "flooder" if t is ReplyExpired else "texted_again"
-                    verdict = "flooder" if t is ReplyExpired else "already_answered"
-                    if (ev.sender, cid, verdict) not in self._reviewable:
-                        mismatch("review_without_verdict", key, None, ev, pos)
-                    expected = decide_review(state, ReviewRequest(
-                        ev.message_id, cid, ev.sender, reason, ev.occurred_at))
-                elif t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
-                    fwd = forwarded.get(key)
-                    if fwd is None or fwd.campaign_id != cid:
-                        mismatch("no_forwarded_text", key, None, ev, pos)
-                        fwd = ev  # decide from the decision's own fields: no cascade
-                    expected = decide_reply(state, RequestReply(
-                        key, cid, fwd.sender, fwd.occurred_at, "", prefixes.get(key, ""),
-                        getattr(fwd, "texts_from_sender", 1)), campaign)
-                elif t is ReplyRefunded:
-                    if ev.message_id not in self._failed:
-                        mismatch("refund_without_failure", key, None, ev, pos)
-                    expected = decide_settlement(state, SettleReply(
-                        ev.message_id, cid, ev.sender, "failed", None, ev.occurred_at))
-                elif t is ReplyCostReconciled:
-                    if ev.actual_micros not in self._prices.get(ev.message_id, ()):
-                        mismatch("price_without_report", key, None, ev, pos)
-                    expected = decide_settlement(state, SettleReply(
-                        ev.message_id, cid, ev.sender, "priced", ev.actual_micros,
-                        ev.occurred_at))
-                elif t is PolicyChanged:
-                    expected = decide_control(state, ChangePolicy(
-                        ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
-                elif t is BudgetCredited:
-                    expected = decide_control(state, CreditBudget(
-                        ev.command_id, cid, ev.amount_micros, ev.source, ev.operator,
-                        ev.occurred_at))
-                else:  # a SurgeStarted or queue_full expiry with no decision before it
-                    expected = []
-                for e in expected:
-                    evolve_campaign(state, e)
-                if not expected or expected[0] != ev:
-                    mismatch("decision", key, expected[0] if expected else None, ev, pos)
-                following = list(expected[1:])
-            for missing in following:  # the core decided more than the journal holds
-                mismatch("decision", idempotency_key(missing), missing, None, -1)
-            counters.campaign_events += decided_n
+            decided_by_campaign[cid] = self._replay_campaign(cid, self._campaign_events[cid])
+        self._replay_unknown_denials(decided_by_campaign)
+        return decided_by_campaign
 
-        # ReplyDenied(unknown_campaign): seq 0, outside every campaign's order.
+    def _mismatch(self, kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
+        """A campaign mismatch (counted; kept while fewer than ``keep``)."""
+        self.counters.mismatches += 1
+        found = self._found
+        if len(found) < self.keep:
+            found.append(Mismatch(
+                kind, key, None if expected is None else codec.to_dict(expected),
+                None if recorded is None else codec.to_dict(recorded), pos,
+            ))
+
+    def _replay_campaign(self, cid: str, items: list[tuple[int, int, Any]]) -> dict[str, Any]:
+        counters = self.counters
+        tally = self._tally.campaign_event
+        mismatch = self._mismatch
+        items.sort(key=itemgetter(0, 1))
+        campaign = self.campaigns.get(cid)
+        state = CampaignState.opening(campaign) if campaign is not None else None
+        decided: dict[str, Any] = {}  # idempotency key -> recorded event
+        last_seq = None
+        last: Any = None
+        decided_n = 0
+        # The rest of the events one command gave (a request and the surge it started, a
+        # tick's releases): compared in seq order, not decided again.
+        following: list[Any] = []
+        for seq, pos, ev in items:
+            if seq == last_seq:
+                if ev == last:
+                    counters.redelivered += 1
+                else:
+                    mismatch("conflicting", idempotency_key(ev), last, ev, pos)
+                continue
+            # A new seq. Even for a key decided before: the core remembers only its last
+            # REMEMBERED_DECISIONS keys, so a late redelivery is legitimately decided
+            # afresh; the core itself says whether that was right.
+            t = type(ev)
+            key = ev.message_id if t is ReplyApproved or t is ReplyDenied else idempotency_key(ev)
+            decided[key] = ev
+            last_seq, last = seq, ev
+            tally(ev)
+            if state is None:
+                mismatch("unknown_campaign", key, None, ev, pos)
+                continue
+            decided_n += 1
+            if following:
+                nxt = following.pop(0)
+                if nxt != ev:
+                    mismatch("decision", key, nxt, ev, pos)
+                continue
+            expected = self._decide_again(state, campaign, t, key, ev, pos)
+            for e in expected:
+                evolve_campaign(state, e)
+            if not expected or expected[0] != ev:
+                mismatch("decision", key, expected[0] if expected else None, ev, pos)
+            following = list(expected[1:])
+        for missing in following:  # the core decided more than the journal holds
+            mismatch("decision", idempotency_key(missing), missing, None, -1)
+        counters.campaign_events += decided_n
+        return decided
+
+    def _decide_again(self, state: CampaignState, campaign: Campaign, t: type, key: str,
+                      ev: Any, pos: int) -> list[Any]:
+        """What the core decides for the command that gave ``ev`` (the first event of it)."""
+        cid = campaign.id
+        mismatch = self._mismatch
+        if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
+                t is ReplyExpired and ev.reason in _TICK_EXPIRIES):
+            # A tick: its time is the events' time.
+            return decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == "flooder"):
+            # Screening's review of a queued request: it must follow from a verdict.
+            reason = "flooder" if t is ReplyExpired else "texted_again"
+            verdict = "flooder" if t is ReplyExpired else "already_answered"
+            if (ev.sender, cid, verdict) not in self._reviewable:
+                mismatch("review_without_verdict", key, None, ev, pos)
+            return decide_review(state, ReviewRequest(
+                ev.message_id, cid, ev.sender, reason, ev.occurred_at))
+        if t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
+            fwd = self._forwarded.get(key)
+            if fwd is None or fwd.campaign_id != cid:
+                mismatch("no_forwarded_text", key, None, ev, pos)
+                fwd = ev  # decide from the decision's own fields: no cascade
+            return decide_reply(state, RequestReply(
+                key, cid, fwd.sender, fwd.occurred_at, "", self._forward_prefix.get(key, ""),
+                getattr(fwd, "texts_from_sender", 1)), campaign)
+        if t is ReplyRefunded:
+            if ev.message_id not in self._failed:
+                mismatch("refund_without_failure", key, None, ev, pos)
+            return decide_settlement(state, SettleReply(
+                ev.message_id, cid, ev.sender, "failed", None, ev.occurred_at))
+        if t is ReplyCostReconciled:
+            if ev.actual_micros not in self._prices.get(ev.message_id, ()):
+                mismatch("price_without_report", key, None, ev, pos)
+            return decide_settlement(state, SettleReply(
+                ev.message_id, cid, ev.sender, "priced", ev.actual_micros, ev.occurred_at))
+        if t is PolicyChanged:
+            return decide_control(state, ChangePolicy(
+                ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
+        if t is BudgetCredited:
+            return decide_control(state, CreditBudget(
+                ev.command_id, cid, ev.amount_micros, ev.source, ev.operator, ev.occurred_at))
+        return []  # a SurgeStarted or queue_full expiry with no decision before it
+
+    def _replay_unknown_denials(self, decided_by_campaign: dict[str, dict[str, Any]]) -> None:
+        """ReplyDenied(unknown_campaign): seq 0, outside every campaign's order."""
+        counters = self.counters
+        mismatch = self._mismatch
         nobody = CampaignShard(())
         self._unknown_denials.sort(key=itemgetter(0))
         for pos, ev in self._unknown_denials:
@@ -513,20 +537,19 @@ class Audit:
                 continue
             decided[ev.message_id] = ev
             counters.unknown_campaign += 1
-            tally(ev)
+            self._tally.campaign_event(ev)
             if ev.campaign_id in self.campaigns:
                 mismatch("unknown_campaign", ev.message_id, None, ev, pos)
                 continue
-            fwd = forwarded.get(ev.message_id)
+            fwd = self._forwarded.get(ev.message_id)
             if fwd is None or fwd.campaign_id != ev.campaign_id:
                 mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
                 fwd = ev
             expected = nobody.decide(
                 [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
-                              prefixes.get(ev.message_id, ""))])
+                              self._forward_prefix.get(ev.message_id, ""))])
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
-        return decided_by_campaign
 
 
 # ReplyExpired reasons that a tick decides (the first event of a tick may be one of them).
