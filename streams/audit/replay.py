@@ -73,7 +73,6 @@ from streams.screening import (
     evolve_sender,
 )
 
-
 # --- the audit replay ---------------------------------------------------------------------
 
 
