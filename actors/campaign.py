@@ -96,7 +96,7 @@ from schemas.events import (
     SurgeEnded,
     SurgeStarted,
 )
-from schemas.policy import apply_changes, check_changes
+from schemas.policy import check_changes, next_version
 
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
@@ -348,7 +348,8 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     elif t is ReplyRefunded or t is ReplyCostReconciled:
         _evolve_settlement(state, event, balance_before)
     elif isinstance(event, PolicyChanged):
-        state.policy = apply_changes(state.policy, event.changes, event.version)
+        # Always the next version: the campaign decided it so, in this same seq order.
+        state.policy = next_version(state.policy, event.version, event.changes) or state.policy
     elif isinstance(event, BudgetCredited):
         state.balance_micros = event.balance_after_micros
         state.credited_micros += event.amount_micros

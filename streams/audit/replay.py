@@ -54,7 +54,7 @@ from schemas.events import (
     TextReceived,
     TextRejected,
 )
-from schemas.policy import apply_changes
+from schemas.policy import PolicyChain
 from streams.audit.report import Tally
 from streams.audit.results import (
     DAY_MS,
@@ -107,12 +107,8 @@ class Audit:
         self._awaiting: dict[str, list[tuple[TextReceived, int]]] = {}
         # Senders set aside until the pass ends: [(text, text position, screened, position)].
         self._deferred: dict[str, list[tuple[TextReceived | None, int, Any, int]]] = {}
-        # Each known policy version, per campaign: index = version - 1.
-        self._policies: dict[str, list[Any]] = {}
-        self._early_policies: dict[str, dict[int, PolicyChanged]] = {}
-        for c in self.campaigns.values():
-            policy = initial_policy(c)
-            self._policies[c.id] = [policy]
+        # Each known policy version, per campaign.
+        self._policies = {c.id: PolicyChain(initial_policy(c)) for c in self.campaigns.values()}
         self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
         self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
@@ -229,13 +225,8 @@ class Audit:
         if deferred and sender in deferred:
             deferred[sender].append((text, text_pos, ev, pos))
             return
-        known = self._policies.get(ev.campaign_id)
-        version = ev.policy_version
-        if known is not None and 0 < version <= len(known):
-            policy = known[version - 1]
-        elif known is None and version == 1:
-            policy = UNKNOWN_CAMPAIGN_POLICY  # a campaign the config does not know
-        else:
+        policy = self._policy_of(ev)
+        if policy is None:
             deferred[sender] = [(text, text_pos, ev, pos)]
             return
         if text is None:
@@ -311,14 +302,15 @@ class Audit:
     def _learn_policy(self, ev: PolicyChanged) -> None:
         """Extend the campaign's version chain (versions may arrive out of order)."""
         chain = self._policies.get(ev.campaign_id)
-        if chain is None:
-            return  # not in the config: the campaign replay reports it
-        early = self._early_policies.setdefault(ev.campaign_id, {})
-        if ev.version > len(chain):
-            early.setdefault(ev.version, ev)
-        while len(chain) + 1 in early:
-            nxt = early.pop(len(chain) + 1)
-            chain.append(apply_changes(chain[-1], nxt.changes, nxt.version))
+        if chain is not None:  # else not in the config: the campaign replay reports it
+            chain.learn(ev.version, ev.changes)
+
+    def _policy_of(self, ev: SenderScreened) -> Any:
+        """The policy a verdict names (its version), None while that version is not known."""
+        chain = self._policies.get(ev.campaign_id)
+        if chain is None:  # a campaign the config does not know
+            return UNKNOWN_CAMPAIGN_POLICY if ev.policy_version == 1 else None
+        return chain.policy_at(ev.policy_version)
 
     def _replay_deferred(self) -> None:
         """Senders whose verdict named a policy version not yet seen, now all are known."""
@@ -329,16 +321,12 @@ class Audit:
                 if type(ev) is SenderReopened:
                     self._reopen_again(state, ev, pos)
                     continue
-                known = self._policies.get(ev.campaign_id)
-                version = ev.policy_version
-                if known is not None and 0 < version <= len(known):
-                    policy = known[version - 1]
-                elif known is None and version == 1:
-                    policy = UNKNOWN_CAMPAIGN_POLICY
-                else:
+                policy = self._policy_of(ev)
+                if policy is None:
                     self._screening_mismatch("unknown_policy_version", ev.message_id, None, ev, pos)
                     # Nothing to decide with: keep what was recorded.
-                    evolve_sender(state, ev, known[-1] if known else UNKNOWN_CAMPAIGN_POLICY)
+                    chain = self._policies.get(ev.campaign_id)
+                    evolve_sender(state, ev, chain.latest if chain else UNKNOWN_CAMPAIGN_POLICY)
                     continue
                 if text is None:
                     self._screening_mismatch("screening_without_text", ev.message_id, None, ev, pos)
