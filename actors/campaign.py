@@ -97,6 +97,16 @@ from schemas.events import (
     SurgeStarted,
 )
 from schemas.policy import check_changes, next_version
+from schemas.reasons import (
+    BUDGET_EXHAUSTED,
+    ENDED,
+    FLOODER,
+    NOT_STARTED,
+    PREFIX_FLOOD,
+    QUEUE_FULL,
+    RESERVE_REACHED,
+    UNKNOWN_CAMPAIGN,
+)
 
 # Decisions remembered per campaign for idempotency. Redeliveries come within a rebalance or
 # a retry, long before this many later decisions; the bound keeps memory and snapshots flat.
@@ -113,7 +123,7 @@ COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
 # nothing), then the ones with the least debt.
 REMEMBERED_PREFIXES = 4_096
 # Decisions that count as a first text of the sender's number range.
-_NOT_COUNTED = frozenset({"prefix_flood", "not_started", "ended", "unknown_campaign"})
+_NOT_COUNTED = frozenset({PREFIX_FLOOD, NOT_STARTED, ENDED, UNKNOWN_CAMPAIGN})
 
 
 __all__ = [  # with the names of actors.campaign_state and actors.queue_rules it re-exports
@@ -155,19 +165,19 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     )
     out: list[Decision] = []
     if now < campaign.starts_at:
-        reason = "not_started"
+        reason = NOT_STARTED
     elif now >= campaign.ends_at:
-        reason = "ended"
+        reason = ENDED
     elif not prefix_within_rate(state, command.prefix, now):
-        reason = "prefix_flood"
+        reason = PREFIX_FLOOD
     elif cost.cost_micros > state.balance_micros:
-        reason = "budget_exhausted"
+        reason = BUDGET_EXHAUSTED
     elif state.balance_micros - cost.cost_micros < policy.reserve_micros:
-        reason = "reserve_reached"
+        reason = RESERVE_REACHED
     elif surging:
         reason = _defer(state, command, policy, out)
     elif policy.pacing and (paced := _allowance_refusal(state, cost.cost_micros, now)):
-        reason = paced  # "allowance"
+        reason = paced  # ALLOWANCE
     else:
         reason = None
         out.append(ReplyApproved(
@@ -322,7 +332,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         _evolve_approved(state, event, balance_before)
     elif t is ReplyDenied:
         state.denied += 1
-        if event.reason == "queue_full":
+        if event.reason == QUEUE_FULL:
             state.surge_arrivals += 1
         observe_first_text(state.surge, state.policy, event.occurred_at)
         if event.reason not in _NOT_COUNTED:
@@ -335,7 +345,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.queued[event.message_id] = (event.sender, event.prefix)
     elif t is ReplyExpired:
         state.denied += 1
-        if event.reason == "flooder" and any(
+        if event.reason == FLOODER and any(
                 i.message_id == event.message_id and i.priority_key <= RANGE_DEBT_LEVELS
                 for i in state.queue.items):
             state.surge_promoted -= 1  # his texting again was no sign of a person after all

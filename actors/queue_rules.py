@@ -38,6 +38,7 @@ from schemas.events import (
     ReplyPromoted,
 )
 from schemas.policy import Policy
+from schemas.reasons import BUDGET_EXHAUSTED, FLOODER, QUEUE_FULL, RAID, TEXTED_AGAIN, TTL
 
 # Ranges whose first texts come faster than one per RANGE_PERIOD_MS (after a burst of
 # RANGE_BURST) carry a debt; during a surge a request from an indebted range waits behind
@@ -81,7 +82,7 @@ def _defer(state: CampaignState, command: RequestReply, policy: Policy,
     if len(queue) >= policy.surge_queue:
         worst = queue.items[-1]
         if rank(item) > rank(worst):
-            return "queue_full"  # lower priority than everything queued
+            return QUEUE_FULL  # lower priority than everything queued
         evicted = worst
     seq = state.seq + 1
     out.append(ReplyDeferred(
@@ -91,7 +92,7 @@ def _defer(state: CampaignState, command: RequestReply, policy: Policy,
         policy_version=policy.version, priority=priority,
     ))
     if evicted is not None:
-        out.append(_expired(state, evicted, "queue_full", seq + 1, command.occurred_at))
+        out.append(_expired(state, evicted, QUEUE_FULL, seq + 1, command.occurred_at))
     return None
 
 
@@ -146,7 +147,7 @@ def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list
                 for item in state.queue.items:
                     if item.priority_key > RANGE_DEBT_LEVELS:
                         seq += 1
-                        out.append(_expired(state, item, "raid", seq, now))
+                        out.append(_expired(state, item, RAID, seq, now))
     gone = {e.message_id for e in out if type(e) is ReplyExpired}
     if len(state.queue) > len(gone):
         out += _tick_queue(state, campaign, now, seq, surge_active, gone)
@@ -167,7 +168,7 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int,
             continue
         if broke or now - item.enqueued_at > policy.surge_ttl_ms:
             seq += 1
-            out.append(_expired(state, item, "budget_exhausted" if broke else "ttl", seq, now))
+            out.append(_expired(state, item, BUDGET_EXHAUSTED if broke else TTL, seq, now))
         else:
             waiting.append(item)
     if broke or not campaign.starts_at <= now < campaign.ends_at:
@@ -216,9 +217,9 @@ def decide_review(state: CampaignState, command: ReviewRequest) -> list[ReplyExp
     item = next((i for i in state.queue.items if i.message_id == command.message_id), None)
     if item is None:
         return []
-    if command.reason == "flooder":
-        return [_expired(state, item, "flooder", state.seq + 1, command.occurred_at)]
-    if command.reason == "texted_again" and item.priority_key > RANGE_DEBT_LEVELS:
+    if command.reason == FLOODER:
+        return [_expired(state, item, FLOODER, state.seq + 1, command.occurred_at)]
+    if command.reason == TEXTED_AGAIN and item.priority_key > RANGE_DEBT_LEVELS:
         return [ReplyPromoted(
             message_id=item.message_id, campaign_id=state.campaign_id,
             sender=state.queued.get(item.message_id, ("", ""))[0],

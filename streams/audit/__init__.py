@@ -87,8 +87,9 @@ Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, 
 (tallies, JSON, text tables).
 """
 
+from schemas.reasons import DENIAL_REASONS, SCREENING_REASONS
 from streams.audit.replay import Audit, audit, screen_command
-from streams.audit.report import DENIAL_REASONS, SCREENING_REASONS, Tally, render_text, to_json
+from streams.audit.report import Tally, render_text, to_json
 from streams.audit.results import (
     DAY_MS,
     KEEP_MISMATCHES,

@@ -55,6 +55,13 @@ from schemas.events import (
     TextRejected,
 )
 from schemas.policy import PolicyChain
+from schemas.reasons import (
+    ALREADY_ANSWERED,
+    FLOODER,
+    TEXTED_AGAIN,
+    TICK_EXPIRIES,
+    UNKNOWN_CAMPAIGN,
+)
 from streams.audit.report import Tally
 from streams.audit.results import (
     DAY_MS,
@@ -175,7 +182,7 @@ class Audit:
                         held = None
                     screened(ev, pos, *take_awaiting(ev.sender, ev.message_id))
                 elif t is ReplyApproved or t is ReplyDenied:
-                    if t is ReplyDenied and ev.seq == 0 and ev.reason == "unknown_campaign":
+                    if t is ReplyDenied and ev.seq == 0 and ev.reason == UNKNOWN_CAMPAIGN:
                         unknown_denials.append((pos, ev))
                         continue
                     items = campaign_events.get(ev.campaign_id)
@@ -215,7 +222,7 @@ class Audit:
         or set aside with the sender's later events when its policy version is not known yet."""
         sender = ev.sender
         mid = ev.message_id
-        if ev.reason == "flooder" or ev.reason == "already_answered":
+        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
             self._reviewable.add((sender, ev.campaign_id, ev.reason))
         if ev.verdict == "forward" and mid not in self._forwarded:
             self._forwarded[mid] = ev
@@ -470,13 +477,13 @@ class Audit:
         cid = campaign.id
         mismatch = self._mismatch
         if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                t is ReplyExpired and ev.reason in _TICK_EXPIRIES):
+                t is ReplyExpired and ev.reason in TICK_EXPIRIES):
             # A tick: its time is the events' time.
             return decide_tick(state, Tick(cid, ev.occurred_at), campaign)
-        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == "flooder"):
+        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
             # Screening's review of a queued request: it must follow from a verdict.
-            reason = "flooder" if t is ReplyExpired else "texted_again"
-            verdict = "flooder" if t is ReplyExpired else "already_answered"
+            reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
+            verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
             if (ev.sender, cid, verdict) not in self._reviewable:
                 mismatch("review_without_verdict", key, None, ev, pos)
             return decide_review(state, ReviewRequest(
@@ -539,8 +546,6 @@ class Audit:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
 
 
-# ReplyExpired reasons that a tick decides (the first event of a tick may be one of them).
-_TICK_EXPIRIES = frozenset({"ttl", "raid", "budget_exhausted"})
 # What may reopen a sender: a campaign event of the same message id that ended his request.
 _REOPENING = (ReplyDenied, ReplyExpired, ReplyRefunded)
 

@@ -18,12 +18,22 @@ from schemas.events import (
     ReplyExpired,
     ReplyRefunded,
 )
+from schemas.reasons import (
+    ALREADY_ANSWERED,
+    BUDGET_EXHAUSTED,
+    DENIAL_REASONS,
+    DUPLICATE,
+    EXPIRED,
+    SCREENING_REASONS,
+)
 from streams.audit.results import DAY_MS, AuditResult, CampaignReport, DayStats, Report, WhatIf
 
-SCREENING_REASONS = ("duplicate", "already_answered")
-DENIAL_REASONS = ("budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
-                  "prefix_flood", "allowance", "queue_full", "expired")
-_REASON_ORDER = {r: i for i, r in enumerate(SCREENING_REASONS + DENIAL_REASONS)}
+# The report's columns of suppressions: duplicates and answered senders first, then the
+# campaign's denials and expiries, then the other screening reasons by name (and any reason
+# not known here, by name, after them).
+_REASON_ORDER = {r: i for i, r in enumerate((
+    DUPLICATE, ALREADY_ANSWERED, *DENIAL_REASONS, EXPIRED,
+    *sorted(set(SCREENING_REASONS) - {DUPLICATE, ALREADY_ANSWERED})))}
 
 
 class Tally:
@@ -55,7 +65,7 @@ class Tally:
         elif t is ReplyDenied:
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
         elif t is ReplyExpired:
-            s.suppressed["expired"] = s.suppressed.get("expired", 0) + 1
+            s.suppressed[EXPIRED] = s.suppressed.get(EXPIRED, 0) + 1
         elif t is BudgetCredited:
             s.credited_micros += ev.amount_micros
         elif t is PolicyChanged:
@@ -152,7 +162,7 @@ def _campaign_rows(cr: CampaignReport) -> tuple[list[dict[str, Any]], dict[str, 
 
 def _campaign_json(cr: CampaignReport) -> dict[str, Any]:
     rows, totals = _campaign_rows(cr)
-    ran_out = next((r["day"] for r in rows if r["suppressed"].get("budget_exhausted")), None)
+    ran_out = next((r["day"] for r in rows if r["suppressed"].get(BUDGET_EXHAUSTED)), None)
     return {
         "budget_micros": cr.budget_micros,
         "budget_eur": _eur(cr.budget_micros),
