@@ -15,8 +15,9 @@ printed to stderr as JSON), 2 on bad input. From Python::
     print(render_text(result)); data = to_json(result)
     print(render_text(what_if(events, campaigns, other_campaigns)))
 
-This module is pure: no Kafka, no file, no clock. It takes decoded events (``schemas.codec``
-has upcast old versions already) and the campaigns of the config.
+This package is pure (``tests/core/test_purity.py``): no Kafka, no file, no clock. It takes
+decoded events (``schemas.codec`` has upcast old versions already) and the campaigns of the
+config.
 
 What is checked
 ---------------
