@@ -37,7 +37,7 @@ from schemas.events import (
     SurgeEnded,
     SurgeStarted,
 )
-from schemas.policy import MAX_SURGE_QUEUE, Policy
+from schemas.policy import MAX_SURGE_QUEUE, Policy, apply_changes
 from schemas.segments import segment_info
 
 Decision = (ReplyApproved | ReplyDenied | ReplyDeferred | ReplyExpired | SurgeStarted
@@ -48,13 +48,15 @@ ControlOutcome = PolicyChanged | BudgetCredited | ControlRejected
 
 
 def initial_policy(campaign: Campaign) -> Policy:
-    return Policy(
+    """Version 1: the defaults, the campaign's own fields, then its ``[campaign.policy]``."""
+    policy = Policy(
         version=1,
         price_per_segment_micros=campaign.price_per_segment_micros,
         cooldown_ms=campaign.cooldown_ms,
         allowed_countries=(campaign.country,),
         pacing=campaign.pacing,
     )
+    return apply_changes(policy, dict(campaign.policy), 1) if campaign.policy else policy
 
 
 def idempotency_key(event: object) -> str:

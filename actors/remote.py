@@ -271,6 +271,13 @@ class CampaignShards:
         parts = await asyncio.gather(*(self._call(i, "snapshot") for i in range(self.n_shards)))
         return [state for part in parts for state in part]
 
+    def status_now(self) -> dict[str, dict[str, Any]]:
+        """Blocking ``status`` for start-up (the banner), outside any event loop."""
+        out: dict[str, dict[str, Any]] = {}
+        for part in ray.get([actor.status.remote() for actor in self._actors]):
+            out.update(part)
+        return out
+
     def info_now(self) -> list[dict[str, Any]]:
         """Blocking ``info`` for start-up, outside any event loop."""
         return list(ray.get([actor.info.remote() for actor in self._actors]))

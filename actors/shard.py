@@ -113,25 +113,29 @@ class CampaignShard:
         return out
 
     def status(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for cid, state in self._states.items():
-            cost = reply_cost(self._campaigns[cid], state.policy)
-            out[cid] = {
-                "balance_micros": state.balance_micros,
-                "spent_micros": state.spent_micros,
-                "credited_micros": state.credited_micros,
-                "refunded_micros": state.refunded_micros,
-                "approved": state.approved,
-                "denied": state.denied,
-                "seq": state.seq,
-                "surge": state.surge.active,
-                "queued": len(state.queue),
-                "reply_cost_micros": cost.cost_micros,
-                "reply_segments": cost.segments,
-                "reply_encoding": cost.encoding,
-                "policy": describe(state.policy),
-            }
-        return out
+        return {cid: campaign_status(state, self._campaigns[cid])
+                for cid, state in self._states.items()}
+
+
+def campaign_status(state: CampaignState, campaign: Campaign) -> dict[str, Any]:
+    """A campaign's figures as ``/campaigns`` shows them (the shard's and the journal
+    projection's, ``streams.metrics``, alike)."""
+    cost = reply_cost(campaign, state.policy)
+    return {
+        "balance_micros": state.balance_micros,
+        "spent_micros": state.spent_micros,
+        "credited_micros": state.credited_micros,
+        "refunded_micros": state.refunded_micros,
+        "approved": state.approved,
+        "denied": state.denied,
+        "seq": state.seq,
+        "surge": state.surge.active,
+        "queued": len(state.queue),
+        "reply_cost_micros": cost.cost_micros,
+        "reply_segments": cost.segments,
+        "reply_encoding": cost.encoding,
+        "policy": describe(state.policy),
+    }
 
 
 def _unknown_campaign(command: RequestReply) -> ReplyDenied:

@@ -37,12 +37,14 @@ import phonenumbers
 from infra.privacy import normalize_msisdn
 from schemas.campaign import Campaign
 from schemas.events import MICROS_PER_EUR
+from schemas.policy import PolicyError, parse_changes
 
 _DAY_MS = 86_400_000
 _KNOWN = {
     "id", "number", "reply_text", "language", "budget_eur", "price_per_segment_eur",
     "start", "end", "country", "originator", "cooldown_days", "pacing",
     "provider", "bird_channel_id",  # checked by infra.providers (which provider sends)
+    "policy",  # [campaign.policy]: operator keys for the policy's version 1
 }
 
 
@@ -147,6 +149,7 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
     pacing = t.get("pacing", True)
     if not isinstance(pacing, bool):
         raise ConfigError(f"{where}: 'pacing' must be true or false")
+    policy = _policy(t.get("policy", {}), where)
     return Campaign(
         id=cid,
         number=number,
@@ -160,7 +163,26 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
         originator=str(originator or number),
         cooldown_ms=None if cooldown is None else int(cooldown * _DAY_MS),
         pacing=pacing,
+        policy=policy,
     )
+
+
+def _policy(table: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    """``[campaign.policy]``: operator keys (as for ``antirelou policy set``), checked by the
+    same parser, in the core's units, for the policy's version 1."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: 'policy' must be a table of policy keys")
+    if not table:
+        return ()
+    pairs = []
+    for key, value in table.items():
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        pairs.append(f"{key}={text}")
+    try:
+        changes = parse_changes(pairs)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: policy: {exc}") from None
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in changes.items()))
 
 
 def _number(raw: str, country: str | None, where: str) -> str:

@@ -22,3 +22,5 @@ class Campaign:
     originator: str  # what the reply shows as its sender (number or alphanumeric id)
     cooldown_ms: int | None = None  # None: a sender is never answered twice
     pacing: bool = True  # spread the budget over the campaign's days (policy, changeable live)
+    # The config's [campaign.policy]: changes (core units) to the defaults, for version 1.
+    policy: tuple[tuple[str, object], ...] = ()

@@ -30,7 +30,7 @@ def _bars(title: str, days: list[str], series: dict[str, list[float]], unit: str
     n = max(1, len(days))
     bw = (w - left) / n
     totals = [sum(s[i] for s in series.values()) for i in range(len(days))]
-    top = max([1.0, *totals])
+    top = max(totals, default=0) or 1.0
     out = [f'<svg class="chart" viewBox="0 0 {w} {h + 40}" width="{w}" height="{h + 40}" '
            f'role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>',
            f'<text x="{left}" y="12" font-size="12">{_e(title)} (max {top:,.2f} {unit})</text>']
@@ -56,16 +56,23 @@ def _bars(title: str, days: list[str], series: dict[str, list[float]], unit: str
 
 def _line(title: str, days: list[str], values: list[float]) -> str:
     w, h, left = 720, 160, 50
-    top = max([1.0, *values])
+    top, low = max(values, default=0), min(values, default=0)
+    if top == low:  # a flat line: draw it from zero
+        low = 0.0
+    span = (top - low) or 1.0
     n = max(1, len(days) - 1)
-    points = " ".join(f"{left + i / n * (w - left - 10):.1f},{20 + h - v / top * h:.1f}"
-                      for i, v in enumerate(values))
+
+    def y(v: float) -> float:
+        return 20 + h - (v - low) / span * h
+
+    points = " ".join(f"{left + i / n * (w - left - 10):.1f},{y(v):.1f}" for i, v in enumerate(values))
     out = [f'<svg class="chart" viewBox="0 0 {w} {h + 40}" width="{w}" height="{h + 40}" '
            f'role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>',
-           f'<text x="{left}" y="12" font-size="12">{_e(title)} (max EUR {top:,.2f})</text>',
+           f'<text x="{left}" y="12" font-size="12">{_e(title)} (EUR {low:,.2f} to '
+           f'{top:,.2f})</text>',
            f'<polyline fill="none" stroke="#3867d6" stroke-width="2" points="{points}"/>']
     for i, v in enumerate(values):
-        out.append(f'<circle cx="{left + i / n * (w - left - 10):.1f}" cy="{20 + h - v / top * h:.1f}" '
+        out.append(f'<circle cx="{left + i / n * (w - left - 10):.1f}" cy="{y(v):.1f}" '
                    f'r="2.5" fill="#3867d6"><title>{_e(days[i])}: EUR {v:,.2f}</title></circle>')
     step = max(1, len(days) // 8)
     for i in range(0, len(days), step):

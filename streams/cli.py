@@ -51,16 +51,20 @@ POLICY_KEY_HELP = {
     "sender_burst": "texts a sender may send at once before he is a flooder",
     "sender_period_minutes": "then one text per this many minutes",
     "filter_test_texts": "true: 'test' and the like are not answered",
-    "pacing": "true: spread the budget over the remaining days",
+    "pacing": "true: the allowance, a token bucket refilled until the end date",
+    "allowance_burst_percent": "the bucket holds at most this % of the spendable balance",
     "prefix_burst": "first texts a number range may send at once (off: no limit)",
     "prefix_period_minutes": "then one first text per this many minutes",
     "reply_delay_minutes": "send each reply this long after its approval",
-    "surge_multiple": "a minute with this multiple of the hour's mean starts a surge (off)",
+    "surge_multiple": "a minute with this multiple of the baseline starts a surge (5; off)",
     "surge_min_rate": "and at least this many first texts a minute",
+    "surge_expected_per_minute": "the baseline's prior: first texts a minute expected",
     "surge_quiet_minutes": "the surge ends after this many quiet minutes",
     "surge_queue": "replies deferred during a surge, at most",
+    "surge_watch_minutes": "a deferred reply is watched this long (a flooder's is withdrawn)",
     "surge_ttl_minutes": "a deferred reply expires after this long",
-    "surge_release_per_minute": "deferred replies released a minute, at most",
+    "surge_release_per_minute": "first texts released a minute during a surge (0: at its end)",
+    "surge_human_percent": "at the end, release first texts if this % texted again, else expire",
 }
 
 
@@ -566,7 +570,9 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
             tick_interval_s=args.tick_interval, screen_batch_size=args.screen_batch,
             report_base_url=(args.report_url or args.public_url
                              or f"http://{args.web_host}:{args.web_port}"),
-            retry=RetryPolicy(max_attempts=args.send_attempts),
+            # The hard cap on calls (probes included) is never below the attempts asked for.
+            retry=RetryPolicy(max_attempts=args.send_attempts,
+                              max_calls=max(RetryPolicy.max_calls, args.send_attempts)),
             breaker_cooldown_s=args.breaker_cooldown,
             ack_timeout_s=args.ack_timeout,
             replication_factor=replication,
@@ -579,12 +585,19 @@ def run(args: argparse.Namespace, embedded: bool) -> int:
 
         print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
               flush=True)
+        live = shards.status_now()  # after the journal: the live balance and policy
         for c in campaigns:
             cost = reply_cost(c)
+            st = live.get(c.id)
+            now = ("" if st is None else
+                   f" (policy v{st['policy']['version']}); balance EUR "
+                   f"{eur(st['balance_micros'])}, spent EUR {eur(st['spent_micros'])}, reserve "
+                   f"EUR {st['policy']['reserve_eur']}")
             print(f"antirelou: campaign {c.id} ({c.country}, {c.language}): budget "
                   f"EUR {c.budget_micros / MICROS_PER_EUR:.2f}, reply {cost.segments} "
-                  f"{cost.encoding} segment(s) = EUR {cost.cost_micros / MICROS_PER_EUR:.4f}",
-                  flush=True)
+                  f"{cost.encoding} segment(s) = EUR "
+                  f"{(st['reply_cost_micros'] if st else cost.cost_micros) / MICROS_PER_EUR:.4f}"
+                  + now, flush=True)
             warning = ucs2_warning(c.reply_text)
             if warning:
                 print(f"antirelou: WARNING campaign {c.id}: {warning}", flush=True)
@@ -788,8 +801,8 @@ def operate(args: argparse.Namespace) -> int:
         print(f"{answer.campaign_id}: policy v{answer.version} in force ({answer.operator})"
               + (f": {diff}" if diff else ": no value changed"))
     else:
-        print(f"{answer.campaign_id}: credited EUR {answer.amount_micros / 1e6:.2f} from "
-              f"{answer.source}; balance EUR {answer.balance_after_micros / 1e6:.2f}")
+        print(f"{answer.campaign_id}: credited EUR {eur(answer.amount_micros)} from "
+              f"{answer.source}; balance EUR {eur(answer.balance_after_micros)}")
     return EXIT_OK
 
 
@@ -895,6 +908,8 @@ def human_line(event: Any) -> str:
             parts.append(f"{key} {iso_ms(value)}")
         elif key == "sender" and isinstance(value, str):
             parts.append(f"sender {value[:14]}")
+        elif isinstance(value, bool):
+            parts.append(f"{key} {'true' if value else 'false'}")
         else:
             parts.append(f"{key} {value}")
     return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)

@@ -25,11 +25,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.campaign import CampaignState, evolve_campaign, reply_cost
+from actors.campaign import CampaignState, evolve_campaign
 from actors.pacing import allowance_left
-from actors.shard import is_campaign_event
+from actors.shard import campaign_status, is_campaign_event
 from schemas.campaign import Campaign
-from schemas.policy import describe
 
 MINUTE_MS = 60_000
 DEDUP_WINDOW = 50_000  # message ids remembered per kind, to count restated events once
@@ -239,23 +238,7 @@ class Projection:
     def status(self, cid: str) -> dict[str, Any]:
         """The same figures as a shard's ``status()`` (``/campaigns``), from the journal."""
         fig = self.figures[cid]
-        state = fig.state
-        cost = reply_cost(fig.campaign, state.policy)
-        return {
-            "balance_micros": state.balance_micros,
-            "spent_micros": state.spent_micros,
-            "credited_micros": state.credited_micros,
-            "refunded_micros": state.refunded_micros,
-            "approved": state.approved,
-            "denied": state.denied,
-            "seq": state.seq,
-            "surge": state.surge.active,
-            "queued": len(state.queue),
-            "reply_cost_micros": cost.cost_micros,
-            "reply_segments": cost.segments,
-            "reply_encoding": cost.encoding,
-            "policy": describe(state.policy),
-        }
+        return campaign_status(fig.state, fig.campaign)
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         """Everything the dashboard shows, as JSON-ready data."""

@@ -10,8 +10,9 @@ and a one-line summary per campaign in the worker log every minute.
   ``sum``); the consumer lag is this worker's own, per stage;
 - ``/metrics`` (Prometheus text format), ``/dashboard`` (a page and its script, in the
   package: no CDN), ``/dashboard/data`` (what the page polls every second), ``/login``;
-- an aiohttp middleware that protects ``/dashboard``, ``/campaigns``, ``/metrics`` and the
-  details of ``/health`` with ``ANTIRELOU_ADMIN_TOKEN``: ``Authorization: Bearer TOKEN``,
+- an aiohttp middleware that protects ``/dashboard``, ``/campaigns``, ``/metrics``, Faust's
+  own pages (``/router``, ``/table``, ``/stats``...) and the details of ``/health`` with
+  ``ANTIRELOU_ADMIN_TOKEN`` (only the webhooks and ``/login`` are open): ``Authorization: Bearer TOKEN``,
   or the login form, which sets an HttpOnly cookie. With no token, an ``--insecure-dev``
   deployment leaves them open (and says so at start); any other refuses them (403).
 
@@ -43,7 +44,11 @@ from streams.metrics import TEXT_BUCKETS, Projection
 log = logging.getLogger("antirelou")
 
 COOKIE = "antirelou_admin"
-PROTECTED = ("/dashboard", "/campaigns", "/metrics")
+# Open to anyone: MessageBird's webhooks (signed), /health (its details need the token) and
+# the sign-in. Everything else needs the token: our admin pages and Faust's own (/router,
+# /table/..., /stats, /assignment, /), which show tables and assignments.
+PUBLIC_PREFIXES = ("/webhooks/messagebird/",)
+PUBLIC = ("/health", "/login")
 # The stages and the work topic each consumes (topic_names roles).
 STAGES = {"screening": "inbound", "decisions": "requests", "sending": "outbound",
           "control": "control"}
@@ -92,7 +97,9 @@ class Guard:
         @web.middleware
         async def admin_guard(request: web.Request, handler: Callable) -> web.StreamResponse:
             path = request.path
-            if path.startswith(PROTECTED) and not guard.allows(request):
+            if path.startswith(PUBLIC_PREFIXES) or path == "/login":
+                return await handler(request)
+            if path != "/health" and not guard.allows(request):
                 return guard.refusal(request)
             if path == "/health" and not guard.allows(request):
                 # Whether it runs, for a load balancer; the details for the admin only.
@@ -272,7 +279,7 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
             if guard.token and hmac.compare_digest(token.encode(), guard.token.encode()):
                 answer = web.Response(status=303, headers={"Location": "/dashboard"})
                 answer.set_cookie(COOKIE, cookie_value(guard.token), httponly=True,
-                                  samesite="Strict", path="/")
+                                  samesite="Strict", path="/", secure=request.secure)
                 return answer
             return web.Response(text=login_page("Wrong token."), content_type="text/html",
                                 status=401)

@@ -187,3 +187,43 @@ def test_version_and_help_on_every_flag(capsys):
     shown = capsys.readouterr().out
     assert all(f"  {key} " in shown for key in OPERATOR_KEYS)
     assert "(default: infra/campaigns.example.toml)" in " ".join(shown.split())
+
+
+def test_audit_html_report_per_day_with_charts(tmp_path, capsys):
+    import dataclasses
+    import re
+
+    import orjson
+
+    from infra.config import load_campaigns
+    from schemas import codec
+    from tests.core.test_audit import DAY, T0, pipeline
+
+    config = tmp_path / "c.toml"
+    config.write_text(GOOD.format(number="+33644630001", budget='"0.24"', start="2017-10-16",
+                                  extra="pacing = false").replace("2027-10-31", "2017-12-31"))
+    campaigns = load_campaigns(config)
+    steps = [(f"m{i}", "paris", f"s_{i % 5}", T0 + (i // 4) * DAY + i * 60_000, "33-612")
+             for i in range(12)]
+    journal = pipeline(steps, campaigns)
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(codec.to_dict(e)) + b"\n" for e in journal))
+    out = tmp_path / "audit.html"
+    code, _, err = run(capsys, "audit", "--config", str(config), "--file", str(path),
+                       "--html", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    assert 'id="verdict">Every decision reproduced.' in page
+    assert page.count("<svg") == 3 and "<script" not in page
+    for day in ("2017-10-16", "2017-10-17", "2017-10-18"):
+        assert f"<td>{day}</td>" in page
+    assert "budget_exhausted" in page and "already_answered" in page
+    assert not re.search(r"\+?33\d{9}", page.replace("+33644630001", ""))
+    # A tampered journal: the page and stderr say which field differs.
+    i = next(k for k, e in enumerate(journal) if e.TYPE == "ReplyApproved")
+    journal[i] = dataclasses.replace(journal[i], cost_micros=1)
+    path.write_bytes(b"".join(orjson.dumps(codec.to_dict(e)) + b"\n" for e in journal))
+    code, _, err = run(capsys, "audit", "--config", str(config), "--file", str(path),
+                       "--html", str(out))
+    assert code == 1 and "cost_micros: expected 80000, recorded 1" in err.splitlines()[-1]
+    assert 'class="bad" id="first-mismatch"' in out.read_text()

@@ -129,3 +129,22 @@ def test_a_bad_provider_setting_fails_at_start_naming_the_campaign(change, messa
     change(data)
     with pytest.raises(ConfigError, match=message):
         _providers(data)
+
+
+def test_a_campaign_policy_table_sets_version_1_with_the_operator_parser(tmp_path):
+    from actors.campaign import initial_policy
+    from infra.config import ConfigError, load_campaigns
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[campaign]]\nid = "p"\nnumber = "+33644630001"\nreply_text = "x"\nlanguage = "fr"\n'
+        'budget_eur = "10"\nprice_per_segment_eur = "0.08"\nstart = 2026-01-01\n'
+        'end = 2027-01-01\npolicy = { surge_multiple = "off", surge_expected_per_minute = 40,'
+        ' filter_test_texts = false }\n')
+    (c,) = load_campaigns(path)
+    policy = initial_policy(c)
+    assert (policy.version, policy.surge_multiple, policy.surge_expected_per_minute,
+            policy.filter_test_texts) == (1, 0, 40, False)
+    path.write_text(path.read_text().replace("surge_expected_per_minute = 40", "surge_fast = 1"))
+    with pytest.raises(ConfigError, match="policy: unknown policy key 'surge_fast'"):
+        load_campaigns(path)

@@ -88,3 +88,42 @@ def test_minute_summary_and_snapshot_use_no_number_or_pseudonym_as_a_key():
     assert keys and not any(k.startswith("s_") or k[:1].isdigit() for k in keys)
     assert snap["campaigns"]["paris"]["last"] and all(
         d["sender"].startswith("s_") for d in snap["campaigns"]["paris"]["last"])
+
+
+def test_prometheus_export_and_the_grafana_dashboard_use_the_same_names():
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.metrics import TEXT_BUCKETS
+    from streams.ops import ProjectionCollector
+
+    campaigns, journal = flood()
+    p = Projection(campaigns)
+    p.feed([(e, e.occurred_at) for e in journal])
+    registry = CollectorRegistry()
+    for name in ("antirelou_webhook_to_verdict_seconds", "antirelou_webhook_to_reply_sent_seconds"):
+        Histogram(name, "h", ["campaign"], buckets=TEXT_BUCKETS, registry=registry).labels("paris")
+    registry.register(ProjectionCollector(p, lambda: (T0 + DAY) / 1000, lambda: {"screening": 3}))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    paris = Counter({(v, r): n for (v, r), n in p.figures["paris"].texts.items()})
+    for (verdict, reason), n in paris.items():
+        assert samples[("antirelou_texts_total", (("campaign", "paris"), ("reason", reason),
+                                                  ("verdict", verdict)))] == n
+    assert samples[("antirelou_balance_eur", (("campaign", "paris"),))] == \
+        p.status("paris")["balance_micros"] / 1e6
+    assert samples[("antirelou_consumer_lag", (("stage", "screening"),))] == 3
+    names = {n for n, _ in samples}  # with samples, and declared (empty here)
+    names |= {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
+    dashboard = json.loads(Path("infra/grafana/antirelou-dashboard.json").read_text())
+    used = {m for panel in dashboard["panels"] for t in panel["targets"]
+            for m in re.findall(r"antirelou_\w+", t["expr"])}
+    assert used and used <= names, used - names
+    # never a number or a pseudonym as a label value
+    values = {v for _, labels in samples for _, v in labels}
+    assert not [v for v in values if v.startswith("s_") or re.fullmatch(r"\+?\d{6,}", v)]

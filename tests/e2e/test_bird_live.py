@@ -182,3 +182,34 @@ def test_the_worker_refuses_to_start_with_bad_provider_settings(tmp_path, change
         capture_output=True, text=True, timeout=60,
         env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k", **env})
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_a_deployment_on_bird_alone_needs_no_messagebird_key_and_refuses_classic_webhooks(
+        tmp_path_factory, kafka, ray_address):
+    # Every campaign on Bird (the file's default), no MESSAGEBIRD_* at all.
+    config = f'provider = "bird"\n{BIRD_CONFIG}'
+    for cid in ("lyon", "tiny"):
+        config = config.replace(f'id = "{cid}"\n', f'id = "{cid}"\nbird_channel_id = "ch-{cid}"\n')
+    with LocalBird(access_key=BIRD_KEY, workspace_id=WORKSPACE,
+                   signing_key=BIRD_SIGNING_KEY) as only_bird:
+        w = start_worker(tmp_path_factory.mktemp("bird-only"), kafka, ray_address, {
+            "BIRD_ACCESS_KEY": BIRD_KEY, "BIRD_ENDPOINT": only_bird.endpoint,
+            "BIRD_SIGNING_KEY": BIRD_SIGNING_KEY, "MESSAGEBIRD_SIGNING_KEY": None,
+            "MESSAGEBIRD_ACCESS_KEY": None, "ANTIRELOU_INSECURE_DEV": None,
+        }, config_text=config, probe=False)
+        try:
+            only_bird.events_url = w.url + "/webhooks/bird"
+            sender = new_sender()
+            r = only_bird.send_inbound(sender, "t'es ou ?", "ch-lyon")
+            assert r.status_code == 200 and r.json()["campaign"] == "lyon"
+            w.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+            assert [m["text"] for m in only_bird.messages] == [REPLY_LYON]
+            # The classic webhooks have no key to check with: they refuse, signed or not.
+            classic = w.post(sender=new_sender(), campaign="lyon", sign_with=None)
+            assert (classic.status_code, classic.json()["error"]) == (401, "missing_signature")
+            report = requests.get(w.url + "/webhooks/messagebird/status?campaign=lyon",
+                                  timeout=10)
+            assert report.status_code == 401
+            assert w.admin_get("/health").json()["dry_run"] is False  # details: admin only
+        finally:
+            stop_worker(w)

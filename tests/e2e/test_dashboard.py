@@ -104,7 +104,8 @@ def wait_settled(worker, posted, timeout=120):
 
 
 def test_admin_pages_refused_without_the_token(worker):
-    for path in ("/dashboard", "/dashboard/data", "/campaigns", "/metrics"):
+    for path in ("/dashboard", "/dashboard/data", "/campaigns", "/metrics",
+                 "/table/senders_by_pseudonym/", "/router/", "/stats/", "/"):  # Faust's own
         r = requests.get(worker.url + path, timeout=10)
         assert r.status_code == 401, (path, r.status_code)
         r = requests.get(worker.url + path, headers={"Authorization": "Bearer wrong"}, timeout=10)
@@ -127,6 +128,11 @@ def test_admin_pages_refused_without_the_token(worker):
 
 def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_and_metrics(
         worker, tmp_path):
+    # Surge mode (on by default) would defer the flood's replies until a quiet spell: this
+    # test compares counts once every text is answered, so it is switched off here.
+    for campaign in ("paris", "lyon"):
+        done = worker.cli("policy", "set", campaign, "surge_multiple=off", operator="alice")
+        assert done.returncode == 0, done.stderr
     driver = browser()
     try:
         from selenium.webdriver.common.by import By
@@ -228,7 +234,8 @@ def test_policy_show_set_and_journal_as_an_operator_reads_them(worker):
     shown = worker.cli("policy", "show", "paris")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0] == "paris: policy v1 (campaign file)"
+    version = int(re.match(r"paris: policy v(\d+) \((campaign file|alice, 20.*Z)\)$",
+                           lines[0]).group(1))
     assert lines[1].startswith("  balance EUR ") and "reply 1 GSM-7 segment(s)" in lines[1]
     keys = [line.split("=")[0].strip() for line in lines[2:]]
     from schemas.policy import OPERATOR_KEYS
@@ -243,16 +250,17 @@ def test_policy_show_set_and_journal_as_an_operator_reads_them(worker):
         "antirelou: not sent: this change stops every reply (pass --force to apply it anyway)"]
     r = worker.cli("policy", "set", "paris", "reserve_eur=999999", "--force", operator="alice")
     assert r.returncode == 0 and r.stderr.startswith("antirelou: warning: paris: reserve EUR")
-    assert r.stdout.strip() == "paris: policy v2 in force (alice): reserve_eur 0 -> 999999"
+    assert r.stdout.strip() == (f"paris: policy v{version + 1} in force (alice): "
+                                "reserve_eur 0 -> 999999")
     r = worker.cli("policy", "set", "paris", "reserve_eur=0", "sender_burst=6", operator="alice")
-    assert r.stdout.strip() == ("paris: policy v3 in force (alice): reserve_eur 999999 -> 0, "
-                                "sender_burst 5 -> 6"), r.stderr
+    assert r.stdout.strip() == (f"paris: policy v{version + 2} in force (alice): reserve_eur "
+                                "999999 -> 0, sender_burst 5 -> 6"), r.stderr
 
     human = worker.cli("journal", "--human", "--campaign", "paris", "--type", "PolicyChanged",
                        "--since", "1h")
     assert human.returncode == 0, human.stderr
     lines = human.stdout.splitlines()
-    assert len(lines) == 2 and all(re.match(
+    assert len(lines) >= 2 and all(re.match(
         r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ  paris     PolicyChanged        command_id \w+, "
         r"version \d, changes \{.*\}, operator alice, seq \d+$", line) for line in lines), lines
     approved = worker.cli("journal", "-H", "--type", "ReplyApproved", "--campaign", "paris")

@@ -42,9 +42,9 @@ def test_a_delayed_reply_is_scheduled_an_hour_after_the_text(flood_worker, messa
 
 def test_a_surge_defers_a_reply_and_a_tick_releases_it(flood_worker, messagebird):
     w = flood_worker
-    # Baseline 0 and at least 2 first texts in a minute: the second one starts a surge.
+    # A prior of 1 a minute and at least 2 first texts in a minute: the second starts a surge.
     set_policy(w, "lyon", "surge_multiple=1", "surge_min_rate=2", "surge_release_per_minute=60",
-               "surge_watch_minutes=0")  # released at once: no watch for flooders here
+               "surge_watch_minutes=0", "surge_expected_per_minute=1")  # no watch; prior 1
     posted, numbers = [], []
     for _ in range(6):  # two in one minute (a minute may turn between two posts)
         numbers.append(new_sender())
