@@ -26,6 +26,7 @@ from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ControlRejected, ReplyDenied
 from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy, describe
+from schemas.reasons import UNKNOWN_CAMPAIGN
 
 CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
                         "ReplyRefunded", "ReplyCostReconciled", "ReplyDeferred", "ReplyExpired",
@@ -142,7 +143,7 @@ def _unknown_campaign(command: RequestReply) -> ReplyDenied:
         message_id=command.message_id,
         campaign_id=command.campaign_id,
         sender=command.sender,
-        reason="unknown_campaign",
+        reason=UNKNOWN_CAMPAIGN,
         cost_micros=0,
         balance_after_micros=0,
         seq=0,

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from actors.campaign import CampaignState, _new_queue, idempotency_key
+from actors.campaign_state import CampaignState, _new_queue, idempotency_key
 from actors.pacing import AllowanceState
 from actors.surge import DeferralQueue, SurgeState
 from schemas import codec

@@ -289,6 +289,48 @@ def apply_changes(policy: Policy, changes: dict[str, Any], version: int) -> Poli
     return replace(policy, version=version, **_normalise(changes))
 
 
+def next_version(current: Policy, version: int, changes: dict[str, Any]) -> Policy | None:
+    """Policy ``version`` from a ``PolicyChanged`` (its ``version`` and ``changes``) on top of
+    ``current``; None unless it is the version right after ``current`` (a repeat, or one
+    that comes before the version it builds on). The one rule of the chain of versions: the
+    campaign (``evolve_campaign``), the workers' live policies (``follow_policies``) and the
+    audit (``PolicyChain``) all go through it."""
+    if version != current.version + 1:
+        return None
+    return apply_changes(current, changes, version)
+
+
+class PolicyChain:
+    """Every known version of one campaign's policy, from version 1 (the config). Changes may
+    be learnt out of order: one that comes early waits until the versions before it are
+    known."""
+
+    __slots__ = ("versions", "_early")
+
+    def __init__(self, first: Policy) -> None:
+        self.versions = [first]  # index = version - 1
+        self._early: dict[int, dict[str, Any]] = {}
+
+    def learn(self, version: int, changes: dict[str, Any]) -> None:
+        """A ``PolicyChanged``'s version and changes (a repeat changes nothing)."""
+        versions = self.versions
+        if version > len(versions):
+            self._early.setdefault(version, changes)
+        while len(versions) + 1 in self._early:
+            nxt = len(versions) + 1
+            policy = next_version(versions[-1], nxt, self._early.pop(nxt))
+            assert policy is not None  # nxt is the next version by construction
+            versions.append(policy)
+
+    def policy_at(self, version: int) -> Policy | None:
+        """Policy ``version``, None while it (or one before it) is not known."""
+        return self.versions[version - 1] if 0 < version <= len(self.versions) else None
+
+    @property
+    def latest(self) -> Policy:
+        return self.versions[-1]
+
+
 def describe(policy: Policy) -> dict[str, Any]:
     """The policy in operator units, for display."""
     return {

@@ -32,6 +32,17 @@ from actors.textfilter import is_test_text
 from schemas.commands import NoteReplyOutcome, ReviewRequest, ScreenText
 from schemas.events import SenderReopened, SenderScreened
 from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy  # noqa: F401 (re-exported)
+from schemas.reasons import (
+    ALREADY_ANSWERED,
+    BLOCKED_PREFIX,
+    COUNTRY_NOT_ALLOWED,
+    DUPLICATE,
+    FLOODER,
+    INVALID_NUMBER,
+    NOT_MOBILE,
+    TEST_TEXT,
+    TEXTED_AGAIN,
+)
 
 # Provider message ids remembered per sender, with their verdicts. MessageBird retries a
 # webhook within minutes and a crashed worker is given its texts again, so the last few
@@ -86,13 +97,13 @@ def number_refusal(command: ScreenText, policy: Policy) -> str | None:
     if kind == "unknown":  # recorded before numbers were classified (v1)
         return None
     if kind == "invalid":
-        return "invalid_number"
+        return INVALID_NUMBER
     if kind != "mobile":
-        return "not_mobile"  # premium rate, short codes, fixed lines: never answered
+        return NOT_MOBILE  # premium rate, short codes, fixed lines: never answered
     if command.country not in policy.allowed_countries:
-        return "country_not_allowed"
+        return COUNTRY_NOT_ALLOWED
     if command.prefix in policy.blocked_prefixes:
-        return "blocked_prefix"
+        return BLOCKED_PREFIX
     return None
 
 
@@ -122,7 +133,7 @@ def decide_screening(state: SenderState, command: ScreenText, policy: Policy) ->
         # shell repeats what it did (the campaign and the send stage are idempotent by id).
         earlier = state.recent[command.message_id]
         if earlier is None:  # remembered without its verdict by an older state
-            return verdict("suppress", "duplicate", state.texts)
+            return verdict("suppress", DUPLICATE, state.texts)
         campaign_id, reason, texts, occurred_at, policy_version = earlier
         return [SenderScreened(
             message_id=command.message_id, campaign_id=campaign_id, sender=command.sender,
@@ -133,16 +144,16 @@ def decide_screening(state: SenderState, command: ScreenText, policy: Policy) ->
     within_rate, _ = gcra_check(state.rate, command.occurred_at, policy.sender_period_ms,
                                 policy.sender_burst)
     if state.flooder or not within_rate:
-        return verdict("suppress", "flooder", texts)
+        return verdict("suppress", FLOODER, texts)
     refusal = number_refusal(command, policy)
     if refusal is not None:
         return verdict("suppress", refusal, texts)
     if policy.filter_test_texts and is_test_text(command.body):
-        return verdict("suppress", "test_text", texts)
+        return verdict("suppress", TEST_TEXT, texts)
     last = state.forwarded_at.get(command.campaign_id)
     if last is not None and (policy.cooldown_ms is None
                              or command.occurred_at - last < policy.cooldown_ms):
-        return verdict("suppress", "already_answered", texts)
+        return verdict("suppress", ALREADY_ANSWERED, texts)
     return verdict("forward", None, texts)
 
 
@@ -165,10 +176,10 @@ def review(state: SenderState, event: SenderScreened) -> ReviewRequest | None:
     pending = state.forwarded_id.get(event.campaign_id)
     if pending is None:
         return None
-    if event.reason == "flooder" and not state.flooder:
-        reason = "flooder"
-    elif event.reason == "already_answered":
-        reason = "texted_again"  # the campaign promotes a queued request once
+    if event.reason == FLOODER and not state.flooder:
+        reason = FLOODER
+    elif event.reason == ALREADY_ANSWERED:
+        reason = TEXTED_AGAIN  # the campaign promotes a queued request once
     else:
         return None
     return ReviewRequest(message_id=pending, campaign_id=event.campaign_id, sender=event.sender,
@@ -192,7 +203,7 @@ def evolve_sender(state: SenderState, event: SenderScreened | SenderReopened,
                                 event.occurred_at, event.policy_version)
     if len(recent) > RECENT_IDS:
         del recent[next(iter(recent))]
-    if event.reason == "flooder":
+    if event.reason == FLOODER:
         state.flooder = True
     else:
         _, tat = gcra_check(state.rate, event.occurred_at, policy.sender_period_ms,

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from infra.operators import Refusal, authorize
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
-from schemas.policy import apply_changes
+from schemas.policy import next_version
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -93,9 +93,10 @@ async def follow(rt: Runtime) -> None:
             for record_ in batches.get(tp, []):
                 event = rt.decode_or_skip("policies", record_.value, (PolicyChanged,))
                 current = rt.live_policies.get(event.campaign_id) if event else None
-                if current is not None and event.version == current.version + 1:
-                    rt.live_policies[event.campaign_id] = apply_changes(
-                        current, event.changes, event.version)
+                nxt = None if current is None else next_version(current, event.version,
+                                                                 event.changes)
+                if nxt is not None:
+                    rt.live_policies[event.campaign_id] = nxt
                 if record_.offset + 1 >= end:
                     rt.policies_loaded.set()
     finally:

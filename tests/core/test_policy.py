@@ -7,7 +7,7 @@ from actors.shard import CampaignShard
 from schemas import codec
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply
 from schemas.events import BudgetCredited, ControlRejected, PolicyChanged, ReplyApproved
-from schemas.policy import PolicyError, describe, parse_changes
+from schemas.policy import Policy, PolicyChain, PolicyError, describe, next_version, parse_changes
 from tests.core.test_campaign import campaign, request
 
 
@@ -115,3 +115,21 @@ def test_a_version_1_decision_from_an_old_journal_is_upcast_and_recovers():
     assert shard.status()["paris"]["balance_micros"] == 840_000
     # The same request again is answered with the recovered decision, not charged twice.
     assert shard.decide([RequestReply("m1", "paris", "s_x", 1000, "")]) == [event]
+
+
+def test_the_chain_of_versions_takes_changes_in_any_order_and_each_version_once():
+    first = Policy(version=1, price_per_segment_micros=80_000, cooldown_ms=None,
+                   allowed_countries=("FR",))
+    assert next_version(first, 3, {"sender_burst": 9}) is None  # builds on version 2
+    assert next_version(first, 1, {"sender_burst": 9}) is None  # a repeat
+    assert next_version(first, 2, {"sender_burst": 9}).sender_burst == 9
+    chain = PolicyChain(first)
+    chain.learn(3, {"sender_burst": 7})
+    assert chain.policy_at(3) is None and chain.latest is first  # waits for version 2
+    chain.learn(2, {"sender_burst": 5, "surge_queue": 10})
+    assert [p.version for p in chain.versions] == [1, 2, 3]
+    assert (chain.policy_at(2).sender_burst, chain.policy_at(3).sender_burst) == (5, 7)
+    assert chain.policy_at(3).surge_queue == 10  # version 3 builds on version 2
+    chain.learn(2, {"sender_burst": 1})  # a repeat changes nothing
+    assert chain.policy_at(2).sender_burst == 5
+    assert chain.policy_at(0) is None and chain.policy_at(4) is None

@@ -1,0 +1,585 @@
+"""The audit replay proper: the ``Audit`` class (feed, finish, the campaign replay) and
+``audit()``. See the package docstring for what is checked."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from typing import Any
+
+from actors.campaign import (
+    CampaignState,
+    decide_control,
+    decide_reply,
+    decide_review,
+    decide_settlement,
+    decide_tick,
+    evolve_campaign,
+    idempotency_key,
+    initial_policy,
+)
+from actors.shard import CampaignShard
+from schemas import codec
+from schemas.campaign import Campaign
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    NoteReplyOutcome,
+    RequestReply,
+    ReviewRequest,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
+from schemas.events import (
+    BudgetCredited,
+    ControlRejected,
+    DeliveryReported,
+    PolicyChanged,
+    ReplyApproved,
+    ReplyAttempted,
+    ReplyCostReconciled,
+    ReplyDeferred,
+    ReplyDenied,
+    ReplyExpired,
+    ReplyFailed,
+    ReplyPromoted,
+    ReplyRefunded,
+    ReplySent,
+    ReplyUncertain,
+    SenderReopened,
+    SenderScreened,
+    SurgeEnded,
+    SurgeStarted,
+    TextReceived,
+    TextRejected,
+)
+from schemas.policy import PolicyChain
+from schemas.reasons import (
+    ALREADY_ANSWERED,
+    FLOODER,
+    TEXTED_AGAIN,
+    TICK_EXPIRIES,
+    UNKNOWN_CAMPAIGN,
+)
+from streams.audit.report import Tally
+from streams.audit.results import (
+    DAY_MS,
+    KEEP_MISMATCHES,
+    UNATTEMPTED_AFTER_MS,
+    AuditResult,
+    Counters,
+    DayStats,
+    MalformedEvent,
+    Mismatch,
+)
+from streams.screening import (
+    UNKNOWN_CAMPAIGN_POLICY,
+    SenderState,
+    decide_reopen,
+    decide_screening,
+    evolve_sender,
+)
+
+# --- the audit replay ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The replay keeps hundreds of thousands of long-lived objects (states, verdicts,
+    decisions) and makes no reference cycles: the cyclic GC would only walk them again and
+    again. Paused while replaying; the process's setting is restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Audit:
+    """Feed decoded journal events (in journal order), then ask for the ``result()``.
+
+    ``feed`` may be called several times (e.g. with chunks read from Kafka); positions
+    continue across calls. ``audit(events, campaigns)`` does both at once.
+    """
+
+    def __init__(self, campaigns: Iterable[Campaign], keep: int = KEEP_MISMATCHES) -> None:
+        self.campaigns = {c.id: c for c in campaigns}
+        self.keep = keep
+        self.counters = Counters()
+        self._tally = Tally()
+        self._senders: dict[str, SenderState] = {}
+        # Texts not screened yet, per sender, in order: [(TextReceived, position)].
+        self._awaiting: dict[str, list[tuple[TextReceived, int]]] = {}
+        # Senders set aside until the pass ends: [(text, text position, screened, position)].
+        self._deferred: dict[str, list[tuple[TextReceived | None, int, Any, int]]] = {}
+        # Each known policy version, per campaign.
+        self._policies = {c.id: PolicyChain(initial_policy(c)) for c in self.campaigns.values()}
+        self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
+        self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
+        self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
+        self._unknown_denials: list[tuple[int, ReplyDenied]] = []
+        # The facts settlements are decided on: replies not sent; prices reported.
+        self._failed: set[str] = set()
+        self._prices: dict[str, set[int]] = {}
+        # Approved replies and those the send stage got to (attempted, or an outcome).
+        self._approved_at: dict[str, int] = {}
+        self._attempted: set[str] = set()
+        self._last_send_at = 0
+        # Screening's reopenings, and the verdicts a review of a queued request may follow.
+        self._reopened: list[tuple[SenderReopened, int]] = []
+        self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
+        self._screening_mismatches: list[Mismatch] = []
+        self._found: list[Mismatch] = []  # the campaign mismatches, while replaying
+        self._held: tuple[TextReceived | None, int] = (None, -1)
+        self._position = 0
+        self._result: AuditResult | None = None
+
+    # The hot loop: one pass, dict lookups, no copies.
+    def feed(self, events: Iterable[Any]) -> None:
+        if self._result is not None:
+            raise RuntimeError("feed() after result()")
+        awaiting = self._awaiting
+        campaign_events = self._campaign_events
+        unknown_denials = self._unknown_denials
+        flat = self._tally.flat
+        counters = self.counters
+        screened, take_awaiting, file = self._screened, self._take_awaiting, self._file
+        # The last text, not yet parked in ``awaiting``: its verdict usually comes next.
+        held, held_pos = self._held
+        pos = self._position - 1
+        texts = screenings = 0
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # see _gc_paused
+        try:
+            for pos, ev in enumerate(events, self._position):
+                t = type(ev)
+                if t is TextReceived:
+                    texts += 1
+                    key = (ev.campaign_id, ev.occurred_at // DAY_MS)
+                    s = flat.get(key)
+                    if s is None:
+                        s = flat[key] = DayStats()
+                    s.texts_in += 1
+                    if held is not None:
+                        queue = awaiting.get(held.sender)
+                        if queue is None:
+                            awaiting[held.sender] = [(held, held_pos)]
+                        else:
+                            queue.append((held, held_pos))
+                    held, held_pos = ev, pos
+                elif t is SenderScreened:
+                    screenings += 1
+                    # The text this verdict answers: the sender's first unscreened one.
+                    if (held is not None and held.message_id == ev.message_id
+                            and held.sender == ev.sender and ev.sender not in awaiting):
+                        text, held = held, None
+                        screened(ev, pos, text, held_pos)
+                        continue
+                    if held is not None and held.sender == ev.sender:
+                        queue = awaiting.get(held.sender)
+                        if queue is None:
+                            awaiting[held.sender] = [(held, held_pos)]
+                        else:
+                            queue.append((held, held_pos))
+                        held = None
+                    screened(ev, pos, *take_awaiting(ev.sender, ev.message_id))
+                elif t is ReplyApproved or t is ReplyDenied:
+                    if t is ReplyApproved:
+                        self._approved_at[ev.message_id] = ev.occurred_at
+                        if ev.occurred_at > self._last_send_at:
+                            self._last_send_at = ev.occurred_at
+                    if t is ReplyDenied and ev.seq == 0 and ev.reason == UNKNOWN_CAMPAIGN:
+                        unknown_denials.append((pos, ev))
+                        continue
+                    items = campaign_events.get(ev.campaign_id)
+                    if items is None:
+                        campaign_events[ev.campaign_id] = [(ev.seq, pos, ev)]
+                    else:
+                        items.append((ev.seq, pos, ev))
+                else:
+                    file(t, ev, pos)
+        except (TypeError, AttributeError) as exc:
+            raise MalformedEvent(pos, f"{type(exc).__name__}: {exc}") from None
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+            self._held = (held, held_pos)
+            self._position = pos + 1
+            counters.texts += texts
+            counters.screenings += screenings
+
+    def _take_awaiting(self, sender: str, mid: str) -> tuple[TextReceived | None, int]:
+        """The sender's parked text of message id ``mid`` (taken out), else ``(None, -1)``."""
+        awaiting = self._awaiting
+        queue = awaiting.get(sender)
+        if queue is not None:
+            for i, (candidate, candidate_pos) in enumerate(queue):
+                if candidate.message_id == mid:
+                    if len(queue) == 1:
+                        del awaiting[sender]
+                    else:
+                        del queue[i]
+                    return candidate, candidate_pos
+        return None, -1
+
+    def _screened(self, ev: SenderScreened, pos: int, text: TextReceived | None,
+                  text_pos: int) -> None:
+        """A recorded verdict and the text it answers (None: not found): decided again now,
+        or set aside with the sender's later events when its policy version is not known yet."""
+        sender = ev.sender
+        mid = ev.message_id
+        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
+            self._reviewable.add((sender, ev.campaign_id, ev.reason))
+        if ev.verdict == "forward" and mid not in self._forwarded:
+            self._forwarded[mid] = ev
+            if text is not None and text.prefix:
+                self._forward_prefix[mid] = text.prefix
+        deferred = self._deferred
+        if deferred and sender in deferred:
+            deferred[sender].append((text, text_pos, ev, pos))
+            return
+        policy = self._policy_of(ev)
+        if policy is None:
+            deferred[sender] = [(text, text_pos, ev, pos)]
+            return
+        if text is None:
+            self._screening_mismatch("screening_without_text", mid, None, ev, pos)
+            self._count_verdict(ev)
+            return
+        state = self._senders.get(sender)
+        if state is None:
+            state = self._senders[sender] = SenderState()
+        self._screen_again(state, text, ev, policy, pos)
+
+    def _file(self, t: type, ev: Any, pos: int) -> None:
+        """The events other than texts, verdicts and decisions: filed for the campaign replay,
+        tallied, or counted."""
+        counters = self.counters
+        if t is ReplySent or t is ReplyFailed:
+            self._attempted.add(ev.message_id)
+            s = self._tally.day(ev.campaign_id, ev.occurred_at)
+            if t is ReplySent:
+                counters.replies_sent += 1
+                s.sent += 1
+            else:
+                counters.replies_failed += 1
+                s.failed += 1
+                self._failed.add(ev.message_id)
+        elif t is ReplyRefunded or t is ReplyCostReconciled:
+            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+        elif t is SenderReopened:
+            self._reopen(ev, pos)
+        elif t is DeliveryReported:
+            if ev.price_micros is not None:
+                self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
+        elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
+              or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
+              or t is ReplyPromoted):
+            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+            if t is PolicyChanged:
+                self._learn_policy(ev)
+        elif t is ControlRejected:
+            counters.control_rejected += 1
+        elif t is TextRejected:
+            counters.texts_rejected += 1
+        elif t is ReplyAttempted or t is ReplyUncertain:
+            self._attempted.add(ev.message_id)
+            if ev.occurred_at > self._last_send_at:
+                self._last_send_at = ev.occurred_at
+            counters.other += 1
+        else:
+            counters.other += 1
+
+    def _reopen(self, ev: SenderReopened, pos: int) -> None:
+        """A sender reopened by screening: decided again on his replayed state, in his order;
+        the outcome it names must be in the journal (checked at the end)."""
+        self.counters.reopened += 1
+        self._reopened.append((ev, pos))
+        if ev.sender in self._deferred:
+            self._deferred[ev.sender].append((None, -1, ev, pos))
+            return
+        self._reopen_again(self._senders.setdefault(ev.sender, SenderState()), ev, pos)
+
+    def _reopen_again(self, state: SenderState, ev: SenderReopened, pos: int) -> None:
+        note = NoteReplyOutcome(ev.message_id, ev.campaign_id, ev.sender, ev.outcome,
+                                ev.occurred_at)
+        expected = decide_reopen(state, note)
+        for e in expected:
+            evolve_sender(state, e)
+        if expected != [ev]:
+            self._screening_mismatch("reopen", ev.message_id, expected[0] if expected else None,
+                                     ev, pos)
+
+    def _screening_mismatch(self, kind: str, mid: str, expected: Any, recorded: Any, pos: int) -> None:
+        self.counters.mismatches += 1
+        if len(self._screening_mismatches) < self.keep:
+            self._screening_mismatches.append(Mismatch(
+                kind, mid, None if expected is None else codec.to_dict(expected),
+                None if recorded is None else codec.to_dict(recorded), pos,
+            ))
+
+    def _learn_policy(self, ev: PolicyChanged) -> None:
+        """Extend the campaign's version chain (versions may arrive out of order)."""
+        chain = self._policies.get(ev.campaign_id)
+        if chain is not None:  # else not in the config: the campaign replay reports it
+            chain.learn(ev.version, ev.changes)
+
+    def _policy_of(self, ev: SenderScreened) -> Any:
+        """The policy a verdict names (its version), None while that version is not known."""
+        chain = self._policies.get(ev.campaign_id)
+        if chain is None:  # a campaign the config does not know
+            return UNKNOWN_CAMPAIGN_POLICY if ev.policy_version == 1 else None
+        return chain.policy_at(ev.policy_version)
+
+    def _replay_deferred(self) -> None:
+        """Senders whose verdict named a policy version not yet seen, now all are known."""
+        self.counters.deferred_senders = len(self._deferred)
+        for sender, items in self._deferred.items():
+            state = self._senders.setdefault(sender, SenderState())
+            for text, _, ev, pos in items:
+                if type(ev) is SenderReopened:
+                    self._reopen_again(state, ev, pos)
+                    continue
+                policy = self._policy_of(ev)
+                if policy is None:
+                    self._screening_mismatch("unknown_policy_version", ev.message_id, None, ev, pos)
+                    # Nothing to decide with: keep what was recorded.
+                    chain = self._policies.get(ev.campaign_id)
+                    evolve_sender(state, ev, chain.latest if chain else UNKNOWN_CAMPAIGN_POLICY)
+                    continue
+                if text is None:
+                    self._screening_mismatch("screening_without_text", ev.message_id, None, ev, pos)
+                    self._count_verdict(ev)
+                    continue
+                self._screen_again(state, text, ev, policy, pos)
+        self._deferred.clear()
+
+    def _screen_again(self, state: SenderState, text: TextReceived, ev: SenderScreened,
+                      policy: Any, pos: int) -> None:
+        """Decide ``text`` again on the sender's replayed state and compare with ``ev``. A
+        verdict the state already holds is a restatement: checked, counted once."""
+        restated = ev.message_id in state.recent
+        expected = decide_screening(state, screen_command(text, ev.sender), policy)[0]
+        evolve_sender(state, expected, policy)
+        if restated:
+            self.counters.restated += 1
+            if ev.reason == "duplicate":  # how states before verdicts were kept restated
+                return
+        else:
+            self._count_verdict(ev)
+        if expected != ev:
+            self._screening_mismatch("screening", ev.message_id, expected, ev, pos)
+
+    def _count_verdict(self, ev: SenderScreened) -> None:
+        if ev.verdict != "forward":
+            s = self._tally.day(ev.campaign_id, ev.occurred_at)
+            s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+
+    def result(self) -> AuditResult:
+        if self._result is not None:
+            return self._result
+        with _gc_paused():
+            self._result = self._finish()
+        return self._result
+
+    def _finish(self) -> AuditResult:
+        try:
+            self._replay_deferred()
+            held, held_pos = self._held
+            if held is not None:
+                self._awaiting.setdefault(held.sender, []).append((held, held_pos))
+                self._held = (None, -1)
+            for queue in self._awaiting.values():
+                for text, pos in queue:
+                    self._screening_mismatch("text_without_screening", text.message_id,
+                                             None, text, pos)
+            self._screening_mismatches.sort(key=lambda m: m.position)
+            campaign_mismatches: list[Mismatch] = []
+            decided = self._replay_campaigns(campaign_mismatches)
+        except (TypeError, AttributeError) as exc:
+            raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
+        ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
+                 for _, _, ev in items if isinstance(ev, _REOPENING)}
+        ended.update((ev.campaign_id, ev.message_id) for _, ev in self._unknown_denials)
+        for ev, pos in self._reopened:
+            if (ev.campaign_id, ev.message_id) not in ended:
+                self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev, pos)
+        pending: dict[str, int] = {}
+        for mid, fwd in self._forwarded.items():
+            if mid not in decided.get(fwd.campaign_id, ()):
+                pending[fwd.campaign_id] = pending.get(fwd.campaign_id, 0) + 1
+        self.counters.pending = sum(pending.values())
+        counters = self.counters
+        before = self._last_send_at - UNATTEMPTED_AFTER_MS
+        counters.unattempted = sum(1 for mid, at in self._approved_at.items()
+                                   if at < before and mid not in self._attempted)
+        counters.events = self._position
+        mismatches = (self._screening_mismatches + campaign_mismatches)[: self.keep]
+        return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
+
+    def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
+        """Every campaign's seq'd events decided again, then the unknown-campaign denials;
+        returns, per campaign, idempotency key -> recorded event."""
+        self._found = found
+        decided_by_campaign: dict[str, dict[str, Any]] = {}
+        for cid in sorted(self._campaign_events):
+            decided_by_campaign[cid] = self._replay_campaign(cid, self._campaign_events[cid])
+        self._replay_unknown_denials(decided_by_campaign)
+        return decided_by_campaign
+
+    def _mismatch(self, kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
+        """A campaign mismatch (counted; kept while fewer than ``keep``)."""
+        self.counters.mismatches += 1
+        found = self._found
+        if len(found) < self.keep:
+            found.append(Mismatch(
+                kind, key, None if expected is None else codec.to_dict(expected),
+                None if recorded is None else codec.to_dict(recorded), pos,
+            ))
+
+    def _replay_campaign(self, cid: str, items: list[tuple[int, int, Any]]) -> dict[str, Any]:
+        counters = self.counters
+        tally = self._tally.campaign_event
+        mismatch = self._mismatch
+        items.sort(key=itemgetter(0, 1))
+        campaign = self.campaigns.get(cid)
+        state = CampaignState.opening(campaign) if campaign is not None else None
+        decided: dict[str, Any] = {}  # idempotency key -> recorded event
+        last_seq = None
+        last: Any = None
+        decided_n = 0
+        # The rest of the events one command gave (a request and the surge it started, a
+        # tick's releases): compared in seq order, not decided again.
+        following: list[Any] = []
+        for seq, pos, ev in items:
+            if seq == last_seq:
+                if ev == last:
+                    counters.redelivered += 1
+                else:
+                    mismatch("conflicting", idempotency_key(ev), last, ev, pos)
+                continue
+            # A new seq. Even for a key decided before: the core remembers only its last
+            # REMEMBERED_DECISIONS keys, so a late redelivery is legitimately decided
+            # afresh; the core itself says whether that was right.
+            t = type(ev)
+            key = ev.message_id if t is ReplyApproved or t is ReplyDenied else idempotency_key(ev)
+            decided[key] = ev
+            last_seq, last = seq, ev
+            tally(ev)
+            if state is None:
+                mismatch("unknown_campaign", key, None, ev, pos)
+                continue
+            decided_n += 1
+            if following:
+                nxt = following.pop(0)
+                if nxt != ev:
+                    mismatch("decision", key, nxt, ev, pos)
+                continue
+            expected = self._decide_again(state, campaign, t, key, ev, pos)
+            for e in expected:
+                evolve_campaign(state, e)
+            if not expected or expected[0] != ev:
+                mismatch("decision", key, expected[0] if expected else None, ev, pos)
+            following = list(expected[1:])
+        for missing in following:  # the core decided more than the journal holds
+            mismatch("decision", idempotency_key(missing), missing, None, -1)
+        counters.campaign_events += decided_n
+        return decided
+
+    def _decide_again(self, state: CampaignState, campaign: Campaign, t: type, key: str,
+                      ev: Any, pos: int) -> list[Any]:
+        """What the core decides for the command that gave ``ev`` (the first event of it)."""
+        cid = campaign.id
+        mismatch = self._mismatch
+        if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
+                t is ReplyExpired and ev.reason in TICK_EXPIRIES):
+            # A tick: its time is the events' time.
+            return decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
+            # Screening's review of a queued request: it must follow from a verdict.
+            reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
+            verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
+            if (ev.sender, cid, verdict) not in self._reviewable:
+                mismatch("review_without_verdict", key, None, ev, pos)
+            return decide_review(state, ReviewRequest(
+                ev.message_id, cid, ev.sender, reason, ev.occurred_at))
+        if t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
+            fwd = self._forwarded.get(key)
+            if fwd is None or fwd.campaign_id != cid:
+                mismatch("no_forwarded_text", key, None, ev, pos)
+                fwd = ev  # decide from the decision's own fields: no cascade
+            return decide_reply(state, RequestReply(
+                key, cid, fwd.sender, fwd.occurred_at, "", self._forward_prefix.get(key, ""),
+                getattr(fwd, "texts_from_sender", 1)), campaign)
+        if t is ReplyRefunded:
+            if ev.message_id not in self._failed:
+                mismatch("refund_without_failure", key, None, ev, pos)
+            return decide_settlement(state, SettleReply(
+                ev.message_id, cid, ev.sender, "failed", None, ev.occurred_at))
+        if t is ReplyCostReconciled:
+            if ev.actual_micros not in self._prices.get(ev.message_id, ()):
+                mismatch("price_without_report", key, None, ev, pos)
+            return decide_settlement(state, SettleReply(
+                ev.message_id, cid, ev.sender, "priced", ev.actual_micros, ev.occurred_at))
+        if t is PolicyChanged:
+            return decide_control(state, ChangePolicy(
+                ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
+        if t is BudgetCredited:
+            return decide_control(state, CreditBudget(
+                ev.command_id, cid, ev.amount_micros, ev.source, ev.operator, ev.occurred_at))
+        return []  # a SurgeStarted or queue_full expiry with no decision before it
+
+    def _replay_unknown_denials(self, decided_by_campaign: dict[str, dict[str, Any]]) -> None:
+        """ReplyDenied(unknown_campaign): seq 0, outside every campaign's order."""
+        counters = self.counters
+        mismatch = self._mismatch
+        nobody = CampaignShard(())
+        self._unknown_denials.sort(key=itemgetter(0))
+        for pos, ev in self._unknown_denials:
+            decided = decided_by_campaign.setdefault(ev.campaign_id, {})
+            earlier = decided.get(ev.message_id)
+            if earlier is not None:
+                if earlier == ev:
+                    counters.redelivered += 1
+                else:
+                    mismatch("conflicting", ev.message_id, earlier, ev, pos)
+                continue
+            decided[ev.message_id] = ev
+            counters.unknown_campaign += 1
+            self._tally.campaign_event(ev)
+            if ev.campaign_id in self.campaigns:
+                mismatch("unknown_campaign", ev.message_id, None, ev, pos)
+                continue
+            fwd = self._forwarded.get(ev.message_id)
+            if fwd is None or fwd.campaign_id != ev.campaign_id:
+                mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
+                fwd = ev
+            expected = nobody.decide(
+                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
+                              self._forward_prefix.get(ev.message_id, ""))])
+            if expected[0] != ev:
+                mismatch("decision", ev.message_id, expected[0], ev, pos)
+
+
+# What may reopen a sender: a campaign event of the same message id that ended his request.
+_REOPENING = (ReplyDenied, ReplyExpired, ReplyRefunded)
+
+
+def audit(events: Iterable[Any], campaigns: Iterable[Campaign],
+          keep: int = KEEP_MISMATCHES) -> AuditResult:
+    """Replay decoded journal events (in journal order) through the core; one pass."""
+    run = Audit(campaigns, keep)
+    run.feed(events)
+    return run.result()
+
+
+
+def screen_command(text: TextReceived, sender: str) -> ScreenText:
+    return ScreenText(text.message_id, text.campaign_id, sender, text.body, text.occurred_at, "",
+                      text.number_kind, text.country, text.prefix)
+
