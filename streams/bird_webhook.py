@@ -41,6 +41,7 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -217,7 +218,10 @@ def parse_bird_event(content_type: str, raw: bytes) -> BirdEvent:
     if not isinstance(payload, dict):
         raise BadRequest("missing_field", "'payload' must be an object", "payload")
     if event not in ("sms.inbound", "sms.outbound"):
-        return Ignored(None, f"event {event!r} is not handled")
+        # Named only when it looks like an event name: the answer never repeats what could
+        # be a number (hypothesis found one).
+        shown = repr(event) if re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", event) else "of this kind"
+        return Ignored(None, f"event {shown} is not handled")
     message_id = _ident(payload, "id", "payload.id")
     channel_id = _ident(payload, "channelId", "payload.channelId")
     status = _text(payload, "status", "payload.status", required=False, limit=32)
