@@ -44,10 +44,11 @@ from streams.metrics import TEXT_BUCKETS, Projection
 log = logging.getLogger("antirelou")
 
 COOKIE = "antirelou_admin"
-# Open to anyone: MessageBird's webhooks (signed), /health (its details need the token) and
+# Open to anyone: the providers' webhooks (each checks its own signature: MessageBird's
+# classic ones and Bird's), /health (its details need the token) and
 # the sign-in. Everything else needs the token: our admin pages and Faust's own (/router,
 # /table/..., /stats, /assignment, /), which show tables and assignments.
-PUBLIC_PREFIXES = ("/webhooks/messagebird/",)
+PUBLIC_PREFIXES = ("/webhooks/messagebird/", "/webhooks/bird")
 PUBLIC = ("/health", "/login")
 # The stages and the work topic each consumes (topic_names roles).
 STAGES = {"screening": "inbound", "decisions": "requests", "sending": "outbound",
