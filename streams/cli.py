@@ -10,7 +10,7 @@
     antirelou journal [--follow]        print the journal as JSON lines
     antirelou export --kafka HOST:PORT --out FILE     the journal to a JSON-lines file
     antirelou audit --config C.toml (--kafka HOST:PORT | --file FILE) [--json] [--what-if O.toml]
-        replay the journal through the pure core; exit 1 on any mismatch (streams/audit.py)
+        replay the journal through the pure core; exit 1 on any mismatch (streams/audit/)
     antirelou policy show|set ..., antirelou budget credit ...
         operator commands; set and credit are signed with ANTIRELOU_OPERATOR_KEY
     antirelou operator new NAME         an operator key pair and its [[operator]] table
@@ -325,7 +325,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["simulate"]:  # its own options: see streams/simulate.py
+    if argv[:1] == ["simulate"]:  # its own options: see streams/simulate/command.py
         from streams import simulate
 
         return simulate.main(argv[1:])
