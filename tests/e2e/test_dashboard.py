@@ -135,6 +135,7 @@ def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_an
         assert done.returncode == 0, done.stderr
     driver = browser()
     try:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
@@ -148,7 +149,15 @@ def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_an
         driver.execute_script("window.__sameDocument = 'yes';")  # gone if the page reloads
 
         def shown(cid, key):
-            return driver.find_element(By.ID, f"c-{cid}-{key}").text
+            # The page redraws each second: an element found just before a redraw is stale,
+            # so look it up again (a few times) rather than fail.
+            for attempt in range(5):
+                try:
+                    return driver.find_element(By.ID, f"c-{cid}-{key}").text
+                except StaleElementReferenceException:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.1)
 
         start = int(shown("paris", "texts"))
         seen_values = {start}
