@@ -159,6 +159,9 @@ def ticks_by_campaign(worker, since: float, until: float) -> dict[str, list[int]
 
 
 @pytest.mark.parametrize("stopped", ["the_other", "the_leader", "the_leader_kill_9"])
+@pytest.mark.skipif(os.environ.get("ANTIRELOU_TWO_WORKER_TESTS") != "1",
+                    reason="not stable on noida-db (its two-member groups wedge; README known "
+                           "limits): run with ANTIRELOU_TWO_WORKER_TESTS=1 pytest -m scaleout")
 def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_nothing(
         stopped, tmp_path, ray_address, messagebird):
     """"the_leader": the first worker, which leads the group (and its timers) and created
