@@ -43,14 +43,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import certifi
 import orjson
-import requests.utils
 import urllib3
 
 from infra.messagebird_gateway import (
@@ -61,6 +58,7 @@ from infra.messagebird_gateway import (
     SendResult,
     _scrub,
     _scrub_exact,
+    pool_manager,
 )
 
 __all__ = ["DEFAULT_BIRD_ENDPOINT", "BirdGateway", "BirdTransport", "bird_message_body"]
@@ -103,21 +101,7 @@ class BirdTransport:
         self.endpoint = endpoint.rstrip("/")
         self.timeout = (float(connect), float(read))
         self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
-        ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                     or certifi.where())
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-        tls["ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"] = ca_bundle
-        proxy = requests.utils.select_proxy(self.endpoint,
-                                            requests.utils.get_environ_proxies(self.endpoint))
-        self._pool: urllib3.PoolManager
-        if proxy:
-            auth = urllib3.util.parse_url(proxy).auth
-            self._pool = urllib3.ProxyManager(
-                proxy, num_pools=4, maxsize=pool_size,
-                proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None,
-                **tls)
-        else:
-            self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
+        self._pool = pool_manager(self.endpoint, pool_size)
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "Authorization": "AccessKey " + access_key, "User-Agent": USER_AGENT}
 

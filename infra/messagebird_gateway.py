@@ -254,21 +254,7 @@ class BoundedHttpClient(HttpClient):
             raise ValueError("pool_size must be at least 1")
         self.timeout: tuple[float, float] = (float(connect), float(read))
         self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
-        ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                     or certifi.where())
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-        tls["ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"] = ca_bundle
-        proxy = requests.utils.select_proxy(
-            endpoint, requests.utils.get_environ_proxies(endpoint))
-        self._pool: urllib3.PoolManager
-        if proxy:
-            auth = urllib3.util.parse_url(proxy).auth
-            self._pool = urllib3.ProxyManager(
-                proxy, num_pools=4, maxsize=pool_size,
-                proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None,
-                **tls)
-        else:
-            self._pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
+        self._pool = pool_manager(endpoint, pool_size)
         self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         self._base_headers = {
             "Accept": "application/json",
@@ -434,6 +420,22 @@ def _first_error_of(response: requests.Response | None) -> dict[str, Any]:
         return first if isinstance(first, dict) else {}
     except (ValueError, AttributeError, TypeError, IndexError, KeyError):
         return {}
+
+
+def pool_manager(endpoint: str, pool_size: int) -> urllib3.PoolManager:
+    """A verified-TLS urllib3 pool for ``endpoint``, through the environment's proxy if it
+    names one (as requests would): the one transport of both providers' gateways."""
+    ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                 or certifi.where())
+    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+    tls["ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"] = ca_bundle
+    proxy = requests.utils.select_proxy(endpoint, requests.utils.get_environ_proxies(endpoint))
+    if proxy:
+        auth = urllib3.util.parse_url(proxy).auth
+        return urllib3.ProxyManager(
+            proxy, num_pools=4, maxsize=pool_size,
+            proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None, **tls)
+    return urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
 
 
 class MessageBirdGateway:
