@@ -78,6 +78,15 @@ class TextPartitionedTable(faust.Table):
         finally:
             del self.partition_of[key]
 
+    def remove(self, key: Any, partition: int) -> None:
+        """``del table[key]`` (a tombstone to the changelog's ``partition``)."""
+        self.partition_of[key] = partition
+        try:
+            if key in self:
+                del self[key]
+        finally:
+            del self.partition_of[key]
+
 
 def create_app(
     settings: Settings,

@@ -70,6 +70,9 @@ class RecentOutcomes:
     def get(self, message_id: str) -> str | None:
         return self._marks.get(message_id)
 
+    def forget(self, message_id: str) -> None:
+        self._marks.pop(message_id, None)
+
 
 class JournalIndex:
     """What the journal says of replies, read on demand from a point in time on.

@@ -56,7 +56,7 @@ class Settings:
     screen_batch_size: int = 200
     screen_window_s: float = 0.01
     # The reply stage: MessageBird calls under way at once (threads), SendReply batches
-    # taken at once (agent actors), and the size and wait of each batch.
+    # handled at once (streams/batches.py), and the size and wait of each batch.
     send_concurrency: int = 32
     send_batches: int = 4
     send_batch_size: int = 64

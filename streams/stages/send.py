@@ -21,6 +21,7 @@ from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from streams import sendstate
+from streams.batches import BatchWorkers
 from streams.seenorder import SeenOrder
 from streams.send_guard import JournalIndex, RecentOutcomes
 from streams.sending import GroupCommit, deliver
@@ -47,18 +48,40 @@ def register_send(rt: Runtime) -> None:
     async def on_shutdown_stop_sending(app: faust.App, **kwargs: Any) -> None:
         sender.pool.shutdown(wait=False, cancel_futures=True)
 
-    @rt.app.agent(rt.topics.outbound, concurrency=rt.settings.send_batches)
+    async def fetch_again(batch: Sequence[Any], exc: BaseException) -> None:
+        # Not acknowledged: each partition of the batch is read again from its first
+        # offset (what comes twice is sent at most once: streams.sendstate).
+        log.error("a batch of %d repl(ies) failed (%s: %s); fetching it again", len(batch),
+                  type(exc).__name__, exc)
+        await asyncio.sleep(1.0)  # not a hot loop while the broker is away
+        first: dict[Any, int] = {}
+        for event in batch:
+            tp, offset = event.message.tp, event.message.offset
+            first[tp] = min(offset, first.get(tp, offset))
+        for tp, offset in first.items():
+            await seek_back(tp, offset)
+
+    @rt.app.agent(rt.topics.outbound)
     async def send_replies(stream: faust.StreamT) -> None:
-        # In batches: one acknowledged round trip for a batch's attempts, one call per reply
-        # in the send pool, outcomes journaled together (send_journal). The batch's records
-        # are acknowledged to Kafka only once every reply of it has its outcome stored, so a
-        # crash redelivers them (and the table turns "attempting" into uncertain).
-        # Before take_events' own processor: each record as it leaves the agent's queue, in
-        # offset order across the concurrent actors (streams/seenorder.py).
+        # One actor takes the records; send_batches batches run at once (streams/batches.py:
+        # a busy batch holds no record). One acknowledged round trip for a batch's
+        # attempts, one call per reply in the send pool, outcomes journaled together
+        # (GroupCommit). A batch's records are acknowledged to Kafka only once every reply
+        # of it has its outcome stored, so a crash redelivers them (and the table turns
+        # "attempting" into uncertain).
+        # Each record as it leaves the agent's queue, in offset order (streams/seenorder.py).
         stream.add_processor(lambda value: (guard.see(stream.current_event), value)[1])
-        async for events in stream.take_events(rt.settings.send_batch_size,
-                                               within=rt.settings.send_batch_window_s):
-            await sender.send_batch(events)
+        settings = rt.settings
+        workers = sender.batches = BatchWorkers(
+            sender.send_batch, stream.ack, workers=settings.send_batches,
+            size=settings.send_batch_size, window=settings.send_batch_window_s,
+            on_failure=fetch_again)
+        stream.enable_acks = False  # acknowledged by the batch that handled the record
+        try:
+            async for event in stream.events():
+                await workers.put(event)
+        finally:
+            await workers.stop()
 
 
 class ReplySender:
@@ -84,6 +107,7 @@ class ReplySender:
         self.started_ms = rt.now_ms()
         self.recent = RecentOutcomes()
         self.journal_index = JournalIndex(rt.settings.kafka, rt.names["journal"])
+        self.batches: BatchWorkers | None = None
 
     def suspect_before_ms(self) -> int:
         status = self.rt.broker_status()
@@ -168,9 +192,17 @@ class ReplySender:
             # round trip and one flush, before the first call.
             at = rt.now_ms()
             if fresh or noted:
-                await self.journal.write(
-                    [*noted, *(ReplyAttempted(c.message_id, c.campaign_id, c.sender, 1, at)
-                               for c in fresh)], flush=True)
+                try:
+                    await self.journal.write(
+                        [*noted, *(ReplyAttempted(c.message_id, c.campaign_id, c.sender, 1,
+                                                  at) for c in fresh)], flush=True)
+                except Exception:
+                    # No call was made: the marks go, and the batch fetched again sends
+                    # these replies (instead of finding "attempting": uncertain, unsent).
+                    for c in fresh:
+                        table.remove(c.message_id, event_of[c.message_id].message.partition)
+                        self.recent.forget(c.message_id)
+                    raise
             # Then every call at once (bounded by the slots); a reply being retried holds
             # up only itself, and the batch until its outcome is stored.
             outcomes = await asyncio.gather(*(self.send_one(c, event_of[c.message_id])

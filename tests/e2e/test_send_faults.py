@@ -299,9 +299,6 @@ def slow_messagebird():
         yield server
 
 
-@pytest.mark.skip(reason="found at the end of 2026-12-01: in full runs the five replies no longer "
-                  "go out concurrently (the slow call holds the others, all five end sent "
-                  "together), so the kill never lands mid-batch; open in issue 13/14's notes")
 def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertain(
         tmp_path, ray_address, slow_messagebird):
     # Five replies sent together; MessageBird answers one of them 40 s late. The worker is
