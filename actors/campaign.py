@@ -283,6 +283,20 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
     return []
 
 
+def _count_arrival(state: CampaignState, prefix: str) -> None:
+    state.surge_arrivals += 1
+    state.surge_arrival_ranges[prefix] = state.surge_arrival_ranges.get(prefix, 0) + 1
+
+
+def _count_promotion(state: CampaignState, prefix: str, n: int) -> None:
+    state.surge_promoted += n
+    count = state.surge_promoted_ranges.get(prefix, 0) + n
+    if count > 0:
+        state.surge_promoted_ranges[prefix] = count
+    else:
+        state.surge_promoted_ranges.pop(prefix, None)
+
+
 def _dequeue(state: CampaignState, message_id: str) -> None:
     state.queue.remove(message_id)
     state.queued.pop(message_id, None)
@@ -330,6 +344,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.surge.active = t is SurgeStarted
         if t is SurgeStarted:
             state.surge_arrivals = state.surge_promoted = 0
+            state.surge_arrival_ranges, state.surge_promoted_ranges = {}, {}
         return state
     if not _remember(state, event, t):
         return state
@@ -340,7 +355,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     elif t is ReplyDenied:
         state.denied += 1
         if event.reason == QUEUE_FULL:
-            state.surge_arrivals += 1
+            _count_arrival(state, event.prefix)
         observe_first_text(state.surge, state.policy, event.occurred_at)
         if event.reason not in _NOT_COUNTED:
             _count_prefix(state, event.prefix, event.occurred_at)
@@ -348,17 +363,18 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         observe_first_text(state.surge, state.policy, event.occurred_at)
         _count_prefix(state, event.prefix, event.occurred_at)
         state.queue.push(Deferred(event.message_id, event.priority, event.occurred_at))
-        state.surge_arrivals += 1
+        _count_arrival(state, event.prefix)
         state.queued[event.message_id] = (event.sender, event.prefix)
     elif t is ReplyExpired:
         state.denied += 1
         if event.reason == FLOODER and any(
                 i.message_id == event.message_id and i.priority_key <= RANGE_DEBT_LEVELS
                 for i in state.queue.items):
-            state.surge_promoted -= 1  # his texting again was no sign of a person after all
+            # His texting again was no sign of a person after all.
+            _count_promotion(state, state.queued.get(event.message_id, ("", ""))[1], -1)
         _dequeue(state, event.message_id)
     elif t is ReplyPromoted:
-        state.surge_promoted += 1
+        _count_promotion(state, state.queued.get(event.message_id, ("", ""))[1], 1)
         item = state.queue.remove(event.message_id)
         if item is not None:
             state.queue.push(Deferred(item.message_id, event.priority, item.enqueued_at))

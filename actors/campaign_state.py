@@ -112,6 +112,10 @@ class CampaignState:
     # many of them texted again (promoted): whether it looked human (``looked_human``).
     surge_arrivals: int = 0
     surge_promoted: int = 0
+    # Its arrivals and promotions by number range ("33-612"): how far the promotions count
+    # (``queue_rules.human_promotions``).
+    surge_arrival_ranges: dict[str, int] = field(default_factory=dict)
+    surge_promoted_ranges: dict[str, int] = field(default_factory=dict)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
     # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).

@@ -119,11 +119,38 @@ def release_rate(state: CampaignState, priority: int, surge_active: bool) -> int
     return state.policy.surge_release_per_minute
 
 
+# How far one number range's promotions count as people (``human_promotions``): at most
+# HUMAN_RANGE_FACTOR times the share of the surge's promotions its arrivals would have had,
+# and at least HUMAN_RANGE_MIN.
+HUMAN_RANGE_FACTOR = 2
+HUMAN_RANGE_MIN = 3
+
+
+def human_promotions(arrivals: dict[str, int], promoted: dict[str, int]) -> int:
+    """The surge's promotions (senders who texted again, by number range) that count as
+    people. People text again as often in one range as in another: a range's promotions
+    count up to twice its arrivals' share of them (at least 3). SIM-rotating trolls text
+    again from the few ranges of the SIMs they bought, far more often than the surge's
+    other senders, so a raid with them is not taken for people (raid seed 200: 40
+    promotions, all from 4 ranges holding 59 of its 327 arrivals)."""
+    total_arrivals = sum(arrivals.values())
+    total_promoted = sum(promoted.values())
+    if not total_arrivals:
+        return total_promoted
+    counted = 0
+    for prefix, n in promoted.items():
+        share = HUMAN_RANGE_FACTOR * total_promoted * arrivals.get(prefix, 0) // total_arrivals
+        counted += min(n, max(HUMAN_RANGE_MIN, share))
+    return counted
+
+
 def looked_human(state: CampaignState) -> bool:
     """Whether the last surge looked like people rather than a raid: at least
-    ``surge_human_percent`` % of its arrivals texted again at a human pace (a one-shot raid
-    never does; genuine pests, told nothing, often do)."""
-    return state.surge_promoted * 100 >= state.surge_arrivals * state.policy.surge_human_percent
+    ``surge_human_percent`` % of its arrivals texted again at a human pace, from many
+    number ranges (``human_promotions``; a one-shot raid never does; genuine pests, told
+    nothing, often do)."""
+    promoted = human_promotions(state.surge_arrival_ranges, state.surge_promoted_ranges)
+    return promoted * 100 >= state.surge_arrivals * state.policy.surge_human_percent
 
 
 def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:

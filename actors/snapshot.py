@@ -52,6 +52,8 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "release_tat": state.release_tat,
         "surge_arrivals": state.surge_arrivals,
         "surge_promoted": state.surge_promoted,
+        "surge_arrival_ranges": state.surge_arrival_ranges,
+        "surge_promoted_ranges": state.surge_promoted_ranges,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
@@ -87,6 +89,11 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         release_tat=raw.get("release_tat", 0),
         surge_arrivals=raw.get("surge_arrivals", 0),
         surge_promoted=raw.get("surge_promoted", 0),
+        # Before they were counted by range: all of them, as one range (counted as before).
+        surge_arrival_ranges=dict(raw.get("surge_arrival_ranges", {"": raw.get(
+            "surge_arrivals", 0)} if raw.get("surge_arrivals") else {})),
+        surge_promoted_ranges=dict(raw.get("surge_promoted_ranges", {"": raw.get(
+            "surge_promoted", 0)} if raw.get("surge_promoted") else {})),
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
         commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )
