@@ -451,7 +451,7 @@ def _announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) ->
 def _announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
                      admin_token: str | None) -> None:
     """Who may reach what, and every development shortcut in force, said loudly."""
-    from infra.messagebird_gateway import DryRunGateway
+    from infra.gateway import DryRunGateway
     from infra.operators import NO_OPERATORS
     from streams.bird_webhook import BIRD_WEBHOOK_PATH
 
