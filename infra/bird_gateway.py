@@ -50,15 +50,15 @@ from urllib.parse import quote
 import orjson
 import urllib3
 
-from infra.messagebird_gateway import (
+from infra.gateway import (
     GatewayError,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
     SendResult,
-    _scrub,
-    _scrub_exact,
     pool_manager,
+    scrub,
+    scrub_exact,
 )
 
 __all__ = ["DEFAULT_BIRD_ENDPOINT", "BirdGateway", "BirdTransport", "bird_message_body"]
@@ -146,7 +146,7 @@ class BirdGateway:
         report_url: str | None = None,  # noqa: ARG002 - statuses come by subscription
         scheduled_at: int | None = None,
     ) -> SendResult:
-        ref = _scrub_exact(reference, recipient)
+        ref = scrub_exact(reference, recipient)
         bound = self.transport.timeout
         try:
             response = self.transport.post(
@@ -208,7 +208,7 @@ class BirdGateway:
         if isinstance(data, dict):
             raw_code, raw_message = data.get("code"), data.get("message")
             code = raw_code if isinstance(raw_code, str | int) else None
-            description = _scrub(str(raw_message), recipient, body) if raw_message else None
+            description = scrub(str(raw_message), recipient, body) if raw_message else None
         detail = f": {code}, {description}" if code or description else ""
         return GatewayRejected(
             f"Bird rejected the SMS with HTTP {response.status}{detail} (reference {ref!r})",

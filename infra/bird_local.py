@@ -27,24 +27,20 @@ It never logs a phone number.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import secrets
-import signal
-import socket
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
+from infra.local_server import JsonHandler, LocalServer, serve_in_foreground
 from infra.messagebird_local import message_parts
 
 __all__ = ["LocalBird", "main"]
@@ -59,97 +55,53 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: LocalBird) -> None:
-        self.owner = owner
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
-        return  # quiet: clients that time out and hang up are part of the tests
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JsonHandler):
     server_version = "LocalBird/1.0"
-    timeout = 30
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.connections_lock:
-            self.server.open_connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.connections_lock:
-                self.server.open_connections.discard(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
-
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self._headers_buffer.append(b"\r\n")  # headers and body in one write (no Nagle wait)
-        self._headers_buffer.append(data)
-        self.wfile.write(b"".join(self._headers_buffer))
-        self._headers_buffer = []
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
+        raw = self.read_body()
         parts = urlsplit(self.path).path.strip("/").split("/")
         if len(parts) != 5 or parts[0] != "workspaces" or parts[2] != "channels" \
                 or parts[4] != "messages":
-            self._send(404, _error("NotFound", "resource not found"))
+            self.send_json(404, _error("NotFound", "resource not found"))
             return
         owner = self.server.owner
         delay, fail = owner._take_faults()
         if fail is not None:
             owner._sleep(delay)
-            self._send(fail, _error("Injected", f"injected HTTP {fail}"))
+            self.send_json(fail, _error("Injected", f"injected HTTP {fail}"))
             return
-        given = self.headers.get("Authorization", "")
-        if not secrets.compare_digest(given.encode(), ("AccessKey " + owner.access_key).encode()):
-            self._send(401, _error("Unauthorized", "invalid access key"))
+        if not self.authorized():
+            self.send_json(401, _error("Unauthorized", "invalid access key"))
             return
         if parts[1] != owner.workspace_id:
-            self._send(404, _error("NotFound", "workspace not found"))
+            self.send_json(404, _error("NotFound", "workspace not found"))
             return
         try:
             body = json.loads(raw.decode())
         except (UnicodeDecodeError, ValueError):
-            self._send(400, _error("InvalidPayload", "body is not valid JSON"))
+            self.send_json(400, _error("InvalidPayload", "body is not valid JSON"))
             return
         status, answer = owner._accept(parts[3], body)
         owner._sleep(delay)
-        self._send(status, answer)
+        self.send_json(status, answer)
 
     def do_GET(self) -> None:  # noqa: N802
-        self._send(405, _error("MethodNotAllowed", "method not allowed"))
+        self.send_json(405, _error("MethodNotAllowed", "method not allowed"))
 
 
-class LocalBird:
+class LocalBird(LocalServer):
     """A Bird Channels API look-alike on a local port (context manager or start/stop)."""
+
+    handler = _Handler
+    label = "LocalBird"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, access_key: str = "bird_key",
                  workspace_id: str = "ws-local", signing_key: str | None = None,
                  events_url: str | None = None, status_delay_s: float | None = None,
                  price_per_part: str = "0.08", status_price: str | None = None,
                  currency: str = "EUR") -> None:
-        self.host, self.port = host, port
-        self.access_key = access_key
+        super().__init__(host, port, access_key)
         self.workspace_id = workspace_id
         self.signing_key = signing_key
         self.events_url = events_url
@@ -157,101 +109,14 @@ class LocalBird:
         self.price_per_part = Decimal(price_per_part)
         self.status_price = Decimal(status_price) if status_price is not None else None
         self.currency = currency
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._endpoint: str | None = None
-        self._cond = threading.Condition()
-        self._messages: list[dict[str, Any]] = []
-        self._fail: list[int] = []
-        self._delay: list[float] = []
-        self._stopping = threading.Event()
         self.events: list[tuple[str, int | str]] = []  # (event id, HTTP status) sent
 
-    # -- lifecycle ----------------------------------------------------------------------
-
-    def start(self) -> LocalBird:
-        if self._server is not None:
-            raise RuntimeError("LocalBird is already running")
-        self._stopping.clear()
-        server = _Server((self.host, self.port), self)
-        host, port = server.server_address[:2]
-        self._endpoint = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name=f"local-bird-{port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        with server.connections_lock:
-            conns = list(server.open_connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> LocalBird:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL, no trailing slash (``BIRD_ENDPOINT``); still answers after stop()."""
-        if self._endpoint is None:
-            raise RuntimeError("LocalBird has not been started")
-        return self._endpoint
-
-    # -- inspection and fault injection -------------------------------------------------
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        with self._cond:
-            return copy.deepcopy(self._messages)
-
-    def fail_next(self, n: int, status: int = 503) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError("status must be an HTTP error status")
-        with self._cond:
-            self._fail.extend([status] * n)
-
-    def delay_next(self, n: int, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        with self._cond:
-            self._delay.extend([float(seconds)] * n)
-
-    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"expected {count} message(s), got "
-                                       f"{len(self._messages)} within {timeout:g} s")
-                self._cond.wait(remaining)
-        return self.messages
+    # -- inspection (messages, fail_next, delay_next, wait_for_messages: LocalServer) ----
 
     def wait_for_events(self, count: int, timeout: float = 10.0) -> list[tuple[str, int | str]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.events) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"expected {count} event(s), got {len(self.events)}")
-                self._cond.wait(remaining)
+        self._wait_until(lambda: len(self.events) >= count, timeout,
+                         lambda: f"expected {count} event(s), got {len(self.events)}")
+        with self._lock:
             return list(self.events)
 
     def reset(self) -> None:
@@ -323,16 +188,6 @@ class LocalBird:
 
     # -- used by the handler --------------------------------------------------------------
 
-    def _take_faults(self) -> tuple[float, int | None]:
-        with self._cond:
-            delay = self._delay.pop(0) if self._delay else 0.0
-            fail = self._fail.pop(0) if self._fail else None
-        return delay, fail
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
     def _accept(self, channel_id: str, body: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict):
             return 422, _error("InvalidPayload", "body must be an object")
@@ -382,10 +237,6 @@ class LocalBird:
                 self._cond.notify_all()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.bird_local",
                                      description="Local Bird Channels API look-alike.")
@@ -402,21 +253,10 @@ def main(argv: list[str] | None = None) -> None:
                        workspace_id=args.workspace, signing_key=args.signing_key,
                        events_url=args.events_url,
                        status_delay_s=args.status_delay if args.events_url else None).start()
-    print(f"LocalBird listening on {server.endpoint}; point antirelou at it with "
-          f"BIRD_ENDPOINT={server.endpoint} BIRD_ACCESS_KEY={args.access_key} "
-          f"(workspace {args.workspace}; Ctrl-C to stop)", flush=True)
-    try:
-        signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:
-        pass
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        print("LocalBird stopped", file=sys.stderr, flush=True)
+    serve_in_foreground(server, (
+        f"LocalBird listening on {server.endpoint}; point antirelou at it with "
+        f"BIRD_ENDPOINT={server.endpoint} BIRD_ACCESS_KEY={args.access_key} "
+        f"(workspace {args.workspace}; Ctrl-C to stop)"))
 
 
 if __name__ == "__main__":

@@ -14,71 +14,69 @@ official ``messagebird`` 2.2.0 SDK, with two changes made from the outside:
   ``client.message_create``: the SDK's ``Message`` model drops ``price`` and
   ``messagePartCount``, which the raw JSON keeps.
 
-``DryRunGateway`` sends nothing and records what it would have sent (without the
-recipient). ``gateway_from_env()`` picks one from ``MESSAGEBIRD_ACCESS_KEY``,
-``MESSAGEBIRD_ENDPOINT`` and ``MESSAGEBIRD_TIMEOUT_S``; ``infra.messagebird_local`` is a
-local server to point ``MESSAGEBIRD_ENDPOINT`` at for trying things offline.
+It is one adapter of the gateway port (``infra.gateway``: ``SmsGateway``, ``SendResult``,
+the error tree, ``DryRunGateway``). ``gateway_from_env()`` picks it or the dry run from
+``MESSAGEBIRD_ACCESS_KEY``, ``MESSAGEBIRD_ENDPOINT`` and ``MESSAGEBIRD_TIMEOUT_S``;
+``infra.messagebird_local`` is a local server to point ``MESSAGEBIRD_ENDPOINT`` at for
+trying things offline.
 
-Errors (no message, attribute or chained exception text we build ever holds the recipient
-number or the SMS body)::
-
-    GatewayError                 base; raised as such for an answer we cannot read
-    |                            (non-JSON, not an object, other transport failure):
-    |                            the SMS may or may not have been sent
-    +-- GatewayTimeout           connect or read exceeded the bound; the SMS may have been
-    |                            sent (retry only with that in mind)
-    +-- GatewayConnectionLost    the connection dropped after the whole request was
-    |                            written and before a full answer: the SMS may have been
-    |                            sent (a provider that accepts and then resets); never
-    |                            retried, except once for a reused keep-alive connection
-    |                            closed with no byte back (inside the client, see below)
-    +-- GatewayUnavailable       5xx, 429, connection refused, connect timeout, a connection
-    |                            dropped before the request was fully written: not
-    |                            accepted, retryable
-    +-- GatewayRejected          other 4xx or a MessageBird ``errors`` JSON (401 bad key,
-                                 422 bad recipient...): not retryable; ``.code``,
-                                 ``.description``, ``.parameter`` of the first error and
-                                 ``.status`` (HTTP status when known)
+Errors: those of the port (``infra.gateway``); a MessageBird ``errors`` JSON is a
+``GatewayRejected``. A reused keep-alive connection closed with no byte back is retried
+once inside the client (see ``BoundedHttpClient``).
 """
 
 from __future__ import annotations
 
 import codecs
-import datetime as dt
 import http.client
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urljoin
 
-import certifi
 import messagebird
 import messagebird.client
 import requests
 import requests.structures
-import requests.utils
 import urllib3
 from messagebird.http_client import HttpClient, ResponseFormat
 from messagebird.serde import json_serialize
 
+from infra.gateway import (
+    DryRunGateway,
+    GatewayConnectionLost,
+    GatewayError,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+    SendResult,
+    SmsGateway,
+    pool_manager,
+    scheduled_datetime,
+    scrub,
+    scrub_exact,
+    timeout_from_env,
+)
+
 __all__ = [
     "DEFAULT_ENDPOINT",
     "BoundedHttpClient",
+    "MessageBirdGateway",
+    "gateway_from_env",
+    # The port's names, still importable from here (infra.gateway is their home):
     "DryRunGateway",
     "GatewayConnectionLost",
     "GatewayError",
     "GatewayRejected",
     "GatewayTimeout",
     "GatewayUnavailable",
-    "MessageBirdGateway",
     "SendResult",
     "SmsGateway",
-    "gateway_from_env",
+    "pool_manager",
+    "scheduled_datetime",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,72 +84,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "https://rest.messagebird.com/"
 DEFAULT_TIMEOUT_S = 10.0
 _MICROS = Decimal(1_000_000)
-
-
-# -- results and errors ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendResult:
-    provider_message_id: str | None
-    price_micros: int | None  # total over recipients.items[*].price.amount, 1 EUR = 1_000_000
-    currency: str | None
-    parts: int | None  # messagePartCount of the first recipient item
-    dry_run: bool
-
-
-class GatewayError(Exception):
-    """Sending failed. Raised as such when the provider's answer cannot be read."""
-
-
-class GatewayTimeout(GatewayError):
-    """The call exceeded its time bound (the SMS may nonetheless have been sent)."""
-
-
-class GatewayConnectionLost(GatewayError):
-    """The connection dropped after the request was written (the SMS may have been sent)."""
-
-
-class GatewayUnavailable(GatewayError):
-    """The provider is unreachable or overloaded (5xx, 429, refused): retryable."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class GatewayRejected(GatewayError):
-    """The provider refused the request (4xx / ``errors`` JSON): not retryable."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int | None = None,
-        description: str | None = None,
-        parameter: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.description = description
-        self.parameter = parameter
-        self.status = status
-
-
-class SmsGateway(Protocol):
-    """What the rest of antirelou needs from a gateway."""
-
-    def send(
-        self,
-        *,
-        originator: str,
-        recipient: str,
-        body: str,
-        reference: str,
-        report_url: str | None = None,
-        scheduled_at: int | None = None,
-    ) -> SendResult: ...
 
 
 # -- HTTP client -----------------------------------------------------------------------
@@ -351,23 +283,7 @@ def _as_requests_response(response: urllib3.BaseHTTPResponse, url: str) -> reque
     return out
 
 
-# -- gateways --------------------------------------------------------------------------
-
-_LONG_DIGITS = re.compile(r"\+?\d[\d .\-]{4,}\d")
-
-
-def _scrub(text: str | None, *secrets_: str) -> str | None:
-    """Remove the recipient, the body and any phone-number-like digit run from ``text``."""
-    if text is None:
-        return None
-    for secret in secrets_:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    return _LONG_DIGITS.sub("<number>", text)
-
-
-def _scrub_exact(text: str, secret: str) -> str:
-    return text.replace(secret, "<redacted>") if secret and len(secret) >= 4 else text
+# -- the gateway -------------------------------------------------------------------------
 
 
 def _price_micros(items: list[Any]) -> tuple[int | None, str | None]:
@@ -420,22 +336,6 @@ def _first_error_of(response: requests.Response | None) -> dict[str, Any]:
         return first if isinstance(first, dict) else {}
     except (ValueError, AttributeError, TypeError, IndexError, KeyError):
         return {}
-
-
-def pool_manager(endpoint: str, pool_size: int) -> urllib3.PoolManager:
-    """A verified-TLS urllib3 pool for ``endpoint``, through the environment's proxy if it
-    names one (as requests would): the one transport of both providers' gateways."""
-    ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                 or certifi.where())
-    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
-    tls["ca_cert_dir" if os.path.isdir(ca_bundle) else "ca_certs"] = ca_bundle
-    proxy = requests.utils.select_proxy(endpoint, requests.utils.get_environ_proxies(endpoint))
-    if proxy:
-        auth = urllib3.util.parse_url(proxy).auth
-        return urllib3.ProxyManager(
-            proxy, num_pools=4, maxsize=pool_size,
-            proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None, **tls)
-    return urllib3.PoolManager(num_pools=4, maxsize=pool_size, **tls)
 
 
 class MessageBirdGateway:
@@ -494,7 +394,7 @@ class MessageBirdGateway:
             params["reportUrl"] = report_url
         if scheduled_at is not None:
             params["scheduledDatetime"] = scheduled_datetime(scheduled_at)
-        ref = _scrub_exact(reference, recipient)  # what our messages may show
+        ref = scrub_exact(reference, recipient)  # what our messages may show
         try:
             raw = self._client.request("messages", "POST", params)
         except requests.ConnectTimeout as exc:  # the request never left: nothing was sent
@@ -556,7 +456,7 @@ class MessageBirdGateway:
                 status=status,
             )
         first = _first_error_of(response)
-        description = _scrub(
+        description = scrub(
             str(first["description"]) if first.get("description") is not None else None,
             recipient,
             body,
@@ -579,7 +479,7 @@ class MessageBirdGateway:
         first = exc.errors[0] if exc.errors else None
         code = getattr(first, "code", None)
         raw_description = getattr(first, "description", None)
-        description = _scrub(
+        description = scrub(
             str(raw_description) if raw_description is not None else None, recipient, body
         )
         parameter = getattr(first, "parameter", None)
@@ -591,42 +491,6 @@ class MessageBirdGateway:
             description=description,
             parameter=parameter if isinstance(parameter, str) else None,
         )
-
-
-def scheduled_datetime(at_ms: int) -> str:
-    """Epoch ms as MessageBird's ``scheduledDatetime``: ISO 8601 (RFC 3339), UTC, seconds."""
-    return dt.datetime.fromtimestamp(at_ms // 1000, tz=dt.UTC).isoformat()
-
-
-class DryRunGateway:
-    """Sends nothing; ``sent`` lists what would have been sent (without the recipient)."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return "DryRunGateway()"
-
-    def close(self) -> None:
-        return
-
-    def send(
-        self,
-        *,
-        originator: str,
-        recipient: str,  # noqa: ARG002 - deliberately not recorded
-        body: str,
-        reference: str,
-        report_url: str | None = None,  # noqa: ARG002
-        scheduled_at: int | None = None,
-    ) -> SendResult:
-        record = {"originator": originator, "reference": reference, "body": body}
-        if scheduled_at is not None:
-            record["scheduledDatetime"] = scheduled_datetime(scheduled_at)
-        with self._lock:
-            self.sent.append(record)
-        return SendResult(None, None, None, None, dry_run=True)
 
 
 def gateway_from_env(
@@ -642,13 +506,5 @@ def gateway_from_env(
         log.info("MESSAGEBIRD_ACCESS_KEY is not set: dry run, no SMS will be sent")
         return DryRunGateway()
     endpoint = (environ.get("MESSAGEBIRD_ENDPOINT") or "").strip() or DEFAULT_ENDPOINT
-    raw_timeout = (environ.get("MESSAGEBIRD_TIMEOUT_S") or "").strip()
-    try:
-        timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_S
-    except ValueError:
-        raise ValueError(
-            f"MESSAGEBIRD_TIMEOUT_S must be a number of seconds, got {raw_timeout!r}"
-        ) from None
-    if not timeout > 0 or timeout == float("inf"):
-        raise ValueError(f"MESSAGEBIRD_TIMEOUT_S must be positive and finite, got {raw_timeout!r}")
+    timeout = timeout_from_env(environ, "MESSAGEBIRD_TIMEOUT_S", DEFAULT_TIMEOUT_S)
     return MessageBirdGateway(access_key, endpoint=endpoint, timeout=timeout)

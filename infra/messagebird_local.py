@@ -35,24 +35,20 @@ It never logs or raises with a phone number in the text.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import secrets
-import signal
 import socket
 import struct
-import sys
 import threading
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from infra.local_server import JsonHandler, LocalServer, serve_in_foreground
 from schemas.segments import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, segment_info, segments_as
 
 __all__ = [
@@ -63,7 +59,6 @@ __all__ = [
     "main",
     "message_parts",
 ]
-
 
 
 def is_gsm7(text: str) -> bool:
@@ -94,84 +89,9 @@ def _error_body(code: int, description: str, parameter: str | None = None) -> di
 _UNAUTHORIZED = _error_body(2, "Request not allowed (incorrect access_key)", "access_key")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog (5) resets connections when many clients connect at
-    # once (a worker's pool of sending threads opening their connections together).
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: LocalMessageBird) -> None:
-        self.owner = owner
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
-        # Quiet: clients that time out and hang up are part of the tests.
-        return
-
-    def close_open_connections(self) -> None:
-        with self.connections_lock:
-            conns = list(self.open_connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients with a Session reuse connections
+class _Handler(JsonHandler):
     server_version = "LocalMessageBird/1.0"
-    timeout = 30  # idle keep-alive connections do not hold a thread forever
-    server: _Server
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        # Answers go out in one write (_send_json); no Nagle wait on what follows either.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.connections_lock:
-            self.server.open_connections.add(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            with self.server.connections_lock:
-                self.server.open_connections.discard(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return  # quiet
-
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        # Status line, headers and body in ONE write. Written apart (end_headers, then the
-        # body), the body waited for the client's delayed ACK of the headers (Nagle): 40 ms
-        # per request, which made this server, not the client, the ceiling of the sends
-        # benchmark (about 22 sends/s per connection).
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(data)
-        self.wfile.write(b"".join(self._headers_buffer))
-        self._headers_buffer = []
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _authorized(self) -> bool:
-        expected = "AccessKey " + self.server.owner.access_key
-        given = self.headers.get("Authorization", "")
-        return secrets.compare_digest(given.encode(), expected.encode())
+    content_type = "application/json; charset=utf-8"
 
     def _path(self) -> str:
         return urlsplit(self.path).path.rstrip("/") or "/"
@@ -179,38 +99,38 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing ------------------------------------------------------------------------
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self._read_body()  # always drain, so keep-alive stays in sync
+        body = self.read_body()  # always drain, so keep-alive stays in sync
         if self._path() == "/messages":
             self._post_messages(body)
         elif self._path() == "/balance" or self._path().startswith("/messages/"):
-            self._send_json(405, _error_body(3, "method not allowed"))
+            self.send_json(405, _error_body(3, "method not allowed"))
         else:
-            self._send_json(404, _error_body(20, "resource not found"))
+            self.send_json(404, _error_body(20, "resource not found"))
 
     def do_GET(self) -> None:  # noqa: N802
         path = self._path()
         if path == "/balance":
-            if not self._authorized():
-                self._send_json(401, _UNAUTHORIZED)
+            if not self.authorized():
+                self.send_json(401, _UNAUTHORIZED)
                 return
-            self._send_json(200, {"payment": "prepaid", "type": "euros", "amount": 100.0})
+            self.send_json(200, {"payment": "prepaid", "type": "euros", "amount": 100.0})
         elif path.startswith("/messages/") and path.count("/") == 2:
-            if not self._authorized():
-                self._send_json(401, _UNAUTHORIZED)
+            if not self.authorized():
+                self.send_json(401, _UNAUTHORIZED)
                 return
             found = self.server.owner._response_for(path.rsplit("/", 1)[1])
             if found is None:
-                self._send_json(404, _error_body(20, "message not found", "id"))
+                self.send_json(404, _error_body(20, "message not found", "id"))
             else:
-                self._send_json(200, found)
+                self.send_json(200, found)
         elif path == "/messages":
-            self._send_json(405, _error_body(3, "method not allowed"))
+            self.send_json(405, _error_body(3, "method not allowed"))
         else:
-            self._send_json(404, _error_body(20, "resource not found"))
+            self.send_json(404, _error_body(20, "resource not found"))
 
     def _other(self) -> None:
-        self._read_body()
-        self._send_json(404, _error_body(20, "resource not found"))
+        self.read_body()
+        self.send_json(404, _error_body(20, "resource not found"))
 
     do_PUT = do_PATCH = do_DELETE = _other  # noqa: N815
 
@@ -220,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         drop = owner._take_drop()
         if drop is not None:
-            if drop == "reset" and self._authorized():
+            if drop == "reset" and self.authorized():
                 try:
                     owner._accept(self._decode_params(raw))
                 except ValueError:
@@ -232,21 +152,21 @@ class _Handler(BaseHTTPRequestHandler):
             owner._sleep(delay)
             headers = {"Retry-After": "1"} if fail_status in (429, 503) else None
             phrase = _status_phrase(fail_status)
-            self._send_json(fail_status, _error_body(99, phrase), headers)
+            self.send_json(fail_status, _error_body(99, phrase), headers)
             return
-        if not self._authorized():
+        if not self.authorized():
             owner._sleep(delay)
-            self._send_json(401, _UNAUTHORIZED)
+            self.send_json(401, _UNAUTHORIZED)
             return
         try:
             params = self._decode_params(raw)
         except ValueError:
             owner._sleep(delay)
-            self._send_json(400, _error_body(2, "request body is not valid JSON"))
+            self.send_json(400, _error_body(2, "request body is not valid JSON"))
             return
         status, payload = owner._accept(params)
         owner._sleep(delay)
-        self._send_json(status, payload)
+        self.send_json(status, payload)
 
     def _drop_connection(self, reset: bool) -> None:
         self.close_connection = True
@@ -305,9 +225,41 @@ def _originator_ok(originator: str) -> bool:
     )
 
 
-class LocalMessageBird:
+def _problems(params: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str] | None]:
+    """What MessageBird would refuse in a ``POST /messages`` (description, parameter), and
+    the recipients parsed."""
+    errors = []
+    originator = params.get("originator")
+    body = params.get("body")
+    if not isinstance(originator, str) or not originator.strip():
+        errors.append(("originator is required", "originator"))
+    elif not _originator_ok(originator):
+        errors.append(("originator is invalid", "originator"))
+    if not isinstance(body, str) or body == "":
+        errors.append(("body is required", "body"))
+    if params.get("recipients") in (None, "", []):
+        errors.append(("no (correct) recipients found", "recipient"))
+        recipients = None
+    else:
+        recipients = _parse_recipients(params.get("recipients"))
+        if recipients is None:
+            errors.append(("no (correct) recipients found", "recipient"))
+    reference = params.get("reference")
+    if reference is not None and (not isinstance(reference, str) or len(reference) > 128):
+        errors.append(("reference is invalid (at most 128 characters)", "reference"))
+    datacoding = params.get("datacoding") or "plain"
+    if datacoding not in ("plain", "unicode", "auto"):
+        errors.append(("datacoding must be plain, unicode or auto", "datacoding"))
+    return errors, recipients
+
+
+class LocalMessageBird(LocalServer):
     """A MessageBird REST look-alike on a local port. Use as a context manager or
     ``start()``/``stop()``."""
+
+    handler = _Handler
+    label = "LocalMessageBird"
+    endpoint_suffix = "/"  # urljoin(endpoint, "messages") works
 
     def __init__(
         self,
@@ -324,99 +276,17 @@ class LocalMessageBird:
         gets a delivery report (GET, status ``delivered``) that long after it was accepted,
         signed with ``signing_key`` when given; its price is ``report_price`` per part
         (default ``price_per_part``). ``reports`` lists the HTTP status of each report."""
-        self.host = host
-        self.port = port
-        self.access_key = access_key
+        super().__init__(host, port, access_key)
         self.price_per_part = Decimal(str(price_per_part))
         self.currency = currency
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._endpoint: str | None = None
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._messages: list[dict[str, Any]] = []
         self._responses: dict[str, dict[str, Any]] = {}
-        self._fail: list[int] = []  # one status per failing request to come
-        self._delay: list[float] = []
         self._drop: list[str] = []  # "reset" | "close", one per dropped request to come
-        self._stopping = threading.Event()
         self.report_delay_s = report_delay_s
         self.signing_key = signing_key
         self.report_price = Decimal(report_price) if report_price is not None else None
         self.reports: list[int | str] = []  # HTTP status of each delivery report we sent
 
-    # -- lifecycle ----------------------------------------------------------------------
-
-    def start(self) -> LocalMessageBird:
-        if self._server is not None:
-            raise RuntimeError("LocalMessageBird is already running")
-        self._stopping.clear()
-        server = _Server((self.host, self.port), self)
-        host, port = server.server_address[:2]
-        shown = f"[{host}]" if ":" in host else host
-        if host in ("0.0.0.0", "::"):
-            shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
-        self._endpoint = f"http://{shown}:{port}/"
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"local-messagebird-{port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()  # wakes delayed handlers
-        server.shutdown()
-        server.close_open_connections()  # keep-alive clients must see the server gone
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> LocalMessageBird:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """Base URL with a trailing slash (``urljoin(endpoint, 'messages')`` works).
-
-        Still answers after ``stop()`` (the last address), so tests can aim at a dead port.
-        """
-        if self._endpoint is None:
-            raise RuntimeError("LocalMessageBird has not been started")
-        return self._endpoint
-
-    # -- inspection and fault injection -------------------------------------------------
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """Copy of the accepted ``POST /messages`` requests, in order."""
-        with self._lock:
-            return copy.deepcopy(self._messages)
-
-    def fail_next(self, n: int, status: int = 503) -> None:
-        """The next ``n`` ``POST /messages`` answer ``status`` with an ``errors`` JSON body."""
-        if not 400 <= status <= 599:
-            raise ValueError("status must be an HTTP error status (4xx or 5xx)")
-        with self._lock:
-            self._fail.extend([status] * n)
-
-    def delay_next(self, n: int, seconds: float) -> None:
-        """The next ``n`` ``POST /messages`` wait ``seconds`` before answering."""
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        with self._lock:
-            self._delay.extend([float(seconds)] * n)
+    # -- fault injection (fail_next, delay_next: LocalServer) ---------------------------
 
     def reset_next(self, n: int) -> None:
         """The next ``n`` ``POST /messages`` are accepted, then the connection is reset."""
@@ -435,28 +305,12 @@ class LocalMessageBird:
             self._delay.clear()
             self._drop.clear()
 
-    def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Block until at least ``count`` messages were accepted; return them all."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"expected {count} message(s), got {len(self._messages)} "
-                        f"within {timeout:g} s"
-                    )
-                self._cond.wait(remaining)
-        return self.messages
-
     def reset(self) -> None:
         """Forget accepted messages and pending faults."""
         with self._lock:
             self._messages.clear()
             self._responses.clear()
-            self._fail.clear()
-            self._delay.clear()
-            self._drop.clear()
+        self.clear_faults()
 
     # -- used by the handler ------------------------------------------------------------
 
@@ -464,54 +318,54 @@ class LocalMessageBird:
         with self._lock:
             return self._drop.pop(0) if self._drop else None
 
-    def _take_faults(self) -> tuple[float, int | None]:
-        with self._lock:
-            delay = self._delay.pop(0) if self._delay else 0.0
-            fail = self._fail.pop(0) if self._fail else None
-        return delay, fail
-
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
-
     def _response_for(self, message_id: str) -> dict[str, Any] | None:
         with self._lock:
             return self._responses.get(message_id)
 
     def _accept(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        errors = []
-        originator = params.get("originator")
-        body = params.get("body")
-        if not isinstance(originator, str) or not originator.strip():
-            errors.append(("originator is required", "originator"))
-        elif not _originator_ok(originator):
-            errors.append(("originator is invalid", "originator"))
-        if not isinstance(body, str) or body == "":
-            errors.append(("body is required", "body"))
-        if params.get("recipients") in (None, "", []):
-            errors.append(("no (correct) recipients found", "recipient"))
-            recipients = None
-        else:
-            recipients = _parse_recipients(params.get("recipients"))
-            if recipients is None:
-                errors.append(("no (correct) recipients found", "recipient"))
-        reference = params.get("reference")
-        if reference is not None and (not isinstance(reference, str) or len(reference) > 128):
-            errors.append(("reference is invalid (at most 128 characters)", "reference"))
-        datacoding = params.get("datacoding") or "plain"
-        if datacoding not in ("plain", "unicode", "auto"):
-            errors.append(("datacoding must be plain, unicode or auto", "datacoding"))
+        errors, recipients = _problems(params)
         if errors:
             return 422, {
                 "errors": [{"code": 9, "description": d, "parameter": p} for d, p in errors]
             }
+        originator, body, reference = params["originator"], params["body"], params.get("reference")
         assert isinstance(body, str) and isinstance(originator, str) and recipients
-
-        parts, effective = message_parts(body, datacoding)
-        price = float(self.price_per_part * parts)
+        parts, effective = message_parts(body, params.get("datacoding") or "plain")
         message_id = secrets.token_hex(16)
+        response = self._message_json(message_id, params, recipients, parts, effective)
+        record = {
+            "id": message_id,
+            "originator": originator,
+            "recipients": recipients,
+            "body": body,
+            "reference": reference,
+            "params": params,
+            "parts": parts,
+            "datacoding": effective,
+        }
+        with self._cond:
+            self._messages.append(record)
+            self._responses[message_id] = response
+            self._cond.notify_all()
+        report_url = params.get("reportUrl")
+        if self.report_delay_s is not None and isinstance(report_url, str) and reference:
+            per_part = self.report_price if self.report_price is not None else self.price_per_part
+            for r in recipients:
+                threading.Thread(target=self._report, daemon=True, args=(report_url, {
+                    "id": message_id, "reference": reference, "recipient": r,
+                    "status": "delivered", "statusDatetime": _now_iso(),
+                    "messagePartCount": parts, "price[amount]": str(per_part * parts),
+                    "price[currency]": self.currency,
+                })).start()
+        return 201, response
+
+    def _message_json(self, message_id: str, params: dict[str, Any], recipients: list[str],
+                      parts: int, effective: str) -> dict[str, Any]:
+        """The message object MessageBird answers with (price per recipient included)."""
+        originator, body, reference = params["originator"], params["body"], params.get("reference")
+        price = float(self.price_per_part * parts)
         now = _now_iso()
-        response = {
+        return {
             "id": message_id,
             "href": f"{self._endpoint}messages/{message_id}",
             "direction": "mt",
@@ -544,31 +398,6 @@ class LocalMessageBird:
                 ],
             },
         }
-        record = {
-            "id": message_id,
-            "originator": originator,
-            "recipients": recipients,
-            "body": body,
-            "reference": reference,
-            "params": params,
-            "parts": parts,
-            "datacoding": effective,
-        }
-        with self._cond:
-            self._messages.append(record)
-            self._responses[message_id] = response
-            self._cond.notify_all()
-        report_url = params.get("reportUrl")
-        if self.report_delay_s is not None and isinstance(report_url, str) and reference:
-            per_part = self.report_price if self.report_price is not None else self.price_per_part
-            for r in recipients:
-                threading.Thread(target=self._report, daemon=True, args=(report_url, {
-                    "id": message_id, "reference": reference, "recipient": r,
-                    "status": "delivered", "statusDatetime": _now_iso(),
-                    "messagePartCount": parts, "price[amount]": str(per_part * parts),
-                    "price[currency]": self.currency,
-                })).start()
-        return 201, response
 
     def _report(self, report_url: str, fields: dict[str, Any]) -> None:
         self._sleep(self.report_delay_s or 0.0)
@@ -589,10 +418,6 @@ class LocalMessageBird:
             self._cond.notify_all()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run a LocalMessageBird in the foreground until Ctrl-C."""
     parser = argparse.ArgumentParser(
@@ -603,27 +428,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--access-key", default="test_key")
     args = parser.parse_args(argv)
-
-    server = LocalMessageBird(host=args.host, port=args.port, access_key=args.access_key)
-    server.start()
-    print(
+    server = LocalMessageBird(host=args.host, port=args.port, access_key=args.access_key).start()
+    serve_in_foreground(server, (
         f"LocalMessageBird listening on {server.endpoint} ; point antirelou at it with "
         f"MESSAGEBIRD_ENDPOINT={server.endpoint} MESSAGEBIRD_ACCESS_KEY={args.access_key}"
-        " (Ctrl-C to stop)",
-        flush=True,
-    )
-    try:
-        signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly under `kill` too
-    except ValueError:  # not the main thread
-        pass
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        print("LocalMessageBird stopped", file=sys.stderr, flush=True)
+        " (Ctrl-C to stop)"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Which SMS provider each campaign uses, checked at start, and the gateways for them.
 
-Two providers sit behind one gateway port (``infra.messagebird_gateway.SmsGateway``):
+Two providers sit behind one gateway port (``infra.gateway.SmsGateway``):
 ``"messagebird"`` (the classic REST API through the ``messagebird`` SDK) and ``"bird"``
 (Bird's Channels API, ``infra.bird_gateway``). The campaign file chooses::
 
@@ -152,19 +152,12 @@ def gateways_from_env(providers: Providers, classic: Any,
     per Bird channel, sharing one pooled transport (a ``DryRunGateway`` without
     ``BIRD_ACCESS_KEY``). Raises ValueError for a bad ``BIRD_TIMEOUT_S``."""
     from infra.bird_gateway import DEFAULT_BIRD_ENDPOINT, BirdGateway, BirdTransport
-    from infra.messagebird_gateway import DryRunGateway
+    from infra.gateway import DryRunGateway, timeout_from_env
 
     if not providers.uses_bird:
         return CampaignGateways(classic)
     access_key = (environ.get("BIRD_ACCESS_KEY") or "").strip()
-    raw_timeout = (environ.get("BIRD_TIMEOUT_S") or "").strip()
-    try:
-        timeout = float(raw_timeout) if raw_timeout else 10.0
-    except ValueError:
-        raise ValueError(f"BIRD_TIMEOUT_S must be a number of seconds, got {raw_timeout!r}") \
-            from None
-    if not 0 < timeout < float("inf"):
-        raise ValueError(f"BIRD_TIMEOUT_S must be positive and finite, got {raw_timeout!r}")
+    timeout = timeout_from_env(environ, "BIRD_TIMEOUT_S", 10.0)
     by_campaign: dict[str, Any] = {}
     if not access_key:
         log.info("BIRD_ACCESS_KEY is not set: dry run for the Bird campaigns")

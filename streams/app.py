@@ -32,6 +32,7 @@ import faust
 
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
+from infra.gateway import SmsGateway
 from infra.privacy import Privacy
 from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
@@ -40,7 +41,7 @@ from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
-from streams.stages.runtime import Deciders, Gateway, Runtime, Tables, Topics
+from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
 from streams.stages.views import register_views
@@ -48,7 +49,7 @@ from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier
 
 __all__ = [
-    "ACK_TIMEOUT_S", "STATUS_PATH", "WEBHOOK_PATH", "Deciders", "Gateway", "Settings",
+    "ACK_TIMEOUT_S", "STATUS_PATH", "WEBHOOK_PATH", "Deciders", "Settings",
     "TextPartitionedTable", "create_app", "topic_names",
 ]
 
@@ -91,73 +92,16 @@ class TextPartitionedTable(faust.Table):
 def create_app(
     settings: Settings,
     deciders: Deciders,
-    gateway: Gateway,
+    gateway: SmsGateway,
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
-    if settings.bird_channels and settings.bird_signing_key is None \
-            and not settings.allow_unsigned:
-        raise ValueError(
-            "no Bird webhook signing key: set BIRD_SIGNING_KEY, or pass --insecure-dev "
-            "to accept unsigned webhooks while developing"
-        )
-    if settings.signing_key is None and not settings.allow_unsigned \
-            and not settings.bird_channels:
-        raise ValueError(
-            "no webhook signing key: set MESSAGEBIRD_SIGNING_KEY, or pass --insecure-dev "
-            "to accept unsigned webhooks while developing"
-        )
+    _check_signing(settings)
     names = topic_names(settings.app_id)
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{settings.kafka}",
-        store="memory://",
-        datadir=str(settings.data_dir),
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        web_bind=settings.web_host,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        table_cleanup_interval=60.0,
-        # A worker that dies (kill -9) gives its partitions up after 10 s, not Faust's 60.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
-        producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
-    )
-
-    def raw_topic(name: str, partitions: int = settings.partitions) -> faust.TopicT:
-        return app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw", partitions=partitions,
-        )
-
-    topics = Topics(
-        inbound=raw_topic(names["inbound"]), requests=raw_topic(names["requests"]),
-        outbound=raw_topic(names["outbound"]), journal=raw_topic(names["journal"]),
-        control=raw_topic(names["control"]), policies=raw_topic(names["policies"], 1),
-        snapshots=raw_topic(names["snapshots"]),
-    )
-    tables = Tables(
-        # The sender pseudonym -> his SenderState as orjson bytes, in the partition of the
-        # sender's texts (sms-received is keyed by the pseudonym). Bytes, not the dict: about
-        # a third of the memory per sender (a million senders fit), and nothing to serialize
-        # for the changelog. Changelogs written as JSON dicts read back the same.
-        senders_by_pseudonym=app.tables.add(TextPartitionedTable(
-            app, name="senders_by_pseudonym", default=None, beacon=app.tables.beacon,
-            partitions=settings.partitions, key_type=str, value_serializer="raw",
-        )),
-        # Inbound message ids whose reply was handed to the gateway. Written in the partition
-        # of sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
-        replies_by_message=app.tables.add(TextPartitionedTable(
-            app, name="replies_by_message", default=None, beacon=app.tables.beacon,
-            partitions=settings.partitions, key_type=str,
-        )),
-        deferred_reply_to=deferred_reply_to_table(app, settings.partitions),
-    )
+    app = _new_app(settings)
     rt = Runtime(
         app=app, settings=settings, deciders=deciders, gateway=gateway, clock=clock,
-        names=names, topics=topics, tables=tables, privacy=Privacy(settings.secret),
+        names=names, topics=_topics(app, names, settings.partitions),
+        tables=_tables(app, settings.partitions), privacy=Privacy(settings.secret),
         verifier=SignatureVerifier(settings.signing_key) if settings.signing_key else None,
         campaigns={c.id: c for c in settings.campaigns},
         live_policies={c.id: initial_policy(c) for c in settings.campaigns},
@@ -176,3 +120,75 @@ def create_app(
         register_bird(rt)
     bound_http_connections(app, settings.http_idle_timeout_s)
     return app
+
+
+def _check_signing(settings: Settings) -> None:
+    """Webhooks are signed, unless in insecure development mode (ValueError)."""
+    if settings.bird_channels and settings.bird_signing_key is None \
+            and not settings.allow_unsigned:
+        raise ValueError(
+            "no Bird webhook signing key: set BIRD_SIGNING_KEY, or pass --insecure-dev "
+            "to accept unsigned webhooks while developing"
+        )
+    if settings.signing_key is None and not settings.allow_unsigned \
+            and not settings.bird_channels:
+        raise ValueError(
+            "no webhook signing key: set MESSAGEBIRD_SIGNING_KEY, or pass --insecure-dev "
+            "to accept unsigned webhooks while developing"
+        )
+
+
+def _new_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=60.0,
+        # A worker that dies (kill -9) gives its partitions up after 10 s, not Faust's 60.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
+    )
+
+
+def _topics(app: faust.App, names: dict[str, str], partitions: int) -> Topics:
+    def raw_topic(name: str, partitions: int = partitions) -> faust.TopicT:
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", partitions=partitions,
+        )
+
+    return Topics(
+        inbound=raw_topic(names["inbound"]), requests=raw_topic(names["requests"]),
+        outbound=raw_topic(names["outbound"]), journal=raw_topic(names["journal"]),
+        control=raw_topic(names["control"]), policies=raw_topic(names["policies"], 1),
+        snapshots=raw_topic(names["snapshots"]),
+    )
+
+
+def _tables(app: faust.App, partitions: int) -> Tables:
+    return Tables(
+        # The sender pseudonym -> his SenderState as orjson bytes, in the partition of the
+        # sender's texts (sms-received is keyed by the pseudonym). Bytes, not the dict: about
+        # a third of the memory per sender (a million senders fit), and nothing to serialize
+        # for the changelog. Changelogs written as JSON dicts read back the same.
+        senders_by_pseudonym=app.tables.add(TextPartitionedTable(
+            app, name="senders_by_pseudonym", default=None, beacon=app.tables.beacon,
+            partitions=partitions, key_type=str, value_serializer="raw",
+        )),
+        # Inbound message ids whose reply was handed to the gateway. Written in the partition
+        # of sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
+        replies_by_message=app.tables.add(TextPartitionedTable(
+            app, name="replies_by_message", default=None, beacon=app.tables.beacon,
+            partitions=partitions, key_type=str,
+        )),
+        deferred_reply_to=deferred_reply_to_table(app, partitions),
+    )

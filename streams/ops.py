@@ -212,13 +212,22 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     registry.register(ProjectionCollector(projection, clock, lambda: lags))
     ready = asyncio.Event()
     app.antirelou_projection = projection  # for tests and the CLI banner
+    _register_follower(app, settings.kafka, names, projection, ready,
+                       {"verdict": to_verdict, "sent": to_sent}, lags, clock)
+    _register_pages(app, guard, registry, projection, ready, lags, clock)
+    return projection
+
+
+def _register_follower(app: Any, kafka: str, names: dict[str, str], projection: Projection,
+                       ready: asyncio.Event, histograms: dict[str, Histogram],
+                       lags: dict[str, int], clock: Callable[[], float]) -> None:
+    """The journal follower feeding the projection, the lag gauge, the minute summary."""
 
     @app.task
     async def follow_journal() -> None:
         while True:
             try:
-                await _follow(settings.kafka, names, projection, ready,
-                              {"verdict": to_verdict, "sent": to_sent})
+                await _follow(kafka, names, projection, ready, histograms)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - broker away: try again
@@ -243,6 +252,12 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
                 log.info("campaign %s, minute %s UTC: %s", cid,
                          time.strftime("%H:%M", time.gmtime(m * 60)), line)
         last_summary["minute"] = minute + 1
+
+
+def _register_pages(app: Any, guard: Guard, registry: CollectorRegistry, projection: Projection,
+                    ready: asyncio.Event, lags: dict[str, int],
+                    clock: Callable[[], float]) -> None:
+    """/metrics, the dashboard and its data, the login form (behind the admin guard)."""
 
     @app.page("/metrics")
     class Metrics(View):
@@ -284,8 +299,6 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
                 return answer
             return web.Response(text=login_page("Wrong token."), content_type="text/html",
                                 status=401)
-
-    return projection
 
 
 async def _follow(kafka: str, names: dict[str, str], projection: Projection,

@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.messagebird_gateway import (
+from infra.gateway import (
     GatewayConnectionLost,
     GatewayError,
     GatewayRejected,

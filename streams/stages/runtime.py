@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import faust
 
 from actors.campaign import CampaignState, ControlOutcome
-from infra.messagebird_gateway import SendResult
+from infra.gateway import SmsGateway
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.campaign import Campaign
@@ -27,13 +27,6 @@ from streams.settings import Settings
 from streams.webhook import SignatureVerifier
 
 log = logging.getLogger("antirelou")
-
-
-class Gateway(Protocol):
-    def send(
-        self, *, originator: str, recipient: str, body: str, reference: str,
-        report_url: str | None = None, scheduled_at: int | None = None,
-    ) -> SendResult: ...
 
 
 class Deciders(Protocol):
@@ -66,7 +59,7 @@ class Runtime:
     app: faust.App
     settings: Settings
     deciders: Deciders
-    gateway: Gateway
+    gateway: SmsGateway  # or infra.providers.CampaignGateways: one per campaign
     clock: Callable[[], float]
     names: dict[str, str]
     topics: Topics
@@ -120,13 +113,13 @@ class Runtime:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def gateway_for(self, campaign_id: str) -> Gateway:
+    def gateway_for(self, campaign_id: str) -> SmsGateway:
         """The campaign's gateway: with providers per campaign (infra.providers
         ``CampaignGateways``) the campaign picks it, else the one gateway serves all."""
         pick = getattr(self.gateway, "for_campaign", None)
         return pick(campaign_id) if pick is not None else self.gateway
 
-    def all_gateways(self) -> list[Gateway]:
+    def all_gateways(self) -> list[SmsGateway]:
         every = getattr(self.gateway, "all", None)
         return every() if every is not None else [self.gateway]
 

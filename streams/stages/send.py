@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from infra.messagebird_gateway import SendResult
+from infra.gateway import SendResult
 from schemas import codec
 from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply

@@ -11,7 +11,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from infra.messagebird_gateway import DryRunGateway
+from infra.gateway import DryRunGateway
 from schemas import codec
 from schemas.commands import ScreenText, SettleReply
 from schemas.events import DeliveryReported, TextRejected, TextTimeClamped

@@ -45,7 +45,7 @@ def compose(name: str) -> dict:
 
 def env_names_read_by_the_code() -> set[str]:
     text = "".join(p.read_text() for d in ("streams", "infra", "actors")
-                   for p in (ROOT / d).glob("*.py"))
+                   for p in (ROOT / d).rglob("*.py"))
     return set(re.findall(r"""["']((?:ANTIRELOU|MESSAGEBIRD|KAFKA|RAY)_[A-Z_]+)["']""", text))
 
 

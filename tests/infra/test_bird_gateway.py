@@ -12,7 +12,7 @@ import pytest
 
 from infra.bird_gateway import BirdGateway, BirdTransport, bird_message_body
 from infra.bird_local import LocalBird
-from infra.messagebird_gateway import (
+from infra.gateway import (
     DryRunGateway,
     GatewayRejected,
     GatewayTimeout,

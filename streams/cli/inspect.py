@@ -1,0 +1,433 @@
+"""Looking at it: ``antirelou check`` (the campaign file, offline), ``antirelou journal``
+(print the journal), ``antirelou export`` (the journal to a JSON-lines file) and
+``antirelou audit`` (replay the journal through the pure core, diff every decision; exit 1
+on any mismatch). ``antirelou simulate`` has its own options (streams/simulate/command.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from array import array
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from infra.config import load_campaigns
+from streams.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    BadLine,
+    Help,
+    add_app_id,
+    add_common,
+    add_config,
+    add_kafka,
+    eur,
+    event_line,
+    iso_ms,
+    read_event_lines,
+    talk,
+    ucs2_warning,
+    unknown_campaign,
+)
+
+# Progress is said on stderr every this many events read.
+PROGRESS_EVERY = 100_000
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def add_check_parser(sub: Any) -> None:
+    p = sub.add_parser("check", formatter_class=Help,
+                       help="validate a campaign file offline; print each reply's cost",
+                       description="read the campaign file as `up` would, without any broker; "
+                       "exit 0 when valid, 2 with the reason when not")
+    add_config(p)
+
+
+def add_journal_parser(sub: Any) -> None:
+    p = sub.add_parser("journal", formatter_class=Help,
+                       help="print the journal (JSON lines, or --human)",
+                       description="print the journal from its beginning; filters combine")
+    add_common(p)
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--human", "-H", action="store_true",
+                   help="one readable line per event: ISO times, EUR")
+    p.add_argument("--campaign", help="only this campaign's events")
+    p.add_argument("--type", dest="types", metavar="TYPE[,TYPE]",
+                   help="only these event types, e.g. ReplyApproved,ReplyDenied")
+    p.add_argument("--since", help="only events at or after this time: 2026-12-01, "
+                   "2026-12-01T20:00, or back from now: 30m, 2h, 7d")
+
+
+def add_export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", formatter_class=Help,
+                       help="write the journal to a JSON-lines file")
+    add_kafka(p)
+    add_app_id(p)
+    p.add_argument("--out", required=True, help="the file to write (one event per line)")
+
+
+def add_simulate_parser(sub: Any) -> None:
+    """Only for the list of commands: main runs ``simulate`` before parsing."""
+    sub.add_parser("simulate", formatter_class=Help, add_help=False,
+                   help="replay the 2017 flood story: antirelou simulate --help")
+
+
+def add_audit_parser(sub: Any) -> None:
+    p = sub.add_parser("audit", formatter_class=Help,
+                       help="replay the journal through the core, diff every decision")
+    add_config(p, "the campaign file (TOML) the journal ran with")
+    src = p.add_mutually_exclusive_group()
+    add_kafka(src)
+    src.add_argument("--file", help="read a JSON-lines export instead of the broker")
+    add_app_id(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML report with charts")
+    p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """``check``: the campaign file as ``up`` reads it, with what each reply costs; offline."""
+    from actors.campaign import reply_cost
+    from infra.operators import load_operators
+
+    campaigns = load_campaigns(args.config)
+    operators = load_operators(args.config, [c.id for c in campaigns])
+    print(f"{args.config}: {len(campaigns)} campaign(s), {len(operators)} operator(s): OK")
+    for c in campaigns:
+        cost = reply_cost(c)
+        replies = c.budget_micros // cost.cost_micros if cost.cost_micros else 0
+        print(f"  {c.id} (+{c.number}, {c.country}, {c.language}): {iso_ms(c.starts_at)[:10]} to "
+              f"{iso_ms(c.ends_at - 1)[:10]}, budget EUR {eur(c.budget_micros)}; reply "
+              f"{cost.segments} {cost.encoding} segment(s) x EUR "
+              f"{eur(c.price_per_segment_micros)} = EUR {cost.cost_micros / 1e6:.4f} "
+              f"({replies:,} replies); sender shown: {c.originator}")
+        warning = ucs2_warning(c.reply_text)
+        if warning:
+            print(f"  WARNING {c.id}: {warning}")
+    for name, op in sorted(operators.items()):
+        where = ", ".join(sorted(op.campaigns)) if op.campaigns is not None else "every campaign"
+        print(f"  operator {name}: may {', '.join(sorted(op.may))} on {where}")
+    return EXIT_OK
+
+
+# --- journal -----------------------------------------------------------------------------
+
+
+def parse_since(text: str, now_ms: int) -> int:
+    """``--since``: an ISO date or time (UTC unless it says), or ``30m`` / ``2h`` / ``7d`` back
+    from now; epoch ms. ValueError with the reason."""
+    import datetime as dt
+    import re
+
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        unit = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[m.group(2)]
+        return now_ms - int(m.group(1)) * unit
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected a date (2026-12-01), a time "
+                         "(2026-12-01T20:00) or a duration back from now (30m, 2h, 7d)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+_TIME_FIELDS = ("occurred_at", "send_at", "deferred_at")
+
+
+def human_line(event: Any) -> str:
+    """One readable line: ISO time, campaign, type, then the fields (EUR, ISO times)."""
+    from schemas import codec
+
+    data = codec.to_dict(event)
+    kind = data.pop("type")
+    data.pop("v", None)
+    at = data.pop("occurred_at", None)
+    campaign = data.pop("campaign_id", "-")
+    parts = []
+    for key, value in data.items():
+        if value is None or value == "":
+            continue
+        if key.endswith("_micros") and isinstance(value, int):
+            parts.append(f"{key[:-7]} EUR {eur(value)}")
+        elif key in _TIME_FIELDS and isinstance(value, int):
+            parts.append(f"{key} {iso_ms(value)}")
+        elif key == "sender" and isinstance(value, str):
+            parts.append(f"sender {value[:14]}")
+        elif isinstance(value, bool):
+            parts.append(f"{key} {'true' if value else 'false'}")
+        else:
+            parts.append(f"{key} {value}")
+    return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)
+
+
+def _journal_filter(args: argparse.Namespace) -> Callable[[Any], bool] | None:
+    """The events ``journal`` prints (--type, --since, --campaign); None (said why) on bad
+    input."""
+    import time
+
+    from schemas.events import EVENT_TYPES
+
+    types = None
+    if args.types:
+        types = {t.strip() for t in args.types.split(",") if t.strip()}
+        known = {t.TYPE for t in EVENT_TYPES}
+        if not types or not types <= known:
+            print(f"antirelou: --type: unknown event type(s) {', '.join(sorted(types - known))}"
+                  f"; known: {', '.join(sorted(known))}", file=sys.stderr)
+            return None
+    since = None
+    if args.since:
+        try:
+            since = parse_since(args.since, int(time.time() * 1000))
+        except ValueError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr)
+            return None
+    if args.campaign:
+        known_ids = {c.id for c in load_campaigns(args.config)}
+        if args.campaign not in known_ids:
+            print(unknown_campaign(args.campaign, known_ids), file=sys.stderr)
+            return None
+
+    def wanted(event: Any) -> bool:
+        return ((types is None or event.TYPE in types)
+                and (not args.campaign or getattr(event, "campaign_id", None) == args.campaign)
+                and (since is None or getattr(event, "occurred_at", 0) >= since))
+
+    return wanted
+
+
+def print_journal(args: argparse.Namespace) -> int:
+    from infra.journal import iter_journal
+    from streams.app import topic_names
+
+    wanted = _journal_filter(args)
+    if wanted is None:
+        return EXIT_BAD_INPUT
+
+    async def dump() -> None:
+        topic = topic_names(args.app_id)["journal"]
+        async for _, _, event in iter_journal(args.kafka, topic, follow=args.follow):
+            if not wanted(event):
+                continue
+            line = human_line(event) + "\n" if args.human else event_line(event).decode()
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    try:
+        talk(args, dump())
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `antirelou journal | head`
+        pass
+    return EXIT_OK
+
+
+# --- export and audit --------------------------------------------------------------------
+
+
+def _progress(args: argparse.Namespace, n: int) -> None:
+    print(f"antirelou: {args.command}: {n} events read", file=sys.stderr, flush=True)
+
+
+def _journal_topic(args: argparse.Namespace) -> str:
+    from streams.app import topic_names  # Faust: imported only when reading Kafka
+
+    return topic_names(args.app_id)["journal"]
+
+
+def export_journal(args: argparse.Namespace) -> int:
+    """``export``: the journal topic to a JSON-lines file, one event a line."""
+    from schemas import codec
+
+    async def export() -> None:
+        from infra.journal import iter_journal
+
+        n = 0
+        with open(args.out, "wb") as out:
+            async for _, _, event in iter_journal(args.kafka, _journal_topic(args)):
+                n += 1
+                if n % PROGRESS_EVERY == 0:
+                    _progress(args, n)
+                out.write(event_line(event))
+        print(f"antirelou: export: {n} events written to {args.out}", file=sys.stderr)
+
+    try:
+        talk(args, export())
+    except (OSError, codec.CodecError) as exc:
+        print(f"antirelou: cannot read the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class _Origins:
+    """Where event #pos of the journal read came from: its line in the file (pos + 1 +
+    the blank lines before it), or its Kafka partition and offset."""
+
+    def __init__(self, from_file: bool) -> None:
+        self.from_file = from_file
+        self.blank_before: list[int] = []  # for each skipped blank line, the next event's position
+        self.parts, self.offsets = array("i"), array("q")
+
+    def blank(self, line: int) -> None:
+        self.blank_before.append(line - 1 - len(self.blank_before))
+
+    def where(self, pos: int) -> dict:
+        import bisect
+
+        if self.from_file:
+            return {"line": pos + 1 + bisect.bisect_right(self.blank_before, pos)} if pos >= 0 else {}
+        if 0 <= pos < len(self.parts):
+            return {"partition": self.parts[pos], "offset": self.offsets[pos]}
+        return {}
+
+
+def _file_events(args: argparse.Namespace, origins: _Origins) -> Iterator[Any]:
+    with open(args.file, "rb") as f:
+        for n, event in read_event_lines(f, args.file, origins.blank):
+            if n % PROGRESS_EVERY == 0:
+                _progress(args, n)
+            yield event
+
+
+async def _feed_from_kafka(args: argparse.Namespace, origins: _Origins,
+                           feed: Callable[[list], None]) -> None:
+    from infra.journal import iter_journal
+
+    chunk: list = []
+    n = 0
+    async for part, offset, event in iter_journal(args.kafka, _journal_topic(args)):
+        n += 1
+        if n % PROGRESS_EVERY == 0:
+            _progress(args, n)
+        origins.parts.append(part)
+        origins.offsets.append(offset)
+        chunk.append(event)
+        if len(chunk) >= 10_000:
+            feed(chunk)
+            chunk = []
+    feed(chunk)
+
+
+def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
+            origins: _Origins) -> Any:
+    """The journal (file or topic) through the audit; its result, or the exit status of a
+    journal that cannot be read (said why). ``inputs`` (if not None) collects the what-if's
+    inputs: texts and operator actions."""
+    from schemas import codec
+    from schemas.events import BudgetCredited, PolicyChanged, TextReceived
+    from streams import audit as au
+
+    wanted = (TextReceived, PolicyChanged, BudgetCredited)
+
+    def keep_inputs(events):  # pass events through, keeping the what-if's inputs
+        for e in events:
+            if type(e) in wanted:
+                inputs.append(e)
+            yield e
+
+    def feed(events) -> None:
+        run.feed(keep_inputs(events) if inputs is not None else events)
+
+    try:
+        if origins.from_file:
+            feed(_file_events(args, origins))  # one pass: the audit pulls lines as it goes
+        else:
+            talk(args, _feed_from_kafka(args, origins, feed))
+        return run.result()
+    except BadLine as exc:
+        print(f"antirelou: bad journal line: {exc}", file=sys.stderr)
+    except au.MalformedEvent as exc:
+        print(f"antirelou: bad journal event {origins.where(exc.position) or ''}: {exc}",
+              file=sys.stderr)
+    except (OSError, codec.CodecError) as exc:
+        print(f"antirelou: cannot read the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 2
+
+
+def audit_journal(args: argparse.Namespace) -> int:
+    """``audit``: journal -> replay -> report; 0 clean, 1 on any mismatch, 2 unreadable."""
+    from streams import audit as au
+
+    campaigns = load_campaigns(args.config)
+    other = load_campaigns(args.what_if) if args.what_if else None
+    origins = _Origins(from_file=args.file is not None)
+    inputs: list | None = [] if other is not None else None
+    result = _replay(args, au.Audit(campaigns), inputs, origins)
+    if isinstance(result, int):
+        return result
+    comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    lost = None
+    if not result.ok:  # a journal with a lost tail fails: say what it is missing
+        from streams import lost_tail
+
+        lost = lost_tail.account_journal(
+            file=args.file, kafka=args.kafka,
+            topic=None if origins.from_file else f"{args.app_id}.journal")
+    _print_report(args, result, comparison, lost, origins)
+    first_line = _first_mismatch(result, origins)
+    if args.html and not _write_html(args, result, first_line):
+        return EXIT_BAD_INPUT
+    if result.ok:
+        return 0
+    print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first: "
+          f"{first_line}", file=sys.stderr)
+    return 1
+
+
+def _print_report(args: argparse.Namespace, result: Any, comparison: Any, lost: Any,
+                  origins: _Origins) -> None:
+    import orjson
+
+    from streams import audit as au
+
+    if args.json:
+        data = au.to_json(result)
+        for m, m_json in zip(result.mismatches, data["mismatches"], strict=True):
+            m_json.update(origins.where(m.position))
+        if comparison is not None:
+            data["what_if"] = au.to_json(comparison)
+        if lost is not None:
+            data["lost_tail"] = lost.to_json()
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    sys.stdout.write(au.render_text(result))
+    if comparison is not None:
+        sys.stdout.write("\n" + au.render_text(comparison))
+    if lost is not None:
+        from streams import lost_tail
+
+        sys.stdout.write("\n" + lost_tail.render_text(lost))
+
+
+def _first_mismatch(result: Any, origins: _Origins) -> str | None:
+    from streams.audit_html import field_diff
+
+    if result.ok:
+        return None
+    m = result.mismatches[0]
+    at = ", ".join(f"{k} {v}" for k, v in origins.where(m.position).items()) or f"#{m.position}"
+    return f"{m.kind} of message {m.message_id} ({at}): {field_diff(m.expected, m.recorded)}"
+
+
+def _write_html(args: argparse.Namespace, result: Any, first_line: str | None) -> bool:
+    from streams import audit as au
+    from streams.audit_html import render_html
+
+    source = args.file or f"{args.kafka} topic {args.app_id}.journal"
+    try:
+        Path(args.html).write_text(render_html(au.to_json(result), source, first_line),
+                                   encoding="utf-8")
+    except OSError as exc:
+        print(f"antirelou: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
+        return False
+    print(f"antirelou: audit: HTML report written to {args.html}", file=sys.stderr)
+    return True
