@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from infra.messagebird_gateway import SendResult
+from infra.gateway import SendResult
 from infra.privacy import Privacy
 from schemas import codec
 from schemas.commands import SendReply
