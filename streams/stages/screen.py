@@ -106,5 +106,5 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         senders_by_pseudonym.put(sender, compact(orjson.dumps(state.to_dict())),
                                  partition_of[sender])
     await rt.record(journaled)
-    for request in forwarded:
-        await rt.produce(rt.topics.requests, request.campaign_id.encode(), codec.encode(request))
+    await rt.send_records(rt.names["requests"], [
+        (request.campaign_id.encode(), codec.encode(request)) for request in forwarded])
