@@ -288,6 +288,10 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     return projection
 
 
+FOLLOW_MAX_RECORDS = 1_000  # per read of the journal follower
+FOLLOW_PAUSE_S = 0.2  # between its reads once caught up
+
+
 async def _follow(kafka: str, names: dict[str, str], projection: Projection,
                   ready: asyncio.Event, histograms: dict[str, Histogram]) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None,
@@ -316,7 +320,7 @@ async def _follow(kafka: str, names: dict[str, str], projection: Projection,
         decode, loads = codec.decode, orjson.loads
         while True:
             # Small batches: catching up on a long journal shares the loop with the agents.
-            batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
+            batches = await consumer.getmany(timeout_ms=500, max_records=FOLLOW_MAX_RECORDS)
             for tp, records in batches.items():
                 if tp.topic == inbound:
                     for r in records:
@@ -341,7 +345,13 @@ async def _follow(kafka: str, names: dict[str, str], projection: Projection,
             for kind, campaign, seconds in projection.take_latencies():
                 if campaign:
                     histograms[kind].labels(campaign).observe(seconds)
-            await asyncio.sleep(0)
+            # Caught up: read again in a while, not at once. The records wait in the
+            # consumer, which fetches no more of a partition until they are taken, so a
+            # flood is read in a few large fetches rather than many small ones (profiled:
+            # the follower's fetches were 5% of a busy worker). Every figure uses the
+            # records' own timestamps; the page polls once a second.
+            caught_up = sum(len(records) for records in batches.values()) < FOLLOW_MAX_RECORDS
+            await asyncio.sleep(FOLLOW_PAUSE_S if caught_up and not behind else 0)
     finally:
         await consumer.stop()
 
