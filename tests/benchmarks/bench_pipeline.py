@@ -843,7 +843,15 @@ def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list) 
             accepted, counts = asyncio.run(offered_load(worker.url, batch, rate))
             asyncio.run(quiet())
             stamps = asyncio.run(read_timestamps(bench.kafka, names["journal"], start,
-                                                 ("SenderScreened", "ReplySent")))
+                                                 ("SenderScreened", "ReplyApproved",
+                                                  "ReplyAttempted", "ReplySent")))
+            # Where a reply's time went: to its decision, to the send stage taking it.
+            steps = {kind: [max(0.0, stamps[kind][m] - t) * 1000
+                            for m, t in accepted.items() if m in stamps[kind]]
+                     for kind in ("ReplyApproved", "ReplyAttempted")}
+            log(f"latency at {rate:,.0f}/s, by step: " + "; ".join(
+                f"to {kind} p50 {percentile(v, 50):,.0f} ms, p99 {percentile(v, 99):,.0f} ms"
+                for kind, v in steps.items()))
             screened = [max(0.0, stamps["SenderScreened"][m] - t) * 1000
                         for m, t in accepted.items() if m in stamps["SenderScreened"]]
             sent = [max(0.0, stamps["ReplySent"][m] - t) * 1000
