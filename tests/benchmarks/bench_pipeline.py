@@ -393,7 +393,8 @@ class Bench:
                  configure_logging=False)
         self.ray_address = ray.get_runtime_context().gcs_address
         self.config = self.tmp / "campaigns.toml"
-        self.config.write_text(CONFIG.format(reply=REPLY_2017))
+        self.config.write_text(CONFIG.format(reply=REPLY_2017) + (
+            'policy = { surge_multiple = "off" }\n' if NO_SURGE else ""))
         self.mb_endpoint = self.start_messagebird(ROOT)
         self.baseline_mb_endpoint = (self.start_messagebird(self.baseline_root)
                                      if self.baseline_root else None)
@@ -462,6 +463,7 @@ class Bench:
 # --------------------------------------------------------------------------- measurements
 
 
+NO_SURGE = False  # --no-surge: the campaign's surge mode off (100 first texts/s are a surge)
 PROFILE_GIL = False  # --profile-gil: sample only the thread holding the GIL (CPU, not waits)
 
 
@@ -913,12 +915,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during the pipeline row and print its top")
+    parser.add_argument("--no-surge", action="store_true",
+                        help="the campaign with surge mode off: at 100 first texts/s offered the "
+                             "default policy defers them (a raid), and the latency row then "
+                             "measures that wait, not the pipeline")
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: only the thread holding the GIL (Python CPU; "
                              "the default samples every thread that is not idle, waits too)")
     args = parser.parse_args(argv)
-    global PROFILE_GIL
-    PROFILE_GIL = args.profile_gil
+    global PROFILE_GIL, NO_SURGE
+    PROFILE_GIL, NO_SURGE = args.profile_gil, args.no_surge
     full = args.full
     args.only = set(args.only.split(","))
     args.rate = [float(r) for r in args.rate.split(",")]
