@@ -25,10 +25,11 @@ The journal is keyed by sender pseudonym: a sender's events are in one partition
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
+from faust.stores.memory import Store as MemoryStore
 
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
@@ -87,6 +88,46 @@ class TextPartitionedTable(faust.Table):
                 del self[key]
         finally:
             del self.partition_of[key]
+
+    async def put_many(self, items: Sequence[tuple[Any, Any, int]]) -> None:
+        """``put`` of many (key, value, partition), their changelog records written as one
+        record batch per partition straight to the producer under Faust's: the same bytes
+        and partitions as ``put`` (the changelog topic's own serializers), without Faust's
+        buffer, FutureMessage and callback per record (profiled: a changelog record cost
+        five times a journal one). For the in-memory store only (its persisted offsets are
+        not kept, so the callback does nothing); any other store: ``put`` one by one."""
+        producer = await self.app.maybe_start_producer()
+        ensure = getattr(producer, "_ensure_producer", None)
+        if ensure is None or not isinstance(self.data, MemoryStore):
+            for key, value, partition in items:
+                self.put(key, value, partition)
+            return
+        kafka, topic = ensure(), self.changelog_topic
+        name = topic.get_topic_name()
+        records: list[tuple[int, bytes, bytes]] = []
+        for key, value, partition in items:
+            key_bytes, key_headers = topic.prepare_key(key, self.key_serializer)
+            value_bytes, value_headers = topic.prepare_value(value, self.value_serializer)
+            if key_headers or value_headers:  # a schema that adds headers: Faust's way
+                self.put(key, value, partition)
+                continue
+            self.data[key] = value
+            records.append((partition, key_bytes, value_bytes))
+        if not records:
+            return
+        await kafka.partitions_for(name)  # the topic's metadata, as send() waits for it
+        batches: dict[int, Any] = {}
+        full: list[tuple[int, Any]] = []
+        for partition, key_bytes, value_bytes in records:
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = kafka.create_batch()
+            if batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
+                full.append((partition, batch))
+                batch = batches[partition] = kafka.create_batch()
+                batch.append(key=key_bytes, value=value_bytes, timestamp=None)
+        for partition, batch in (*full, *batches.items()):
+            await kafka.send_batch(batch, name, partition=partition)
 
 
 def create_app(

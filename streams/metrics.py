@@ -27,7 +27,7 @@ from typing import Any
 
 from actors.campaign import CampaignState, evolve_campaign
 from actors.pacing import allowance_left
-from actors.shard import campaign_status, is_campaign_event
+from actors.shard import CAMPAIGN_EVENT_TYPES, campaign_status, is_campaign_event
 from schemas.campaign import Campaign
 
 MINUTE_MS = 60_000
@@ -81,6 +81,11 @@ class CampaignFigures:
     minutes: OrderedDict = field(default_factory=OrderedDict)
 
 
+# The event types ``Projection.apply`` looks into; any other is only counted.
+PROJECTED_TYPES = frozenset(("SenderScreened", "ReplySent", "ReplyFailed", "ReplyUncertain",
+                             *CAMPAIGN_EVENT_TYPES))
+
+
 class Projection:
     def __init__(self, campaigns: Iterable[Campaign]) -> None:
         self.figures = {c.id: CampaignFigures(c, CampaignState.opening(c)) for c in campaigns}
@@ -131,6 +136,12 @@ class Projection:
     def feed(self, events: Sequence[tuple[Any, int]]) -> None:
         for event, ts in events:
             self.apply(event, ts)
+
+    def count(self, ts_ms: int) -> None:
+        """A journal event of a type not in ``PROJECTED_TYPES``: what ``apply`` does with
+        it, without the event decoded (the journal follower reads its type alone)."""
+        self.events += 1
+        self.last_ts = max(self.last_ts, ts_ms)
 
     def apply(self, event: Any, ts_ms: int) -> None:
         self.events += 1

@@ -67,19 +67,24 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     await rt.record(decisions, acked=True)
     rt.journaled(decisions)
     reply_to.update(store_deferred(rt.tables.deferred_reply_to, decisions, reply_to))
+    notes: list[tuple[bytes, bytes]] = []
+    sends: list[tuple[bytes, bytes]] = []
     for decision in decisions:
         note = outcome_note(decision)
         if note is not None:
             # Back to the sender's screening, keyed and partitioned like his texts: a request
             # ended without a reply (denied, expired, refunded) reopens him.
-            await rt.produce(rt.topics.inbound, note.sender.encode(), codec.encode(note))
+            notes.append((note.sender.encode(), codec.encode(note)))
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:
                 await reply_to_lost(rt, decision)
                 continue
-            await rt.produce(rt.topics.outbound, decision.campaign_id.encode(),
-                             codec.encode(send))
+            sends.append((decision.campaign_id.encode(), codec.encode(send)))
+    # Each topic's records in the order of the decisions (a campaign's sends in one
+    # partition: one record batch).
+    await rt.send_records(rt.names["inbound"], notes)
+    await rt.send_records(rt.names["outbound"], sends)
 
 
 async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:

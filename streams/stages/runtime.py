@@ -28,6 +28,9 @@ from streams.webhook import SignatureVerifier
 
 log = logging.getLogger("antirelou")
 
+# Records from which ``Runtime.send_records`` writes record batches instead of one by one.
+BATCH_FROM = 8
+
 
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
@@ -136,23 +139,61 @@ class Runtime:
         fut = await send
         await fut
 
+    async def kafka_producer(self) -> Any:
+        """The aiokafka producer under Faust's (started), or None if Faust's transport has
+        none. Records sent on it go through the same client, partitioner and acks=all as
+        ``topic.send``, without Faust's per-send wrapper (the ``on_produce_message`` signal,
+        header handling) and, for ``send_records``, without a future per record."""
+        producer = await self.app.maybe_start_producer()
+        ensure = getattr(producer, "_ensure_producer", None)
+        return ensure() if ensure is not None else None
+
     async def produce(self, topic: faust.TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
         """Queue one record on the producer; returns its ack future. The same producer and
         partitioner as ``topic.send`` (raw bytes, no headers), without the FutureMessage,
         sensor state and callback Faust adds to each send (profiled: a third of each send's
         cost in the webhook and the journal writer)."""
-        producer = await self.app.maybe_start_producer()
-        return await producer.send(topic.get_topic_name(), key, value, None, None, None)
+        (future,) = await self.send_records(topic.get_topic_name(), [(key, value)])
+        return future
+
+    async def send_records(self, topic: str, records: Sequence[tuple[bytes, bytes]]
+                           ) -> list[Awaitable[Any]]:
+        """Queue ``records`` (key, value) on ``topic``, in order; their ack futures. From
+        ``BATCH_FROM`` records on, one record batch per partition (``send_batch``: one
+        future per batch, not per record; the partition the producer's partitioner gives
+        the key, as ``send`` would, so a key's records keep their order with those sent one
+        by one); fewer go one by one."""
+        kafka = await self.kafka_producer()
+        if kafka is None:  # another transport: Faust's own send
+            producer = await self.app.maybe_start_producer()
+            return [await producer.send(topic, key, value, None, None, None)
+                    for key, value in records]
+        if len(records) < BATCH_FROM:
+            return [await kafka.send(topic, value, key=key) for key, value in records]
+        await kafka.partitions_for(topic)  # the topic's metadata, as send() waits for it
+        partition_of = kafka._partition
+        open_batches: dict[int, Any] = {}
+        full: list[tuple[int, Any]] = []  # in the order they filled: a key's order kept
+        for key, value in records:
+            partition = partition_of(topic, None, None, None, key, value)
+            batch = open_batches.get(partition)
+            if batch is None:
+                batch = open_batches[partition] = kafka.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                full.append((partition, batch))  # full: sent before the next one
+                batch = open_batches[partition] = kafka.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        # A full batch of a partition precedes the open one of the same partition.
+        return [await kafka.send_batch(batch, topic, partition=partition)
+                for partition, batch in (*full, *open_batches.items())]
 
     async def record(self, events: Sequence[Any], acked: bool = False) -> None:
         # Journal key: the sender pseudonym, so one sender's story is totally ordered (the
         # screening replay needs that); campaign events carry their own sequence number.
-        producer = await self.app.maybe_start_producer()
-        send, topic = producer.send, self.names["journal"]
-        futures = []
-        for event in events:
-            key = getattr(event, "sender", None) or event.campaign_id
-            futures.append(await send(topic, key.encode(), codec.encode(event), None, None, None))
+        encode = codec.encode
+        futures = await self.send_records(self.names["journal"], [
+            ((getattr(event, "sender", None) or event.campaign_id).encode(), encode(event))
+            for event in events])
         if acked and futures:
             # Persist before acting: a campaign's events are stored before the next batch
             # reaches its shard, so a restarted shard recovers all it ever answered.

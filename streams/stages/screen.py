@@ -71,6 +71,7 @@ def register_screening(rt: Runtime) -> None:
 async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     senders_by_pseudonym = rt.tables.senders_by_pseudonym
     states: dict[str, SenderState] = {}
+    stored_of: dict[str, bytes | None] = {}  # sender -> his state as the table holds it
     partition_of: dict[str, int] = {}  # sender -> the partition of his texts
     journaled: list[Any] = []
     forwarded: list[RequestReply | ReviewRequest] = []
@@ -86,6 +87,7 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
             stored = senders_by_pseudonym.get(command.sender)
             state = SenderState.from_dict(orjson.loads(stored)) if stored else SenderState()
             states[command.sender] = state
+            stored_of[command.sender] = stored
             partition_of[command.sender] = text_event.message.partition
         if isinstance(command, NoteReplyOutcome):
             # A request of his ended without a reply: he is answered on a later text.
@@ -101,10 +103,16 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         ))
         journaled.extend(screened.verdicts)
         forwarded.extend(screened.to_campaign)  # a request; a review of an awaited one
+    changed = []
     for sender, state in states.items():
-        # Reassign: the changelog only sees values that are set.
-        senders_by_pseudonym.put(sender, compact(orjson.dumps(state.to_dict())),
-                                 partition_of[sender])
+        value = orjson.dumps(state.to_dict())
+        if value == stored_of[sender]:
+            # Nothing changed (texts seen before, a note that reopens nothing): no changelog
+            # record for a value the changelog holds already.
+            continue
+        changed.append((sender, compact(value), partition_of[sender]))
+    # Reassign: the changelog only sees values that are set.
+    await senders_by_pseudonym.put_many(changed)
     await rt.record(journaled)
-    for request in forwarded:
-        await rt.produce(rt.topics.requests, request.campaign_id.encode(), codec.encode(request))
+    await rt.send_records(rt.names["requests"], [
+        (request.campaign_id.encode(), codec.encode(request)) for request in forwarded])

@@ -260,6 +260,37 @@ class TopicCounter:
             await asyncio.sleep(0.05)
 
 
+async def records_by_topic(kafka: str, prefix: str) -> dict[str, int]:
+    """Sum of the end offsets of every topic whose name starts with ``prefix`` (the app's
+    topics and Faust's changelogs, ``<app id>-<table>-changelog``), and of the broker's
+    ``__consumer_offsets`` if it lists it: what was written, counted by the broker."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        names = [t for t in await consumer.topics()
+                 if t.startswith(prefix) or t == "__consumer_offsets"]
+        out = {}
+        for name in names:
+            tps = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+            out[name] = sum((await consumer.end_offsets(tps)).values()) if tps else 0
+        return out
+    finally:
+        await consumer.stop()
+
+
+def records_note(before: dict[str, int], after: dict[str, int], texts: int,
+                 app_id: str) -> tuple[float, str]:
+    """Records written per text during a run, in all and per topic (pre-produced texts are
+    in ``before``: the webhook's one record per text is not counted)."""
+    per = {name.removeprefix(app_id).lstrip(".-"): (after[name] - before.get(name, 0)) / texts
+           for name in after}
+    per = {k: v for k, v in per.items() if v > 0}
+    total = sum(per.values())
+    return total, ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+
+
 async def read_timestamps(kafka: str, topic: str, start: dict[int, int],
                           types: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """{event type: {message_id: Kafka record timestamp, s}} for the journal after ``start``."""
@@ -362,7 +393,8 @@ class Bench:
                  configure_logging=False)
         self.ray_address = ray.get_runtime_context().gcs_address
         self.config = self.tmp / "campaigns.toml"
-        self.config.write_text(CONFIG.format(reply=REPLY_2017))
+        self.config.write_text(CONFIG.format(reply=REPLY_2017) + (
+            'policy = { surge_multiple = "off" }\n' if NO_SURGE else ""))
         self.mb_endpoint = self.start_messagebird(ROOT)
         self.baseline_mb_endpoint = (self.start_messagebird(self.baseline_root)
                                      if self.baseline_root else None)
@@ -431,13 +463,18 @@ class Bench:
 # --------------------------------------------------------------------------- measurements
 
 
+NO_SURGE = False  # --no-surge: the campaign's surge mode off (100 first texts/s are a surge)
+PROFILE_GIL = False  # --profile-gil: sample only the thread holding the GIL (CPU, not waits)
+
+
 def profile_worker(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         log("py-spy not installed (pip install -e '.[bench]'); no profile")
         return None
     return subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(seconds)),
-                             "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking"],
+                             "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking",
+                             *(["--gil"] if PROFILE_GIL else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -508,6 +545,7 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
     want = expected(enc.commands, bench.config)
     app_id, names = bench.new_app(label)
     produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
+    records_before = asyncio.run(records_by_topic(bench.kafka, app_id))
     log(f"{label}: {want['texts']:,} texts ({want['senders']:,} senders, {want['forwarded']:,} "
         f"forwarded) produced at {produced:,.0f}/s; starting a worker")
     worker = bench.start_worker(app_id, names, env_extra, baseline=baseline)
@@ -532,6 +570,8 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
                            + worker.log_path.read_text()[-3000:])
     result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
     w0, b0 = result["cpu_start"]
+    result["records_per_text"], result["records"] = records_note(
+        records_before, asyncio.run(records_by_topic(bench.kafka, app_id)), want["texts"], app_id)
     result["worker_cpu_ms"] = (cpu_s(worker.pid) - w0) * 1000 / want["texts"]
     result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
     result["journal"] = n
@@ -546,7 +586,8 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
         log(f"{label}: WARNING the journal holds {n:,} events, expected {want['events']:,}")
     log(f"{label}: {result['texts_per_s']:,.0f} texts/s over {result['seconds']:.1f} s; "
         f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker "
-        f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms")
+        f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms; records "
+        f"written per text {result['records_per_text']:.2f} ({result['records']})")
     result["worker"] = worker
     return result
 
@@ -804,7 +845,15 @@ def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list) 
             accepted, counts = asyncio.run(offered_load(worker.url, batch, rate))
             asyncio.run(quiet())
             stamps = asyncio.run(read_timestamps(bench.kafka, names["journal"], start,
-                                                 ("SenderScreened", "ReplySent")))
+                                                 ("SenderScreened", "ReplyApproved",
+                                                  "ReplyAttempted", "ReplySent")))
+            # Where a reply's time went: to its decision, to the send stage taking it.
+            steps = {kind: [max(0.0, stamps[kind][m] - t) * 1000
+                            for m, t in accepted.items() if m in stamps[kind]]
+                     for kind in ("ReplyApproved", "ReplyAttempted")}
+            log(f"latency at {rate:,.0f}/s, by step: " + "; ".join(
+                f"to {kind} p50 {percentile(v, 50):,.0f} ms, p99 {percentile(v, 99):,.0f} ms"
+                for kind, v in steps.items()))
             screened = [max(0.0, stamps["SenderScreened"][m] - t) * 1000
                         for m, t in accepted.items() if m in stamps["SenderScreened"]]
             sent = [max(0.0, stamps["ReplySent"][m] - t) * 1000
@@ -866,7 +915,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during the pipeline row and print its top")
+    parser.add_argument("--no-surge", action="store_true",
+                        help="the campaign with surge mode off: at 100 first texts/s offered the "
+                             "default policy defers them (a raid), and the latency row then "
+                             "measures that wait, not the pipeline")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: only the thread holding the GIL (Python CPU; "
+                             "the default samples every thread that is not idle, waits too)")
     args = parser.parse_args(argv)
+    global PROFILE_GIL, NO_SURGE
+    PROFILE_GIL, NO_SURGE = args.profile_gil, args.no_surge
     full = args.full
     args.only = set(args.only.split(","))
     args.rate = [float(r) for r in args.rate.split(",")]
@@ -911,7 +969,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"raw aiokafka loop: {raw_rate:,.0f} texts/s" if raw_rate else "",
                              r["texts_per_s"] / raw_rate if raw_rate else None,
                              f"{mix}; journal {r['journal']:,}/{r['events']:,} events; CPU/text "
-                             f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms"))
+                             f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms; "
+                             f"records/text {r['records_per_text']:.2f} ({r['records']})"))
                 if args.baseline_env or args.baseline_root:
                     what = " ".join([*([str(args.baseline_root)] if args.baseline_root else []),
                                      *args.baseline_env])
@@ -921,7 +980,8 @@ def main(argv: list[str] | None = None) -> int:
                                  b["texts_per_s"] / r["texts_per_s"],
                                  f"journal {b['journal']:,}/{b['events']:,} events; CPU/text "
                                  f"worker {b['worker_cpu_ms']:.2f} ms, broker "
-                                 f"{b['broker_cpu_ms']:.2f} ms"))
+                                 f"{b['broker_cpu_ms']:.2f} ms; records/text "
+                                 f"{b['records_per_text']:.2f} ({b['records']})"))
                 if "profile" in r:
                     notes.append(r["profile"])
             elif raw_rate:

@@ -20,6 +20,7 @@ class FakeRuntime:
         self.journal, self.settled, self.produced = [], [], []
         self.tables = SimpleNamespace(deferred_reply_to={})
         self.topics = SimpleNamespace(outbound="sms-outbound")
+        self.names = {"inbound": "sms-received", "outbound": "sms-outbound"}
 
         async def decide(batch):
             return self.decisions
@@ -40,6 +41,10 @@ class FakeRuntime:
 
     async def produce(self, topic, key, value):
         self.produced.append((topic, codec.decode(value)))
+
+    async def send_records(self, topic, records):
+        self.produced.extend((topic, codec.decode(value)) for _, value in records)
+        return []
 
     def now_ms(self):
         return 5_000
