@@ -79,6 +79,19 @@ class TailGuard:
                   expected - 1, expected - end, end)
         return fact
 
+    def deleted(self, topic: str, partition: int, first: int, start: int,
+                now_ms: int) -> RecordsLost:
+        """Records ``first``..``start - 1`` a worker waited for are deleted from the log
+        (it starts at ``start`` now; streams/inorder.py): the fact to journal, counted.
+        The guard that found them logged it loudly already."""
+        fact = RecordsLost(topic=topic, partition=partition, from_offset=first,
+                           to_offset=start, found="log_start", occurred_at=now_ms)
+        self.records_lost += start - first
+        self.incidents.append({"topic": topic, "partition": partition, "from_offset": first,
+                               "to_offset": start, "found": "log_start", "at": now_ms})
+        del self.incidents[:-self._keep]
+        return fact
+
     def health(self) -> dict[str, Any]:
         return {"records": self.records_lost, "incidents": list(self.incidents[-5:])}
 
@@ -265,10 +278,11 @@ def render_text(acc: LossAccount, limit: int = 10) -> str:
                 "decisions, every reported reply journaled as sent).\n")
     out = ["Lost tail: this journal is missing records (a broker that lost its last writes)"]
     for r in acc.records_lost:
+        how = {"position": "it had read them", "committed": "it had committed them",
+               "log_start": "deleted from the log before it read them"}.get(r.found, r.found)
         out.append(f"  - a worker found {r.topic} partition {r.partition} missing offsets "
                    f"{r.from_offset}..{r.to_offset - 1} ({r.to_offset - r.from_offset} "
-                   f"record(s); it had {'read' if r.found == 'position' else 'committed'} "
-                   f"them) at {r.occurred_at} ms")
+                   f"record(s); {how}) at {r.occurred_at} ms")
     for campaign_id, gaps in acc.seq_gaps.items():
         spans = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in gaps[:limit])
         more = f" (+{len(gaps) - limit} more)" if len(gaps) > limit else ""

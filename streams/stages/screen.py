@@ -43,8 +43,18 @@ def register_order_guards(rt: Runtime) -> None:
         # drops what it fetches.
         await app.consumer.seek(tp, offset)
 
+    async def log_start(tp: Any) -> int | None:
+        return (await app.consumer.earliest_offsets(tp)).get(tp)
+
+    async def on_gone(tp: Any, first: int, start: int) -> None:
+        fact = rt.tail_guard.deleted(tp.topic, tp.partition, first, start, rt.now_ms())
+        await rt.acknowledged(rt.produce(rt.topics.journal, tp.topic.encode(),
+                                         codec.encode(fact)))
+
     for name in (rt.names["inbound"], rt.names["requests"]):
-        rt.in_order[name] = InOrder(name, first_offset, seek_back)
+        # A seek back undone by Faust's fetch loop is made again until it holds.
+        rt.in_order[name] = InOrder(name, first_offset, seek_back, log_start=log_start,
+                                    on_gone=on_gone)
 
     @app.on_partitions_revoked.connect
     async def on_revoked_restart_order(app: faust.App, revoked: Any, **kwargs: Any) -> None:

@@ -221,6 +221,9 @@ def register_status_views(rt: Runtime) -> None:
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
                     "tail": rt.redelivered,
+                    # Partitions sought back and still waiting for the record (inorder.py).
+                    "waiting": {name: w for name, guard in rt.in_order.items()
+                                if (w := getattr(guard, "waiting", list)())},
                 },
             }, status=200 if up else 503)
 

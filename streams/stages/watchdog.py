@@ -5,6 +5,7 @@ through one long-lived client (``EndOffsets``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -25,8 +26,9 @@ class EndOffsets:
     """One long-lived client for the broker's end offsets (a client per call would connect
     and fetch metadata every time); a new one after any error."""
 
-    def __init__(self, kafka: str) -> None:
+    def __init__(self, kafka: str, timeout_s: float = 5.0) -> None:
         self.kafka = kafka
+        self.timeout_s = timeout_s
         self.client: AIOKafkaConsumer | None = None
 
     async def close(self) -> None:
@@ -48,12 +50,15 @@ class EndOffsets:
                 raise
         client = self.client
         try:
+            # Bounded: a request sent while the broker was down otherwise waits for the
+            # client's 40 s request timeout, and the checks that need it wait with it.
             if topic is not None:
-                await client.topics()  # fresh metadata
+                await asyncio.wait_for(client.topics(), self.timeout_s)  # fresh metadata
                 tps = [TopicPartition(topic, p)
                        for p in sorted(client.partitions_for_topic(topic) or ())]
-            ends = await client.end_offsets(
-                [TopicPartition(tp.topic, tp.partition) for tp in tps]) if tps else {}
+            ends = await asyncio.wait_for(client.end_offsets(
+                [TopicPartition(tp.topic, tp.partition) for tp in tps]),
+                self.timeout_s) if tps else {}
         except Exception:
             await self.close()  # a new client next time
             raise

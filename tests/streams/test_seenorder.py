@@ -47,3 +47,31 @@ def test_hole_in_sms_outbound_records_dropped_before_the_send_agent_are_fetched_
         assert seeks == [3, 7]
 
     asyncio.run(scenario())
+
+
+def test_a_seek_back_undone_by_the_fetch_loop_is_made_again_until_the_hole_comes():
+    # Faust's fetch loop can drop the records fetched again (its read offset was set past
+    # them after the seek): nothing of the hole comes, so the guard seeks again.
+    seeks = []
+
+    async def first_offset(tp):
+        return 0
+
+    async def seek(tp, offset):
+        seeks.append(offset)
+
+    async def scenario():
+        guard = SeenOrder("sms-outbound", first_offset, seek, retry_s=0.01, max_retry_s=0.01)
+        guard.see(record(0))
+        guard.see(record(4))  # 1..3 dropped
+        await guard.settled()
+        while len(seeks) < 3:
+            await asyncio.sleep(0.01)
+        assert set(seeks) == {1} and guard.reseeks >= 2 and guard.holes == 1
+        guard.see(record(5))  # later records go on meanwhile (the send stage's actors)
+        guard.see(record(1))  # the hole, at last
+        count = len(seeks)
+        await asyncio.sleep(0.05)
+        assert len(seeks) == count
+
+    asyncio.run(scenario())
