@@ -19,6 +19,10 @@ resource, so shards run only on the nodes started with it (``ray start --resourc
 shard (for scheduling; Ray does not cap a process at it). When a node dies, Ray restarts its
 shards on another node that qualifies, and they recover there from the journal.
 
+Where a shard recovers from is a port (``JournalSource``: the journal's events, the latest
+snapshot of each campaign), given by the composition root (``infra.journal.KafkaJournal``):
+actors/ imports nothing from infra/ or streams/.
+
 Call ``ray.init`` (local or ``address=...``) before building the facade.
 """
 
@@ -30,8 +34,8 @@ import os
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -39,7 +43,6 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from actors.campaign import CampaignState, ControlOutcome
 from actors.shard import CampaignShard, is_campaign_event
 from actors.snapshot import decode_snapshot
-from infra.journal import iter_journal, latest_by_key
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 
@@ -54,15 +57,28 @@ def shard_of(campaign_id: str, n_shards: int) -> int:
     return zlib.crc32(campaign_id.encode()) % n_shards
 
 
+class JournalSource(Protocol):
+    """The topics a shard recovers from. Picklable: Ray hands it to each actor."""
+
+    def events(self, topic: str, start: dict[int, int] | None = None
+               ) -> AsyncIterator[tuple[int, int, Any]]:
+        """(partition, offset, event) from ``start`` (default: the beginning) to the end."""
+        ...
+
+    async def latest_by_key(self, topic: str) -> dict[bytes, bytes]:
+        """The last value of every key of a compacted topic."""
+        ...
+
+
 class JournalShard(CampaignShard):
     """A CampaignShard that starts from its campaigns' latest snapshots plus the journal
     after them (the actor class behind the facade)."""
 
-    def __init__(self, campaigns: Sequence[Campaign], kafka: str, journal_topic: str,
+    def __init__(self, campaigns: Sequence[Campaign], source: JournalSource, journal_topic: str,
                  snapshot_topic: str) -> None:
         super().__init__(campaigns)
-        self._kafka, self._journal_topic, self._snapshot_topic = (
-            kafka, journal_topic, snapshot_topic)
+        self._source, self._journal_topic, self._snapshot_topic = (
+            source, journal_topic, snapshot_topic)
         self._load()
         self.rebuilt = 0  # recoveries after the start, to catch up with the journal
         self._first_call = True
@@ -72,7 +88,7 @@ class JournalShard(CampaignShard):
         # (A coroutine method would make Ray run this class as an async actor: keep the
         # reading in a module function.)
         snapshots, tail, self._read_to = asyncio.run(_read_recovery(
-            self._kafka, self._journal_topic, self._snapshot_topic, list(self._states)))
+            self._source, self._journal_topic, self._snapshot_topic, list(self._states)))
         for state in snapshots:
             # The end date is the config's (an operator may have moved it), as in the audit.
             state.ends_at = self._campaigns[state.campaign_id].ends_at
@@ -92,7 +108,7 @@ class JournalShard(CampaignShard):
             # journal's partitions): if one did below a state's seq, it was skipped.
             self._first_call = False
             late, self._read_to = asyncio.run(
-                _read_journal_from(self._kafka, self._journal_topic, self._read_to))
+                _read_journal_from(self._source, self._journal_topic, self._read_to))
             if any(e.seq <= self._states[e.campaign_id].seq for e in late
                    if e.campaign_id in self._states):
                 self._rebuild()
@@ -132,13 +148,12 @@ class ShardBehind(RuntimeError):
     """The shard's state is older than what the worker journaled, and stays so."""
 
 
-async def _read_journal_from(kafka: str, journal_topic: str, start: dict[int, int]
+async def _read_journal_from(source: JournalSource, journal_topic: str, start: dict[int, int]
                              ) -> tuple[list[Any], dict[int, int]]:
     """The campaign events from ``start`` to the end, and where reading stopped."""
     read_to = dict(start)
     tail = []
-    async for partition, offset, event in iter_journal(kafka, journal_topic,
-                                                       start=start or None):
+    async for partition, offset, event in source.events(journal_topic, start=start or None):
         read_to[partition] = offset + 1
         if is_campaign_event(event):
             tail.append(event)
@@ -146,13 +161,13 @@ async def _read_journal_from(kafka: str, journal_topic: str, start: dict[int, in
 
 
 async def _read_recovery(
-    kafka: str, journal_topic: str, snapshot_topic: str, campaign_ids: list[str]
+    source: JournalSource, journal_topic: str, snapshot_topic: str, campaign_ids: list[str]
 ) -> tuple[list[CampaignState], list[Any], dict[int, int]]:
     """The campaigns' latest snapshots, the campaign events of the journal after them, and
     the offsets where reading stopped."""
     starts: dict[int, int] | None = None
     states = []
-    latest = await latest_by_key(kafka, snapshot_topic)
+    latest = await source.latest_by_key(snapshot_topic)
     for campaign_id in campaign_ids:
         raw = latest.get(campaign_id.encode())
         if raw is None:
@@ -165,7 +180,7 @@ async def _read_recovery(
         elif starts:
             for p, o in offsets.items():
                 starts[p] = min(starts.get(p, o), o)
-    tail, read_to = await _read_journal_from(kafka, journal_topic, starts or {})
+    tail, read_to = await _read_journal_from(source, journal_topic, starts or {})
     return states, tail, read_to
 
 
@@ -174,7 +189,7 @@ class CampaignShards:
         self,
         campaigns: Sequence[Campaign],
         *,
-        kafka: str,
+        journal: JournalSource,
         journal_topic: str,
         snapshot_topic: str,
         n_shards: int = 1,
@@ -187,7 +202,7 @@ class CampaignShards:
         self._by_shard: dict[int, list[Campaign]] = defaultdict(list)
         for c in campaigns:
             self._by_shard[shard_of(c.id, self.n_shards)].append(c)
-        self._args = (kafka, journal_topic, snapshot_topic)
+        self._args = (journal, journal_topic, snapshot_topic)
         self._namespace = namespace
         placement: dict[str, Any] = {}
         if resource:

@@ -19,8 +19,6 @@ import zlib
 from collections import OrderedDict
 from typing import Any
 
-import orjson
-
 from actors.campaign_state import CampaignState, _new_queue, idempotency_key
 from actors.pacing import AllowanceState
 from actors.surge import DeferralQueue, SurgeState
@@ -33,7 +31,7 @@ MAX_SNAPSHOT_BYTES = 32 * 2**20
 
 
 def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> bytes:
-    return zlib.compress(orjson.dumps({
+    return zlib.compress(codec.dump_data({
         "campaign_id": state.campaign_id,
         "seq": state.seq,
         "balance_micros": state.balance_micros,
@@ -63,7 +61,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
 def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
     if not data.startswith(b"{"):  # zlib; plain JSON before compression
         data = zlib.decompress(data)
-    raw: dict[str, Any] = orjson.loads(data)
+    raw: dict[str, Any] = codec.load_data(data)
     decided = [codec.from_dict(d) for d in raw["decided"]]
     # Operator commands sat among the decisions in snapshots before they were kept apart.
     commands = [codec.from_dict(d) for d in raw.get("commands", [])] + [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -91,3 +92,18 @@ async def read_journal_async(bootstrap: str, topic: str) -> list[Any]:
 
 def read_journal(bootstrap: str, topic: str) -> list[Any]:
     return asyncio.run(read_journal_async(bootstrap, topic))
+
+
+@dataclass(frozen=True)
+class KafkaJournal:
+    """The journal and snapshot topics of one cluster, as the campaign shards recover from
+    them (``actors.remote.JournalSource``; picklable, for Ray)."""
+
+    kafka: str
+
+    def events(self, topic: str, start: dict[int, int] | None = None
+               ) -> AsyncIterator[tuple[int, int, Any]]:
+        return iter_journal(self.kafka, topic, start=start)
+
+    async def latest_by_key(self, topic: str) -> dict[bytes, bytes]:
+        return await latest_by_key(self.kafka, topic)

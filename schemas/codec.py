@@ -1,4 +1,6 @@
-"""The one codec: events and commands to and from orjson bytes.
+"""The one codec: events and commands to and from orjson bytes; and the plain data the
+workers keep as bytes (campaign snapshots, sender table values), so nothing else
+serialises.
 
 Wire form: a JSON object with ``type`` (a stable name, never a class path), ``v`` (the
 schema version) and the dataclass fields. Decoding an older version runs the registered
@@ -91,6 +93,16 @@ def decode(data: bytes) -> Any:
 
 def decode_many(items: Iterable[bytes]) -> list[Any]:
     return [decode(item) for item in items]
+
+
+def dump_data(data: Any) -> bytes:
+    """Plain data (dicts, lists, strings, numbers) as JSON bytes: snapshots, table values."""
+    return orjson.dumps(data)
+
+
+def load_data(data: bytes) -> Any:
+    """What :func:`dump_data` wrote; ValueError (orjson's) for bytes that are not JSON."""
+    return orjson.loads(data)
 
 
 # --- upcasters: one function per (type, old version) ------------------------------------

@@ -380,8 +380,10 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
 def _start_shards(args: argparse.Namespace, d: Deployment, kafka: str,
                   names: dict[str, str]) -> Any:
     from actors.remote import CampaignShards
+    from infra.journal import KafkaJournal
 
-    shards = CampaignShards(d.campaigns, kafka=kafka, journal_topic=names["journal"],
+    shards = CampaignShards(d.campaigns, journal=KafkaJournal(kafka),
+                            journal_topic=names["journal"],
                             snapshot_topic=names["snapshots"], n_shards=args.shards,
                             namespace=args.app_id, resource=args.shard_resource,
                             spread=args.shard_spread, memory_mb=args.shard_memory_mb)

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-import orjson
 
 from schemas import codec
 from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText
@@ -95,7 +94,7 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         state = states.get(command.sender)
         if state is None:
             stored = senders_by_pseudonym.get(command.sender)
-            state = SenderState.from_dict(orjson.loads(stored)) if stored else SenderState()
+            state = SenderState.from_dict(codec.load_data(stored)) if stored else SenderState()
             states[command.sender] = state
             stored_of[command.sender] = stored
             partition_of[command.sender] = text_event.message.partition
@@ -115,7 +114,7 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         forwarded.extend(screened.to_campaign)  # a request; a review of an awaited one
     changed = []
     for sender, state in states.items():
-        value = orjson.dumps(state.to_dict())
+        value = codec.dump_data(state.to_dict())
         if value == stored_of[sender]:
             # Nothing changed (texts seen before, a note that reopens nothing): no changelog
             # record for a value the changelog holds already.

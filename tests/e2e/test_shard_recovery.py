@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from actors.remote import CampaignShards
 from infra.broker import ensure_topics
-from infra.journal import read_journal
+from infra.journal import KafkaJournal, read_journal
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import RequestReply
@@ -50,7 +50,7 @@ def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka,
     app = "shard-" + uuid.uuid4().hex[:8]
     topics = {f"{app}.journal": 2, f"{app}.snapshots": 1}
     ensure_topics(kafka, topics)
-    shards = CampaignShards([PARIS], kafka=kafka, journal_topic=f"{app}.journal",
+    shards = CampaignShards([PARIS], journal=KafkaJournal(kafka), journal_topic=f"{app}.journal",
                             snapshot_topic=f"{app}.snapshots", namespace=app)
     try:
         first = asyncio.run(shards.decide([RequestReply("m1", "paris", "s_a", 1_000, "x")]))
