@@ -118,13 +118,17 @@ def parse_eur(text: str, key: str, positive: bool) -> int:
     return int(micros)
 
 
+def _decimal(text: str, key: str, what: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise PolicyError(f"{key}: {text!r} is not {what}") from None
+
+
 def _days(text: str, key: str) -> int | None:
     if text.strip().lower() in ("never", "none"):
         return None
-    try:
-        days = Decimal(text)
-    except InvalidOperation:
-        raise PolicyError(f"{key}: {text!r} is not a number of days (or 'never')") from None
+    days = _decimal(text, key, "a number of days (or 'never')")
     if days <= 0:
         raise PolicyError(f"{key}: must be a positive number of days, or 'never'")
     return int(days * DAY_MS)
@@ -146,10 +150,7 @@ def _count(text: str, key: str) -> int:
 
 
 def _minutes(text: str, key: str) -> int:
-    try:
-        minutes = Decimal(text)
-    except InvalidOperation:
-        raise PolicyError(f"{key}: {text!r} is not a number of minutes") from None
+    minutes = _decimal(text, key, "a number of minutes")
     if minutes <= 0:
         raise PolicyError(f"{key}: must be positive")
     return int(minutes * 60_000)
@@ -162,10 +163,7 @@ def _count_or_off(text: str, key: str) -> int:
 
 
 def _minutes_or_zero(text: str, key: str) -> int:
-    try:
-        minutes = Decimal(text)
-    except InvalidOperation:
-        raise PolicyError(f"{key}: {text!r} is not a number of minutes") from None
+    minutes = _decimal(text, key, "a number of minutes")
     if minutes < 0:
         raise PolicyError(f"{key}: must be 0 or more")
     return int(minutes * 60_000)

@@ -49,8 +49,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_payload
 from infra.privacy import mask_numbers
 from schemas.campaign import Campaign
@@ -66,6 +64,7 @@ from streams.webhook import (
     _iso_ms,
     _msisdn,
     event_time,
+    json_object,
 )
 
 log = logging.getLogger("antirelou.bird")
@@ -207,12 +206,7 @@ def parse_bird_event(content_type: str, raw: bytes) -> BirdEvent:
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype not in ("application/json", ""):
         raise BadRequest("unsupported_media_type", "send application/json", status=415)
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("bad_json", "body is not valid JSON (UTF-8)", status=400) from None
-    if not isinstance(data, dict):
-        raise BadRequest("bad_json", "body must be a JSON object", status=400)
+    data = json_object(raw, "body is not valid JSON (UTF-8)")
     event = _text(data, "event", "event", limit=64)
     payload = data.get("payload")
     if not isinstance(payload, dict):

@@ -67,6 +67,18 @@ class InboundSms:
     created_at_ms: int | None
 
 
+def json_object(raw: bytes, not_json: str) -> dict[str, Any]:
+    """A webhook body that must be one JSON object; BadRequest ``bad_json`` (400) if not,
+    saying ``not_json`` when it is no JSON at all."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("bad_json", not_json, status=400) from None
+    if not isinstance(data, dict):
+        raise BadRequest("bad_json", "body must be a JSON object", status=400)
+    return data
+
+
 def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     """Parse a form-encoded or JSON callback; raises BadRequest with the offending field."""
     if len(raw) > MAX_BODY_BYTES:
@@ -77,12 +89,7 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     except UnicodeDecodeError:
         raise BadRequest("bad_encoding", "body is not UTF-8", status=400) from None
     if ctype == "application/json":
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise BadRequest("bad_json", "body is not valid JSON", status=400) from None
-        if not isinstance(data, dict):
-            raise BadRequest("bad_json", "body must be a JSON object", status=400)
+        data = json_object(raw, "body is not valid JSON")
     elif ctype in ("application/x-www-form-urlencoded", ""):
         data = dict(parse_qsl(text, keep_blank_values=True))
     else:
