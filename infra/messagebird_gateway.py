@@ -53,7 +53,6 @@ from infra.gateway import (
     GatewayTimeout,
     GatewayUnavailable,
     SendResult,
-    SmsGateway,
     pool_manager,
     scheduled_datetime,
     scrub,
@@ -66,17 +65,6 @@ __all__ = [
     "BoundedHttpClient",
     "MessageBirdGateway",
     "gateway_from_env",
-    # The port's names, still importable from here (infra.gateway is their home):
-    "DryRunGateway",
-    "GatewayConnectionLost",
-    "GatewayError",
-    "GatewayRejected",
-    "GatewayTimeout",
-    "GatewayUnavailable",
-    "SendResult",
-    "SmsGateway",
-    "pool_manager",
-    "scheduled_datetime",
 ]
 
 log = logging.getLogger(__name__)

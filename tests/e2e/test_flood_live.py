@@ -36,7 +36,7 @@ def test_a_delayed_reply_is_scheduled_an_hour_after_the_text(flood_worker, messa
     (approved,) = of(events, r.message_id, "ReplyApproved")
     assert approved.send_at == approved.occurred_at + 3_600_000
     (sent,) = [m for m in messagebird.messages if m["reference"] == r.message_id]
-    from infra.messagebird_gateway import scheduled_datetime
+    from infra.gateway import scheduled_datetime
     assert sent["params"]["scheduledDatetime"] == scheduled_datetime(approved.send_at)
 
 

@@ -11,18 +11,16 @@ import messagebird
 import pytest
 import requests
 
-from infra.messagebird_gateway import (
-    BoundedHttpClient,
+from infra.gateway import (
     DryRunGateway,
     GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
-    MessageBirdGateway,
     SendResult,
-    gateway_from_env,
 )
+from infra.messagebird_gateway import BoundedHttpClient, MessageBirdGateway, gateway_from_env
 from infra.messagebird_local import LocalMessageBird, message_parts
 
 RECIPIENT = "31612345678"  # clearly fake

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from infra.messagebird_gateway import (
+from infra.gateway import (
     GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
