@@ -202,7 +202,12 @@ def test_the_dockerfile_runs_the_real_cli():
     for src in copied:
         assert (ROOT / src).exists(), src
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert set(packages) <= set(copied)
+    assert {p.split(".")[0] for p in packages} <= set(copied)
+    # ... and every package folder is installed (setuptools takes only those it is told).
+    folders = {str(init.parent.relative_to(ROOT)).replace("/", ".")
+               for top in {p.split(".")[0] for p in packages}
+               for init in (ROOT / top).rglob("__init__.py")}
+    assert folders <= set(packages)
     assert "cluster" in tomllib.loads((ROOT / "pyproject.toml").read_text())[
         "project"]["optional-dependencies"]
     assert set(dockerfile_env()) <= env_names_read_by_the_code() | {
