@@ -257,3 +257,39 @@ def worker(tmp_path_factory, kafka, ray_address, messagebird):
         "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint})
     yield w
     stop_worker(w)
+
+
+class Workers:
+    """Workers a test starts; each is stopped at the test's end, whatever it did."""
+
+    def __init__(self) -> None:
+        self.started: list[Worker] = []
+
+    def start(self, *args, **kwargs) -> Worker:
+        """``start_worker(...)``, remembered for the teardown."""
+        worker = start_worker(*args, **kwargs)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        while self.started:
+            stop_worker(self.started.pop())  # a killed one is already gone: nothing to do
+
+
+@pytest.fixture
+def workers():
+    started = Workers()
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def own_broker(tmp_path, workers):
+    """A broker of the test's own (its data in tmp_path/kafka), for tests that stop, kill or
+    restart it; stopped at the end, after the test's workers."""
+    from infra.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(tmp_path / "kafka").start()
+    yield broker
+    workers.stop_all()
+    broker.stop()

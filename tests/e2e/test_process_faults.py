@@ -17,13 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from infra.broker import EmbeddedBroker
 from tests.e2e.conftest import (
     ACCESS_KEY,
     new_sender,
     of,
-    start_worker,
-    stop_worker,
 )
 
 pytestmark = pytest.mark.services
@@ -52,95 +49,83 @@ def audit_exit(worker) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("when", ["before_it_joined", "while_processing"])
 def test_kill_9_of_the_worker_during_a_flood_loses_and_doubles_nothing(
-        when, tmp_path, ray_address, messagebird):
+        when, tmp_path, ray_address, messagebird, own_broker, workers):
     """kill -9 mid-flood, then a new worker. "before_it_joined": the worker is killed while
     it takes webhooks but before its consumer joined the group (what it acknowledged must
     survive). "while_processing": killed once it has screened and answered texts; the
     broker is restarted too, because noida-db keeps a member killed after it joined as the
     group's leader and no new member ever completes a rebalance (README, known limits)."""
-    broker = EmbeddedBroker(tmp_path / "kafka").start()
+    broker = own_broker  # its data in tmp_path / "kafka"
     env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
-    try:
-        first = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
-        senders = [new_sender() for _ in range(30)]
-        flood = [s for s in senders for _ in range(3)]  # three texts each: one reply each
+    first = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env)
+    senders = [new_sender() for _ in range(30)]
+    flood = [s for s in senders for _ in range(3)]  # three texts each: one reply each
 
-        acknowledged: list[str] = []
-        with ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(post_quietly, first, sender=s) for s in flood[:45]]
-            if when == "while_processing":
-                first.wait_for(lambda ev: sum(e.TYPE == "ReplySent" for e in ev) >= 3)
-            else:
-                time.sleep(0.3)
-            os.killpg(first.process.pid, signal.SIGKILL)  # mid-flood, no goodbye
-            first.process.wait(10)
-            for f in futures:
-                status, mid = f.result()
-                if status == 200:
-                    acknowledged.append(mid)
+    acknowledged: list[str] = []
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post_quietly, first, sender=s) for s in flood[:45]]
         if when == "while_processing":
-            time.sleep(1.5)  # noida-db persists about once a second
-            broker.restart()
-        second = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env,
-                              app_id=first.app_id)
-        try:
-            for s in flood[45:]:
-                r = second.post(sender=s)
-                assert r.status_code == 200, r.text
-                acknowledged.append(r.message_id)
-            events = second.wait_for(
-                lambda ev: all(screening_decisions(ev, m) for m in acknowledged), timeout=120)
-            # Every acknowledged text: exactly one screening decision.
-            assert all(len(screening_decisions(events, m)) == 1 for m in acknowledged)
-            # No reply twice: at most one SMS per sender.
-            time.sleep(2)
-            for s in senders:
-                assert len([m for m in messagebird.messages if s in m["recipients"]]) <= 1
-            done = audit_exit(second)
-            assert done.returncode == 0, done.stdout + done.stderr
-        finally:
-            stop_worker(second)
-    finally:
-        broker.stop()
+            first.wait_for(lambda ev: sum(e.TYPE == "ReplySent" for e in ev) >= 3)
+        else:
+            time.sleep(0.3)
+        os.killpg(first.process.pid, signal.SIGKILL)  # mid-flood, no goodbye
+        first.process.wait(10)
+        for f in futures:
+            status, mid = f.result()
+            if status == 200:
+                acknowledged.append(mid)
+    if when == "while_processing":
+        time.sleep(1.5)  # noida-db persists about once a second
+        broker.restart()
+    second = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env,
+                           app_id=first.app_id)
+    for s in flood[45:]:
+        r = second.post(sender=s)
+        assert r.status_code == 200, r.text
+        acknowledged.append(r.message_id)
+    events = second.wait_for(
+        lambda ev: all(screening_decisions(ev, m) for m in acknowledged), timeout=120)
+    # Every acknowledged text: exactly one screening decision.
+    assert all(len(screening_decisions(events, m)) == 1 for m in acknowledged)
+    # No reply twice: at most one SMS per sender.
+    time.sleep(2)
+    for s in senders:
+        assert len([m for m in messagebird.messages if s in m["recipients"]]) <= 1
+    done = audit_exit(second)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_stopped_broker_gets_503s_and_loses_nothing_acknowledged(
-        tmp_path, ray_address, messagebird):
-    broker = EmbeddedBroker(tmp_path / "kafka").start()
-    try:
-        env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
-               "MESSAGEBIRD_ENDPOINT": messagebird.endpoint, "ANTIRELOU_ACK_TIMEOUT_S": "3"}
-        worker = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
-        try:
-            acknowledged = []
-            for _ in range(3):
-                r = worker.post(sender=new_sender())
-                assert r.status_code == 200, r.text
-                acknowledged.append(r.message_id)
-            worker.wait_for(lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged))
-            time.sleep(1.5)  # noida-db persists about once a second
+        tmp_path, ray_address, messagebird, own_broker, workers):
+    broker = own_broker  # its data in tmp_path / "kafka"
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+           "MESSAGEBIRD_ENDPOINT": messagebird.endpoint, "ANTIRELOU_ACK_TIMEOUT_S": "3"}
+    worker = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env)
+    acknowledged = []
+    for _ in range(3):
+        r = worker.post(sender=new_sender())
+        assert r.status_code == 200, r.text
+        acknowledged.append(r.message_id)
+    worker.wait_for(lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged))
+    time.sleep(1.5)  # noida-db persists about once a second
 
-            broker.stop()
-            while_down = [post_quietly(worker, sender=new_sender()) for _ in range(3)]
-            assert [status for status, _ in while_down] == [503, 503, 503]
+    broker.stop()
+    while_down = [post_quietly(worker, sender=new_sender()) for _ in range(3)]
+    assert [status for status, _ in while_down] == [503, 503, 503]
 
-            broker.restart()
-            deadline = time.monotonic() + 90
-            while True:  # the worker's producer reconnects on its own
-                status, mid = post_quietly(worker, sender=new_sender())
-                if status == 200:
-                    acknowledged.append(mid)
-                    break
-                assert time.monotonic() < deadline, "the webhook never recovered"
-                time.sleep(1)
-            for _ in range(3):
-                r = worker.post(sender=new_sender())
-                assert r.status_code == 200, r.text
-                acknowledged.append(r.message_id)
-            events = worker.wait_for(
-                lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged), timeout=120)
-            assert all(of(events, m, "TextReceived") for m in acknowledged)
-        finally:
-            stop_worker(worker)
-    finally:
-        broker.stop()
+    broker.restart()
+    deadline = time.monotonic() + 90
+    while True:  # the worker's producer reconnects on its own
+        status, mid = post_quietly(worker, sender=new_sender())
+        if status == 200:
+            acknowledged.append(mid)
+            break
+        assert time.monotonic() < deadline, "the webhook never recovered"
+        time.sleep(1)
+    for _ in range(3):
+        r = worker.post(sender=new_sender())
+        assert r.status_code == 200, r.text
+        acknowledged.append(r.message_id)
+    events = worker.wait_for(
+        lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged), timeout=120)
+    assert all(of(events, m, "TextReceived") for m in acknowledged)

@@ -19,7 +19,6 @@ from tests.e2e.conftest import (
     free_port,
     new_sender,
     of,
-    start_worker,
     stop_worker,
 )
 
@@ -27,9 +26,9 @@ pytestmark = pytest.mark.services
 
 
 def test_a_restarted_worker_recovers_balances_from_the_snapshots(
-        tmp_path, kafka, ray_address, messagebird):
+        tmp_path, kafka, ray_address, messagebird, workers):
     env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
-    first = start_worker(tmp_path, kafka, ray_address, env)
+    first = workers.start(tmp_path, kafka, ray_address, env)
     r = first.post(sender=new_sender())
     first.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
     before = first.status()
@@ -37,40 +36,34 @@ def test_a_restarted_worker_recovers_balances_from_the_snapshots(
     stop_worker(first)
 
     # Same deployment (app id, state folder, broker), new process.
-    second = start_worker(tmp_path, kafka, ray_address, env, app_id=first.app_id)
-    try:
-        assert second.status() == before
-        # Recovery started from the snapshots, not from the beginning of the journal.
-        log = second.log_path.read_text()
-        assert "recovered 3 campaign(s) from snapshots and 0 journal events after them" in log
-    finally:
-        stop_worker(second)
+    second = workers.start(tmp_path, kafka, ray_address, env, app_id=first.app_id)
+    assert second.status() == before
+    # Recovery started from the snapshots, not from the beginning of the journal.
+    log = second.log_path.read_text()
+    assert "recovered 3 campaign(s) from snapshots and 0 journal events after them" in log
 
 
-def test_texts_flow_after_a_worker_restart(tmp_path, kafka, ray_address, messagebird):
+def test_texts_flow_after_a_worker_restart(tmp_path, kafka, ray_address, messagebird, workers):
     env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint}
-    first = start_worker(tmp_path, kafka, ray_address, env)
+    first = workers.start(tmp_path, kafka, ray_address, env)
     sender = new_sender()
     r = first.post(sender=sender)
     first.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
     before = first.status()["paris"]
     stop_worker(first)
-    second = start_worker(tmp_path, kafka, ray_address, env, app_id=first.app_id)
-    try:
-        again = second.post(sender=sender)
-        newcomer = second.post(sender=new_sender())
-        assert (again.status_code, newcomer.status_code) == (200, 200), newcomer.text
-        events = second.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened")
-                                 and of(ev, newcomer.message_id, "ReplySent"), timeout=30)
-        assert of(events, again.message_id, "SenderScreened")[0].reason == "already_answered"
-        # Kafka may redeliver a request after the restart's rebalance; the campaign then
-        # repeats the very same decision (same seq), and the reply still goes out once.
-        (approved,) = set(of(events, newcomer.message_id, "ReplyApproved"))
-        assert approved.balance_after_micros == before["balance_micros"] - approved.cost_micros
-        assert approved.seq == 2  # the campaign's decision sequence carried on
-        assert len([m for m in messagebird.messages if sender in m["recipients"]]) == 1
-    finally:
-        stop_worker(second)
+    second = workers.start(tmp_path, kafka, ray_address, env, app_id=first.app_id)
+    again = second.post(sender=sender)
+    newcomer = second.post(sender=new_sender())
+    assert (again.status_code, newcomer.status_code) == (200, 200), newcomer.text
+    events = second.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened")
+                             and of(ev, newcomer.message_id, "ReplySent"), timeout=30)
+    assert of(events, again.message_id, "SenderScreened")[0].reason == "already_answered"
+    # Kafka may redeliver a request after the restart's rebalance; the campaign then
+    # repeats the very same decision (same seq), and the reply still goes out once.
+    (approved,) = set(of(events, newcomer.message_id, "ReplyApproved"))
+    assert approved.balance_after_micros == before["balance_micros"] - approved.cost_micros
+    assert approved.seq == 2  # the campaign's decision sequence carried on
+    assert len([m for m in messagebird.messages if sender in m["recipients"]]) == 1
 
 
 def _port_open(port: int) -> bool:

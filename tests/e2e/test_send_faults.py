@@ -19,7 +19,6 @@ import pytest
 import requests
 from aiokafka import AIOKafkaProducer
 
-from infra.broker import EmbeddedBroker
 from infra.messagebird_local import LocalMessageBird
 from infra.privacy import Privacy
 from schemas import codec
@@ -44,6 +43,13 @@ def reporting_messagebird():
     with LocalMessageBird(access_key=ACCESS_KEY, price_per_part=PRICE, report_delay_s=0.3,
                           signing_key=SIGNING_KEY, report_price=REPORT_PRICE) as server:
         yield server
+
+
+@pytest.fixture
+def faulty_messagebird(reporting_messagebird):
+    """The module's MessageBird for a test that injects faults, forgotten at its end."""
+    yield reporting_messagebird
+    reporting_messagebird.clear_faults()
 
 
 @pytest.fixture(scope="module")
@@ -226,34 +232,31 @@ def test_a_timed_out_send_is_uncertain_never_resent_and_its_report_settles_it(
 
 
 def test_send_without_limit_a_provider_that_resets_after_reading_gets_each_reply_once(
-        sender_worker, reporting_messagebird):
+        sender_worker, faulty_messagebird):
     # Issue 13 item 1, black box: the provider reads each request, accepts it (it will go
     # out) and resets the connection. Before, the reset was "unavailable": retried, the
     # breaker opened, every probe sent it again (6 accepted calls for one reply in 45 s),
     # and ReplyFailed then refunded SMS that had gone out.
-    mb = reporting_messagebird
+    mb = faulty_messagebird
     mb.reset_next(50)
-    try:
-        senders = [new_sender() for _ in range(3)]
-        posted = [sender_worker.post(sender=s, campaign="lyon") for s in senders]
-        assert all(p.status_code == 200 for p in posted)
-        events = sender_worker.wait_for(lambda ev: all(
-            of(ev, p.message_id, "ReplyUncertain") or of(ev, p.message_id, "ReplyFailed")
-            for p in posted), timeout=90)
-        time.sleep(4)  # > the breaker's cooldown (1 s): a retry or a probe would be in
-        for p, s in zip(posted, senders, strict=True):
-            (uncertain,) = set(of(events, p.message_id, "ReplyUncertain"))
-            assert uncertain.reason == "connection_lost"
-            assert len(sms_to(mb, s)) == 1  # accepted once, never sent again
-        events = sender_worker.journal()
-        assert not [e for p in posted for e in of(events, p.message_id)
-                    if e.TYPE in ("ReplySent", "ReplyFailed", "ReplyRefunded")]
-        assert all(len(of(events, p.message_id, "ReplyAttempted")) == 1 for p in posted)
-        # The send stage's order guard (concurrent actors) saw no false hole meanwhile.
-        health = sender_worker.admin_get("/health").json()
-        assert health["records_refetched"]["holes"] == 0
-    finally:
-        mb.clear_faults()
+    senders = [new_sender() for _ in range(3)]
+    posted = [sender_worker.post(sender=s, campaign="lyon") for s in senders]
+    assert all(p.status_code == 200 for p in posted)
+    events = sender_worker.wait_for(lambda ev: all(
+        of(ev, p.message_id, "ReplyUncertain") or of(ev, p.message_id, "ReplyFailed")
+        for p in posted), timeout=90)
+    time.sleep(4)  # > the breaker's cooldown (1 s): a retry or a probe would be in
+    for p, s in zip(posted, senders, strict=True):
+        (uncertain,) = set(of(events, p.message_id, "ReplyUncertain"))
+        assert uncertain.reason == "connection_lost"
+        assert len(sms_to(mb, s)) == 1  # accepted once, never sent again
+    events = sender_worker.journal()
+    assert not [e for p in posted for e in of(events, p.message_id)
+                if e.TYPE in ("ReplySent", "ReplyFailed", "ReplyRefunded")]
+    assert all(len(of(events, p.message_id, "ReplyAttempted")) == 1 for p in posted)
+    # The send stage's order guard (concurrent actors) saw no false hole meanwhile.
+    health = sender_worker.admin_get("/health").json()
+    assert health["records_refetched"]["holes"] == 0
 
 
 def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
@@ -272,24 +275,6 @@ def test_a_forged_delivery_report_is_refused_and_changes_nothing(sender_worker):
     assert sender_worker.status()["paris"]["balance_micros"] == before
 
 
-def deployment_with_a_slow_call(tmp_path, ray_address, messagebird):
-    """Its own broker (restarted after the kill: noida-db keeps a member killed after it
-    joined as the group's leader, README known limits), a first worker, and MessageBird
-    answering the next call 40 s late (accepted at once: long enough that it is still under
-    way when the test kills the worker, however loaded the machine). Returns (broker, env,
-    worker)."""
-    broker = EmbeddedBroker(tmp_path / "kafka").start()
-    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
-           "MESSAGEBIRD_TIMEOUT_S": "60"}
-    try:
-        first = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env)
-    except BaseException:
-        broker.stop()
-        raise
-    messagebird.delay_next(1, 40.0)
-    return broker, env, first
-
-
 @pytest.fixture
 def slow_messagebird():
     """A MessageBird of its own for the slow-call kill tests: the module's server also serves
@@ -299,72 +284,72 @@ def slow_messagebird():
         yield server
 
 
+@pytest.fixture
+def slow_deployment(tmp_path, ray_address, slow_messagebird, own_broker, workers):
+    """Its own broker (restarted after the kill: noida-db keeps a member killed after it
+    joined as the group's leader, README known limits), a first worker, and MessageBird
+    answering the next call 40 s late (accepted at once: long enough that it is still under
+    way when the test kills the worker, however loaded the machine). Gives (broker, env,
+    worker); own_broker stops the workers, then the broker, at the end."""
+    env = {"MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+           "MESSAGEBIRD_ENDPOINT": slow_messagebird.endpoint, "MESSAGEBIRD_TIMEOUT_S": "60"}
+    first = workers.start(tmp_path, own_broker.bootstrap_servers, ray_address, env)
+    slow_messagebird.delay_next(1, 40.0)
+    return own_broker, env, first
+
+
 def test_a_worker_killed_during_a_batch_marks_only_the_unfinished_reply_uncertain(
-        tmp_path, ray_address, slow_messagebird):
+        tmp_path, ray_address, slow_messagebird, slow_deployment, workers):
     # Five replies sent together; MessageBird answers one of them 40 s late. The worker is
     # killed while that call is under way, after the four others were sent. The batch was
     # not acknowledged to Kafka, so the new worker gets all five again: the four find
     # "sent", the fifth "attempting" (uncertain, not sent again). One SMS each.
-    broker, env, first = deployment_with_a_slow_call(tmp_path, ray_address,
-                                                     slow_messagebird)
-    try:
-        numbers = [new_sender() for _ in range(5)]
-        ids = send_replies_directly(first, numbers)
-        events = first.wait_for(
-            lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) >= 4, timeout=60)
-        (slow,) = [mid for mid in ids if not of(events, mid, "ReplySent")]
-        assert of(events, slow, "ReplyAttempted")
-        time.sleep(1.5)  # the four outcomes' table values flushed; noida-db persisted
-        os.killpg(first.process.pid, signal.SIGKILL)  # the slow call is under way
-        first.process.wait(10)
-        broker.restart()
-        second = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env,
-                              app_id=first.app_id)
-        try:
-            events = second.wait_for(lambda ev: of(ev, slow, "ReplyUncertain"), timeout=90)
-            (uncertain,) = set(of(events, slow, "ReplyUncertain"))
-            assert uncertain.reason == "crash_during_send"
-            assert not of(events, slow, "ReplySent")
-            time.sleep(3)  # a second send, if there were one, would show by now
-            events = second.journal()
-            for mid, number in zip(ids, numbers, strict=True):
-                assert len(sms_to(slow_messagebird, number)) == 1
-                if mid != slow:
-                    assert len(of(events, mid, "ReplySent")) == 1
-                    assert not of(events, mid, "ReplyUncertain")
-        finally:
-            stop_worker(second)
-    finally:
-        broker.stop()
+    broker, env, first = slow_deployment
+    numbers = [new_sender() for _ in range(5)]
+    ids = send_replies_directly(first, numbers)
+    events = first.wait_for(
+        lambda ev: sum(bool(of(ev, mid, "ReplySent")) for mid in ids) >= 4, timeout=60)
+    (slow,) = [mid for mid in ids if not of(events, mid, "ReplySent")]
+    assert of(events, slow, "ReplyAttempted")
+    time.sleep(1.5)  # the four outcomes' table values flushed; noida-db persisted
+    os.killpg(first.process.pid, signal.SIGKILL)  # the slow call is under way
+    first.process.wait(10)
+    broker.restart()
+    second = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env,
+                           app_id=first.app_id)
+    events = second.wait_for(lambda ev: of(ev, slow, "ReplyUncertain"), timeout=90)
+    (uncertain,) = set(of(events, slow, "ReplyUncertain"))
+    assert uncertain.reason == "crash_during_send"
+    assert not of(events, slow, "ReplySent")
+    time.sleep(3)  # a second send, if there were one, would show by now
+    events = second.journal()
+    for mid, number in zip(ids, numbers, strict=True):
+        assert len(sms_to(slow_messagebird, number)) == 1
+        if mid != slow:
+            assert len(of(events, mid, "ReplySent")) == 1
+            assert not of(events, mid, "ReplyUncertain")
 
 
 def test_a_worker_killed_during_a_send_marks_the_reply_uncertain_and_never_resends(
-        tmp_path, ray_address, slow_messagebird):
+        tmp_path, ray_address, slow_messagebird, slow_deployment, workers):
     # Its own broker, restarted after the kill: noida-db keeps a member killed after it
     # joined as the group's leader, so a new worker never completes a rebalance until the
     # broker forgets the group (README, known limits). A real Kafka evicts it after the
     # session timeout (10 s).
-    broker, env, first = deployment_with_a_slow_call(tmp_path, ray_address,
-                                                     slow_messagebird)
-    try:
-        sender = new_sender()
-        r = first.post(sender=sender)
-        first.wait_for(lambda ev: of(ev, r.message_id, "ReplyAttempted"))
-        os.killpg(first.process.pid, signal.SIGKILL)  # the call is under way
-        first.process.wait(10)
-        time.sleep(1.5)  # noida-db persists about once a second
-        broker.restart()
-        second = start_worker(tmp_path, broker.bootstrap_servers, ray_address, env,
-                              app_id=first.app_id)
-        try:
-            events = second.wait_for(lambda ev: of(ev, r.message_id, "ReplyUncertain"),
-                                     timeout=90)
-            (uncertain,) = set(of(events, r.message_id, "ReplyUncertain"))
-            assert uncertain.reason == "crash_during_send"
-            assert not of(events, r.message_id, "ReplySent")
-            time.sleep(3)  # a second send, if there were one, would show by now
-            assert len(sms_to(slow_messagebird, sender)) == 1
-        finally:
-            stop_worker(second)
-    finally:
-        broker.stop()
+    broker, env, first = slow_deployment
+    sender = new_sender()
+    r = first.post(sender=sender)
+    first.wait_for(lambda ev: of(ev, r.message_id, "ReplyAttempted"))
+    os.killpg(first.process.pid, signal.SIGKILL)  # the call is under way
+    first.process.wait(10)
+    time.sleep(1.5)  # noida-db persists about once a second
+    broker.restart()
+    second = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env,
+                           app_id=first.app_id)
+    events = second.wait_for(lambda ev: of(ev, r.message_id, "ReplyUncertain"),
+                             timeout=90)
+    (uncertain,) = set(of(events, r.message_id, "ReplyUncertain"))
+    assert uncertain.reason == "crash_during_send"
+    assert not of(events, r.message_id, "ReplySent")
+    time.sleep(3)  # a second send, if there were one, would show by now
+    assert len(sms_to(slow_messagebird, sender)) == 1
