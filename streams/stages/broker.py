@@ -95,17 +95,22 @@ def register_broker_recovery(rt: Runtime) -> None:
                 log.error("after the broker's restart: %s; trying again", type(exc).__name__)
                 return
             restarts_seen[0] = status.restarts
-        again = window.to_rewrite(status)
-        if not again:
-            return
-        try:
-            futures = [await rt.produce(rt.topics.inbound, k, v) for k, v in again]
-            await asyncio.gather(*futures)
-        except Exception as exc:  # noqa: BLE001
-            log.error("could not write again %d text(s) acknowledged before the broker "
-                      "died: %s; trying again", len(again), type(exc).__name__)
-            window.retry_later(len(again))
-            return
-        log.warning("wrote again the %d text(s) acknowledged in the %g s before the broker "
-                    "died (it keeps about its last second only); the screening takes a text "
-                    "given twice once", len(again), window.seconds)
+        await _write_again_what_was_acknowledged(rt, window, status)
+
+
+async def _write_again_what_was_acknowledged(rt: Runtime, window: AckWindow, status) -> None:
+    """The texts the webhook acknowledged just before the broker died, written again."""
+    again = window.to_rewrite(status)
+    if not again:
+        return
+    try:
+        futures = [await rt.produce(rt.topics.inbound, k, v) for k, v in again]
+        await asyncio.gather(*futures)
+    except Exception as exc:  # noqa: BLE001
+        log.error("could not write again %d text(s) acknowledged before the broker "
+                  "died: %s; trying again", len(again), type(exc).__name__)
+        window.retry_later(len(again))
+        return
+    log.warning("wrote again the %d text(s) acknowledged in the %g s before the broker "
+                "died (it keeps about its last second only); the screening takes a text "
+                "given twice once", len(again), window.seconds)
