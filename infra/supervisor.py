@@ -33,12 +33,13 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from infra.broker import BrokerError, EmbeddedBroker
 
@@ -379,6 +380,26 @@ def _stop_this_process(reason: str) -> None:
 # ---------------------------------------------------------------------- bounded stop
 
 
+# Held by whichever ends the process first: the stop deadline, or the main thread's
+# exit_now. The other then never ends it with its own exit code.
+_EXITING = threading.Lock()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process now with ``code`` (``up``, once its broker and Ray are stopped).
+    Python's own exit joins the non-daemon threads (the send pool's, Ray's, aiokafka's) and
+    runs their exit hooks; the stop deadline's thread cannot run by then, so that part was
+    unbounded: 4-10 s after a flood on 2 cores. If the deadline is ending the process
+    already, this waits for it (its exit code, 1, stands)."""
+    _EXITING.acquire()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    os._exit(code)
+
+
 def bound_shutdown(worker: Any, grace_s: float, cleanup: Callable[[], None],
                    exit_code: int = 1) -> None:
     """Once ``worker`` (a mode/Faust Worker) gets its first stop signal, the process has
@@ -392,6 +413,8 @@ def bound_shutdown(worker: Any, grace_s: float, cleanup: Callable[[], None],
     def deadline() -> None:
         armed.wait()
         time.sleep(grace_s)  # a daemon thread: a process that ends in time ends it too
+        if not _EXITING.acquire(blocking=False):
+            return  # exit_now is ending the process with its own code
         log.error("the stop did not finish within %g s; stopping the broker and exiting now "
                   "(a reply still being sent ends uncertain on the next start)", grace_s)
         try:

@@ -7,14 +7,21 @@
         all it started.
     antirelou worker --kafka HOST:PORT --config campaigns.toml
         one Faust worker against an existing broker (scale out by starting more).
-    antirelou journal [--follow]        print the journal as JSON lines
-    antirelou export --kafka HOST:PORT --out FILE     the journal to a JSON-lines file
-    antirelou audit --config C.toml (--kafka HOST:PORT | --file FILE) [--json] [--what-if O.toml]
+    antirelou check [--config C.toml]   validate a campaign file offline, with each reply's cost
+    antirelou journal [--human] [--campaign ID] [--type T,T] [--since 30m] [--follow]
+        print the journal (JSON lines, or one readable line per event)
+    antirelou export --out FILE         the journal to a JSON-lines file
+    antirelou audit [--file FILE] [--json] [--html FILE] [--what-if O.toml]
         replay the journal through the pure core; exit 1 on any mismatch (streams/audit/)
     antirelou policy show|set ..., antirelou budget credit ...
         operator commands; set and credit are signed with ANTIRELOU_OPERATOR_KEY
     antirelou operator new NAME         an operator key pair and its [[operator]] table
+    antirelou simulate [--scenario NAME] the flood simulator (antirelou simulate --help)
     antirelou fake-messagebird          a local MessageBird-compatible REST server
+
+Read commands default to what `bash infra/up.sh` uses: infra/campaigns.example.toml and the
+broker on 127.0.0.1:9092. Exit status: 0 done, 1 refused, 2 bad input, 3 no worker answered,
+4 the broker cannot be reached.
 
 Settings come from flags, then environment variables (see README, "Configuration").
 """
@@ -101,3 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `antirelou policy show | head`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0

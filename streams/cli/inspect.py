@@ -140,7 +140,25 @@ def parse_since(text: str, now_ms: int) -> int:
     return int(when.timestamp() * 1000)
 
 
-_TIME_FIELDS = ("occurred_at", "send_at", "deferred_at")
+def _human_field(key: str, value: Any) -> str:
+    """``key value`` in a person's units: EUR for micro-euros, ISO for times (``*_at``),
+    days or minutes for durations (``*_ms``, e.g. a policy change's ``cooldown_ms``)."""
+    if key.endswith("_micros") and isinstance(value, int):
+        return f"{key[:-7]} EUR {eur(value)}"
+    if key.endswith("_at") and isinstance(value, int) and not isinstance(value, bool):
+        return f"{key} {iso_ms(value)}"
+    if key.endswith("_ms") and (value is None or isinstance(value, int)):
+        if value is None:
+            return f"{key[:-3]} never"
+        days, rest = divmod(value, 86_400_000)
+        return f"{key[:-3]} {days} d" if days and not rest else f"{key[:-3]} {value / 60_000:g} min"
+    if key == "sender" and isinstance(value, str):
+        return f"sender {value[:14]}"
+    if isinstance(value, bool):
+        return f"{key} {'true' if value else 'false'}"
+    if isinstance(value, dict):
+        return f"{key} {{" + ", ".join(_human_field(k, v) for k, v in value.items()) + "}"
+    return f"{key} {value}"
 
 
 def human_line(event: Any) -> str:
@@ -152,20 +170,8 @@ def human_line(event: Any) -> str:
     data.pop("v", None)
     at = data.pop("occurred_at", None)
     campaign = data.pop("campaign_id", "-")
-    parts = []
-    for key, value in data.items():
-        if value is None or value == "":
-            continue
-        if key.endswith("_micros") and isinstance(value, int):
-            parts.append(f"{key[:-7]} EUR {eur(value)}")
-        elif key in _TIME_FIELDS and isinstance(value, int):
-            parts.append(f"{key} {iso_ms(value)}")
-        elif key == "sender" and isinstance(value, str):
-            parts.append(f"sender {value[:14]}")
-        elif isinstance(value, bool):
-            parts.append(f"{key} {'true' if value else 'false'}")
-        else:
-            parts.append(f"{key} {value}")
+    parts = [_human_field(key, value) for key, value in data.items()
+             if value is not None and value != ""]
     return f"{iso_ms(at)}  {campaign:<8}  {kind:<19}  " + ", ".join(parts)
 
 

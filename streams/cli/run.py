@@ -277,12 +277,19 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
         log.info("embedded Kafka-protocol broker (noida-db) on %s, data in %s",
                  kafka, deployment.state_dir / "kafka")
     try:
-        return _serve_on(args, deployment, kafka, broker)
+        code = _serve_on(args, deployment, kafka, broker)
     finally:
         if ray.is_initialized():
             ray.shutdown()
         if broker is not None:
             broker.stop()
+    if embedded:
+        # Python's own exit would now join the send pool's and Ray's threads, out of reach
+        # of the stop bound (4-10 s after a flood): `up` ends here (infra/supervisor.py).
+        from infra.supervisor import exit_now
+
+        exit_now(code)
+    return code
 
 
 def _read_deployment(args: argparse.Namespace) -> Deployment | None:

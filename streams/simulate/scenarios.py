@@ -370,7 +370,8 @@ def render(result: dict[str, Any], as_json: bool) -> str:
         cells = []
         for key, _ in cols:
             v = run[key]
-            text = "-" if v is None else f"{v:.1%}" if key.startswith("genuine") else f"{v:,}"
+            text = ("-" if v is None else f"{v:.1%}" if key.startswith("genuine")
+                    else f"{v:,.2f}" if key.endswith("_eur") else f"{v:,}")  # 3,629.60
             cells.append(f"{text:>14}")
         lines.append(f"{run['name']:26}" + "".join(cells))
     missed = targets_met(result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import socket
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 
 from schemas.policy import OPERATOR_KEYS
 from streams import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 GOOD = """
 [[campaign]]
@@ -227,3 +230,34 @@ def test_audit_html_report_per_day_with_charts(tmp_path, capsys):
                        "--html", str(out))
     assert code == 1 and "cost_micros: expected 80000, recorded 1" in err.splitlines()[-1]
     assert 'class="bad" id="first-mismatch"' in out.read_text()
+
+
+def test_journal_human_lines_show_times_money_and_durations_in_a_persons_units():
+    from schemas.events import PolicyChanged, TextTimeClamped
+    from streams.cli.inspect import human_line
+
+    clamped = human_line(TextTimeClamped("m1", "paris", "s_abcdefghijklmnop", 1795899600000,
+                                         1796169548641, 1796169248641))
+    assert clamped == ("2026-12-01T23:54:08Z  paris     TextTimeClamped      message_id m1, "
+                       "sender s_abcdefghijkl, reported_at 2026-11-28T21:00:00Z, "
+                       "received_at 2026-12-01T23:59:08Z")
+    changed = human_line(PolicyChanged("c1", "paris", 2, {"price_per_segment_micros": 70000,
+                                                          "cooldown_ms": 2592000000,
+                                                          "sender_period_ms": 600000},
+                                       "alice", 5, 1796169248641))
+    assert ("changes {price_per_segment EUR 0.07, cooldown 30 d, sender_period 10 min}, "
+            "operator alice, seq 5") in changed
+
+
+def test_a_reader_that_closes_the_pipe_early_is_no_error(tmp_path):
+    # `antirelou policy show | head -3` printed a BrokenPipeError traceback. `check` of a
+    # file of 700 campaigns prints more than a pipe holds, so `head -1` closes it early.
+    many = "".join(GOOD.format(number=f"+33644630{n:03d}", budget='"10.00"', start="2026-11-01",
+                               extra="").replace('id = "paris"', f'id = "c{n}"')
+                   for n in range(1, 701))
+    (tmp_path / "many.toml").write_text(many)
+    done = subprocess.run(f"{sys.executable} -m streams.cli check --config many.toml | head -1",
+                          shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.startswith("many.toml: 700 campaign(s)"), done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

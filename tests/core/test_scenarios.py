@@ -54,3 +54,14 @@ def test_promotions_count_as_people_up_to_twice_their_range_s_share_of_arrivals(
     # share of 33-752: 2 x 28 x 15 // 230 = 3
     assert human_promotions(arrivals, trolls) == 3 + 3 + 1
     assert human_promotions({}, {"": 4}) == 4  # nothing known by range: all of it
+
+
+def test_the_text_report_shows_euros_with_their_cents():
+    from streams.simulate.scenarios import render
+
+    run = {"name": "default", "genuine_answered": 1.0, "genuine_answered_outside_raid": None,
+           "genuine_answered_inside_raid": None, "troll_spend_eur": 10.5,
+           "senders_answered_twice": 0, "balance_end_eur": 3629.6,
+           "answer_once_troll_spend_eur": 0, "approved_over_allowance": 0, "ran_out": None}
+    table = render({"scenario": "launch", "seed": 1, "texts": 1000, "runs": [run]}, False)
+    assert "10.50" in table and "3,629.60" in table
