@@ -132,7 +132,7 @@ def human_promotions(arrivals: dict[str, int], promoted: dict[str, int]) -> int:
     count up to twice its arrivals' share of them (at least 3). SIM-rotating trolls text
     again from the few ranges of the SIMs they bought, far more often than the surge's
     other senders, so a raid with them is not taken for people (raid seed 200: 40
-    promotions, all from 4 ranges holding 59 of its 327 arrivals)."""
+    promotions, all from 4 ranges holding 62 of its 327 arrivals)."""
     total_arrivals = sum(arrivals.values())
     total_promoted = sum(promoted.values())
     if not total_arrivals:
