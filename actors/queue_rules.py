@@ -105,6 +105,9 @@ def _expired(state: CampaignState, item: Deferred, reason: str, seq: int, now: i
     )
 
 
+# After a raid's last surging minute, its stragglers' minutes: expired with the raid.
+RAID_STRAGGLER_MINUTES = 1
+
 # Releases in one tick at most: a tick's events stay a bounded batch; the next tick goes on.
 MAX_RELEASES_PER_TICK = 1_000
 
@@ -170,9 +173,13 @@ def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list
             seq += 1
             out.append(_surge_event("leave", surge, state, policy, now, seq))
             surge_active = False
-            if not looked_human(state):  # a raid: its first texts are not paid
+            if not looked_human(state):  # a raid: its first texts are not paid, but for
+                # those of the quiet minutes after it (the raid's stragglers aside, one
+                # minute): they came at a normal rate (genuine pests who texted once just
+                # after the raid) and are released as any.
+                quiet_from = (surge.last_surge_minute + 1 + RAID_STRAGGLER_MINUTES) * MINUTE_MS
                 for item in state.queue.items:
-                    if item.priority_key > RANGE_DEBT_LEVELS:
+                    if item.priority_key > RANGE_DEBT_LEVELS and item.enqueued_at < quiet_from:
                         seq += 1
                         out.append(_expired(state, item, RAID, seq, now))
     gone = {e.message_id for e in out if type(e) is ReplyExpired}
