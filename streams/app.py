@@ -24,8 +24,9 @@ The journal is keyed by sender pseudonym: a sender's events are in one partition
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import faust
@@ -72,22 +73,24 @@ class TextPartitionedTable(faust.Table):
         partition = self.partition_of.get(key)
         return partition if partition is not None else super().partition_for_key(key)
 
-    def put(self, key: Any, value: Any, partition: int) -> None:
-        """``table[key] = value``, to the changelog's ``partition``."""
+    @contextlib.contextmanager
+    def _to_partition(self, key: Any, partition: int) -> Iterator[None]:
         self.partition_of[key] = partition
         try:
-            self[key] = value
+            yield
         finally:
             del self.partition_of[key]
 
+    def put(self, key: Any, value: Any, partition: int) -> None:
+        """``table[key] = value``, to the changelog's ``partition``."""
+        with self._to_partition(key, partition):
+            self[key] = value
+
     def remove(self, key: Any, partition: int) -> None:
         """``del table[key]`` (a tombstone to the changelog's ``partition``)."""
-        self.partition_of[key] = partition
-        try:
+        with self._to_partition(key, partition):
             if key in self:
                 del self[key]
-        finally:
-            del self.partition_of[key]
 
     async def put_many(self, items: Sequence[tuple[Any, Any, int]]) -> None:
         """``put`` of many (key, value, partition), their changelog records written as one

@@ -45,8 +45,8 @@ class BatchWorkers:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=workers * size)
         self._count = workers
         self._tasks: list[asyncio.Task[None]] = []
-        self.busy = 0  # batches being handled now (tests, /health)
-        self.failures = 0
+        self.busy = 0  # batches being handled now (tests)
+        self.failures = 0  # batches handed back (tests)
 
     def start(self) -> None:
         if not self._tasks:

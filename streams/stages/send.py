@@ -72,7 +72,7 @@ def register_send(rt: Runtime) -> None:
         # Each record as it leaves the agent's queue, in offset order (streams/seenorder.py).
         stream.add_processor(lambda value: (guard.see(stream.current_event), value)[1])
         settings = rt.settings
-        workers = sender.batches = BatchWorkers(
+        workers = BatchWorkers(
             sender.send_batch, stream.ack, workers=settings.send_batches,
             size=settings.send_batch_size, window=settings.send_batch_window_s,
             on_failure=fetch_again)
@@ -107,7 +107,6 @@ class ReplySender:
         self.started_ms = rt.now_ms()
         self.recent = RecentOutcomes()
         self.journal_index = JournalIndex(rt.settings.kafka, rt.names["journal"])
-        self.batches: BatchWorkers | None = None
 
     def suspect_before_ms(self) -> int:
         status = self.rt.broker_status()
