@@ -284,12 +284,10 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
 
 
 def _count_arrival(state: CampaignState, prefix: str) -> None:
-    state.surge_arrivals += 1
     state.surge_arrival_ranges[prefix] = state.surge_arrival_ranges.get(prefix, 0) + 1
 
 
 def _count_promotion(state: CampaignState, prefix: str, n: int) -> None:
-    state.surge_promoted += n
     count = state.surge_promoted_ranges.get(prefix, 0) + n
     if count > 0:
         state.surge_promoted_ranges[prefix] = count
@@ -343,7 +341,6 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         surge_roll(state.surge, event.occurred_at)
         state.surge.active = t is SurgeStarted
         if t is SurgeStarted:
-            state.surge_arrivals = state.surge_promoted = 0
             state.surge_arrival_ranges, state.surge_promoted_ranges = {}, {}
         return state
     if not _remember(state, event, t):

@@ -109,17 +109,22 @@ class CampaignState:
     queued: dict[str, tuple[str, str]] = field(default_factory=dict)
     release_tat: int = 0  # GCRA of releases from the queue (surge_release_per_minute)
     # The current (or last) surge's arrivals (deferred or refused for a full queue) and how
-    # many of them texted again (promoted): whether it looked human (``looked_human``).
-    surge_arrivals: int = 0
-    surge_promoted: int = 0
-    # Its arrivals and promotions by number range ("33-612"): how far the promotions count
-    # (``queue_rules.human_promotions``).
+    # many of them texted again (promoted), by number range ("33-612"): whether it looked
+    # human (``queue_rules.looked_human``).
     surge_arrival_ranges: dict[str, int] = field(default_factory=dict)
     surge_promoted_ranges: dict[str, int] = field(default_factory=dict)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
     # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).
     commands: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
+
+    @property
+    def surge_arrivals(self) -> int:
+        return sum(self.surge_arrival_ranges.values())
+
+    @property
+    def surge_promoted(self) -> int:
+        return sum(self.surge_promoted_ranges.values())
 
     @classmethod
     def opening(cls, campaign: Campaign) -> CampaignState:

@@ -48,14 +48,21 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "queue": state.queue.to_dict(),
         "queued": state.queued,
         "release_tat": state.release_tat,
-        "surge_arrivals": state.surge_arrivals,
-        "surge_promoted": state.surge_promoted,
         "surge_arrival_ranges": state.surge_arrival_ranges,
         "surge_promoted_ranges": state.surge_promoted_ranges,
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     }), 1)
+
+
+def _by_range(raw: dict[str, Any], name: str, total_name: str) -> dict[str, int]:
+    """A surge count by number range (``name``); in snapshots from before it was kept by
+    range, its total (``total_name``) as one range (counted as it was then)."""
+    if name in raw:
+        return dict(raw[name])
+    total = raw.get(total_name, 0)
+    return {"": total} if total else {}
 
 
 def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
@@ -85,13 +92,8 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         queue=DeferralQueue.from_dict(raw["queue"]) if "queue" in raw else _new_queue(),
         queued={mid: (v[0], v[1]) for mid, v in raw.get("queued", {}).items()},
         release_tat=raw.get("release_tat", 0),
-        surge_arrivals=raw.get("surge_arrivals", 0),
-        surge_promoted=raw.get("surge_promoted", 0),
-        # Before they were counted by range: all of them, as one range (counted as before).
-        surge_arrival_ranges=dict(raw.get("surge_arrival_ranges", {"": raw.get(
-            "surge_arrivals", 0)} if raw.get("surge_arrivals") else {})),
-        surge_promoted_ranges=dict(raw.get("surge_promoted_ranges", {"": raw.get(
-            "surge_promoted", 0)} if raw.get("surge_promoted") else {})),
+        surge_arrival_ranges=_by_range(raw, "surge_arrival_ranges", "surge_arrivals"),
+        surge_promoted_ranges=_by_range(raw, "surge_promoted_ranges", "surge_promoted"),
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
         commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )

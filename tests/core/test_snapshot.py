@@ -69,3 +69,21 @@ def test_an_uncompressed_snapshot_from_before_still_decodes():
     shard, _ = busy_shard()
     plain = zlib.decompress(encode_snapshot(shard._states["paris"], {0: 3}))
     assert decode_snapshot(plain) == (shard._states["paris"], {0: 3})
+
+
+def test_a_snapshot_from_before_surge_counts_by_range_keeps_its_totals():
+    import zlib
+
+    import orjson
+
+    shard, _ = busy_shard()
+    state = shard._states["paris"]
+    state.surge_arrival_ranges, state.surge_promoted_ranges = {"33-612": 7, "33-752": 5}, {
+        "33-752": 2}
+    raw = orjson.loads(zlib.decompress(encode_snapshot(state, {})))
+    old = {k: v for k, v in raw.items() if not k.endswith("_ranges")}
+    old.update(surge_arrivals=12, surge_promoted=2)  # as snapshots held them then
+    restored, _ = decode_snapshot(orjson.dumps(old))
+    assert (restored.surge_arrivals, restored.surge_promoted) == (12, 2)
+    assert restored.surge_promoted_ranges == {"": 2}
+    assert decode_snapshot(encode_snapshot(state, {}))[0] == state
