@@ -79,6 +79,8 @@ class Runtime:
     in_order: dict[str, InOrder] = field(default_factory=dict)
     # Records Faust dropped and the watchdog fetched again (stages.watchdog; /health).
     redelivered: int = 0
+    # Faust's table recovery watched for partitions that wait for good (recovery_guard.py).
+    recovery_guard: Any = None
     # Topic role -> records skipped because they are not what the stage reads (/health).
     bad_records: dict[str, int] = field(default_factory=dict)
 

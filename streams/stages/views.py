@@ -225,6 +225,9 @@ def register_status_views(rt: Runtime) -> None:
                     "waiting": {name: w for name, guard in rt.in_order.items()
                                 if (w := getattr(guard, "waiting", list)())},
                 },
+                # Table recovery found waiting for good, and what was done (recovery_guard).
+                "table_recovery": (rt.recovery_guard.health()
+                                   if rt.recovery_guard is not None else None),
             }, status=200 if up else 503)
 
     @rt.app.page("/campaigns")

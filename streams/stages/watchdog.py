@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from actors.snapshot import encode_snapshot
 from schemas import codec
 from streams.lost_tail import resume_at_end
+from streams.recovery_guard import RecoveryGuard
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -69,6 +70,8 @@ def register_watchdog(rt: Runtime) -> None:
     app, settings = rt.app, rt.settings
     end_offsets = EndOffsets(settings.kafka)
     refetch = Refetch(rt, end_offsets)
+    recovery = rt.recovery_guard = RecoveryGuard(
+        app.tables.recovery, lambda: app.consumer, lambda tps: end_offsets.of(tps=tps))
     snapshot_seqs: dict[str, int] = {}
 
     @app.on_before_shutdown.connect
@@ -82,6 +85,13 @@ def register_watchdog(rt: Runtime) -> None:
         except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
             log.info("check for undelivered records skipped: %s", type(exc).__name__)
             refetch.suspects.clear()
+
+    @app.timer(interval=2.0)
+    async def unstick_table_recovery() -> None:
+        try:
+            await recovery.check()
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
+            log.info("check of the table recovery skipped: %s", type(exc).__name__)
 
     @app.timer(interval=settings.snapshot_interval_s, on_leader=True)
     async def snapshot_campaigns() -> None:
