@@ -94,13 +94,14 @@ def reopen(state: SenderState, note: NoteReplyOutcome) -> list[SenderReopened]:
 
 class Pipeline:
     """The decision path in memory, outcomes fed back at once: screening per sender, one
-    campaign shard, a tick once a minute while the campaign has a queue or a surge."""
+    campaign shard, a tick once a minute while the campaign has a queue or a surge (each
+    campaign its own minutes, as the live ticker sends every campaign a tick)."""
 
     def __init__(self, campaigns: Iterable[Campaign]) -> None:
         self.shard = CampaignShard(list(campaigns))
         self.senders: dict[str, SenderState] = {}
         self.events: list[object] = []  # every event, in the order it was decided
-        self._next_tick = 0
+        self._next_tick: dict[str, int] = {}  # campaign -> the time of its next tick
 
     def policy(self, campaign_id: str) -> Policy:
         return self.shard.policy(campaign_id)
@@ -110,8 +111,10 @@ class Pipeline:
 
     def text(self, command: ScreenText) -> Screened:
         """One inbound text: ticks up to its time, screening, the campaign's decisions."""
-        self.tick_until(command.campaign_id, command.occurred_at)
-        self._next_tick = max(self._next_tick, (command.occurred_at // MINUTE_MS + 1) * MINUTE_MS)
+        cid = command.campaign_id
+        self.tick_until(cid, command.occurred_at)
+        self._next_tick[cid] = max(self._next_tick.get(cid, 0),
+                                   (command.occurred_at // MINUTE_MS + 1) * MINUTE_MS)
         state = self.senders.setdefault(command.sender, SenderState())
         screened = screen(state, command, self.policy(command.campaign_id))
         self.events += screened.verdicts
@@ -120,9 +123,17 @@ class Pipeline:
         return screened
 
     def tick_until(self, campaign_id: str, until: int) -> None:
-        while self._next_tick < until and self.busy(campaign_id):
-            self.decided(self.shard.decide([Tick(campaign_id, self._next_tick)]))
-            self._next_tick += MINUTE_MS
+        at = self._next_tick.get(campaign_id, 0)
+        while at < until and self.busy(campaign_id):
+            self.decided(self.shard.decide([Tick(campaign_id, at)]))
+            at += MINUTE_MS
+        self._next_tick[campaign_id] = at
+
+    def settle(self, campaign_id: str, after: int, limit_ms: int = 7 * 24 * 60 * MINUTE_MS
+               ) -> None:
+        """The ticks after the last text, until the campaign has nothing left to release or
+        expire (at most ``limit_ms`` after ``after``)."""
+        self.tick_until(campaign_id, after + limit_ms)
 
     def decided(self, events: list[object]) -> None:
         """Record the campaign's events and feed what ended a request back to its sender."""

@@ -80,8 +80,10 @@ journal's inputs only: its texts and its operator actions (policy changes and cr
 rebuilt as commands). Both runs use fresh states and the same order: event time, ties in
 journal order. Event time, not journal order, because the journal is read partition by
 partition, and the shells met the texts (and the budget) in about the order they arrived.
-Screening uses the campaign's current what-if policy (cooldown), each forwarded text is
-decided at once. The two reports come side by side: texts, replies, EUR spent, budget left
+Both run the shared in-memory ``Pipeline`` (streams/pipeline.py, the simulator's): screening
+under the campaign's current what-if policy, a text again reviewing the sender's awaited
+request, outcomes reopening senders, and the campaign's clock ticking once a minute between
+the texts and after the last one, so deferred replies are released or expired as live. The two reports come side by side: texts, replies, EUR spent, budget left
 and the first day the budget ran out, per campaign.
 
 Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, ``report``

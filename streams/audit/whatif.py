@@ -6,15 +6,14 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-from actors.campaign import CampaignState, decide_and_apply, decide_control, evolve_campaign
-from actors.shard import CampaignShard
+from actors.shard import is_campaign_event
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget, RequestReply
-from schemas.events import BudgetCredited, ControlRejected, PolicyChanged, TextReceived
+from schemas.commands import ChangePolicy, CreditBudget
+from schemas.events import BudgetCredited, PolicyChanged, TextReceived
 from streams.audit.replay import screen_command
 from streams.audit.report import Tally
 from streams.audit.results import Report, WhatIf
-from streams.screening import UNKNOWN_CAMPAIGN_POLICY, SenderState, decide_screening, evolve_sender
+from streams.pipeline import Pipeline
 
 
 def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
@@ -36,54 +35,48 @@ def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
 
 
 def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaign]) -> Report:
-    """Run the core over ``(occurred_at, position, event)`` inputs, in the order given."""
+    """Run the decision path over ``(occurred_at, position, event)`` inputs, in the order
+    given: the shared in-memory ``Pipeline`` (streams/pipeline.py), as the simulator runs it,
+    so a what-if sees what the live system does: a sender texting again reviews his awaited
+    request, an outcome reopens him, and the campaign's clock ticks once a minute (deferred
+    replies released or expired) between the texts and after the last one."""
     configured = {c.id: c for c in campaigns}
-    states = {cid: CampaignState.opening(c) for cid, c in configured.items()}
-    senders: dict[str, SenderState] = {}
-    nobody = CampaignShard(())
+    pipe = Pipeline(configured.values())
     tally = Tally()
     day = tally.day
-    count_event = tally.campaign_event
-    forwarded: dict[str, str] = {}  # message id -> campaign, for pending (never here)
+    last_text: dict[str, int] = {}  # campaign -> the time of its last text
     for _, _, ev in inputs:
-        t = type(ev)
         cid = ev.campaign_id
-        state = states.get(cid)
-        if t is TextReceived:
+        if type(ev) is TextReceived:
             day(cid, ev.occurred_at).texts_in += 1
-            sender = senders.get(ev.sender)
-            if sender is None:
-                sender = senders[ev.sender] = SenderState()
-            if ev.message_id in sender.recent:
+            sender = pipe.senders.get(ev.sender)
+            if sender is not None and ev.message_id in sender.recent:
                 continue  # a copy of a text decided already: its verdict again, no news
-            policy = state.policy if state is not None else UNKNOWN_CAMPAIGN_POLICY
-            screened = decide_screening(sender, screen_command(ev, ev.sender), policy)
-            for e in screened:
-                evolve_sender(sender, e, policy)
-            verdict = screened[0]
+            seen = len(pipe.events)
+            verdict = pipe.text(screen_command(ev, ev.sender)).verdicts[0]
+            last_text[cid] = ev.occurred_at
             if verdict.verdict != "forward":
                 s = day(cid, ev.occurred_at)
                 s.suppressed[verdict.reason] = s.suppressed.get(verdict.reason, 0) + 1
-                continue
-            forwarded[ev.message_id] = cid
-            request = RequestReply(ev.message_id, cid, ev.sender, ev.occurred_at, "", ev.prefix,
-                                   verdict.texts_from_sender)
-            if state is None:
-                decisions = nobody.decide([request])
-            else:
-                decisions = decide_and_apply(state, request, configured[cid])
-            for e in decisions:
-                count_event(e)
-        elif state is not None:
-            if t is PolicyChanged:
+            _count(tally, pipe.events[seen:])
+        elif cid in configured:
+            if type(ev) is PolicyChanged:
                 command: Any = ChangePolicy(ev.command_id, cid, ev.changes, ev.operator,
                                             ev.occurred_at)
             else:
                 command = CreditBudget(ev.command_id, cid, ev.amount_micros, ev.source,
                                        ev.operator, ev.occurred_at)
-            for e in decide_control(state, command):
-                evolve_campaign(state, e)
-                if type(e) is not ControlRejected:
-                    count_event(e)
+            _count(tally, pipe.shard.control([command]))
+    for cid, at in last_text.items():
+        seen = len(pipe.events)
+        pipe.settle(cid, at)
+        _count(tally, pipe.events[seen:])
     return tally.report(configured, {})
 
+
+def _count(tally: Tally, events: Iterable[Any]) -> None:
+    """The campaign's decisions and operator outcomes in the day tallies (the screening
+    verdicts are counted per text; reopenings and rejected commands change no figure)."""
+    for e in events:
+        if is_campaign_event(e):
+            tally.campaign_event(e)

@@ -457,6 +457,24 @@ def test_what_if_a_longer_reply_costs_twice_and_the_baseline_matches_the_journal
     assert recorded["spent_micros"] == summary["baseline"]["spent_micros"]
 
 
+def test_what_if_ticks_the_campaigns_clock_so_a_spikes_deferred_replies_are_released():
+    # 80 first texts in 2 minutes: a surge; the campaign answers some at once and defers
+    # the others, which its ticks release once the surge ends (live: the leader's ticker).
+    # The journal below holds no tick (this test's shells do not tick): it stops at 15.
+    minute = 60_000
+    steps = [(f"m{i}", "paris", f"s_{i}", T0 + HOUR + i * 1500) for i in range(80)]
+    steps += [(f"r{i}", "paris", f"s_{i}", T0 + HOUR + 3 * minute + i * 1000)
+              for i in range(0, 80, 3)]  # a third of them text again a few minutes later
+    base = campaign(budget=50_000_000, pacing=True)
+    journal = pipeline(steps, [base])
+    types = [e.TYPE for e in journal]
+    assert types.count("ReplyDeferred") > 40 and types.count("ReplyApproved") < 20
+    summary = to_json(what_if(journal, [base], [base]))["summary"]["paris"]
+    # Decided afresh with the clock ticking: every one of the 80 answered once.
+    assert summary["baseline"]["replies"] == summary["what_if"]["replies"] == 80
+    assert summary["what_if"]["spent_micros"] == 80 * 100_000
+
+
 # --- the CLI ------------------------------------------------------------------------------
 
 
