@@ -448,7 +448,7 @@ def _announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) ->
                f"{eur(st['balance_micros'])}, spent EUR {eur(st['spent_micros'])}, reserve "
                f"EUR {st['policy']['reserve_eur']}")
         print(f"antirelou: campaign {c.id} ({c.country}, {c.language}): budget "
-              f"EUR {c.budget_micros / MICROS_PER_EUR:.2f}, reply {cost.segments} "
+              f"EUR {eur(c.budget_micros)}, reply {cost.segments} "
               f"{cost.encoding} segment(s) = EUR "
               f"{(st['reply_cost_micros'] if st else cost.cost_micros) / MICROS_PER_EUR:.4f}"
               + now, flush=True)

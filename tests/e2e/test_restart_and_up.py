@@ -98,7 +98,7 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         assert health["campaigns"] == ["lyon", "paris"]
         output = (tmp_path / "up.log").read_text()
         assert "DRY RUN" in output and f"webhook at {url}/webhooks/messagebird/sms" in output
-        assert "campaign paris (FR, fr): budget EUR 3700.00, reply 2 GSM-7" in output
+        assert "campaign paris (FR, fr): budget EUR 3,700.00, reply 2 GSM-7" in output
 
         sender = new_sender()
         fields = {"id": "up-1", "originator": sender, "recipient": "+33644630002",
