@@ -262,6 +262,8 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
         for cid, times in ticks.items():
             gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
             assert all(g >= TICK_S * 1000 / 2 for g in gaps), (cid, gaps)
+        recovery = left.admin_get("/health").json().get("table_recovery")
+        assert recovery is not None and recovery["stalled"] == 0, recovery
         sent = sum("ReplySent" in o for o in outcomes.values())
         both = sum(len(o) == 2 for o in outcomes.values())
         print(f"\nscale-out, {stopped} stopped (exit {code}): {len(acknowledged)} texts "
@@ -271,7 +273,7 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
               f"(all tests), ticks while both ran {sum(map(len, ticks.values()))}, "
               f"broker restarted to share: {restarted_to_share}, to take over: "
               f"{restarted_to_take_over}, "
-              f"inbound partitions {shared}")
+              f"inbound partitions {shared}, table recovery {recovery}")
     finally:
         stop_worker(first)
         if second is not None:
