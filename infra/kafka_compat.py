@@ -60,3 +60,46 @@ def install_fetch_floor(floor_s: float | None = None) -> float:
     proc_fetch_request.antirelou_floor = floor_s  # type: ignore[attr-defined]
     fetcher.Fetcher._proc_fetch_request = proc_fetch_request
     return floor_s
+
+
+def install_keep_member_on_stale_commit() -> bool:
+    """An offset commit refused with ILLEGAL_GENERATION rejoins as the same member.
+
+    aiokafka 0.14.0 answers that refusal by forgetting its member id and joining as a new
+    member. noida-db 0.2.3 refuses a commit with ILLEGAL_GENERATION while a rebalance is
+    under way (a Kafka broker says REBALANCE_IN_PROGRESS: the generation is still current),
+    then names the forgotten member id as the new generation's leader; that member never
+    joins again, so nobody sends the assignment and the group wedges until the broker
+    restarts (tests/infra/noida_group_wedge.py shows it with aiokafka alone). Kafka's own
+    Java client keeps its member id on ILLEGAL_GENERATION and resets only the generation;
+    this does the same for commits: the member rejoins under its id, the broker's leader is
+    a live member, and the rebalance completes. Against a Kafka broker the rejoin is the
+    same, only under the old id (a broker that no longer knows the id answers
+    UNKNOWN_MEMBER_ID, and aiokafka then forgets it as before).
+
+    Wraps ``GroupCoordinator._do_commit_offsets``; returns False (with a warning) if aiokafka
+    has no such method."""
+    from aiokafka import errors
+    from aiokafka.consumer import group_coordinator as gc
+
+    original = getattr(gc.GroupCoordinator, "_do_commit_offsets", None)
+    if original is None:
+        log.warning("aiokafka has no GroupCoordinator._do_commit_offsets: commits refused "
+                    "with ILLEGAL_GENERATION rejoin as a new member")
+        return False
+    if getattr(original, "antirelou_keep_member", False):
+        return True
+    unknown = gc.JoinGroupRequest.UNKNOWN_MEMBER_ID
+
+    async def _do_commit_offsets(self, assignment, offsets):  # type: ignore[no-untyped-def]
+        member_id = self.member_id
+        try:
+            return await original(self, assignment, offsets)
+        except errors.IllegalGenerationError:
+            if member_id != unknown and self.member_id == unknown:
+                self.member_id = member_id  # the generation stays reset: a rejoin is due
+            raise
+
+    _do_commit_offsets.antirelou_keep_member = True  # type: ignore[attr-defined]
+    gc.GroupCoordinator._do_commit_offsets = _do_commit_offsets
+    return True

@@ -163,14 +163,14 @@ def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_
         stopped, tmp_path, ray_address, messagebird):
     """"the_leader": the first worker, which leads the group (and its timers) and created
     the shards (Ray actors die with the process that created them: the other worker takes
-    them again from snapshot + journal). "the_other": the second worker. noida-db does not
-    complete the rebalance after a member leaves, even cleanly (the member left rejoins
-    every 10 s, never synced: tests/infra/noida_group_wedge.py shows why with aiokafka
-    alone): when the worker left has not taken every partition over within 25 s, the
-    broker is restarted, as in the kill -9 tests (README, known limits); a real Kafka
-    needs no restart. The test prints whether it was needed. The surviving worker used to
-    stall after that restart (a seek back undone by Faust's fetch loop: streams/inorder.py);
-    it runs by default since that was fixed (5 runs of 3 cases in a row passed).
+    them again from snapshot + journal). "the_other": the second worker. noida-db keeps a
+    killed member as the group's leader, and used to wedge the group when a member
+    committed during a rebalance (tests/infra/noida_group_wedge.py; the workers now keep
+    their member id then, infra/kafka_compat.py): when the worker left has not taken every
+    partition over within 25 s, the broker is restarted, as in the kill -9 tests (README,
+    known limits); a real Kafka needs no restart. The test prints whether it was needed
+    (since the member-id fix: only after the kill -9) and what the table recovery guard
+    did (streams/recovery_guard.py: once in CI the worker left waited 2 minutes there).
     "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
     may end uncertain, never sent twice)."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()

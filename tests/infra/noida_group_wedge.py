@@ -5,6 +5,7 @@ wedged::
 
     .venv/bin/python tests/infra/noida_group_wedge.py          # A commits: wedges
     .venv/bin/python tests/infra/noida_group_wedge.py --no-commit   # control: fine
+    .venv/bin/python tests/infra/noida_group_wedge.py --keep-member # the fix: fine
 
 What it does: consumer A joins group ``g`` alone (generation 1, leader, both partitions of
 ``t``). Consumer B joins. While that rebalance is under way, A commits an offset with its
@@ -23,8 +24,9 @@ wrong, step by step (the aiokafka DEBUG lines it prints show it):
 
 Without the commit (``--no-commit``) the same two members share the partitions within a
 second, and when A leaves B takes both. A restart of noida-db clears the wedge (the group
-is forgotten). This is what the two-worker test (tests/e2e/test_scaleout_workers.py) and the
-README's known limits work around.
+is forgotten). ``--keep-member`` installs the workers' fix
+(``infra.kafka_compat.install_keep_member_on_stale_commit``: A rejoins under its own id, as
+Kafka's Java client does): the group completes (tests/infra/test_kafka_compat.py).
 """
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ class JoinLeaders(logging.Handler):
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-commit", action="store_true")
+    parser.add_argument("--keep-member", action="store_true",
+                        help="with infra.kafka_compat.install_keep_member_on_stale_commit")
     args = parser.parse_args()
+    if args.keep_member:
+        from infra.kafka_compat import install_keep_member_on_stale_commit
+        install_keep_member_on_stale_commit()
     coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
     coordinator.setLevel(logging.DEBUG)
     coordinator.addHandler(JoinLeaders())
