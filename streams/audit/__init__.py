@@ -83,8 +83,9 @@ partition, and the shells met the texts (and the budget) in about the order they
 Both run the shared in-memory ``Pipeline`` (streams/pipeline.py, the simulator's): screening
 under the campaign's current what-if policy, a text again reviewing the sender's awaited
 request, outcomes reopening senders, and the campaign's clock ticking once a minute between
-the texts and after the last one, so deferred replies are released or expired as live. The two reports come side by side: texts, replies, EUR spent, budget left
-and the first day the budget ran out, per campaign.
+the texts and after the last one, so deferred replies are released or expired as live.
+The two reports come side by side: texts, replies, EUR spent, budget left and the first
+day the budget ran out, per campaign.
 
 Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, ``report``
 (tallies, JSON, text tables).
