@@ -328,6 +328,21 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
                       bird_signing_key)
 
 
+def freeze_what_was_loaded() -> int:
+    """Move every object alive now (Ray, Faust, aiokafka, the config: they live as long as
+    the process) out of the garbage collector's reach; returns how many. A full collection
+    then walks only what the flow creates: without this, a collection's pause stopped every
+    stage of the worker for 130-240 ms at 100 texts/s (measured 2026-12-02 with gc.callbacks;
+    the latency row's p99 was made of such pauses). Objects are still freed by reference
+    counting; only cycles among them are no longer collected (there are none to speak of in
+    what start-up builds)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def _key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
     """The deployment secret is the one the journal was written with (else said, False)."""
     from infra.broker import ensure_topics
@@ -373,6 +388,7 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
     _announce_access(args, d, gateway, admin_token)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     bound_shutdown(worker, STOP_GRACE_S, cleanup=broker.stop if broker else lambda: None)
+    freeze_what_was_loaded()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
