@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 import orjson
 from messagebird.error import ValidationError
@@ -80,6 +80,21 @@ def json_object(raw: bytes, not_json: str) -> dict[str, Any]:
     return data
 
 
+def form_fields(text: str) -> dict[str, str]:
+    """``dict(parse_qsl(text, keep_blank_values=True))`` (a test holds them equal) without
+    its per-field overhead (half of parsing a callback): a name or value is unquoted only
+    when it holds a ``%``."""
+    fields: dict[str, str] = {}
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        name, value = name.replace("+", " "), value.replace("+", " ")
+        fields[unquote(name) if "%" in name else name] = (
+            unquote(value) if "%" in value else value)
+    return fields
+
+
 def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     """Parse a form-encoded or JSON callback; raises BadRequest with the offending field."""
     if len(raw) > MAX_BODY_BYTES:
@@ -92,7 +107,7 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     if ctype == "application/json":
         data = json_object(raw, "body is not valid JSON")
     elif ctype in ("application/x-www-form-urlencoded", ""):
-        data = dict(parse_qsl(text, keep_blank_values=True))
+        data = form_fields(text)
     else:
         raise BadRequest(
             "unsupported_media_type",
@@ -153,10 +168,13 @@ def _as_text(value: Any, name: str) -> str:
     return text
 
 
+_SPACED_OFFSET = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
+
+
 def _iso_ms(value: str) -> int:
     value = value.strip().replace("Z", "+00:00")
     # A '+' of the offset sent unescaped in a form body arrives as a space.
-    value = re.sub(r"(T[\d:.]+) (\d\d:?\d\d)$", r"\1+\2", value)
+    value = _SPACED_OFFSET.sub(r"\1+\2", value)
     try:
         stamp = dt.datetime.fromisoformat(value)
     except ValueError:
