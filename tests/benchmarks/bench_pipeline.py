@@ -834,8 +834,9 @@ def warm_worker(bench: Bench, label: str, texts: list, baseline: bool = False) -
 
 def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,
                 rows: list, notes: list) -> list:
-    """The webhook row (and, with ``--baseline-root``, that checkout's beside it, each after
-    a bare-server run of its own: the machine's load drifts); returns the texts not posted."""
+    """The webhook row (and, with ``--baseline-root``, that checkout's beside it, twice each,
+    each load after a bare-server run of its own: the machine's load drifts); returns the
+    texts not posted."""
     port = free_port()
     raw_topic = f"raw-web-{uuid.uuid4().hex[:6]}"
     from infra.broker import ensure_topics
@@ -849,13 +850,16 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
     if bench.baseline_root:
         runs.append(("webhook-baseline", warm_worker(bench, "web-base", texts[:50], True)))
         texts = texts[50:]
-    for label, w in runs:
+    # With a baseline: this, baseline, baseline, this (a drift of the machine's load
+    # favours neither).
+    order = runs + runs[::-1] if len(runs) > 1 else runs
+    for i, (label, w) in enumerate(order):
         for _, other in runs:  # the other worker's backlog screened first: CPU to this one
             asyncio.run(journal_quiet(bench, other.names))
         ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts,
                                     seconds=args.webhook_seconds, concurrency=args.clients,
                                     sign=True))
-        got = webhook_load(bench, args, w, texts, label)
+        got = webhook_load(bench, args, w, texts, f"{label}-{i + 1}" if len(order) > 2 else label)
         texts = texts[sum(got["counts"].values()):]
         log(f"{label}: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server just before "
             f"{ref['ok_per_s']:,.0f}/s {ref['counts']}")
@@ -867,15 +871,15 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
                      f"worker CPU {got['cpu_ms']:.2f} ms per accepted webhook (its stages too)"))
         if "profile" in got:
             notes.append(got["profile"])
-        if w is not worker:
-            w.stop()
+    for _, w in runs[1:]:
+        w.stop()
     os.killpg(raw.pid, signal.SIGTERM)
     return texts
 
 
 def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
                             notes: list) -> None:
-    texts = flood_texts(int(args.webhook_seconds * 3000 * (4 if bench.baseline_root else 2))
+    texts = flood_texts(int(args.webhook_seconds * 3000 * (5 if bench.baseline_root else 2))
                         + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
     worker = warm_worker(bench, "web", texts[:50])
     names = worker.names
