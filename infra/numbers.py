@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneMetadata, PhoneNumberType, phonenumberutil
 
 SHORT_CODE_DIGITS = range(3, 7)  # 3 to 6 digits
 E164_MAX_DIGITS = 15
@@ -64,7 +64,31 @@ def classify(msisdn_digits: str) -> NumberInfo:
     prefix = f"{number.country_code}-{national[:PREFIX_NATIONAL_DIGITS]}"
     region = phonenumbers.region_code_for_number(number)
     country = region if region and region not in ("001", "ZZ") else None
-    if not phonenumbers.is_valid_number(number):
+    valid, kind = _validity_and_type(number, region, national)
+    if not valid:
         return NumberInfo(False, "invalid", country, prefix)
-    kind = _KINDS.get(phonenumbers.number_type(number), "other")
-    return NumberInfo(True, kind, country, prefix)
+    return NumberInfo(True, _KINDS.get(kind, "other"), country, prefix)
+
+
+_type_for = getattr(phonenumberutil, "_number_type_helper", None)  # (national, metadata)
+
+
+def _validity_and_type(number: phonenumbers.PhoneNumber, region: str | None,
+                       national: str) -> tuple[bool, int]:
+    """``(is_valid_number(number), number_type(number))`` with the region and the type
+    found once: both find the region again (a pattern match per region for a shared
+    calling code, as +1's) and ``is_valid_number`` the type too (its patterns matched
+    twice: a third of a classification). The same steps as phonenumbers' own:
+    ``number_type`` is the type against the region's metadata, ``is_valid_number`` that a
+    known region whose calling code is the number's gives a type. With a phonenumbers that
+    lacks the helper, its public functions."""
+    if _type_for is None:
+        return phonenumbers.is_valid_number(number), phonenumbers.number_type(number)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    if metadata is None:
+        return False, PhoneNumberType.UNKNOWN
+    kind = _type_for(national, metadata)
+    valid = (region is not None and kind != PhoneNumberType.UNKNOWN
+             and (region == phonenumberutil.REGION_CODE_FOR_NON_GEO_ENTITY
+                  or number.country_code == phonenumbers.country_code_for_valid_region(region)))
+    return valid, kind

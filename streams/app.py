@@ -35,6 +35,7 @@ from faust.stores.memory import Store as MemoryStore
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
 from infra.gateway import SmsGateway
+from infra.partitioner import MemoPartitioner
 from infra.privacy import Privacy
 from streams.httpguard import bound_http_connections
 from streams.sending import CircuitBreaker
@@ -200,6 +201,8 @@ def _new_app(settings: Settings) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
+        # The default partitioner's partitions, each key's murmur2 kept (infra/partitioner.py).
+        producer_partitioner=MemoPartitioner(),
     )
 
 

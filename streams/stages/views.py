@@ -38,18 +38,23 @@ async def read_bounded(request: Request, timeout_s: float | None = None) -> byte
     # than timeout_s is a slow client (streams/httpguard.py): 408.
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            while size <= MAX_BODY_BYTES:
-                chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-    except TimeoutError:
-        raise BadRequest("slow_body", f"body not received within {timeout_s:g} s",
-                         status=408) from None
+    content = request.content
+    # A small body sent at once (MessageBird's) is in the buffer already: taken without a
+    # timer (a TimerHandle per request, 2% of a webhook's CPU).
+    chunks = [content.read_nowait(MAX_BODY_BYTES + 1)]
+    size = len(chunks[0])
+    if size <= MAX_BODY_BYTES and not content.at_eof():
+        try:
+            async with asyncio.timeout(timeout_s):
+                while size <= MAX_BODY_BYTES:
+                    chunk = await content.read(MAX_BODY_BYTES + 1 - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except TimeoutError:
+            raise BadRequest("slow_body", f"body not received within {timeout_s:g} s",
+                             status=408) from None
     if size > MAX_BODY_BYTES:
         raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
     return b"".join(chunks)

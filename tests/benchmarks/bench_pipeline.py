@@ -798,52 +798,102 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list) -> None:
-    app_id, names = bench.new_app("web")
-    worker = bench.start_worker(app_id, names)
-    texts = flood_texts(int(args.webhook_seconds * 3000)
-                        + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
+def webhook_load(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,
+                 label: str) -> dict:
+    """Signed webhooks posted at ``worker`` for ``--webhook-seconds``; its CPU per accepted
+    webhook (the stages screening them run in the same process); with ``--profile``, a
+    py-spy of the worker meanwhile."""
+    path = bench.tmp / f"{label}.pyspy"
+    spy = profile_worker(worker.pid, args.webhook_seconds, path) if args.profile else None
+    c0 = cpu_s(worker.pid)
+    got = asyncio.run(post_load(worker.url, texts, seconds=args.webhook_seconds,
+                                concurrency=args.clients, sign=True))
+    got["cpu_ms"] = (cpu_s(worker.pid) - c0) * 1000 / max(1, got["counts"].get("200", 0))
+    if spy is not None:
+        spy.wait()
+        if path.exists():
+            got["profile"] = f"{label}: " + top_of_profile(path)
+    return got
+
+
+async def journal_quiet(bench: Bench, names: dict) -> dict[int, int]:
+    """Once a worker's journal has been still for 3 s (all it took in is decided)."""
+    async with TopicCounter(bench.kafka, names["journal"]) as journal:
+        await journal.wait(10**12, await journal.count(), quiet_s=3, timeout_s=900,
+                           until_quiet=True)
+        return await journal.offsets()
+
+
+def warm_worker(bench: Bench, label: str, texts: list, baseline: bool = False) -> Worker:
+    app_id, names = bench.new_app(label)
+    worker = bench.start_worker(app_id, names, baseline=baseline)
     # Warm up: the first texts wait for the partition assignment.
-    asyncio.run(post_load(worker.url, texts[:50], seconds=30, concurrency=4, sign=True))
-    texts = texts[50:]
+    asyncio.run(post_load(worker.url, texts, seconds=30, concurrency=4, sign=True))
+    return worker
 
-    if "webhook" in args.only:
-        port = free_port()
-        raw_topic = f"raw-web-{uuid.uuid4().hex[:6]}"
-        from infra.broker import ensure_topics
 
-        ensure_topics(bench.kafka, {raw_topic: bench.partitions})
-        raw = subprocess.Popen([sys.executable, "-c", RAW_WEBHOOK, str(port), bench.kafka,
-                                raw_topic], cwd=ROOT, start_new_session=True)
-        bench.children.append(raw)
-        time.sleep(2)
-        ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts, seconds=args.webhook_seconds,
-                                    concurrency=args.clients, sign=True))
-        os.killpg(raw.pid, signal.SIGTERM)
-        got = asyncio.run(post_load(worker.url, texts, seconds=args.webhook_seconds,
-                                    concurrency=args.clients, sign=True))
-        used = sum(got["counts"].values())
-        texts = texts[used:]
-        log(f"webhook: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server "
+def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,
+                rows: list, notes: list) -> list:
+    """The webhook row (and, with ``--baseline-root``, that checkout's beside it, twice each,
+    each load after a bare-server run of its own: the machine's load drifts); returns the
+    texts not posted."""
+    port = free_port()
+    raw_topic = f"raw-web-{uuid.uuid4().hex[:6]}"
+    from infra.broker import ensure_topics
+
+    ensure_topics(bench.kafka, {raw_topic: bench.partitions})
+    raw = subprocess.Popen([sys.executable, "-c", RAW_WEBHOOK, str(port), bench.kafka,
+                            raw_topic], cwd=ROOT, start_new_session=True)
+    bench.children.append(raw)
+    time.sleep(2)
+    runs = [("webhook", worker)]
+    if bench.baseline_root:
+        runs.append(("webhook-baseline", warm_worker(bench, "web-base", texts[:50], True)))
+        texts = texts[50:]
+    # With a baseline: this, baseline, baseline, this (a drift of the machine's load
+    # favours neither).
+    order = runs + runs[::-1] if len(runs) > 1 else runs
+    for i, (label, w) in enumerate(order):
+        for _, other in runs:  # the other worker's backlog screened first: CPU to this one
+            asyncio.run(journal_quiet(bench, other.names))
+        ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts,
+                                    seconds=args.webhook_seconds, concurrency=args.clients,
+                                    sign=True))
+        got = webhook_load(bench, args, w, texts, f"{label}-{i + 1}" if len(order) > 2 else label)
+        texts = texts[sum(got["counts"].values()):]
+        log(f"{label}: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server just before "
             f"{ref['ok_per_s']:,.0f}/s {ref['counts']}")
-        rows.append((f"webhook ingest, {args.clients} clients, {args.webhook_seconds:.0f} s",
+        what = f" of {bench.baseline_root}" if w is not worker else ""
+        rows.append((f"webhook ingest{what}, {args.clients} clients, {args.webhook_seconds:.0f} s",
                      f"{got['ok_per_s']:,.0f} webhooks/s",
                      f"bare aiohttp+aiokafka (acks=all): {ref['ok_per_s']:,.0f}/s",
-                     got["ok_per_s"] / ref["ok_per_s"], ""))
+                     got["ok_per_s"] / ref["ok_per_s"],
+                     f"worker CPU {got['cpu_ms']:.2f} ms per accepted webhook (its stages too)"))
+        if "profile" in got:
+            notes.append(got["profile"])
+    for _, w in runs[1:]:
+        w.stop()
+    os.killpg(raw.pid, signal.SIGTERM)
+    return texts
+
+
+def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
+                            notes: list) -> None:
+    texts = flood_texts(int(args.webhook_seconds * 3000 * (5 if bench.baseline_root else 2))
+                        + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
+    worker = warm_worker(bench, "web", texts[:50])
+    names = worker.names
+    texts = texts[50:]
+    if "webhook" in args.only:
+        texts = run_webhook(bench, args, worker, texts, rows, notes)
 
     if "latency" in args.only:
-        async def quiet() -> dict[int, int]:
-            async with TopicCounter(bench.kafka, names["journal"]) as journal:
-                await journal.wait(10**12, await journal.count(), quiet_s=3, timeout_s=900,
-                                   until_quiet=True)
-                return await journal.offsets()
-
         for rate in args.rate:
-            start = asyncio.run(quiet())  # what came before is all decided
+            start = asyncio.run(journal_quiet(bench, names))  # what came before is all decided
             n = int(args.latency_seconds * rate)
             batch, texts = texts[:n], texts[n:]
             accepted, counts = asyncio.run(offered_load(worker.url, batch, rate))
-            asyncio.run(quiet())
+            asyncio.run(journal_quiet(bench, names))
             stamps = asyncio.run(read_timestamps(bench.kafka, names["journal"], start,
                                                  ("SenderScreened", "ReplyApproved",
                                                   "ReplyAttempted", "ReplySent")))
@@ -907,14 +957,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the pipeline row with this worker environment "
                              "(e.g. ANTIRELOU_FETCH_FLOOR_MS=0), side by side")
     parser.add_argument("--baseline-root", metavar="DIR", type=Path,
-                        help="also run the pipeline (and sends) rows with the code of this "
-                             "checkout (e.g. a worktree of main), its worker and its local "
-                             "MessageBird: before/after a change, side by side")
+                        help="also run the pipeline, stage, sends and webhook rows with the "
+                             "code of this checkout (e.g. a worktree of main), its worker and "
+                             "its local MessageBird: before/after a change, side by side")
     parser.add_argument("--profile-seconds", type=float, default=20.0,
                         help="how long to profile, from the first journal event")
     parser.add_argument("--keep", help="keep the run's folder (worker logs, profiles) here")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the worker during the pipeline row and print its top")
+                        help="py-spy the worker during the pipeline (and webhook) row and print its top")
     parser.add_argument("--no-surge", action="store_true",
                         help="the campaign with surge mode off: at 100 first texts/s offered the "
                              "default policy defers them (a raid), and the latency row then "
@@ -1026,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"its local MessageBird alone: {old_alone:,.0f}/s",
                              rate / old_alone, "its gateway and its server"))
         if "webhook" in args.only or "latency" in args.only:
-            run_webhook_and_latency(bench, args, rows)
+            run_webhook_and_latency(bench, args, rows, notes)
         if "growth" in args.only:
             for i, n in enumerate(sizes):
                 r = run_pipeline(bench, f"growth{n}", distinct_sender_texts(n, seed=i + 1))

@@ -113,3 +113,52 @@ def test_every_example_mobile_has_a_prefix_of_country_code_and_3_digits(region):
     assert info.kind == "mobile" and info.country == region
     national = phonenumbers.national_significant_number(number)
     assert info.prefix == f"{number.country_code}-{national[:3]}"
+
+
+def reference_classify(digits):
+    """``classify`` as phonenumbers' public functions give it (before the one-pass one)."""
+    from infra.numbers import _KINDS, INVALID, PREFIX_NATIONAL_DIGITS, SHORT_CODE_DIGITS
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 15:
+        return INVALID
+    if len(digits) in SHORT_CODE_DIGITS:
+        return NumberInfo(True, "short_code", None, "sc-" + digits[:PREFIX_NATIONAL_DIGITS])
+    if len(digits) < SHORT_CODE_DIGITS.stop:
+        return INVALID
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        return INVALID
+    national = phonenumbers.national_significant_number(number)
+    prefix = f"{number.country_code}-{national[:PREFIX_NATIONAL_DIGITS]}"
+    region = phonenumbers.region_code_for_number(number)
+    country = region if region and region not in ("001", "ZZ") else None
+    if not phonenumbers.is_valid_number(number):
+        return NumberInfo(False, "invalid", country, prefix)
+    return NumberInfo(True, _KINDS.get(phonenumbers.number_type(number), "other"), country, prefix)
+
+
+def test_one_pass_classification_is_phonenumbers_public_answer_for_every_example():
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(12):
+            example_number = phonenumbers.example_number_for_type(region, kind)
+            if example_number is not None:
+                numbers.append(phonenumbers.format_number(
+                    example_number, phonenumbers.PhoneNumberFormat.E164)[1:])
+    for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        example_number = phonenumbers.example_number_for_non_geo_entity(code)
+        if example_number is not None:
+            numbers.append(phonenumbers.format_number(
+                example_number, phonenumbers.PhoneNumberFormat.E164)[1:])
+    assert len(numbers) > 1000
+    for digits in numbers:
+        # the example, and neighbours one digit longer, shorter or changed (invalid ones too)
+        for variant in (digits, digits + "7", digits[:-1], digits[:-1] + "0", digits[:4] + "99"
+                        + digits[6:]):
+            assert classify(variant) == reference_classify(variant), variant
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text("0123456789", min_size=7, max_size=15))
+def test_one_pass_classification_is_phonenumbers_public_answer_for_any_digits(digits):
+    assert classify(digits) == reference_classify(digits)

@@ -15,7 +15,7 @@ import json
 import string
 import time
 import uuid
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +29,7 @@ from streams.webhook import (
     InboundSms,
     SignatureVerifier,
     Unauthorized,
+    form_fields,
     parse_inbound,
 )
 
@@ -289,3 +290,15 @@ def test_odd_claim_types_and_header_bytes_are_401_not_500():
 def test_a_hand_signed_good_token_passes():
     # Guard for the fuzzing above: the hand-built tokens are real ones.
     assert SignatureVerifier(KEY).verify(hand_signed({"alg": "HS256"}, good_claims()), URL, BODY)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.text(st.sampled_from("ab=&+%2%41%C3%A9%zz% é\x00;"), max_size=60),
+    st.text(any_char, max_size=60),
+    st.dictionaries(st.text(any_char, max_size=8), st.text(any_char, max_size=20), max_size=5)
+    .map(lambda d: form_encode(d).decode("utf-8", "surrogatepass")),
+))
+def test_form_fields_are_parse_qsl_s(text):
+    assert form_fields(text) == dict(parse_qsl(text, keep_blank_values=True))
+    assert list(form_fields(text)) == list(dict(parse_qsl(text, keep_blank_values=True)))
