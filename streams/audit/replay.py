@@ -364,7 +364,9 @@ class Audit:
         """Decide ``text`` again on the sender's replayed state and compare with ``ev``. A
         verdict the state already holds is a restatement: checked, counted once."""
         restated = ev.message_id in state.recent
-        expected = decide_screening(state, screen_command(text, ev.sender), policy)[0]
+        # The text is the command (its sender is the verdict's: matched by sender); no
+        # ScreenText is built, decide_screening reads only the fields they share.
+        expected = decide_screening(state, text, policy)[0]
         evolve_sender(state, expected, policy)
         if restated:
             self.counters.restated += 1
