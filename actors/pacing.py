@@ -93,7 +93,7 @@ def allowance_check(state: AllowanceState, cost: int, balance: int, reserve: int
         return "budget_exhausted"
     if balance - cost < reserve:
         return "reserve_reached"
-    if cost > allowance_left(state, balance, reserve, burst_percent, now, ends_at):
+    if cost > allowance_view(state, balance, reserve, burst_percent, now, ends_at)[0]:
         return "allowance"
     return None
 

@@ -68,10 +68,6 @@ def _rolled(state: SurgeState, now: int) -> tuple[int, int, list[int]]:
     return minute, 0, history
 
 
-def _roll(state: SurgeState, now: int) -> None:
-    state.minute, state.count, state.history = _rolled(state, now)
-
-
 def baseline_sum(history: list[int], expected: int) -> int:
     """First texts in the baseline's ``BASELINE_MINUTES`` minutes, unseen minutes at the prior."""
     return sum(history) + expected * max(0, BASELINE_MINUTES - len(history))
@@ -90,7 +86,7 @@ def _surging(count: int, history: list[int], multiple: int, min_rate: int, expec
 def surge_roll(state: SurgeState, now: int) -> None:
     """Move the state to the minute of ``now`` (never back); an event's time, so a replay
     rolls at the same moments."""
-    _roll(state, now)
+    state.minute, state.count, state.history = _rolled(state, now)
 
 
 def surge_now(state: SurgeState, multiple: int, min_rate: int, expected: int) -> bool:
@@ -100,7 +96,7 @@ def surge_now(state: SurgeState, multiple: int, min_rate: int, expected: int) ->
 
 def surge_observe(state: SurgeState, now: int) -> None:
     """Count one first text at ``now``."""
-    _roll(state, now)
+    state.minute, state.count, state.history = _rolled(state, now)
     state.count += 1
 
 
