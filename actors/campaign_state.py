@@ -181,7 +181,9 @@ def _allowance_refusal(state: CampaignState, cost: int, now: int, balance: int |
 
 
 def _copy_surge(surge: SurgeState) -> SurgeState:
-    return SurgeState(surge.minute, surge.count, list(surge.history), surge.active,
+    # The history list is shared, not copied: it is replaced when a minute rolls, never
+    # changed in place (``actors.surge``), so the copy cannot change the original's.
+    return SurgeState(surge.minute, surge.count, surge.history, surge.active,
                       surge.last_surge_minute)
 
 

@@ -38,7 +38,9 @@ NO_MINUTE = -1  # SurgeState.minute before the first observed text
 class SurgeState:
     minute: int = NO_MINUTE  # the UTC minute (epoch ms // 60_000) that ``count`` belongs to
     count: int = 0  # first texts seen in that minute
-    history: list[int] = field(default_factory=list)  # counts of previous minutes, oldest first
+    # Counts of previous minutes, oldest first. Replaced when a minute rolls, never changed
+    # in place: a decision's copy of the state shares it (``campaign_state._copy_surge``).
+    history: list[int] = field(default_factory=list)
     active: bool = False
     last_surge_minute: int = NO_MINUTE  # the last minute seen surging
 
