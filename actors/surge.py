@@ -80,11 +80,6 @@ def baseline_per_minute(state: SurgeState, expected: int) -> int:
     return max(1, -(-baseline_sum(state.history, expected) // BASELINE_MINUTES))
 
 
-def _surging(count: int, history: list[int], multiple: int, min_rate: int, expected: int) -> bool:
-    return (count >= min_rate
-            and count * BASELINE_MINUTES > multiple * baseline_sum(history, expected))
-
-
 def surge_roll(state: SurgeState, now: int) -> None:
     """Move the state to the minute of ``now`` (never back); an event's time, so a replay
     rolls at the same moments."""
@@ -93,7 +88,9 @@ def surge_roll(state: SurgeState, now: int) -> None:
 
 def surge_now(state: SurgeState, multiple: int, min_rate: int, expected: int) -> bool:
     """Whether the state's current minute surges (after ``surge_roll``/``surge_observe``)."""
-    return _surging(state.count, state.history, multiple, min_rate, expected)
+    count = state.count
+    return (count >= min_rate
+            and count * BASELINE_MINUTES > multiple * baseline_sum(state.history, expected))
 
 
 def surge_observe(state: SurgeState, now: int) -> None:
