@@ -146,8 +146,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
     earlier = state.decided.get(command.message_id)
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
-    cost = reply_cost(campaign, state.policy)
     policy = state.policy
+    cost = reply_cost(campaign, policy)
     now = command.occurred_at
     if policy.surge_multiple > 0 or state.surge.active:
         # The surge as it will be once this first text is counted (a copy: evolve does it).
@@ -157,15 +157,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         surging = (surge.active and transition is None) or transition == "enter"
     else:  # surge mode off and no surge to end: counting the text changes no decision
         transition, surging = None, False
-    common = dict(
-        message_id=command.message_id,
-        campaign_id=campaign.id,
-        sender=command.sender,
-        seq=state.seq + 1,
-        occurred_at=now,
-        policy_version=policy.version,
-        prefix=command.prefix,
-    )
+    balance = state.balance_micros
     out: list[Decision] = []
     if now < campaign.starts_at:
         reason = NOT_STARTED
@@ -173,9 +165,9 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = ENDED
     elif not prefix_within_rate(state, command.prefix, now):
         reason = PREFIX_FLOOD
-    elif cost.cost_micros > state.balance_micros:
+    elif cost.cost_micros > balance:
         reason = BUDGET_EXHAUSTED
-    elif state.balance_micros - cost.cost_micros < policy.reserve_micros:
+    elif balance - cost.cost_micros < policy.reserve_micros:
         reason = RESERVE_REACHED
     elif surging:
         reason = _defer(state, command, policy, out)
@@ -183,18 +175,21 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = paced  # ALLOWANCE
     else:
         reason = None
+        # Positional (the decision of every request: keywords cost a third more here), in
+        # the fields' order.
         out.append(ReplyApproved(
-            segments=cost.segments,
-            encoding=cost.encoding,
-            cost_micros=cost.cost_micros,
-            balance_after_micros=state.balance_micros - cost.cost_micros,
-            send_at=send_at(now, policy),
-            deferred_at=None,
-            **common,
+            command.message_id, campaign.id, command.sender,
+            cost.segments, cost.encoding, cost.cost_micros,
+            balance - cost.cost_micros,  # balance_after_micros
+            state.seq + 1, now, policy.version, command.prefix,  # seq, occurred_at, ...
+            send_at(now, policy), None,  # send_at, deferred_at: approved as it came
         ))
     if reason is not None:
-        out.insert(0, ReplyDenied(reason=reason, cost_micros=cost.cost_micros,
-                                  balance_after_micros=state.balance_micros, **common))
+        out.insert(0, ReplyDenied(
+            command.message_id, campaign.id, command.sender, reason,
+            cost.cost_micros, balance,  # cost_micros, balance_after_micros
+            state.seq + 1, now, policy.version, command.prefix,  # seq, occurred_at, ...
+        ))
     if transition is not None:
         out.append(_surge_event(transition, surge, state, policy, now, state.seq + len(out) + 1))
     return out

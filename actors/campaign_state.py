@@ -59,10 +59,16 @@ def initial_policy(campaign: Campaign) -> Policy:
     return apply_changes(policy, dict(campaign.policy), 1) if campaign.policy else policy
 
 
+# The decisions on a request: remembered under the request's message id, as is.
+_KEYED_BY_MESSAGE_ID = frozenset({ReplyApproved, ReplyDenied, ReplyDeferred, ReplyExpired})
+
+
 def idempotency_key(event: object) -> str:
     """The key under which a campaign remembers a decision: one decision per request (a
     deferred one is decided again when released or expired, under the same key), per
     operator command, and per settlement of a reply (refund; price reconciliation)."""
+    if type(event) in _KEYED_BY_MESSAGE_ID and event.message_id is not None:  # type: ignore[attr-defined]
+        return event.message_id  # type: ignore[attr-defined]  # the decisions: most events
     if isinstance(event, ReplyRefunded):
         return "refund:" + event.message_id
     if isinstance(event, ReplyCostReconciled):
@@ -175,7 +181,9 @@ def _allowance_refusal(state: CampaignState, cost: int, now: int, balance: int |
 
 
 def _copy_surge(surge: SurgeState) -> SurgeState:
-    return SurgeState(surge.minute, surge.count, list(surge.history), surge.active,
+    # The history list is shared, not copied: it is replaced when a minute rolls, never
+    # changed in place (``actors.surge``), so the copy cannot change the original's.
+    return SurgeState(surge.minute, surge.count, surge.history, surge.active,
                       surge.last_surge_minute)
 
 

@@ -41,9 +41,10 @@ def gcra_check(state: Gcra, now: int, period_ms: int, burst: int) -> tuple[bool,
     """
     if period_ms < 1 or burst < 1:
         raise ValueError("gcra needs period_ms >= 1 and burst >= 1")
-    if state.tat - now > (burst - 1) * period_ms:
-        return False, state.tat
-    return True, max(state.tat, now) + period_ms
+    tat = state.tat
+    if tat - now > (burst - 1) * period_ms:
+        return False, tat
+    return True, (tat if tat > now else now) + period_ms  # max(tat, now): no builtin call
 
 
 def gcra_apply(state: Gcra, new_tat: int) -> None:

@@ -58,24 +58,31 @@ class AllowanceState:
         return cls(tokens=data["tokens"], at=data["at"])
 
 
+# Comparisons rather than min()/max() below: the view is taken twice for every reply decided
+# (the check, then the spend), and a builtin call costs several comparisons.
+
+
 def capacity(spendable: int, burst_percent: int) -> int:
-    return max(0, spendable) * burst_percent // 100
+    return (spendable if spendable > 0 else 0) * burst_percent // 100
 
 
 def allowance_view(state: AllowanceState, balance: int, reserve: int, burst_percent: int,
                    now: int, ends_at: int) -> tuple[int, int]:
     """``(tokens, at)`` refilled to ``now`` (never back), without touching the state."""
-    spendable = max(0, balance - reserve)
+    spendable = balance - reserve if balance > reserve else 0
     cap = capacity(spendable, burst_percent)
-    if state.at == NOT_STARTED:
+    last = state.at
+    if last == NOT_STARTED:
         return cap, now
-    at = max(state.at, now) if now <= ends_at else max(state.at, ends_at)
-    tokens = min(max(0, state.tokens), spendable)
-    if at > state.at and tokens < cap:
+    until = now if now <= ends_at else ends_at
+    at = until if until > last else last  # never back
+    tokens = state.tokens
+    tokens = 0 if tokens < 0 else spendable if tokens > spendable else tokens
+    if at > last and tokens < cap:
         locked = spendable - tokens
-        span = ends_at - state.at
-        released = locked if span <= 0 else locked * (at - state.at) // span
-        tokens = min(cap, tokens + released)
+        span = ends_at - last
+        released = locked if span <= 0 else locked * (at - last) // span
+        tokens = cap if tokens + released > cap else tokens + released
     return tokens, at
 
 
@@ -93,7 +100,7 @@ def allowance_check(state: AllowanceState, cost: int, balance: int, reserve: int
         return "budget_exhausted"
     if balance - cost < reserve:
         return "reserve_reached"
-    if cost > allowance_left(state, balance, reserve, burst_percent, now, ends_at):
+    if cost > allowance_view(state, balance, reserve, burst_percent, now, ends_at)[0]:
         return "allowance"
     return None
 

@@ -38,7 +38,9 @@ NO_MINUTE = -1  # SurgeState.minute before the first observed text
 class SurgeState:
     minute: int = NO_MINUTE  # the UTC minute (epoch ms // 60_000) that ``count`` belongs to
     count: int = 0  # first texts seen in that minute
-    history: list[int] = field(default_factory=list)  # counts of previous minutes, oldest first
+    # Counts of previous minutes, oldest first. Replaced when a minute rolls, never changed
+    # in place: a decision's copy of the state shares it (``campaign_state._copy_surge``).
+    history: list[int] = field(default_factory=list)
     active: bool = False
     last_surge_minute: int = NO_MINUTE  # the last minute seen surging
 
@@ -68,10 +70,6 @@ def _rolled(state: SurgeState, now: int) -> tuple[int, int, list[int]]:
     return minute, 0, history
 
 
-def _roll(state: SurgeState, now: int) -> None:
-    state.minute, state.count, state.history = _rolled(state, now)
-
-
 def baseline_sum(history: list[int], expected: int) -> int:
     """First texts in the baseline's ``BASELINE_MINUTES`` minutes, unseen minutes at the prior."""
     return sum(history) + expected * max(0, BASELINE_MINUTES - len(history))
@@ -82,25 +80,22 @@ def baseline_per_minute(state: SurgeState, expected: int) -> int:
     return max(1, -(-baseline_sum(state.history, expected) // BASELINE_MINUTES))
 
 
-def _surging(count: int, history: list[int], multiple: int, min_rate: int, expected: int) -> bool:
-    return (count >= min_rate
-            and count * BASELINE_MINUTES > multiple * baseline_sum(history, expected))
-
-
 def surge_roll(state: SurgeState, now: int) -> None:
     """Move the state to the minute of ``now`` (never back); an event's time, so a replay
     rolls at the same moments."""
-    _roll(state, now)
+    state.minute, state.count, state.history = _rolled(state, now)
 
 
 def surge_now(state: SurgeState, multiple: int, min_rate: int, expected: int) -> bool:
     """Whether the state's current minute surges (after ``surge_roll``/``surge_observe``)."""
-    return _surging(state.count, state.history, multiple, min_rate, expected)
+    count = state.count
+    return (count >= min_rate
+            and count * BASELINE_MINUTES > multiple * baseline_sum(state.history, expected))
 
 
 def surge_observe(state: SurgeState, now: int) -> None:
     """Count one first text at ``now``."""
-    _roll(state, now)
+    state.minute, state.count, state.history = _rolled(state, now)
     state.count += 1
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from actors.gcra import Gcra, gcra_apply, gcra_check
 from actors.textfilter import is_test_text
 from schemas.commands import NoteReplyOutcome, ReviewRequest, ScreenText
-from schemas.events import SenderReopened, SenderScreened
+from schemas.events import SenderReopened, SenderScreened, TextReceived
 from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy  # noqa: F401 (re-exported)
 from schemas.reasons import (
     ALREADY_ANSWERED,
@@ -91,7 +91,7 @@ class SenderState:
         )
 
 
-def number_refusal(command: ScreenText, policy: Policy) -> str | None:
+def number_refusal(command: ScreenText | TextReceived, policy: Policy) -> str | None:
     """Why this sender's number may not be answered, from the facts the edge recorded."""
     kind = command.number_kind
     if kind == "unknown":  # recorded before numbers were classified (v1)
@@ -107,54 +107,47 @@ def number_refusal(command: ScreenText, policy: Policy) -> str | None:
     return None
 
 
-def decide_screening(state: SenderState, command: ScreenText, policy: Policy) -> list[SenderScreened]:
+def decide_screening(state: SenderState, command: ScreenText | TextReceived,
+                     policy: Policy) -> list[SenderScreened]:
     """The verdict on one text under the campaign's ``policy``, rules in order: a message
     id seen before gets its earlier verdict again; flooder (flagged or over the rate),
     number not answerable, test text, already answered within the cooldown; otherwise
-    forward."""
-
-    def verdict(v: str, reason: str | None, texts: int) -> list[SenderScreened]:
-        return [
-            SenderScreened(
-                message_id=command.message_id,
-                campaign_id=command.campaign_id,
-                sender=command.sender,
-                verdict=v,
-                reason=reason,
-                texts_from_sender=texts,
-                occurred_at=command.occurred_at,
-                policy_version=policy.version,
-            )
-        ]
-
-    if command.message_id in state.recent:
+    forward. ``command`` may be the journaled ``TextReceived`` itself (the audit's replay):
+    only the fields it shares with ``ScreenText`` are read, never ``reply_to``."""
+    mid = command.message_id
+    if mid in state.recent:
         # A text seen before (a webhook retried, or given again to a worker after a crash):
         # the same verdict again, so a verdict lost in a crash is journaled after all and the
         # shell repeats what it did (the campaign and the send stage are idempotent by id).
-        earlier = state.recent[command.message_id]
+        earlier = state.recent[mid]
         if earlier is None:  # remembered without its verdict by an older state
-            return verdict("suppress", DUPLICATE, state.texts)
+            return _verdict(command, "suppress", DUPLICATE, state.texts, policy)
         campaign_id, reason, texts, occurred_at, policy_version = earlier
-        return [SenderScreened(
-            message_id=command.message_id, campaign_id=campaign_id, sender=command.sender,
-            verdict="forward" if reason is None else "suppress", reason=reason,
-            texts_from_sender=texts, occurred_at=occurred_at, policy_version=policy_version,
-        )]
+        return [SenderScreened(mid, campaign_id, command.sender,
+                               "forward" if reason is None else "suppress", reason, texts,
+                               occurred_at, policy_version)]
     texts = state.texts + 1
-    within_rate, _ = gcra_check(state.rate, command.occurred_at, policy.sender_period_ms,
-                                policy.sender_burst)
+    now = command.occurred_at
+    within_rate, _ = gcra_check(state.rate, now, policy.sender_period_ms, policy.sender_burst)
     if state.flooder or not within_rate:
-        return verdict("suppress", FLOODER, texts)
+        return _verdict(command, "suppress", FLOODER, texts, policy)
     refusal = number_refusal(command, policy)
     if refusal is not None:
-        return verdict("suppress", refusal, texts)
+        return _verdict(command, "suppress", refusal, texts, policy)
     if policy.filter_test_texts and is_test_text(command.body):
-        return verdict("suppress", TEST_TEXT, texts)
+        return _verdict(command, "suppress", TEST_TEXT, texts, policy)
     last = state.forwarded_at.get(command.campaign_id)
-    if last is not None and (policy.cooldown_ms is None
-                             or command.occurred_at - last < policy.cooldown_ms):
-        return verdict("suppress", ALREADY_ANSWERED, texts)
-    return verdict("forward", None, texts)
+    if last is not None and (policy.cooldown_ms is None or now - last < policy.cooldown_ms):
+        return _verdict(command, "suppress", ALREADY_ANSWERED, texts, policy)
+    return _verdict(command, "forward", None, texts, policy)
+
+
+def _verdict(command: ScreenText | TextReceived, verdict: str, reason: str | None, texts: int,
+             policy: Policy) -> list[SenderScreened]:
+    # Positional, in SenderScreened's field order: message_id, campaign_id, sender, verdict,
+    # reason, texts_from_sender, occurred_at, policy_version.
+    return [SenderScreened(command.message_id, command.campaign_id, command.sender, verdict,
+                           reason, texts, command.occurred_at, policy.version)]
 
 
 def decide_reopen(state: SenderState, command: NoteReplyOutcome) -> list[SenderReopened]:

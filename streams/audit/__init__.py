@@ -25,7 +25,8 @@ What is checked
 *Screening* (per sender). The journal is keyed by sender pseudonym, so a sender's events are
 in order within one partition; partitions may come one after another or interleaved. For
 each recorded ``SenderScreened`` the k-th ``TextReceived`` of the same sender and message id
-becomes ``ScreenText(..., reply_to="")`` and is decided again with ``decide_screening`` on a
+is decided again with ``decide_screening`` (the text itself is the command: it has the
+fields of ``ScreenText`` but ``reply_to``, which screening does not read) on a
 per-sender ``SenderState`` (a redelivered webhook, or a text given again to a worker after a
 crash, legitimately gives a second text and the same verdict again: checked like any other,
 counted once, as ``restated``; ``duplicate`` verdicts of older journals are accepted there).

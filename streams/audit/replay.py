@@ -364,7 +364,9 @@ class Audit:
         """Decide ``text`` again on the sender's replayed state and compare with ``ev``. A
         verdict the state already holds is a restatement: checked, counted once."""
         restated = ev.message_id in state.recent
-        expected = decide_screening(state, screen_command(text, ev.sender), policy)[0]
+        # The text is the command (its sender is the verdict's: matched by sender); no
+        # ScreenText is built, decide_screening reads only the fields they share.
+        expected = decide_screening(state, text, policy)[0]
         evolve_sender(state, expected, policy)
         if restated:
             self.counters.restated += 1
@@ -476,7 +478,7 @@ class Audit:
                 continue
             decided_n += 1
             if following:
-                nxt = following.pop(0)
+                nxt = following.pop()
                 if nxt != ev:
                     mismatch("decision", key, nxt, ev, pos)
                 continue
@@ -485,8 +487,9 @@ class Audit:
                 evolve_campaign(state, e)
             if not expected or expected[0] != ev:
                 mismatch("decision", key, expected[0] if expected else None, ev, pos)
-            following = list(expected[1:])
-        for missing in following:  # the core decided more than the journal holds
+            if len(expected) > 1:  # reversed: the next one is popped from the end
+                following = expected[:0:-1]
+        for missing in reversed(following):  # the core decided more than the journal holds
             mismatch("decision", idempotency_key(missing), missing, None, -1)
         counters.campaign_events += decided_n
         return decided
@@ -496,6 +499,15 @@ class Audit:
         """What the core decides for the command that gave ``ev`` (the first event of it)."""
         cid = campaign.id
         mismatch = self._mismatch
+        if (t is ReplyApproved and ev.deferred_at is None) or t is ReplyDenied or t is ReplyDeferred:
+            # A request (most events): rebuilt from its forwarded verdict and text's range.
+            fwd = self._forwarded.get(key)
+            if fwd is None or fwd.campaign_id != cid:
+                mismatch("no_forwarded_text", key, None, ev, pos)
+                fwd = ev  # decide from the decision's own fields: no cascade
+            return decide_reply(state, RequestReply(
+                key, cid, fwd.sender, fwd.occurred_at, "", self._forward_prefix.get(key, ""),
+                getattr(fwd, "texts_from_sender", 1)), campaign)
         if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
                 t is ReplyExpired and ev.reason in TICK_EXPIRIES):
             # A tick: its time is the events' time.
@@ -508,14 +520,6 @@ class Audit:
                 mismatch("review_without_verdict", key, None, ev, pos)
             return decide_review(state, ReviewRequest(
                 ev.message_id, cid, ev.sender, reason, ev.occurred_at))
-        if t is ReplyApproved or t is ReplyDenied or t is ReplyDeferred:
-            fwd = self._forwarded.get(key)
-            if fwd is None or fwd.campaign_id != cid:
-                mismatch("no_forwarded_text", key, None, ev, pos)
-                fwd = ev  # decide from the decision's own fields: no cascade
-            return decide_reply(state, RequestReply(
-                key, cid, fwd.sender, fwd.occurred_at, "", self._forward_prefix.get(key, ""),
-                getattr(fwd, "texts_from_sender", 1)), campaign)
         if t is ReplyRefunded:
             if ev.message_id not in self._failed:
                 mismatch("refund_without_failure", key, None, ev, pos)
