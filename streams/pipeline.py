@@ -129,11 +129,11 @@ class Pipeline:
             at += MINUTE_MS
         self._next_tick[campaign_id] = at
 
-    def settle(self, campaign_id: str, after: int, limit_ms: int = 7 * 24 * 60 * MINUTE_MS
-               ) -> None:
-        """The ticks after the last text, until the campaign has nothing left to release or
-        expire (at most ``limit_ms`` after ``after``)."""
-        self.tick_until(campaign_id, after + limit_ms)
+    def tick_out(self, campaign_id: str, last_text_at: int,
+                 limit_ms: int = 7 * 24 * 60 * MINUTE_MS) -> None:
+        """The ticks after the campaign's last text, until it has nothing left to release or
+        expire, at most ``limit_ms`` after that text."""
+        self.tick_until(campaign_id, last_text_at + limit_ms)
 
     def decided(self, events: list[object]) -> None:
         """Record the campaign's events and feed what ended a request back to its sender."""

@@ -82,7 +82,6 @@ class RecoveryGuard:
         """Active changelog partitions with records due and none received for stall_s."""
         rec = self.recovery
         if not rec.in_recovery:
-            self.remedied_at.clear()
             return []
         now = self.clock()
         started = rec._recovery_started_at
@@ -103,6 +102,9 @@ class RecoveryGuard:
 
     async def check(self) -> int:
         """Remedies what is stalled; the number of partitions remedied."""
+        if not self.recovery.in_recovery:
+            self.remedied_at.clear()  # the next recovery counts from its own start
+            return 0
         stalled = self.stalled()
         if not stalled:
             return 0

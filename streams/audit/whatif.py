@@ -69,7 +69,7 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             _count(tally, pipe.shard.control([command]))
     for cid, at in last_text.items():
         seen = len(pipe.events)
-        pipe.settle(cid, at)
+        pipe.tick_out(cid, at)
         _count(tally, pipe.events[seen:])
     return tally.report(configured, {})
 

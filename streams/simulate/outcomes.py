@@ -202,8 +202,8 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
             pipeline.text(ScreenText(text.message_id, campaign.id, text.sender, text.body,
                                      text.at_ms, "", info.kind, info.country, info.prefix))
         if texts:
-            pipeline.tick_until(campaign.id, texts[-1].at_ms + pipeline.policy(campaign.id).surge_ttl_ms
-                                + 2 * MINUTE_MS)
+            pipeline.tick_out(campaign.id, texts[-1].at_ms,
+                              pipeline.policy(campaign.id).surge_ttl_ms + 2 * MINUTE_MS)
         out: dict[str, int | None] = {}
         for event in pipeline.events:
             if isinstance(event, ReplyApproved):
