@@ -262,6 +262,7 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
 
     from infra.kafka_compat import install_fetch_floor, install_keep_member_on_stale_commit
 
+    log.info("event loop: %s", install_event_loop())
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     install_keep_member_on_stale_commit()  # else noida-db wedges the group in a rebalance
     deployment = _read_deployment(args)
@@ -326,6 +327,30 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
                     "only, a backup of the folder opens every sealed number", secret_from)
     return Deployment(campaigns, operators, providers, state_dir, secret, signing_key,
                       bird_signing_key)
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def install_event_loop(choice: str | None = None) -> str:
+    """The worker's event loops (Faust's, and those of its consumer threads) are uvloop's
+    unless ``ANTIRELOU_EVENT_LOOP=asyncio``; returns the one installed. The worker spends
+    about a quarter of its CPU in the event loop itself (a task, a future, a callback per
+    record; py-spy, 2026-12-02): uvloop's loop, in C, took the worker's CPU per text of the
+    pipeline benchmark from 0.36 to 0.32 ms in one same-run pair (tests/benchmarks/README.md).
+    Called before anything makes a loop (Ray's awaitable refs bind to the running one)."""
+    choice = choice or os.environ.get("ANTIRELOU_EVENT_LOOP", "uvloop")
+    if choice not in EVENT_LOOPS:
+        raise SystemExit(f"antirelou: ANTIRELOU_EVENT_LOOP must be one of "
+                         f"{', '.join(EVENT_LOOPS)}, not {choice!r}")
+    if choice == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return choice
 
 
 def freeze_what_was_loaded() -> int:
