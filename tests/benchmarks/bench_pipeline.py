@@ -538,45 +538,156 @@ async def raw_loop(kafka: str, partitions: int, keys: list, values: list) -> flo
         await producer.stop()
 
 
+def ray_actor_pids() -> list[int]:
+    """The processes of this machine's Ray actors (the campaign shards): their title starts
+    with ``ray::`` and names the actor class."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::") and b"IDLE" not in cmdline[:20]:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_s(pid)
+        except OSError:
+            pass
+    return total
+
+
+def synced(worker: Worker, topic: str) -> tuple[int, str]:
+    """(generation, partitions of ``topic``) of the worker's last rebalance, from the table
+    Faust logs after "Successfully synced group ... with generation N"."""
+    generation, partitions = 0, ""
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        found = re.search(r"Successfully synced group \S+ with generation (\d+)", line)
+        if found:
+            generation, partitions = int(found.group(1)), ""
+            for row in lines[i + 1:i + 40]:
+                if row.startswith("| ") and row.split("|")[1].strip() == topic:
+                    partitions = row.split("|")[2].strip()
+                if not row.startswith(("|", "+")) and "Setting newly" not in row:
+                    break
+    return generation, partitions
+
+
+def wait_until_sharing(workers: list[Worker], topic: str, timeout: float = 180.0) -> list[str]:
+    """Until every worker is in the same generation, each with partitions of ``topic``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = [synced(w, topic) for w in workers]
+        if len({g for g, _ in seen}) == 1 and all(p for _, p in seen):
+            return [p for _, p in seen]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the workers never shared {topic}: {seen}")
+        time.sleep(0.3)
+
+
+async def journal_facts(kafka: str, topic: str) -> dict[str, int]:
+    """Read the whole journal: events by type, and the message ids with more than one
+    ReplySent (a reply sent twice) or with no SenderScreened (a text lost)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas import codec
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        sent: dict[str, int] = {}
+        texts, screened = set(), set()
+        by_type: dict[str, int] = {}
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    event = codec.decode(record.value)
+                    name = type(event).__name__
+                    by_type[name] = by_type.get(name, 0) + 1
+                    if name == "ReplySent":
+                        sent[event.message_id] = sent.get(event.message_id, 0) + 1
+                    elif name == "TextReceived":
+                        texts.add(event.message_id)
+                    elif name == "SenderScreened":
+                        screened.add(event.message_id)
+    finally:
+        await consumer.stop()
+    return {**by_type, "sent_twice": sum(n > 1 for n in sent.values()),
+            "texts": len(texts), "unscreened": len(texts - screened)}
+
+
 def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
-                 env_extra: dict[str, str] | None = None, baseline: bool = False) -> dict:
-    """Pre-produce the texts, start a worker, time the journal until every decision is in."""
+                 env_extra: dict[str, str] | None = None, baseline: bool = False,
+                 workers: int = 1, live: bool = False) -> dict:
+    """Pre-produce the texts, start a worker, time the journal until every decision is in.
+    ``workers`` > 1, or ``live``: start the workers first, wait until they share the
+    partitions, then produce the texts (no rebalance within the timed run)."""
     enc = encode(texts)
     want = expected(enc.commands, bench.config)
     app_id, names = bench.new_app(label)
-    produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
+    live = live or workers > 1
+    produced = 0.0
+    if not live:
+        produced = asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
     records_before = asyncio.run(records_by_topic(bench.kafka, app_id))
     log(f"{label}: {want['texts']:,} texts ({want['senders']:,} senders, {want['forwarded']:,} "
-        f"forwarded) produced at {produced:,.0f}/s; starting a worker")
-    worker = bench.start_worker(app_id, names, env_extra, baseline=baseline)
+        f"forwarded){'' if live else f' produced at {produced:,.0f}/s'}; starting "
+        f"{workers} worker(s)")
+    started_workers = [bench.start_worker(app_id, names, env_extra, baseline=baseline)
+                       for _ in range(workers)]
+    worker = started_workers[0]
+    if live:
+        shares = wait_until_sharing(started_workers, names["inbound"])
+        log(f"{label}: the workers hold partitions {shares} of sms-received; producing")
     # The web server answers before the consumer is assigned partitions: an empty worker.
-    result = {**want, "produced_per_s": produced, "rss_ready_mib": rss_mib(worker.pid)[0]}
+    result = {**want, "produced_per_s": produced, "rss_ready_mib": rss_mib(worker.pid)[0],
+              "workers": workers}
     spy: list = []
+    pids = [w.pid for w in started_workers]
 
     def started() -> None:
         result["rss_start_mib"] = rss_mib(worker.pid)[0]
-        result["cpu_start"] = (cpu_s(worker.pid), cpu_s(bench.broker.pid))
+        result["actors"] = ray_actor_pids()
+        result["cpu_start"] = (cpu_of(pids), cpu_s(bench.broker.pid), cpu_of(result["actors"]))
         if profile_s:
             spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
 
     async def wait() -> tuple[float, float, int]:
         async with TopicCounter(bench.kafka, names["journal"]) as journal:
+            if live:
+                result["produced_per_s"] = await produce(bench.kafka, names["inbound"],
+                                                         enc.keys, enc.values)
             return await journal.wait(want["events"], 0, quiet_s=20, timeout_s=3600,
                                       on_start=started)
 
     t0, t1, n = asyncio.run(wait())
-    if worker.process.poll() is not None:
-        raise RuntimeError(f"{label}: the worker exited {worker.process.returncode}:\n"
-                           + worker.log_path.read_text()[-3000:])
+    for w in started_workers:
+        if w.process.poll() is not None:
+            raise RuntimeError(f"{label}: a worker exited {w.process.returncode}:\n"
+                               + w.log_path.read_text()[-3000:])
     result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
-    w0, b0 = result["cpu_start"]
+    w0, b0, a0 = result["cpu_start"]
     result["records_per_text"], result["records"] = records_note(
         records_before, asyncio.run(records_by_topic(bench.kafka, app_id)), want["texts"], app_id)
-    result["worker_cpu_ms"] = (cpu_s(worker.pid) - w0) * 1000 / want["texts"]
+    result["worker_cpu_ms"] = (cpu_of(pids) - w0) * 1000 / want["texts"]
     result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
+    result["actor_cpu_ms"] = (cpu_of(result["actors"]) - a0) * 1000 / want["texts"]
     result["journal"] = n
     result["seconds"] = t1 - t0
     result["texts_per_s"] = want["texts"] / (t1 - t0)
+    facts = asyncio.run(journal_facts(bench.kafka, names["journal"]))
+    result["facts"] = facts
     if spy and spy[0] is not None:
         spy[0].wait()
         path = bench.tmp / f"{label}.pyspy"
@@ -584,12 +695,29 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
             result["profile"] = top_of_profile(path)
     if n < want["events"]:
         log(f"{label}: WARNING the journal holds {n:,} events, expected {want['events']:,}")
+    if facts["sent_twice"] or facts["unscreened"] or facts["texts"] != want["texts"]:
+        log(f"{label}: WARNING {facts['sent_twice']} replies sent twice, "
+            f"{facts['unscreened']} texts not screened, {facts['texts']:,} of "
+            f"{want['texts']:,} texts journaled")
     log(f"{label}: {result['texts_per_s']:,.0f} texts/s over {result['seconds']:.1f} s; "
-        f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker "
-        f"{result['worker_cpu_ms']:.2f} ms, broker {result['broker_cpu_ms']:.2f} ms; records "
-        f"written per text {result['records_per_text']:.2f} ({result['records']})")
+        f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker(s) "
+        f"{result['worker_cpu_ms']:.3f} ms, campaign actors {result['actor_cpu_ms']:.3f} ms, "
+        f"broker {result['broker_cpu_ms']:.3f} ms; records written per text "
+        f"{result['records_per_text']:.2f} ({result['records']}); journal {facts}")
     result["worker"] = worker
+    result["all_workers"] = started_workers
     return result
+
+
+def stop_all(result: dict) -> None:
+    for w in result["all_workers"]:
+        w.stop()
+
+
+def journal_note(r: dict) -> str:
+    f = r["facts"]
+    return (f"{f.get('ReplySent', 0):,} sent, {f['sent_twice']} twice, "
+            f"{f['unscreened']} unscreened")
 
 
 def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
@@ -940,7 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
     parser.add_argument("--only", default="raw,pipeline,stage,sends,webhook,latency,audit,growth",
-                        help="comma-separated rows to run")
+                        help="comma-separated rows to run (also: workers2, one worker then "
+                             "two sharing the partitions, CPU per text of each)")
     parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
     parser.add_argument("--replies", type=int,
                         help="row stage: SendReply commands (quick 3k, full 20k)")
@@ -1007,20 +1136,22 @@ def main(argv: list[str] | None = None) -> int:
                 env = dict(kv.split("=", 1) for kv in args.baseline_env)
                 b = run_pipeline(bench, "baseline", texts, env_extra=env,
                                  baseline=bool(args.baseline_root))
-                b["worker"].stop()
+                stop_all(b)
             if "pipeline" in args.only:
                 r = run_pipeline(bench, "pipeline", texts,
                                  profile_s=args.profile_seconds if args.profile else 0)
-                r["worker"].stop()
+                stop_all(r)
                 mix = (f"{r['texts']:,} texts, {r['senders']:,} senders, "
                        f"{r['forwarded'] / r['texts']:.0%} forwarded, {r['approved']:,} replies")
                 rows.append((f"pipeline, flood mix, {args.partitions} partitions, "
                              f"{r['seconds']:.0f} s", f"{r['texts_per_s']:,.0f} texts/s",
                              f"raw aiokafka loop: {raw_rate:,.0f} texts/s" if raw_rate else "",
                              r["texts_per_s"] / raw_rate if raw_rate else None,
-                             f"{mix}; journal {r['journal']:,}/{r['events']:,} events; CPU/text "
-                             f"worker {r['worker_cpu_ms']:.2f} ms, broker {r['broker_cpu_ms']:.2f} ms; "
-                             f"records/text {r['records_per_text']:.2f} ({r['records']})"))
+                             f"{mix}; journal {r['journal']:,}/{r['events']:,} events "
+                             f"({journal_note(r)}); CPU/text worker {r['worker_cpu_ms']:.2f} ms, "
+                             f"campaign actors {r['actor_cpu_ms']:.2f} ms, broker "
+                             f"{r['broker_cpu_ms']:.2f} ms; records/text "
+                             f"{r['records_per_text']:.2f} ({r['records']})"))
                 if args.baseline_env or args.baseline_root:
                     what = " ".join([*([str(args.baseline_root)] if args.baseline_root else []),
                                      *args.baseline_env])
@@ -1028,14 +1159,37 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{b['seconds']:.0f} s", f"{b['texts_per_s']:,.0f} texts/s",
                                  f"this checkout: {r['texts_per_s']:,.0f} texts/s",
                                  b["texts_per_s"] / r["texts_per_s"],
-                                 f"journal {b['journal']:,}/{b['events']:,} events; CPU/text "
-                                 f"worker {b['worker_cpu_ms']:.2f} ms, broker "
+                                 f"journal {b['journal']:,}/{b['events']:,} events "
+                                 f"({journal_note(b)}); CPU/text worker "
+                                 f"{b['worker_cpu_ms']:.2f} ms, campaign actors "
+                                 f"{b['actor_cpu_ms']:.2f} ms, broker "
                                  f"{b['broker_cpu_ms']:.2f} ms; records/text "
                                  f"{b['records_per_text']:.2f} ({b['records']})"))
                 if "profile" in r:
                     notes.append(r["profile"])
             elif raw_rate:
                 rows.append(("raw aiokafka loop", f"{raw_rate:,.0f} texts/s", "", None, ""))
+        if "workers2" in args.only:
+            # One worker, then two with the same app id, each started (and, for two, sharing
+            # the partitions) before the texts are produced: the CPU per text summed over
+            # the workers, beside one worker's in the same run.
+            texts = flood_texts(args.texts, seed=2017)
+            one = run_pipeline(bench, "one-worker", texts, live=True)
+            stop_all(one)
+            two = run_pipeline(bench, "two-workers", texts, workers=2)
+            stop_all(two)
+            for label, g in (("1 worker", one), ("2 workers", two)):
+                rows.append((f"pipeline live, {label}, {g['seconds']:.0f} s",
+                             f"{g['texts_per_s']:,.0f} texts/s",
+                             "" if g is one else
+                             f"CPU/text vs 1 worker: {two['worker_cpu_ms']:.3f} / "
+                             f"{one['worker_cpu_ms']:.3f} ms",
+                             None if g is one else two["worker_cpu_ms"] / one["worker_cpu_ms"],
+                             f"journal {g['journal']:,}/{g['events']:,} events "
+                             f"({journal_note(g)}); CPU/text worker(s) "
+                             f"{g['worker_cpu_ms']:.3f} ms, campaign actors "
+                             f"{g['actor_cpu_ms']:.3f} ms, broker {g['broker_cpu_ms']:.3f} ms; "
+                             f"records/text {g['records_per_text']:.2f}"))
         if "stage" in args.only:
             runs = [("stage", False)] + ([("stage-baseline", True)] if bench.baseline_root
                                          else [])
