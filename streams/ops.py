@@ -121,6 +121,24 @@ def login_page(message: str = "") -> str:
     return asset("login.html").decode().replace("{message}", message)
 
 
+def lag_family(lags: dict[str, int]) -> GaugeMetricFamily:
+    lag = GaugeMetricFamily("antirelou_consumer_lag", "Records waiting in this worker's "
+                            "partitions, per stage", labels=["stage"])
+    for stage, n in sorted(lags.items()):
+        lag.add_metric([stage], n)
+    return lag
+
+
+class LagCollector:
+    """A worker that does not follow the journal (--no-dashboard): its consumer lag only."""
+
+    def __init__(self, lag: Callable[[], dict[str, int]]) -> None:
+        self.lag = lag
+
+    def collect(self):
+        yield lag_family(self.lag())
+
+
 class ProjectionCollector:
     """The projection as Prometheus metric families, computed at scrape time."""
 
@@ -181,10 +199,7 @@ class ProjectionCollector:
             queue.add_metric([cid], len(fig.state.queue))
             surge.add_metric([cid], 1 if fig.state.surge.active else 0)
             version.add_metric([cid], fig.state.policy.version)
-        lag = GaugeMetricFamily("antirelou_consumer_lag", "Records waiting in this worker's "
-                                "partitions, per stage", labels=["stage"])
-        for stage, n in sorted(self.lag().items()):
-            lag.add_metric([stage], n)
+        lag = lag_family(self.lag())
         events = CounterMetricFamily("antirelou_journal_events", "Journal events read by "
                                      "this worker's projection")
         events.add_metric([], p.events)
@@ -193,29 +208,69 @@ class ProjectionCollector:
 
 
 def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev: bool,
-                 clock: Callable[[], float] = time.time) -> Projection:
-    """Add the dashboard, /metrics, the admin guard and the minute summary to ``app``."""
+                 clock: Callable[[], float] = time.time, follow_journal: bool = True
+                 ) -> Projection:
+    """Add the dashboard, /metrics, the admin guard and the minute summary to ``app``.
+
+    ``follow_journal`` False (``worker --no-dashboard``): no journal follower, so no
+    dashboard and no minute summary; /metrics holds this worker's consumer lag only. Each
+    follower reads the whole journal (about a tenth of a worker's CPU in a flood, measured
+    2026-12-02): in a deployment of several workers, one follows and the others need not."""
     from streams.app import topic_names
 
     names = topic_names(settings.app_id)
     projection = Projection(settings.campaigns)
     guard = Guard(admin_token, insecure_dev)
     app.web.web_app.middlewares.append(guard.middleware())
+    lags: dict[str, int] = {}
+    app.antirelou_projection = projection  # for tests and the CLI banner
     registry = CollectorRegistry()
+    if not follow_journal:
+        registry.register(LagCollector(lambda: lags))
+        _register_lag(app, names, lags)
+        _register_no_dashboard(app, registry)
+        return projection
     to_verdict = Histogram("antirelou_webhook_to_verdict_seconds",
                            "From the webhook's record to the screening verdict in the journal",
                            ["campaign"], buckets=TEXT_BUCKETS, registry=registry)
     to_sent = Histogram("antirelou_webhook_to_reply_sent_seconds",
                         "From the webhook's record to the ReplySent in the journal",
                         ["campaign"], buckets=TEXT_BUCKETS, registry=registry)
-    lags: dict[str, int] = {}
     registry.register(ProjectionCollector(projection, clock, lambda: lags))
     ready = asyncio.Event()
-    app.antirelou_projection = projection  # for tests and the CLI banner
     _register_follower(app, settings.kafka, names, projection, ready,
                        {"verdict": to_verdict, "sent": to_sent}, lags, clock)
     _register_pages(app, guard, registry, projection, ready, lags, clock)
     return projection
+
+
+NO_DASHBOARD = ("this worker was started with --no-dashboard: it does not follow the "
+                "journal; ask a worker that does")
+
+
+def _register_no_dashboard(app: Any, registry: CollectorRegistry) -> None:
+    """/metrics with the consumer lag only; the dashboard's pages say where it is not."""
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return web.Response(body=generate_latest(registry),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    for path in ("/dashboard", "/dashboard/data", "/dashboard/dashboard.js"):
+        @app.page(path)
+        class NoDashboard(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(orjson.dumps({"error": "no_dashboard",
+                                                "message": NO_DASHBOARD}),
+                                  content_type="application/json", status=404)
+
+
+def _register_lag(app: Any, names: dict[str, str], lags: dict[str, int]) -> None:
+    @app.timer(interval=5.0)
+    async def measure_lag() -> None:
+        lags.clear()
+        lags.update(consumer_lag(app, names))
 
 
 def _register_follower(app: Any, kafka: str, names: dict[str, str], projection: Projection,
@@ -235,10 +290,7 @@ def _register_follower(app: Any, kafka: str, names: dict[str, str], projection: 
                             type(exc).__name__, exc)
                 await asyncio.sleep(2)
 
-    @app.timer(interval=5.0)
-    async def measure_lag() -> None:
-        lags.clear()
-        lags.update(consumer_lag(app, names))
+    _register_lag(app, names, lags)
 
     last_summary = {"minute": int(clock() // 60)}
 

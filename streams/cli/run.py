@@ -153,6 +153,12 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
                    default=float_env("ANTIRELOU_TICK_INTERVAL_S", "5"),
                    help="seconds between clock ticks to the campaigns, which release and "
                         "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
+    p.add_argument("--no-dashboard", action="store_true",
+                   default=env("ANTIRELOU_NO_DASHBOARD") == "1",
+                   help="do not follow the journal: no /dashboard, and /metrics holds only "
+                        "this worker's own consumer lag; in a deployment of several workers "
+                        "one of them serves the dashboard and the deployment's figures "
+                        "[ANTIRELOU_NO_DASHBOARD=1]")
     p.add_argument("--screen-batch", type=int,
                    default=int_env("ANTIRELOU_SCREEN_BATCH", "200"),
                    help="texts screened per batch (one journal write each; 1: one by "
@@ -410,7 +416,8 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
     app = create_app(settings, shards, gateway)
     persist_topology(app, broker, kafka)  # a broker killed now loses none of it
     admin_token = env("ANTIRELOU_ADMIN_TOKEN")
-    register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev)
+    register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev,
+                 follow_journal=not getattr(args, "no_dashboard", False))
     _announce_campaigns(args, d, shards)
     _announce_access(args, d, gateway, admin_token)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)

@@ -189,7 +189,9 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
     first = start_worker(tmp_path / "a", kafka, ray_address, env)
     second = None
     try:
-        second = start_worker(tmp_path / "b", kafka, ray_address, env, app_id=first.app_id)
+        # The second follows no journal (the deployment's figures are the first's).
+        second = start_worker(tmp_path / "b", kafka, ray_address,
+                              {**env, "ANTIRELOU_NO_DASHBOARD": "1"}, app_id=first.app_id)
         # One consumer group: the inbound partitions are split between the two workers.
         inbound = f"{first.app_id}.sms-received"
         restarted_to_share = False
@@ -205,6 +207,11 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             broker.restart()
             shared = wait_until_sharing([first, second], inbound, timeout=90)
         assert len(set(shared)) == 2, shared
+        no_view = second.admin_get("/dashboard/data")
+        assert no_view.status_code == 404 and no_view.json()["error"] == "no_dashboard"
+        its_metrics = second.admin_get("/metrics").text
+        assert "antirelou_consumer_lag" in its_metrics and "antirelou_texts" not in its_metrics
+        assert first.admin_get("/dashboard/data").status_code == 200
         surge_off(first)
         both_up = time.time()
         time.sleep(4 * TICK_S)  # a few ticks of the leader timer while both run
