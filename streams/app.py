@@ -44,15 +44,18 @@ from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
+from streams.stages.ingest import Ingest
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
-from streams.stages.views import register_views
+from streams.stages.views import ingest_for, register_views
 from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier
 
+ROLES = ("all", "web")  # Settings.role
+
 __all__ = [
-    "ACK_TIMEOUT_S", "STATUS_PATH", "WEBHOOK_PATH", "Deciders", "Settings",
+    "ACK_TIMEOUT_S", "ROLES", "STATUS_PATH", "WEBHOOK_PATH", "Deciders", "Settings",
     "TextPartitionedTable", "create_app", "topic_names",
 ]
 
@@ -136,22 +139,32 @@ class TextPartitionedTable(faust.Table):
 
 def create_app(
     settings: Settings,
-    deciders: Deciders,
-    gateway: SmsGateway,
+    deciders: Deciders | None,
+    gateway: SmsGateway | None,
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
+    """The app of ``settings.role``: "all", every stage and the web views; "web", the
+    webhooks and /health only (``deciders`` and ``gateway`` unused, may be None)."""
+    if settings.role not in ROLES:
+        raise ValueError(f"unknown role {settings.role!r}: one of {', '.join(ROLES)}")
     _check_signing(settings)
     names = topic_names(settings.app_id)
     app = _new_app(settings)
+    web_only = settings.role == "web"
     rt = Runtime(
-        app=app, settings=settings, deciders=deciders, gateway=gateway, clock=clock,
-        names=names, topics=_topics(app, names, settings.partitions),
-        tables=_tables(app, settings.partitions), privacy=Privacy(settings.secret),
+        app=app, settings=settings, deciders=deciders, gateway=gateway,  # type: ignore[arg-type]
+        clock=clock, names=names, topics=_topics(app, names, settings.partitions),
+        tables=Tables(None, None, None) if web_only else _tables(app, settings.partitions),
+        privacy=Privacy(settings.secret),
         verifier=SignatureVerifier(settings.signing_key) if settings.signing_key else None,
         campaigns={c.id: c for c in settings.campaigns},
         live_policies={c.id: initial_policy(c) for c in settings.campaigns},
         breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
     )
+    ingest = ingest_for(rt)
+    if web_only:
+        _web_only(rt, ingest)
+        return app
     # The stages, in the order of the data flow.
     register_control(rt)  # follow_policies first: screening waits for the live policies
     register_order_guards(rt)
@@ -160,11 +173,25 @@ def create_app(
     register_send(rt)
     register_watchdog(rt)
     register_broker_recovery(rt)  # under `up`: what its broker lost when it died
-    register_views(rt)
+    register_views(rt, ingest)
     if settings.bird_channels:
-        register_bird(rt)
+        register_bird(rt, ingest)
     bound_http_connections(app, settings.http_idle_timeout_s)
     return app
+
+
+def _web_only(rt: Runtime, ingest: Ingest) -> None:
+    """The webhooks of a web-only process. Faust's producer-only mode starts the web server
+    and the producer, not the consumer: the process never joins the app's consumer group,
+    so it takes no partition of any stage topic (nor the leader's, which runs the timers)
+    from the full workers, and holds no table. No agent, timer or task is registered: the
+    webhooks read nothing the stages write (no live policy, no table), so nothing needs
+    following. Under `up` there is no web-only process (its broker's recovery is a stage)."""
+    rt.app.producer_only = True
+    register_views(rt, ingest)
+    if rt.settings.bird_channels:
+        register_bird(rt, ingest)
+    bound_http_connections(rt.app, rt.settings.http_idle_timeout_s)
 
 
 def _check_signing(settings: Settings) -> None:

@@ -207,6 +207,14 @@ class ProjectionCollector:
                     balance, reserve, allowance, queue, surge, version, lag, events)
 
 
+def register_guard(app: Any, admin_token: str | None, insecure_dev: bool) -> Guard:
+    """The admin guard alone (a web-only process, ``--role web``: no dashboard, no
+    /metrics, no journal follower; Faust's own pages and /health's details still guarded)."""
+    guard = Guard(admin_token, insecure_dev)
+    app.web.web_app.middlewares.append(guard.middleware())
+    return guard
+
+
 def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev: bool,
                  clock: Callable[[], float] = time.time, follow_journal: bool = True
                  ) -> Projection:
@@ -220,8 +228,7 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
 
     names = topic_names(settings.app_id)
     projection = Projection(settings.campaigns)
-    guard = Guard(admin_token, insecure_dev)
-    app.web.web_app.middlewares.append(guard.middleware())
+    guard = register_guard(app, admin_token, insecure_dev)
     lags: dict[str, int] = {}
     app.antirelou_projection = projection  # for tests and the CLI banner
     registry = CollectorRegistry()

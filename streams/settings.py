@@ -87,4 +87,8 @@ class Settings:
     # `up`'s broker supervisor (infra/supervisor.py): () -> BrokerStatus; None for a worker
     # on a broker it does not run. While it is down the webhooks answer 503 at once.
     broker_status: Callable[[], Any] | None = None
+    # "all": the webhooks and every stage (the default); "web": the webhooks and /health
+    # only (``antirelou worker --role web``): no consumer, so no partitions of any stage
+    # topic, no Ray; the full workers screen what it stores (streams.app, create_app).
+    role: str = "all"
     extra: dict[str, Any] = field(default_factory=dict)

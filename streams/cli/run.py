@@ -55,6 +55,12 @@ def add_up_parsers(sub: Any) -> None:
         _add_cluster_options(p)
         _add_web_options(p)
         _add_worker_options(p)
+        if name == "worker":
+            p.add_argument("--role", choices=("all", "web"),
+                           default=env("ANTIRELOU_ROLE", "all"),
+                           help="all: the webhooks and every stage; web: the webhooks and "
+                           "/health only (no Ray, no stage partitions), beside full workers "
+                           "that screen what it stores [ANTIRELOU_ROLE]")
 
 
 def add_fake_parser(sub: Any) -> None:
@@ -262,6 +268,8 @@ def supervised_broker(state_dir: Path, port: int):
 
 def serve(args: argparse.Namespace, embedded: bool) -> int:
     """``up`` (``embedded``: starts the broker unless --kafka) and ``worker``."""
+    if getattr(args, "role", "all") == "web":
+        return serve_web(args)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust  # noqa: F401  (imported before Ray, as `up` always did)
     import ray
@@ -300,6 +308,57 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
 
         exit_now(code)
     return code
+
+
+def serve_web(args: argparse.Namespace) -> int:
+    """``worker --role web``: the webhooks and /health, on the deployment's broker and
+    topics, with its secret (checked against the journal's key), no Ray and no stage: a
+    front that scales apart from the workers that screen, decide and send."""
+    import faust
+
+    from infra.broker import wait_for_kafka
+    from infra.kafka_compat import install_fetch_floor
+    from infra.supervisor import bound_shutdown
+    from streams.app import create_app
+    from streams.ops import register_guard
+
+    install_fetch_floor()
+    deployment = _read_deployment(args)
+    if deployment is None:
+        return 2
+    if args.kafka is None:
+        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    wait_for_kafka(args.kafka)
+    _, replication = _create_topics(args, args.kafka)
+    if not _key_matches(args, args.kafka, deployment.secret):
+        return 2
+    settings = _settings(args, deployment, args.kafka, replication, None)
+    settings.role = "web"
+    app = create_app(settings, None, None)
+    admin_token = env("ANTIRELOU_ADMIN_TOKEN")
+    register_guard(app, admin_token, args.insecure_dev)
+    web = f"http://{args.web_host}:{args.web_port}"
+    from streams.app import WEBHOOK_PATH
+
+    print(f"antirelou: web-only process (--role web): webhook at {web}{WEBHOOK_PATH}; no "
+          "stage runs here: texts are screened, decided and sent by the full workers of "
+          f"app {args.app_id}", flush=True)
+    if deployment.providers.uses_bird:
+        from streams.bird_webhook import BIRD_WEBHOOK_PATH
+
+        print(f"antirelou: Bird webhook at {web}{BIRD_WEBHOOK_PATH}", flush=True)
+    if deployment.signing_key is None and deployment.providers.uses_messagebird:
+        print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
+              flush=True)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    bound_shutdown(worker, STOP_GRACE_S, cleanup=lambda: None)
+    freeze_what_was_loaded()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 def _read_deployment(args: argparse.Namespace) -> Deployment | None:

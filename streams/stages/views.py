@@ -1,7 +1,8 @@
 """The web views: MessageBird's inbound-text webhook (a text becomes a ScreenText on
 sms-received, acked before the 200), its delivery-report webhook (journaled; a price settles
-the reply's cost), ``/health`` and ``/campaigns``. Parsing and signatures: ``streams.webhook``,
-``streams.reports``."""
+the reply's cost), ``/health`` and ``/campaigns`` (a web-only process, ``--role web``: its
+own ``/health``, no ``/campaigns``). What they store goes through ``stages.ingest``.
+Parsing and signatures: ``streams.webhook``, ``streams.reports``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
 from streams.reports import parse_delivery_report
 from streams.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
+from streams.stages.ingest import Ingest
 from streams.stages.runtime import Runtime
 from streams.webhook import (
     MAX_BODY_BYTES,
@@ -70,14 +72,32 @@ def signed_url(public_url: str | None, request: Request) -> str:
         raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
 
 
-def register_views(rt: Runtime) -> None:
-    register_inbound_webhook(rt)
-    register_delivery_reports(rt)
-    register_status_views(rt)
+def register_views(rt: Runtime, ingest: Ingest) -> None:
+    register_inbound_webhook(rt, ingest)
+    register_delivery_reports(rt, ingest)
+    register_status_views(rt, ingest)
 
 
-def register_inbound_webhook(rt: Runtime) -> None:
+def ingest_for(rt: Runtime) -> Ingest:
+    """The webhooks' writer (streams/stages/ingest.py) on the app's producer, stopped with
+    the app."""
+
+    async def one_record(topic: str, key: bytes, value: bytes) -> Any:
+        (future,) = await rt.send_records(topic, [(key, value)])
+        return future
+
+    ingest = Ingest(rt.kafka_producer, one_record)
+
+    @rt.app.on_before_shutdown.connect
+    async def on_shutdown_stop_ingest(app: Any, **kwargs: Any) -> None:
+        await ingest.close()
+
+    return ingest
+
+
+def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
     settings, verifier, privacy = rt.settings, rt.verifier, rt.privacy
+    journal, inbound = rt.names["journal"], rt.names["inbound"]
     by_number = {c.number: c for c in settings.campaigns}
     number_facts = NumberFacts()
 
@@ -113,9 +133,8 @@ def register_inbound_webhook(rt: Runtime) -> None:
                         reason="unknown_recipient", occurred_at=occurred_at,
                     )
                     async with asyncio.timeout(settings.ack_timeout_s):
-                        await rt.acknowledged(rt.produce(
-                            rt.topics.journal, rejected.recipient.encode(),
-                            codec.encode(rejected)))
+                        await ingest.store(journal, rejected.recipient.encode(),
+                                           codec.encode(rejected))
                     err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
@@ -124,8 +143,7 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
                                               sms.created_at_ms, received_at, occurred_at)
                     async with asyncio.timeout(settings.ack_timeout_s):
-                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
-                                                         codec.encode(clamped)))
+                        await ingest.store(journal, sender.encode(), codec.encode(clamped))
                 # Here, while the number is in clear (cached by pseudonym, not by number).
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(
@@ -139,9 +157,10 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     # In the order of the log (the producer's), not of the acks: written
                     # again, a sender's texts come in the order they were screened.
                     rt.ack_window.remember(sender.encode(), value)
-                # asyncio.timeout, not wait_for: no extra task per request.
+                # asyncio.timeout, not wait_for: no extra task per request. Stored with the
+                # texts of the same turn, one record batch per partition (stages.ingest).
                 async with asyncio.timeout(settings.ack_timeout_s):
-                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
+                    await ingest.store(inbound, sender.encode(), value)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
@@ -156,7 +175,7 @@ def register_inbound_webhook(rt: Runtime) -> None:
                               "campaign": campaign.id})
 
 
-def register_delivery_reports(rt: Runtime) -> None:
+def register_delivery_reports(rt: Runtime, ingest: Ingest) -> None:
     settings, verifier = rt.settings, rt.verifier
 
     @rt.app.page(STATUS_PATH)
@@ -189,12 +208,15 @@ def register_delivery_reports(rt: Runtime) -> None:
                 price_micros=report.price_micros, currency=report.currency, occurred_at=at,
             )
             try:
-                await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
-                    key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
+                async with asyncio.timeout(settings.ack_timeout_s):
+                    await ingest.store(rt.names["journal"], sender.encode(), codec.encode(fact))
                 if price_settles(report.price_micros, report.currency):
-                    await asyncio.wait_for(rt.settle(SettleReply(
-                        report.reference, report.campaign_id, sender, "priced",
-                        report.price_micros, at)), settings.ack_timeout_s)
+                    # To the campaign through reply-requests, in order with its requests.
+                    settle = SettleReply(report.reference, report.campaign_id, sender,
+                                         "priced", report.price_micros, at)
+                    async with asyncio.timeout(settings.ack_timeout_s):
+                        await ingest.store(rt.names["requests"], report.campaign_id.encode(),
+                                           codec.encode(settle))
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)
@@ -204,7 +226,11 @@ def register_delivery_reports(rt: Runtime) -> None:
             return self.json({"status": "accepted", "reference": report.reference})
 
 
-def register_status_views(rt: Runtime) -> None:
+def register_status_views(rt: Runtime, ingest: Ingest) -> None:
+    if rt.settings.role == "web":
+        register_web_health(rt, ingest)
+        return
+
     @rt.app.page("/health")
     class Health(View):
         async def get(self, request: Request) -> Response:
@@ -233,9 +259,25 @@ def register_status_views(rt: Runtime) -> None:
                 # Table recovery found waiting for good, and what was done (recovery_guard).
                 "table_recovery": (rt.recovery_guard.health()
                                    if rt.recovery_guard is not None else None),
+                # What the webhooks wrote: records, record batches, failed (stages.ingest).
+                "ingest": ingest.stats(),
             }, status=200 if up else 503)
 
     @rt.app.page("/campaigns")
     class CampaignStatus(View):
         async def get(self, request: Request) -> Response:
             return self.json(await rt.deciders.status())
+
+
+def register_web_health(rt: Runtime, ingest: Ingest) -> None:
+    """/health of a web-only process (``antirelou worker --role web``): no stage runs here,
+    so only what its webhooks depend on (the broker, the campaigns, the signing) and what
+    they wrote (``ingest``: records, record batches, failures)."""
+
+    @rt.app.page("/health")
+    class WebHealth(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({
+                "status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
+                "signed_webhooks": rt.verifier is not None, "ingest": ingest.stats(),
+            })

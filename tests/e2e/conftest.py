@@ -199,9 +199,10 @@ def messagebird():
 
 def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
                  app_id: str | None = None, config_text: str = CONFIG,
-                 probe: bool = True) -> Worker:
+                 probe: bool = True, args: tuple[str, ...] = ()) -> Worker:
     """``env_extra`` values of None remove the variable; ``probe=False`` skips the classic
-    webhook probe (the caller waits for its own first text)."""
+    webhook probe (the caller waits for its own first text); ``args`` are added to the
+    worker's command line (e.g. ``("--role", "web")``)."""
     config = tmp / "campaigns.toml"
     config.write_text(config_text)
     port = free_port()
@@ -216,7 +217,7 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
         [sys.executable, "-m", "streams.cli", "worker", "--kafka", kafka,
          "--ray-address", ray_address, "--config", str(config), "--app-id", app_id,
          "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2",
-         "--snapshot-interval", "1"],
+         "--snapshot-interval", "1", *args],
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True,
     )
