@@ -39,6 +39,11 @@ def by_kind(kind: str) -> list[dict]:
     return [d for d in manifests() if d["kind"] == kind]
 
 
+def named(kind: str, name: str) -> dict:
+    (doc,) = [d for d in by_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
 def compose(name: str) -> dict:
     return yaml.safe_load((DEPLOY / name).read_text())
 
@@ -90,7 +95,7 @@ def test_core_kinds_validate_against_the_kubernetes_schema(doc):
 
 def test_a_broken_manifest_is_caught_by_the_validator():
     # The check above can fail: a Deployment with a typo in a field is refused.
-    (deployment,) = by_kind("Deployment")
+    deployment = named("Deployment", "antirelou-worker")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -109,7 +114,7 @@ def test_strimzi_kafka_is_kraft_with_three_dual_role_nodes_and_replication_3():
 
 
 def test_the_ray_cluster_runs_our_image_and_our_ray_version_and_offers_the_shard_resource():
-    (cluster,), (deployment,) = by_kind("RayCluster"), by_kind("Deployment")
+    (cluster,), deployment = by_kind("RayCluster"), named("Deployment", "antirelou-worker")
     assert cluster["apiVersion"] == "ray.io/v1"
     assert cluster["spec"]["rayVersion"] == ray_pin() == ray.__version__
     worker_image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -134,7 +139,10 @@ def container_env(deployment: dict) -> dict[str, str]:
 
 
 def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
-    (deployment,), (service,), (secret,) = by_kind("Deployment"), by_kind("Service"), by_kind("Secret")
+    deployment, (secret,) = named("Deployment", "antirelou-worker"), by_kind("Secret")
+    service = named("Service", "antirelou-admin")  # the admin pages are the workers'
+    assert {d["metadata"]["name"] for d in by_kind("Deployment")} == {
+        "antirelou-worker", "antirelou-webhook"}
     (kafka,), (cluster,) = by_kind("Kafka"), by_kind("RayCluster")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = container_env(deployment)
@@ -162,6 +170,40 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
     # The campaign file lands where the image looks for it.
     mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["campaigns"]
     assert f"{mount}/campaigns.toml" == dockerfile_env()["ANTIRELOU_CONFIG"]
+    assert args.role == "all"
+
+
+def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
+    web, workers = named("Deployment", "antirelou-webhook"), named("Deployment", "antirelou-worker")
+    service, (secret,) = named("Service", "antirelou-webhook"), by_kind("Secret")
+    (container,) = web["spec"]["template"]["spec"]["containers"]
+    env, worker_env = container_env(web), container_env(workers)
+    # The image's own entry point (antirelou), no Ray: `antirelou worker --role web`.
+    assert "command" not in container and container["args"] == ["worker", "--role", "web"]
+    assert not any(k.startswith("RAY_") for k in env)
+    assert set(env) <= env_names_read_by_the_code(), set(env) - env_names_read_by_the_code()
+    for name in ("ANTIRELOU_SECRET", "MESSAGEBIRD_SIGNING_KEY"):
+        ref = env[name]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    # One deployment: the same broker, app id, secret, public URL and topic layout.
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "ANTIRELOU_APP_ID", "ANTIRELOU_SECRET",
+                 "ANTIRELOU_PUBLIC_URL", "ANTIRELOU_PARTITIONS", "ANTIRELOU_REPLICATION_FACTOR",
+                 "ANTIRELOU_MIN_INSYNC_REPLICAS", "MESSAGEBIRD_SIGNING_KEY"):
+        assert env[name] == worker_env[name], name
+    for name, value in env.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(container["args"])
+    assert args.role == "web" and args.partitions == 12
+    # MessageBird's calls reach the web-only pods, through their probed port.
+    (port,) = container["ports"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    assert service["spec"]["selector"] == web["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert port["containerPort"] == args.web_port == 6066
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "campaigns"]
+    assert f"{mount['mountPath']}/campaigns.toml" == dockerfile_env()["ANTIRELOU_CONFIG"]
 
 
 def test_the_example_campaign_file_in_the_configmap_loads(tmp_path):
@@ -286,3 +328,23 @@ def test_compose_has_kraft_kafka_ray_and_workers_wired_together(name, brokers, m
     default = re.fullmatch(r"\$\{ANTIRELOU_CAMPAIGNS:-(.+)\}", source).group(1)
     assert (DEPLOY / default).is_file()
     assert target == dockerfile_env()["ANTIRELOU_CONFIG"]
+
+    # The webhook front: `antirelou worker --role web` of the same deployment, no Ray.
+    web = services["webhook"]
+    assert web["image"] == image and "entrypoint" not in web
+    assert web["command"] == ["worker", "--role", "web"]
+    web_env = {k: str(v) for k, v in web["environment"].items()}
+    assert set(web_env) <= env_names_read_by_the_code()
+    assert not any(k.startswith("RAY_") for k in web_env)
+    for name, value in web_env.items():
+        assert value == env[name], name
+    assert {k: web["depends_on"][k]["condition"] for k in kafkas} == {
+        k: "service_healthy" for k in kafkas}
+    assert "/health" in " ".join(web["healthcheck"]["test"])
+    assert web["volumes"] == worker["volumes"]
+    for name in web_env:
+        monkeypatch.setenv(name, web_env[name])
+    assert build_parser().parse_args(web["command"]).role == "web"
+    host_ports = [p.split(":")[0] for svc in (web, worker) for p in svc["ports"]]
+    ranges = [tuple(map(int, r.split("-"))) for r in host_ports]
+    assert ranges[0][1] < ranges[1][0]  # webhooks and workers on host ports of their own
