@@ -949,16 +949,21 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def webhook_load(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,
-                 label: str) -> dict:
+                 label: str, beside: Worker | None = None) -> dict:
     """Signed webhooks posted at ``worker`` for ``--webhook-seconds``; its CPU per accepted
-    webhook (the stages screening them run in the same process); with ``--profile``, a
-    py-spy of the worker meanwhile."""
+    webhook (a full worker: the stages screening them run in the same process; a web-only
+    one: the webhooks alone), and that of ``beside`` (the full worker of a web-only one's
+    deployment) if any; with ``--profile``, a py-spy of ``worker`` meanwhile."""
     path = bench.tmp / f"{label}.pyspy"
     spy = profile_worker(worker.pid, args.webhook_seconds, path) if args.profile else None
     c0 = cpu_s(worker.pid)
+    b0 = cpu_s(beside.pid) if beside is not None else 0.0
     got = asyncio.run(post_load(worker.url, texts, seconds=args.webhook_seconds,
                                 concurrency=args.clients, sign=True))
-    got["cpu_ms"] = (cpu_s(worker.pid) - c0) * 1000 / max(1, got["counts"].get("200", 0))
+    accepted = max(1, got["counts"].get("200", 0))
+    got["cpu_ms"] = (cpu_s(worker.pid) - c0) * 1000 / accepted
+    if beside is not None:
+        got["beside_cpu_ms"] = (cpu_s(beside.pid) - b0) * 1000 / accepted
     if spy is not None:
         spy.wait()
         if path.exists():
@@ -982,11 +987,53 @@ def warm_worker(bench: Bench, label: str, texts: list, baseline: bool = False) -
     return worker
 
 
+def start_web_only(bench: Bench, app_id: str, names: dict, tag: str) -> Worker:
+    """``antirelou worker --role web`` of this checkout for ``app_id`` (a deployment with
+    or without full workers), warmed up; its own log and state folder (``tag``)."""
+    import requests
+
+    port = free_port()
+    log_path = bench.tmp / f"{app_id}-{tag}.log"
+    env = {**code_env(ROOT), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--role", "web", "--kafka",
+         bench.kafka, "--config", str(bench.config), "--app-id", app_id, "--web-port",
+         str(port), "--state-dir", str(bench.tmp / f"{app_id}-{tag}"), "--partitions",
+         str(bench.partitions)],
+        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
+        start_new_session=True)
+    worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
+    bench.workers.append(worker)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"web-only process exited {process.returncode}:\n"
+                               f"{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(worker.url + "/health", timeout=2).status_code == 200:
+                return worker
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"web-only process did not come up:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,
                 rows: list, notes: list) -> list:
-    """The webhook row (and, with ``--baseline-root``, that checkout's beside it, twice each,
-    each load after a bare-server run of its own: the machine's load drifts); returns the
-    texts not posted."""
+    """The webhook rows, each load right after a bare-server run of its own (the machine's
+    load drifts), in the order a, b, ..., ..., b, a (a drift favours none):
+
+    - web-only: ``worker --role web`` of a deployment with no full worker: nothing screens
+      what it stores meanwhile, as nothing consumes the bare server's topic (like for like);
+    - full worker: the webhooks and every stage in one process (the default role), which
+      screens, decides and sends what it accepts meanwhile;
+    - with ``--webhook-beside``: a web-only process beside the full worker of its own
+      deployment, which screens, decides and sends meanwhile on the same machine;
+    - with ``--baseline-root``: that checkout's full worker.
+
+    Returns the texts not posted."""
     port = free_port()
     raw_topic = f"raw-web-{uuid.uuid4().hex[:6]}"
     from infra.broker import ensure_topics
@@ -996,40 +1043,58 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
                             raw_topic], cwd=ROOT, start_new_session=True)
     bench.children.append(raw)
     time.sleep(2)
-    runs = [("webhook", worker)]
-    if bench.baseline_root:
-        runs.append(("webhook-baseline", warm_worker(bench, "web-base", texts[:50], True)))
+    web_app, web_names = bench.new_app("web-only")
+    web = start_web_only(bench, web_app, web_names, "web")
+    asyncio.run(post_load(web.url, texts[:50], seconds=30, concurrency=4, sign=True))
+    texts = texts[50:]
+    # (label, process posted to, the full worker beside it, its journal's names, what)
+    runs: list[tuple[str, Worker, Worker | None, dict, str]] = [
+        ("web-only", web, None, web_names, "web-only process (--role web), no stage beside it"),
+        ("full", worker, None, worker.names, "full worker (webhooks + every stage, one process)"),
+    ]
+    if args.webhook_beside:
+        front = start_web_only(bench, worker.app_id, worker.names, "front")
+        asyncio.run(post_load(front.url, texts[:50], seconds=30, concurrency=4, sign=True))
         texts = texts[50:]
-    # With a baseline: this, baseline, baseline, this (a drift of the machine's load
-    # favours neither).
-    order = runs + runs[::-1] if len(runs) > 1 else runs
-    for i, (label, w) in enumerate(order):
-        for _, other in runs:  # the other worker's backlog screened first: CPU to this one
-            asyncio.run(journal_quiet(bench, other.names))
+        runs.append(("web-beside", front, worker, worker.names,
+                     "web-only process beside a full worker screening it, same machine"))
+    if bench.baseline_root:
+        base = warm_worker(bench, "web-base", texts[:50], True)
+        texts = texts[50:]
+        runs.append(("baseline", base, None, base.names,
+                     f"full worker of {bench.baseline_root}"))
+    order = runs + runs[::-1]
+    for i, (label, w, beside, _, what) in enumerate(order):
+        for *_, names, _ in runs:  # every backlog screened first: CPU to this one
+            asyncio.run(journal_quiet(bench, names))
         ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts,
                                     seconds=args.webhook_seconds, concurrency=args.clients,
                                     sign=True))
-        got = webhook_load(bench, args, w, texts, f"{label}-{i + 1}" if len(order) > 2 else label)
+        got = webhook_load(bench, args, w, texts, f"{label}-{i + 1}", beside)
         texts = texts[sum(got["counts"].values()):]
-        log(f"{label}: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server just before "
-            f"{ref['ok_per_s']:,.0f}/s {ref['counts']}")
-        what = f" of {bench.baseline_root}" if w is not worker else ""
-        rows.append((f"webhook ingest{what}, {args.clients} clients, {args.webhook_seconds:.0f} s",
+        log(f"webhook {label}: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server just "
+            f"before {ref['ok_per_s']:,.0f}/s {ref['counts']}")
+        cpu = f"CPU per accepted webhook: this process {got['cpu_ms']:.2f} ms"
+        if beside is not None:
+            cpu += f", the full worker beside it {got['beside_cpu_ms']:.2f} ms"
+        rows.append((f"webhook ingest, {what}, {args.clients} clients, "
+                     f"{args.webhook_seconds:.0f} s",
                      f"{got['ok_per_s']:,.0f} webhooks/s",
                      f"bare aiohttp+aiokafka (acks=all): {ref['ok_per_s']:,.0f}/s",
-                     got["ok_per_s"] / ref["ok_per_s"],
-                     f"worker CPU {got['cpu_ms']:.2f} ms per accepted webhook (its stages too)"))
+                     got["ok_per_s"] / ref["ok_per_s"], cpu))
         if "profile" in got:
             notes.append(got["profile"])
-    for _, w in runs[1:]:
-        w.stop()
+    for _, w, *_ in runs:
+        if w is not worker:
+            w.stop()
     os.killpg(raw.pid, signal.SIGTERM)
     return texts
 
 
 def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
                             notes: list) -> None:
-    texts = flood_texts(int(args.webhook_seconds * 3000 * (5 if bench.baseline_root else 2))
+    texts = flood_texts(int(args.webhook_seconds * 3000 * (2 + 2 * (1 + args.webhook_beside
+                                                                   + bool(bench.baseline_root))))
                         + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
     worker = warm_worker(bench, "web", texts[:50])
     names = worker.names
@@ -1098,6 +1163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--clients", type=int, default=32, help="webhook clients")
     parser.add_argument("--webhook-seconds", type=float, help="quick 5, full 30")
+    parser.add_argument("--webhook-beside", action="store_true",
+                        help="webhook row: also a web-only process beside a full worker of its "
+                             "deployment (both on this machine)")
     parser.add_argument("--rate", default="1000,100",
                         help="latency: texts/s offered, one row each (default 1000,100)")
     parser.add_argument("--latency-seconds", type=float, help="per rate: quick 5, full 30")
