@@ -322,6 +322,7 @@ def serve_web(args: argparse.Namespace) -> int:
     from streams.app import create_app
     from streams.ops import register_guard
 
+    log.info("event loop: %s", install_event_loop())
     install_fetch_floor()
     deployment = _read_deployment(args)
     if deployment is None:
