@@ -1,31 +1,46 @@
 """The webhooks' writes to the broker (``Ingest.store``): every record a request stores (its
-text on sms-received, a TextRejected or TextTimeClamped in the journal, a delivery report,
-a Bird event) waits here for its turn, and the records that arrive together go to the
-producer together, as one record batch per partition (``send_batch``: one future per batch,
-not one per record; profiled: aiokafka's ``send`` and its future per record were about 10%
-of a webhook's CPU). Each request still waits for the broker's acknowledgement (acks=all)
-of its own batch before its 200, and gets that batch's error when it fails.
+text on sms-received, a TextRejected or TextTimeClamped in the journal, a delivery report
+and its SettleReply, a Bird event) waits in its partition's lane, and the records waiting
+in a lane go to the producer together, as one record batch (``send_batch``: one future per
+batch, not one per record; profiled: aiokafka's ``send`` and its future per record were
+about 10% of a webhook's CPU). Each request still waits for the broker's acknowledgement
+(acks=all) of its own batch before its 200, and gets that batch's error if it fails.
 
-Which records go together: those queued while the previous round was being handed to the
-producer, and at least all those queued in one turn of the event loop (the round starts in
-the next turn). One task hands the rounds over, in order, and a round's batches go in the
-order of its records, so a key's records (one partition) keep the order in which their
-requests stored them. A record whose request gave up (timeout, client gone) before its
-round was taken is not sent: that request answered 503 and its text was not stored.
+Which records go together: in each partition, those queued while the lane's previous batch
+was being handed to the producer (``send_batch`` waits until the partition's batch before
+it is taken by a produce request), and at least all those queued in one turn of the event
+loop (a lane takes its records in a later turn). One task per partition hands its batches
+over in order, so a key's records (one partition) keep the order in which their requests
+stored them, and a partition whose leader is away holds up its own lane only. A record
+whose request gave up (its ack timeout, the client gone) before its batch was taken is not
+sent: that request answered 503 and the text was not stored.
 
-Errors: ``store`` raises what the producer raised for its batch (aiokafka's errors, e.g.
-``KafkaTimeoutError``, ``ProducerClosed``), or ``asyncio.TimeoutError`` from the caller's
-own bound; the webhook answers 503 to any of them (MessageBird retries).
+Errors: ``store`` raises what the producer raised for the batch (aiokafka's errors, e.g.
+``KafkaTimeoutError``, ``ProducerClosed``, ``UnknownTopicOrPartitionError``); the caller
+bounds the wait (``asyncio.timeout``) and answers 503 (MessageBird retries).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("antirelou")
+
+
+class Lane:
+    """One partition's records waiting for their batch, and the task that sends them."""
+
+    __slots__ = ("topic", "partition", "waiting", "wake", "task")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+        self.waiting: list[tuple[bytes, bytes, asyncio.Future]] = []
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
 
 
 class Ingest:
@@ -40,130 +55,115 @@ class Ingest:
                  ) -> None:
         self._producer = producer
         self._fallback = fallback
-        # (topic, key, value, the request's future), in the order they were stored.
-        self._queue: list[tuple[str, bytes, bytes, asyncio.Future]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        # What was handed to the producer: records, record batches, rounds (/health).
+        self._lanes: dict[tuple[str, int], Lane] = {}
+        self._known: set[str] = set()  # topics whose metadata the producer holds
+        # What was handed to the producer: records, record batches, records failed (/health).
         self.records = 0
         self.batches = 0
-        self.rounds = 0
-        self.failed = 0  # records whose batch failed
+        self.failed = 0
 
     def stats(self) -> dict[str, int]:
-        return {"records": self.records, "batches": self.batches, "rounds": self.rounds,
-                "failed": self.failed}
+        return {"records": self.records, "batches": self.batches, "failed": self.failed}
 
     async def store(self, topic: str, key: bytes, value: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._queue.append((topic, key, value, done))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._hand_over())
-        self._wake.set()
+        kafka = await self._producer()
+        if kafka is None:  # another transport: one record at a time, its own future
+            if self._fallback is None:
+                raise ConnectionError("no producer to store the record with")
+            acked = await self._fallback(topic, key, value)
+            self.records += 1
+            self.batches += 1
+            await acked
+            return
+        if topic not in self._known:
+            await kafka.partitions_for(topic)  # the topic's metadata, as send() waits for it
+            self._known.add(topic)
+        # The partition ``send`` would give the key (the producer's partitioner).
+        partition = kafka._partition(topic, None, None, None, key, value)
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[(topic, partition)] = Lane(topic, partition)
+        done = asyncio.get_running_loop().create_future()
+        lane.waiting.append((key, value, done))
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.get_running_loop().create_task(self._run(lane))
+        lane.wake.set()
         await done
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        for *_, done in self._queue:
-            if not done.done():
-                done.set_exception(ConnectionError("the web server is stopping"))
-        self._queue.clear()
+        """Stop the lanes; a request still waiting gets an error (the server is stopping)."""
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            if lane.task is not None:
+                lane.task.cancel()
+        for lane in lanes:
+            if lane.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lane.task
+            self._fail([done for *_, done in lane.waiting],
+                       ConnectionError("the web server is stopping"))
+            lane.waiting.clear()
 
-    async def _hand_over(self) -> None:
-        """The rounds, one after the other: each takes every record queued so far."""
+    async def _run(self, lane: Lane) -> None:
+        """The lane's batches, one after the other: each takes every record waiting."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            queue, self._queue = self._queue, []
-            queue = [item for item in queue if not item[3].done()]  # not given up on
-            if not queue:
+            await lane.wake.wait()
+            lane.wake.clear()
+            waiting, lane.waiting = lane.waiting, []
+            waiting = [item for item in waiting if not item[2].done()]  # not given up on
+            if not waiting:
                 continue
-            self.rounds += 1
             try:
-                await self._send_round(queue)
+                await self._send(lane, waiting)
             except asyncio.CancelledError:
-                for *_, done in queue:
-                    if not done.done():
-                        done.set_exception(ConnectionError("the web server is stopping"))
+                self._fail([done for *_, done in waiting],
+                           ConnectionError("the web server is stopping"))
                 raise
-            except Exception as exc:  # noqa: BLE001 - the requests get it, the loop goes on
-                self._fail(queue, exc)
+            except Exception as exc:  # noqa: BLE001 - its requests get it; the lane goes on
+                self._fail([done for *_, done in waiting], exc)
 
-    async def _send_round(self, queue: list[tuple[str, bytes, bytes, asyncio.Future]]) -> None:
+    async def _send(self, lane: Lane, waiting: list[tuple[bytes, bytes, asyncio.Future]]
+                    ) -> None:
         kafka = await self._producer()
         if kafka is None:
-            await self._send_one_by_one(queue)
-            return
-        # Batches by (topic, partition), in the order their first record came.
-        batches: dict[tuple[str, int], tuple[Any, list[asyncio.Future]]] = {}
-        full: list[tuple[tuple[str, int], Any, list[asyncio.Future]]] = []
-        known: set[str] = set()
-        partition_of = kafka._partition
-        for topic, key, value, done in queue:
-            if topic not in known:
-                await kafka.partitions_for(topic)  # the topic's metadata, as send() waits
-                known.add(topic)
-            tp = (topic, partition_of(topic, None, None, None, key, value))
-            open_ = batches.get(tp)
-            if open_ is None:
-                open_ = batches[tp] = (kafka.create_batch(), [])
-            if open_[0].append(key=key, value=value, timestamp=None) is None:
-                # Full: it goes before the next one of the same partition.
-                full.append((tp, *open_))
-                open_ = batches[tp] = (kafka.create_batch(), [])
-                open_[0].append(key=key, value=value, timestamp=None)
-            open_[1].append(done)
-        for tp, batch, waiting in (*full, *((tp, b, w) for tp, (b, w) in batches.items())):
+            raise ConnectionError("the producer is not available")
+        # Mostly one batch; a full one goes before the next (aiokafka's batch size).
+        batches: list[tuple[Any, list[asyncio.Future]]] = [(kafka.create_batch(), [])]
+        for key, value, done in waiting:
+            batch, futures = batches[-1]
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                batch, futures = kafka.create_batch(), []
+                batches.append((batch, futures))
+                batch.append(key=key, value=value, timestamp=None)
+            futures.append(done)
+        for batch, futures in batches:
+            if all(done.done() for done in futures):  # every request gave up meanwhile
+                continue
             try:
-                acked = await kafka.send_batch(batch, tp[0], partition=tp[1])
+                acked = await kafka.send_batch(batch, lane.topic, partition=lane.partition)
             except Exception as exc:  # noqa: BLE001 - this batch's requests get the error
-                self._fail_batch(waiting, exc)
+                self._fail(futures, exc)
                 continue
-            self.records += len(waiting)
+            self.records += len(futures)
             self.batches += 1
-            acked.add_done_callback(lambda f, waiting=waiting: self._settle(f, waiting))
+            acked.add_done_callback(lambda f, futures=futures: self._settle(f, futures))
 
-    async def _send_one_by_one(self, queue: list[tuple[str, bytes, bytes, asyncio.Future]]
-                               ) -> None:
-        if self._fallback is None:
-            raise ConnectionError("no producer to store the record with")
-        for topic, key, value, done in queue:
-            try:
-                acked = await self._fallback(topic, key, value)
-            except Exception as exc:  # noqa: BLE001
-                self._fail_batch([done], exc)
-                continue
-            self.records += 1
-            self.batches += 1
-            future = asyncio.ensure_future(acked)
-            future.add_done_callback(lambda f, done=done: self._settle(f, [done]))
-
-    def _settle(self, acked: asyncio.Future, waiting: list[asyncio.Future]) -> None:
+    def _settle(self, acked: asyncio.Future, futures: list[asyncio.Future]) -> None:
         if acked.cancelled():
-            self._fail_batch(waiting, ConnectionError("the record batch was cancelled"))
+            self._fail(futures, ConnectionError("the record batch was cancelled"))
             return
         exc = acked.exception()
         if exc is not None:
-            self._fail_batch(waiting, exc)
+            log.error("webhook records not stored (a record batch of %d): %s", len(futures),
+                      type(exc).__name__)
+            self._fail(futures, exc)
             return
-        for done in waiting:
+        for done in futures:
             if not done.done():
                 done.set_result(None)
 
-    def _fail_batch(self, waiting: list[asyncio.Future], exc: BaseException) -> None:
-        self.failed += len(waiting)
-        for done in waiting:
+    def _fail(self, futures: list[asyncio.Future], exc: BaseException) -> None:
+        for done in futures:
             if not done.done():
+                self.failed += 1
                 done.set_exception(exc)
-
-    def _fail(self, queue: list[tuple[str, bytes, bytes, asyncio.Future]],
-              exc: BaseException) -> None:
-        log.error("webhook records not handed to the producer: %s", type(exc).__name__)
-        self._fail_batch([done for *_, done in queue], exc)
