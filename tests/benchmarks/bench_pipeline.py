@@ -987,21 +987,23 @@ def warm_worker(bench: Bench, label: str, texts: list, baseline: bool = False) -
     return worker
 
 
-def start_web_only(bench: Bench, app_id: str, names: dict, tag: str) -> Worker:
-    """``antirelou worker --role web`` of this checkout for ``app_id`` (a deployment with
-    or without full workers), warmed up; its own log and state folder (``tag``)."""
+def start_web_only(bench: Bench, app_id: str, names: dict, tag: str,
+                   root: Path = ROOT) -> Worker:
+    """``antirelou worker --role web`` of ``root``'s code (this checkout, or one with that
+    role given as --web-baseline-root) for ``app_id`` (a deployment with or without full
+    workers); its own log and state folder (``tag``)."""
     import requests
 
     port = free_port()
     log_path = bench.tmp / f"{app_id}-{tag}.log"
-    env = {**code_env(ROOT), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET}
+    env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--role", "web", "--kafka",
          bench.kafka, "--config", str(bench.config), "--app-id", app_id, "--web-port",
          str(port), "--state-dir", str(bench.tmp / f"{app_id}-{tag}"), "--partitions",
          str(bench.partitions)],
-        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
+        cwd=root, stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True)
     worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
     bench.workers.append(worker)
@@ -1031,6 +1033,7 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
       screens, decides and sends what it accepts meanwhile;
     - with ``--webhook-beside``: a web-only process beside the full worker of its own
       deployment, which screens, decides and sends meanwhile on the same machine;
+    - with ``--web-baseline-root``: that checkout's web-only process, as the first;
     - with ``--baseline-root``: that checkout's full worker.
 
     Returns the texts not posted."""
@@ -1058,6 +1061,14 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
         texts = texts[50:]
         runs.append(("web-beside", front, worker, worker.names,
                      "web-only process beside a full worker screening it, same machine"))
+    if args.web_baseline_root:
+        root = args.web_baseline_root.resolve()
+        other_app, other_names = bench.new_app("web-only-base")
+        other = start_web_only(bench, other_app, other_names, "web-base", root)
+        asyncio.run(post_load(other.url, texts[:50], seconds=30, concurrency=4, sign=True))
+        texts = texts[50:]
+        runs.insert(1, ("web-only-base", other, None, other_names,
+                        f"web-only process of {root}, no stage beside it"))
     if bench.baseline_root:
         base = warm_worker(bench, "web-base", texts[:50], True)
         texts = texts[50:]
@@ -1067,14 +1078,17 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
     for i, (label, w, beside, _, what) in enumerate(order):
         for *_, names, _ in runs:  # every backlog screened first: CPU to this one
             asyncio.run(journal_quiet(bench, names))
+        r0 = cpu_s(raw.pid)
         ref = asyncio.run(post_load(f"http://127.0.0.1:{port}", texts,
                                     seconds=args.webhook_seconds, concurrency=args.clients,
                                     sign=True))
+        ref_cpu_ms = (cpu_s(raw.pid) - r0) * 1000 / max(1, ref["counts"].get("200", 0))
         got = webhook_load(bench, args, w, texts, f"{label}-{i + 1}", beside)
         texts = texts[sum(got["counts"].values()):]
         log(f"webhook {label}: {got['ok_per_s']:,.0f}/s {got['counts']}; bare server just "
             f"before {ref['ok_per_s']:,.0f}/s {ref['counts']}")
-        cpu = f"CPU per accepted webhook: this process {got['cpu_ms']:.2f} ms"
+        cpu = (f"CPU per accepted webhook: this process {got['cpu_ms']:.2f} ms, the bare "
+               f"server {ref_cpu_ms:.2f} ms")
         if beside is not None:
             cpu += f", the full worker beside it {got['beside_cpu_ms']:.2f} ms"
         rows.append((f"webhook ingest, {what}, {args.clients} clients, "
@@ -1093,8 +1107,8 @@ def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: l
 
 def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
                             notes: list) -> None:
-    texts = flood_texts(int(args.webhook_seconds * 3000 * (2 + 2 * (1 + args.webhook_beside
-                                                                   + bool(bench.baseline_root))))
+    texts = flood_texts(int(args.webhook_seconds * 3000 * (2 + 2 * (
+        1 + args.webhook_beside + bool(args.web_baseline_root) + bool(bench.baseline_root))))
                         + int(args.latency_seconds * sum(args.rate)) + 5000, seed=11)
     worker = warm_worker(bench, "web", texts[:50])
     names = worker.names
@@ -1166,6 +1180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-beside", action="store_true",
                         help="webhook row: also a web-only process beside a full worker of its "
                              "deployment (both on this machine)")
+    parser.add_argument("--web-baseline-root", metavar="DIR", type=Path,
+                        help="webhook row: also the web-only process (--role web) of this "
+                             "checkout's code, beside this one's")
     parser.add_argument("--rate", default="1000,100",
                         help="latency: texts/s offered, one row each (default 1000,100)")
     parser.add_argument("--latency-seconds", type=float, help="per rate: quick 5, full 30")
