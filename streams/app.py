@@ -44,11 +44,10 @@ from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
-from streams.stages.ingest import Ingest
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
-from streams.stages.views import ingest_for, register_views
+from streams.stages.views import register_views
 from streams.stages.watchdog import register_watchdog
 from streams.webhook import SignatureVerifier
 
@@ -161,9 +160,8 @@ def create_app(
         live_policies={c.id: initial_policy(c) for c in settings.campaigns},
         breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
     )
-    ingest = ingest_for(rt)
     if web_only:
-        _web_only(rt, ingest)
+        _web_only(rt)
         return app
     # The stages, in the order of the data flow.
     register_control(rt)  # follow_policies first: screening waits for the live policies
@@ -173,14 +171,14 @@ def create_app(
     register_send(rt)
     register_watchdog(rt)
     register_broker_recovery(rt)  # under `up`: what its broker lost when it died
-    register_views(rt, ingest)
+    register_views(rt)
     if settings.bird_channels:
-        register_bird(rt, ingest)
+        register_bird(rt)
     bound_http_connections(app, settings.http_idle_timeout_s)
     return app
 
 
-def _web_only(rt: Runtime, ingest: Ingest) -> None:
+def _web_only(rt: Runtime) -> None:
     """The webhooks of a web-only process. Faust's producer-only mode starts the web server
     and the producer, not the consumer: the process never joins the app's consumer group,
     so it takes no partition of any stage topic (nor the leader's, which runs the timers)
@@ -188,9 +186,9 @@ def _web_only(rt: Runtime, ingest: Ingest) -> None:
     webhooks read nothing the stages write (no live policy, no table), so nothing needs
     following. Under `up` there is no web-only process (its broker's recovery is a stage)."""
     rt.app.producer_only = True
-    register_views(rt, ingest)
+    register_views(rt)
     if rt.settings.bird_channels:
-        register_bird(rt, ingest)
+        register_bird(rt)
     bound_http_connections(rt.app, rt.settings.http_idle_timeout_s)
 
 

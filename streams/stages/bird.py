@@ -24,15 +24,13 @@ from streams.bird_webhook import (
     screen_text_of,
 )
 from streams.sendstate import price_settles
-from streams.stages.ingest import Ingest
 from streams.stages.runtime import Runtime
 from streams.stages.views import read_bounded, signed_url
 from streams.webhook import NumberFacts
 
 
-def register_bird(rt: Runtime, ingest: Ingest) -> None:
+def register_bird(rt: Runtime) -> None:
     settings = rt.settings
-    journal, inbound, requests = rt.names["journal"], rt.names["inbound"], rt.names["requests"]
     number_facts = NumberFacts()
 
     async def bounded(stored: Awaitable[None]) -> None:
@@ -48,17 +46,16 @@ def register_bird(rt: Runtime, ingest: Ingest) -> None:
         value = codec.encode(command)
         if rt.ack_window is not None:  # written again if the broker loses it (stages.broker)
             rt.ack_window.remember(command.sender.encode(), value)
-        await bounded(ingest.store(inbound, command.sender.encode(), value))
+        await bounded(rt.acknowledged(rt.produce(rt.topics.inbound, command.sender.encode(),
+                                                 value)))
 
     async def store_report(fact: DeliveryReported) -> None:
         refuse_while_the_broker_is_down()
-        await bounded(ingest.store(journal, fact.sender.encode(), codec.encode(fact)))
+        await bounded(rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
+                                                 codec.encode(fact))))
         if price_settles(fact.price_micros, fact.currency):
-            # To the campaign through reply-requests, in order with its requests.
-            settle = SettleReply(fact.message_id, fact.campaign_id, fact.sender, "priced",
-                                 fact.price_micros, fact.occurred_at)
-            await bounded(ingest.store(requests, fact.campaign_id.encode(),
-                                       codec.encode(settle)))
+            await bounded(rt.settle(SettleReply(fact.message_id, fact.campaign_id, fact.sender,
+                                                "priced", fact.price_micros, fact.occurred_at)))
 
     def campaign_for_channel(channel: str) -> Campaign | None:
         cid = settings.bird_channels.get(channel)

@@ -1,8 +1,8 @@
 """The web views: MessageBird's inbound-text webhook (a text becomes a ScreenText on
 sms-received, acked before the 200), its delivery-report webhook (journaled; a price settles
 the reply's cost), ``/health`` and ``/campaigns`` (a web-only process, ``--role web``: its
-own ``/health``, no ``/campaigns``). What they store goes through ``stages.ingest``.
-Parsing and signatures: ``streams.webhook``, ``streams.reports``."""
+own ``/health``, no ``/campaigns``). Parsing and signatures: ``streams.webhook``,
+``streams.reports``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
 from streams.reports import parse_delivery_report
 from streams.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
-from streams.stages.ingest import Ingest
 from streams.stages.runtime import Runtime
 from streams.webhook import (
     MAX_BODY_BYTES,
@@ -72,32 +71,14 @@ def signed_url(public_url: str | None, request: Request) -> str:
         raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
 
 
-def register_views(rt: Runtime, ingest: Ingest) -> None:
-    register_inbound_webhook(rt, ingest)
-    register_delivery_reports(rt, ingest)
-    register_status_views(rt, ingest)
+def register_views(rt: Runtime) -> None:
+    register_inbound_webhook(rt)
+    register_delivery_reports(rt)
+    register_status_views(rt)
 
 
-def ingest_for(rt: Runtime) -> Ingest:
-    """The webhooks' writer (streams/stages/ingest.py) on the app's producer, stopped with
-    the app."""
-
-    async def one_record(topic: str, key: bytes, value: bytes) -> Any:
-        (future,) = await rt.send_records(topic, [(key, value)])
-        return future
-
-    ingest = Ingest(rt.kafka_producer, one_record)
-
-    @rt.app.on_before_shutdown.connect
-    async def on_shutdown_stop_ingest(app: Any, **kwargs: Any) -> None:
-        await ingest.close()
-
-    return ingest
-
-
-def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
+def register_inbound_webhook(rt: Runtime) -> None:
     settings, verifier, privacy = rt.settings, rt.verifier, rt.privacy
-    journal, inbound = rt.names["journal"], rt.names["inbound"]
     by_number = {c.number: c for c in settings.campaigns}
     number_facts = NumberFacts()
 
@@ -133,8 +114,9 @@ def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
                         reason="unknown_recipient", occurred_at=occurred_at,
                     )
                     async with asyncio.timeout(settings.ack_timeout_s):
-                        await ingest.store(journal, rejected.recipient.encode(),
-                                           codec.encode(rejected))
+                        await rt.acknowledged(rt.produce(
+                            rt.topics.journal, rejected.recipient.encode(),
+                            codec.encode(rejected)))
                     err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
@@ -143,7 +125,8 @@ def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
                     clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
                                               sms.created_at_ms, received_at, occurred_at)
                     async with asyncio.timeout(settings.ack_timeout_s):
-                        await ingest.store(journal, sender.encode(), codec.encode(clamped))
+                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
+                                                         codec.encode(clamped)))
                 # Here, while the number is in clear (cached by pseudonym, not by number).
                 number = number_facts.get(sender, sms.originator)
                 command = ScreenText(
@@ -157,10 +140,9 @@ def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
                     # In the order of the log (the producer's), not of the acks: written
                     # again, a sender's texts come in the order they were screened.
                     rt.ack_window.remember(sender.encode(), value)
-                # asyncio.timeout, not wait_for: no extra task per request. Stored with the
-                # texts of the same turn, one record batch per partition (stages.ingest).
+                # asyncio.timeout, not wait_for: no extra task per request.
                 async with asyncio.timeout(settings.ack_timeout_s):
-                    await ingest.store(inbound, sender.encode(), value)
+                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
@@ -175,7 +157,7 @@ def register_inbound_webhook(rt: Runtime, ingest: Ingest) -> None:
                               "campaign": campaign.id})
 
 
-def register_delivery_reports(rt: Runtime, ingest: Ingest) -> None:
+def register_delivery_reports(rt: Runtime) -> None:
     settings, verifier = rt.settings, rt.verifier
 
     @rt.app.page(STATUS_PATH)
@@ -208,15 +190,12 @@ def register_delivery_reports(rt: Runtime, ingest: Ingest) -> None:
                 price_micros=report.price_micros, currency=report.currency, occurred_at=at,
             )
             try:
-                async with asyncio.timeout(settings.ack_timeout_s):
-                    await ingest.store(rt.names["journal"], sender.encode(), codec.encode(fact))
+                await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
+                    key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
                 if price_settles(report.price_micros, report.currency):
-                    # To the campaign through reply-requests, in order with its requests.
-                    settle = SettleReply(report.reference, report.campaign_id, sender,
-                                         "priced", report.price_micros, at)
-                    async with asyncio.timeout(settings.ack_timeout_s):
-                        await ingest.store(rt.names["requests"], report.campaign_id.encode(),
-                                           codec.encode(settle))
+                    await asyncio.wait_for(rt.settle(SettleReply(
+                        report.reference, report.campaign_id, sender, "priced",
+                        report.price_micros, at)), settings.ack_timeout_s)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)
@@ -226,9 +205,9 @@ def register_delivery_reports(rt: Runtime, ingest: Ingest) -> None:
             return self.json({"status": "accepted", "reference": report.reference})
 
 
-def register_status_views(rt: Runtime, ingest: Ingest) -> None:
+def register_status_views(rt: Runtime) -> None:
     if rt.settings.role == "web":
-        register_web_health(rt, ingest)
+        register_web_health(rt)
         return
 
     @rt.app.page("/health")
@@ -259,8 +238,6 @@ def register_status_views(rt: Runtime, ingest: Ingest) -> None:
                 # Table recovery found waiting for good, and what was done (recovery_guard).
                 "table_recovery": (rt.recovery_guard.health()
                                    if rt.recovery_guard is not None else None),
-                # What the webhooks wrote: records, record batches, failed (stages.ingest).
-                "ingest": ingest.stats(),
             }, status=200 if up else 503)
 
     @rt.app.page("/campaigns")
@@ -269,15 +246,12 @@ def register_status_views(rt: Runtime, ingest: Ingest) -> None:
             return self.json(await rt.deciders.status())
 
 
-def register_web_health(rt: Runtime, ingest: Ingest) -> None:
+def register_web_health(rt: Runtime) -> None:
     """/health of a web-only process (``antirelou worker --role web``): no stage runs here,
-    so only what its webhooks depend on (the broker, the campaigns, the signing) and what
-    they wrote (``ingest``: records, record batches, failures)."""
+    so only what its webhooks depend on: the campaigns and the signing."""
 
     @rt.app.page("/health")
     class WebHealth(View):
         async def get(self, request: Request) -> Response:
-            return self.json({
-                "status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
-                "signed_webhooks": rt.verifier is not None, "ingest": ingest.stats(),
-            })
+            return self.json({"status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
+                              "signed_webhooks": rt.verifier is not None})

@@ -66,7 +66,7 @@ def test_a_web_only_process_stores_texts_the_full_worker_answers(
                         args=("--role", "web"))
     health = web.admin_get("/health").json()
     assert health["role"] == "web" and health["campaigns"] == ["lyon", "paris", "tiny"]
-    assert health["signed_webhooks"] is True and health["ingest"]["failed"] == 0
+    assert health["signed_webhooks"] is True
 
     # A signed text posted to the web-only process is answered by the full worker.
     sender = new_sender()
