@@ -2,7 +2,8 @@
 
 Nothing is built at import time: ``streams.cli`` (``antirelou worker`` / ``antirelou up``)
 loads the settings, starts Ray and the campaign shards, then calls ``create_app`` and runs
-a Faust worker on it.
+a Faust worker on it. ``antirelou worker --role web`` (``Settings.role``) builds the web
+views alone, in Faust's producer-only mode: no Ray, no stage, no consumer group.
 
 Data flow (topic names are prefixed with the app id)::
 

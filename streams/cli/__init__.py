@@ -7,6 +7,9 @@
         all it started.
     antirelou worker --kafka HOST:PORT --config campaigns.toml
         one Faust worker against an existing broker (scale out by starting more).
+    antirelou worker --role web --kafka HOST:PORT --config campaigns.toml
+        a web-only process of the same deployment: the webhooks and /health, no stage, no
+        Ray, no partitions (a webhook front that scales apart from the workers).
     antirelou check [--config C.toml]   validate a campaign file offline, with each reply's cost
     antirelou journal [--human] [--campaign ID] [--type T,T] [--since 30m] [--follow]
         print the journal (JSON lines, or one readable line per event)
