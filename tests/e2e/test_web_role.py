@@ -10,8 +10,17 @@ import asyncio
 import re
 
 import pytest
+import requests
 
-from tests.e2e.conftest import ACCESS_KEY, NUMBERS, REPLY_PARIS, new_sender, of
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    NUMBERS,
+    REPLY_PARIS,
+    SIGNING_KEY,
+    new_sender,
+    of,
+    sign,
+)
 
 pytestmark = pytest.mark.services
 
@@ -85,6 +94,16 @@ def test_a_web_only_process_stores_texts_the_full_worker_answers(
     assert [(m["body"], m["reference"]) for m in sms] == [(REPLY_PARIS, mid)]
     # The number is in no event of its story: pseudonym only.
     assert all(sender not in repr(e) for e in of(events, mid))
+    # MessageBird's delivery report for that reply, signed, to the web-only process too.
+    (sent,) = of(events, mid, "ReplySent")
+    url = (f"{web.url}/webhooks/messagebird/status?campaign=paris&id={sent.provider_message_id}"
+           f"&reference={mid}&recipient={sender}&status=delivered")
+    report = requests.get(url, headers={"MessageBird-Signature-JWT": sign(url, b"", SIGNING_KEY)},
+                          timeout=10)
+    assert report.status_code == 200, report.text
+    (reported,) = of(full.wait_for(lambda ev: of(ev, mid, "DeliveryReported")), mid,
+                     "DeliveryReported")
+    assert reported.status == "delivered" and reported.sender == text.sender
 
     # The web-only process never joined the consumer group: no rebalance on the full worker
     # since the web one started, which still holds both partitions of every stage topic;
