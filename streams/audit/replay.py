@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -70,6 +70,7 @@ from streams.audit.results import (
     KEEP_MISMATCHES,
     UNATTEMPTED_AFTER_MS,
     AuditResult,
+    CampaignReplay,
     Counters,
     DayStats,
     MalformedEvent,
@@ -382,14 +383,51 @@ class Audit:
             s = self._tally.day(ev.campaign_id, ev.occurred_at)
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
 
-    def result(self) -> AuditResult:
+    def result(self, apart: Callable[[], dict[str, CampaignReplay]] | None = None,
+               apart_ids: Iterable[str] = ()) -> AuditResult:
+        """The audit's result. ``apart_ids``: campaigns replayed apart (``replay_apart``, on a
+        copy of this audit in another process, meanwhile); ``apart()`` gives their replays
+        when they are needed, after the deferred senders and this audit's own campaigns. A
+        campaign ``apart()`` leaves out is replayed here. The result is the same either way."""
         if self._result is not None:
             return self._result
         with _gc_paused():
-            self._result = self._finish()
+            self._result = self._finish(apart, frozenset(apart_ids))
         return self._result
 
-    def _finish(self) -> AuditResult:
+    def campaign_work(self) -> tuple[int, dict[str, int]]:
+        """What ``result()`` has left to replay: the deferred senders' events, and each
+        campaign's seq'd events (counts), to share the replay between processes."""
+        return (sum(len(items) for items in self._deferred.values()),
+                {cid: len(items) for cid, items in self._campaign_events.items()})
+
+    def replay_apart(self, campaign_ids: Iterable[str]) -> dict[str, CampaignReplay]:
+        """These campaigns' replays, as ``result(apart=...)`` takes them. Meant for a copy of
+        the fed audit in another process (it changes this one's tallies and counters). A
+        campaign whose replay raises is left out: ``result()`` replays it itself, and so
+        raises the same error at the same point."""
+        counters = self.counters
+        out: dict[str, CampaignReplay] = {}
+        with _gc_paused():
+            for cid in campaign_ids:
+                items = self._campaign_events[cid]
+                before = (counters.mismatches, counters.redelivered, counters.campaign_events)
+                self._tally = Tally()
+                found: list[Mismatch] = []
+                self._found = found
+                try:
+                    decided = self._replay_campaign(cid, items)
+                except Exception:  # noqa: BLE001 - left out: result() replays it itself
+                    continue
+                position = {id(ev): pos for _, pos, ev in items}
+                out[cid] = CampaignReplay(
+                    found, counters.mismatches - before[0], counters.redelivered - before[1],
+                    counters.campaign_events - before[2],
+                    [(key, position[id(ev)]) for key, ev in decided.items()], self._tally.flat)
+        return out
+
+    def _finish(self, apart: Callable[[], dict[str, CampaignReplay]] | None,
+                apart_ids: frozenset[str]) -> AuditResult:
         try:
             self._replay_deferred()
             held, held_pos = self._held
@@ -402,7 +440,7 @@ class Audit:
                                              None, text, pos)
             self._screening_mismatches.sort(key=lambda m: m.position)
             campaign_mismatches: list[Mismatch] = []
-            decided = self._replay_campaigns(campaign_mismatches)
+            decided = self._replay_campaigns(campaign_mismatches, apart, apart_ids)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
         ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
@@ -424,15 +462,55 @@ class Audit:
         mismatches = (self._screening_mismatches + campaign_mismatches)[: self.keep]
         return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
 
-    def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
+    def _replay_campaigns(self, found: list[Mismatch],
+                          apart: Callable[[], dict[str, CampaignReplay]] | None = None,
+                          apart_ids: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
         """Every campaign's seq'd events decided again, then the unknown-campaign denials;
-        returns, per campaign, idempotency key -> recorded event."""
-        self._found = found
+        returns, per campaign, idempotency key -> recorded event. The campaigns are
+        independent: each has its own mismatches (in seq order, at most ``keep``), joined in
+        campaign order; the first campaign (in that order) with a malformed event raises."""
+        ids = sorted(self._campaign_events)
+        replays: dict[str, CampaignReplay | Exception] = {}
+        for cid in ids:  # this audit's own campaigns first, while the others are replayed
+            if cid not in apart_ids:
+                replays[cid] = self._replay_here(cid)
+        if apart_ids:
+            given = apart() if apart is not None else {}
+            for cid in ids:
+                if cid in apart_ids:
+                    replays[cid] = given[cid] if cid in given else self._replay_here(cid)
         decided_by_campaign: dict[str, dict[str, Any]] = {}
-        for cid in sorted(self._campaign_events):
-            decided_by_campaign[cid] = self._replay_campaign(cid, self._campaign_events[cid])
+        counters = self.counters
+        for cid in ids:
+            replay = replays[cid]
+            if isinstance(replay, Exception):
+                raise replay  # the first campaign, in order, that could not be replayed
+            if isinstance(replay.decided, dict):  # replayed here: the events themselves
+                decided_by_campaign[cid] = replay.decided
+            else:
+                event_at = {pos: ev for _, pos, ev in self._campaign_events[cid]}
+                decided_by_campaign[cid] = {key: event_at[pos] for key, pos in replay.decided}
+                counters.mismatches += replay.mismatches
+                counters.redelivered += replay.redelivered
+                counters.campaign_events += replay.campaign_events
+                self._tally.add(replay.days)
+            room = self.keep - len(found)
+            if room > 0:
+                found += replay.found[:room]
+        self._found = found
         self._replay_unknown_denials(decided_by_campaign)
         return decided_by_campaign
+
+    def _replay_here(self, cid: str) -> CampaignReplay | Exception:
+        """One campaign replayed in this audit (its counters and tallies counted here), or
+        what stopped it, raised in campaign order by the caller."""
+        found: list[Mismatch] = []
+        self._found = found
+        try:
+            decided = self._replay_campaign(cid, self._campaign_events[cid])
+        except Exception as exc:  # noqa: BLE001 - raised in order by _replay_campaigns
+            return exc
+        return CampaignReplay(found, decided=decided)  # type: ignore[arg-type]
 
     def _mismatch(self, kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
         """A campaign mismatch (counted; kept while fewer than ``keep``)."""

@@ -78,6 +78,21 @@ class DayStats:
 
 
 @dataclass(slots=True)
+class CampaignReplay:
+    """One campaign's replay done apart (``Audit.replay_apart``: on a copy of the fed audit,
+    in another process), with all that ``Audit.result`` takes of it: its mismatches in seq
+    order (at most ``keep``) and their count, its counters, its decided events (idempotency
+    key -> the event's position in the journal) and its events' part of the day tallies."""
+
+    found: list[Mismatch] = field(default_factory=list)
+    mismatches: int = 0
+    redelivered: int = 0
+    campaign_events: int = 0
+    decided: list[tuple[str, int]] = field(default_factory=list)
+    days: dict[tuple[str, int], DayStats] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class CampaignReport:
     campaign_id: str
     budget_micros: int | None  # None: the campaign is not in the config

@@ -348,7 +348,7 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
             feed(_file_events(args, origins))  # one pass: the audit pulls lines as it goes
         else:
             talk(args, _feed_from_kafka(args, origins, feed))
-        return run.result()
+        return audit_result(run)
     except BadLine as exc:
         print(f"antirelou: bad journal line: {exc}", file=sys.stderr)
     except au.MalformedEvent as exc:
@@ -357,6 +357,79 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
     except (OSError, codec.CodecError) as exc:
         print(f"antirelou: cannot read the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 2
+
+
+# The campaign replay is shared with a second process from this much work on each side (a
+# campaign's seq'd events; a deferred sender's event counts for DEFERRED_WEIGHT of one).
+APART_FROM = 5_000
+DEFERRED_WEIGHT = 0.75
+
+
+def share_replay(deferred: int, campaign_events: dict[str, int],
+                 apart_from: int = APART_FROM) -> list[str]:
+    """The campaigns to replay in a second process (none: not worth one). This process
+    keeps the deferred senders; the largest campaigns go, one by one, to the side with
+    less work."""
+    here, there = deferred * DEFERRED_WEIGHT, 0.0
+    apart = []
+    for cid, n in sorted(campaign_events.items(), key=lambda item: (-item[1], item[0])):
+        if there < here or (there == here and apart == []):
+            apart.append(cid)
+            there += n
+        else:
+            here += n
+    return sorted(apart) if min(here, there) >= apart_from else []
+
+
+def audit_result(run: Any, apart_from: int = APART_FROM) -> Any:
+    """``run.result()`` of a fed ``Audit``, its campaign replay shared with a forked copy
+    of this process on a machine of two cores or more (``share_replay``): the child
+    replays its campaigns (``replay_apart``) while this one replays the deferred senders
+    and the other campaigns, and sends them back pickled through a pipe. The result is the
+    same as without it (the audit's tests compare them); if the child fails, its campaigns
+    are replayed here."""
+    import os
+
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return run.result()
+    apart = share_replay(*run.campaign_work(), apart_from=apart_from)
+    if not apart:
+        return run.result()
+    import pickle
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: replay, send, leave at once (no cleanup, no stdio flush)
+        code = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps(run.replay_apart(apart), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    reaped = False
+
+    def given() -> dict:
+        nonlocal reaped
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        if status != 0:
+            return {}  # replayed here instead
+        return pickle.loads(data)
+
+    try:
+        return run.result(apart=given, apart_ids=apart)
+    finally:
+        if not reaped:  # result() raised before it needed the child's replays
+            os.kill(pid, signal.SIGKILL)
+            os.close(read_fd)
+            os.waitpid(pid, 0)
 
 
 def audit_journal(args: argparse.Namespace) -> int:
