@@ -66,7 +66,7 @@ def tampered(events, kind):
 def test_the_journal_is_shared_between_two_processes():
     run_campaigns = {"paris": 900, "lyon": 500, "marseille": 100}
     assert share_replay(0, run_campaigns, apart_from=0) == ["paris"]
-    assert share_replay(1000, run_campaigns, apart_from=0) == ["marseille", "paris"]
+    assert share_replay(1000, run_campaigns, apart_from=0) == ["lyon", "paris"]
     assert share_replay(0, run_campaigns) == []  # too little work for a second process
 
 
