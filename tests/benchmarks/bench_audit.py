@@ -13,8 +13,8 @@ is the measuring process's own. Then, in one run:
       cores or more its campaign replay is shared with a forked process,
       ``ANTIRELOU_AUDIT_PROCESSES=1``: one process)
 
-and prints both rates, their ratio, the CPU seconds of each and the peak RSS. Nothing is asserted about timing.
-Not collected by pytest (bench_*.py).
+and prints both rates, their ratio, the CPU seconds of each and the peak RSS. Nothing is
+asserted about timing. Not collected by pytest (bench_*.py).
 """
 
 from __future__ import annotations
