@@ -75,6 +75,7 @@ from streams.audit.results import (
     DayStats,
     MalformedEvent,
     Mismatch,
+    ScreeningReplay,
 )
 from streams.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
@@ -108,9 +109,18 @@ class Audit:
     continue across calls. ``audit(events, campaigns)`` does both at once.
     """
 
-    def __init__(self, campaigns: Iterable[Campaign], keep: int = KEEP_MISMATCHES) -> None:
+    def __init__(self, campaigns: Iterable[Campaign], keep: int = KEEP_MISMATCHES,
+                 part: str = "all") -> None:
+        """``part``: ``"all"``, the whole audit; or the audit in two halves fed the same
+        journal (e.g. by two processes): ``"screening"``, the screening replay alone
+        (``screening_part()``: it may be given None for the events other than texts,
+        verdicts, reopenings and policy changes), and ``"campaigns"``, everything else,
+        whose ``result(screening=...)`` takes the other half's part."""
+        if part not in ("all", "screening", "campaigns"):
+            raise ValueError(f"unknown audit part {part!r}")
         self.campaigns = {c.id: c for c in campaigns}
         self.keep = keep
+        self._screen = part != "campaigns"
         self.counters = Counters()
         self._tally = Tally()
         self._senders: dict[str, SenderState] = {}
@@ -240,6 +250,8 @@ class Audit:
             self._forwarded[mid] = ev
             if text is not None and text.prefix:
                 self._forward_prefix[mid] = text.prefix
+        if not self._screen:
+            return  # the screening replay is the other half's
         deferred = self._deferred
         if deferred and sender in deferred:
             deferred[sender].append((text, text_pos, ev, pos))
@@ -301,6 +313,8 @@ class Audit:
         the outcome it names must be in the journal (checked at the end)."""
         self.counters.reopened += 1
         self._reopened.append((ev, pos))
+        if not self._screen:
+            return
         if ev.sender in self._deferred:
             self._deferred[ev.sender].append((None, -1, ev, pos))
             return
@@ -384,16 +398,46 @@ class Audit:
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
 
     def result(self, apart: Callable[[], dict[str, CampaignReplay]] | None = None,
-               apart_ids: Iterable[str] = ()) -> AuditResult:
+               apart_ids: Iterable[str] = (),
+               screening: Callable[[], ScreeningReplay] | None = None) -> AuditResult:
         """The audit's result. ``apart_ids``: campaigns replayed apart (``replay_apart``, on a
         copy of this audit in another process, meanwhile); ``apart()`` gives their replays
         when they are needed, after the deferred senders and this audit's own campaigns. A
-        campaign ``apart()`` leaves out is replayed here. The result is the same either way."""
+        campaign ``apart()`` leaves out is replayed here. The result is the same either way.
+        ``screening()``: the ``screening_part()`` of the ``"screening"`` half, for (and only
+        for) a ``"campaigns"`` half."""
         if self._result is not None:
             return self._result
+        if (screening is None) != self._screen:
+            raise ValueError("result(screening=...) is for, and only for, a 'campaigns' half")
         with _gc_paused():
-            self._result = self._finish(apart, frozenset(apart_ids))
+            self._result = self._finish(apart, frozenset(apart_ids), screening)
         return self._result
+
+    def screening_part(self) -> ScreeningReplay:
+        """The ``"screening"`` half's result, for the other half's ``result(screening=...)``."""
+        with _gc_paused():
+            try:
+                self._finish_screening()
+            except (TypeError, AttributeError) as exc:
+                raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
+        c = self.counters
+        return ScreeningReplay(
+            self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
+            {key: s.suppressed for key, s in self._tally.flat.items() if s.suppressed})
+
+    def _finish_screening(self) -> None:
+        """The end of the screening replay: the senders set aside, the texts never screened."""
+        self._replay_deferred()
+        held, held_pos = self._held
+        if held is not None:
+            self._awaiting.setdefault(held.sender, []).append((held, held_pos))
+            self._held = (None, -1)
+        for queue in self._awaiting.values():
+            for text, pos in queue:
+                self._screening_mismatch("text_without_screening", text.message_id,
+                                         None, text, pos)
+        self._screening_mismatches.sort(key=lambda m: m.position)
 
     def campaign_work(self) -> tuple[int, dict[str, int]]:
         """What ``result()`` has left to replay: the deferred senders' events, and each
@@ -427,20 +471,20 @@ class Audit:
         return out
 
     def _finish(self, apart: Callable[[], dict[str, CampaignReplay]] | None,
-                apart_ids: frozenset[str]) -> AuditResult:
+                apart_ids: frozenset[str],
+                screening: Callable[[], ScreeningReplay] | None = None) -> AuditResult:
         try:
-            self._replay_deferred()
-            held, held_pos = self._held
-            if held is not None:
-                self._awaiting.setdefault(held.sender, []).append((held, held_pos))
-                self._held = (None, -1)
-            for queue in self._awaiting.values():
-                for text, pos in queue:
-                    self._screening_mismatch("text_without_screening", text.message_id,
-                                             None, text, pos)
-            self._screening_mismatches.sort(key=lambda m: m.position)
+            if screening is None:
+                self._finish_screening()
             campaign_mismatches: list[Mismatch] = []
             decided = self._replay_campaigns(campaign_mismatches, apart, apart_ids)
+            if screening is not None:  # the other half's, taken as if replayed here
+                part = screening()
+                self._screening_mismatches = part.found
+                self.counters.mismatches += part.mismatches
+                self.counters.restated += part.restated
+                self.counters.deferred_senders = part.deferred_senders
+                self._tally.add_suppressed(part.suppressed)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
         ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()

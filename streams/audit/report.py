@@ -68,6 +68,15 @@ class Tally:
             for reason, n in other.suppressed.items():
                 s.suppressed[reason] = s.suppressed.get(reason, 0) + n
 
+    def add_suppressed(self, suppressed: dict[tuple[str, int], dict[str, int]]) -> None:
+        """Add suppressions counted by another tally (the screening half of an audit)."""
+        for key, reasons in suppressed.items():
+            s = self.flat.get(key)
+            if s is None:
+                s = self.flat[key] = DayStats()
+            for reason, n in reasons.items():
+                s.suppressed[reason] = s.suppressed.get(reason, 0) + n
+
     def campaign_event(self, ev: Any) -> None:
         t = type(ev)
         s = self.day(ev.campaign_id, ev.occurred_at)

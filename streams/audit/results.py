@@ -93,6 +93,20 @@ class CampaignReplay:
 
 
 @dataclass(slots=True)
+class ScreeningReplay:
+    """The screening half of an audit (``Audit(part="screening").screening_part()``), all
+    that the other half's ``result(screening=...)`` takes of it: the screening mismatches
+    (sorted, at most ``keep``: the first found, as in one audit) and counters, and the
+    suppressed verdicts per (campaign, day)."""
+
+    found: list[Mismatch]
+    mismatches: int
+    restated: int
+    deferred_senders: int
+    suppressed: dict[tuple[str, int], dict[str, int]]
+
+
+@dataclass(slots=True)
 class CampaignReport:
     campaign_id: str
     budget_micros: int | None  # None: the campaign is not in the config

@@ -103,3 +103,90 @@ def test_a_child_that_fails_leaves_its_campaigns_to_the_parent(journal):
     run.feed(events)
     result = audit_result(run, apart_from=0)
     assert to_json(result) == outcome(events, campaigns, apart=False)[1]
+
+
+# --- the audit in two halves, each reading the file (two processes) --------------------
+
+
+def halves(events, campaigns, keep=50):
+    """The two halves in this process: the screening half fed what ``screening_events``
+    gives it (None for the other events), the campaign half everything."""
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    screening = Audit(campaigns, keep, part="screening")
+    screening.feed(e if e.TYPE in wanted else None for e in events)
+    run = Audit(campaigns, keep, part="campaigns")
+    run.feed(events)
+    part = screening.screening_part()
+    result = run.result(screening=lambda: part)
+    return (render_text(result), to_json(result), [m.to_json() for m in result.mismatches],
+            dataclasses.asdict(result.counters))
+
+
+@pytest.mark.parametrize("kind", ["clean", "cost", "lost", "verdict"])
+@pytest.mark.parametrize("keep", [50, 3])
+def test_the_two_halves_give_the_one_audit_result(journal, kind, keep):
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    assert halves(events, campaigns, keep) == outcome(events, campaigns, apart=False, keep=keep)
+
+
+def write(tmp_path, events, extra=()):
+    from schemas import codec
+
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(codec.encode(e) + b"\n" for e in events) + b"".join(extra))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["clean", "verdict", "lost"])
+def test_two_processes_reading_the_file_give_the_one_audit_result(journal, tmp_path,
+                                                                  monkeypatch, kind):
+    import argparse
+
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    path = write(tmp_path, events)
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    run = Audit(campaigns)
+    origins = inspect._Origins(from_file=True)
+    result = inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+                                  lambda evs, into=run: into.feed(evs), origins)
+    assert result is not None  # the two processes did it
+    assert (render_text(result), to_json(result), dataclasses.asdict(result.counters)) == (
+        lambda one: (one[0], one[1], one[3]))(outcome(events, campaigns, apart=False))
+
+
+def test_a_bad_file_is_left_to_the_one_process_audit(journal, tmp_path, monkeypatch):
+    import argparse
+
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    path = write(tmp_path, events[:500], extra=[b'{"type":"ReplySent","v":1,"message\n'])
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    run = Audit(campaigns)
+    assert inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+                                lambda evs, into=run: into.feed(evs),
+                                inspect._Origins(from_file=True)) is None
+
+
+def test_the_screening_reader_decodes_every_line_whose_type_it_cannot_be_sure_of():
+    import io
+
+    from streams.cli.inspect import screening_events
+
+    text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
+    sent = (b'{"type":"ReplySent","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"provider_message_id":null,"price_micros":null,"dry_run":true,"occurred_at":2}')
+    # A second "type" key (the last one counts), and one written with an escape.
+    twice = sent[:-1] + b',"type":"TextReceived","v":2,"body":"b","number_kind":"mobile",' \
+        b'"country":"FR","prefix":""}'
+    escaped = sent[:-1] + b',"\\u0074ype":"TextReceived","v":2,"body":"b",' \
+        b'"number_kind":"mobile","country":"FR","prefix":""}'
+    lines = [text, sent, b"", twice, escaped]
+    got = list(screening_events(io.BytesIO(b"\n".join(lines) + b"\n")))
+    assert [None if e is None else e.TYPE for e in got] == [
+        "TextReceived", None, "TextReceived", "TextReceived"]  # the blank line: no event
