@@ -424,7 +424,8 @@ class Audit:
         c = self.counters
         return ScreeningReplay(
             self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
-            {key: s.suppressed for key, s in self._tally.flat.items() if s.suppressed})
+            {key: s.suppressed for key, s in self._tally.flat.items() if s.suppressed},
+            self._position)
 
     def _finish_screening(self) -> None:
         """The end of the screening replay: the senders set aside, the texts never screened."""
@@ -480,6 +481,9 @@ class Audit:
             decided = self._replay_campaigns(campaign_mismatches, apart, apart_ids)
             if screening is not None:  # the other half's, taken as if replayed here
                 part = screening()
+                if part.events != self._position:  # e.g. a file written to meanwhile
+                    raise ValueError(f"the screening half read {part.events} events, "
+                                     f"this one {self._position}")
                 self._screening_mismatches = part.found
                 self.counters.mismatches += part.mismatches
                 self.counters.restated += part.restated

@@ -96,14 +96,15 @@ class CampaignReplay:
 class ScreeningReplay:
     """The screening half of an audit (``Audit(part="screening").screening_part()``), all
     that the other half's ``result(screening=...)`` takes of it: the screening mismatches
-    (sorted, at most ``keep``: the first found, as in one audit) and counters, and the
-    suppressed verdicts per (campaign, day)."""
+    (sorted, at most ``keep``: the first found, as in one audit) and counters, the
+    suppressed verdicts per (campaign, day), and how many events it was fed."""
 
     found: list[Mismatch]
     mismatches: int
     restated: int
     deferred_senders: int
     suppressed: dict[tuple[str, int], dict[str, int]]
+    events: int  # how many it was fed: the other half must have read as many
 
 
 @dataclass(slots=True)

@@ -190,3 +190,14 @@ def test_the_screening_reader_decodes_every_line_whose_type_it_cannot_be_sure_of
     got = list(screening_events(io.BytesIO(b"\n".join(lines) + b"\n")))
     assert [None if e is None else e.TYPE for e in got] == [
         "TextReceived", None, "TextReceived", "TextReceived"]  # the blank line: no event
+
+
+def test_halves_that_read_different_journals_give_no_result(journal):
+    campaigns, events = journal
+    screening = Audit(campaigns, part="screening")
+    screening.feed(events[:-1])  # e.g. a file written to between the two readings
+    run = Audit(campaigns, part="campaigns")
+    run.feed(events)
+    part = screening.screening_part()
+    with pytest.raises(ValueError, match="read"):
+        run.result(screening=lambda: part)
