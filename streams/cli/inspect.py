@@ -7,6 +7,7 @@ on any mismatch). ``antirelou simulate`` has its own options (streams/simulate/c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from array import array
 from collections.abc import Callable, Iterator
@@ -471,7 +472,8 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     finally:
         if not reaped:
             os.kill(pid, signal.SIGKILL)
-            os.close(read_fd)
+            with contextlib.suppress(OSError):  # closed already if the read began
+                os.close(read_fd)
             os.waitpid(pid, 0)
 
 
@@ -549,7 +551,8 @@ def audit_result(run: Any, apart_from: int = APART_FROM) -> Any:
     finally:
         if not reaped:  # result() raised before it needed the child's replays
             os.kill(pid, signal.SIGKILL)
-            os.close(read_fd)
+            with contextlib.suppress(OSError):  # closed already if the read began
+                os.close(read_fd)
             os.waitpid(pid, 0)
 
 
