@@ -83,10 +83,15 @@ def from_dict(payload: dict[str, Any]) -> Any:
 
 
 # For each type name: (class, current version, the payload's fields in the class's order).
+def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if len(names) > 1:
+        return itemgetter(*names)
+    name = names[0]
+    return lambda payload: (payload[name],)  # itemgetter of one name gives no tuple
+
+
 _CURRENT: dict[str, tuple[type, int, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
-    name: (cls, cls.SCHEMA_VERSION,
-           itemgetter(*_FIELDS[cls]) if len(_FIELDS[cls]) > 1
-           else (lambda p, _n=_FIELDS[cls][0]: (p[_n],)))
+    name: (cls, cls.SCHEMA_VERSION, _getter(_FIELDS[cls]))  # type: ignore[attr-defined]
     for name, cls in _BY_NAME.items()
 }
 

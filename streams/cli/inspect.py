@@ -493,7 +493,7 @@ def share_replay(deferred: int, campaign_events: dict[str, int],
     less work."""
     here = deferred * DEFERRED_WEIGHT + sum(campaign_events.values()) * PARENT_SHARE
     there = 0.0
-    apart = []
+    apart: list[str] = []
     for cid, n in sorted(campaign_events.items(), key=lambda item: (-item[1], item[0])):
         if there < here or (there == here and apart == []):
             apart.append(cid)
@@ -515,7 +515,8 @@ def audit_result(run: Any, apart_from: int = APART_FROM) -> Any:
     if (not hasattr(os, "fork") or (os.cpu_count() or 1) < 2
             or os.environ.get("ANTIRELOU_AUDIT_PROCESSES") == "1"):
         return run.result()
-    apart = share_replay(*run.campaign_work(), apart_from=apart_from)
+    deferred, campaign_events = run.campaign_work()
+    apart = share_replay(deferred, campaign_events, apart_from)
     if not apart:
         return run.result()
     import pickle
