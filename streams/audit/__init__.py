@@ -88,6 +88,17 @@ the texts and after the last one, so deferred replies are released or expired as
 The two reports come side by side: texts, replies, EUR spent, budget left and the first
 day the budget ran out, per campaign.
 
+On two cores
+------------
+
+The same result, in two processes (the shell forks; this package only splits the work):
+``Audit(part="screening")`` (fed the texts, verdicts, reopenings and policy changes, None
+for the other events) gives ``screening_part()``, which ``Audit(part="campaigns")`` (fed
+everything) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
+replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...)`` takes.
+Either way mismatches, counters and tallies are those of one ``Audit``
+(``tests/core/test_audit_apart.py``).
+
 Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, ``report``
 (tallies, JSON, text tables).
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -70,10 +70,12 @@ from streams.audit.results import (
     KEEP_MISMATCHES,
     UNATTEMPTED_AFTER_MS,
     AuditResult,
+    CampaignReplay,
     Counters,
     DayStats,
     MalformedEvent,
     Mismatch,
+    ScreeningReplay,
 )
 from streams.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
@@ -107,9 +109,18 @@ class Audit:
     continue across calls. ``audit(events, campaigns)`` does both at once.
     """
 
-    def __init__(self, campaigns: Iterable[Campaign], keep: int = KEEP_MISMATCHES) -> None:
+    def __init__(self, campaigns: Iterable[Campaign], keep: int = KEEP_MISMATCHES,
+                 part: str = "all") -> None:
+        """``part``: ``"all"``, the whole audit; or the audit in two halves fed the same
+        journal (e.g. by two processes): ``"screening"``, the screening replay alone
+        (``screening_part()``: it may be given None for the events other than texts,
+        verdicts, reopenings and policy changes), and ``"campaigns"``, everything else,
+        whose ``result(screening=...)`` takes the other half's part."""
+        if part not in ("all", "screening", "campaigns"):
+            raise ValueError(f"unknown audit part {part!r}")
         self.campaigns = {c.id: c for c in campaigns}
         self.keep = keep
+        self._screen = part != "campaigns"
         self.counters = Counters()
         self._tally = Tally()
         self._senders: dict[str, SenderState] = {}
@@ -239,6 +250,8 @@ class Audit:
             self._forwarded[mid] = ev
             if text is not None and text.prefix:
                 self._forward_prefix[mid] = text.prefix
+        if not self._screen:
+            return  # the screening replay is the other half's
         deferred = self._deferred
         if deferred and sender in deferred:
             deferred[sender].append((text, text_pos, ev, pos))
@@ -300,6 +313,8 @@ class Audit:
         the outcome it names must be in the journal (checked at the end)."""
         self.counters.reopened += 1
         self._reopened.append((ev, pos))
+        if not self._screen:
+            return
         if ev.sender in self._deferred:
             self._deferred[ev.sender].append((None, -1, ev, pos))
             return
@@ -382,27 +397,98 @@ class Audit:
             s = self._tally.day(ev.campaign_id, ev.occurred_at)
             s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
 
-    def result(self) -> AuditResult:
+    def result(self, apart: Callable[[], dict[str, CampaignReplay]] | None = None,
+               apart_ids: Iterable[str] = (),
+               screening: Callable[[], ScreeningReplay] | None = None) -> AuditResult:
+        """The audit's result. ``apart_ids``: campaigns replayed apart (``replay_apart``, on a
+        copy of this audit in another process, meanwhile); ``apart()`` gives their replays
+        when they are needed, after the deferred senders and this audit's own campaigns. A
+        campaign ``apart()`` leaves out is replayed here. The result is the same either way.
+        ``screening()``: the ``screening_part()`` of the ``"screening"`` half, for (and only
+        for) a ``"campaigns"`` half."""
         if self._result is not None:
             return self._result
+        if (screening is None) != self._screen:
+            raise ValueError("result(screening=...) is for, and only for, a 'campaigns' half")
         with _gc_paused():
-            self._result = self._finish()
+            self._result = self._finish(apart, frozenset(apart_ids), screening)
         return self._result
 
-    def _finish(self) -> AuditResult:
+    def screening_part(self) -> ScreeningReplay:
+        """The ``"screening"`` half's result, for the other half's ``result(screening=...)``."""
+        with _gc_paused():
+            try:
+                self._finish_screening()
+            except (TypeError, AttributeError) as exc:
+                raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
+        c = self.counters
+        return ScreeningReplay(
+            self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
+            {key: s.suppressed for key, s in self._tally.flat.items() if s.suppressed},
+            self._position)
+
+    def _finish_screening(self) -> None:
+        """The end of the screening replay: the senders set aside, the texts never screened."""
+        self._replay_deferred()
+        held, held_pos = self._held
+        if held is not None:
+            self._awaiting.setdefault(held.sender, []).append((held, held_pos))
+            self._held = (None, -1)
+        for queue in self._awaiting.values():
+            for text, pos in queue:
+                self._screening_mismatch("text_without_screening", text.message_id,
+                                         None, text, pos)
+        self._screening_mismatches.sort(key=lambda m: m.position)
+
+    def campaign_work(self) -> tuple[int, dict[str, int]]:
+        """What ``result()`` has left to replay: the deferred senders' events, and each
+        campaign's seq'd events (counts), to share the replay between processes."""
+        return (sum(len(items) for items in self._deferred.values()),
+                {cid: len(items) for cid, items in self._campaign_events.items()})
+
+    def replay_apart(self, campaign_ids: Iterable[str]) -> dict[str, CampaignReplay]:
+        """These campaigns' replays, as ``result(apart=...)`` takes them. Meant for a copy of
+        the fed audit in another process (it changes this one's tallies and counters). A
+        campaign whose replay raises is left out: ``result()`` replays it itself, and so
+        raises the same error at the same point."""
+        counters = self.counters
+        out: dict[str, CampaignReplay] = {}
+        with _gc_paused():
+            for cid in campaign_ids:
+                items = self._campaign_events[cid]
+                before = (counters.mismatches, counters.redelivered, counters.campaign_events)
+                self._tally = Tally()
+                found: list[Mismatch] = []
+                self._found = found
+                try:
+                    decided = self._replay_campaign(cid, items)
+                except Exception:  # noqa: BLE001 - left out: result() replays it itself
+                    continue
+                position = {id(ev): pos for _, pos, ev in items}
+                out[cid] = CampaignReplay(
+                    found, counters.mismatches - before[0], counters.redelivered - before[1],
+                    counters.campaign_events - before[2],
+                    [(key, position[id(ev)]) for key, ev in decided.items()], self._tally.flat)
+        return out
+
+    def _finish(self, apart: Callable[[], dict[str, CampaignReplay]] | None,
+                apart_ids: frozenset[str],
+                screening: Callable[[], ScreeningReplay] | None = None) -> AuditResult:
         try:
-            self._replay_deferred()
-            held, held_pos = self._held
-            if held is not None:
-                self._awaiting.setdefault(held.sender, []).append((held, held_pos))
-                self._held = (None, -1)
-            for queue in self._awaiting.values():
-                for text, pos in queue:
-                    self._screening_mismatch("text_without_screening", text.message_id,
-                                             None, text, pos)
-            self._screening_mismatches.sort(key=lambda m: m.position)
+            if screening is None:
+                self._finish_screening()
             campaign_mismatches: list[Mismatch] = []
-            decided = self._replay_campaigns(campaign_mismatches)
+            decided = self._replay_campaigns(campaign_mismatches, apart, apart_ids)
+            if screening is not None:  # the other half's, taken as if replayed here
+                part = screening()
+                if part.events != self._position:  # e.g. a file written to meanwhile
+                    raise ValueError(f"the screening half read {part.events} events, "
+                                     f"this one {self._position}")
+                self._screening_mismatches = part.found
+                self.counters.mismatches += part.mismatches
+                self.counters.restated += part.restated
+                self.counters.deferred_senders = part.deferred_senders
+                self._tally.add_suppressed(part.suppressed)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
         ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
@@ -424,15 +510,55 @@ class Audit:
         mismatches = (self._screening_mismatches + campaign_mismatches)[: self.keep]
         return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
 
-    def _replay_campaigns(self, found: list[Mismatch]) -> dict[str, dict[str, Any]]:
+    def _replay_campaigns(self, found: list[Mismatch],
+                          apart: Callable[[], dict[str, CampaignReplay]] | None = None,
+                          apart_ids: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
         """Every campaign's seq'd events decided again, then the unknown-campaign denials;
-        returns, per campaign, idempotency key -> recorded event."""
-        self._found = found
+        returns, per campaign, idempotency key -> recorded event. The campaigns are
+        independent: each has its own mismatches (in seq order, at most ``keep``), joined in
+        campaign order; the first campaign (in that order) with a malformed event raises."""
+        ids = sorted(self._campaign_events)
+        replays: dict[str, CampaignReplay | Exception] = {}
+        for cid in ids:  # this audit's own campaigns first, while the others are replayed
+            if cid not in apart_ids:
+                replays[cid] = self._replay_here(cid)
+        if apart_ids:
+            given = apart() if apart is not None else {}
+            for cid in ids:
+                if cid in apart_ids:
+                    replays[cid] = given[cid] if cid in given else self._replay_here(cid)
         decided_by_campaign: dict[str, dict[str, Any]] = {}
-        for cid in sorted(self._campaign_events):
-            decided_by_campaign[cid] = self._replay_campaign(cid, self._campaign_events[cid])
+        counters = self.counters
+        for cid in ids:
+            replay = replays[cid]
+            if isinstance(replay, Exception):
+                raise replay  # the first campaign, in order, that could not be replayed
+            if isinstance(replay.decided, dict):  # replayed here: the events themselves
+                decided_by_campaign[cid] = replay.decided
+            else:
+                event_at = {pos: ev for _, pos, ev in self._campaign_events[cid]}
+                decided_by_campaign[cid] = {key: event_at[pos] for key, pos in replay.decided}
+                counters.mismatches += replay.mismatches
+                counters.redelivered += replay.redelivered
+                counters.campaign_events += replay.campaign_events
+                self._tally.add(replay.days)
+            room = self.keep - len(found)
+            if room > 0:
+                found += replay.found[:room]
+        self._found = found
         self._replay_unknown_denials(decided_by_campaign)
         return decided_by_campaign
+
+    def _replay_here(self, cid: str) -> CampaignReplay | Exception:
+        """One campaign replayed in this audit (its counters and tallies counted here), or
+        what stopped it, raised in campaign order by the caller."""
+        found: list[Mismatch] = []
+        self._found = found
+        try:
+            decided = self._replay_campaign(cid, self._campaign_events[cid])
+        except Exception as exc:  # noqa: BLE001 - raised in order by _replay_campaigns
+            return exc
+        return CampaignReplay(found, decided=decided)  # type: ignore[arg-type]
 
     def _mismatch(self, kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
         """A campaign mismatch (counted; kept while fewer than ``keep``)."""

@@ -52,6 +52,31 @@ class Tally:
             stats = self.flat[key] = DayStats()
         return stats
 
+    def add(self, flat: dict[tuple[str, int], DayStats]) -> None:
+        """Add another tally's counts (a campaign replayed apart) to this one's."""
+        for key, other in flat.items():
+            s = self.flat.get(key)
+            if s is None:
+                s = self.flat[key] = DayStats()
+            s.texts_in += other.texts_in
+            s.approved += other.approved
+            s.spent_micros += other.spent_micros
+            s.credited_micros += other.credited_micros
+            s.policy_changes += other.policy_changes
+            s.sent += other.sent
+            s.failed += other.failed
+            for reason, n in other.suppressed.items():
+                s.suppressed[reason] = s.suppressed.get(reason, 0) + n
+
+    def add_suppressed(self, suppressed: dict[tuple[str, int], dict[str, int]]) -> None:
+        """Add suppressions counted by another tally (the screening half of an audit)."""
+        for key, reasons in suppressed.items():
+            s = self.flat.get(key)
+            if s is None:
+                s = self.flat[key] = DayStats()
+            for reason, n in reasons.items():
+                s.suppressed[reason] = s.suppressed.get(reason, 0) + n
+
     def campaign_event(self, ev: Any) -> None:
         t = type(ev)
         s = self.day(ev.campaign_id, ev.occurred_at)

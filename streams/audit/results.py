@@ -78,6 +78,36 @@ class DayStats:
 
 
 @dataclass(slots=True)
+class CampaignReplay:
+    """One campaign's replay done apart (``Audit.replay_apart``: on a copy of the fed audit,
+    in another process), with all that ``Audit.result`` takes of it: its mismatches in seq
+    order (at most ``keep``) and their count, its counters, its decided events (idempotency
+    key -> the event's position in the journal) and its events' part of the day tallies."""
+
+    found: list[Mismatch] = field(default_factory=list)
+    mismatches: int = 0
+    redelivered: int = 0
+    campaign_events: int = 0
+    decided: list[tuple[str, int]] = field(default_factory=list)
+    days: dict[tuple[str, int], DayStats] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ScreeningReplay:
+    """The screening half of an audit (``Audit(part="screening").screening_part()``), all
+    that the other half's ``result(screening=...)`` takes of it: the screening mismatches
+    (sorted, at most ``keep``: the first found, as in one audit) and counters, the
+    suppressed verdicts per (campaign, day), and how many events it was fed."""
+
+    found: list[Mismatch]
+    mismatches: int
+    restated: int
+    deferred_senders: int
+    suppressed: dict[tuple[str, int], dict[str, int]]
+    events: int  # how many it was fed: the other half must have read as many
+
+
+@dataclass(slots=True)
 class CampaignReport:
     campaign_id: str
     budget_micros: int | None  # None: the campaign is not in the config

@@ -153,7 +153,7 @@ def read_event_lines(f: IO[bytes], name: str,
 
     from schemas import codec
 
-    loads, from_dict = orjson.loads, codec.from_dict
+    loads, from_dict = orjson.loads, codec.fast_from_dict
     for n, line in enumerate(f, 1):
         try:
             event = from_dict(loads(line))

@@ -7,6 +7,7 @@ on any mismatch). ``antirelou simulate`` has its own options (streams/simulate/c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from array import array
 from collections.abc import Callable, Iterator
@@ -281,6 +282,7 @@ class _Origins:
     def __init__(self, from_file: bool) -> None:
         self.from_file = from_file
         self.blank_before: list[int] = []  # for each skipped blank line, the next event's position
+        self.said = 0  # progress said up to this many events
         self.parts, self.offsets = array("i"), array("q")
 
     def blank(self, line: int) -> None:
@@ -299,9 +301,43 @@ class _Origins:
 def _file_events(args: argparse.Namespace, origins: _Origins) -> Iterator[Any]:
     with open(args.file, "rb") as f:
         for n, event in read_event_lines(f, args.file, origins.blank):
-            if n % PROGRESS_EVERY == 0:
+            if n % PROGRESS_EVERY == 0 and n > origins.said:
                 _progress(args, n)
+                origins.said = n  # a second reading of the file does not say it again
             yield event
+
+
+# The events the screening half of the audit reads (``Audit(part="screening")``).
+SCREENING_TYPES = frozenset((b"TextReceived", b"SenderScreened", b"SenderReopened",
+                             b"PolicyChanged"))
+
+
+def screening_events(f: Any) -> Iterator[Any]:
+    """The journal's events for the screening half: the events of ``SCREENING_TYPES``, None
+    for each other event (its position is kept), blank lines skipped, as
+    ``read_event_lines`` reads them. A line is passed over without decoding only when its
+    bytes show its type for sure: it begins with ``{"type":"``, holds ``"type"`` once and
+    no backslash (no other ``type`` key, no escaped one); any other line is decoded. A bad
+    line passed over is not noticed here: the other half reads every line."""
+    import orjson
+
+    from schemas import codec
+
+    loads, from_dict = orjson.loads, codec.fast_from_dict
+    for line in f:
+        if line.startswith(b'{"type":"'):
+            name = line[9:line.find(b'"', 9)]
+            if (name not in SCREENING_TYPES and line.count(b'"type"') == 1
+                    and b"\\" not in line):
+                yield None
+                continue
+        try:
+            event = from_dict(loads(line))
+        except orjson.JSONDecodeError:
+            if not line.strip():
+                continue
+            raise
+        yield event
 
 
 async def _feed_from_kafka(args: argparse.Namespace, origins: _Origins,
@@ -340,15 +376,21 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
                 inputs.append(e)
             yield e
 
-    def feed(events) -> None:
-        run.feed(keep_inputs(events) if inputs is not None else events)
+    def feed(events, into: Any = run) -> None:
+        into.feed(keep_inputs(events) if inputs is not None else events)
 
     try:
         if origins.from_file:
+            result = _two_readers(args, run, feed, origins)
+            if result is not None:
+                return result
+            if inputs is not None:  # read again from the start, in one process
+                inputs.clear()
+            origins.blank_before.clear()
             feed(_file_events(args, origins))  # one pass: the audit pulls lines as it goes
         else:
             talk(args, _feed_from_kafka(args, origins, feed))
-        return run.result()
+        return audit_result(run)
     except BadLine as exc:
         print(f"antirelou: bad journal line: {exc}", file=sys.stderr)
     except au.MalformedEvent as exc:
@@ -357,6 +399,162 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
     except (OSError, codec.CodecError) as exc:
         print(f"antirelou: cannot read the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 2
+
+
+# A journal file from this size on is read by two processes (``_two_readers``).
+TWO_READERS_FROM = 4 * 2**20
+
+
+class _HalfFailed(Exception):
+    """The screening half's process gave no result."""
+
+
+def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
+                 origins: _Origins) -> Any:
+    """The audit of a journal file in two processes that each read it, on a machine of two
+    cores or more: a forked child, the screening replay (``Audit(part="screening")``, fed
+    ``screening_events``: it decodes only the texts, verdicts, reopenings and policy
+    changes), this process everything else (``part="campaigns"``), the child's part sent
+    back pickled through a pipe. None (nothing said, nothing kept) when not worth it or when
+    anything went wrong on either side: the caller then audits in one process, which
+    reports a bad journal as it always did, so the outcome is the one-process one in every
+    case (the audit's tests compare them). ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
+    import os
+
+    if (not hasattr(os, "fork") or (os.cpu_count() or 1) < 2
+            or os.environ.get("ANTIRELOU_AUDIT_PROCESSES") == "1"):
+        return None
+    try:
+        if os.path.getsize(args.file) < TWO_READERS_FROM:
+            return None
+    except OSError:
+        return None
+    import pickle
+    import signal
+
+    from streams import audit as au
+
+    campaigns, keep = list(run.campaigns.values()), run.keep
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the screening half, sent; leave at once (no stdio flush)
+        code = 1
+        try:
+            os.close(read_fd)
+            half = au.Audit(campaigns, keep, part="screening")
+            with open(args.file, "rb") as f:
+                half.feed(screening_events(f))
+            data = pickle.dumps(half.screening_part(), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    reaped = False
+
+    def screening() -> Any:
+        nonlocal reaped
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        if status != 0:
+            raise _HalfFailed
+        return pickle.loads(data)
+
+    half = au.Audit(campaigns, keep, part="campaigns")
+    try:
+        feed(_file_events(args, origins), half)
+        return half.result(screening=screening)
+    except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
+        return None
+    finally:
+        if not reaped:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):  # closed already if the read began
+                os.close(read_fd)
+            os.waitpid(pid, 0)
+
+
+# The campaign replay is shared with a second process from this much work on each side, in
+# a campaign's seq'd events: a deferred sender's event costs DEFERRED_WEIGHT of one (measured
+# on the bench journal: 5.6 against 9 us), and the parent's own end of the audit (merging,
+# pending, the report) PARENT_SHARE of every campaign event.
+APART_FROM = 5_000
+DEFERRED_WEIGHT = 0.6
+PARENT_SHARE = 0.25
+
+
+def share_replay(deferred: int, campaign_events: dict[str, int],
+                 apart_from: int = APART_FROM) -> list[str]:
+    """The campaigns to replay in a second process (none: not worth one). This process
+    keeps the deferred senders; the largest campaigns go, one by one, to the side with
+    less work."""
+    here = deferred * DEFERRED_WEIGHT + sum(campaign_events.values()) * PARENT_SHARE
+    there = 0.0
+    apart: list[str] = []
+    for cid, n in sorted(campaign_events.items(), key=lambda item: (-item[1], item[0])):
+        if there < here or (there == here and apart == []):
+            apart.append(cid)
+            there += n
+        else:
+            here += n
+    return sorted(apart) if min(here, there) >= apart_from else []
+
+
+def audit_result(run: Any, apart_from: int = APART_FROM) -> Any:
+    """``run.result()`` of a fed ``Audit``, its campaign replay shared with a forked copy
+    of this process on a machine of two cores or more (``share_replay``): the child
+    replays its campaigns (``replay_apart``) while this one replays the deferred senders
+    and the other campaigns, and sends them back pickled through a pipe. The result is the
+    same as without it (the audit's tests compare them); if the child fails, its campaigns
+    are replayed here. ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
+    import os
+
+    if (not hasattr(os, "fork") or (os.cpu_count() or 1) < 2
+            or os.environ.get("ANTIRELOU_AUDIT_PROCESSES") == "1"):
+        return run.result()
+    deferred, campaign_events = run.campaign_work()
+    apart = share_replay(deferred, campaign_events, apart_from)
+    if not apart:
+        return run.result()
+    import pickle
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: replay, send, leave at once (no cleanup, no stdio flush)
+        code = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps(run.replay_apart(apart), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    reaped = False
+
+    def given() -> dict:
+        nonlocal reaped
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        if status != 0:
+            return {}  # replayed here instead
+        return pickle.loads(data)
+
+    try:
+        return run.result(apart=given, apart_ids=apart)
+    finally:
+        if not reaped:  # result() raised before it needed the child's replays
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):  # closed already if the read began
+                os.close(read_fd)
+            os.waitpid(pid, 0)
 
 
 def audit_journal(args: argparse.Namespace) -> int:

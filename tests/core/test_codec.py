@@ -52,3 +52,33 @@ def test_a_missing_upcaster_is_a_clear_error(monkeypatch):
     monkeypatch.delitem(codec._UPCASTERS, ("TextReceived", 1))
     with pytest.raises(codec.CodecError, match="no upcaster from version 1"):
         codec.decode(b'{"type":"TextReceived","v":1}')
+
+
+def _outcome(fn, payload):
+    try:
+        value = fn(payload)
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return ("error", type(exc), str(exc))
+    return ("value", type(value), value)
+
+
+@pytest.mark.parametrize("cls", EVENT_TYPES + COMMAND_TYPES, ids=lambda c: c.TYPE)
+def test_the_fast_decoder_gives_what_from_dict_gives(cls):
+    payload = codec.to_dict(sample(cls))
+    first = dataclasses.fields(cls)[0].name
+    variants = [
+        payload,
+        {**payload, "extra": 1},  # extra keys are ignored by both
+        dict(reversed(list(payload.items()))),  # key order does not matter
+        {k: v for k, v in payload.items() if k != first},  # a missing field
+        {**payload, "v": 1},  # an old version: upcast (or no upcaster)
+        {**payload, "v": float(payload["v"])},  # not an int
+        {**payload, "v": True},
+        {**payload, "v": payload["v"] + 1},
+        {k: v for k, v in payload.items() if k != "v"},
+        {**payload, "type": "Nope"},
+        [payload],
+        "text",
+    ]
+    for variant in variants:
+        assert _outcome(codec.fast_from_dict, variant) == _outcome(codec.from_dict, variant)

@@ -1,0 +1,203 @@
+"""The audit's campaign replay shared with a forked process (``antirelou audit`` on two
+cores) gives the very result of the one-process replay: clean journals, tampered ones (the
+same mismatches, in the same order, at most ``keep``), malformed ones (the same error), and
+a child that fails (its campaigns replayed in the parent)."""
+
+import dataclasses
+
+import pytest
+
+from schemas.events import ReplyApproved, ReplyDenied, SenderScreened
+from streams.audit import Audit, MalformedEvent, render_text, to_json
+from streams.cli.common import read_event_lines
+from streams.cli.inspect import audit_result, share_replay
+from tests.benchmarks.bench_audit import LYON_REPLY, PARIS_REPLY, TOML, generate
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory):
+    """A bench journal: three campaigns, redeliveries, a policy change read late (deferred
+    senders), a credit, a budget running out."""
+    folder = tmp_path_factory.mktemp("apart")
+    config, path = folder / "campaigns.toml", folder / "journal.jsonl"
+    config.write_text(TOML.format(paris_reply=PARIS_REPLY, lyon_reply=LYON_REPLY,
+                                  paris_eur=f"{0.16 * 0.6 * 6000 / 4 * 0.5:.2f}"))
+    generate(config, path, 6000, seed=3)
+    from infra.config import load_campaigns
+
+    with open(path, "rb") as f:
+        events = [e for _, e in read_event_lines(f, str(path))]
+    return load_campaigns(config), events
+
+
+def outcome(events, campaigns, *, apart, keep=50):
+    run = Audit(campaigns, keep)
+    try:
+        run.feed(events)
+        result = audit_result(run, apart_from=0) if apart else run.result()
+    except MalformedEvent as exc:
+        return ("malformed", str(exc))
+    return (render_text(result), to_json(result), [m.to_json() for m in result.mismatches],
+            dataclasses.asdict(result.counters))
+
+
+def tampered(events, kind):
+    out = list(events)
+    approvals = [i for i, e in enumerate(out) if type(e) is ReplyApproved]
+    if kind == "cost":  # one approval in each campaign that has one costs a micro-euro more
+        firsts = {}
+        for i in approvals:
+            firsts.setdefault(out[i].campaign_id, i)
+        assert len(firsts) >= 2
+        for i in firsts.values():
+            out[i] = dataclasses.replace(out[i], cost_micros=out[i].cost_micros + 1)
+    elif kind == "lost":  # a decision lost: every later seq of its campaign mismatches
+        del out[approvals[len(approvals) // 2]]
+    elif kind == "verdict":
+        i = next(i for i, e in enumerate(out) if type(e) is SenderScreened
+                 and e.verdict != "forward")
+        out[i] = dataclasses.replace(out[i], verdict="forward", reason=None)
+    elif kind == "seq":  # a seq that is not a number: the sort of its campaign fails
+        i = next(i for i, e in enumerate(out) if type(e) is ReplyDenied)
+        out[i] = dataclasses.replace(out[i], seq="x")
+    return out
+
+
+def test_the_journal_is_shared_between_two_processes():
+    run_campaigns = {"paris": 900, "lyon": 500, "marseille": 100}
+    assert share_replay(0, run_campaigns, apart_from=0) == ["paris"]
+    assert share_replay(1000, run_campaigns, apart_from=0) == ["lyon", "paris"]
+    assert share_replay(0, run_campaigns) == []  # too little work for a second process
+
+
+@pytest.mark.parametrize("kind", ["clean", "cost", "lost", "verdict", "seq"])
+def test_the_shared_replay_gives_the_one_process_result(journal, kind):
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    alone = outcome(events, campaigns, apart=False)
+    assert outcome(events, campaigns, apart=True) == alone
+    if kind == "clean":
+        assert alone[3]["mismatches"] == 0 and alone[3]["deferred_senders"] > 0
+    elif kind == "seq":
+        assert alone[0] == "malformed"
+    else:
+        assert alone[3]["mismatches"] > 0
+
+
+def test_the_first_mismatches_kept_are_the_same(journal):
+    campaigns, events = journal
+    events = tampered(events, "lost")
+    assert (outcome(events, campaigns, apart=True, keep=3)
+            == outcome(events, campaigns, apart=False, keep=3))
+
+
+class _FailingApart(Audit):
+    def replay_apart(self, campaign_ids):
+        raise RuntimeError("the child dies")
+
+
+def test_a_child_that_fails_leaves_its_campaigns_to_the_parent(journal):
+    campaigns, events = journal
+    events = tampered(events, "cost")
+    run = _FailingApart(campaigns)
+    run.feed(events)
+    result = audit_result(run, apart_from=0)
+    assert to_json(result) == outcome(events, campaigns, apart=False)[1]
+
+
+# --- the audit in two halves, each reading the file (two processes) --------------------
+
+
+def halves(events, campaigns, keep=50):
+    """The two halves in this process: the screening half fed what ``screening_events``
+    gives it (None for the other events), the campaign half everything."""
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    screening = Audit(campaigns, keep, part="screening")
+    screening.feed(e if e.TYPE in wanted else None for e in events)
+    run = Audit(campaigns, keep, part="campaigns")
+    run.feed(events)
+    part = screening.screening_part()
+    result = run.result(screening=lambda: part)
+    return (render_text(result), to_json(result), [m.to_json() for m in result.mismatches],
+            dataclasses.asdict(result.counters))
+
+
+@pytest.mark.parametrize("kind", ["clean", "cost", "lost", "verdict"])
+@pytest.mark.parametrize("keep", [50, 3])
+def test_the_two_halves_give_the_one_audit_result(journal, kind, keep):
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    assert halves(events, campaigns, keep) == outcome(events, campaigns, apart=False, keep=keep)
+
+
+def write(tmp_path, events, extra=()):
+    from schemas import codec
+
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b"".join(codec.encode(e) + b"\n" for e in events) + b"".join(extra))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["clean", "verdict", "lost"])
+def test_two_processes_reading_the_file_give_the_one_audit_result(journal, tmp_path,
+                                                                  monkeypatch, kind):
+    import argparse
+
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    path = write(tmp_path, events)
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    run = Audit(campaigns)
+    origins = inspect._Origins(from_file=True)
+    result = inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+                                  lambda evs, into=run: into.feed(evs), origins)
+    assert result is not None  # the two processes did it
+    assert (render_text(result), to_json(result), dataclasses.asdict(result.counters)) == (
+        lambda one: (one[0], one[1], one[3]))(outcome(events, campaigns, apart=False))
+
+
+def test_a_bad_file_is_left_to_the_one_process_audit(journal, tmp_path, monkeypatch):
+    import argparse
+
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    path = write(tmp_path, events[:500], extra=[b'{"type":"ReplySent","v":1,"message\n'])
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    run = Audit(campaigns)
+    assert inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+                                lambda evs, into=run: into.feed(evs),
+                                inspect._Origins(from_file=True)) is None
+
+
+def test_the_screening_reader_decodes_every_line_whose_type_it_cannot_be_sure_of():
+    import io
+
+    from streams.cli.inspect import screening_events
+
+    text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
+    sent = (b'{"type":"ReplySent","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"provider_message_id":null,"price_micros":null,"dry_run":true,"occurred_at":2}')
+    # A second "type" key (the last one counts), and one written with an escape.
+    twice = sent[:-1] + b',"type":"TextReceived","v":2,"body":"b","number_kind":"mobile",' \
+        b'"country":"FR","prefix":""}'
+    escaped = sent[:-1] + b',"\\u0074ype":"TextReceived","v":2,"body":"b",' \
+        b'"number_kind":"mobile","country":"FR","prefix":""}'
+    lines = [text, sent, b"", twice, escaped]
+    got = list(screening_events(io.BytesIO(b"\n".join(lines) + b"\n")))
+    assert [None if e is None else e.TYPE for e in got] == [
+        "TextReceived", None, "TextReceived", "TextReceived"]  # the blank line: no event
+
+
+def test_halves_that_read_different_journals_give_no_result(journal):
+    campaigns, events = journal
+    screening = Audit(campaigns, part="screening")
+    screening.feed(events[:-1])  # e.g. a file written to between the two readings
+    run = Audit(campaigns, part="campaigns")
+    run.feed(events)
+    part = screening.screening_part()
+    with pytest.raises(ValueError, match="read"):
+        run.result(screening=lambda: part)
