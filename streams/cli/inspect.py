@@ -429,39 +429,23 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
             return None
     except OSError:
         return None
-    import pickle
-    import signal
-
     from streams import audit as au
 
     campaigns, keep = list(run.campaigns.values()), run.keep
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: the screening half, sent; leave at once (no stdio flush)
-        code = 1
-        try:
-            os.close(read_fd)
-            half = au.Audit(campaigns, keep, part="screening")
-            with open(args.file, "rb") as f:
-                half.feed(screening_events(f))
-            data = pickle.dumps(half.screening_part(), protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    reaped = False
+
+    def screening_half() -> Any:
+        half = au.Audit(campaigns, keep, part="screening")
+        with open(args.file, "rb") as f:
+            half.feed(screening_events(f))
+        return half.screening_part()
+
+    child = _Forked(screening_half)
 
     def screening() -> Any:
-        nonlocal reaped
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        reaped = True
-        if status != 0:
+        part = child.result()
+        if part is None:
             raise _HalfFailed
-        return pickle.loads(data)
+        return part
 
     half = au.Audit(campaigns, keep, part="campaigns")
     try:
@@ -470,11 +454,54 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
         return None
     finally:
-        if not reaped:
-            os.kill(pid, signal.SIGKILL)
+        child.end()
+
+
+class _Forked:
+    """``work()`` run in a forked copy of this process, its answer sent back pickled through
+    a pipe: ``result()`` waits for it (None if the child failed); ``end()`` kills a child
+    whose answer was never asked for. The child leaves at once (no cleanup, no stdio
+    flush)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        import os
+        import pickle
+
+        self._read_fd, write_fd = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            code = 1
+            try:
+                os.close(self._read_fd)
+                data = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(data)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self._reaped = False
+
+    def result(self) -> Any:
+        import os
+        import pickle
+
+        with os.fdopen(self._read_fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        self._reaped = True
+        return pickle.loads(data) if status == 0 else None
+
+    def end(self) -> None:
+        import os
+        import signal
+
+        if not self._reaped:
+            os.kill(self._pid, signal.SIGKILL)
             with contextlib.suppress(OSError):  # closed already if the read began
-                os.close(read_fd)
-            os.waitpid(pid, 0)
+                os.close(self._read_fd)
+            os.waitpid(self._pid, 0)
+            self._reaped = True
 
 
 # The campaign replay is shared with a second process from this much work on each side, in
@@ -519,42 +546,16 @@ def audit_result(run: Any, apart_from: int = APART_FROM) -> Any:
     apart = share_replay(deferred, campaign_events, apart_from)
     if not apart:
         return run.result()
-    import pickle
-    import signal
-
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: replay, send, leave at once (no cleanup, no stdio flush)
-        code = 1
-        try:
-            os.close(read_fd)
-            data = pickle.dumps(run.replay_apart(apart), protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    reaped = False
+    child = _Forked(lambda: run.replay_apart(apart))
 
     def given() -> dict:
-        nonlocal reaped
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        reaped = True
-        if status != 0:
-            return {}  # replayed here instead
-        return pickle.loads(data)
+        replays = child.result()
+        return {} if replays is None else replays  # None: replayed here instead
 
     try:
         return run.result(apart=given, apart_ids=apart)
     finally:
-        if not reaped:  # result() raised before it needed the child's replays
-            os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):  # closed already if the read began
-                os.close(read_fd)
-            os.waitpid(pid, 0)
+        child.end()  # result() raised before it needed the child's replays
 
 
 def audit_journal(args: argparse.Namespace) -> int:

@@ -358,6 +358,26 @@ class Worker:
                 self.process.wait(10)
 
 
+def wait_healthy(worker: Worker, what: str, timeout_s: float, poll_s: float) -> Worker:
+    """Until the process answers /health 200; its log's end in the error if it exits or
+    does not come up."""
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"{what} exited {worker.process.returncode}:\n"
+                               f"{worker.log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(worker.url + "/health", timeout=2).status_code == 200:
+                return worker
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up:\n{worker.log_path.read_text()[-3000:]}")
+        time.sleep(poll_s)
+
+
 class Bench:
     """The broker, the Ray session, the local MessageBird and the workers of one run."""
 
@@ -430,8 +450,6 @@ class Bench:
                      env_extra: dict[str, str] | None = None, baseline: bool = False) -> Worker:
         """A worker of this checkout's code, or (``baseline``) of ``--baseline-root``'s, which
         sends to that checkout's local MessageBird."""
-        import requests
-
         root = self.baseline_root if baseline and self.baseline_root else ROOT
         endpoint = self.baseline_mb_endpoint if root != ROOT else self.mb_endpoint
         port = free_port()
@@ -452,18 +470,7 @@ class Bench:
             start_new_session=True)
         worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
         self.workers.append(worker)
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(worker.url + "/health", timeout=2).status_code == 200:
-                    return worker
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not come up:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+        return wait_healthy(worker, "worker", timeout_s=120, poll_s=0.3)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -574,20 +581,9 @@ def cpu_of_at_start(result: dict, alive: set[int]) -> float:
 
 
 def synced(worker: Worker, topic: str) -> tuple[int, str]:
-    """(generation, partitions of ``topic``) of the worker's last rebalance, from the table
-    Faust logs after "Successfully synced group ... with generation N"."""
-    generation, partitions = 0, ""
-    lines = worker.log_path.read_text(errors="replace").splitlines()
-    for i, line in enumerate(lines):
-        found = re.search(r"Successfully synced group \S+ with generation (\d+)", line)
-        if found:
-            generation, partitions = int(found.group(1)), ""
-            for row in lines[i + 1:i + 40]:
-                if row.startswith("| ") and row.split("|")[1].strip() == topic:
-                    partitions = row.split("|")[2].strip()
-                if not row.startswith(("|", "+")) and "Setting newly" not in row:
-                    break
-    return generation, partitions
+    from tests.faust_log import assignment
+
+    return assignment(worker.log_path, topic)
 
 
 def wait_until_sharing(workers: list[Worker], topic: str, timeout: float = 180.0) -> list[str]:
@@ -992,8 +988,6 @@ def start_web_only(bench: Bench, app_id: str, names: dict, tag: str,
     """``antirelou worker --role web`` of ``root``'s code (this checkout, or one with that
     role given as --web-baseline-root) for ``app_id`` (a deployment with or without full
     workers); its own log and state folder (``tag``)."""
-    import requests
-
     port = free_port()
     log_path = bench.tmp / f"{app_id}-{tag}.log"
     env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET}
@@ -1007,19 +1001,7 @@ def start_web_only(bench: Bench, app_id: str, names: dict, tag: str,
         start_new_session=True)
     worker = Worker(f"http://127.0.0.1:{port}", app_id, process, log_path, names)
     bench.workers.append(worker)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"web-only process exited {process.returncode}:\n"
-                               f"{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(worker.url + "/health", timeout=2).status_code == 200:
-                return worker
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"web-only process did not come up:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
+    return wait_healthy(worker, "web-only process", timeout_s=60, poll_s=0.2)
 
 
 def run_webhook(bench: Bench, args: argparse.Namespace, worker: Worker, texts: list,

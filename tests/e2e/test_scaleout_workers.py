@@ -9,7 +9,6 @@ Run alone with ``pytest -m scaleout``.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from actors.shard import CampaignShard, is_campaign_event
 from infra.broker import EmbeddedBroker
 from infra.config import load_campaigns
 from infra.journal import read_journal
+from tests import faust_log
 from tests.e2e.conftest import ACCESS_KEY, new_sender, of, start_worker, stop_worker
 
 pytestmark = [pytest.mark.services, pytest.mark.scaleout]
@@ -32,20 +32,7 @@ TICK_S = 1.0
 
 
 def assignment(worker, topic: str) -> tuple[int, str]:
-    """(generation, partitions of ``topic``) of the worker's last rebalance, from the table
-    Faust logs after "Successfully synced group ... with generation N"."""
-    generation, partitions = 0, ""
-    lines = worker.log_path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        found = re.search(r"Successfully synced group \S+ with generation (\d+)", line)
-        if found:
-            generation, partitions = int(found.group(1)), ""
-            for row in lines[i + 1:i + 40]:
-                if row.startswith("| ") and row.split("|")[1].strip() == topic:
-                    partitions = row.split("|")[2].strip()
-                if not row.startswith(("|", "+")) and "Setting newly" not in row:
-                    break
-    return generation, partitions
+    return faust_log.assignment(worker.log_path, topic)
 
 
 def syncs(worker) -> int:
