@@ -125,7 +125,7 @@ def test_a_web_only_process_refuses_what_it_cannot_check(tmp_path, kafka, ray_ad
     # number is journaled as rejected.
     web = workers.start(tmp_path, kafka, ray_address, {}, args=("--role", "web"))
     sender = new_sender()
-    forged = web.post(sender=sender, sign_with="not-the-signing-key")
+    forged = web.post(sender=sender, sign_with="not-the-signing-key-not-the-signing-key")
     assert forged.status_code == 401, forged.text
     unsigned = web.post(sender=sender, sign_with=None)
     assert unsigned.status_code == 401, unsigned.text
