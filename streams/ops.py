@@ -255,15 +255,17 @@ NO_DASHBOARD = ("this worker was started with --no-dashboard: it does not follow
                 "journal; ask a worker that does")
 
 
-def _register_no_dashboard(app: Any, registry: CollectorRegistry) -> None:
-    """/metrics with the consumer lag only; the dashboard's pages say where it is not."""
-
+def _register_metrics(app: Any, registry: CollectorRegistry) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return web.Response(body=generate_latest(registry),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+
+def _register_no_dashboard(app: Any, registry: CollectorRegistry) -> None:
+    """/metrics with the consumer lag only; the dashboard's pages say where it is not."""
+    _register_metrics(app, registry)
     for path in ("/dashboard", "/dashboard/data", "/dashboard/dashboard.js"):
         @app.page(path)
         class NoDashboard(View):
@@ -318,11 +320,7 @@ def _register_pages(app: Any, guard: Guard, registry: CollectorRegistry, project
                     clock: Callable[[], float]) -> None:
     """/metrics, the dashboard and its data, the login form (behind the admin guard)."""
 
-    @app.page("/metrics")
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return web.Response(body=generate_latest(registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+    _register_metrics(app, registry)
 
     @app.page("/dashboard")
     class Dashboard(View):

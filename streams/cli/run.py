@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,11 +315,8 @@ def serve_web(args: argparse.Namespace) -> int:
     """``worker --role web``: the webhooks and /health, on the deployment's broker and
     topics, with its secret (checked against the journal's key), no Ray and no stage: a
     front that scales apart from the workers that screen, decide and send."""
-    import faust
-
     from infra.broker import wait_for_kafka
     from infra.kafka_compat import install_fetch_floor
-    from infra.supervisor import bound_shutdown
     from streams.app import create_app
     from streams.ops import register_guard
 
@@ -352,8 +350,18 @@ def serve_web(args: argparse.Namespace) -> int:
     if deployment.signing_key is None and deployment.providers.uses_messagebird:
         print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
               flush=True)
+    return _run_faust_worker(app, args, cleanup=lambda: None)
+
+
+def _run_faust_worker(app: Any, args: argparse.Namespace, cleanup: Callable[[], None]) -> int:
+    """The Faust worker on ``app`` until it stops (its exit status), the stop bounded
+    (``cleanup`` on the way out), what start-up loaded frozen out of the collector's reach."""
+    import faust
+
+    from infra.supervisor import bound_shutdown
+
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
-    bound_shutdown(worker, STOP_GRACE_S, cleanup=lambda: None)
+    bound_shutdown(worker, STOP_GRACE_S, cleanup=cleanup)
     freeze_what_was_loaded()
     try:
         worker.execute_from_commandline()
@@ -454,13 +462,12 @@ def _key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
 
 def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) -> int:
     """Topics, key check, Ray shards, the app; then the Faust worker until it stops."""
-    import faust
     import ray
 
     from infra.broker import wait_for_kafka
     from infra.messagebird_gateway import gateway_from_env
     from infra.providers import gateways_from_env
-    from infra.supervisor import bound_shutdown, persist_topology
+    from infra.supervisor import persist_topology
     from streams.app import create_app
     from streams.ops import register_ops
 
@@ -480,15 +487,7 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
                  follow_journal=not getattr(args, "no_dashboard", False))
     _announce_campaigns(args, d, shards)
     _announce_access(args, d, gateway, admin_token)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
-    bound_shutdown(worker, STOP_GRACE_S, cleanup=broker.stop if broker else lambda: None)
-    freeze_what_was_loaded()
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    else:
-        code = 0
+    code = _run_faust_worker(app, args, cleanup=broker.stop if broker else lambda: None)
     if broker is not None and broker.gave_up:
         print(f"antirelou: {broker.gave_up}", file=sys.stderr, flush=True)
         return 1

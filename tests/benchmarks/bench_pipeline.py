@@ -576,10 +576,6 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-def cpu_of_at_start(result: dict, alive: set[int]) -> float:
-    return sum(c for p, c in result["actor_cpu_start"].items() if p in alive)
-
-
 def synced(worker: Worker, topic: str) -> tuple[int, str]:
     from tests.faust_log import assignment
 
@@ -667,9 +663,8 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
 
     def started() -> None:
         result["rss_start_mib"] = rss_mib(worker.pid)[0]
-        result["actors"] = ray_actor_pids()
-        result["actor_cpu_start"] = {p: cpu_of([p]) for p in result["actors"]}
-        result["cpu_start"] = (cpu_of(pids), cpu_s(bench.broker.pid), 0.0)
+        result["actor_cpu_start"] = {p: cpu_of([p]) for p in ray_actor_pids()}
+        result["cpu_start"] = (cpu_of(pids), cpu_s(bench.broker.pid))
         if profile_s:
             spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
 
@@ -687,7 +682,7 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
             raise RuntimeError(f"{label}: a worker exited {w.process.returncode}:\n"
                                + w.log_path.read_text()[-3000:])
     result["rss_end_mib"], result["hwm_mib"] = rss_mib(worker.pid)
-    w0, b0, a0 = result["cpu_start"]
+    w0, b0 = result["cpu_start"]
     records_after = asyncio.run(records_by_topic(bench.kafka, app_id))
     if live:  # the texts produced during the run are not the pipeline's own records
         records_after[names["inbound"]] -= len(enc.values)
@@ -695,12 +690,12 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
         records_before, records_after, want["texts"], app_id)
     result["worker_cpu_ms"] = (cpu_of(pids) - w0) * 1000 / want["texts"]
     result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
-    alive = set(ray_actor_pids())
-    if set(result["actors"]) - alive:
+    alive, actors_at_start = set(ray_actor_pids()), result["actor_cpu_start"]
+    if set(actors_at_start) - alive:
         log(f"{label}: WARNING campaign actor processes ended during the run: their CPU is "
             f"not counted")
-    result["actor_cpu_ms"] = (cpu_of([p for p in result["actors"] if p in alive])
-                              - cpu_of_at_start(result, alive)) * 1000 / want["texts"]
+    result["actor_cpu_ms"] = sum(cpu_of([p]) - c0 for p, c0 in actors_at_start.items()
+                                 if p in alive) * 1000 / want["texts"]
     result["journal"] = n
     result["seconds"] = t1 - t0
     result["texts_per_s"] = want["texts"] / (t1 - t0)
