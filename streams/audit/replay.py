@@ -64,7 +64,7 @@ from schemas.reasons import (
     TICK_EXPIRIES,
     UNKNOWN_CAMPAIGN,
 )
-from streams.audit.report import Tally
+from streams.audit.report import Tally, count_suppressed
 from streams.audit.results import (
     DAY_MS,
     KEEP_MISMATCHES,
@@ -394,8 +394,7 @@ class Audit:
 
     def _count_verdict(self, ev: SenderScreened) -> None:
         if ev.verdict != "forward":
-            s = self._tally.day(ev.campaign_id, ev.occurred_at)
-            s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+            count_suppressed(self._tally.day(ev.campaign_id, ev.occurred_at), ev.reason)
 
     def result(self, apart: Callable[[], dict[str, CampaignReplay]] | None = None,
                apart_ids: Iterable[str] = (),

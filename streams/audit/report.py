@@ -36,6 +36,15 @@ _REASON_ORDER = {r: i for i, r in enumerate((
     *sorted(set(SCREENING_REASONS) - {DUPLICATE, ALREADY_ANSWERED})))}
 
 
+def count_suppressed(s: DayStats, reason: Any) -> None:
+    """One more suppression of ``reason`` on a day: a recorded reason that is not a string (a
+    tampered journal's "suppress" with no reason, already a mismatch) is counted under its
+    repr in brackets, "(None)", so that the report still shows it and sorts its columns."""
+    if reason.__class__ is not str:
+        reason = f"({reason!r})"
+    s.suppressed[reason] = s.suppressed.get(reason, 0) + 1
+
+
 class Tally:
     """Per campaign, per UTC day counts, from the events given to it."""
 
@@ -88,9 +97,9 @@ class Tally:
         elif t is ReplyCostReconciled:
             s.spent_micros += ev.actual_micros - ev.estimated_micros
         elif t is ReplyDenied:
-            s.suppressed[ev.reason] = s.suppressed.get(ev.reason, 0) + 1
+            count_suppressed(s, ev.reason)
         elif t is ReplyExpired:
-            s.suppressed[EXPIRED] = s.suppressed.get(EXPIRED, 0) + 1
+            count_suppressed(s, EXPIRED)
         elif t is BudgetCredited:
             s.credited_micros += ev.amount_micros
         elif t is PolicyChanged:

@@ -536,6 +536,30 @@ def test_cli_audit_of_a_tampered_file_exits_1_and_shows_the_first_mismatch(files
         "balance_after_micros: expected 150000, recorded 1")
 
 
+def test_cli_audit_of_a_suppression_with_no_reason_reports_it_and_does_not_crash(files, capsys,
+                                                                                tmp_path):
+    # A forward flipped to "suppress" (its reason left None), and a denial whose reason is a
+    # number: the report crashed on both (len(None), a JSON key that is not a string).
+    journal = list(files["journal"])
+    i = index_of(journal, SenderScreened, "m1")
+    journal[i] = dataclasses.replace(journal[i], verdict="suppress")
+    j = next(k for k, e in enumerate(journal) if type(e) is ReplyDenied)
+    journal[j] = dataclasses.replace(journal[j], reason=7)
+    path = files["write"](journal)
+    html = tmp_path / "report.html"
+    assert cli.main(["audit", "--config", files["config"], "--file", path]) == 1
+    out, err = capsys.readouterr()
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("day"))
+    assert "(None)" in header.split() and "(7)" in header.split()
+    assert "screening of message m1" in err
+    assert cli.main(["audit", "--config", files["config"], "--file", path, "--json",
+                     "--html", str(html)]) == 1
+    data = orjson.loads(capsys.readouterr().out)
+    totals = data["campaigns"]["paris"]["totals"]["suppressed"]
+    assert totals["(None)"] == 1 and totals["(7)"] == 1
+    assert "(None)" in html.read_text()
+
+
 def test_cli_audit_of_a_bad_line_exits_2_and_names_the_line(files, capsys):
     path = files["write"](files["journal"])
     lines = open(path, "rb").read().splitlines(keepends=True)
