@@ -22,6 +22,7 @@ import orjson
 
 from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES
+from schemas.frozen import builder
 
 
 class CodecError(ValueError):
@@ -82,7 +83,7 @@ def from_dict(payload: dict[str, Any]) -> Any:
         raise CodecError(f"{type_name}: missing field {exc.args[0]!r}") from None
 
 
-# For each type name: (class, current version, the payload's fields in the class's order).
+# The payload's fields in the class's order, as a tuple.
 def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     if len(names) > 1:
         return itemgetter(*names)
@@ -90,22 +91,24 @@ def _getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...
     return lambda payload: (payload[name],)  # itemgetter of one name gives no tuple
 
 
-_CURRENT: dict[str, tuple[type, int, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {
-    name: (cls, cls.SCHEMA_VERSION, _getter(_FIELDS[cls]))  # type: ignore[attr-defined]
+# For each type name: (current version, the builder of an instance from a current payload).
+_CURRENT: dict[str, tuple[int, Callable[[dict[str, Any]], Any]]] = {
+    name: (cls.SCHEMA_VERSION, builder(cls, _getter(_FIELDS[cls])))  # type: ignore[attr-defined]
     for name, cls in _BY_NAME.items()
 }
 
 
 def fast_from_dict(payload: dict[str, Any]) -> Any:
-    """:func:`from_dict`, the same value or the same error, a third cheaper for a payload
-    of the current version (the fields taken in one ``itemgetter`` call, the message built
-    positionally); anything else (an old version, a missing field, not a message) goes
-    through :func:`from_dict` itself. For the readers of whole journals (the audit's)."""
+    """:func:`from_dict`, the same value or the same error, at a little over half its cost for a
+    payload of the current version (the fields taken in one ``itemgetter`` call, the
+    message made by ``schemas.frozen.builder``: no ``__init__`` call); anything else (an
+    old version, a missing field, not a message) goes through :func:`from_dict` itself. For
+    the readers of whole journals (the audit's)."""
     try:
-        cls, version, fields = _CURRENT[payload["type"]]
+        version, build = _CURRENT[payload["type"]]
         v = payload["v"]
         if v.__class__ is int and v == version:
-            return cls(*fields(payload))
+            return build(payload)
     except (KeyError, TypeError):
         pass
     return from_dict(payload)
