@@ -94,7 +94,10 @@ On two cores
 The same result, in two processes (the shell forks; this package only splits the work):
 ``Audit(part="screening")`` (fed the texts, verdicts, reopenings and policy changes, None
 for the other events) gives ``screening_part()``, which ``Audit(part="campaigns")`` (fed
-everything) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
+everything but the texts, None for them: it takes their tallies from the part, decides
+each request with the number range its decision recorded, and raises
+``PrefixUnconfirmed`` when the part's texts say another range, for the caller to audit in
+one process) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
 replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...)`` takes.
 Either way mismatches, counters and tallies are those of one ``Audit``
 (``tests/core/test_audit_apart.py``).
@@ -104,7 +107,7 @@ Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, 
 """
 
 from schemas.reasons import DENIAL_REASONS, SCREENING_REASONS
-from streams.audit.replay import Audit, audit, screen_command
+from streams.audit.replay import Audit, audit, gc_paused, screen_command
 from streams.audit.report import Tally, render_text, to_json
 from streams.audit.results import (
     DAY_MS,
@@ -124,6 +127,6 @@ from streams.screening import UNKNOWN_CAMPAIGN_POLICY
 __all__ = [
     "DAY_MS", "DENIAL_REASONS", "KEEP_MISMATCHES", "SCREENING_REASONS", "UNKNOWN_CAMPAIGN_POLICY",
     "Audit", "AuditResult", "CampaignReport", "Counters", "DayStats", "MalformedEvent",
-    "Mismatch", "Report", "Tally", "WhatIf", "audit", "render_text", "screen_command",
+    "Mismatch", "Report", "Tally", "WhatIf", "audit", "gc_paused", "render_text", "screen_command",
     "simulate", "to_json", "what_if",
 ]

@@ -75,6 +75,7 @@ from streams.audit.results import (
     DayStats,
     MalformedEvent,
     Mismatch,
+    PrefixUnconfirmed,
     ScreeningReplay,
 )
 from streams.screening import (
@@ -89,10 +90,13 @@ from streams.screening import (
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The replay keeps hundreds of thousands of long-lived objects (states, verdicts,
     decisions) and makes no reference cycles: the cyclic GC would only walk them again and
-    again. Paused while replaying; the process's setting is restored after."""
+    again. Paused while replaying; the process's setting is restored after. A reader of a
+    whole journal holds it paused from the first event to the report (``antirelou audit``):
+    resumed between ``feed`` and ``result``, it would walk them all once more (a tenth of a
+    second on 200k events)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -115,7 +119,11 @@ class Audit:
         journal (e.g. by two processes): ``"screening"``, the screening replay alone
         (``screening_part()``: it may be given None for the events other than texts,
         verdicts, reopenings and policy changes), and ``"campaigns"``, everything else,
-        whose ``result(screening=...)`` takes the other half's part."""
+        whose ``result(screening=...)`` takes the other half's part. The texts are the
+        screening half's alone: a ``"campaigns"`` half passes over them (they may be given
+        as None), takes their tallies from the other half's part, and decides each request
+        with the number range its decision recorded, which the other half's part must
+        confirm (else ``result`` raises ``PrefixUnconfirmed``)."""
         if part not in ("all", "screening", "campaigns"):
             raise ValueError(f"unknown audit part {part!r}")
         self.campaigns = {c.id: c for c in campaigns}
@@ -132,6 +140,9 @@ class Audit:
         self._policies = {c.id: PolicyChain(initial_policy(c)) for c in self.campaigns.values()}
         self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
         self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
+        # A "campaigns" half's requests decided with their decision's number range:
+        # (message id, range), checked against the screening half's ranges at the end.
+        self._prefixes_taken: list[tuple[str, str]] = []
         self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
         self._unknown_denials: list[tuple[int, ReplyDenied]] = []
         # The facts settlements are decided on: replies not sent; prices reported.
@@ -164,12 +175,15 @@ class Audit:
         held, held_pos = self._held
         pos = self._position - 1
         texts = screenings = 0
+        texts_here = self._screen  # a "campaigns" half passes over the texts
         gc_was_enabled = gc.isenabled()
-        gc.disable()  # see _gc_paused
+        gc.disable()  # see gc_paused
         try:
             for pos, ev in enumerate(events, self._position):
                 t = type(ev)
                 if t is TextReceived:
+                    if not texts_here:
+                        continue
                     texts += 1
                     key = (ev.campaign_id, ev.occurred_at // DAY_MS)
                     s = flat.get(key)
@@ -212,6 +226,8 @@ class Audit:
                         campaign_events[ev.campaign_id] = [(ev.seq, pos, ev)]
                     else:
                         items.append((ev.seq, pos, ev))
+                elif ev is None:  # an event the other half reads (a half's reader passed it)
+                    continue
                 else:
                     file(t, ev, pos)
         except (TypeError, AttributeError) as exc:
@@ -409,13 +425,13 @@ class Audit:
             return self._result
         if (screening is None) != self._screen:
             raise ValueError("result(screening=...) is for, and only for, a 'campaigns' half")
-        with _gc_paused():
+        with gc_paused():
             self._result = self._finish(apart, frozenset(apart_ids), screening)
         return self._result
 
     def screening_part(self) -> ScreeningReplay:
         """The ``"screening"`` half's result, for the other half's ``result(screening=...)``."""
-        with _gc_paused():
+        with gc_paused():
             try:
                 self._finish_screening()
             except (TypeError, AttributeError) as exc:
@@ -423,8 +439,9 @@ class Audit:
         c = self.counters
         return ScreeningReplay(
             self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
-            {key: s.suppressed for key, s in self._tally.flat.items() if s.suppressed},
-            self._position)
+            {key: (s.texts_in, s.suppressed) for key, s in self._tally.flat.items()
+             if s.texts_in or s.suppressed},
+            self._position, c.texts, self._forward_prefix)
 
     def _finish_screening(self) -> None:
         """The end of the screening replay: the senders set aside, the texts never screened."""
@@ -450,9 +467,11 @@ class Audit:
         the fed audit in another process (it changes this one's tallies and counters). A
         campaign whose replay raises is left out: ``result()`` replays it itself, and so
         raises the same error at the same point."""
+        if not self._screen:
+            raise ValueError("replay_apart() is not for a 'campaigns' half")
         counters = self.counters
         out: dict[str, CampaignReplay] = {}
-        with _gc_paused():
+        with gc_paused():
             for cid in campaign_ids:
                 items = self._campaign_events[cid]
                 before = (counters.mismatches, counters.redelivered, counters.campaign_events)
@@ -483,19 +502,26 @@ class Audit:
                 if part.events != self._position:  # e.g. a file written to meanwhile
                     raise ValueError(f"the screening half read {part.events} events, "
                                      f"this one {self._position}")
+                ranges = part.forward_prefix
+                for key, prefix in self._prefixes_taken:
+                    if ranges.get(key, "") != prefix:
+                        raise PrefixUnconfirmed(key)
                 self._screening_mismatches = part.found
+                self.counters.texts += part.texts
                 self.counters.mismatches += part.mismatches
                 self.counters.restated += part.restated
                 self.counters.deferred_senders = part.deferred_senders
-                self._tally.add_suppressed(part.suppressed)
+                self._tally.add_screening(part.days)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
-        ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
-                 for _, _, ev in items if isinstance(ev, _REOPENING)}
-        ended.update((ev.campaign_id, ev.message_id) for _, ev in self._unknown_denials)
-        for ev, pos in self._reopened:
-            if (ev.campaign_id, ev.message_id) not in ended:
-                self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev, pos)
+        if self._reopened:  # each reopening names an outcome the journal must hold
+            ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
+                     for _, _, ev in items if isinstance(ev, _REOPENING)}
+            ended.update((ev.campaign_id, ev.message_id) for _, ev in self._unknown_denials)
+            for ev, pos in self._reopened:
+                if (ev.campaign_id, ev.message_id) not in ended:
+                    self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev,
+                                             pos)
         pending: dict[str, int] = {}
         for mid, fwd in self._forwarded.items():
             if mid not in decided.get(fwd.campaign_id, ()):
@@ -631,7 +657,7 @@ class Audit:
                 mismatch("no_forwarded_text", key, None, ev, pos)
                 fwd = ev  # decide from the decision's own fields: no cascade
             return decide_reply(state, RequestReply(
-                key, cid, fwd.sender, fwd.occurred_at, "", self._forward_prefix.get(key, ""),
+                key, cid, fwd.sender, fwd.occurred_at, "", self._prefix_of(key, ev),
                 getattr(fwd, "texts_from_sender", 1)), campaign)
         if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
                 t is ReplyExpired and ev.reason in TICK_EXPIRIES):
@@ -663,6 +689,15 @@ class Audit:
                 ev.command_id, cid, ev.amount_micros, ev.source, ev.operator, ev.occurred_at))
         return []  # a SurgeStarted or queue_full expiry with no decision before it
 
+    def _prefix_of(self, key: str, ev: Any) -> str:
+        """The number range of the text behind request ``key``: its text's, or in a
+        ``"campaigns"`` half (the texts are the other half's) the range its decision ``ev``
+        recorded, taken on trust until the other half's part confirms it (``_finish``)."""
+        if self._screen:
+            return self._forward_prefix.get(key, "")
+        self._prefixes_taken.append((key, ev.prefix))
+        return ev.prefix
+
     def _replay_unknown_denials(self, decided_by_campaign: dict[str, dict[str, Any]]) -> None:
         """ReplyDenied(unknown_campaign): seq 0, outside every campaign's order."""
         counters = self.counters
@@ -690,7 +725,7 @@ class Audit:
                 fwd = ev
             expected = nobody.decide(
                 [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
-                              self._forward_prefix.get(ev.message_id, ""))])
+                              self._prefix_of(ev.message_id, ev))])
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
 

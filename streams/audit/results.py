@@ -96,15 +96,24 @@ class CampaignReplay:
 class ScreeningReplay:
     """The screening half of an audit (``Audit(part="screening").screening_part()``), all
     that the other half's ``result(screening=...)`` takes of it: the screening mismatches
-    (sorted, at most ``keep``: the first found, as in one audit) and counters, the
-    suppressed verdicts per (campaign, day), and how many events it was fed."""
+    (sorted, at most ``keep``: the first found, as in one audit) and counters, the texts
+    and suppressed verdicts per (campaign, day), how many events it was fed, and the
+    number range of each forwarded text (message id -> range, none for an empty one)."""
 
     found: list[Mismatch]
     mismatches: int
     restated: int
     deferred_senders: int
-    suppressed: dict[tuple[str, int], dict[str, int]]
+    days: dict[tuple[str, int], tuple[int, dict[str, int]]]  # (texts in, suppressed)
     events: int  # how many it was fed: the other half must have read as many
+    texts: int
+    forward_prefix: dict[str, str]
+
+
+class PrefixUnconfirmed(ValueError):
+    """A ``"campaigns"`` half decided a request with the number range its decision recorded,
+    and the texts (the other half's) say another: the journal is to be audited in one
+    process, which reports the difference as a mismatch."""
 
 
 @dataclass(slots=True)

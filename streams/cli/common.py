@@ -145,16 +145,30 @@ def event_line(event: Any) -> bytes:
     return codec.encode(event) + b"\n"
 
 
+def plainly(line: bytes) -> bool:
+    """Whether a journal line that begins with ``{"type":"NAME"`` is for sure of type NAME:
+    it holds ``"type"`` once (no other type key) and no backslash (no escaped one). A
+    reader may pass such a line over without decoding it when another reads it."""
+    return line.count(b'"type"') == 1 and b"\\" not in line
+
+
 def read_event_lines(f: IO[bytes], name: str,
-                     on_blank: Callable[[int], None] = lambda n: None) -> Iterator[tuple[int, Any]]:
+                     on_blank: Callable[[int], None] = lambda n: None,
+                     pass_over: bytes | None = None) -> Iterator[tuple[int, Any]]:
     """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
-    ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`."""
+    ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
+    ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``): a line that begins with it and is
+    ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
+    lines of that type another reads)."""
     import orjson
 
     from schemas import codec
 
     loads, from_dict = orjson.loads, codec.fast_from_dict
     for n, line in enumerate(f, 1):
+        if pass_over is not None and line.startswith(pass_over) and plainly(line):
+            yield n, None
+            continue
         try:
             event = from_dict(loads(line))
         except orjson.JSONDecodeError as exc:

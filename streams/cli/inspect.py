@@ -27,6 +27,7 @@ from streams.cli.common import (
     eur,
     event_line,
     iso_ms,
+    plainly,
     read_event_lines,
     talk,
     ucs2_warning,
@@ -298,9 +299,10 @@ class _Origins:
         return {}
 
 
-def _file_events(args: argparse.Namespace, origins: _Origins) -> Iterator[Any]:
+def _file_events(args: argparse.Namespace, origins: _Origins,
+                 pass_over: bytes | None = None) -> Iterator[Any]:
     with open(args.file, "rb") as f:
-        for n, event in read_event_lines(f, args.file, origins.blank):
+        for n, event in read_event_lines(f, args.file, origins.blank, pass_over):
             if n % PROGRESS_EVERY == 0 and n > origins.said:
                 _progress(args, n)
                 origins.said = n  # a second reading of the file does not say it again
@@ -316,9 +318,9 @@ def screening_events(f: Any) -> Iterator[Any]:
     """The journal's events for the screening half: the events of ``SCREENING_TYPES``, None
     for each other event (its position is kept), blank lines skipped, as
     ``read_event_lines`` reads them. A line is passed over without decoding only when its
-    bytes show its type for sure: it begins with ``{"type":"``, holds ``"type"`` once and
-    no backslash (no other ``type`` key, no escaped one); any other line is decoded. A bad
-    line passed over is not noticed here: the other half reads every line."""
+    bytes show its type for sure: it begins with ``{"type":"`` and is ``plainly`` of that
+    type; any other line is decoded. A bad line passed over is not noticed here: the other
+    half reads every line but the texts, and this one the texts."""
     import orjson
 
     from schemas import codec
@@ -327,8 +329,7 @@ def screening_events(f: Any) -> Iterator[Any]:
     for line in f:
         if line.startswith(b'{"type":"'):
             name = line[9:line.find(b'"', 9)]
-            if (name not in SCREENING_TYPES and line.count(b'"type"') == 1
-                    and b"\\" not in line):
+            if name not in SCREENING_TYPES and plainly(line):
                 yield None
                 continue
         try:
@@ -381,7 +382,7 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
 
     try:
         if origins.from_file:
-            result = _two_readers(args, run, feed, origins)
+            result = _two_readers(args, run, feed, origins, texts_wanted=inputs is not None)
             if result is not None:
                 return result
             if inputs is not None:  # read again from the start, in one process
@@ -401,6 +402,10 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
     return 2
 
 
+# How a text's journal line begins (``codec.to_dict`` writes the type first): the campaigns
+# half passes such a line over when it is ``plainly`` a text.
+TEXT_LINE = b'{"type":"TextReceived",'
+
 # A journal file from this size on is read by two processes (``_two_readers``).
 TWO_READERS_FROM = 4 * 2**20
 
@@ -410,12 +415,13 @@ class _HalfFailed(Exception):
 
 
 def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
-                 origins: _Origins) -> Any:
+                 origins: _Origins, texts_wanted: bool = False) -> Any:
     """The audit of a journal file in two processes that each read it, on a machine of two
     cores or more: a forked child, the screening replay (``Audit(part="screening")``, fed
     ``screening_events``: it decodes only the texts, verdicts, reopenings and policy
-    changes), this process everything else (``part="campaigns"``), the child's part sent
-    back pickled through a pipe. None (nothing said, nothing kept) when not worth it or when
+    changes), this process everything else (``part="campaigns"``: it passes over the text
+    lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the what-if), the child's part
+    sent back pickled through a pipe. None (nothing said, nothing kept) when not worth it or when
     anything went wrong on either side: the caller then audits in one process, which
     reports a bad journal as it always did, so the outcome is the one-process one in every
     case (the audit's tests compare them). ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
@@ -432,9 +438,11 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     from streams import audit as au
 
     campaigns, keep = list(run.campaigns.values()), run.keep
+    halves: list = []  # the child's half, kept: the child exits at once, without freeing it
 
     def screening_half() -> Any:
         half = au.Audit(campaigns, keep, part="screening")
+        halves.append(half)
         with open(args.file, "rb") as f:
             half.feed(screening_events(f))
         return half.screening_part()
@@ -449,7 +457,7 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
 
     half = au.Audit(campaigns, keep, part="campaigns")
     try:
-        feed(_file_events(args, origins), half)
+        feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE), half)
         return half.result(screening=screening)
     except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
         return None
@@ -566,10 +574,11 @@ def audit_journal(args: argparse.Namespace) -> int:
     other = load_campaigns(args.what_if) if args.what_if else None
     origins = _Origins(from_file=args.file is not None)
     inputs: list | None = [] if other is not None else None
-    result = _replay(args, au.Audit(campaigns), inputs, origins)
-    if isinstance(result, int):
-        return result
-    comparison = au.what_if(inputs, campaigns, other) if other is not None else None
+    with au.gc_paused():
+        result = _replay(args, au.Audit(campaigns), inputs, origins)
+        if isinstance(result, int):
+            return result
+        comparison = au.what_if(inputs, campaigns, other) if other is not None else None
     lost = None
     if not result.ok:  # a journal with a lost tail fails: say what it is missing
         from streams import lost_tail

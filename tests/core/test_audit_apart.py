@@ -7,8 +7,9 @@ import dataclasses
 
 import pytest
 
-from schemas.events import ReplyApproved, ReplyDenied, SenderScreened
+from schemas.events import ReplyApproved, ReplyDenied, SenderScreened, TextReceived
 from streams.audit import Audit, MalformedEvent, render_text, to_json
+from streams.audit.results import PrefixUnconfirmed
 from streams.cli.common import read_event_lines
 from streams.cli.inspect import audit_result, share_replay
 from tests.benchmarks.bench_audit import LYON_REPLY, PARIS_REPLY, TOML, generate
@@ -60,6 +61,18 @@ def tampered(events, kind):
     elif kind == "seq":  # a seq that is not a number: the sort of its campaign fails
         i = next(i for i, e in enumerate(out) if type(e) is ReplyDenied)
         out[i] = dataclasses.replace(out[i], seq="x")
+    elif kind in ("text_prefix", "decision_prefix"):
+        # The number range of a text that was answered, changed on the text or on the
+        # decision: the campaigns half (which decides from the decision's range) must not
+        # take it for the text's.
+        i = approvals[len(approvals) // 3]
+        mid = out[i].message_id
+        if kind == "decision_prefix":
+            out[i] = dataclasses.replace(out[i], prefix=out[i].prefix + "9")
+        else:
+            j = next(j for j, e in enumerate(out) if type(e) is TextReceived
+                     and e.message_id == mid)
+            out[j] = dataclasses.replace(out[j], prefix=out[j].prefix + "9")
     return out
 
 
@@ -70,7 +83,8 @@ def test_the_journal_is_shared_between_two_processes():
     assert share_replay(0, run_campaigns) == []  # too little work for a second process
 
 
-@pytest.mark.parametrize("kind", ["clean", "cost", "lost", "verdict", "seq"])
+@pytest.mark.parametrize("kind", ["clean", "cost", "lost", "verdict", "seq", "text_prefix",
+                                  "decision_prefix"])
 def test_the_shared_replay_gives_the_one_process_result(journal, kind):
     campaigns, events = journal
     events = events if kind == "clean" else tampered(events, kind)
@@ -130,12 +144,111 @@ def test_the_two_halves_give_the_one_audit_result(journal, kind, keep):
     assert halves(events, campaigns, keep) == outcome(events, campaigns, apart=False, keep=keep)
 
 
+@pytest.mark.parametrize("kind", ["text_prefix", "decision_prefix"])
+def test_halves_whose_number_ranges_differ_give_no_result(journal, kind):
+    campaigns, events = journal
+    events = tampered(events, kind)
+    assert outcome(events, campaigns, apart=False)[3]["mismatches"] > 0  # one process sees it
+    with pytest.raises(PrefixUnconfirmed):
+        halves(events, campaigns)
+
+
+def test_the_campaigns_half_passes_over_the_texts(journal):
+    # Given no texts at all (None in their place), it gives the result it gives with them.
+    campaigns, events = journal
+    blind = [None if type(e) is TextReceived else e for e in events]
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    screening = Audit(campaigns, part="screening")
+    screening.feed(e if e.TYPE in wanted else None for e in events)
+    part = screening.screening_part()
+    run = Audit(campaigns, part="campaigns")
+    run.feed(blind)
+    result = run.result(screening=lambda: part)
+    assert to_json(result) == outcome(events, campaigns, apart=False)[1]
+    assert result.counters.texts == sum(type(e) is TextReceived for e in events) > 0
+
+
 def write(tmp_path, events, extra=()):
     from schemas import codec
 
     path = tmp_path / "journal.jsonl"
     path.write_bytes(b"".join(codec.encode(e) + b"\n" for e in events) + b"".join(extra))
     return path
+
+
+def _two_readers(path, campaigns, texts_wanted=False):
+    import argparse
+
+    from streams.cli import inspect
+
+    run = Audit(campaigns)
+    return inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+                                lambda evs, into=run: into.feed(evs),
+                                inspect._Origins(from_file=True), texts_wanted)
+
+
+@pytest.mark.parametrize("kind", ["text_prefix", "decision_prefix"])
+def test_two_processes_whose_number_ranges_differ_leave_it_to_one(journal, tmp_path,
+                                                                   monkeypatch, kind):
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    assert _two_readers(write(tmp_path, events), campaigns) is not None
+    assert _two_readers(write(tmp_path, tampered(events, kind)), campaigns) is None
+
+
+def test_a_bad_text_line_the_campaigns_half_passed_over_is_left_to_one(journal, tmp_path,
+                                                                       monkeypatch):
+    from streams.cli import inspect
+
+    campaigns, events = journal
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    path = write(tmp_path, events[:500], extra=[b'{"type":"TextReceived","v":2}\n'])
+    assert _two_readers(path, campaigns) is None
+
+
+def test_the_what_if_reads_the_texts_through_two_processes_too(journal, tmp_path,
+                                                                monkeypatch, capsys):
+    from streams import cli
+    from streams.cli import inspect
+
+    _, events = journal
+    path = write(tmp_path, events)
+    config = tmp_path / "campaigns.toml"
+    config.write_text(TOML.format(paris_reply=PARIS_REPLY, lyon_reply=LYON_REPLY,
+                                  paris_eur=f"{0.16 * 0.6 * 6000 / 4 * 0.5:.2f}"))
+    other = tmp_path / "other.toml"
+    other.write_text(TOML.format(paris_reply=PARIS_REPLY, lyon_reply=LYON_REPLY,
+                                 paris_eur="20.00"))
+    argv = ["audit", "--config", str(config), "--file", str(path), "--what-if", str(other),
+            "--json"]
+    outputs = []
+    for processes in ("1", "2"):
+        monkeypatch.setenv("ANTIRELOU_AUDIT_PROCESSES", processes)
+        monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+        assert cli.main(argv) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and '"what_if"' in outputs[0]
+
+
+def test_the_campaigns_reader_passes_over_only_the_lines_plainly_texts():
+    import io
+
+    from streams.cli.inspect import TEXT_LINE
+
+    text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
+    sent = (b'{"type":"ReplySent","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"provider_message_id":null,"price_micros":null,"dry_run":true,"occurred_at":2}')
+    # A text whose line holds a second "type" key (the last counts), or an escaped one.
+    sent_fields = b'"v":1,"provider_message_id":null,"price_micros":null,"dry_run":true}'
+    twice = text[:-1] + b',"type":"ReplySent",' + sent_fields
+    escaped = text[:-1] + b',"\\u0074ype":"ReplySent",' + sent_fields
+    f = io.BytesIO(b"\n".join([text, sent, twice, escaped]) + b"\n")
+    got = [e for _, e in read_event_lines(f, "j", pass_over=TEXT_LINE)]
+    assert [None if e is None else e.TYPE for e in got] == [
+        None, "ReplySent", "ReplySent", "ReplySent"]
 
 
 @pytest.mark.parametrize("kind", ["clean", "verdict", "lost"])
