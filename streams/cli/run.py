@@ -141,6 +141,20 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
                         "(development) [ANTIRELOU_INSECURE_DEV=1]")
 
 
+def no_dashboard_default(hostname: Callable[[], str] | None = None) -> bool:
+    """``--no-dashboard`` unless said otherwise: ``ANTIRELOU_NO_DASHBOARD=1``; or, with
+    ``ANTIRELOU_DASHBOARD_HOST`` set, on every host but the one of that name (one replica
+    of a StatefulSet serves the dashboard, the others share the stages only)."""
+    if env("ANTIRELOU_NO_DASHBOARD") == "1":
+        return True
+    host = env("ANTIRELOU_DASHBOARD_HOST")
+    if not host:
+        return False
+    import socket
+
+    return (hostname or socket.gethostname)() != host
+
+
 def _add_worker_options(p: argparse.ArgumentParser) -> None:
     """Sending, timers and batches of the worker."""
     p.add_argument("--send-attempts", type=int,
@@ -160,12 +174,12 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
                    default=float_env("ANTIRELOU_TICK_INTERVAL_S", "5"),
                    help="seconds between clock ticks to the campaigns, which release and "
                         "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
-    p.add_argument("--no-dashboard", action="store_true",
-                   default=env("ANTIRELOU_NO_DASHBOARD") == "1",
+    p.add_argument("--no-dashboard", action="store_true", default=no_dashboard_default(),
                    help="do not follow the journal: no /dashboard, and /metrics holds only "
                         "this worker's own consumer lag; in a deployment of several workers "
                         "one of them serves the dashboard and the deployment's figures "
-                        "[ANTIRELOU_NO_DASHBOARD=1]")
+                        "[ANTIRELOU_NO_DASHBOARD=1; or ANTIRELOU_DASHBOARD_HOST=NAME: on every "
+                        "host but NAME, e.g. all pods of a StatefulSet but antirelou-worker-0]")
     p.add_argument("--screen-batch", type=int,
                    default=int_env("ANTIRELOU_SCREEN_BATCH", "200"),
                    help="texts screened per batch (one journal write each; 1: one by "

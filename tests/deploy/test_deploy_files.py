@@ -20,11 +20,12 @@ import ray
 import yaml
 
 from streams.cli import build_parser
+from streams.cli.run import no_dashboard_default
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "infra" / "deploy"
 K8S = DEPLOY / "k8s"
-CORE_KINDS = {"Namespace", "ConfigMap", "Secret", "Deployment", "Service"}
+CORE_KINDS = {"Namespace", "ConfigMap", "Secret", "Deployment", "StatefulSet", "Service"}
 SECRETS = ("ANTIRELOU_SECRET", "MESSAGEBIRD_ACCESS_KEY", "MESSAGEBIRD_SIGNING_KEY")
 
 
@@ -95,7 +96,7 @@ def test_core_kinds_validate_against_the_kubernetes_schema(doc):
 
 def test_a_broken_manifest_is_caught_by_the_validator():
     # The check above can fail: a Deployment with a typo in a field is refused.
-    deployment = named("Deployment", "antirelou-worker")
+    deployment = named("Deployment", "antirelou-webhook")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
     broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -114,7 +115,7 @@ def test_strimzi_kafka_is_kraft_with_three_dual_role_nodes_and_replication_3():
 
 
 def test_the_ray_cluster_runs_our_image_and_our_ray_version_and_offers_the_shard_resource():
-    (cluster,), deployment = by_kind("RayCluster"), named("Deployment", "antirelou-worker")
+    (cluster,), deployment = by_kind("RayCluster"), named("StatefulSet", "antirelou-worker")
     assert cluster["apiVersion"] == "ray.io/v1"
     assert cluster["spec"]["rayVersion"] == ray_pin() == ray.__version__
     worker_image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -139,10 +140,9 @@ def container_env(deployment: dict) -> dict[str, str]:
 
 
 def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
-    deployment, (secret,) = named("Deployment", "antirelou-worker"), by_kind("Secret")
-    service = named("Service", "antirelou-admin")  # the admin pages are the workers'
-    assert {d["metadata"]["name"] for d in by_kind("Deployment")} == {
-        "antirelou-worker", "antirelou-webhook"}
+    deployment, (secret,) = named("StatefulSet", "antirelou-worker"), by_kind("Secret")
+    service = named("Service", "antirelou-admin")  # the admin pages are a worker's
+    assert {d["metadata"]["name"] for d in by_kind("Deployment")} == {"antirelou-webhook"}
     (kafka,), (cluster,) = by_kind("Kafka"), by_kind("RayCluster")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = container_env(deployment)
@@ -164,9 +164,22 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
     (port,) = container["ports"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
-    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     assert port["containerPort"] == args.web_port == 6066  # the image's ANTIRELOU_WEB_PORT
+    # The admin Service sends to the one worker that follows the journal: the StatefulSet's
+    # first pod (Kubernetes labels each pod with its name), the dashboard host.
+    name, replicas = deployment["metadata"]["name"], deployment["spec"]["replicas"]
+    assert service["spec"]["selector"] == {
+        **deployment["spec"]["template"]["metadata"]["labels"],
+        "statefulset.kubernetes.io/pod-name": env["ANTIRELOU_DASHBOARD_HOST"]}
+    assert env["ANTIRELOU_DASHBOARD_HOST"] == f"{name}-0" and replicas >= 2
+    pods = [f"{name}-{i}" for i in range(replicas)]
+    assert [no_dashboard_default(lambda pod=pod: pod) for pod in pods] == [False] + [True] * (
+        replicas - 1)
+    # The StatefulSet's governing Service exists, headless, over these pods.
+    governing = named("Service", deployment["spec"]["serviceName"])
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
     # The campaign file lands where the image looks for it.
     mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["campaigns"]
     assert f"{mount}/campaigns.toml" == dockerfile_env()["ANTIRELOU_CONFIG"]
@@ -174,7 +187,7 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
 
 
 def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
-    web, workers = named("Deployment", "antirelou-webhook"), named("Deployment", "antirelou-worker")
+    web, workers = named("Deployment", "antirelou-webhook"), named("StatefulSet", "antirelou-worker")
     service, (secret,) = named("Service", "antirelou-webhook"), by_kind("Secret")
     (container,) = web["spec"]["template"]["spec"]["containers"]
     env, worker_env = container_env(web), container_env(workers)
