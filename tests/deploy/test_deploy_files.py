@@ -342,6 +342,18 @@ def test_compose_has_kraft_kafka_ray_and_workers_wired_together(name, brokers, m
     assert (DEPLOY / default).is_file()
     assert target == dockerfile_env()["ANTIRELOU_CONFIG"]
 
+    # The other workers: the same service but for --no-dashboard and the admin ports.
+    stages = services["worker-stages"]
+    assert {k: v for k, v in stages.items() if k not in ("environment", "ports")} == {
+        k: v for k, v in worker.items() if k not in ("environment", "ports")}
+    stages_env = {k: str(v) for k, v in stages["environment"].items()}
+    assert stages_env == {**env, "ANTIRELOU_NO_DASHBOARD": "1"} and stages["ports"] == []
+    assert "ANTIRELOU_NO_DASHBOARD" not in env and worker["ports"]
+    assert parsed_worker_args({k: v for k, v in stages_env.items() if not v.startswith("${")},
+                              monkeypatch).no_dashboard is True
+    monkeypatch.delenv("ANTIRELOU_NO_DASHBOARD")
+    assert parsed_worker_args(plain, monkeypatch).no_dashboard is False
+
     # The webhook front: `antirelou worker --role web` of the same deployment, no Ray.
     web = services["webhook"]
     assert web["image"] == image and "entrypoint" not in web
