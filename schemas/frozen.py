@@ -27,12 +27,14 @@ def _setters(cls: type) -> tuple[list[dataclasses.Field], dict[str, Any]]:
     fields = [f for f in dataclasses.fields(cls) if f.init]
     if len(fields) != len(dataclasses.fields(cls)):
         raise TypeError(f"{cls.__name__}: has a field outside __init__")
+    if not fields:
+        raise TypeError(f"{cls.__name__}: has no fields")
     return fields, {f"_set{i}": getattr(cls, f.name).__set__ for i, f in enumerate(fields)}
 
 
 def fast_init(cls: type) -> type:
-    """Give ``cls`` (a frozen, slotted dataclass, no ``__post_init__``, every field in
-    ``__init__``, defaults plain values) the cheaper ``__init__``; returns ``cls``."""
+    """Give ``cls`` (a frozen, slotted dataclass with fields, no ``__post_init__``, every
+    field in ``__init__``, defaults plain values) the cheaper ``__init__``; returns ``cls``."""
     fields, scope = _setters(cls)
     params = []
     for i, f in enumerate(fields):
@@ -43,7 +45,7 @@ def fast_init(cls: type) -> type:
         else:
             scope[f"_default{i}"] = f.default
             params.append(f"{f.name}=_default{i}")
-    body = "".join(f"    _set{i}(self, {f.name})\n" for i, f in enumerate(fields)) or "    pass\n"
+    body = "".join(f"    _set{i}(self, {f.name})\n" for i, f in enumerate(fields))
     exec(f"def __init__(self, {', '.join(params)}):\n{body}", scope)  # noqa: S102 - field names
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

@@ -421,8 +421,8 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     ``screening_events``: it decodes only the texts, verdicts, reopenings and policy
     changes), this process everything else (``part="campaigns"``: it passes over the text
     lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the what-if), the child's part
-    sent back pickled through a pipe. None (nothing said, nothing kept) when not worth it or when
-    anything went wrong on either side: the caller then audits in one process, which
+    sent back pickled through a pipe. None (nothing said, nothing kept) when not worth it or
+    when anything went wrong on either side: the caller then audits in one process, which
     reports a bad journal as it always did, so the outcome is the one-process one in every
     case (the audit's tests compare them). ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
     import os

@@ -251,6 +251,7 @@ def main() -> int:
         from streams import cli
 
         rounds = []
+        profiler = cProfile.Profile() if args.profile else None  # the first round's audit
         for r in range(args.rounds):
             # (a) plain decoding
             loads, from_dict = orjson.loads, codec.from_dict
@@ -266,33 +267,31 @@ def main() -> int:
 
             # (b) the full audit, as an operator runs it
             out, err = io.StringIO(), io.StringIO()
-            profiler = cProfile.Profile() if args.profile and r == 0 else None
+            profiling = profiler is not None and r == 0
             children_before = _children_cpu()
             t, cpu = time.perf_counter(), time.process_time()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                if profiler:
+                if profiling:
                     profiler.enable()
                 code = cli.main(["audit", "--config", str(config), "--file", str(journal)])
-                if profiler:
+                if profiling:
                     profiler.disable()
             audit_s, audit_cpu = time.perf_counter() - t, time.process_time() - cpu
             child_cpu = _children_cpu() - children_before
             rss_audit = peak_rss_mib()
             rounds.append((decode_s / audit_s, decode_s, decode_cpu, audit_s, audit_cpu,
-                           child_cpu, code, out.getvalue(), profiler))
+                           child_cpu, code, out.getvalue()))
             if args.rounds > 1:
                 print(f"round {r + 1}: decode {n / decode_s:,.0f} events/s, audit "
                       f"{n / audit_s:,.0f} events/s, ratio {decode_s / audit_s:.2f}", flush=True)
         ranked = sorted(rounds, key=lambda row: row[0])
-        (_, decode_s, decode_cpu, audit_s, audit_cpu, child_cpu, code, report,
-         profiler) = ranked[len(ranked) // 2]
-        profiler = rounds[0][-1]
+        _, decode_s, decode_cpu, audit_s, audit_cpu, child_cpu, code, report = ranked[
+            len(ranked) // 2]
         if args.rounds > 1:
             print(f"ratios of the {args.rounds} rounds: "
                   + " / ".join(f"{row[0]:.2f}" for row in rounds) + " (the median one below)")
-        out = io.StringIO(report)
 
-        print(out.getvalue().split("\n\n")[0])
+        print(report.split("\n\n")[0])
         print(f"audit exit status {code}")
         if code != 0:
             # The generator drives the same core as the workers: a mismatch is a bug in one
