@@ -417,14 +417,17 @@ class _HalfFailed(Exception):
 def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
                  origins: _Origins, texts_wanted: bool = False) -> Any:
     """The audit of a journal file in two processes that each read it, on a machine of two
-    cores or more: a forked child, the screening replay (``Audit(part="screening")``, fed
+    cores or more: the screening replay (``Audit(part="screening")``, fed
     ``screening_events``: it decodes only the texts, verdicts, reopenings and policy
-    changes), this process everything else (``part="campaigns"``: it passes over the text
-    lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the what-if), the child's part
-    sent back pickled through a pipe. None (nothing said, nothing kept) when not worth it or
-    when anything went wrong on either side: the caller then audits in one process, which
-    reports a bad journal as it always did, so the outcome is the one-process one in every
-    case (the audit's tests compare them). ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
+    changes) in a forked child of the process doing everything else (``part="campaigns"``:
+    it passes over the text lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the
+    what-if), the screening part sent back pickled through a pipe. That second process is a
+    forked child of this one too (unless ``texts_wanted``: the what-if's inputs are
+    collected here), which sends back the result: neither frees its half. None (nothing
+    said, nothing kept) when not worth it or when anything went wrong on either side: the
+    caller then audits in one process, which reports a bad journal as it always did, so the
+    outcome is the one-process one in every case (the audit's tests compare them).
+    ``ANTIRELOU_AUDIT_PROCESSES=1``: one process."""
     import os
 
     if (not hasattr(os, "fork") or (os.cpu_count() or 1) < 2
@@ -438,7 +441,7 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     from streams import audit as au
 
     campaigns, keep = list(run.campaigns.values()), run.keep
-    halves: list = []  # the child's half, kept: the child exits at once, without freeing it
+    halves: list = []  # each child's half, kept: a child exits at once, without freeing it
 
     def screening_half() -> Any:
         half = au.Audit(campaigns, keep, part="screening")
@@ -447,7 +450,7 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
             half.feed(screening_events(f))
         return half.screening_part()
 
-    child = _Forked(screening_half)
+    child: Any = None
 
     def screening() -> Any:
         part = child.result()
@@ -455,14 +458,37 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
             raise _HalfFailed
         return part
 
-    half = au.Audit(campaigns, keep, part="campaigns")
+    def campaigns_half() -> Any:
+        nonlocal child
+        child = _Forked(screening_half)
+        half = au.Audit(campaigns, keep, part="campaigns")
+        halves.append(half)
+        try:
+            feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE), half)
+            return half.result(screening=screening)
+        finally:
+            child.end()
+
+    if texts_wanted:  # the what-if's inputs are collected as the events are read: here
+        try:
+            return campaigns_half()
+        except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
+            return None
+    # Else this half too runs in a child, which leaves without freeing it either (a tenth
+    # of a second on 200k events); what reading the file told ``origins`` comes back with
+    # the result.
+    def result_and_origins() -> tuple[Any, list[int], int]:
+        return campaigns_half(), origins.blank_before, origins.said
+
+    forked = _Forked(result_and_origins)
     try:
-        feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE), half)
-        return half.result(screening=screening)
-    except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
-        return None
+        answer = forked.result()
     finally:
-        child.end()
+        forked.end()  # interrupted while waiting
+    if answer is None:
+        return None
+    result, origins.blank_before, origins.said = answer
+    return result
 
 
 class _Forked:
