@@ -107,7 +107,14 @@ Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, 
 """
 
 from schemas.reasons import DENIAL_REASONS, SCREENING_REASONS
-from streams.audit.replay import Audit, audit, gc_paused, screen_command
+from streams.audit.replay import (
+    Audit,
+    VerdictNote,
+    audit,
+    gc_paused,
+    screen_command,
+    verdict_note,
+)
 from streams.audit.report import Tally, render_text, to_json
 from streams.audit.results import (
     DAY_MS,
@@ -127,6 +134,6 @@ from streams.screening import UNKNOWN_CAMPAIGN_POLICY
 __all__ = [
     "DAY_MS", "DENIAL_REASONS", "KEEP_MISMATCHES", "SCREENING_REASONS", "UNKNOWN_CAMPAIGN_POLICY",
     "Audit", "AuditResult", "CampaignReport", "Counters", "DayStats", "MalformedEvent",
-    "Mismatch", "Report", "Tally", "WhatIf", "audit", "gc_paused", "render_text", "screen_command",
-    "simulate", "to_json", "what_if",
+    "Mismatch", "Report", "Tally", "VerdictNote", "WhatIf", "audit", "gc_paused", "render_text",
+    "screen_command", "simulate", "to_json", "verdict_note", "what_if",
 ]

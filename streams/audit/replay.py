@@ -7,7 +7,7 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from actors.campaign import (
     CampaignState,
@@ -87,6 +87,40 @@ from streams.screening import (
 )
 
 # --- the audit replay ---------------------------------------------------------------------
+
+
+class VerdictNote(NamedTuple):
+    """What a ``"campaigns"`` half reads of a verdict (``SenderScreened``): the journal
+    reader may give it these for the verdicts instead of the events (``verdict_note``),
+    about half the cost of making one; the other half, which screens, reads the verdicts
+    themselves."""
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    verdict: str
+    reason: str | None
+    texts_from_sender: int
+    occurred_at: int
+
+
+_NOTE_VALUES = itemgetter(*VerdictNote._fields)
+
+
+def verdict_note(payload: dict[str, Any]) -> VerdictNote | None:
+    """The ``VerdictNote`` of a decoded ``SenderScreened`` line's payload of the current
+    version (its type as the reader knows it); None for anything else (to be decoded as an
+    event, which says what is wrong with it)."""
+    v = payload.get("v")
+    if v.__class__ is not int or v != SenderScreened.SCHEMA_VERSION:
+        return None
+    try:
+        return _new_note(VerdictNote, _NOTE_VALUES(payload))
+    except KeyError:
+        return None
+
+
+_new_note = tuple.__new__
 
 
 @contextlib.contextmanager
@@ -228,6 +262,11 @@ class Audit:
                         items.append((ev.seq, pos, ev))
                 elif ev is None:  # an event the other half reads (a half's reader passed it)
                     continue
+                elif t is VerdictNote:  # a verdict, for a "campaigns" half only
+                    if self._screen:
+                        raise TypeError("a VerdictNote is for a 'campaigns' half only")
+                    screenings += 1
+                    self._note_verdict(ev)
                 else:
                     file(t, ev, pos)
         except (TypeError, AttributeError) as exc:
@@ -254,18 +293,25 @@ class Audit:
                     return candidate, candidate_pos
         return None, -1
 
+    def _note_verdict(self, ev: SenderScreened | VerdictNote) -> None:
+        """What the campaign replay takes of a verdict: the first forward verdict of each
+        message id (and the range of its text, which a "campaigns" half does not have), and
+        the verdicts a review may follow."""
+        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
+            self._reviewable.add((ev.sender, ev.campaign_id, ev.reason))
+        if ev.verdict == "forward" and ev.message_id not in self._forwarded:
+            self._forwarded[ev.message_id] = ev  # type: ignore[assignment]
+
     def _screened(self, ev: SenderScreened, pos: int, text: TextReceived | None,
                   text_pos: int) -> None:
         """A recorded verdict and the text it answers (None: not found): decided again now,
         or set aside with the sender's later events when its policy version is not known yet."""
         sender = ev.sender
         mid = ev.message_id
-        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
-            self._reviewable.add((sender, ev.campaign_id, ev.reason))
-        if ev.verdict == "forward" and mid not in self._forwarded:
-            self._forwarded[mid] = ev
-            if text is not None and text.prefix:
-                self._forward_prefix[mid] = text.prefix
+        if (ev.verdict == "forward" and mid not in self._forwarded and text is not None
+                and text.prefix):
+            self._forward_prefix[mid] = text.prefix
+        self._note_verdict(ev)
         if not self._screen:
             return  # the screening replay is the other half's
         deferred = self._deferred

@@ -154,23 +154,35 @@ def plainly(line: bytes) -> bool:
 
 def read_event_lines(f: IO[bytes], name: str,
                      on_blank: Callable[[int], None] = lambda n: None,
-                     pass_over: bytes | None = None) -> Iterator[tuple[int, Any]]:
+                     pass_over: bytes | None = None,
+                     noted: tuple[bytes, Callable[[dict], Any]] | None = None,
+                     ) -> Iterator[tuple[int, Any]]:
     """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
     ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
     ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``): a line that begins with it and is
     ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
-    lines of that type another reads)."""
+    lines of that type another reads). ``noted``: ``(beginning, note)``, a line that begins
+    so and is ``plainly`` of that type is given as ``note(payload)`` of its JSON object
+    when that is not None (for a reader who needs only some fields, e.g. a
+    ``streams.audit.VerdictNote``), else decoded as any line."""
     import orjson
 
     from schemas import codec
 
     loads, from_dict = orjson.loads, codec.fast_from_dict
+    noted_line, note = noted if noted is not None else (None, None)
     for n, line in enumerate(f, 1):
         if pass_over is not None and line.startswith(pass_over) and plainly(line):
             yield n, None
             continue
         try:
-            event = from_dict(loads(line))
+            if noted_line is not None and line.startswith(noted_line) and plainly(line):
+                payload = loads(line)
+                event = note(payload)
+                if event is None:
+                    event = from_dict(payload)
+            else:
+                event = from_dict(loads(line))
         except orjson.JSONDecodeError as exc:
             if not line.strip():
                 on_blank(n)

@@ -299,10 +299,10 @@ class _Origins:
         return {}
 
 
-def _file_events(args: argparse.Namespace, origins: _Origins,
-                 pass_over: bytes | None = None) -> Iterator[Any]:
+def _file_events(args: argparse.Namespace, origins: _Origins, pass_over: bytes | None = None,
+                 noted: tuple[bytes, Callable[[dict], Any]] | None = None) -> Iterator[Any]:
     with open(args.file, "rb") as f:
-        for n, event in read_event_lines(f, args.file, origins.blank, pass_over):
+        for n, event in read_event_lines(f, args.file, origins.blank, pass_over, noted):
             if n % PROGRESS_EVERY == 0 and n > origins.said:
                 _progress(args, n)
                 origins.said = n  # a second reading of the file does not say it again
@@ -405,6 +405,8 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
 # How a text's journal line begins (``codec.to_dict`` writes the type first): the campaigns
 # half passes such a line over when it is ``plainly`` a text.
 TEXT_LINE = b'{"type":"TextReceived",'
+# And a verdict's: the campaigns half reads them as ``VerdictNote`` (``verdict_note``).
+VERDICT_LINE = b'{"type":"SenderScreened",'
 
 # A journal file from this size on is read by two processes (``_two_readers``).
 TWO_READERS_FROM = 4 * 2**20
@@ -464,7 +466,8 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
         half = au.Audit(campaigns, keep, part="campaigns")
         halves.append(half)
         try:
-            feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE), half)
+            feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE,
+                              (VERDICT_LINE, au.verdict_note)), half)
             return half.result(screening=screening)
         finally:
             child.end()

@@ -10,8 +10,8 @@ is the measuring process's own. Then, in one run, ``--rounds`` times (3), one af
 
   (a) decode: orjson.loads + codec.from_dict per line
   (b) audit:  ``antirelou audit --config ... --file ...`` (decode + replay + report; on two
-      cores or more its campaign replay is shared with a forked process,
-      ``ANTIRELOU_AUDIT_PROCESSES=1``: one process)
+      cores or more its two halves, screening and campaigns, run in two forked processes
+      that each read the file, ``ANTIRELOU_AUDIT_PROCESSES=1``: one process)
 
 and prints each round's ratio, then both rates of the round with the median ratio, their
 ratio, the CPU seconds of each and the peak RSS. Nothing is asserted about timing. Not
@@ -301,11 +301,13 @@ def main() -> int:
         print(f"(a) decode:        {n / decode_s:12,.0f} events/s  ({decode_s:.2f} s)")
         print(f"(b) audit:         {n / audit_s:12,.0f} events/s  ({audit_s:.2f} s)")
         print(f"ratio audit/decode: {decode_s / audit_s:.2f}")
-        # CPU seconds move less than wall seconds on a shared machine; the audit's second
-        # process (the campaign replay shared on two cores) is counted apart.
+        # CPU seconds move less than wall seconds on a shared machine; the audit's forked
+        # processes (its two halves, on two cores) are counted apart.
         print(f"CPU:               decode {decode_cpu:.2f} s, audit {audit_cpu:.2f} s "
-              f"+ {child_cpu:.2f} s in its second process")
-        print(f"peak RSS:          {rss_decode:.0f} MiB after decode, {rss_audit:.0f} MiB after audit")
+              f"+ {child_cpu:.2f} s in its forked processes")
+        print(f"peak RSS:          {rss_decode:.0f} MiB after decode, {rss_audit:.0f} MiB after audit"
+              f" (this process; the largest child so far, generator or audit half: "
+              f"{peak_rss_mib(resource.RUSAGE_CHILDREN):.0f} MiB)")
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         if args.keep:

@@ -314,3 +314,81 @@ def test_halves_that_read_different_journals_give_no_result(journal):
     part = screening.screening_part()
     with pytest.raises(ValueError, match="read"):
         run.result(screening=lambda: part)
+
+
+# --- the campaigns half reads the verdicts as notes ----------------------------------------
+
+
+def as_notes(events):
+    """The events as the campaigns half's reader gives them: each verdict as its note."""
+    from schemas import codec
+    from streams.audit import verdict_note
+
+    return [verdict_note(codec.to_dict(e)) if type(e) is SenderScreened else e for e in events]
+
+
+@pytest.mark.parametrize("kind", ["clean", "cost", "verdict", "decision_prefix"])
+def test_a_campaigns_half_fed_verdict_notes_gives_what_it_gives_fed_verdicts(journal, kind):
+    from streams.audit import VerdictNote
+
+    campaigns, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    noted = as_notes(events)
+    assert sum(type(e) is VerdictNote for e in noted) == sum(
+        type(e) is SenderScreened for e in events) > 0
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    outcomes = []
+    for fed in (events, noted):
+        screening = Audit(campaigns, part="screening")
+        screening.feed(e if e.TYPE in wanted else None for e in events)
+        part = screening.screening_part()
+        run = Audit(campaigns, part="campaigns")
+        run.feed(fed)
+        try:
+            result = run.result(screening=lambda part=part: part)
+        except PrefixUnconfirmed as exc:
+            outcomes.append(("unconfirmed", str(exc)))
+            continue
+        outcomes.append((to_json(result), [m.to_json() for m in result.mismatches],
+                         dataclasses.asdict(result.counters)))
+    assert outcomes[0] == outcomes[1]
+    if kind == "decision_prefix":
+        assert outcomes[0][0] == "unconfirmed"
+    else:
+        assert outcomes[0][1:] == outcome(events, campaigns, apart=False)[2:]
+
+
+@pytest.mark.parametrize("part", ["all", "screening"])
+def test_a_verdict_note_is_for_a_campaigns_half_only(journal, part):
+    campaigns, events = journal
+    run = Audit(campaigns, part=part)
+    with pytest.raises(MalformedEvent, match="VerdictNote"):
+        run.feed(as_notes(events[:200]))
+
+
+def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
+    import io
+
+    from streams.audit import VerdictNote, verdict_note
+    from streams.cli.common import BadLine
+    from streams.cli.inspect import VERDICT_LINE
+
+    verdict = (b'{"type":"SenderScreened","v":2,"message_id":"m","campaign_id":"c",'
+               b'"sender":"s","verdict":"forward","reason":null,"texts_from_sender":1,'
+               b'"occurred_at":1,"policy_version":1}')
+    old = verdict.replace(b'"v":2', b'"v":1').replace(b',"policy_version":1', b"")
+    escaped = verdict.replace(b'"sender":"s"', b'"sender":"\\u0073"')
+    twice = verdict[:-1] + b',"type":"ReplySent","v":1,"provider_message_id":null,' \
+        b'"price_micros":null,"dry_run":true}'
+    lines = [verdict, old, escaped, twice]
+    got = [e for _, e in read_event_lines(io.BytesIO(b"\n".join(lines) + b"\n"), "j",
+                                          noted=(VERDICT_LINE, verdict_note))]
+    assert [type(e).__name__ for e in got] == [
+        "VerdictNote", "SenderScreened", "SenderScreened", "ReplySent"]
+    assert got[0] == VerdictNote("m", "c", "s", "forward", None, 1, 1)
+    assert got[1].policy_version == 1 and got[2].sender == "s"
+    # A verdict that is not a whole one is not noted: decoded, and refused as without notes.
+    broken = verdict.replace(b',"texts_from_sender":1', b"")
+    for noted in (None, (VERDICT_LINE, verdict_note)):
+        with pytest.raises(BadLine, match="missing field 'texts_from_sender'"):
+            list(read_event_lines(io.BytesIO(broken + b"\n"), "j", noted=noted))
