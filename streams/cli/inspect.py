@@ -479,9 +479,12 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
             return None
     # Else this half too runs in a child, which leaves without freeing it either (a tenth
     # of a second on 200k events); what reading the file told ``origins`` comes back with
-    # the result.
+    # the result, and the progress said without it (not said again by the one-process audit).
     def result_and_origins() -> tuple[Any, list[int], int]:
-        return campaigns_half(), origins.blank_before, origins.said
+        try:
+            return campaigns_half(), origins.blank_before, origins.said
+        except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
+            return None, [], origins.said
 
     forked = _Forked(result_and_origins)
     try:
@@ -490,7 +493,9 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
         forked.end()  # interrupted while waiting
     if answer is None:
         return None
-    result, origins.blank_before, origins.said = answer
+    result, blank_before, origins.said = answer
+    if result is not None:
+        origins.blank_before = blank_before
     return result
 
 

@@ -392,3 +392,30 @@ def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
     for noted in (None, (VERDICT_LINE, verdict_note)):
         with pytest.raises(BadLine, match="missing field 'texts_from_sender'"):
             list(read_event_lines(io.BytesIO(broken + b"\n"), "j", noted=noted))
+
+
+@pytest.mark.parametrize("kind", ["clean", "lost", "decision_prefix"])
+def test_the_cli_says_the_same_in_two_processes_as_in_one(journal, tmp_path, monkeypatch,
+                                                         capfd, kind):
+    # Report, exit status and stderr (progress lines included, said once even when the two
+    # processes leave the journal to one: decision_prefix) are those of one process.
+    from streams import cli
+    from streams.cli import inspect
+
+    _, events = journal
+    events = events if kind == "clean" else tampered(events, kind)
+    path = write(tmp_path, events)
+    config = tmp_path / "campaigns.toml"
+    config.write_text(TOML.format(paris_reply=PARIS_REPLY, lyon_reply=LYON_REPLY,
+                                  paris_eur=f"{0.16 * 0.6 * 6000 / 4 * 0.5:.2f}"))
+    monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
+    monkeypatch.setattr(inspect, "PROGRESS_EVERY", 2000)
+    said = []
+    for processes in ("1", "2"):
+        monkeypatch.setenv("ANTIRELOU_AUDIT_PROCESSES", processes)
+        code = cli.main(["audit", "--config", str(config), "--file", str(path)])
+        out, err = capfd.readouterr()
+        said.append((code, out, err))
+    assert said[0] == said[1]
+    assert said[0][0] == (0 if kind == "clean" else 1)
+    assert said[0][2].count("events read") == len(events) // 2000 > 0
