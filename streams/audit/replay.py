@@ -152,12 +152,13 @@ class Audit:
         """``part``: ``"all"``, the whole audit; or the audit in two halves fed the same
         journal (e.g. by two processes): ``"screening"``, the screening replay alone
         (``screening_part()``: it may be given None for the events other than texts,
-        verdicts, reopenings and policy changes), and ``"campaigns"``, everything else,
-        whose ``result(screening=...)`` takes the other half's part. The texts are the
-        screening half's alone: a ``"campaigns"`` half passes over them (they may be given
-        as None), takes their tallies from the other half's part, and decides each request
-        with the number range its decision recorded, which the other half's part must
-        confirm (else ``result`` raises ``PrefixUnconfirmed``)."""
+        verdicts, reopenings, policy changes and replies sent), and ``"campaigns"``,
+        everything else, whose ``result(screening=...)`` takes the other half's part. The
+        texts and the replies sent are the screening half's alone: a ``"campaigns"`` half
+        passes over them (they may be given as None), takes their tallies and counts from
+        the other half's part, and decides each request with the number range its decision
+        recorded, which the other half's part must confirm (else ``result`` raises
+        ``PrefixUnconfirmed``). It may be given the verdicts as ``VerdictNote``."""
         if part not in ("all", "screening", "campaigns"):
             raise ValueError(f"unknown audit part {part!r}")
         self.campaigns = {c.id: c for c in campaigns}
@@ -336,6 +337,8 @@ class Audit:
         tallied, or counted."""
         counters = self.counters
         if t is ReplySent or t is ReplyFailed:
+            if t is ReplySent and not self._screen:
+                return  # the replies sent are the screening half's to count
             self._attempted.add(ev.message_id)
             s = self._tally.day(ev.campaign_id, ev.occurred_at)
             if t is ReplySent:
@@ -485,9 +488,10 @@ class Audit:
         c = self.counters
         return ScreeningReplay(
             self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
-            {key: (s.texts_in, s.suppressed) for key, s in self._tally.flat.items()
-             if s.texts_in or s.suppressed},
-            self._position, c.texts, self._forward_prefix)
+            {key: (s.texts_in, s.suppressed, s.sent) for key, s in self._tally.flat.items()
+             if s.texts_in or s.suppressed or s.sent},
+            self._position, c.texts, self._forward_prefix, c.replies_sent,
+            self._attempted)
 
     def _finish_screening(self) -> None:
         """The end of the screening replay: the senders set aside, the texts never screened."""
@@ -557,6 +561,8 @@ class Audit:
                 self.counters.mismatches += part.mismatches
                 self.counters.restated += part.restated
                 self.counters.deferred_senders = part.deferred_senders
+                self.counters.replies_sent += part.replies_sent
+                self._attempted |= part.attempted
                 self._tally.add_screening(part.days)
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None

@@ -77,14 +77,16 @@ class Tally:
             for reason, n in other.suppressed.items():
                 s.suppressed[reason] = s.suppressed.get(reason, 0) + n
 
-    def add_screening(self, days: dict[tuple[str, int], tuple[int, dict[str, int]]]) -> None:
-        """Add the texts and suppressions counted by another tally (the screening half of an
-        audit): (campaign, day) -> (texts in, suppressed per reason)."""
-        for key, (texts_in, reasons) in days.items():
+    def add_screening(self, days: dict[tuple[str, int], tuple[int, dict[str, int], int]]) -> None:
+        """Add the texts, suppressions and replies sent counted by another tally (the
+        screening half of an audit): (campaign, day) -> (texts in, suppressed per reason,
+        sent)."""
+        for key, (texts_in, reasons, sent) in days.items():
             s = self.flat.get(key)
             if s is None:
                 s = self.flat[key] = DayStats()
             s.texts_in += texts_in
+            s.sent += sent
             for reason, n in reasons.items():
                 s.suppressed[reason] = s.suppressed.get(reason, 0) + n
 

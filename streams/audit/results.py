@@ -96,18 +96,21 @@ class CampaignReplay:
 class ScreeningReplay:
     """The screening half of an audit (``Audit(part="screening").screening_part()``), all
     that the other half's ``result(screening=...)`` takes of it: the screening mismatches
-    (sorted, at most ``keep``: the first found, as in one audit) and counters, the texts
-    and suppressed verdicts per (campaign, day), how many events it was fed, and the
-    number range of each forwarded text (message id -> range, none for an empty one)."""
+    (sorted, at most ``keep``: the first found, as in one audit) and counters, the texts,
+    suppressed verdicts and replies sent per (campaign, day), how many events it was fed,
+    the number range of each forwarded text (message id -> range, none for an empty one),
+    the replies sent and the message ids of the replies it saw attempted."""
 
     found: list[Mismatch]
     mismatches: int
     restated: int
     deferred_senders: int
-    days: dict[tuple[str, int], tuple[int, dict[str, int]]]  # (texts in, suppressed)
+    days: dict[tuple[str, int], tuple[int, dict[str, int], int]]  # texts in, suppressed, sent
     events: int  # how many it was fed: the other half must have read as many
     texts: int
     forward_prefix: dict[str, str]
+    replies_sent: int
+    attempted: set[str]
 
 
 class PrefixUnconfirmed(ValueError):

@@ -154,12 +154,12 @@ def plainly(line: bytes) -> bool:
 
 def read_event_lines(f: IO[bytes], name: str,
                      on_blank: Callable[[int], None] = lambda n: None,
-                     pass_over: bytes | None = None,
+                     pass_over: bytes | tuple[bytes, ...] | None = None,
                      noted: tuple[bytes, Callable[[dict], Any]] | None = None,
                      ) -> Iterator[tuple[int, Any]]:
     """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
     ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
-    ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``): a line that begins with it and is
+    ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``, or several): a line that begins with it and is
     ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
     lines of that type another reads). ``noted``: ``(beginning, note)``, a line that begins
     so and is ``plainly`` of that type is given as ``note(payload)`` of its JSON object

@@ -299,7 +299,8 @@ class _Origins:
         return {}
 
 
-def _file_events(args: argparse.Namespace, origins: _Origins, pass_over: bytes | None = None,
+def _file_events(args: argparse.Namespace, origins: _Origins,
+                 pass_over: bytes | tuple[bytes, ...] | None = None,
                  noted: tuple[bytes, Callable[[dict], Any]] | None = None) -> Iterator[Any]:
     with open(args.file, "rb") as f:
         for n, event in read_event_lines(f, args.file, origins.blank, pass_over, noted):
@@ -311,7 +312,7 @@ def _file_events(args: argparse.Namespace, origins: _Origins, pass_over: bytes |
 
 # The events the screening half of the audit reads (``Audit(part="screening")``).
 SCREENING_TYPES = frozenset((b"TextReceived", b"SenderScreened", b"SenderReopened",
-                             b"PolicyChanged"))
+                             b"PolicyChanged", b"ReplySent"))
 
 
 def screening_events(f: Any) -> Iterator[Any]:
@@ -405,6 +406,8 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
 # How a text's journal line begins (``codec.to_dict`` writes the type first): the campaigns
 # half passes such a line over when it is ``plainly`` a text.
 TEXT_LINE = b'{"type":"TextReceived",'
+# And a reply sent's: the screening half counts them (``SCREENING_TYPES``).
+SENT_LINE = b'{"type":"ReplySent",'
 # And a verdict's: the campaigns half reads them as ``VerdictNote`` (``verdict_note``).
 VERDICT_LINE = b'{"type":"SenderScreened",'
 
@@ -420,10 +423,11 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
                  origins: _Origins, texts_wanted: bool = False) -> Any:
     """The audit of a journal file in two processes that each read it, on a machine of two
     cores or more: the screening replay (``Audit(part="screening")``, fed
-    ``screening_events``: it decodes only the texts, verdicts, reopenings and policy
-    changes) in a forked child of the process doing everything else (``part="campaigns"``:
-    it passes over the text lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the
-    what-if), the screening part sent back pickled through a pipe. That second process is a
+    ``screening_events``: it decodes only the texts, verdicts, reopenings, policy changes
+    and replies sent) in a forked child of the process doing everything else
+    (``part="campaigns"``: it passes over the replies sent, ``SENT_LINE``, and the text
+    lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the what-if, and reads the
+    verdicts as notes), the screening part sent back pickled through a pipe. That second process is a
     forked child of this one too (unless ``texts_wanted``: the what-if's inputs are
     collected here), which sends back the result: neither frees its half. None (nothing
     said, nothing kept) when not worth it or when anything went wrong on either side: the
@@ -466,7 +470,7 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
         half = au.Audit(campaigns, keep, part="campaigns")
         halves.append(half)
         try:
-            feed(_file_events(args, origins, None if texts_wanted else TEXT_LINE,
+            feed(_file_events(args, origins, SENT_LINE if texts_wanted else (TEXT_LINE, SENT_LINE),
                               (VERDICT_LINE, au.verdict_note)), half)
             return half.result(screening=screening)
         finally:

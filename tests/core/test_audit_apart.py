@@ -125,7 +125,7 @@ def test_a_child_that_fails_leaves_its_campaigns_to_the_parent(journal):
 def halves(events, campaigns, keep=50):
     """The two halves in this process: the screening half fed what ``screening_events``
     gives it (None for the other events), the campaign half everything."""
-    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged", "ReplySent"}
     screening = Audit(campaigns, keep, part="screening")
     screening.feed(e if e.TYPE in wanted else None for e in events)
     run = Audit(campaigns, keep, part="campaigns")
@@ -157,7 +157,7 @@ def test_the_campaigns_half_passes_over_the_texts(journal):
     # Given no texts at all (None in their place), it gives the result it gives with them.
     campaigns, events = journal
     blind = [None if type(e) is TextReceived else e for e in events]
-    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged", "ReplySent"}
     screening = Audit(campaigns, part="screening")
     screening.feed(e if e.TYPE in wanted else None for e in events)
     part = screening.screening_part()
@@ -292,8 +292,8 @@ def test_the_screening_reader_decodes_every_line_whose_type_it_cannot_be_sure_of
 
     text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
             b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
-    sent = (b'{"type":"ReplySent","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
-            b'"provider_message_id":null,"price_micros":null,"dry_run":true,"occurred_at":2}')
+    sent = (b'{"type":"ReplyFailed","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
+            b'"error":"e","retryable":false,"occurred_at":2,"attempts":1}')
     # A second "type" key (the last one counts), and one written with an escape.
     twice = sent[:-1] + b',"type":"TextReceived","v":2,"body":"b","number_kind":"mobile",' \
         b'"country":"FR","prefix":""}'
@@ -336,7 +336,7 @@ def test_a_campaigns_half_fed_verdict_notes_gives_what_it_gives_fed_verdicts(jou
     noted = as_notes(events)
     assert sum(type(e) is VerdictNote for e in noted) == sum(
         type(e) is SenderScreened for e in events) > 0
-    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged"}
+    wanted = {"TextReceived", "SenderScreened", "SenderReopened", "PolicyChanged", "ReplySent"}
     outcomes = []
     for fed in (events, noted):
         screening = Audit(campaigns, part="screening")
