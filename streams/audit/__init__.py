@@ -92,10 +92,11 @@ On two cores
 ------------
 
 The same result, in two processes (the shell forks; this package only splits the work):
-``Audit(part="screening")`` (fed the texts, verdicts, reopenings and policy changes, None
-for the other events) gives ``screening_part()``, which ``Audit(part="campaigns")`` (fed
-everything but the texts, None for them: it takes their tallies from the part, decides
-each request with the number range its decision recorded, and raises
+``Audit(part="screening")`` (fed the texts, verdicts, reopenings, policy changes and
+replies sent, None for the other events) gives ``screening_part()``, which
+``Audit(part="campaigns")`` (fed everything but the texts and replies sent, None for them,
+and the verdicts possibly as ``VerdictNote``: it takes their tallies and counts from the
+part, decides each request with the number range its decision recorded, and raises
 ``PrefixUnconfirmed`` when the part's texts say another range, for the caller to audit in
 one process) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
 replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...)`` takes.
