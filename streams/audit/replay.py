@@ -105,6 +105,7 @@ class VerdictNote(NamedTuple):
 
 
 _NOTE_VALUES = itemgetter(*VerdictNote._fields)
+_new_note = tuple.__new__
 
 
 def verdict_note(payload: dict[str, Any]) -> VerdictNote | None:
@@ -119,8 +120,6 @@ def verdict_note(payload: dict[str, Any]) -> VerdictNote | None:
     except KeyError:
         return None
 
-
-_new_note = tuple.__new__
 
 
 @contextlib.contextmanager
@@ -294,14 +293,16 @@ class Audit:
                     return candidate, candidate_pos
         return None, -1
 
-    def _note_verdict(self, ev: SenderScreened | VerdictNote) -> None:
+    def _note_verdict(self, ev: SenderScreened | VerdictNote) -> bool:
         """What the campaign replay takes of a verdict: the first forward verdict of each
-        message id (and the range of its text, which a "campaigns" half does not have), and
-        the verdicts a review may follow."""
+        message id, and the verdicts a review may follow. True: ``ev`` is the first forward
+        verdict of its message id (``_screened`` keeps its text's range)."""
         if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
             self._reviewable.add((ev.sender, ev.campaign_id, ev.reason))
         if ev.verdict == "forward" and ev.message_id not in self._forwarded:
             self._forwarded[ev.message_id] = ev  # type: ignore[assignment]
+            return True
+        return False
 
     def _screened(self, ev: SenderScreened, pos: int, text: TextReceived | None,
                   text_pos: int) -> None:
@@ -309,10 +310,8 @@ class Audit:
         or set aside with the sender's later events when its policy version is not known yet."""
         sender = ev.sender
         mid = ev.message_id
-        if (ev.verdict == "forward" and mid not in self._forwarded and text is not None
-                and text.prefix):
+        if self._note_verdict(ev) and text is not None and text.prefix:
             self._forward_prefix[mid] = text.prefix
-        self._note_verdict(ev)
         if not self._screen:
             return  # the screening replay is the other half's
         deferred = self._deferred

@@ -427,9 +427,9 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
     and replies sent) in a forked child of the process doing everything else
     (``part="campaigns"``: it passes over the replies sent, ``SENT_LINE``, and the text
     lines, ``TEXT_LINE``, unless ``texts_wanted``, e.g. by the what-if, and reads the
-    verdicts as notes), the screening part sent back pickled through a pipe. That second process is a
-    forked child of this one too (unless ``texts_wanted``: the what-if's inputs are
-    collected here), which sends back the result: neither frees its half. None (nothing
+    verdicts as notes), the screening part sent back pickled through a pipe. That second
+    process is a forked child of this one too (unless ``texts_wanted``: the what-if's
+    inputs are collected here), which sends back the result: neither frees its half. None (nothing
     said, nothing kept) when not worth it or when anything went wrong on either side: the
     caller then audits in one process, which reports a bad journal as it always did, so the
     outcome is the one-process one in every case (the audit's tests compare them).
@@ -456,39 +456,38 @@ def _two_readers(args: argparse.Namespace, run: Any, feed: Callable[..., None],
             half.feed(screening_events(f))
         return half.screening_part()
 
-    child: Any = None
-
-    def screening() -> Any:
-        part = child.result()
-        if part is None:
-            raise _HalfFailed
-        return part
+    # The campaigns half's reader passes over the replies sent and (but for the what-if)
+    # the texts, and reads the verdicts as notes.
+    pass_over = SENT_LINE if texts_wanted else (TEXT_LINE, SENT_LINE)
 
     def campaigns_half() -> Any:
-        nonlocal child
+        """The audit's result, the screening half forked meanwhile; None (nothing said) if
+        anything went wrong on either side: the one-process audit says what is wrong."""
         child = _Forked(screening_half)
-        half = au.Audit(campaigns, keep, part="campaigns")
-        halves.append(half)
+
+        def screening() -> Any:
+            part = child.result()
+            if part is None:
+                raise _HalfFailed
+            return part
+
         try:
-            feed(_file_events(args, origins, SENT_LINE if texts_wanted else (TEXT_LINE, SENT_LINE),
-                              (VERDICT_LINE, au.verdict_note)), half)
+            half = au.Audit(campaigns, keep, part="campaigns")
+            halves.append(half)
+            feed(_file_events(args, origins, pass_over, (VERDICT_LINE, au.verdict_note)), half)
             return half.result(screening=screening)
+        except Exception:  # noqa: BLE001 - see the docstring
+            return None
         finally:
             child.end()
 
     if texts_wanted:  # the what-if's inputs are collected as the events are read: here
-        try:
-            return campaigns_half()
-        except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
-            return None
+        return campaigns_half()
     # Else this half too runs in a child, which leaves without freeing it either (a tenth
     # of a second on 200k events); what reading the file told ``origins`` comes back with
     # the result, and the progress said without it (not said again by the one-process audit).
     def result_and_origins() -> tuple[Any, list[int], int]:
-        try:
-            return campaigns_half(), origins.blank_before, origins.said
-        except Exception:  # noqa: BLE001 - the one-process audit says what is wrong
-            return None, [], origins.said
+        return campaigns_half(), origins.blank_before, origins.said
 
     forked = _Forked(result_and_origins)
     try:
