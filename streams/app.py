@@ -229,6 +229,14 @@ def _new_app(settings: Settings) -> faust.App:
         producer_max_request_size=MAX_SNAPSHOT_BYTES,  # campaign snapshots (actors/snapshot.py)
         # The default partitioner's partitions, each key's murmur2 kept (infra/partitioner.py).
         producer_partitioner=MemoPartitioner(),
+        # No standby replicas (Faust's default is one): a standby reads and applies every
+        # changelog record of another worker's tables, and with the in-memory store it
+        # buys nothing, since a worker given a partition reads its changelog from the
+        # start whatever it held (faust/stores/memory.py: persisted_offset is None). With
+        # two workers it cost 0.08-0.12 ms of CPU per text (two workers' CPU per text
+        # 1.24-1.43x one worker's; without, 1.10 or less) and a second copy of the tables;
+        # the takeover took as long with it (tests/benchmarks/README.md, sixth pass).
+        table_standby_replicas=0,
     )
 
 

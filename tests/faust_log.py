@@ -7,6 +7,12 @@ import re
 from pathlib import Path
 
 
+def read_standbys(log_path: Path) -> bool:
+    """Whether the worker was given standby partitions of a table (Faust logs their offsets
+    when it starts reading them)."""
+    return "standby offsets at start of reading" in log_path.read_text(errors="replace")
+
+
 def assignment(log_path: Path, topic: str) -> tuple[int, str]:
     """(generation, partitions of ``topic``) of the worker's last rebalance, from the table
     Faust logs after "Successfully synced group ... with generation N"."""

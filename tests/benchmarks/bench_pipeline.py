@@ -498,6 +498,8 @@ def top_of_profile(path: Path, n: int = 12) -> str:
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a stack cut short when py-spy was stopped
+            continue
         c = int(count)
         samples += c
         frames = [re.sub(r" \(.*?/(site-packages/)?", " (", f) for f in stack.split(";")]
@@ -564,6 +566,56 @@ def ray_actor_pids() -> list[int]:
             if cmdline.startswith(b"ray::") and b"IDLE" not in cmdline[:20]:
                 pids.append(int(entry.name))
     return pids
+
+
+def threads_cpu(pids: list[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds so far of each thread of the processes, by (pid, tid)."""
+    out: dict[tuple[int, int], float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            out[pid, int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_names(pids: list[int]) -> dict[tuple[int, int], str]:
+    """Python's name of each thread (py-spy dump), digits folded: ThreadPoolExecutor-0_*.
+    Threads py-spy does not list (Ray's, gRPC's: native) are not in it."""
+    spy = Path(sys.executable).parent / "py-spy"
+    names: dict[tuple[int, int], str] = {}
+    if not spy.exists():
+        return names
+    for pid in pids:
+        try:
+            out = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True,
+                                 text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        for m in re.finditer(r'^Thread (\d+) \(\w+\): "(.*)"$\n\s*(\S+)?', out, re.M):
+            frames = out[m.end():].split("\nThread ", 1)[0].strip().splitlines()
+            where = frames[-1].strip().split(" ")[0] if frames else ""
+            names[pid, int(m.group(1))] = (re.sub(r"\d+", "*", m.group(2))
+                                           + (f" [{where}]" if where else ""))
+    return names
+
+
+def threads_ms(before: dict, after: dict, names: dict, texts: int) -> dict[str, float]:
+    """CPU ms per text of the threads between two ``threads_cpu``, summed by name (and by
+    worker, the first worker's pid being w1, when there are several)."""
+    out: dict[str, float] = {}
+    pids = sorted({pid for pid, _ in after}, key=list(dict.fromkeys(p for p, _ in after)).index)
+    for key, secs in after.items():
+        used = secs - before.get(key, 0.0)
+        if used > 0:
+            name = names.get(key, "native (not Python's)")
+            if len(pids) > 1:
+                name = f"w{pids.index(key[0]) + 1} {name}"
+            out[name] = out.get(name, 0.0) + used * 1000 / texts
+    return {k: round(v, 4) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def cpu_of(pids: list[int]) -> float:
@@ -665,8 +717,11 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
         result["rss_start_mib"] = rss_mib(worker.pid)[0]
         result["actor_cpu_start"] = {p: cpu_of([p]) for p in ray_actor_pids()}
         result["cpu_start"] = (cpu_of(pids), cpu_s(bench.broker.pid))
+        result["threads_start"] = threads_cpu(pids)
         if profile_s:
-            spy.append(profile_worker(worker.pid, profile_s, bench.tmp / f"{label}.pyspy"))
+            spy.extend(profile_worker(w.pid, profile_s,
+                                      bench.tmp / f"{label}{f'.{i}' if i else ''}.pyspy")
+                       for i, w in enumerate(started_workers))
 
     async def wait() -> tuple[float, float, int]:
         async with TopicCounter(bench.kafka, names["journal"]) as journal:
@@ -689,6 +744,8 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
     result["records_per_text"], result["records"] = records_note(
         records_before, records_after, want["texts"], app_id)
     result["worker_cpu_ms"] = (cpu_of(pids) - w0) * 1000 / want["texts"]
+    result["threads_ms"] = threads_ms(result.pop("threads_start"), threads_cpu(pids),
+                                      thread_names(pids), want["texts"])
     result["broker_cpu_ms"] = (cpu_s(bench.broker.pid) - b0) * 1000 / want["texts"]
     alive, actors_at_start = set(ray_actor_pids()), result["actor_cpu_start"]
     if set(actors_at_start) - alive:
@@ -701,6 +758,9 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
     result["texts_per_s"] = want["texts"] / (t1 - t0)
     facts = asyncio.run(journal_facts(bench.kafka, names["journal"]))
     result["facts"] = facts
+    for other in spy[1:]:
+        if other is not None:
+            other.wait()
     if spy and spy[0] is not None:
         spy[0].wait()
         path = bench.tmp / f"{label}.pyspy"
@@ -716,10 +776,56 @@ def run_pipeline(bench: Bench, label: str, texts: list, profile_s: float = 0.0,
         f"worker RSS {result['rss_end_mib']:.0f} MiB; CPU per text: worker(s) "
         f"{result['worker_cpu_ms']:.3f} ms, campaign actors {result['actor_cpu_ms']:.3f} ms, "
         f"broker {result['broker_cpu_ms']:.3f} ms; records written per text "
-        f"{result['records_per_text']:.2f} ({result['records']}); journal {facts}")
+        f"{result['records_per_text']:.2f} ({result['records']}); journal {facts}; "
+        f"the workers' threads, ms per text: {result['threads_ms']}")
     result["worker"] = worker
     result["all_workers"] = started_workers
+    result["names"] = names
     return result
+
+
+def takeover(result: dict, kafka: str, n: int = 64) -> float:
+    """Stop the first of the run's workers (SIGINT, as Ctrl-C or ``docker stop`` does) and
+    produce ``n`` texts of new senders (over every partition) at once: the seconds from the
+    signal until the journal holds every one's SenderScreened, which for the texts of the
+    partitions it held is the other worker's takeover (rebalance, the tables' recovery)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas import codec
+
+    enc = encode(distinct_sender_texts(n, seed=77))
+    waiting = {c.message_id for c in enc.commands}
+    topic = result["names"]["journal"]
+
+    async def run() -> float:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+            t0 = time.perf_counter()
+            stopping = asyncio.get_running_loop().run_in_executor(
+                None, result["all_workers"][0].stop)
+            await produce(kafka, result["names"]["inbound"], enc.keys, enc.values)
+            while waiting:
+                if time.perf_counter() - t0 > 300:
+                    raise RuntimeError(f"takeover: {len(waiting)} of {n} texts not screened "
+                                       f"within 300 s")
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        event = codec.decode(record.value)
+                        if type(event).__name__ == "SenderScreened":
+                            waiting.discard(event.message_id)
+            took = time.perf_counter() - t0
+            await stopping
+            return took
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
 
 
 def stop_all(result: dict) -> None:
@@ -1272,27 +1378,43 @@ def main(argv: list[str] | None = None) -> int:
                 one = run_pipeline(bench, "one-worker", texts, live=True, profile_s=spy_s)
                 stop_all(one)
                 # The deployment's shape (README, "Run it on a cluster"): one worker
-                # follows the journal for the dashboard, the other does not.
-                two = run_pipeline(bench, "two-workers", texts, workers=2, profile_s=spy_s,
-                                   others_env={"ANTIRELOU_NO_DASHBOARD": "1"})
-                stop_all(two)
+                # follows the journal for the dashboard, the other does not; with
+                # --baseline-root, that checkout's two workers too. For each, the takeover
+                # when the first worker is stopped.
+                twos = []
+                for label, baseline in (("two-workers", False),
+                                        *((("two-workers-baseline", True),)
+                                          if bench.baseline_root else ())):
+                    two = run_pipeline(bench, label, texts, workers=2, profile_s=spy_s,
+                                       baseline=baseline,
+                                       others_env={"ANTIRELOU_NO_DASHBOARD": "1"})
+                    two["takeover_s"] = takeover(two, bench.kafka)
+                    log(f"{label}: the first worker stopped: 64 new texts screened "
+                        f"{two['takeover_s']:.1f} s after the signal")
+                    stop_all(two)
+                    twos.append((f" ({bench.baseline_root})" if baseline else "", two))
             finally:
                 bench.config = shipped
-            for label, g in (("1 worker", one), ("2 workers (one --no-dashboard)", two)):
+            for label, g in (("1 worker", one),
+                             *((f"2 workers (one --no-dashboard){code}", g)
+                               for code, g in twos)):
                 rows.append((f"pipeline live, surge off, {label}, {g['seconds']:.0f} s",
                              f"{g['texts_per_s']:,.0f} texts/s",
                              "" if g is one else
-                             f"CPU/text vs 1 worker: {two['worker_cpu_ms']:.3f} / "
+                             f"CPU/text vs 1 worker: {g['worker_cpu_ms']:.3f} / "
                              f"{one['worker_cpu_ms']:.3f} ms",
-                             None if g is one else two["worker_cpu_ms"] / one["worker_cpu_ms"],
+                             None if g is one else g["worker_cpu_ms"] / one["worker_cpu_ms"],
                              f"journal {g['journal']:,}/{g['events']:,} events "
                              f"({journal_note(g)}); CPU/text worker(s) "
                              f"{g['worker_cpu_ms']:.3f} ms, campaign actors "
                              f"{g['actor_cpu_ms']:.3f} ms, broker {g['broker_cpu_ms']:.3f} ms; "
-                             f"records/text {g['records_per_text']:.2f}"))
-                notes.extend(f"{label}: {g['profile']}" for label, g in
-                             (("1 worker", one), ("2 workers, the first", two))
-                             if "profile" in g)
+                             f"records/text {g['records_per_text']:.2f}"
+                             + ("" if g is one else
+                                f"; first worker stopped: 64 new texts screened "
+                                f"{g['takeover_s']:.1f} s after the signal")))
+                notes.append(f"{label}: CPU ms per text by thread: {g['threads_ms']}")
+                if "profile" in g:
+                    notes.append(f"{label}, the first worker: {g['profile']}")
         if "stage" in args.only:
             runs = [("stage", False)] + ([("stage-baseline", True)] if bench.baseline_root
                                          else [])

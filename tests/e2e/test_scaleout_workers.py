@@ -194,6 +194,8 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             broker.restart()
             shared = wait_until_sharing([first, second], inbound, timeout=90)
         assert len(set(shared)) == 2, shared
+        # Neither keeps a copy of the other's tables (streams/app.py: no standby replicas).
+        assert not any(faust_log.read_standbys(w.log_path) for w in (first, second))
         no_view = second.admin_get("/dashboard/data")
         assert no_view.status_code == 404 and no_view.json()["error"] == "no_dashboard"
         its_metrics = second.admin_get("/metrics").text
