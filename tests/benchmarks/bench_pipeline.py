@@ -26,6 +26,9 @@ and measures each row beside its reference, in the same run:
              (a cheap aiohttp client): the ceiling of the replies/s.
   growth     one text from each of N distinct senders (a "test" text: screened and suppressed,
              so the per-sender table is what grows): texts/s and the worker's RSS.
+  restart    (--only restart) a worker restarted on a table of N senders (--senders): seconds
+             until 64 new texts are screened, beside an empty table's, and a bare consumer
+             reading that changelog: the tables' recovery in records/s.
 
 Numbers are printed, never asserted. The machine is shared: compare ratios, not absolutes.
 """
@@ -828,6 +831,136 @@ def takeover(result: dict, kafka: str, n: int = 64) -> float:
     return asyncio.run(run())
 
 
+def sender_table_records(n: int, config: Path, seed: int = 91) -> tuple[list, list]:
+    """The per-sender table's changelog as ``n`` senders' first texts leave it: each
+    pseudonym and his state's bytes (the pure core's screening of one "test" text)."""
+    import orjson
+
+    from actors.shard import CampaignShard
+    from infra.config import load_campaigns
+    from schemas import codec
+    from streams.pipeline import screen
+    from streams.screening import SenderState
+    from streams.stages.screen import compact
+
+    (campaign,) = load_campaigns(config)
+    policy = CampaignShard([campaign])._states[campaign.id].policy
+    keys, values = [], []
+    for command in encode(distinct_sender_texts(n, seed)).commands:
+        state = SenderState()
+        screen(state, command, policy)
+        keys.append(orjson.dumps(command.sender))  # the table's keys go as JSON
+        values.append(compact(codec.dump_data(state.to_dict())))
+    return keys, values
+
+
+async def produce_to_partitions(kafka: str, topic: str, partitions: int, keys: list,
+                                values: list) -> None:
+    """Record i to partition i mod ``partitions`` (as the worker writes its changelogs:
+    the partition given, not the key's hash)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+            futures.append(await producer.send(topic, v, key=k, partition=i % partitions))
+            if len(futures) >= 5000:
+                await asyncio.gather(*futures)
+                futures = []
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_all(kafka: str, topic: str) -> tuple[int, float]:
+    """A bare aiokafka consumer reading the whole topic: (records, seconds)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        t0, count = time.perf_counter(), 0
+        while count < sum(ends.values()):  # a new topic: no record deleted yet
+            for records in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
+                count += len(records)
+        return count, time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+
+
+def restart(bench: Bench, n: int, profile_s: float = 0.0,
+            env_extra: dict[str, str] | None = None) -> dict:
+    """A worker restarted on a table of ``n`` senders (its changelog written as the worker
+    writes it), then 64 texts of new senders produced at once: the seconds from the start
+    of the process until every one is screened (the tables' recovery, the in-memory store
+    keeping nothing across a restart), and the worker's CPU by then; beside it the same
+    with an empty table, and a bare consumer reading the changelog."""
+    out: dict = {"senders": n}
+    for label, count in (("empty", 0), ("full", n)):
+        app_id, names = bench.new_app(f"restart-{label}")
+        first = bench.start_worker(app_id, names)  # creates the tables' changelog topics
+        first.stop()
+        changelog = f"{app_id}-senders_by_pseudonym-changelog"
+        if count:
+            keys, values = sender_table_records(count, bench.config)
+            asyncio.run(produce_to_partitions(bench.kafka, changelog, bench.partitions,
+                                              keys, values))
+            out["bare_records"], out["bare_s"] = asyncio.run(read_all(bench.kafka, changelog))
+        enc = encode(distinct_sender_texts(64, seed=78))
+        waiting = {c.message_id for c in enc.commands}
+        t0 = time.perf_counter()
+        worker = bench.start_worker(app_id, names, env_extra)
+        healthy = time.perf_counter() - t0
+        spy = (profile_worker(worker.pid, profile_s, bench.tmp / "restart.pyspy")
+               if profile_s and count else None)
+        asyncio.run(produce(bench.kafka, names["inbound"], enc.keys, enc.values))
+        asyncio.run(wait_screened(bench.kafka, names["journal"], waiting, 600))
+        if spy is not None:
+            spy.wait()
+            out["profile"] = (f"restart on {count:,} senders, profile of the worker "
+                              f"({profile_s:.0f} s from /health 200):\n"
+                              + top_of_profile(bench.tmp / "restart.pyspy"))
+        out[label] = {"healthy_s": healthy, "screened_s": time.perf_counter() - t0,
+                      "cpu_s": cpu_s(worker.pid)}
+        log(f"restart on {count:,} senders: healthy after {healthy:.1f} s, 64 new texts "
+            f"screened after {out[label]['screened_s']:.1f} s, worker CPU "
+            f"{out[label]['cpu_s']:.1f} s")
+        worker.stop()
+    return out
+
+
+async def wait_screened(kafka: str, topic: str, waiting: set, timeout_s: float) -> None:
+    """Until the journal (read from its start) holds a SenderScreened of every id."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas import codec
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.perf_counter() + timeout_s
+        while waiting:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"{len(waiting)} texts not screened within {timeout_s} s")
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = codec.decode(record.value)
+                    if type(event).__name__ == "SenderScreened":
+                        waiting.discard(event.message_id)
+    finally:
+        await consumer.stop()
+
+
 def stop_all(result: dict) -> None:
     for w in result["all_workers"]:
         w.stop()
@@ -1469,6 +1602,25 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['rss_end_mib']:,.0f} MiB (peak {r['hwm_mib']:,.0f})", None,
                              f"{per:,.0f} bytes/sender; journal "
                              f"{r['journal']:,}/{r['events']:,}"))
+        if "restart" in args.only:
+            env = dict(kv.split("=", 1) for kv in args.baseline_env)
+            for n, what in [(n, what) for n in sizes for what in ([""] + (
+                    [" with " + " ".join(args.baseline_env)] if env else []))]:
+                r = restart(bench, n, args.profile_seconds if args.profile else 0,
+                            env if what else None)
+                if "profile" in r:
+                    notes.append(r["profile"])
+                recovery_s = r["full"]["screened_s"] - r["empty"]["screened_s"]
+                bare_rate = r["bare_records"] / r["bare_s"]
+                rows.append((f"restart on {n:,} senders{what}: 64 new texts screened",
+                             f"{r['full']['screened_s']:.1f} s after start",
+                             f"empty table {r['empty']['screened_s']:.1f} s; bare consumer "
+                             f"reads the changelog at {bare_rate:,.0f} records/s",
+                             n / recovery_s / bare_rate if recovery_s > 0 else None,
+                             f"recovery {n / recovery_s:,.0f} records/s (the difference); "
+                             f"healthy after {r['full']['healthy_s']:.1f} s "
+                             f"(empty {r['empty']['healthy_s']:.1f} s); worker CPU "
+                             f"{r['full']['cpu_s']:.1f} s (empty {r['empty']['cpu_s']:.1f} s)"))
         broker_rss = rss_mib(bench.broker.pid)[0] if bench.broker.pid else 0
 
     print(f"\nantirelou benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
