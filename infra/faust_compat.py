@@ -24,6 +24,9 @@ Every other call, and every call while the event is set or the consumer stopping
 the original unchanged. Faust is pinned (0.15.3); if its ``Consumer`` or mode's ``Service``
 lacks ``wait_first`` this logs a warning and does nothing. ``ANTIRELOU_EAGER_DELIVERY=0``
 turns it off (for a before/after benchmark).
+
+:func:`install_batched_recovery` (below) does the like for the tables' recovery: Faust's
+loop reading the changelogs back takes the records in passes, not one task per record.
 """
 
 from __future__ import annotations
