@@ -47,8 +47,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -649,19 +651,49 @@ def wait_until_sharing(workers: list[Worker], topic: str, timeout: float = 180.0
         time.sleep(0.3)
 
 
-async def journal_facts(kafka: str, topic: str) -> dict[str, int]:
-    """Read the whole journal: events by type, and the message ids with more than one
-    ReplySent (a reply sent twice) or with no SenderScreened (a text lost)."""
+@contextlib.asynccontextmanager
+async def topic_reader(kafka: str, topic: str, from_end: bool = False) -> AsyncIterator[tuple]:
+    """A consumer assigned every partition of ``topic``, at its start (or its end), and
+    those partitions."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from schemas import codec
 
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if from_end:
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+        else:
+            await consumer.seek_to_beginning(*tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def discard_screened(consumer: Any, waiting: set, deadline: float, what: str) -> None:
+    """Read the journal until it holds a SenderScreened of every message id in ``waiting``
+    (each one discarded from it), or ``deadline`` (perf_counter) passes."""
+    from schemas import codec
+
+    while waiting:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{what}: {len(waiting)} texts not screened in time")
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for record in records:
+                event = codec.decode(record.value)
+                if type(event).__name__ == "SenderScreened":
+                    waiting.discard(event.message_id)
+
+
+async def journal_facts(kafka: str, topic: str) -> dict[str, int]:
+    """Read the whole journal: events by type, and the message ids with more than one
+    ReplySent (a reply sent twice) or with no SenderScreened (a text lost)."""
+    from schemas import codec
+
+    async with topic_reader(kafka, topic) as (consumer, tps):
         end = await consumer.end_offsets(tps)
         sent: dict[str, int] = {}
         texts, screened = set(), set()
@@ -678,8 +710,6 @@ async def journal_facts(kafka: str, topic: str) -> dict[str, int]:
                         texts.add(event.message_id)
                     elif name == "SenderScreened":
                         screened.add(event.message_id)
-    finally:
-        await consumer.stop()
     return {**by_type, "sent_twice": sum(n > 1 for n in sent.values()),
             "texts": len(texts), "unscreened": len(texts - screened)}
 
@@ -792,41 +822,20 @@ def takeover(result: dict, kafka: str, n: int = 64) -> float:
     produce ``n`` texts of new senders (over every partition) at once: the seconds from the
     signal until the journal holds every one's SenderScreened, which for the texts of the
     partitions it held is the other worker's takeover (rebalance, the tables' recovery)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from schemas import codec
-
     enc = encode(distinct_sender_texts(n, seed=77))
     waiting = {c.message_id for c in enc.commands}
     topic = result["names"]["journal"]
 
     async def run() -> float:
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-            consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            for tp in tps:
-                await consumer.position(tp)
+        async with topic_reader(kafka, topic, from_end=True) as (consumer, _):
             t0 = time.perf_counter()
             stopping = asyncio.get_running_loop().run_in_executor(
                 None, result["all_workers"][0].stop)
             await produce(kafka, result["names"]["inbound"], enc.keys, enc.values)
-            while waiting:
-                if time.perf_counter() - t0 > 300:
-                    raise RuntimeError(f"takeover: {len(waiting)} of {n} texts not screened "
-                                       f"within 300 s")
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        event = codec.decode(record.value)
-                        if type(event).__name__ == "SenderScreened":
-                            waiting.discard(event.message_id)
+            await discard_screened(consumer, waiting, t0 + 300, f"takeover, {n} texts")
             took = time.perf_counter() - t0
             await stopping
             return took
-        finally:
-            await consumer.stop()
 
     return asyncio.run(run())
 
@@ -877,22 +886,13 @@ async def produce_to_partitions(kafka: str, topic: str, partitions: int, keys: l
 
 async def read_all(kafka: str, topic: str) -> tuple[int, float]:
     """A bare aiokafka consumer reading the whole topic: (records, seconds)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
+    async with topic_reader(kafka, topic) as (consumer, tps):
         ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
         t0, count = time.perf_counter(), 0
         while count < sum(ends.values()):  # a new topic: no record deleted yet
             for records in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
                 count += len(records)
         return count, time.perf_counter() - t0
-    finally:
-        await consumer.stop()
 
 
 def restart(bench: Bench, n: int, profile_s: float = 0.0,
@@ -938,27 +938,8 @@ def restart(bench: Bench, n: int, profile_s: float = 0.0,
 
 async def wait_screened(kafka: str, topic: str, waiting: set, timeout_s: float) -> None:
     """Until the journal (read from its start) holds a SenderScreened of every id."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from schemas import codec
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.perf_counter() + timeout_s
-        while waiting:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"{len(waiting)} texts not screened within {timeout_s} s")
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for record in records:
-                    event = codec.decode(record.value)
-                    if type(event).__name__ == "SenderScreened":
-                        waiting.discard(event.message_id)
-    finally:
-        await consumer.stop()
+    async with topic_reader(kafka, topic) as (consumer, _):
+        await discard_screened(consumer, waiting, time.perf_counter() + timeout_s, "restart")
 
 
 def stop_all(result: dict) -> None:
