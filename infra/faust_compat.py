@@ -77,12 +77,15 @@ def unset_event_wait(coro: Any) -> bool:
     return isinstance(event, asyncio.Event) and not event.is_set()
 
 
+def switched_on(enabled: bool | None, variable: str) -> bool:
+    """``enabled`` if given, else the environment ``variable`` is not "0"."""
+    return os.environ.get(variable, "1") != "0" if enabled is None else enabled
+
+
 def install_eager_delivery(enabled: bool | None = None, cls: Any = None) -> bool:
     """Install the eager ``wait_first`` on Faust's Consumer (``cls``: another mode Service
     class, for tests), once; True when installed."""
-    if enabled is None:
-        enabled = os.environ.get("ANTIRELOU_EAGER_DELIVERY", "1") != "0"
-    if not enabled:
+    if not switched_on(enabled, "ANTIRELOU_EAGER_DELIVERY"):
         return False
     from mode.services import WaitResults
 
@@ -140,9 +143,7 @@ def install_batched_recovery(enabled: bool | None = None, cls: Any = None) -> bo
     of a partition neither active nor standby is skipped with a warning (Faust's loop fell
     through and appended it to the previous event's table). ``ANTIRELOU_BATCHED_RECOVERY=0``
     turns it off (before/after benchmarks)."""
-    if enabled is None:
-        enabled = os.environ.get("ANTIRELOU_BATCHED_RECOVERY", "1") != "0"
-    if not enabled:
+    if not switched_on(enabled, "ANTIRELOU_BATCHED_RECOVERY"):
         return False
     if cls is None:
         from faust.tables.recovery import Recovery as cls
