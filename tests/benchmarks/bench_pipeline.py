@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -193,8 +194,11 @@ def expected(commands: list, config: Path) -> dict[str, int]:
 # --------------------------------------------------------------------------- Kafka helpers
 
 
-async def produce(kafka: str, topic: str, keys: list, values: list) -> float:
-    """Produce all records (acks=all); returns records/s."""
+async def produce(kafka: str, topic: str, keys: list, values: list,
+                  partitions: int | None = None) -> float:
+    """Produce all records (acks=all); returns records/s. With ``partitions``, record i goes
+    to partition i mod ``partitions`` (as the worker writes its changelogs: the partition
+    given, not the key's hash)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5,
@@ -203,8 +207,9 @@ async def produce(kafka: str, topic: str, keys: list, values: list) -> float:
     try:
         t = time.perf_counter()
         futures = []
-        for k, v in zip(keys, values, strict=True):
-            futures.append(await producer.send(topic, v, key=k))
+        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+            futures.append(await producer.send(
+                topic, v, key=k, partition=None if partitions is None else i % partitions))
             if len(futures) >= 5000:
                 await asyncio.gather(*futures)
                 futures = []
@@ -863,27 +868,6 @@ def sender_table_records(n: int, config: Path, seed: int = 91) -> tuple[list, li
     return keys, values
 
 
-async def produce_to_partitions(kafka: str, topic: str, partitions: int, keys: list,
-                                values: list) -> None:
-    """Record i to partition i mod ``partitions`` (as the worker writes its changelogs:
-    the partition given, not the key's hash)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        futures = []
-        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
-            futures.append(await producer.send(topic, v, key=k, partition=i % partitions))
-            if len(futures) >= 5000:
-                await asyncio.gather(*futures)
-                futures = []
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 async def read_all(kafka: str, topic: str) -> tuple[int, float]:
     """A bare aiokafka consumer reading the whole topic: (records, seconds)."""
     async with topic_reader(kafka, topic) as (consumer, tps):
@@ -903,6 +887,7 @@ def restart(bench: Bench, n: int, profile_s: float = 0.0,
     keeping nothing across a restart), and the worker's CPU by then; beside it the same
     with an empty table, and a bare consumer reading the changelog."""
     out: dict = {"senders": n}
+    enc = encode(distinct_sender_texts(64, seed=78))
     for label, count in (("empty", 0), ("full", n)):
         app_id, names = bench.new_app(f"restart-{label}")
         first = bench.start_worker(app_id, names)  # creates the tables' changelog topics
@@ -910,10 +895,8 @@ def restart(bench: Bench, n: int, profile_s: float = 0.0,
         changelog = f"{app_id}-senders_by_pseudonym-changelog"
         if count:
             keys, values = sender_table_records(count, bench.config)
-            asyncio.run(produce_to_partitions(bench.kafka, changelog, bench.partitions,
-                                              keys, values))
+            asyncio.run(produce(bench.kafka, changelog, keys, values, bench.partitions))
             out["bare_records"], out["bare_s"] = asyncio.run(read_all(bench.kafka, changelog))
-        enc = encode(distinct_sender_texts(64, seed=78))
         waiting = {c.message_id for c in enc.commands}
         t0 = time.perf_counter()
         worker = bench.start_worker(app_id, names, env_extra)
@@ -1585,10 +1568,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['journal']:,}/{r['events']:,}"))
         if "restart" in args.only:
             env = dict(kv.split("=", 1) for kv in args.baseline_env)
-            for n, what in [(n, what) for n in sizes for what in ([""] + (
-                    [" with " + " ".join(args.baseline_env)] if env else []))]:
-                r = restart(bench, n, args.profile_seconds if args.profile else 0,
-                            env if what else None)
+            runs = [("", None)] + ([(" with " + " ".join(args.baseline_env), env)] if env
+                                   else [])
+            for n, (what, run_env) in itertools.product(sizes, runs):
+                r = restart(bench, n, args.profile_seconds if args.profile else 0, run_env)
                 if "profile" in r:
                     notes.append(r["profile"])
                 recovery_s = r["full"]["screened_s"] - r["empty"]["screened_s"]
