@@ -266,3 +266,193 @@ async def _slurp_changelogs(self: Any) -> None:  # noqa: C901  (Faust's loop, ba
 
 
 _slurp_changelogs.antirelou_batched = True  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------ the in-memory tables, in bulk
+
+BULK_BUDGET_S = 0.5  # of Faust's broker_request_timeout (90 s), the most spent in bulk
+BULK_IDLE_S = 10.0  # a bulk read given nothing this long leaves the rest to Faust's loop
+
+
+class _Change:
+    """A changelog record as a table's ``apply_changelog_batch`` reads it: the decoded
+    ``key`` and ``value``, and the ``message`` (aiokafka's record: its raw ``value``, None for
+    a tombstone, and its ``partition``, which the in-memory store keeps per key)."""
+
+    __slots__ = ("key", "message", "value")
+
+    def __init__(self, key: Any, value: Any, message: Any) -> None:
+        self.key, self.value, self.message = key, value, message
+
+
+def install_bulk_recovery(enabled: bool | None = None, cls: Any = None) -> bool:
+    """Read the in-memory tables' changelog partitions a worker is given with one plain
+    aiokafka consumer before Faust's recovery loop, and tell that loop they are read.
+
+    With the in-memory store (``persisted_offset`` None), a worker given a partition reads
+    its tables' changelogs from the start through Faust's consumer: each record made a
+    Faust ``Message``, passed through the conductor's lock and callback, decoded, made an
+    ``Event``, queued, then buffered and applied (:func:`install_batched_recovery` cut the
+    loop's own cost; the path before it stays, 45-50 µs of CPU per record). A bare consumer
+    reads the same changelog 10-20 times faster (tests/benchmarks/README.md).
+
+    This wraps ``Recovery._build_offsets``: once Faust has the active partitions' start
+    offsets (their highwaters are already built), :func:`bulk_read` reads each partition of
+    an in-memory table with no changelog callback from there to its highwater, decodes each
+    record with the table's changelog schema (as Faust's topic does), applies them through
+    the table's own ``apply_changelog_batch`` and sets the partition's offset to the
+    highwater. Faust then seeks there and has nothing to read (or the rest, if the bulk read
+    stopped early: a rebalance, its time budget, :data:`BULK_IDLE_S` without a record). A record whose
+    key or value does not decode is skipped with a warning and counted, as Faust drops it,
+    but its offset is passed: in Faust's loop a dropped last record left recovery waiting for
+    ever. ``ANTIRELOU_BULK_RECOVERY=0`` turns it off."""
+    if not switched_on(enabled, "ANTIRELOU_BULK_RECOVERY"):
+        return False
+    if cls is None:
+        from faust.tables.recovery import Recovery as cls
+    original = getattr(cls, "_build_offsets", None)
+    if not asyncio.iscoroutinefunction(original):
+        log.warning("%s has no _build_offsets: tables are read back by Faust's loop only",
+                    cls.__name__)
+        return False
+    if getattr(original, "antirelou_bulk", False):
+        return True
+
+    async def _build_offsets(self: Any, consumer: Any, tps: Any, destination: Any,
+                             title: str) -> None:
+        await original(self, consumer, tps, destination, title)
+        if title == "active":
+            await bulk_read(self, tps, destination)
+
+    _build_offsets.antirelou_bulk = True  # type: ignore[attr-defined]
+    cls._build_offsets = _build_offsets
+    return True
+
+
+def _bulk_tables(recovery: Any, tps: Any, offsets: Any) -> dict[Any, Any]:
+    """The partitions of ``tps`` to read in bulk, each with its table: an in-memory table
+    with no changelog callback, its start offset and highwater known, something to read."""
+    from faust.stores.memory import Store as MemoryStore
+
+    todo = {}
+    for tp in tps:
+        table = recovery.tp_to_table.get(tp)
+        start, highwater = offsets.get(tp), recovery.active_highwaters.get(tp)
+        if (table is None or start is None or highwater is None or highwater <= start
+                or not isinstance(table.data, MemoryStore)
+                or getattr(table, "_on_changelog_event", None) is not None):
+            continue
+        todo[tp] = table
+    return todo
+
+
+def _bulk_consumer(app: Any) -> Any:
+    """A plain aiokafka consumer (no group) connected as Faust's own consumer is."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
+
+    conf = app.conf
+    return AIOKafkaConsumer(
+        bootstrap_servers=server_list(conf.broker, 9092),
+        client_id=f"{conf.broker_client_id}-bulk-recovery", group_id=None,
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        isolation_level="read_committed"
+        if getattr(conf.processing_guarantee, "value", None) == "exactly_once"
+        else "read_uncommitted",
+        max_partition_fetch_bytes=max(conf.consumer_max_fetch_size, 4 * 1024 * 1024),
+        fetch_max_bytes=64 * 1024 * 1024, max_poll_records=10_000,
+        **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+    )
+
+
+async def _stop(consumer: Any) -> None:
+    """``consumer.stop()``; aiokafka's raises the CancelledError of its own committed-offsets
+    task when stopped just after ``assign``: that one is not ours to pass on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+async def bulk_read(recovery: Any, tps: Any, offsets: Any, *,
+                    budget_s: float | None = None, idle_s: float = BULK_IDLE_S,
+                    consumer: Any = None) -> int:
+    """Read ``tps``'s in-memory changelog partitions from ``offsets`` (the last offset
+    applied, -1 for none) to their highwaters (``recovery.active_highwaters``, the last
+    offset there) and apply them; ``offsets`` is moved on to what was read. Returns the
+    records applied. ``budget_s``: at most this long (else :data:`BULK_BUDGET_S` of Faust's
+    request timeout, within which Faust waits for its offsets); ``consumer``: an unstarted
+    aiokafka consumer (tests), else one made like Faust's."""
+    from time import monotonic
+
+    from aiokafka import TopicPartition
+    from faust.exceptions import KeyDecodeError, ValueDecodeError
+
+    todo = _bulk_tables(recovery, tps, offsets)
+    if not todo or recovery.should_stop or recovery.signal_recovery_start.is_set():
+        return 0
+    app = recovery.app
+    if budget_s is None:
+        budget_s = BULK_BUDGET_S * app.conf.broker_request_timeout
+    loads_key, loads_value = app.serializers.loads_key, app.serializers.loads_value
+    highwaters = recovery.active_highwaters
+    by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+    consumer = consumer if consumer is not None else _bulk_consumer(app)
+    started = last_progress = monotonic()
+    applied = skipped = 0
+    pending = set(by_kafka)
+    try:
+        await consumer.start()
+        consumer.assign(list(by_kafka))
+        for ktp, tp in by_kafka.items():
+            consumer.seek(ktp, max(offsets[tp] + 1, 0))
+        while pending:
+            if recovery.should_stop or recovery.signal_recovery_start.is_set():
+                break  # stopping, or a rebalance: Faust starts again
+            now = monotonic()
+            if now - started > budget_s or now - last_progress > idle_s:
+                log.warning("table recovery in bulk stopped after %.1f s (%s); Faust's "
+                            "loop reads the rest", now - started,
+                            "its time" if now - started > budget_s else "nothing fetched")
+                break
+            fetched = await consumer.getmany(*pending, timeout_ms=200)
+            for ktp, records in fetched.items():
+                tp = by_kafka[ktp]
+                table, schema, highwater = todo[tp], todo[tp].changelog_topic.schema, \
+                    highwaters[tp]
+                changes = []
+                last = offsets[tp]
+                for record in records:
+                    if record.offset > highwater:
+                        break
+                    last = record.offset
+                    try:
+                        key = schema.loads_key(app, record, loads=loads_key)
+                        value = (None if record.value is None and schema.allow_empty
+                                 else schema.loads_value(app, record, loads=loads_value))
+                    except (KeyDecodeError, ValueDecodeError) as exc:
+                        skipped += 1
+                        log.warning("table recovery: a record of %s at offset %d does not "
+                                    "decode (%s): skipped", tp, record.offset,
+                                    type(exc).__name__)
+                        continue
+                    changes.append(_Change(key, value, record))
+                if changes:
+                    table.apply_changelog_batch(changes)
+                    applied += len(changes)
+                offsets[tp] = max(offsets[tp], last)
+                last_progress = monotonic()
+            for ktp in list(pending):
+                tp = by_kafka[ktp]
+                if offsets[tp] >= highwaters[tp] or await consumer.position(ktp) > highwaters[tp]:
+                    offsets[tp] = highwaters[tp]  # read to the end (gaps: compaction, markers)
+                    pending.discard(ktp)
+            await asyncio.sleep(0)  # the worker's other tasks (its web server) run between
+    finally:
+        await _stop(consumer)
+    log.info("table recovery in bulk: %d changelog records of %d partitions in %.1f s%s",
+             applied, len(by_kafka) - len(pending), monotonic() - started,
+             f", {skipped} that did not decode skipped" if skipped else "")
+    return applied

@@ -289,7 +289,11 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
     import faust  # noqa: F401  (imported before Ray, as `up` always did)
     import ray
 
-    from infra.faust_compat import install_batched_recovery, install_eager_delivery
+    from infra.faust_compat import (
+        install_batched_recovery,
+        install_bulk_recovery,
+        install_eager_delivery,
+    )
     from infra.kafka_compat import install_fetch_floor, install_keep_member_on_stale_commit
 
     log.info("event loop: %s", install_event_loop())
@@ -297,6 +301,7 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
     install_keep_member_on_stale_commit()  # else noida-db wedges the group in a rebalance
     install_eager_delivery()  # no four tasks per record fetched (infra/faust_compat.py)
     install_batched_recovery()  # the tables' changelogs read back in passes, not per record
+    install_bulk_recovery()  # the in-memory tables' changelogs first read by a plain consumer
     deployment = _read_deployment(args)
     if deployment is None:
         return 2
