@@ -3,11 +3,13 @@ broker's changelog topic: the table ends as Faust's own apply of the same record
 (a value, a newer one, a tombstone, two partitions, the partition kept per key), the offsets
 move to the highwaters, a start offset is honoured, a record whose key does not decode is
 skipped and passed (the last of its partition included: Faust's loop waited for it for
-ever), tables Faust must read itself are left to it, and a rebalance stops the read."""
+ever), tables Faust must read itself are left to it, a rebalance stops the read, and the
+decoder's short ways answer as Faust's decoding on arbitrary bytes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 
@@ -15,11 +17,14 @@ import faust
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from faust.events import Event
 from faust.types import TP
 from faust.types.tuples import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from infra.faust_compat import bulk_read, install_bulk_recovery
+from infra.faust_compat import bulk_read, changelog_decoder, install_bulk_recovery
 from infra.kafka_admin import ensure_topics_async
 from streams.app import TextPartitionedTable
 
@@ -147,3 +152,48 @@ def test_installed_around_fausts_offsets(kafka) -> None:
     asyncio.run(Fake._build_offsets(recovery, None, tps, offsets, "active"))
     assert offsets == Counter(highwaters) and table.data["f"] == b"8"
     assert asyncio.iscoroutinefunction(Recovery._build_offsets)
+
+
+def fausts_decode(app: faust.App, schema, record) -> tuple:
+    """What Faust's compiled decode of the changelog topic gives: (key, value), or the
+    error class it raises for the record."""
+    try:
+        key = schema.loads_key(app, record)
+    except Exception as exc:  # noqa: BLE001
+        return ("error", type(exc))
+    try:
+        if record.value is None and schema.allow_empty:
+            return (key, None)
+        return (key, schema.loads_value(app, record))
+    except Exception as exc:  # noqa: BLE001
+        return ("error", type(exc))
+
+
+def ours(decode, record) -> tuple:
+    try:
+        return decode(record)
+    except Exception as exc:  # noqa: BLE001
+        return ("error", type(exc))
+
+
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+).map(lambda v: json.dumps(v, ensure_ascii=False).encode())  # big integers too
+raw_bytes = st.none() | st.binary(max_size=40) | json_texts | st.text().map(str.encode)
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=raw_bytes, value=raw_bytes)
+def test_the_decoders_short_ways_give_fausts_answers(key, value) -> None:
+    from streams.app import _tables
+
+    app = faust.App("bulk-decode", store="memory://")
+    worker = _tables(app, 2)  # the worker's own tables: sender states (raw), replies, deferred
+    tables = [worker.senders_by_pseudonym, worker.replies_by_message, worker.deferred_reply_to,
+              app.Table("m", default=None, partitions=2, key_type=int, value_type=bytes)]
+    record = ConsumerRecord("t", 0, 7, 0, 0, key, value, None, 0, 0, [])
+    for table in tables:
+        schema = table.changelog_topic.schema
+        assert ours(changelog_decoder(app, schema), record) == fausts_decode(app, schema, record)
