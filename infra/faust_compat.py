@@ -27,6 +27,8 @@ turns it off (for a before/after benchmark).
 
 :func:`install_batched_recovery` (below) does the like for the tables' recovery: Faust's
 loop reading the changelogs back takes the records in passes, not one task per record.
+:func:`install_bulk_recovery` goes further for the in-memory tables: one plain consumer
+reads their changelog partitions before that loop, which then has nothing left to read.
 """
 
 from __future__ import annotations
@@ -416,6 +418,15 @@ def changelog_decoder(app: Any, schema: Any) -> Any:
     return decode
 
 
+def bulk_health(recovery: Any) -> dict[str, int]:
+    """What :func:`bulk_read` did in this worker so far (``/health``, ``table_recovery``):
+    changelog records applied, and records skipped because they did not decode."""
+    stats = getattr(recovery, "antirelou_bulk", None)
+    if stats is None:
+        stats = recovery.antirelou_bulk = {"read_in_bulk": 0, "undecodable_skipped": 0}
+    return stats
+
+
 async def _stop(consumer: Any) -> None:
     """``consumer.stop()``; aiokafka's raises the CancelledError of its own committed-offsets
     task when stopped just after ``assign``: that one is not ours to pass on."""
@@ -499,6 +510,9 @@ async def bulk_read(recovery: Any, tps: Any, offsets: Any, *,
             await asyncio.sleep(0)  # the worker's other tasks (its web server) run between
     finally:
         await _stop(consumer)
+    stats = bulk_health(recovery)
+    stats["read_in_bulk"] += applied
+    stats["undecodable_skipped"] += skipped
     log.info("table recovery in bulk: %d changelog records of %d partitions in %.1f s%s",
              applied, len(by_kafka) - len(pending), monotonic() - started,
              f", {skipped} that did not decode skipped" if skipped else "")

@@ -12,6 +12,7 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
+from infra.faust_compat import bulk_health
 from infra.gateway import DryRunGateway
 from schemas import codec
 from schemas.commands import ScreenText, SettleReply
@@ -236,7 +237,9 @@ def register_status_views(rt: Runtime) -> None:
                                 if (w := getattr(guard, "waiting", list)())},
                 },
                 # Table recovery found waiting for good, and what was done (recovery_guard).
-                "table_recovery": (rt.recovery_guard.health()
+                # And what was read in bulk (infra/faust_compat.py bulk_read).
+                "table_recovery": ({**rt.recovery_guard.health(),
+                                    **bulk_health(rt.app.tables.recovery)}
                                    if rt.recovery_guard is not None else None),
             }, status=200 if up else 503)
 

@@ -260,6 +260,8 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             assert all(g >= TICK_S * 1000 / 2 for g in gaps), (cid, gaps)
         recovery = left.admin_get("/health").json().get("table_recovery")
         assert recovery is not None and recovery["stalled"] == 0, recovery
+        # The tables taken over were read back by the bulk reader (infra/faust_compat.py).
+        assert recovery["read_in_bulk"] > 0 and recovery["undecodable_skipped"] == 0, recovery
         sent = sum("ReplySent" in o for o in outcomes.values())
         both = sum(len(o) == 2 for o in outcomes.values())
         print(f"\nscale-out, {stopped} stopped (exit {code}): {len(acknowledged)} texts "

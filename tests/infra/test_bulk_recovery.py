@@ -24,7 +24,12 @@ from faust.types.tuples import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.faust_compat import bulk_read, changelog_decoder, install_bulk_recovery
+from infra.faust_compat import (
+    bulk_health,
+    bulk_read,
+    changelog_decoder,
+    install_bulk_recovery,
+)
 from infra.kafka_admin import ensure_topics_async
 from streams.app import TextPartitionedTable
 
@@ -109,6 +114,8 @@ def test_bulk_read_leaves_the_table_as_faust_would(kafka, start) -> None:
     assert applied == sum(1 for p, k, _ in records() if k != BAD_KEY) - (start[0] + 1)
     assert offsets == Counter(highwaters)  # both read to the end, the bad last key passed
     assert app.tables.recovery.need_recovery() is False
+    assert bulk_health(app.tables.recovery) == {"read_in_bulk": applied,
+                                                "undecodable_skipped": 2}
 
 
 def test_what_faust_must_read_is_left_to_it(kafka) -> None:
