@@ -274,6 +274,9 @@ _slurp_changelogs.antirelou_batched = True  # type: ignore[attr-defined]
 
 BULK_BUDGET_S = 0.5  # of Faust's broker_request_timeout (90 s), the most spent in bulk
 BULK_IDLE_S = 10.0  # a bulk read given nothing this long leaves the rest to Faust's loop
+BULK_CONNECT_S = 10.0  # the bulk consumer's start, at most
+BULK_STOP_S = 5.0  # and its stop
+BULK_WARNINGS = 5  # records that do not decode said one by one per read; then a count
 
 
 class _Change:
@@ -304,10 +307,12 @@ def install_bulk_recovery(enabled: bool | None = None, cls: Any = None) -> bool:
     record with the table's changelog schema (as Faust's topic does), applies them through
     the table's own ``apply_changelog_batch`` and sets the partition's offset to the
     highwater. Faust then seeks there and has nothing to read (or the rest, if the bulk read
-    stopped early: a rebalance, its time budget, :data:`BULK_IDLE_S` without a record). A record whose
-    key or value does not decode is skipped with a warning and counted, as Faust drops it,
-    but its offset is passed: in Faust's loop a dropped last record left recovery waiting for
-    ever. ``ANTIRELOU_BULK_RECOVERY=0`` turns it off."""
+    stopped early: a rebalance, its time budget, :data:`BULK_IDLE_S` without a record; or
+    failed: the broker away). The whole is bounded well within Faust's request timeout, past
+    which Faust's recovery would stop for good (mode's ``wait_first`` times out as
+    "stopped"). A record whose key or value does not decode is skipped with a warning and
+    counted, as Faust drops it, but its offset is passed: in Faust's loop a dropped last
+    record left recovery waiting for ever. ``ANTIRELOU_BULK_RECOVERY=0`` turns it off."""
     if not switched_on(enabled, "ANTIRELOU_BULK_RECOVERY"):
         return False
     if cls is None:
@@ -323,8 +328,15 @@ def install_bulk_recovery(enabled: bool | None = None, cls: Any = None) -> bool:
     async def _build_offsets(self: Any, consumer: Any, tps: Any, destination: Any,
                              title: str) -> None:
         await original(self, consumer, tps, destination, title)
-        if title == "active":
-            await bulk_read(self, tps, destination)
+        if title != "active":
+            return
+        budget = BULK_BUDGET_S * self.app.conf.broker_request_timeout
+        try:  # bounded: past Faust's timeout its recovery would stop for good
+            await asyncio.wait_for(bulk_read(self, tps, destination, budget_s=budget),
+                                   budget + BULK_CONNECT_S + BULK_STOP_S)
+        except Exception as exc:  # noqa: BLE001 - a broker away: Faust's loop reads it all
+            log.warning("table recovery in bulk failed (%s: %s); Faust's loop reads the rest",
+                        type(exc).__name__, exc)
 
     _build_offsets.antirelou_bulk = True  # type: ignore[attr-defined]
     cls._build_offsets = _build_offsets
@@ -431,7 +443,9 @@ async def _stop(consumer: Any) -> None:
     """``consumer.stop()``; aiokafka's raises the CancelledError of its own committed-offsets
     task when stopped just after ``assign``: that one is not ours to pass on."""
     try:
-        await consumer.stop()
+        await asyncio.wait_for(consumer.stop(), BULK_STOP_S)
+    except TimeoutError:
+        log.warning("table recovery in bulk: its consumer did not stop in %g s", BULK_STOP_S)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
@@ -467,7 +481,7 @@ async def bulk_read(recovery: Any, tps: Any, offsets: Any, *,
     applied = skipped = 0
     pending = set(by_kafka)
     try:
-        await consumer.start()
+        await asyncio.wait_for(consumer.start(), BULK_CONNECT_S)
         consumer.assign(list(by_kafka))
         for ktp, tp in by_kafka.items():
             consumer.seek(ktp, max(offsets[tp] + 1, 0))
@@ -494,9 +508,10 @@ async def bulk_read(recovery: Any, tps: Any, offsets: Any, *,
                         changes.append(_Change(*decode(record), record))
                     except (KeyDecodeError, ValueDecodeError) as exc:
                         skipped += 1
-                        log.warning("table recovery: a record of %s at offset %d does not "
-                                    "decode (%s): skipped", tp, record.offset,
-                                    type(exc).__name__)
+                        if skipped <= BULK_WARNINGS:
+                            log.warning("table recovery: a record of %s at offset %d does "
+                                        "not decode (%s): skipped", tp, record.offset,
+                                        type(exc).__name__)
                 if changes:
                     table.apply_changelog_batch(changes)
                     applied += len(changes)

@@ -204,3 +204,20 @@ def test_the_decoders_short_ways_give_fausts_answers(key, value) -> None:
     for table in tables:
         schema = table.changelog_topic.schema
         assert ours(changelog_decoder(app, schema), record) == fausts_decode(app, schema, record)
+
+
+def test_a_broker_away_leaves_it_all_to_fausts_loop(caplog) -> None:
+    class Fake:
+        async def _build_offsets(self, consumer, tps, destination, title):  # noqa: ANN001
+            for tp in tps:
+                destination[tp] = -1
+
+    assert install_bulk_recovery(True, Fake)
+    app, table = new_table("127.0.0.1:9", f"t{uuid.uuid4().hex[:8]}")  # nothing listens
+    topic = table.changelog_topic.get_topic_name()
+    offsets, tps = prepare(app, table, {TP(topic, 0): 4, TP(topic, 1): 2}, {0: -1, 1: -1})
+    # Must not raise: an exception here would crash Faust's recovery service.
+    asyncio.run(Fake._build_offsets(app.tables.recovery, None, tps, offsets, "active"))
+    assert offsets == Counter({tp: -1 for tp in tps}) and not dict(table.data.items())
+    assert app.tables.recovery.need_recovery() is True  # Faust's loop reads it all
+    assert "table recovery in bulk failed" in caplog.text
