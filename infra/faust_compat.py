@@ -330,10 +330,9 @@ def install_bulk_recovery(enabled: bool | None = None, cls: Any = None) -> bool:
         await original(self, consumer, tps, destination, title)
         if title != "active":
             return
-        budget = BULK_BUDGET_S * self.app.conf.broker_request_timeout
         try:  # bounded: past Faust's timeout its recovery would stop for good
-            await asyncio.wait_for(bulk_read(self, tps, destination, budget_s=budget),
-                                   budget + BULK_CONNECT_S + BULK_STOP_S)
+            await asyncio.wait_for(bulk_read(self, tps, destination),
+                                   bulk_budget_s(self.app) + BULK_CONNECT_S + BULK_STOP_S)
         except Exception as exc:  # noqa: BLE001 - a broker away: Faust's loop reads it all
             log.warning("table recovery in bulk failed (%s: %s); Faust's loop reads the rest",
                         type(exc).__name__, exc)
@@ -341,6 +340,11 @@ def install_bulk_recovery(enabled: bool | None = None, cls: Any = None) -> bool:
     _build_offsets.antirelou_bulk = True  # type: ignore[attr-defined]
     cls._build_offsets = _build_offsets
     return True
+
+
+def bulk_budget_s(app: Any) -> float:
+    """The most a bulk read takes: :data:`BULK_BUDGET_S` of Faust's request timeout."""
+    return BULK_BUDGET_S * app.conf.broker_request_timeout
 
 
 def _bulk_tables(recovery: Any, tps: Any, offsets: Any) -> dict[Any, Any]:
@@ -471,7 +475,7 @@ async def bulk_read(recovery: Any, tps: Any, offsets: Any, *,
         return 0
     app = recovery.app
     if budget_s is None:
-        budget_s = BULK_BUDGET_S * app.conf.broker_request_timeout
+        budget_s = bulk_budget_s(app)
     decoders = {tp: changelog_decoder(app, table.changelog_topic.schema)
                 for tp, table in todo.items()}
     highwaters = recovery.active_highwaters

@@ -82,6 +82,15 @@ def faust_apply(app: faust.App, table: faust.Table, topic: str, start: dict[int,
     table.apply_changelog_batch(events)
 
 
+class FaustOffsets:
+    """Faust's ``Recovery._build_offsets`` as it ends with nothing persisted and the earliest
+    offset 0: -1 for every partition (a subclass per test, for the install to wrap)."""
+
+    async def _build_offsets(self, consumer, tps, destination, title):  # noqa: ANN001
+        for tp in tps:
+            destination[tp] = -1
+
+
 def prepare(app: faust.App, table: faust.Table, highwaters: dict[TP, int],
             start: dict[int, int]) -> tuple[Counter, set[TP]]:
     recovery = app.tables.recovery
@@ -141,10 +150,8 @@ def test_what_faust_must_read_is_left_to_it(kafka) -> None:
 def test_installed_around_fausts_offsets(kafka) -> None:
     from faust.tables.recovery import Recovery
 
-    class Fake:
-        async def _build_offsets(self, consumer, tps, destination, title):  # noqa: ANN001
-            for tp in tps:  # as Faust's: nothing persisted, the earliest offset 0
-                destination[tp] = -1
+    class Fake(FaustOffsets):
+        pass
 
     assert install_bulk_recovery(True, Fake) and install_bulk_recovery(True, Fake)
     assert Fake._build_offsets.antirelou_bulk  # type: ignore[attr-defined]
@@ -207,10 +214,8 @@ def test_the_decoders_short_ways_give_fausts_answers(key, value) -> None:
 
 
 def test_a_broker_away_leaves_it_all_to_fausts_loop(caplog) -> None:
-    class Fake:
-        async def _build_offsets(self, consumer, tps, destination, title):  # noqa: ANN001
-            for tp in tps:
-                destination[tp] = -1
+    class Fake(FaustOffsets):
+        pass
 
     assert install_bulk_recovery(True, Fake)
     app, table = new_table("127.0.0.1:9", f"t{uuid.uuid4().hex[:8]}")  # nothing listens
