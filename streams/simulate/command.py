@@ -39,8 +39,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="run a named scenario through the shipped defaults and the "
                              "baselines (streams/simulate/scenarios.py); without it: the 2017 "
                              "week report")
+    parser.add_argument("--grid", action="store_true",
+                        help="run the shipped defaults over the grid of traffic shapes "
+                             "(streams/simulate/grid.py) beside the baselines")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="with --grid: how many seeds per shape (from --seed on)")
     parser.add_argument("--json", action="store_true",
-                        help="with --scenario: print one JSON object (scenario, seed, runs)")
+                        help="with --scenario: print one JSON object (scenario, seed, runs); "
+                             "with --grid: one JSON object per cell, one per line")
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
                         help="with --scenario --webhook: read the live journal back from this "
                              "broker [KAFKA_BOOTSTRAP_SERVERS]")
@@ -75,6 +81,21 @@ def _run_scenario(args: argparse.Namespace) -> int:
         return live.main_live(args)
     result = scenarios.run_scenario(args.scenario, args.seed)
     print(scenarios.render(result, args.json))
+    return 0
+
+
+def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from streams.simulate import grid
+
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    try:
+        extra = parse_changes(args.policy) if args.policy else {}
+    except PolicyError as exc:
+        parser.error(str(exc))
+    seed = args.seed if args.seed != Scenario.seed else 1
+    cells = grid.grid_cells(range(seed, seed + args.seeds))
+    grid.run_grid(cells, sys.stdout, args.json, None if args.no_progress else sys.stderr, extra)
     return 0
 
 
@@ -116,6 +137,8 @@ def _core_outcomes(texts: Sequence[SimText], scenario: Scenario, budget: int, co
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.grid:
+        return _run_grid(parser, args)
     if args.scenario:
         return _run_scenario(args)
     try:

@@ -81,6 +81,7 @@ class SimText:
     body: str
     message_id: str
     kind: str  # one of KINDS
+    campaign: str = ""  # which campaign's number it was sent to ("": the only one)
 
 
 @dataclass(frozen=True)
