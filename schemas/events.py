@@ -439,7 +439,7 @@ class RecordsLost:
     only), or a hole that will never fill. ``from_offset`` (included) .. ``to_offset``
     (excluded) are what the worker had read or committed past the end; the worker goes on
     from ``from_offset``, the log's end, where new records are written. Not a campaign
-    event: a fact for the audit's account of what was lost (streams/lost_tail.py)."""
+    event: a fact for the audit's account of what was lost (infra/faust/lost_tail.py)."""
 
     TYPE = "RecordsLost"
     SCHEMA_VERSION = 1

@@ -78,7 +78,7 @@ from streams.audit.results import (
     PrefixUnconfirmed,
     ScreeningReplay,
 )
-from streams.screening import (
+from streams.rules.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
     SenderState,
     decide_reopen,

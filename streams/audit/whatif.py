@@ -13,7 +13,7 @@ from schemas.events import BudgetCredited, PolicyChanged, TextReceived
 from streams.audit.replay import screen_command
 from streams.audit.report import Tally
 from streams.audit.results import Report, WhatIf
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 
 
 def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
@@ -36,7 +36,7 @@ def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
 
 def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaign]) -> Report:
     """Run the decision path over ``(occurred_at, position, event)`` inputs, in the order
-    given: the shared in-memory ``Pipeline`` (streams/pipeline.py), as the simulator runs it,
+    given: the shared in-memory ``Pipeline`` (streams/rules/pipeline.py), as the simulator runs it,
     so a what-if sees what the live system does: a sender texting again reviews his awaited
     request, an outcome reopens him, and the campaign's clock ticks once a minute (deferred
     replies released or expired) between the texts and after the last one."""

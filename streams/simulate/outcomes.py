@@ -9,7 +9,7 @@ from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, ScreenText
 from schemas.events import ReplyApproved
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import DAY_MS, HOUR_MS, MINUTE_MS, TROLL_KINDS, Scenario, SimText
 
 # A policy under test: takes the texts (sorted by time) and returns, per message id, the cost
@@ -180,7 +180,7 @@ FLOOD_RULES: dict[str, object] = {
 def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
                 stats: dict[str, int] | None = None,
                 pipelines: list[Pipeline] | None = None) -> PolicyRunner:
-    """Run the texts through the real decision core (``streams.pipeline.Pipeline``:
+    """Run the texts through the real decision core (``streams.rules.pipeline.Pipeline``:
     screening, the campaign shard, outcomes back to the senders), as the live system would,
     with the campaign's policy (plus ``changes``, core units).
 

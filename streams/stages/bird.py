@@ -3,7 +3,7 @@
 ``sms.inbound`` becomes the same ``ScreenText`` as a classic text (sms-received, keyed by
 the sender pseudonym); ``sms.outbound`` with a delivery status the same ``DeliveryReported``
 (journal), and with a EUR price the same reconciliation (``SettleReply`` "priced").
-Verification and parsing are in ``streams.bird_webhook``; this module gives it the ports.
+Verification and parsing are in ``streams.intake.bird``; this module gives it the ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import ScreenText, SettleReply
 from schemas.events import DeliveryReported
-from streams.bird_webhook import (
+from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
     SeenEvents,
@@ -23,10 +23,10 @@ from streams.bird_webhook import (
     register_bird_webhook,
     screen_text_of,
 )
-from streams.sendstate import price_settles
+from streams.intake.messagebird import NumberFacts
+from streams.rules.sendstate import price_settles
 from streams.stages.runtime import Runtime
 from streams.stages.views import read_bounded, signed_url
-from streams.webhook import NumberFacts
 
 
 def register_bird(rt: Runtime) -> None:

@@ -2,7 +2,7 @@
 Tick) in batches to the campaign shards (Ray), journals their decisions (acked), and sends
 a SendReply to sms-outbound for each approval; ``tick_campaigns`` (leader timer) brings the
 clock to every campaign. A deferred request's sealed reply-to waits in
-``deferred_reply_to_by_campaign`` (what it becomes: ``streams.approvals.hold_deferred``)."""
+``deferred_reply_to_by_campaign`` (what it becomes: ``streams.rules.approvals.hold_deferred``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import faust
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
-from streams.approvals import hold_deferred, send_command
-from streams.pipeline import outcome_note
+from streams.rules.approvals import hold_deferred, send_command
+from streams.rules.pipeline import outcome_note
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")

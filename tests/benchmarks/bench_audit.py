@@ -94,7 +94,7 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
     from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
     from schemas.events import PolicyChanged, ReplyApproved, ReplyFailed, ReplySent, TextReceived
     from schemas.policy import apply_changes
-    from streams.screening import SenderState, decide_screening, evolve_sender
+    from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     rng = random.Random(seed)
     campaigns = load_campaigns(config)

@@ -165,7 +165,7 @@ def expected(commands: list, config: Path) -> dict[str, int]:
     from infra.config import load_campaigns
     from schemas.commands import RequestReply
     from schemas.events import ReplyApproved
-    from streams.screening import SenderState, decide_screening, evolve_sender
+    from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     (campaign,) = load_campaigns(config)
     shard = CampaignShard([campaign])
@@ -853,8 +853,8 @@ def sender_table_records(n: int, config: Path, seed: int = 91) -> tuple[list, li
     from actors.shard import CampaignShard
     from infra.config import load_campaigns
     from schemas import codec
-    from streams.pipeline import screen
-    from streams.screening import SenderState
+    from streams.rules.pipeline import screen
+    from streams.rules.screening import SenderState
     from streams.stages.screen import compact
 
     (campaign,) = load_campaigns(config)

@@ -38,7 +38,7 @@ from schemas.events import (
 from schemas.policy import apply_changes
 from streams import cli
 from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
 T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
 HOUR = 3_600_000

@@ -7,7 +7,7 @@ from actors.shard import CampaignShard
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
 DAY = 86_400_000
 T0 = 1_508_112_000_000  # 2017-10-16

@@ -20,7 +20,7 @@ from schemas.events import (
     TextReceived,
 )
 from streams.audit import audit
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = 1_796_169_600_000  # 2026-12-01 00:00 UTC

@@ -7,7 +7,7 @@ from collections import Counter
 
 from actors.shard import CampaignShard, is_campaign_event
 from schemas.commands import ChangePolicy, CreditBudget
-from streams.metrics import Projection
+from streams.console.metrics import Projection
 from tests.core.test_audit import DAY, T0, pipeline
 from tests.core.test_audit import campaign as audit_campaign
 
@@ -98,8 +98,8 @@ def test_prometheus_export_and_the_grafana_dashboard_use_the_same_names():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from streams.metrics import TEXT_BUCKETS
-    from streams.ops import ProjectionCollector
+    from streams.console.metrics import TEXT_BUCKETS
+    from streams.console.ops import ProjectionCollector
 
     campaigns, journal = flood()
     p = Projection(campaigns)

@@ -11,7 +11,7 @@ from phonenumbers import PhoneNumberType
 from infra.numbers import NumberInfo, classify
 from schemas.commands import ScreenText
 from schemas.policy import Policy
-from streams.screening import number_refusal
+from streams.rules.screening import number_refusal
 
 FRANCE = frozenset({"FR"})
 

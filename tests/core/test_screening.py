@@ -4,7 +4,7 @@ import pytest
 
 from schemas.commands import ScreenText
 from schemas.policy import Policy
-from streams.screening import RECENT_IDS, SenderState, decide_screening, evolve_sender
+from streams.rules.screening import RECENT_IDS, SenderState, decide_screening, evolve_sender
 
 DAY = 86_400_000
 MIN = 60_000

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from infra.operators import new_key_pair, sign_command
 from schemas import codec
-from streams import control
+from streams.cli import control
 from tests.e2e.conftest import CONFIG, OPERATOR_KEYS
 
 pytestmark = pytest.mark.services

@@ -3,7 +3,7 @@ reply-to waits, and when a reply is scheduled (the shell: streams/stages/decide.
 
 from schemas.commands import SendReply
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied, ReplyExpired
-from streams.approvals import hold_deferred, scheduled_send_at, send_command
+from streams.rules.approvals import hold_deferred, scheduled_send_at, send_command
 
 T = 1_700_000_000_000
 

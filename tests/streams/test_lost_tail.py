@@ -1,8 +1,9 @@
-"""The lost-tail account (streams/lost_tail.py): what a journal that lost records misses,
+"""The lost-tail account (infra/faust/lost_tail.py): what a journal that lost records misses,
 and the worker's check for a partition whose log ends before what it had read."""
 
 from __future__ import annotations
 
+from infra.faust.lost_tail import TailGuard, account, render_text
 from schemas.events import (
     DeliveryReported,
     RecordsLost,
@@ -12,7 +13,6 @@ from schemas.events import (
     SenderScreened,
     TextReceived,
 )
-from streams.lost_tail import TailGuard, account, render_text
 
 
 def text(mid):

@@ -1,4 +1,4 @@
-"""The send stage's second look (streams/send_guard.py): what the journal and this worker's
+"""The send stage's second look (infra/faust/send_guard.py): what the journal and this worker's
 memory know of a reply whose mark is gone."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from infra.broker import ensure_topics
+from infra.faust.send_guard import JournalIndex, RecentOutcomes, outcome_of
 from schemas import codec
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain, TextReceived
-from streams.send_guard import JournalIndex, RecentOutcomes, outcome_of
 
 
 def test_an_outcome_beats_an_attempt_and_sent_beats_everything():

@@ -11,10 +11,10 @@ import pytest
 
 from infra.gateway import SendResult
 from infra.privacy import Privacy
+from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.commands import SendReply
 from schemas.events import ReplyAttempted, ReplySent
-from streams.sending import CircuitBreaker
 from streams.settings import Settings
 from streams.stages.send import ReplySender
 

@@ -25,7 +25,7 @@ from schemas.events import (
     TextReceived,
 )
 from schemas.policy import Policy
-from streams.screening import (
+from streams.rules.screening import (
     SenderState,
     decide_reopen,
     decide_screening,
