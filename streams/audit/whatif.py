@@ -61,11 +61,12 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             _count(tally, pipe.events[seen:])
         elif cid in configured:
             if type(ev) is PolicyChanged:
-                command: Any = ChangePolicy(ev.command_id, cid, ev.changes, ev.operator,
-                                            ev.occurred_at)
+                command: Any = ChangePolicy(command_id=ev.command_id, campaign_id=cid, changes=ev.changes,
+                                            operator=ev.operator, occurred_at=ev.occurred_at)
             else:
-                command = CreditBudget(ev.command_id, cid, ev.amount_micros, ev.source,
-                                       ev.operator, ev.occurred_at)
+                command = CreditBudget(command_id=ev.command_id, campaign_id=cid,
+                                       amount_micros=ev.amount_micros, source=ev.source, operator=ev.operator,
+                                       occurred_at=ev.occurred_at)
             _count(tally, pipe.shard.control([command]))
     for cid, at in last_text.items():
         seen = len(pipe.events)

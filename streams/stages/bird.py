@@ -54,8 +54,10 @@ def register_bird(rt: Runtime) -> None:
         await bounded(rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
                                                  codec.encode(fact))))
         if price_settles(fact.price_micros, fact.currency):
-            await bounded(rt.settle(SettleReply(fact.message_id, fact.campaign_id, fact.sender,
-                                                "priced", fact.price_micros, fact.occurred_at)))
+            await bounded(rt.settle(SettleReply(
+                message_id=fact.message_id, campaign_id=fact.campaign_id, sender=fact.sender,
+                outcome="priced", price_micros=fact.price_micros, occurred_at=fact.occurred_at,
+            )))
 
     def campaign_for_channel(channel: str) -> Campaign | None:
         cid = settings.bird_channels.get(channel)

@@ -180,11 +180,13 @@ class ReplySender:
             elif step == sendstate.MARK_UNCERTAIN:
                 log.warning("reply %s: a send was under way when the worker stopped; "
                             "marked uncertain, not sent again", mid)
-                noted.append(ReplyUncertain(mid, command.campaign_id, command.sender,
-                                            "crash_during_send", rt.now_ms()))
+                noted.append(ReplyUncertain(message_id=mid, campaign_id=command.campaign_id,
+                                            sender=command.sender, reason="crash_during_send",
+                                            occurred_at=rt.now_ms()))
             elif step == sendstate.SETTLE_AGAIN:
-                settles.append(SettleReply(mid, command.campaign_id, command.sender,
-                                           "failed", None, rt.now_ms()))
+                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
+                                           sender=command.sender, outcome="failed", price_micros=None,
+                                           occurred_at=rt.now_ms()))
             else:
                 log.info("reply %s already %s; not sent again", mid, where)
         try:
@@ -194,8 +196,10 @@ class ReplySender:
             if fresh or noted:
                 try:
                     await self.journal.write(
-                        [*noted, *(ReplyAttempted(c.message_id, c.campaign_id, c.sender, 1,
-                                                  at) for c in fresh)], flush=True)
+                        [*noted, *(ReplyAttempted(
+                            message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender, attempt=1,
+                            occurred_at=at,
+                        ) for c in fresh)], flush=True)
                 except Exception:
                     # No call was made: the marks go, and the batch fetched again sends
                     # these replies (instead of finding "attempting": uncertain, unsent).
@@ -227,7 +231,8 @@ class ReplySender:
         async def attempt(n: int) -> None:
             if n > 1:  # the first one was journaled with the batch, before any call
                 await self.journal.write(
-                    [ReplyAttempted(mid, command.campaign_id, command.sender, n, rt.now_ms())])
+                    [ReplyAttempted(message_id=mid, campaign_id=command.campaign_id, sender=command.sender,
+                                    attempt=n, occurred_at=rt.now_ms())])
 
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(
@@ -264,8 +269,9 @@ class ReplySender:
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=rt.now_ms(),
                 attempts=outcome.attempts)])
-            await rt.settle(SettleReply(mid, command.campaign_id, command.sender, "failed",
-                                        None, rt.now_ms()))
+            await rt.settle(SettleReply(message_id=mid, campaign_id=command.campaign_id,
+                                        sender=command.sender, outcome="failed", price_micros=None,
+                                        occurred_at=rt.now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)

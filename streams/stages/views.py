@@ -123,8 +123,9 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
                 if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
-                    clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
-                                              sms.created_at_ms, received_at, occurred_at)
+                    clamped = TextTimeClamped(message_id=sms.message_id, campaign_id=campaign.id,
+                                              sender=sender, reported_at=sms.created_at_ms,
+                                              received_at=received_at, occurred_at=occurred_at)
                     async with asyncio.timeout(settings.ack_timeout_s):
                         await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
                                                          codec.encode(clamped)))
@@ -194,9 +195,11 @@ def register_delivery_reports(rt: Runtime) -> None:
                 await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
                     key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
                 if price_settles(report.price_micros, report.currency):
-                    await asyncio.wait_for(rt.settle(SettleReply(
-                        report.reference, report.campaign_id, sender, "priced",
-                        report.price_micros, at)), settings.ack_timeout_s)
+                    await asyncio.wait_for(rt.settle(SettleReply(message_id=report.reference,
+                                                                 campaign_id=report.campaign_id,
+                                                                 sender=sender, outcome="priced",
+                                                                 price_micros=report.price_micros,
+                                                                 occurred_at=at)), settings.ack_timeout_s)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)

@@ -151,8 +151,9 @@ def encode(texts: list) -> Encoded:
             f = facts[t.sender] = (pseudonym, privacy.seal(t.sender, campaign_id="paris",
                                                            sender=pseudonym), info)
         pseudonym, sealed, info = f
-        command = ScreenText(t.message_id, "paris", pseudonym, t.body, t.at_ms, sealed,
-                             info.kind, info.country, info.prefix)
+        command = ScreenText(message_id=t.message_id, campaign_id="paris", sender=pseudonym, body=t.body,
+                             occurred_at=t.at_ms, reply_to=sealed, number_kind=info.kind,
+                             country=info.country, prefix=info.prefix)
         out.keys.append(pseudonym.encode())
         out.values.append(codec.encode(command))
         out.commands.append(command)
@@ -182,8 +183,8 @@ def expected(commands: list, config: Path) -> dict[str, int]:
             evolve_sender(state, e, policy)
         events += 1 + len(screened)
         if screened[0].verdict == "forward":
-            requests.append(RequestReply(c.message_id, c.campaign_id, c.sender, c.occurred_at,
-                                         c.reply_to))
+            requests.append(RequestReply(message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender,
+                                         occurred_at=c.occurred_at, reply_to=c.reply_to))
     decisions = shard.decide(requests)
     approved = sum(isinstance(d, ReplyApproved) for d in decisions)
     # Each approved reply: ReplyAttempted, then ReplySent (the local MessageBird accepts all).
@@ -950,8 +951,9 @@ def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
     for i in range(n):
         number = f"336{i % 10**8:08d}"
         pseudonym = privacy.pseudonym(number)
-        command = SendReply(f"stage-{label}-{i}", "paris", pseudonym, 1_700_000_000_000 + i,
-                            privacy.seal(number, campaign_id="paris", sender=pseudonym))
+        command = SendReply(message_id=f"stage-{label}-{i}", campaign_id="paris", sender=pseudonym,
+                            occurred_at=1_700_000_000_000 + i,
+                            reply_to=privacy.seal(number, campaign_id="paris", sender=pseudonym))
         keys.append(b"paris")
         values.append(codec.encode(command))
     app_id, names = bench.new_app(label)

@@ -20,8 +20,10 @@ def flood():
     for i in range(40):
         sender = f"s_{i % 13}"
         steps.append((f"m{i}", "paris" if i % 3 else "lyon", sender, T0 + i * MIN, "33-612"))
-    steps.append(ChangePolicy("c1", "lyon", {"reserve_micros": 5_000_000}, "alice", T0 + 50 * MIN))
-    steps.append(CreditBudget("c2", "paris", 1_000_000, "leetchi", "alice", T0 + 51 * MIN))
+    steps.append(ChangePolicy(command_id="c1", campaign_id="lyon", changes={"reserve_micros": 5_000_000},
+                              operator="alice", occurred_at=T0 + 50 * MIN))
+    steps.append(CreditBudget(command_id="c2", campaign_id="paris", amount_micros=1_000_000, source="leetchi",
+                              operator="alice", occurred_at=T0 + 51 * MIN))
     for i in range(40, 50):
         steps.append((f"m{i}", "paris", f"s_new{i}", T0 + DAY + i * MIN, "33-612"))
     steps.append(("m3", "lyon", "s_3", T0 + 3 * MIN, "33-612"))  # a redelivered webhook

@@ -112,7 +112,7 @@ async def _ticks(w, times: list[int]) -> None:
     try:
         for at in times:
             await producer.send_and_wait(f"{w.app_id}.reply-requests", codec.encode(
-                Tick("raid", at)), key=b"raid")
+                Tick(campaign_id="raid", occurred_at=at)), key=b"raid")
     finally:
         await producer.stop()
 
