@@ -175,20 +175,19 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = paced  # ALLOWANCE
     else:
         reason = None
-        # Positional (the decision of every request: keywords cost a third more here), in
-        # the fields' order.
         out.append(ReplyApproved(
-            command.message_id, campaign.id, command.sender,
-            cost.segments, cost.encoding, cost.cost_micros,
-            balance - cost.cost_micros,  # balance_after_micros
-            state.seq + 1, now, policy.version, command.prefix,  # seq, occurred_at, ...
-            send_at(now, policy), None,  # send_at, deferred_at: approved as it came
+            message_id=command.message_id, campaign_id=campaign.id, sender=command.sender,
+            segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
+            balance_after_micros=balance - cost.cost_micros, seq=state.seq + 1, occurred_at=now,
+            policy_version=policy.version, prefix=command.prefix,
+            send_at=send_at(now, policy), deferred_at=None,  # approved as it came: not deferred
         ))
     if reason is not None:
         out.insert(0, ReplyDenied(
-            command.message_id, campaign.id, command.sender, reason,
-            cost.cost_micros, balance,  # cost_micros, balance_after_micros
-            state.seq + 1, now, policy.version, command.prefix,  # seq, occurred_at, ...
+            message_id=command.message_id, campaign_id=campaign.id, sender=command.sender,
+            reason=reason, cost_micros=cost.cost_micros, balance_after_micros=balance,
+            seq=state.seq + 1, occurred_at=now, policy_version=policy.version,
+            prefix=command.prefix,
         ))
     if transition is not None:
         out.append(_surge_event(transition, surge, state, policy, now, state.seq + len(out) + 1))
@@ -203,7 +202,8 @@ def decide_and_apply(state: CampaignState, command: RequestReply | Tick | Review
     out: list[Decision] = []
     if isinstance(command, RequestReply):
         if (state.queue.items or state.surge.active) and command.message_id not in state.decided:
-            out += decide_tick(state, Tick(command.campaign_id, command.occurred_at), campaign)
+            tick = Tick(campaign_id=command.campaign_id, occurred_at=command.occurred_at)
+            out += decide_tick(state, tick, campaign)
             for event in out:
                 evolve_campaign(state, event)
         decided: list[Decision] = decide_reply(state, command, campaign)

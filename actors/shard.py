@@ -119,7 +119,7 @@ class CampaignShard:
 
 def campaign_status(state: CampaignState, campaign: Campaign) -> dict[str, Any]:
     """A campaign's figures as ``/campaigns`` shows them (the shard's and the journal
-    projection's, ``streams.metrics``, alike)."""
+    projection's, ``streams.console.metrics``, alike)."""
     cost = reply_cost(campaign, state.policy)
     return {
         "balance_micros": state.balance_micros,

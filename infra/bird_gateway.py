@@ -2,7 +2,7 @@
 
 ``BirdGateway.send()`` posts one SMS to one recipient on one Bird channel and returns the
 same ``SendResult`` as ``infra.messagebird_gateway.MessageBirdGateway``, raising the same
-errors, so ``streams.sending.deliver`` turns both into the same outcomes (sent, failed,
+errors, so ``infra.sending.deliver`` turns both into the same outcomes (sent, failed,
 uncertain). What Bird documents (docs.bird.com, "Channels API", "Send an SMS message",
 "Sending messages"; checked 2026-12-01):
 
@@ -20,7 +20,7 @@ uncertain). What Bird documents (docs.bird.com, "Channels API", "Send an SMS mes
   classic gateway does, a dropped connection (README, "Status and known limits").
 * The reply leaves from the channel's own sender: the campaign's ``originator`` is unused.
 * Bird's 202 answer carries no price: ``price_micros`` is ``None`` and the campaign keeps
-  its estimate until a status event (``sms.outbound``, ``streams.bird_webhook``) prices it.
+  its estimate until a status event (``sms.outbound``, ``streams.intake.bird``) prices it.
 * ``scheduled_at`` is sent as ``scheduledFor`` (RFC 3339, UTC). That field is not in the
   pages the search returned; it is named after the Channels API's message schema as we
   know it. Unset for replies sent at once, which is the default policy.

@@ -1,5 +1,5 @@
 """Sign a request as Bird signs its webhook events (``MessageBird-Signature``): for the
-local Bird server, the tests, and the check in ``streams.bird_webhook``.
+local Bird server, the tests, and the check in ``streams.intake.bird``.
 
 docs.bird.com, "Verifying a webhook subscription": the signature is the base64 of
 ``HMAC-SHA256(signing key, timestamp + "\\n" + URL + "\\n" + sha256(body))``, the body's

@@ -22,7 +22,7 @@ verdict and its message. So it can only accept a subset of what the SDK accepts:
   non-empty body, absent or empty for an empty one.
 
 ``iat`` is not checked, as by the SDK (``verify_iat`` off). The replay and lifetime checks
-stay in ``streams.webhook.SignatureVerifier``, after either path.
+stay in ``streams.intake.messagebird.SignatureVerifier``, after either path.
 """
 
 from __future__ import annotations

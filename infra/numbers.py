@@ -3,7 +3,7 @@
 Runs in the webhook, before the number is pseudonymised (so it may see the number, and uses
 ``phonenumbers``' metadata; nothing here logs or keeps it). ``classify`` turns E.164 digits
 (without ``+``) into a ``NumberInfo``, which the webhook records on the text; the screening
-(``streams.screening.number_refusal``) says why a reply must not be sent to it: replying to a
+(``streams.rules.screening.number_refusal``) says why a reply must not be sent to it: replying to a
 premium-rate number, a short code or a fixed line wastes money or feeds a scam.
 
 ``NumberInfo.prefix`` is a coarse range for per-prefix rate limiting, not a phone number: the

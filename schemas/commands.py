@@ -3,7 +3,8 @@
 Commands travel on the work topics (``sms-received``, ``reply-requests``, ``sms-outbound``).
 Unlike events they may carry ``reply_to``: the sender's number sealed with the deployment's
 key (``infra.privacy``), needed only to send the reply. Work topics are short-lived; the
-journal never holds ``reply_to``.
+journal never holds ``reply_to``. Like events, commands are built by keyword only
+(``kw_only``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from schemas.frozen import fast_init
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScreenText:
     """Screen one inbound text against its sender's history (keyed by sender)."""
 
@@ -32,7 +33,7 @@ class ScreenText:
     prefix: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RequestReply:
     """Ask the campaign to pay for one reply (keyed by campaign)."""
 
@@ -48,7 +49,7 @@ class RequestReply:
     texts_from_sender: int = 1  # SenderScreened.texts_from_sender: fewer is served first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReviewRequest:
     """What screening learned about the sender of a forwarded request that may still wait in
     the campaign's surge queue (keyed by campaign): ``"flooder"`` (he showed himself one: the
@@ -65,7 +66,7 @@ class ReviewRequest:
     occurred_at: int  # the text that showed it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NoteReplyOutcome:
     """Tell the sender's screening state how his forwarded request ended without a reply
     (keyed by sender, partitioned like his texts)."""
@@ -80,7 +81,7 @@ class NoteReplyOutcome:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SendReply:
     """Send the campaign's reply text for an approved request."""
 
@@ -95,7 +96,7 @@ class SendReply:
     send_at: int | None = None  # epoch ms: schedule the SMS for then (None: now)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tick:
     """The clock, for one campaign: release or expire deferred replies, end a surge, at
     ``occurred_at``. Sent periodically by the shell on ``reply-requests`` (keyed by campaign,
@@ -109,7 +110,7 @@ class Tick:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChangePolicy:
     """Operator: change some policy fields (core units) of one campaign."""
 
@@ -123,7 +124,7 @@ class ChangePolicy:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreditBudget:
     """Operator: add money to one campaign's budget."""
 
@@ -138,7 +139,7 @@ class CreditBudget:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SettleReply:
     """Tell the campaign what became of an approved reply (sent on ``reply-requests``, keyed
     by campaign, so it is decided in the campaign's order like the requests).
@@ -161,7 +162,7 @@ class SettleReply:
 ControlCommand = ChangePolicy | CreditBudget
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignedControl:
     """Operator: a control command as signed by its operator (``infra.operators``).
 

@@ -1,7 +1,8 @@
 """Journal events: what happened, in the past tense.
 
 Every event is a small frozen dataclass with a stable ``TYPE`` name (never a class path)
-and a ``SCHEMA_VERSION``. ``schemas.codec`` is the only place that turns them into bytes.
+and a ``SCHEMA_VERSION``, built by keyword only (``kw_only``: a field that moves cannot
+take another's value). ``schemas.codec`` is the only place that turns them into bytes.
 
 Conventions shared by all events:
 
@@ -25,7 +26,7 @@ from schemas.frozen import fast_init
 MICROS_PER_EUR = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextReceived:
     """An inbound text accepted by the webhook and routed to a campaign."""
 
@@ -45,7 +46,7 @@ class TextReceived:
     prefix: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextRejected:
     """An inbound text the webhook could not route or accept (e.g. unknown recipient)."""
 
@@ -58,7 +59,7 @@ class TextRejected:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextTimeClamped:
     """The provider dated a text outside the webhook's arrival time +- the allowed skew
     (``createdDatetime`` is the provider's, hence anyone's who can sign): the text's
@@ -75,7 +76,7 @@ class TextTimeClamped:
     occurred_at: int  # what the text carries on: reported_at clamped to received_at +- skew
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SenderScreened:
     """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``.
 
@@ -97,7 +98,7 @@ class SenderScreened:
     policy_version: int  # the campaign policy (cooldown) the verdict used
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SenderReopened:
     """Screening learned that the sender's forwarded request ended without a reply (denied,
     expired, refunded): he is no longer "answered" and a later text is forwarded again.
@@ -113,7 +114,7 @@ class SenderReopened:
     occurred_at: int  # the outcome's
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
@@ -137,7 +138,7 @@ class ReplyApproved:
     deferred_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyDenied:
     """The campaign refused to pay for a reply, with the reason."""
 
@@ -158,7 +159,7 @@ class ReplyDenied:
     prefix: str  # the sender's coarse number range ("" when unknown)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyDeferred:
     """During a surge the campaign queued the request instead of paying for it now; it ends
     as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``."""
@@ -178,7 +179,7 @@ class ReplyDeferred:
     priority: int = 0  # the queue's priority key (actors.campaign.priority_key): smaller first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyPromoted:
     """A queued request whose sender texted again at a human pace moves ahead of the first
     texts (``ReviewRequest(texted_again)``)."""
@@ -195,7 +196,7 @@ class ReplyPromoted:
     policy_version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyExpired:
     """A deferred request left the queue unanswered: older than the TTL ("ttl"), pushed out
     of a full queue by a request of higher priority ("queue_full"), withdrawn because its
@@ -215,7 +216,7 @@ class ReplyExpired:
     policy_version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SurgeStarted:
     """First texts in the current minute exceeded the policy's multiple of the baseline:
     replies are deferred from now on."""
@@ -232,7 +233,7 @@ class SurgeStarted:
     policy_version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SurgeEnded:
     """The surge is over (quiet minutes, or surge mode switched off); queued replies keep
     being released at the paced rate."""
@@ -247,7 +248,7 @@ class SurgeEnded:
     policy_version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplySent:
     """The gateway accepted the reply (or, in dry-run mode, would have)."""
 
@@ -263,7 +264,7 @@ class ReplySent:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyAttempted:
     """The sender agent is about to call the gateway (journaled, acked, before the call).
 
@@ -282,7 +283,7 @@ class ReplyAttempted:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyFailed:
     """The gateway did not accept the reply, after every allowed attempt: nothing was sent,
     so the campaign refunds its cost (``ReplyRefunded``)."""
@@ -299,7 +300,7 @@ class ReplyFailed:
     attempts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyUncertain:
     """The reply may or may not have been sent (a read timeout, an unreadable answer, or a
     crash between the attempt and its result). It is not sent again and not refunded; a
@@ -315,7 +316,7 @@ class ReplyUncertain:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryReported:
     """A MessageBird delivery report for one of our replies (``reference`` = message id)."""
 
@@ -334,7 +335,7 @@ class DeliveryReported:
     occurred_at: int  # the report's statusDatetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyRefunded:
     """A campaign decision: an approved reply was finally not sent; its cost returns."""
 
@@ -350,7 +351,7 @@ class ReplyRefunded:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyCostReconciled:
     """A campaign decision: the actual price of a reply replaces the estimate."""
 
@@ -368,7 +369,7 @@ class ReplyCostReconciled:
     reported_micros: int | None = None  # the report's price when it was over the cap
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyChanged:
     """An operator changed a campaign's policy; ``changes`` are in core units."""
 
@@ -384,7 +385,7 @@ class PolicyChanged:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetCredited:
     """Money was added to a campaign's budget (a donation round, a grant)."""
 
@@ -401,7 +402,7 @@ class BudgetCredited:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ControlRejected:
     """An operator command the campaign refused (invalid change, unknown campaign)."""
 
@@ -415,7 +416,7 @@ class ControlRejected:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ControlRefused:
     """An operator command stopped before any campaign saw it: unsigned, unknown operator,
     bad signature, no right to it, or stale. ``operator`` is the name as claimed (not
@@ -432,14 +433,14 @@ class ControlRefused:
     occurred_at: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordsLost:
     """A worker found records of a work topic gone from the broker: it was ahead of the
     log's end (the broker lost its last writes: noida-db killed keeps about its last second
     only), or a hole that will never fill. ``from_offset`` (included) .. ``to_offset``
     (excluded) are what the worker had read or committed past the end; the worker goes on
     from ``from_offset``, the log's end, where new records are written. Not a campaign
-    event: a fact for the audit's account of what was lost (streams/lost_tail.py)."""
+    event: a fact for the audit's account of what was lost (infra/faust/lost_tail.py)."""
 
     TYPE = "RecordsLost"
     SCHEMA_VERSION = 1

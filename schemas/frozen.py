@@ -4,7 +4,8 @@ thousand (events, commands).
 A frozen dataclass's own ``__init__`` sets each field with ``object.__setattr__(self, name,
 value)``, a lookup of the slot by name every time: two thirds of the cost of making an
 event. :func:`fast_init` gives the class an ``__init__`` of the same signature (names,
-order, defaults) that sets each slot through its own descriptor instead, and
+order, defaults, keyword-only fields: events and commands are built by keyword) that sets
+each slot through its own descriptor instead, and
 :func:`builder` a function that makes an instance from a payload's values without calling
 ``__init__`` at all (the journal readers'). The instance is the same in every way: the
 class, its ``__eq__``, ``__hash__``, ``__repr__``, pickling and its refusal of attribute
@@ -34,19 +35,22 @@ def _setters(cls: type) -> tuple[list[dataclasses.Field], dict[str, Any]]:
 
 def fast_init(cls: type) -> type:
     """Give ``cls`` (a frozen, slotted dataclass with fields, no ``__post_init__``, every
-    field in ``__init__``, defaults plain values) the cheaper ``__init__``; returns ``cls``."""
+    field in ``__init__``, defaults plain values; ``kw_only`` or not) the cheaper
+    ``__init__``; returns ``cls``."""
     fields, scope = _setters(cls)
-    params = []
+    positional, keyword = [], []
     for i, f in enumerate(fields):
         if f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: a default factory")
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
+        param = f.name
+        if f.default is not dataclasses.MISSING:
             scope[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
+            param = f"{f.name}=_default{i}"
+        (keyword if f.kw_only else positional).append(param)
+    # The dataclass's order: the positional fields, then ``*`` and the keyword-only ones.
+    params = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
     body = "".join(f"    _set{i}(self, {f.name})\n" for i, f in enumerate(fields))
-    exec(f"def __init__(self, {', '.join(params)}):\n{body}", scope)  # noqa: S102 - field names
+    exec(f"def __init__({params}):\n{body}", scope)  # noqa: S102 - field names
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__

@@ -2,7 +2,7 @@
 (an upcaster in ``schemas.codec`` would have to map the old name).
 
 - Screening (``SenderScreened.reason`` of a ``suppress`` verdict), in the order the rules
-  are tried (``streams.screening.decide_screening``; ``duplicate`` only in older journals).
+  are tried (``streams.rules.screening.decide_screening``; ``duplicate`` only in older journals).
 - Denials (``ReplyDenied.reason``): the campaign (``actors.campaign.decide_reply``, the
   allowance's ``actors.pacing.allowance_check``, which writes its three out because the
   flood modules import the standard library only), the surge queue and the shard.

@@ -35,11 +35,12 @@ from faust.stores.memory import Store as MemoryStore
 
 from actors.campaign import initial_policy
 from actors.snapshot import MAX_SNAPSHOT_BYTES
+from infra.faust.httpguard import bound_http_connections
 from infra.gateway import SmsGateway
 from infra.partitioner import MemoPartitioner
 from infra.privacy import Privacy
-from streams.httpguard import bound_http_connections
-from streams.sending import CircuitBreaker
+from infra.sending import CircuitBreaker
+from streams.intake.messagebird import SignatureVerifier
 from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings, topic_names
 from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
@@ -50,7 +51,6 @@ from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
 from streams.stages.views import register_views
 from streams.stages.watchdog import register_watchdog
-from streams.webhook import SignatureVerifier
 
 ROLES = ("all", "web")  # Settings.role
 

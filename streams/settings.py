@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.operators import Operator
+from infra.sending import RetryPolicy
 from schemas.campaign import Campaign
-from streams.sending import RetryPolicy
 
 ACK_TIMEOUT_S = 10.0  # default of Settings.ack_timeout_s
 WEBHOOK_PATH = "/webhooks/messagebird/sms"
@@ -56,7 +56,7 @@ class Settings:
     screen_batch_size: int = 200
     screen_window_s: float = 0.01
     # The reply stage: MessageBird calls under way at once (threads), SendReply batches
-    # handled at once (streams/batches.py), and the size and wait of each batch.
+    # handled at once (infra/faust/batches.py), and the size and wait of each batch.
     send_concurrency: int = 32
     send_batches: int = 4
     send_batch_size: int = 64
@@ -75,12 +75,12 @@ class Settings:
     # then retries): short enough that its own request does not time out first.
     ack_timeout_s: float = ACK_TIMEOUT_S
     redelivery_check_s: float = 2.0  # see stages.watchdog
-    # Slow clients (streams/httpguard.py): a connection that sends no complete request
+    # Slow clients (infra/faust/httpguard.py): a connection that sends no complete request
     # headers within http_idle_timeout_s (idle keep-alive included) is closed; a body not
     # received within http_body_timeout_s is answered 408 and its connection closed.
     http_idle_timeout_s: float = 15.0
     http_body_timeout_s: float = 10.0
-    # A text's createdDatetime is clamped to its arrival time +- this (streams.webhook).
+    # A text's createdDatetime is clamped to its arrival time +- this (streams.intake.messagebird).
     event_skew_ms: int = 5 * 60_000
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)

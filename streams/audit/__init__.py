@@ -81,7 +81,7 @@ journal's inputs only: its texts and its operator actions (policy changes and cr
 rebuilt as commands). Both runs use fresh states and the same order: event time, ties in
 journal order. Event time, not journal order, because the journal is read partition by
 partition, and the shells met the texts (and the budget) in about the order they arrived.
-Both run the shared in-memory ``Pipeline`` (streams/pipeline.py, the simulator's): screening
+Both run the shared in-memory ``Pipeline`` (streams/rules/pipeline.py, the simulator's): screening
 under the campaign's current what-if policy, a text again reviewing the sender's awaited
 request, outcomes reopening senders, and the campaign's clock ticking once a minute between
 the texts and after the last one, so deferred replies are released or expired as live.
@@ -130,7 +130,7 @@ from streams.audit.results import (
     WhatIf,
 )
 from streams.audit.whatif import simulate, what_if
-from streams.screening import UNKNOWN_CAMPAIGN_POLICY
+from streams.rules.screening import UNKNOWN_CAMPAIGN_POLICY
 
 __all__ = [
     "DAY_MS", "DENIAL_REASONS", "KEEP_MISMATCHES", "SCREENING_REASONS", "UNKNOWN_CAMPAIGN_POLICY",

@@ -78,7 +78,7 @@ from streams.audit.results import (
     PrefixUnconfirmed,
     ScreeningReplay,
 )
-from streams.screening import (
+from streams.rules.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
     SenderState,
     decide_reopen,
@@ -385,8 +385,8 @@ class Audit:
         self._reopen_again(self._senders.setdefault(ev.sender, SenderState()), ev, pos)
 
     def _reopen_again(self, state: SenderState, ev: SenderReopened, pos: int) -> None:
-        note = NoteReplyOutcome(ev.message_id, ev.campaign_id, ev.sender, ev.outcome,
-                                ev.occurred_at)
+        note = NoteReplyOutcome(message_id=ev.message_id, campaign_id=ev.campaign_id, sender=ev.sender,
+                                outcome=ev.outcome, occurred_at=ev.occurred_at)
         expected = decide_reopen(state, note)
         for e in expected:
             evolve_sender(state, e)
@@ -708,36 +708,43 @@ class Audit:
                 mismatch("no_forwarded_text", key, None, ev, pos)
                 fwd = ev  # decide from the decision's own fields: no cascade
             return decide_reply(state, RequestReply(
-                key, cid, fwd.sender, fwd.occurred_at, "", self._prefix_of(key, ev),
-                getattr(fwd, "texts_from_sender", 1)), campaign)
+                message_id=key, campaign_id=cid, sender=fwd.sender, occurred_at=fwd.occurred_at, reply_to="",
+                prefix=self._prefix_of(key, ev), texts_from_sender=getattr(fwd, "texts_from_sender", 1),
+            ), campaign)
         if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
                 t is ReplyExpired and ev.reason in TICK_EXPIRIES):
             # A tick: its time is the events' time.
-            return decide_tick(state, Tick(cid, ev.occurred_at), campaign)
+            return decide_tick(state, Tick(campaign_id=cid, occurred_at=ev.occurred_at), campaign)
         if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
             # Screening's review of a queued request: it must follow from a verdict.
             reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
             verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
             if (ev.sender, cid, verdict) not in self._reviewable:
                 mismatch("review_without_verdict", key, None, ev, pos)
-            return decide_review(state, ReviewRequest(
-                ev.message_id, cid, ev.sender, reason, ev.occurred_at))
+            return decide_review(state, ReviewRequest(message_id=ev.message_id, campaign_id=cid,
+                                                      sender=ev.sender, reason=reason,
+                                                      occurred_at=ev.occurred_at))
         if t is ReplyRefunded:
             if ev.message_id not in self._failed:
                 mismatch("refund_without_failure", key, None, ev, pos)
-            return decide_settlement(state, SettleReply(
-                ev.message_id, cid, ev.sender, "failed", None, ev.occurred_at))
+            return decide_settlement(state, SettleReply(message_id=ev.message_id, campaign_id=cid,
+                                                        sender=ev.sender, outcome="failed", price_micros=None,
+                                                        occurred_at=ev.occurred_at))
         if t is ReplyCostReconciled:
             if ev.actual_micros not in self._prices.get(ev.message_id, ()):
                 mismatch("price_without_report", key, None, ev, pos)
-            return decide_settlement(state, SettleReply(
-                ev.message_id, cid, ev.sender, "priced", ev.actual_micros, ev.occurred_at))
+            return decide_settlement(state, SettleReply(message_id=ev.message_id, campaign_id=cid,
+                                                        sender=ev.sender, outcome="priced",
+                                                        price_micros=ev.actual_micros,
+                                                        occurred_at=ev.occurred_at))
         if t is PolicyChanged:
-            return decide_control(state, ChangePolicy(
-                ev.command_id, cid, ev.changes, ev.operator, ev.occurred_at))
+            return decide_control(state, ChangePolicy(command_id=ev.command_id, campaign_id=cid,
+                                                      changes=ev.changes, operator=ev.operator,
+                                                      occurred_at=ev.occurred_at))
         if t is BudgetCredited:
-            return decide_control(state, CreditBudget(
-                ev.command_id, cid, ev.amount_micros, ev.source, ev.operator, ev.occurred_at))
+            return decide_control(state, CreditBudget(command_id=ev.command_id, campaign_id=cid,
+                                                      amount_micros=ev.amount_micros, source=ev.source,
+                                                      operator=ev.operator, occurred_at=ev.occurred_at))
         return []  # a SurgeStarted or queue_full expiry with no decision before it
 
     def _prefix_of(self, key: str, ev: Any) -> str:
@@ -775,8 +782,9 @@ class Audit:
                 mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
                 fwd = ev
             expected = nobody.decide(
-                [RequestReply(ev.message_id, ev.campaign_id, fwd.sender, fwd.occurred_at, "",
-                              self._prefix_of(ev.message_id, ev))])
+                [RequestReply(message_id=ev.message_id, campaign_id=ev.campaign_id, sender=fwd.sender,
+                              occurred_at=fwd.occurred_at, reply_to="",
+                              prefix=self._prefix_of(ev.message_id, ev))])
             if expected[0] != ev:
                 mismatch("decision", ev.message_id, expected[0], ev, pos)
 
@@ -795,6 +803,7 @@ def audit(events: Iterable[Any], campaigns: Iterable[Campaign],
 
 
 def screen_command(text: TextReceived, sender: str) -> ScreenText:
-    return ScreenText(text.message_id, text.campaign_id, sender, text.body, text.occurred_at, "",
-                      text.number_kind, text.country, text.prefix)
+    return ScreenText(message_id=text.message_id, campaign_id=text.campaign_id, sender=sender, body=text.body,
+                      occurred_at=text.occurred_at, reply_to="", number_kind=text.number_kind,
+                      country=text.country, prefix=text.prefix)
 

@@ -13,7 +13,7 @@ from schemas.events import BudgetCredited, PolicyChanged, TextReceived
 from streams.audit.replay import screen_command
 from streams.audit.report import Tally
 from streams.audit.results import Report, WhatIf
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 
 
 def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
@@ -36,7 +36,7 @@ def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
 
 def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaign]) -> Report:
     """Run the decision path over ``(occurred_at, position, event)`` inputs, in the order
-    given: the shared in-memory ``Pipeline`` (streams/pipeline.py), as the simulator runs it,
+    given: the shared in-memory ``Pipeline`` (streams/rules/pipeline.py), as the simulator runs it,
     so a what-if sees what the live system does: a sender texting again reviews his awaited
     request, an outcome reopens him, and the campaign's clock ticks once a minute (deferred
     replies released or expired) between the texts and after the last one."""
@@ -61,11 +61,12 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             _count(tally, pipe.events[seen:])
         elif cid in configured:
             if type(ev) is PolicyChanged:
-                command: Any = ChangePolicy(ev.command_id, cid, ev.changes, ev.operator,
-                                            ev.occurred_at)
+                command: Any = ChangePolicy(command_id=ev.command_id, campaign_id=cid, changes=ev.changes,
+                                            operator=ev.operator, occurred_at=ev.occurred_at)
             else:
-                command = CreditBudget(ev.command_id, cid, ev.amount_micros, ev.source,
-                                       ev.operator, ev.occurred_at)
+                command = CreditBudget(command_id=ev.command_id, campaign_id=cid,
+                                       amount_micros=ev.amount_micros, source=ev.source, operator=ev.operator,
+                                       occurred_at=ev.occurred_at)
             _count(tally, pipe.shard.control([command]))
     for cid, at in last_text.items():
         seen = len(pipe.events)

@@ -618,7 +618,7 @@ def audit_journal(args: argparse.Namespace) -> int:
         comparison = au.what_if(inputs, campaigns, other) if other is not None else None
     lost = None
     if not result.ok:  # a journal with a lost tail fails: say what it is missing
-        from streams import lost_tail
+        from infra.faust import lost_tail
 
         lost = lost_tail.account_journal(
             file=args.file, kafka=args.kafka,
@@ -654,13 +654,13 @@ def _print_report(args: argparse.Namespace, result: Any, comparison: Any, lost: 
     if comparison is not None:
         sys.stdout.write("\n" + au.render_text(comparison))
     if lost is not None:
-        from streams import lost_tail
+        from infra.faust import lost_tail
 
         sys.stdout.write("\n" + lost_tail.render_text(lost))
 
 
 def _first_mismatch(result: Any, origins: _Origins) -> str | None:
-    from streams.audit_html import field_diff
+    from streams.console.audit_html import field_diff
 
     if result.ok:
         return None
@@ -671,7 +671,7 @@ def _first_mismatch(result: Any, origins: _Origins) -> str | None:
 
 def _write_html(args: argparse.Namespace, result: Any, first_line: str | None) -> bool:
     from streams import audit as au
-    from streams.audit_html import render_html
+    from streams.console.audit_html import render_html
 
     source = args.file or f"{args.kafka} topic {args.app_id}.journal"
     try:

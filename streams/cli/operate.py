@@ -107,7 +107,7 @@ async def _projection(kafka: str, names: dict[str, str], campaigns: list) -> Any
     """Every campaign rebuilt from the journal with the core the workers use."""
     from infra.journal import iter_records
     from schemas import codec
-    from streams.metrics import Projection
+    from streams.console.metrics import Projection
 
     projection = Projection(campaigns)
     async for _, _, _, value in iter_records(kafka, names["journal"]):
@@ -180,8 +180,8 @@ def _stops_replies(cid: str, projection: Any, changes: dict[str, Any]) -> list[s
 def operate(args: argparse.Namespace) -> int:
     """``policy show|set`` and ``budget credit``: through the log, like every decision."""
     from schemas.policy import PolicyError, parse_changes, parse_eur
-    from streams import control
     from streams.app import topic_names
+    from streams.cli import control
 
     names = topic_names(args.app_id)
     campaigns = load_campaigns(args.config)

@@ -289,17 +289,17 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
     import faust  # noqa: F401  (imported before Ray, as `up` always did)
     import ray
 
-    from infra.faust_compat import (
+    from infra.faust.aiokafka_patches import install_fetch_floor, install_keep_member_on_stale_commit
+    from infra.faust.patches import (
         install_batched_recovery,
         install_bulk_recovery,
         install_eager_delivery,
     )
-    from infra.kafka_compat import install_fetch_floor, install_keep_member_on_stale_commit
 
     log.info("event loop: %s", install_event_loop())
     install_fetch_floor()  # noida-db answers empty fetches at once: do not spin on them
     install_keep_member_on_stale_commit()  # else noida-db wedges the group in a rebalance
-    install_eager_delivery()  # no four tasks per record fetched (infra/faust_compat.py)
+    install_eager_delivery()  # no four tasks per record fetched (infra/faust/patches.py)
     install_batched_recovery()  # the tables' changelogs read back in passes, not per record
     install_bulk_recovery()  # the in-memory tables' changelogs first read by a plain consumer
     deployment = _read_deployment(args)
@@ -336,9 +336,9 @@ def serve_web(args: argparse.Namespace) -> int:
     topics, with its secret (checked against the journal's key), no Ray and no stage: a
     front that scales apart from the workers that screen, decide and send."""
     from infra.broker import wait_for_kafka
-    from infra.kafka_compat import install_fetch_floor
+    from infra.faust.aiokafka_patches import install_fetch_floor
     from streams.app import create_app
-    from streams.ops import register_guard
+    from streams.console.ops import register_guard
 
     log.info("event loop: %s", install_event_loop())
     install_fetch_floor()
@@ -364,7 +364,7 @@ def serve_web(args: argparse.Namespace) -> int:
           "stage runs here: texts are screened, decided and sent by the full workers of "
           f"app {args.app_id}", flush=True)
     if deployment.providers.uses_bird:
-        from streams.bird_webhook import BIRD_WEBHOOK_PATH
+        from streams.intake.bird import BIRD_WEBHOOK_PATH
 
         print(f"antirelou: Bird webhook at {web}{BIRD_WEBHOOK_PATH}", flush=True)
     if deployment.signing_key is None and deployment.providers.uses_messagebird:
@@ -489,7 +489,7 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
     from infra.providers import gateways_from_env
     from infra.supervisor import persist_topology
     from streams.app import create_app
-    from streams.ops import register_ops
+    from streams.console.ops import register_ops
 
     wait_for_kafka(kafka)
     names, replication = _create_topics(args, kafka)
@@ -535,8 +535,8 @@ def _start_shards(args: argparse.Namespace, d: Deployment, kafka: str,
 
 def _settings(args: argparse.Namespace, d: Deployment, kafka: str, replication: int,
               broker: Any) -> Any:
+    from infra.sending import RetryPolicy
     from streams.app import Settings
-    from streams.sending import RetryPolicy
 
     return Settings(
         kafka=kafka, campaigns=d.campaigns, secret=d.secret, app_id=args.app_id,
@@ -592,7 +592,7 @@ def _announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
     """Who may reach what, and every development shortcut in force, said loudly."""
     from infra.gateway import DryRunGateway
     from infra.operators import NO_OPERATORS
-    from streams.bird_webhook import BIRD_WEBHOOK_PATH
+    from streams.intake.bird import BIRD_WEBHOOK_PATH
 
     web = f"http://{args.web_host}:{args.web_port}"
     if admin_token:

@@ -9,7 +9,7 @@ from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, ScreenText
 from schemas.events import ReplyApproved
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import DAY_MS, HOUR_MS, MINUTE_MS, TROLL_KINDS, Scenario, SimText
 
 # A policy under test: takes the texts (sorted by time) and returns, per message id, the cost
@@ -180,7 +180,7 @@ FLOOD_RULES: dict[str, object] = {
 def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
                 stats: dict[str, int] | None = None,
                 pipelines: list[Pipeline] | None = None) -> PolicyRunner:
-    """Run the texts through the real decision core (``streams.pipeline.Pipeline``:
+    """Run the texts through the real decision core (``streams.rules.pipeline.Pipeline``:
     screening, the campaign shard, outcomes back to the senders), as the live system would,
     with the campaign's policy (plus ``changes``, core units).
 
@@ -194,13 +194,15 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
         if pipelines is not None:
             pipelines.append(pipeline)
         if changes:
-            pipeline.shard.control([ChangePolicy("sim-policy", campaign.id, dict(changes),
-                                                 "simulator", campaign.starts_at)])
+            pipeline.shard.control([ChangePolicy(command_id="sim-policy", campaign_id=campaign.id,
+                                                 changes=dict(changes), operator="simulator",
+                                                 occurred_at=campaign.starts_at)])
         facts: dict[str, NumberInfo] = {}
         for text in texts:
             info = facts.get(text.sender) or facts.setdefault(text.sender, classify(text.sender))
-            pipeline.text(ScreenText(text.message_id, campaign.id, text.sender, text.body,
-                                     text.at_ms, "", info.kind, info.country, info.prefix))
+            pipeline.text(ScreenText(message_id=text.message_id, campaign_id=campaign.id, sender=text.sender,
+                                     body=text.body, occurred_at=text.at_ms, reply_to="",
+                                     number_kind=info.kind, country=info.country, prefix=info.prefix))
         if texts:
             pipeline.tick_out(campaign.id, texts[-1].at_ms,
                               pipeline.policy(campaign.id).surge_ttl_ms + 2 * MINUTE_MS)

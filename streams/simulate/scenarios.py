@@ -1,7 +1,7 @@
 """Named scenarios with ground truth, run through the real core with the shipped defaults.
 
 ``antirelou simulate --scenario NAME [--seed N] [--json]`` (or ``python -m streams.simulate``)
-generates one of them and runs it through ``streams.pipeline.Pipeline`` (screening, the
+generates one of them and runs it through ``streams.rules.pipeline.Pipeline`` (screening, the
 campaign, outcomes back to the senders) beside the baselines:
 
 - ``launch``: a media spike of genuine pests (and curious testers) on a fresh campaign, no
@@ -30,7 +30,7 @@ from typing import Any
 
 from schemas.campaign import Campaign
 from schemas.events import ReplyApproved, ReplySent
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import (
     _GENUINE_FIRST,
     _GENUINE_FOLLOW_UP,

@@ -10,5 +10,5 @@ wires them in the order of the data flow):
 
 They share one ``runtime.Runtime``: the app, its topics and tables, and the little state
 more than one stage reads. What they decide lives in plain modules, tested without a broker
-(``streams.screening``, ``streams.approvals``, ``streams.sendstate``).
+(``streams.rules.screening``, ``streams.rules.approvals``, ``streams.rules.sendstate``).
 """

@@ -3,7 +3,7 @@
 ``sms.inbound`` becomes the same ``ScreenText`` as a classic text (sms-received, keyed by
 the sender pseudonym); ``sms.outbound`` with a delivery status the same ``DeliveryReported``
 (journal), and with a EUR price the same reconciliation (``SettleReply`` "priced").
-Verification and parsing are in ``streams.bird_webhook``; this module gives it the ports.
+Verification and parsing are in ``streams.intake.bird``; this module gives it the ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import ScreenText, SettleReply
 from schemas.events import DeliveryReported
-from streams.bird_webhook import (
+from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
     SeenEvents,
@@ -23,10 +23,10 @@ from streams.bird_webhook import (
     register_bird_webhook,
     screen_text_of,
 )
-from streams.sendstate import price_settles
+from streams.intake.messagebird import NumberFacts
+from streams.rules.sendstate import price_settles
 from streams.stages.runtime import Runtime
 from streams.stages.views import read_bounded, signed_url
-from streams.webhook import NumberFacts
 
 
 def register_bird(rt: Runtime) -> None:
@@ -54,8 +54,10 @@ def register_bird(rt: Runtime) -> None:
         await bounded(rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
                                                  codec.encode(fact))))
         if price_settles(fact.price_micros, fact.currency):
-            await bounded(rt.settle(SettleReply(fact.message_id, fact.campaign_id, fact.sender,
-                                                "priced", fact.price_micros, fact.occurred_at)))
+            await bounded(rt.settle(SettleReply(
+                message_id=fact.message_id, campaign_id=fact.campaign_id, sender=fact.sender,
+                outcome="priced", price_micros=fact.price_micros, occurred_at=fact.occurred_at,
+            )))
 
     def campaign_for_channel(channel: str) -> Campaign | None:
         cid = settings.bird_channels.get(channel)

@@ -2,7 +2,7 @@
 each source partition this worker had read past the end the broker came back with is read
 again from that end (RecordsLost, said loudly), and the texts the webhook acknowledged in
 the seconds before the death are written again (the screening takes a text given twice
-once). See streams/lost_tail.py; the README's "Reliability"."""
+once). See infra/faust/lost_tail.py; the README's "Reliability"."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from streams.lost_tail import AckWindow, resume_at_end
+from infra.faust.lost_tail import AckWindow, resume_at_end
 from streams.stages.runtime import Runtime
 from streams.stages.watchdog import resume_after_loss
 

@@ -1,4 +1,4 @@
-"""The control stage, the worker's side of operator commands (``streams.control`` is the
+"""The control stage, the worker's side of operator commands (``streams.cli.control`` is the
 operator's side: it writes them and waits for the answer). ``apply_controls`` checks each
 command on the control topic (``infra.operators``) and hands it to the campaign shards;
 each PolicyChanged goes to the policies topic, which ``follow_policies`` (a task on every

@@ -2,7 +2,7 @@
 Tick) in batches to the campaign shards (Ray), journals their decisions (acked), and sends
 a SendReply to sms-outbound for each approval; ``tick_campaigns`` (leader timer) brings the
 clock to every campaign. A deferred request's sealed reply-to waits in
-``deferred_reply_to_by_campaign`` (what it becomes: ``streams.approvals.hold_deferred``)."""
+``deferred_reply_to_by_campaign`` (what it becomes: ``streams.rules.approvals.hold_deferred``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import faust
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
-from streams.approvals import hold_deferred, send_command
-from streams.pipeline import outcome_note
+from streams.rules.approvals import hold_deferred, send_command
+from streams.rules.pipeline import outcome_note
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -43,7 +43,7 @@ def register_decide(rt: Runtime) -> None:
         now = rt.now_ms()
         for campaign_id in rt.campaigns:
             await rt.topics.requests.send(key=campaign_id.encode(),
-                                          value=codec.encode(Tick(campaign_id, now)))
+                                          value=codec.encode(Tick(campaign_id=campaign_id, occurred_at=now)))
 
     @rt.app.agent(rt.topics.requests)
     async def decide_replies(stream: faust.StreamT) -> None:
@@ -93,11 +93,12 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
     log.error("approved reply %s has no reply-to any more: not sent, refunded",
               decision.message_id)
     now = rt.now_ms()
-    await rt.record([ReplyFailed(decision.message_id, decision.campaign_id, decision.sender,
-                                 "reply_to_lost: the sealed number is gone", False, now, 0)],
+    await rt.record([ReplyFailed(message_id=decision.message_id, campaign_id=decision.campaign_id,
+                                 sender=decision.sender, error="reply_to_lost: the sealed number is gone",
+                                 retryable=False, occurred_at=now, attempts=0)],
                     acked=True)
-    await rt.settle(SettleReply(decision.message_id, decision.campaign_id, decision.sender,
-                                "failed", None, now))
+    await rt.settle(SettleReply(message_id=decision.message_id, campaign_id=decision.campaign_id,
+                                sender=decision.sender, outcome="failed", price_micros=None, occurred_at=now))
 
 
 def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]

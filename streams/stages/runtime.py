@@ -13,18 +13,18 @@ from typing import Any, Protocol
 import faust
 
 from actors.campaign import CampaignState, ControlOutcome
+from infra.faust.inorder import InOrder
+from infra.faust.lost_tail import AckWindow, TailGuard
 from infra.gateway import SmsGateway
 from infra.privacy import Privacy
+from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.codec import CodecError
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
-from streams.inorder import InOrder
-from streams.lost_tail import AckWindow, TailGuard
-from streams.sending import CircuitBreaker
+from streams.intake.messagebird import SignatureVerifier
 from streams.settings import Settings
-from streams.webhook import SignatureVerifier
 
 log = logging.getLogger("antirelou")
 
@@ -75,7 +75,7 @@ class Runtime:
     live_policies: dict[str, Policy]
     breaker: CircuitBreaker  # the gateway's (stages.send; /health shows its state)
     policies_loaded: asyncio.Event = field(default_factory=asyncio.Event)
-    # Topic name -> its offset-order guard (streams/inorder.py), set up by stages.screen.
+    # Topic name -> its offset-order guard (infra/faust/inorder.py), set up by stages.screen.
     in_order: dict[str, InOrder] = field(default_factory=dict)
     # Records Faust dropped and the watchdog fetched again (stages.watchdog; /health).
     redelivered: int = 0
@@ -100,7 +100,7 @@ class Runtime:
         log.error("%s: bad record skipped (%d bytes): %s", self.names.get(role, role),
                   len(value or b""), reason)
         return None
-    # Records the broker lost that this worker had read (streams/lost_tail.py; /health).
+    # Records the broker lost that this worker had read (infra/faust/lost_tail.py; /health).
     tail_guard: TailGuard = field(default_factory=TailGuard)
     # Under `up`: the texts acknowledged lately, written again after a broker crash
     # (stages.broker); None for a worker on a broker it does not run.

@@ -1,7 +1,7 @@
 """The screening stage: ``screen_senders`` reads sms-received in batches, screens each text
-on its sender's state (the pure core, ``streams.screening``), journals TextReceived and the
+on its sender's state (the pure core, ``streams.rules.screening``), journals TextReceived and the
 verdict, and forwards a RequestReply to reply-requests. Also the offset-order guards
-(``streams/inorder.py``) of sms-received and reply-requests."""
+(``infra/faust/inorder.py``) of sms-received and reply-requests."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import faust
 
+from infra.faust.inorder import InOrder
 from schemas import codec
 from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText
 from schemas.events import TextReceived
-from streams.inorder import InOrder
-from streams.pipeline import reopen, screen
-from streams.screening import UNKNOWN_CAMPAIGN_POLICY, SenderState
+from streams.rules.pipeline import reopen, screen
+from streams.rules.screening import UNKNOWN_CAMPAIGN_POLICY, SenderState
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -31,7 +31,7 @@ def compact(data: bytes) -> bytes:
 
 def register_order_guards(rt: Runtime) -> None:
     """Every source partition of sms-received and reply-requests in offset order, or
-    fetched again (streams/inorder.py); the guards start again on each rebalance."""
+    fetched again (infra/faust/inorder.py); the guards start again on each rebalance."""
     app = rt.app
 
     async def first_offset(tp: Any) -> int:

@@ -1,6 +1,6 @@
 """The send stage: ``send_replies`` takes SendReply batches from sms-outbound and sends each
 reply through the SMS gateway (MessageBird or the dry run), at most once per approved
-request across crashes (the rule: ``streams.sendstate``), journaling ReplyAttempted,
+request across crashes (the rule: ``streams.rules.sendstate``), journaling ReplyAttempted,
 ReplySent / ReplyFailed / ReplyUncertain; a failed reply's cost is settled (refunded)."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 
 import faust
 
+from infra.faust.batches import BatchWorkers
+from infra.faust.seenorder import SeenOrder
+from infra.faust.send_guard import JournalIndex, RecentOutcomes
 from infra.gateway import SendResult
+from infra.sending import GroupCommit, deliver
 from schemas import codec
 from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
-from streams import sendstate
-from streams.batches import BatchWorkers
-from streams.seenorder import SeenOrder
-from streams.send_guard import JournalIndex, RecentOutcomes
-from streams.sending import GroupCommit, deliver
+from streams.rules import sendstate
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
 
@@ -50,7 +50,7 @@ def register_send(rt: Runtime) -> None:
 
     async def fetch_again(batch: Sequence[Any], exc: BaseException) -> None:
         # Not acknowledged: each partition of the batch is read again from its first
-        # offset (what comes twice is sent at most once: streams.sendstate).
+        # offset (what comes twice is sent at most once: streams.rules.sendstate).
         # The error's type only: its text is not ours to vouch for (no number in a log).
         log.error("a batch of %d repl(ies) failed (%s); fetching it again", len(batch),
                   type(exc).__name__)
@@ -64,13 +64,13 @@ def register_send(rt: Runtime) -> None:
 
     @rt.app.agent(rt.topics.outbound)
     async def send_replies(stream: faust.StreamT) -> None:
-        # One actor takes the records; send_batches batches run at once (streams/batches.py:
+        # One actor takes the records; send_batches batches run at once (infra/faust/batches.py:
         # a busy batch holds no record). One acknowledged round trip for a batch's
         # attempts, one call per reply in the send pool, outcomes journaled together
         # (GroupCommit). A batch's records are acknowledged to Kafka only once every reply
         # of it has its outcome stored, so a crash redelivers them (and the table turns
         # "attempting" into uncertain).
-        # Each record as it leaves the agent's queue, in offset order (streams/seenorder.py).
+        # Each record as it leaves the agent's queue, in offset order (infra/faust/seenorder.py).
         stream.add_processor(lambda value: (guard.see(stream.current_event), value)[1])
         settings = rt.settings
         workers = BatchWorkers(
@@ -104,7 +104,7 @@ class ReplySender:
         self.journal = GroupCommit(self.store_events)
         # A reply with no mark whose record is older than this worker or than `up`'s
         # broker's last restart may have lost its mark: asked of this worker's memory and
-        # the journal before it is sent (streams/send_guard.py).
+        # the journal before it is sent (infra/faust/send_guard.py).
         self.started_ms = rt.now_ms()
         self.recent = RecentOutcomes()
         self.journal_index = JournalIndex(rt.settings.kafka, rt.names["journal"])
@@ -145,7 +145,7 @@ class ReplySender:
             await self.rt.app.producer.flush()
 
     async def send_batch(self, batch: Sequence[Any]) -> None:
-        # At most once per approved request, across crashes (streams.sendstate). Check and
+        # At most once per approved request, across crashes (streams.rules.sendstate). Check and
         # mark have no await between them: no race between the agent's concurrent actors,
         # nor between copies within one batch.
         rt, table = self.rt, self.replies_by_message
@@ -180,11 +180,13 @@ class ReplySender:
             elif step == sendstate.MARK_UNCERTAIN:
                 log.warning("reply %s: a send was under way when the worker stopped; "
                             "marked uncertain, not sent again", mid)
-                noted.append(ReplyUncertain(mid, command.campaign_id, command.sender,
-                                            "crash_during_send", rt.now_ms()))
+                noted.append(ReplyUncertain(message_id=mid, campaign_id=command.campaign_id,
+                                            sender=command.sender, reason="crash_during_send",
+                                            occurred_at=rt.now_ms()))
             elif step == sendstate.SETTLE_AGAIN:
-                settles.append(SettleReply(mid, command.campaign_id, command.sender,
-                                           "failed", None, rt.now_ms()))
+                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
+                                           sender=command.sender, outcome="failed", price_micros=None,
+                                           occurred_at=rt.now_ms()))
             else:
                 log.info("reply %s already %s; not sent again", mid, where)
         try:
@@ -194,8 +196,10 @@ class ReplySender:
             if fresh or noted:
                 try:
                     await self.journal.write(
-                        [*noted, *(ReplyAttempted(c.message_id, c.campaign_id, c.sender, 1,
-                                                  at) for c in fresh)], flush=True)
+                        [*noted, *(ReplyAttempted(
+                            message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender, attempt=1,
+                            occurred_at=at,
+                        ) for c in fresh)], flush=True)
                 except Exception:
                     # No call was made: the marks go, and the batch fetched again sends
                     # these replies (instead of finding "attempting": uncertain, unsent).
@@ -227,7 +231,8 @@ class ReplySender:
         async def attempt(n: int) -> None:
             if n > 1:  # the first one was journaled with the batch, before any call
                 await self.journal.write(
-                    [ReplyAttempted(mid, command.campaign_id, command.sender, n, rt.now_ms())])
+                    [ReplyAttempted(message_id=mid, campaign_id=command.campaign_id, sender=command.sender,
+                                    attempt=n, occurred_at=rt.now_ms())])
 
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(
@@ -264,8 +269,9 @@ class ReplySender:
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=rt.now_ms(),
                 attempts=outcome.attempts)])
-            await rt.settle(SettleReply(mid, command.campaign_id, command.sender, "failed",
-                                        None, rt.now_ms()))
+            await rt.settle(SettleReply(message_id=mid, campaign_id=command.campaign_id,
+                                        sender=command.sender, outcome="failed", price_micros=None,
+                                        occurred_at=rt.now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)

@@ -1,8 +1,8 @@
 """The web views: MessageBird's inbound-text webhook (a text becomes a ScreenText on
 sms-received, acked before the 200), its delivery-report webhook (journaled; a price settles
 the reply's cost), ``/health`` and ``/campaigns`` (a web-only process, ``--role web``: its
-own ``/health``, no ``/campaigns``). Parsing and signatures: ``streams.webhook``,
-``streams.reports``."""
+own ``/health``, no ``/campaigns``). Parsing and signatures: ``streams.intake.messagebird``,
+``streams.intake.messagebird_reports``."""
 
 from __future__ import annotations
 
@@ -12,16 +12,12 @@ from typing import Any
 
 from faust.web import Request, Response, View
 
-from infra.faust_compat import bulk_health
+from infra.faust.patches import bulk_health
 from infra.gateway import DryRunGateway
 from schemas import codec
 from schemas.commands import ScreenText, SettleReply
 from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
-from streams.reports import parse_delivery_report
-from streams.sendstate import price_settles
-from streams.settings import STATUS_PATH, WEBHOOK_PATH
-from streams.stages.runtime import Runtime
-from streams.webhook import (
+from streams.intake.messagebird import (
     MAX_BODY_BYTES,
     BadRequest,
     NumberFacts,
@@ -30,6 +26,10 @@ from streams.webhook import (
     event_time,
     parse_inbound,
 )
+from streams.intake.messagebird_reports import parse_delivery_report
+from streams.rules.sendstate import price_settles
+from streams.settings import STATUS_PATH, WEBHOOK_PATH
+from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
 
@@ -37,7 +37,7 @@ log = logging.getLogger("antirelou")
 async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
     # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
     # JSON, and never buffer more than one byte past the limit. A body that takes longer
-    # than timeout_s is a slow client (streams/httpguard.py): 408.
+    # than timeout_s is a slow client (infra/faust/httpguard.py): 408.
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
     content = request.content
@@ -123,8 +123,9 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
                 if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
-                    clamped = TextTimeClamped(sms.message_id, campaign.id, sender,
-                                              sms.created_at_ms, received_at, occurred_at)
+                    clamped = TextTimeClamped(message_id=sms.message_id, campaign_id=campaign.id,
+                                              sender=sender, reported_at=sms.created_at_ms,
+                                              received_at=received_at, occurred_at=occurred_at)
                     async with asyncio.timeout(settings.ack_timeout_s):
                         await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
                                                          codec.encode(clamped)))
@@ -194,9 +195,11 @@ def register_delivery_reports(rt: Runtime) -> None:
                 await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
                     key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
                 if price_settles(report.price_micros, report.currency):
-                    await asyncio.wait_for(rt.settle(SettleReply(
-                        report.reference, report.campaign_id, sender, "priced",
-                        report.price_micros, at)), settings.ack_timeout_s)
+                    await asyncio.wait_for(rt.settle(SettleReply(message_id=report.reference,
+                                                                 campaign_id=report.campaign_id,
+                                                                 sender=sender, outcome="priced",
+                                                                 price_micros=report.price_micros,
+                                                                 occurred_at=at)), settings.ack_timeout_s)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)
@@ -237,7 +240,7 @@ def register_status_views(rt: Runtime) -> None:
                                 if (w := getattr(guard, "waiting", list)())},
                 },
                 # Table recovery found waiting for good, and what was done (recovery_guard).
-                # And what was read in bulk (infra/faust_compat.py bulk_read).
+                # And what was read in bulk (infra/faust/patches.py bulk_read).
                 "table_recovery": ({**rt.recovery_guard.health(),
                                     **bulk_health(rt.app.tables.recovery)}
                                    if rt.recovery_guard is not None else None),

@@ -15,9 +15,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from actors.snapshot import encode_snapshot
+from infra.faust.lost_tail import resume_at_end
+from infra.faust.recovery_guard import RecoveryGuard
 from schemas import codec
-from streams.lost_tail import resume_at_end
-from streams.recovery_guard import RecoveryGuard
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -117,7 +117,7 @@ async def take_snapshots(rt: Runtime, end_offsets: EndOffsets,
 async def resume_after_loss(rt: Runtime, tp: Any, ahead: int, end: int, found: str) -> bool:
     """``tp`` ends at ``end`` but this worker had read or committed up to ``ahead``: a
     RecordsLost fact (logged loudly, journaled, counted for /health) and the partition read
-    again from ``end`` (streams/lost_tail.py). False if nothing was lost."""
+    again from ``end`` (infra/faust/lost_tail.py). False if nothing was lost."""
     fact = rt.tail_guard.check(tp.topic, tp.partition, ahead, end, found, rt.now_ms())
     if fact is None:
         return False

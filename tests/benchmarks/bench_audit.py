@@ -94,7 +94,7 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
     from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
     from schemas.events import PolicyChanged, ReplyApproved, ReplyFailed, ReplySent, TextReceived
     from schemas.policy import apply_changes
-    from streams.screening import SenderState, decide_screening, evolve_sender
+    from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     rng = random.Random(seed)
     campaigns = load_campaigns(config)
@@ -124,11 +124,13 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
             if isinstance(d, ReplyApproved) and d.message_id not in seen:
                 seen.add(d.message_id)
                 if rng.random() < 0.02:
-                    record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayTimeout",
-                                        True, d.occurred_at + 2_000, 1)])
+                    record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
+                                        error="GatewayTimeout", retryable=True,
+                                        occurred_at=d.occurred_at + 2_000, attempts=1)])
                 else:
-                    record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb" + d.message_id,
-                                      160_000, False, d.occurred_at + 2_000)])
+                    record([ReplySent(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
+                                      provider_message_id="mb" + d.message_id, price_micros=160_000,
+                                      dry_run=False, occurred_at=d.occurred_at + 2_000)])
         pending.clear()
 
     def control(command) -> None:
@@ -146,10 +148,12 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
         n += 1
         at += rng.randint(0, 6_000)  # ~ 20 texts a minute on average: days of traffic
         if not changed and written > n_events // 3:
-            control(ChangePolicy("bench-1", "lyon", {"cooldown_ms": 86_400_000}, "ops", at))
+            control(ChangePolicy(command_id="bench-1", campaign_id="lyon",
+                                 changes={"cooldown_ms": 86_400_000}, operator="ops", occurred_at=at))
             changed = True
         if not credited and written > (2 * n_events) // 3:
-            control(CreditBudget("bench-2", "marseille", 50_000_000, "donors", "ops", at))
+            control(CreditBudget(command_id="bench-2", campaign_id="marseille", amount_micros=50_000_000,
+                                 source="donors", operator="ops", occurred_at=at))
             credited = True
         if recent and rng.random() < 0.03:
             text = rng.choice(recent)  # a redelivered webhook: the very same text
@@ -158,8 +162,9 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
             # A few loud senders and a long tail: many texts are "already answered".
             sender = f"s{int(n_senders * rng.random() ** 2):07d}"
             cid = rng.choices(("paris", "lyon", "marseille"), weights)[0]
-            text = TextReceived(f"mb{n:09d}", cid, sender, "t'es qui ?", at, "mobile", "FR",
-                                f"33-6{int(sender[1:]) % 100:02d}")
+            text = TextReceived(message_id=f"mb{n:09d}", campaign_id=cid, sender=sender, body="t'es qui ?",
+                                occurred_at=at, number_kind="mobile", country="FR",
+                                prefix=f"33-6{int(sender[1:]) % 100:02d}")
             recent.append(text)
             if len(recent) > 500:
                 del recent[:250]
@@ -169,18 +174,18 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
         if state is None:
             state = senders[text.sender] = SenderState()
         screened = decide_screening(
-            state, ScreenText(text.message_id, text.campaign_id, text.sender, text.body,
-                              text.occurred_at, "sealed", text.number_kind, text.country,
-                              text.prefix), policy)
+            state, ScreenText(message_id=text.message_id, campaign_id=text.campaign_id, sender=text.sender,
+                              body=text.body, occurred_at=text.occurred_at, reply_to="sealed",
+                              number_kind=text.number_kind, country=text.country, prefix=text.prefix), policy)
         for e in screened:
             evolve_sender(state, e, policy)
         record([text, *screened])
         if screened[0].verdict == "forward":
             # As screen_senders makes it: the number range and the sender's text count
             # travel with the request (the audit rebuilds both from the journal).
-            request = RequestReply(text.message_id, text.campaign_id, text.sender,
-                                   text.occurred_at, "sealed", text.prefix,
-                                   screened[0].texts_from_sender)
+            request = RequestReply(message_id=text.message_id, campaign_id=text.campaign_id,
+                                   sender=text.sender, occurred_at=text.occurred_at, reply_to="sealed",
+                                   prefix=text.prefix, texts_from_sender=screened[0].texts_from_sender)
             pending.append(request)
             if rng.random() < 0.01:
                 pending.append(request)  # the request delivered twice

@@ -151,8 +151,9 @@ def encode(texts: list) -> Encoded:
             f = facts[t.sender] = (pseudonym, privacy.seal(t.sender, campaign_id="paris",
                                                            sender=pseudonym), info)
         pseudonym, sealed, info = f
-        command = ScreenText(t.message_id, "paris", pseudonym, t.body, t.at_ms, sealed,
-                             info.kind, info.country, info.prefix)
+        command = ScreenText(message_id=t.message_id, campaign_id="paris", sender=pseudonym, body=t.body,
+                             occurred_at=t.at_ms, reply_to=sealed, number_kind=info.kind,
+                             country=info.country, prefix=info.prefix)
         out.keys.append(pseudonym.encode())
         out.values.append(codec.encode(command))
         out.commands.append(command)
@@ -165,7 +166,7 @@ def expected(commands: list, config: Path) -> dict[str, int]:
     from infra.config import load_campaigns
     from schemas.commands import RequestReply
     from schemas.events import ReplyApproved
-    from streams.screening import SenderState, decide_screening, evolve_sender
+    from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     (campaign,) = load_campaigns(config)
     shard = CampaignShard([campaign])
@@ -182,8 +183,8 @@ def expected(commands: list, config: Path) -> dict[str, int]:
             evolve_sender(state, e, policy)
         events += 1 + len(screened)
         if screened[0].verdict == "forward":
-            requests.append(RequestReply(c.message_id, c.campaign_id, c.sender, c.occurred_at,
-                                         c.reply_to))
+            requests.append(RequestReply(message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender,
+                                         occurred_at=c.occurred_at, reply_to=c.reply_to))
     decisions = shard.decide(requests)
     approved = sum(isinstance(d, ReplyApproved) for d in decisions)
     # Each approved reply: ReplyAttempted, then ReplySent (the local MessageBird accepts all).
@@ -853,8 +854,8 @@ def sender_table_records(n: int, config: Path, seed: int = 91) -> tuple[list, li
     from actors.shard import CampaignShard
     from infra.config import load_campaigns
     from schemas import codec
-    from streams.pipeline import screen
-    from streams.screening import SenderState
+    from streams.rules.pipeline import screen
+    from streams.rules.screening import SenderState
     from streams.stages.screen import compact
 
     (campaign,) = load_campaigns(config)
@@ -950,8 +951,9 @@ def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
     for i in range(n):
         number = f"336{i % 10**8:08d}"
         pseudonym = privacy.pseudonym(number)
-        command = SendReply(f"stage-{label}-{i}", "paris", pseudonym, 1_700_000_000_000 + i,
-                            privacy.seal(number, campaign_id="paris", sender=pseudonym))
+        command = SendReply(message_id=f"stage-{label}-{i}", campaign_id="paris", sender=pseudonym,
+                            occurred_at=1_700_000_000_000 + i,
+                            reply_to=privacy.seal(number, campaign_id="paris", sender=pseudonym))
         keys.append(b"paris")
         values.append(codec.encode(command))
     app_id, names = bench.new_app(label)

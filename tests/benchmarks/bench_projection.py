@@ -1,4 +1,4 @@
-"""The dashboard/metrics projection (streams/metrics.py) alone: decode + apply per journal
+"""The dashboard/metrics projection (streams/console/metrics.py) alone: decode + apply per journal
 event, on the audit benchmark's generated journal. Prints events/s and µs per event: what
 following the journal costs each worker (every worker follows all of it)."""
 
@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from infra.config import load_campaigns  # noqa: E402
 from schemas import codec  # noqa: E402
-from streams.metrics import Projection  # noqa: E402
+from streams.console.metrics import Projection  # noqa: E402
 from tests.benchmarks.bench_audit import LYON_REPLY, PARIS_REPLY, TOML, generate  # noqa: E402
 
 

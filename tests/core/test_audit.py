@@ -38,7 +38,7 @@ from schemas.events import (
 from schemas.policy import apply_changes
 from streams import cli
 from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
 T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
 HOUR = 3_600_000
@@ -89,21 +89,27 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
             if isinstance(d, ReplyApproved) and d.message_id not in sent:
                 sent.add(d.message_id)
                 if d.message_id in fail:
-                    record([ReplyFailed(d.message_id, d.campaign_id, d.sender, "GatewayError: no",
-                                        False, d.occurred_at + 5_000, 1)])
+                    record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
+                                        error="GatewayError: no", retryable=False,
+                                        occurred_at=d.occurred_at + 5_000, attempts=1)])
                     if refund:
-                        settle.append(SettleReply(d.message_id, d.campaign_id, d.sender,
-                                                  "failed", None, d.occurred_at + 5_000))
+                        settle.append(SettleReply(message_id=d.message_id, campaign_id=d.campaign_id,
+                                                  sender=d.sender, outcome="failed", price_micros=None,
+                                                  occurred_at=d.occurred_at + 5_000))
                 else:
-                    record([ReplySent(d.message_id, d.campaign_id, d.sender, "mb-" + d.message_id,
-                                      None, True, d.occurred_at + 5_000)])
+                    record([ReplySent(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
+                                      provider_message_id="mb-" + d.message_id, price_micros=None,
+                                      dry_run=True, occurred_at=d.occurred_at + 5_000)])
                     if d.message_id in priced:
                         price = priced[d.message_id]
-                        record([DeliveryReported(d.message_id, d.campaign_id, d.sender,
-                                                 "mb-" + d.message_id, "delivered", None, None,
-                                                 price, "EUR", d.occurred_at + 9_000)])
-                        settle.append(SettleReply(d.message_id, d.campaign_id, d.sender,
-                                                  "priced", price, d.occurred_at + 9_000))
+                        record([DeliveryReported(message_id=d.message_id, campaign_id=d.campaign_id,
+                                                 sender=d.sender, provider_message_id="mb-" + d.message_id,
+                                                 status="delivered", status_reason=None, error_code=None,
+                                                 price_micros=price, currency="EUR",
+                                                 occurred_at=d.occurred_at + 9_000)])
+                        settle.append(SettleReply(message_id=d.message_id, campaign_id=d.campaign_id,
+                                                  sender=d.sender, outcome="priced", price_micros=price,
+                                                  occurred_at=d.occurred_at + 9_000))
         pending.clear()
         pending.extend(settle)  # settlements reach the shard with the next batch
         settle.clear()
@@ -121,17 +127,19 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
                     live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
             continue
         mid, cid, sender, at, *rest = step  # (..., prefix): a classified mobile number
-        facts = ("mobile", "FR", rest[0]) if rest else ("unknown", None, "")
+        facts = (dict(number_kind="mobile", country="FR", prefix=rest[0]) if rest
+                 else dict(number_kind="unknown", country=None, prefix=""))
         policy = live.get(cid, UNKNOWN_CAMPAIGN_POLICY)
         state = senders.setdefault(sender, SenderState())
-        screened = decide_screening(
-            state, ScreenText(mid, cid, sender, "salut", at, "sealed", *facts), policy)
+        text = dict(message_id=mid, campaign_id=cid, sender=sender, body="salut", occurred_at=at)
+        screened = decide_screening(state, ScreenText(**text, reply_to="sealed", **facts), policy)
         for e in screened:
             evolve_sender(state, e, policy)
-        record([TextReceived(mid, cid, sender, "salut", at, *facts), *screened])
+        record([TextReceived(**text, **facts), *screened])
         if screened[0].verdict == "forward":
-            request = RequestReply(mid, cid, sender, at, "sealed", facts[2],
-                                   screened[0].texts_from_sender)
+            request = RequestReply(message_id=mid, campaign_id=cid, sender=sender, occurred_at=at,
+                                   reply_to="sealed", prefix=facts["prefix"],
+                                   texts_from_sender=screened[0].texts_from_sender)
             pending.append(request)
             if mid in redeliver:
                 pending.append(request)
@@ -300,9 +308,10 @@ def test_an_approval_turned_into_a_denial_is_a_mismatch():
     journal = story_journal()
     i = index_of(journal, ReplyApproved, "m2")
     a = journal[i]
-    journal[i] = ReplyDenied(a.message_id, a.campaign_id, a.sender, "budget_exhausted",
-                             a.cost_micros, 250_000, a.seq, a.occurred_at, a.policy_version,
-                             a.prefix)
+    journal[i] = ReplyDenied(message_id=a.message_id, campaign_id=a.campaign_id, sender=a.sender,
+                             reason="budget_exhausted", cost_micros=a.cost_micros,
+                             balance_after_micros=250_000, seq=a.seq, occurred_at=a.occurred_at,
+                             policy_version=a.policy_version, prefix=a.prefix)
     result = audit(journal, [campaign()])
     assert [(m.kind, m.message_id, m.position) for m in result.mismatches] == [
         ("decision", "m2", i)]
@@ -335,7 +344,8 @@ def test_a_redelivered_decision_is_not_a_mismatch_but_a_different_one_is():
 
 def late_redelivery_steps():
     texts = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(5)]
-    return [*texts, RequestReply("m0", "paris", "s_0", T0, "sealed")]
+    return [*texts, RequestReply(message_id="m0", campaign_id="paris", sender="s_0", occurred_at=T0,
+                                 reply_to="sealed")]
 
 
 def test_a_late_redelivery_the_core_still_remembers_gets_the_same_answer():
@@ -382,10 +392,12 @@ def policy_story():
     steps = [
         ("m1", "paris", "s_a", T0 + HOUR),
         ("m2", "paris", "s_a", T0 + 2 * HOUR),  # never twice: suppressed
-        ChangePolicy("op-1", "paris", {"cooldown_ms": HOUR}, "alice", T0 + 3 * HOUR),
+        ChangePolicy(command_id="op-1", campaign_id="paris", changes={"cooldown_ms": HOUR}, operator="alice",
+                     occurred_at=T0 + 3 * HOUR),
         ("m3", "paris", "s_a", T0 + 4 * HOUR),  # cooldown passed: forwarded
         ("m4", "paris", "s_b", T0 + 5 * HOUR),  # budget exhausted
-        CreditBudget("op-2", "paris", 500_000, "leetchi", "alice", T0 + DAY),
+        CreditBudget(command_id="op-2", campaign_id="paris", amount_micros=500_000, source="leetchi",
+                     operator="alice", occurred_at=T0 + DAY),
         ("m5", "paris", "s_c", T0 + DAY + HOUR),
     ]
     return c, steps
@@ -632,11 +644,12 @@ def scenarios(draw):
         if kind == "again" and texts:
             steps.append(draw(st.sampled_from(texts)))  # a redelivered webhook
         elif kind == "policy" and cid != "ghost":
-            steps.append(ChangePolicy(f"op{n}", cid, {"cooldown_ms": draw(
-                st.sampled_from([None, HOUR, 2 * DAY]))}, "op", at))
+            steps.append(ChangePolicy(command_id=f"op{n}", campaign_id=cid, changes={"cooldown_ms": draw(
+                st.sampled_from([None, HOUR, 2 * DAY]))}, operator="op", occurred_at=at))
         elif kind == "credit" and cid != "ghost":
-            steps.append(CreditBudget(f"op{n}", cid, draw(st.integers(0, 300_000)), "gift",
-                                      "op", at))
+            steps.append(CreditBudget(command_id=f"op{n}", campaign_id=cid,
+                                      amount_micros=draw(st.integers(0, 300_000)), source="gift",
+                                      operator="op", occurred_at=at))
         else:
             text = (f"m{n}", cid, f"s{draw(st.integers(0, 5))}", at)
             texts.append(text)

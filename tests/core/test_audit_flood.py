@@ -23,7 +23,8 @@ def flood_scenarios(draw):
     campaigns = [audit_campaign(cid=f"c{k}", budget=draw(st.integers(1, 30)) * 100_000,
                                 pacing=draw(st.booleans()))
                  for k in range(draw(st.integers(1, 2)))]
-    steps: list = [ChangePolicy(f"flood-{c.id}", c.id, dict(FLOOD), "op", T0) for c in campaigns]
+    steps: list = [ChangePolicy(command_id=f"flood-{c.id}", campaign_id=c.id, changes=dict(FLOOD),
+                                operator="op", occurred_at=T0) for c in campaigns]
     texts: list = []
     at = T0
     for n in range(draw(st.integers(0, 30))):
@@ -31,17 +32,19 @@ def flood_scenarios(draw):
         cid = draw(st.sampled_from([c.id for c in campaigns]))
         kind = draw(st.sampled_from(["burst"] * 5 + ["tick", "tick", "again", "policy", "credit"]))
         if kind == "tick":
-            steps.append(Tick(cid, at))
+            steps.append(Tick(campaign_id=cid, occurred_at=at))
         elif kind == "again" and texts:
             steps.append(draw(st.sampled_from(texts)))  # a redelivered webhook
         elif kind == "policy":
             changes = draw(st.sampled_from([{"surge_multiple": 0}, {"surge_multiple": 3},
                                             {"prefix_burst": 0}, {"surge_queue": 1},
                                             {"surge_release_per_minute": 5}]))
-            steps.append(ChangePolicy(f"op{n}", cid, changes, "op", at))
+            steps.append(ChangePolicy(command_id=f"op{n}", campaign_id=cid, changes=changes, operator="op",
+                                      occurred_at=at))
         elif kind == "credit":
-            steps.append(CreditBudget(f"op{n}", cid, draw(st.integers(1, 300_000)), "gift",
-                                      "op", at))
+            steps.append(CreditBudget(command_id=f"op{n}", campaign_id=cid,
+                                      amount_micros=draw(st.integers(1, 300_000)), source="gift",
+                                      operator="op", occurred_at=at))
         else:
             for j in range(draw(st.integers(1, 6))):
                 text = (f"m{n}.{j}", cid, f"s{draw(st.integers(0, 40))}", at,

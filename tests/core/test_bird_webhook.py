@@ -16,7 +16,7 @@ from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
 from infra.numbers import classify
 from infra.privacy import Privacy
 from schemas.campaign import Campaign
-from streams.bird_webhook import (
+from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
     BirdStatus,
@@ -28,7 +28,7 @@ from streams.bird_webhook import (
     parse_bird_event,
     screen_text_of,
 )
-from streams.webhook import BadRequest, NumberFacts, Unauthorized
+from streams.intake.messagebird import BadRequest, NumberFacts, Unauthorized
 
 KEY = "bird-signing-key"
 URL = "https://antirelou.example/webhooks/bird"

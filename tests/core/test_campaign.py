@@ -25,7 +25,7 @@ def campaign(budget_micros=3_700_000_000, reply=REPLY_2017, cid="paris", **kw):
 
 
 def request(mid, at=1_000, cid="paris"):
-    return RequestReply(mid, cid, "s_x", at, reply_to="sealed")
+    return RequestReply(message_id=mid, campaign_id=cid, sender="s_x", occurred_at=at, reply_to="sealed")
 
 
 def decide(state, cmd, c):
@@ -113,22 +113,26 @@ def test_replayed_operator_command_is_still_known_after_50000_later_decisions():
 
     c = campaign(budget_micros=0)
     state = CampaignState.opening(c)
-    credit = CreditBudget("cmd-1", "paris", 5_000_000, "crowdfund", "alice", 1_000)
+    credit = CreditBudget(command_id="cmd-1", campaign_id="paris", amount_micros=5_000_000,
+                          source="crowdfund", operator="alice", occurred_at=1_000)
     (credited,) = decide_control(state, credit)
     evolve_campaign(state, credited)
     for i in range(REMEMBERED_DECISIONS + 10):  # a flood, denied: nothing in the budget
-        evolve_campaign(state, ReplyDenied(f"m{i}", "paris", "s_x", "budget_exhausted",
-                                           160_000, state.balance_micros, state.seq + 1,
-                                           2_000 + i, 1, "336"))
+        evolve_campaign(state, ReplyDenied(message_id=f"m{i}", campaign_id="paris", sender="s_x",
+                                           reason="budget_exhausted", cost_micros=160_000,
+                                           balance_after_micros=state.balance_micros, seq=state.seq + 1,
+                                           occurred_at=2_000 + i, policy_version=1, prefix="336"))
     assert decide_control(state, credit) == [credited]  # the same event, not a new credit
     assert state.balance_micros == 5_000_000
     # Forgotten only once no signed command can carry its time any more: a later command
     # signed more than twice the freshness window after it.
-    later = CreditBudget("cmd-2", "paris", 1, "crowdfund", "alice", 1_000 + COMMAND_MEMORY_MS)
+    later = CreditBudget(command_id="cmd-2", campaign_id="paris", amount_micros=1, source="crowdfund",
+                         operator="alice", occurred_at=1_000 + COMMAND_MEMORY_MS)
     (second,) = decide_control(state, later)
     evolve_campaign(state, second)
     assert "cmd:cmd-1" in state.commands
-    last = CreditBudget("cmd-3", "paris", 1, "crowdfund", "alice", 1_001 + COMMAND_MEMORY_MS)
+    last = CreditBudget(command_id="cmd-3", campaign_id="paris", amount_micros=1, source="crowdfund",
+                        operator="alice", occurred_at=1_001 + COMMAND_MEMORY_MS)
     (third,) = decide_control(state, last)
     evolve_campaign(state, third)
     assert list(state.commands) == ["cmd:cmd-2", "cmd:cmd-3"]

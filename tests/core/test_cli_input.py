@@ -236,15 +236,19 @@ def test_journal_human_lines_show_times_money_and_durations_in_a_persons_units()
     from schemas.events import PolicyChanged, TextTimeClamped
     from streams.cli.inspect import human_line
 
-    clamped = human_line(TextTimeClamped("m1", "paris", "s_abcdefghijklmnop", 1795899600000,
-                                         1796169548641, 1796169248641))
+    clamped = human_line(TextTimeClamped(message_id="m1", campaign_id="paris", sender="s_abcdefghijklmnop",
+                                         reported_at=1795899600000, received_at=1796169548641,
+                                         occurred_at=1796169248641))
     assert clamped == ("2026-12-01T23:54:08Z  paris     TextTimeClamped      message_id m1, "
                        "sender s_abcdefghijkl, reported_at 2026-11-28T21:00:00Z, "
                        "received_at 2026-12-01T23:59:08Z")
-    changed = human_line(PolicyChanged("c1", "paris", 2, {"price_per_segment_micros": 70000,
+    changed = human_line(PolicyChanged(
+        command_id="c1", campaign_id="paris", version=2,
+        changes={"price_per_segment_micros": 70000,
                                                           "cooldown_ms": 2592000000,
                                                           "sender_period_ms": 600000},
-                                       "alice", 5, 1796169248641))
+        operator="alice", seq=5, occurred_at=1796169248641,
+    ))
     assert ("changes {price_per_segment EUR 0.07, cooldown 30 d, sender_period 10 min}, "
             "operator alice, seq 5") in changed
 

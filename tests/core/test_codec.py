@@ -45,7 +45,8 @@ def test_bad_bytes_give_a_clear_error(data, message):
 def test_a_version_1_text_is_upcast_with_unknown_number_facts():
     old = (b'{"type":"TextReceived","v":1,"message_id":"m","campaign_id":"c","sender":"s",'
            b'"body":"","occurred_at":1}')
-    assert codec.decode(old) == TextReceived("m", "c", "s", "", 1, "unknown", None, "")
+    assert codec.decode(old) == TextReceived(message_id="m", campaign_id="c", sender="s", body="",
+                                             occurred_at=1, number_kind="unknown", country=None, prefix="")
 
 
 def test_a_missing_upcaster_is_a_clear_error(monkeypatch):

@@ -7,7 +7,7 @@ from actors.shard import CampaignShard
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
-from streams.screening import SenderState, decide_screening, evolve_sender
+from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
 DAY = 86_400_000
 T0 = 1_508_112_000_000  # 2017-10-16
@@ -38,20 +38,24 @@ def test_spend_never_exceeds_credits_minus_reserve_and_nobody_is_answered_twice(
     for i, (kind, a, gap) in enumerate(steps):
         now += gap
         if kind == "credit":
-            shard.control([CreditBudget(f"k{i}", "c", a, "test", "op", now)])
+            shard.control([CreditBudget(command_id=f"k{i}", campaign_id="c", amount_micros=a, source="test",
+                                        operator="op", occurred_at=now)])
             continue
         if kind == "reserve":
-            shard.control([ChangePolicy(f"r{i}", "c", {"reserve_micros": a}, "op", now)])
+            shard.control([ChangePolicy(command_id=f"r{i}", campaign_id="c", changes={"reserve_micros": a},
+                                        operator="op", occurred_at=now)])
             continue
         sender = f"s{a}"
         policy = state.policy
         s = senders.setdefault(sender, SenderState())
-        verdict = decide_screening(s, ScreenText(f"m{i}", "c", sender, "salut", now, ""), policy)
+        verdict = decide_screening(s, ScreenText(message_id=f"m{i}", campaign_id="c", sender=sender,
+                                                 body="salut", occurred_at=now, reply_to=""), policy)
         for e in verdict:
             evolve_sender(s, e, policy)
         if verdict[0].verdict != "forward":
             continue
-        (decision,) = shard.decide([RequestReply(f"m{i}", "c", sender, now, "")])
+        (decision,) = shard.decide([RequestReply(message_id=f"m{i}", campaign_id="c", sender=sender,
+                                                 occurred_at=now, reply_to="")])
         if isinstance(decision, ReplyApproved):
             assert sender not in answered, "a sender answered twice within the cooldown"
             answered.add(sender)
@@ -88,7 +92,8 @@ def test_with_surge_and_prefix_rules_spend_is_bounded_and_no_deferred_request_is
         budget, pacing, steps):
     c = campaign(budget, pacing)
     shard = CampaignShard([c])
-    history = shard.control([ChangePolicy("flood", "c", dict(FLOOD), "op", T0)])
+    history = shard.control([ChangePolicy(command_id="flood", campaign_id="c", changes=dict(FLOOD),
+                                          operator="op", occurred_at=T0)])
     state = shard._states["c"]
     senders: dict[str, SenderState] = {}
     answered: set[str] = set()
@@ -99,24 +104,31 @@ def test_with_surge_and_prefix_rules_spend_is_bounded_and_no_deferred_request_is
         now += gap
         events: list = []
         if kind == "credit":
-            events = shard.control([CreditBudget(f"k{i}", "c", a, "test", "op", now)])
+            events = shard.control([CreditBudget(command_id=f"k{i}", campaign_id="c", amount_micros=a,
+                                                 source="test", operator="op", occurred_at=now)])
         elif kind == "reserve":
-            events = shard.control([ChangePolicy(f"r{i}", "c", {"reserve_micros": a}, "op", now)])
+            events = shard.control([ChangePolicy(command_id=f"r{i}", campaign_id="c",
+                                                 changes={"reserve_micros": a}, operator="op",
+                                                 occurred_at=now)])
         elif kind == "tick":
-            events = shard.decide([Tick("c", now)])
+            events = shard.decide([Tick(campaign_id="c", occurred_at=now)])
         else:
             for j, (who, prefix) in enumerate(a):
                 sender = f"s{who}"
                 policy = state.policy
                 s = senders.setdefault(sender, SenderState())
                 verdict = decide_screening(s, ScreenText(
-                    f"m{i}.{j}", "c", sender, "salut", now, "", "mobile" if prefix else "unknown",
-                    "FR" if prefix else None, prefix), policy)
+                    message_id=f"m{i}.{j}", campaign_id="c", sender=sender, body="salut", occurred_at=now,
+                    reply_to="", number_kind="mobile" if prefix else "unknown",
+                    country="FR" if prefix else None, prefix=prefix,
+                ), policy)
                 for e in verdict:
                     evolve_sender(s, e, policy)
                 if verdict[0].verdict == "forward":
-                    events += shard.decide([RequestReply(f"m{i}.{j}", "c", sender, now, "",
-                                                         prefix, verdict[0].texts_from_sender)])
+                    events += shard.decide([RequestReply(message_id=f"m{i}.{j}", campaign_id="c",
+                                                         sender=sender, occurred_at=now, reply_to="",
+                                                         prefix=prefix,
+                                                         texts_from_sender=verdict[0].texts_from_sender)])
         history += events
         for e in events:
             if isinstance(e, ReplyApproved):

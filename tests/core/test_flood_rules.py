@@ -20,7 +20,7 @@ from schemas.events import (
     TextReceived,
 )
 from streams.audit import audit
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = 1_796_169_600_000  # 2026-12-01 00:00 UTC
@@ -41,17 +41,21 @@ class Run:
         self.p = Pipeline([c])
         self.journal: list = []
         if policy:
-            self.journal += self.p.shard.control([ChangePolicy("p", c.id, policy, "alice", T0)])
+            self.journal += self.p.shard.control([ChangePolicy(command_id="p", campaign_id=c.id,
+                                                               changes=policy, operator="alice",
+                                                               occurred_at=T0)])
         self._seen = 0
 
     def text(self, mid: str, sender: str, at: int, body: str = "t'es où ?", prefix="33-612"):
-        command = ScreenText(mid, self.c.id, sender, body, at, "", "mobile", "FR", prefix)
-        self.journal.append(TextReceived(mid, self.c.id, sender, body, at, "mobile", "FR", prefix))
+        command = ScreenText(message_id=mid, campaign_id=self.c.id, sender=sender, body=body, occurred_at=at,
+                             reply_to="", number_kind="mobile", country="FR", prefix=prefix)
+        self.journal.append(TextReceived(message_id=mid, campaign_id=self.c.id, sender=sender, body=body,
+                                         occurred_at=at, number_kind="mobile", country="FR", prefix=prefix))
         self.p.text(command)
         self._take()
 
     def tick(self, at: int):
-        self.p.decided(self.p.shard.decide([Tick(self.c.id, at)]))
+        self.p.decided(self.p.shard.decide([Tick(campaign_id=self.c.id, occurred_at=at)]))
         self._take()
 
     def _take(self):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from messagebird.request_validator import RequestValidator
 
 from infra.mb_verify import QuickCheck
-from streams.webhook import SignatureVerifier, WebhookError
+from streams.intake.messagebird import SignatureVerifier, WebhookError
 
 KEY = "signing-key-for-quick-" + "0123456789abcdef" * 3  # 70 bytes: long enough for HS512
 URL = "http://127.0.0.1:6066/webhooks/messagebird/sms"

@@ -7,7 +7,7 @@ from collections import Counter
 
 from actors.shard import CampaignShard, is_campaign_event
 from schemas.commands import ChangePolicy, CreditBudget
-from streams.metrics import Projection
+from streams.console.metrics import Projection
 from tests.core.test_audit import DAY, T0, pipeline
 from tests.core.test_audit import campaign as audit_campaign
 
@@ -20,8 +20,10 @@ def flood():
     for i in range(40):
         sender = f"s_{i % 13}"
         steps.append((f"m{i}", "paris" if i % 3 else "lyon", sender, T0 + i * MIN, "33-612"))
-    steps.append(ChangePolicy("c1", "lyon", {"reserve_micros": 5_000_000}, "alice", T0 + 50 * MIN))
-    steps.append(CreditBudget("c2", "paris", 1_000_000, "leetchi", "alice", T0 + 51 * MIN))
+    steps.append(ChangePolicy(command_id="c1", campaign_id="lyon", changes={"reserve_micros": 5_000_000},
+                              operator="alice", occurred_at=T0 + 50 * MIN))
+    steps.append(CreditBudget(command_id="c2", campaign_id="paris", amount_micros=1_000_000, source="leetchi",
+                              operator="alice", occurred_at=T0 + 51 * MIN))
     for i in range(40, 50):
         steps.append((f"m{i}", "paris", f"s_new{i}", T0 + DAY + i * MIN, "33-612"))
     steps.append(("m3", "lyon", "s_3", T0 + 3 * MIN, "33-612"))  # a redelivered webhook
@@ -98,8 +100,8 @@ def test_prometheus_export_and_the_grafana_dashboard_use_the_same_names():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from streams.metrics import TEXT_BUCKETS
-    from streams.ops import ProjectionCollector
+    from streams.console.metrics import TEXT_BUCKETS
+    from streams.console.ops import ProjectionCollector
 
     campaigns, journal = flood()
     p = Projection(campaigns)

@@ -11,15 +11,15 @@ from phonenumbers import PhoneNumberType
 from infra.numbers import NumberInfo, classify
 from schemas.commands import ScreenText
 from schemas.policy import Policy
-from streams.screening import number_refusal
+from streams.rules.screening import number_refusal
 
 FRANCE = frozenset({"FR"})
 
 
 def refusal(info, allowed_countries):
     """The live rule (the screening's) on what the webhook records of the number."""
-    command = ScreenText("m1", "paris", "s_a", "salut", 0, "sealed", number_kind=info.kind,
-                         country=info.country, prefix=info.prefix)
+    command = ScreenText(message_id="m1", campaign_id="paris", sender="s_a", body="salut", occurred_at=0,
+                         reply_to="sealed", number_kind=info.kind, country=info.country, prefix=info.prefix)
     policy = Policy(version=1, price_per_segment_micros=80_000,
                     allowed_countries=tuple(sorted(allowed_countries)))
     return number_refusal(command, policy)

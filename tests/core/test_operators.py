@@ -33,11 +33,13 @@ OPERATORS = parse_operators({"operator": [
 
 
 def credit(operator="alice", campaign="paris", at=NOW, command_id="c1"):
-    return CreditBudget(command_id, campaign, 1_000_000, "leetchi", operator, at)
+    return CreditBudget(command_id=command_id, campaign_id=campaign, amount_micros=1_000_000,
+                        source="leetchi", operator=operator, occurred_at=at)
 
 
 def change(operator="carol", campaign="paris", at=NOW, command_id="c2"):
-    return ChangePolicy(command_id, campaign, {"reserve_micros": 5}, operator, at)
+    return ChangePolicy(command_id=command_id, campaign_id=campaign, changes={"reserve_micros": 5},
+                        operator=operator, occurred_at=at)
 
 
 def signed(command, key=ALICE_KEY, app=APP) -> bytes:
@@ -70,10 +72,10 @@ def test_the_signed_envelope_holds_no_key():
     (signed(credit(at=NOW + MAX_SKEW_MS + 1)), "stale"),
     (b"\xff not json", "malformed"),
     (b'{"type": "TextReceived", "v": 1}', "malformed"),
-    (codec.encode(SignedControl("alice", "{}", "sig")), "malformed"),
-    (codec.encode(SignedControl("alice", codec.encode(credit()).decode(), "AAAA")),
+    (codec.encode(SignedControl(operator="alice", command="{}", signature="sig")), "malformed"),
+    (codec.encode(SignedControl(operator="alice", command=codec.encode(credit()).decode(), signature="AAAA")),
      "bad signature"),
-    (codec.encode(SignedControl("alice", codec.encode(credit()).decode(), 5)),
+    (codec.encode(SignedControl(operator="alice", command=codec.encode(credit()).decode(), signature=5)),
      "bad signature"),
 ])
 def test_refusals_say_why(value, reason):
@@ -84,21 +86,25 @@ def test_refusals_say_why(value, reason):
 def test_a_command_naming_another_operator_than_its_signer_is_refused():
     # Signed correctly by alice, but an envelope claiming carol's name.
     inner = sign_command(credit(), ALICE_KEY, APP)
-    forged = codec.encode(SignedControl("carol", inner.command, inner.signature))
+    forged = codec.encode(SignedControl(operator="carol", command=inner.command, signature=inner.signature))
     assert isinstance(check(forged), Refusal)
     # And a command saying "carol" inside, signed by alice as alice: refused too.
     wire = codec.encode(credit(operator="carol"))
     sig = _b64(_private_key(ALICE_KEY).sign(signed_bytes(APP, wire)))
-    refused = check(codec.encode(SignedControl("alice", wire.decode(), sig)))
+    refused = check(codec.encode(SignedControl(operator="alice", command=wire.decode(), signature=sig)))
     assert isinstance(refused, Refusal) and "another operator" in refused.reason
 
 
 @pytest.mark.parametrize("command", [
-    CreditBudget("c3", ["paris"], 1, "x", "alice", NOW),
-    CreditBudget("c3", "paris", "1000000", "x", "alice", NOW),
-    CreditBudget("c3", "paris", True, "x", "alice", NOW),
-    ChangePolicy("c3", "paris", ["reserve_micros"], "alice", NOW),
-    ChangePolicy(7, "paris", {}, "alice", NOW),
+    CreditBudget(command_id="c3", campaign_id=["paris"], amount_micros=1, source="x", operator="alice",
+                 occurred_at=NOW),
+    CreditBudget(command_id="c3", campaign_id="paris", amount_micros="1000000", source="x", operator="alice",
+                 occurred_at=NOW),
+    CreditBudget(command_id="c3", campaign_id="paris", amount_micros=True, source="x", operator="alice",
+                 occurred_at=NOW),
+    ChangePolicy(command_id="c3", campaign_id="paris", changes=["reserve_micros"], operator="alice",
+                 occurred_at=NOW),
+    ChangePolicy(command_id=7, campaign_id="paris", changes={}, operator="alice", occurred_at=NOW),
 ])
 def test_commands_with_fields_of_the_wrong_type_are_refused_even_signed(command):
     assert check(signed(command)).reason.startswith("malformed")

@@ -18,7 +18,8 @@ def apply(state, events):
 
 
 def change(cid="paris", command_id="c1", **changes):
-    return ChangePolicy(command_id, cid, changes, "alice", 5_000)
+    return ChangePolicy(command_id=command_id, campaign_id=cid, changes=changes, operator="alice",
+                        occurred_at=5_000)
 
 
 def test_operator_keys_become_core_units():
@@ -64,7 +65,8 @@ def test_a_credit_revives_a_spent_campaign():
     state = CampaignState.opening(c)
     assert apply(state, decide_reply(state, request("m1"), c)).reason == "budget_exhausted"
     credit = apply(state, decide_control(
-        state, CreditBudget("k1", "paris", 160_000, "leetchi", "bob", 7_000)))
+        state, CreditBudget(command_id="k1", campaign_id="paris", amount_micros=160_000, source="leetchi",
+                            operator="bob", occurred_at=7_000)))
     assert isinstance(credit, BudgetCredited) and credit.balance_after_micros == 160_000
     assert isinstance(apply(state, decide_reply(state, request("m2"), c)), ReplyApproved)
     assert (state.credited_micros, state.balance_micros) == (160_000, 0)
@@ -73,7 +75,8 @@ def test_a_credit_revives_a_spent_campaign():
 def test_the_same_operator_command_twice_applies_once():
     c = campaign()
     state = CampaignState.opening(c)
-    credit = CreditBudget("k1", "paris", 1_000_000, "leetchi", "bob", 7_000)
+    credit = CreditBudget(command_id="k1", campaign_id="paris", amount_micros=1_000_000, source="leetchi",
+                          operator="bob", occurred_at=7_000)
     first = apply(state, decide_control(state, credit))
     again = apply(state, decide_control(state, credit))
     assert first == again and state.credited_micros == 1_000_000 and state.seq == 1
@@ -81,7 +84,8 @@ def test_the_same_operator_command_twice_applies_once():
 
 @pytest.mark.parametrize("command", [
     change(colour="red"), change(price_per_segment_micros=0), change(),
-    CreditBudget("k", "paris", -5, "x", "bob", 1),
+    CreditBudget(command_id="k", campaign_id="paris", amount_micros=-5, source="x", operator="bob",
+                 occurred_at=1),
 ])
 def test_invalid_commands_from_the_log_are_refused_as_events(command):
     state = CampaignState.opening(campaign())
@@ -99,7 +103,8 @@ def test_recovery_applies_events_in_seq_order_whatever_the_journal_order():
     c = campaign(budget_micros=1_000_000)
     live = CampaignShard([c])
     events = [*live.decide([request("m1")]), *live.control([change(price_per_segment_micros=50_000)]),
-              *live.control([CreditBudget("k", "paris", 10_000, "x", "bob", 1)]),
+              *live.control([CreditBudget(command_id="k", campaign_id="paris", amount_micros=10_000,
+                                          source="x", operator="bob", occurred_at=1)]),
               *live.decide([request("m2"), request("m3")])]
     rebuilt = CampaignShard([c], history=list(reversed(events)))
     assert rebuilt.status() == live.status()
@@ -114,7 +119,8 @@ def test_a_version_1_decision_from_an_old_journal_is_upcast_and_recovers():
     shard = CampaignShard([campaign(budget_micros=1_000_000)], history=[event])
     assert shard.status()["paris"]["balance_micros"] == 840_000
     # The same request again is answered with the recovered decision, not charged twice.
-    assert shard.decide([RequestReply("m1", "paris", "s_x", 1000, "")]) == [event]
+    assert shard.decide([RequestReply(message_id="m1", campaign_id="paris", sender="s_x", occurred_at=1000,
+                                      reply_to="")]) == [event]
 
 
 def test_the_chain_of_versions_takes_changes_in_any_order_and_each_version_once():

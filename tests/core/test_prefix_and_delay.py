@@ -32,12 +32,14 @@ def apply(state, events):
 
 
 def text(mid, at, prefix="33-756", sender=None):
-    return RequestReply(mid, "paris", sender or "s_" + mid, at, "sealed", prefix)
+    return RequestReply(message_id=mid, campaign_id="paris", sender=sender or "s_" + mid, occurred_at=at,
+                        reply_to="sealed", prefix=prefix)
 
 
 def with_policy(c, **changes):
     state = CampaignState.opening(c)
-    apply(state, decide_control(state, ChangePolicy("p1", c.id, changes, "alice", 0)))
+    apply(state, decide_control(state, ChangePolicy(command_id="p1", campaign_id=c.id, changes=changes,
+                                                    operator="alice", occurred_at=0)))
     return state
 
 
@@ -116,7 +118,8 @@ def test_remembered_ranges_stay_bounded():
 def test_the_range_state_survives_a_snapshot_and_a_replay():
     c = campaign()
     shard = CampaignShard([c])
-    history = shard.control([ChangePolicy("p1", "paris", {"prefix_burst": 2}, "alice", 0)])
+    history = shard.control([ChangePolicy(command_id="p1", campaign_id="paris", changes={"prefix_burst": 2},
+                                          operator="alice", occurred_at=0)])
     history += shard.decide([text(f"m{i}", 1_000 + i) for i in range(2)])
     state, _ = decode_snapshot(encode_snapshot(shard._states["paris"], {0: 0}))
     assert state.prefix_tat == shard._states["paris"].prefix_tat != {}
@@ -127,8 +130,9 @@ def test_the_range_state_survives_a_snapshot_and_a_replay():
 
 def test_the_audit_re_decides_prefix_floods():
     # Given a range limit set live, a SIM-rotating burst from one range and a pest elsewhere,
-    steps = [ChangePolicy("p1", "paris", {"prefix_burst": 2, "prefix_period_ms": MINUTE},
-                          "alice", T0)]
+    steps = [ChangePolicy(command_id="p1", campaign_id="paris",
+                          changes={"prefix_burst": 2, "prefix_period_ms": MINUTE}, operator="alice",
+                          occurred_at=T0)]
     steps += [(f"r{i}", "paris", f"s_r{i}", T0 + 1_000 + i, "33-756") for i in range(4)]
     steps += [("g1", "paris", "s_g", T0 + 2_000, "33-612")]
     journal = pipeline(steps, [audit_campaign(budget=10_000_000)])
@@ -178,6 +182,9 @@ def test_old_decisions_and_commands_are_upcast():
     assert codec.from_dict(old_denied).prefix == ""
     old_request = {"type": "RequestReply", "v": 1, "message_id": "m", "campaign_id": "c",
                    "sender": "s", "occurred_at": 7, "reply_to": "x"}
-    assert codec.from_dict(old_request) == RequestReply("m", "c", "s", 7, "x", "", 1)
+    assert codec.from_dict(old_request) == RequestReply(message_id="m", campaign_id="c", sender="s",
+                                                        occurred_at=7, reply_to="x", prefix="",
+                                                        texts_from_sender=1)
     old_send = {**old_request, "type": "SendReply"}
-    assert codec.from_dict(old_send) == SendReply("m", "c", "s", 7, "x", None)
+    assert codec.from_dict(old_send) == SendReply(message_id="m", campaign_id="c", sender="s", occurred_at=7,
+                                                  reply_to="x", send_at=None)

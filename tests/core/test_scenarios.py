@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from actors.queue_rules import human_promotions
-from streams.scenarios import NAMES, generate_plan, run_scenario, targets_met
+from streams.simulate.scenarios import NAMES, generate_plan, run_scenario, targets_met
 
 # Other seeds than the README's: the defaults are not tuned to one trace.
 # Raid 200 and 206: SIM-rotating trolls who text again from a few ranges (12 % of the

@@ -4,7 +4,7 @@ import pytest
 
 from schemas.commands import ScreenText
 from schemas.policy import Policy
-from streams.screening import RECENT_IDS, SenderState, decide_screening, evolve_sender
+from streams.rules.screening import RECENT_IDS, SenderState, decide_screening, evolve_sender
 
 DAY = 86_400_000
 MIN = 60_000
@@ -13,7 +13,8 @@ POLICY = Policy(version=1, price_per_segment_micros=80_000, allowed_countries=("
 
 def text(mid, at=0, campaign="paris", sender="s_a", body="salut", kind="mobile", country="FR",
          prefix="33-612"):
-    return ScreenText(mid, campaign, sender, body, at, "sealed", kind, country, prefix)
+    return ScreenText(message_id=mid, campaign_id=campaign, sender=sender, body=body, occurred_at=at,
+                      reply_to="sealed", number_kind=kind, country=country, prefix=prefix)
 
 
 def screen(state, command, policy=POLICY, **changes):

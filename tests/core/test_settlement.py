@@ -9,7 +9,8 @@ from tests.core.test_campaign import campaign, decide, request
 
 
 def settle(state, mid, outcome, price=None, at=9_000):
-    events = decide_settlement(state, SettleReply(mid, "paris", "s_x", outcome, price, at))
+    events = decide_settlement(state, SettleReply(message_id=mid, campaign_id="paris", sender="s_x",
+                                                  outcome=outcome, price_micros=price, occurred_at=at))
     for e in events:
         evolve_campaign(state, e)
     return events
@@ -80,8 +81,10 @@ def test_the_shard_settles_in_batch_order_and_recovers_settlements():
     c = campaign(budget_micros=500_000)
     shard = CampaignShard([c])
     events = shard.decide([request("m1"), request("m2"),
-                           SettleReply("m1", "paris", "s_x", "failed", None, 5_000),
-                           SettleReply("m2", "paris", "s_x", "priced", 100_000, 6_000)])
+                           SettleReply(message_id="m1", campaign_id="paris", sender="s_x", outcome="failed",
+                                       price_micros=None, occurred_at=5_000),
+                           SettleReply(message_id="m2", campaign_id="paris", sender="s_x", outcome="priced",
+                                       price_micros=100_000, occurred_at=6_000)])
     assert [type(e).__name__ for e in events] == [
         "ReplyApproved", "ReplyApproved", "ReplyRefunded", "ReplyCostReconciled"]
     status = shard.status()["paris"]
@@ -93,7 +96,8 @@ def test_the_shard_settles_in_batch_order_and_recovers_settlements():
     # And so does one rebuilt from a snapshot.
     state, _ = decode_snapshot(encode_snapshot(shard._states["paris"], {0: 1}))
     assert (state.balance_micros, state.refunded_micros, state.seq) == (400_000, 160_000, 4)
-    assert decide_settlement(state, SettleReply("m1", "paris", "s_x", "failed", None, 7)) == [
+    assert decide_settlement(state, SettleReply(message_id="m1", campaign_id="paris", sender="s_x",
+                                                outcome="failed", price_micros=None, occurred_at=7)) == [
         events[2]]
 
 

@@ -15,6 +15,7 @@ import pytest
 from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 
+from streams.intake.messagebird import SignatureVerifier, Unauthorized, parse_inbound
 from streams.simulate import (
     DAY_MS,
     FR_MOBILE_PREFIXES,
@@ -35,7 +36,6 @@ from streams.simulate import (
     run_policy,
     write_plot_html,
 )
-from streams.webhook import SignatureVerifier, Unauthorized, parse_inbound
 
 SMALL = Scenario(seed=11, scale=0.05)
 COST = 160_000  # EUR 0.16: the two-segment 2017 reply

@@ -11,8 +11,12 @@ from tests.core.test_campaign import campaign, request
 def busy_shard():
     shard = CampaignShard([campaign(budget_micros=1_000_000)])
     events = [*shard.decide([request("m1"), request("m2")]),
-              *shard.control([ChangePolicy("c1", "paris", {"reserve_micros": 100_000}, "al", 1)]),
-              *shard.control([CreditBudget("k1", "paris", 50_000, "leetchi", "al", 2)]),
+              *shard.control([ChangePolicy(
+                  command_id="c1", campaign_id="paris", changes={"reserve_micros": 100_000}, operator="al",
+                  occurred_at=1,
+              )]),
+              *shard.control([CreditBudget(command_id="k1", campaign_id="paris", amount_micros=50_000,
+                                           source="leetchi", operator="al", occurred_at=2)]),
               *shard.decide([request("m3")])]
     return shard, events
 
@@ -39,7 +43,8 @@ def test_idempotency_memory_is_bounded():
     c = campaign(budget_micros=10**15)
     shard = CampaignShard([c])
     # All at once: no surge mode, which would queue them (this is about the memory).
-    shard.control([ChangePolicy("p0", "paris", {"surge_multiple": 0}, "alice", 0)])
+    shard.control([ChangePolicy(command_id="p0", campaign_id="paris", changes={"surge_multiple": 0},
+                                operator="alice", occurred_at=0)])
     n = REMEMBERED_DECISIONS + 10
     decided = shard.decide([request(f"m{i}") for i in range(n)])
     state: CampaignState = shard._states["paris"]

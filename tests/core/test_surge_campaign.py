@@ -27,12 +27,14 @@ SURGE = {"surge_multiple": 3, "surge_min_rate": 5, "surge_quiet_minutes": 2, "su
 
 def shard_with(**changes):
     shard = CampaignShard([campaign(budget_micros=10**9)])
-    shard.control([ChangePolicy("p1", "paris", {**SURGE, **changes}, "alice", 0)])
+    shard.control([ChangePolicy(command_id="p1", campaign_id="paris", changes={**SURGE, **changes},
+                                operator="alice", occurred_at=0)])
     return shard
 
 
 def text(mid, at, texts=1):
-    return RequestReply(mid, "paris", "s_" + mid, at, "sealed", "33-612", texts)
+    return RequestReply(message_id=mid, campaign_id="paris", sender="s_" + mid, occurred_at=at,
+                        reply_to="sealed", prefix="33-612", texts_from_sender=texts)
 
 
 def kinds(events):
@@ -105,14 +107,14 @@ def test_ticks_release_the_queue_at_the_release_rate_best_first():
     queued_directly(shard, text("q2", 10 * MINUTE + 10, 2), text("q1", 10 * MINUTE + 11, 1))
     # A tick in the same minute releases the sender who texted again (no rate for him), then
     # two first texts (the burst of 2 a minute), oldest first,
-    released = shard.decide([Tick("paris", 10 * MINUTE + 30_000)])
+    released = shard.decide([Tick(campaign_id="paris", occurred_at=10 * MINUTE + 30_000)])
     assert kinds(released) == ["ReplyApproved", "ReplyApproved", "ReplyApproved"]
     assert [e.message_id for e in released] == ["q2", "b4", "q1"]
     assert released[1].deferred_at == 10 * MINUTE + 4
     assert released[1].occurred_at == released[1].send_at == 10 * MINUTE + 30_000
     assert released[1].sender == "s_b4" and released[1].prefix == "33-612"
     # and another tick right after releases nothing, and leaves no trace.
-    assert shard.decide([Tick("paris", 10 * MINUTE + 31_000)]) == []
+    assert shard.decide([Tick(campaign_id="paris", occurred_at=10 * MINUTE + 31_000)]) == []
     assert shard.status()["paris"]["queued"] == 0
 
 
@@ -129,9 +131,11 @@ def test_deferred_requests_older_than_the_ttl_expire_with_an_event():
     shard = shard_with(surge_release_per_minute=1)
     calm_then_burst(shard)
     queued_directly(shard, text("q1", 10 * MINUTE + 10, 1), text("q2", 10 * MINUTE + 11, 1))
-    assert [e.message_id for e in shard.decide([Tick("paris", 10 * MINUTE + 20)])] == ["b4"]
+    assert [e.message_id for e in shard.decide([Tick(
+        campaign_id="paris", occurred_at=10 * MINUTE + 20,
+    )])] == ["b4"]
     # Nothing more is released in that minute; 11 minutes later both are over the TTL.
-    late = shard.decide([Tick("paris", 21 * MINUTE + 20)])
+    late = shard.decide([Tick(campaign_id="paris", occurred_at=21 * MINUTE + 20)])
     assert kinds(late) == ["SurgeEnded", "ReplyExpired:ttl", "ReplyExpired:ttl"]
     assert [e.deferred_at for e in late[1:]] == [10 * MINUTE + 10, 10 * MINUTE + 11]
     assert shard.status()["paris"]["queued"] == 0
@@ -151,8 +155,9 @@ def test_the_surge_ends_after_quiet_minutes_and_requests_are_answered_again():
 def test_switching_surge_mode_off_ends_the_surge_and_still_releases_the_queue():
     shard = shard_with()
     calm_then_burst(shard)
-    shard.control([ChangePolicy("p2", "paris", {"surge_multiple": 0}, "alice", 10 * MINUTE + 20)])
-    out = shard.decide([Tick("paris", 10 * MINUTE + 30)])
+    shard.control([ChangePolicy(command_id="p2", campaign_id="paris", changes={"surge_multiple": 0},
+                                operator="alice", occurred_at=10 * MINUTE + 20)])
+    out = shard.decide([Tick(campaign_id="paris", occurred_at=10 * MINUTE + 30)])
     assert kinds(out) == ["SurgeEnded", "ReplyApproved"]
 
 
@@ -165,11 +170,15 @@ def test_a_redelivered_request_gets_its_deferral_again_and_nothing_changes():
 
 def test_budget_and_pacing_hold_released_replies_too():
     shard = CampaignShard([campaign(budget_micros=160_000 * 12)])  # 12 replies
-    shard.control([ChangePolicy("p1", "paris", {**SURGE, "surge_release_per_minute": 50}, "a", 0)])
+    shard.control([ChangePolicy(command_id="p1", campaign_id="paris",
+                                changes={**SURGE, "surge_release_per_minute": 50}, operator="a",
+                                occurred_at=0)])
     calm_then_burst(shard, burst=6)  # 10 + 4 approved would be 14: 12 paid, 2 denied
     status = shard.status()["paris"]
     assert status["balance_micros"] >= 0
-    assert shard.decide([Tick("paris", 10 * MINUTE + 30)]) == []  # nothing left to pay with
+    assert shard.decide([Tick(
+        campaign_id="paris", occurred_at=10 * MINUTE + 30,
+    )]) == []  # nothing left to pay with
 
 
 def test_the_surge_and_the_queue_survive_a_snapshot_and_a_replay():
@@ -183,16 +192,19 @@ def test_the_surge_and_the_queue_survive_a_snapshot_and_a_replay():
     rebuilt = shard_with()
     rebuilt.recover(history)
     assert rebuilt._states["paris"] == state
-    tick = Tick("paris", 10 * MINUTE + 40_000)
+    tick = Tick(campaign_id="paris", occurred_at=10 * MINUTE + 40_000)
     assert rebuilt.decide([tick]) == shard.decide([tick]) != []
 
 
 def test_the_audit_re_decides_a_surge_from_the_journal():
     # Given the surge policy set live, a calm hour, a burst, ticks by the clock, and a late pest,
-    steps = [ChangePolicy("p1", "paris", {**SURGE, "surge_release_per_minute": 1}, "alice", T0)]
+    steps = [ChangePolicy(command_id="p1", campaign_id="paris",
+                          changes={**SURGE, "surge_release_per_minute": 1}, operator="alice", occurred_at=T0)]
     steps += [(f"c{i}", "paris", f"s_c{i}", T0 + i * MINUTE, "33-612") for i in range(10)]
     steps += [(f"b{i}", "paris", f"s_b{i}", T0 + 10 * MINUTE + i, "33-612") for i in range(12)]
-    steps += [Tick("paris", T0 + 10 * MINUTE + 30_000), Tick("paris", T0 + 30 * MINUTE)]
+    steps += [Tick(campaign_id="paris", occurred_at=T0 + 10 * MINUTE + 30_000), Tick(
+        campaign_id="paris", occurred_at=T0 + 30 * MINUTE,
+    )]
     steps += [("late", "paris", "s_late", T0 + 31 * MINUTE, "33-612")]
     journal = pipeline(steps, [audit_campaign(budget=10**9)], batch=3)
     types = {type(e) for e in journal}

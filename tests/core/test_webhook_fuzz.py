@@ -21,7 +21,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.webhook import (
+from streams.intake.messagebird import (
     MAX_BODY_BYTES,
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,

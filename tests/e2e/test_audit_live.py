@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.config import load_campaigns
-from streams import audit, control
+from streams import audit
 from streams.app import topic_names
+from streams.cli import control
 from tests.e2e.conftest import of
 
 pytestmark = pytest.mark.services

@@ -41,9 +41,10 @@ def test_bad_record_in_decide_send_and_policy_stages_is_counted_and_skipped(work
     now = int(time.time() * 1000)
     produce(worker, [
         ("reply-requests", b"paris", b"not json"),
-        ("reply-requests", b"paris", codec.encode(SendReply("x1", "paris", "s_x", now, "x"))),
+        ("reply-requests", b"paris", codec.encode(SendReply(message_id="x1", campaign_id="paris",
+                                                            sender="s_x", occurred_at=now, reply_to="x"))),
         ("sms-outbound", b"paris", b"\x00garbage"),
-        ("sms-outbound", b"paris", codec.encode(Tick("paris", now))),
+        ("sms-outbound", b"paris", codec.encode(Tick(campaign_id="paris", occurred_at=now))),
         ("policies", b"lyon", b"{}"),
     ])
     changed = worker.cli("policy", "set", "lyon", "cooldown_days=30", operator="alice")

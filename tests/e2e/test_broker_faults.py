@@ -52,7 +52,7 @@ class Up(Worker):
         return json.loads((self.state / PID_FILE).read_text())["pid"]
 
     def health(self) -> tuple[int, dict]:
-        # The details are for the admin (streams/ops.py); a broker outage shows to all.
+        # The details are for the admin (streams/console/ops.py); a broker outage shows to all.
         r = requests.get(self.url + "/health", timeout=5,
                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         return r.status_code, r.json()

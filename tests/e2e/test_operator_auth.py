@@ -5,6 +5,7 @@ campaign replay (the audit stays clean); a signed command replayed is not applie
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from infra.operators import new_key_pair, sign_command
 from schemas import codec
-from streams import control
+from streams.cli import control
 from tests.e2e.conftest import CONFIG, OPERATOR_KEYS
 
 pytestmark = pytest.mark.services
@@ -126,8 +127,7 @@ def test_a_replayed_signed_command_is_applied_once_and_a_stale_one_never(worker)
     assert balance(worker, "lyon") == before + 1_000_000
     # Signed an hour ago: outside the window, whatever the campaign remembers.
     old = control.new_credit("lyon", 1_000_000, "leetchi", "alice")
-    old = type(old)(old.command_id, old.campaign_id, old.amount_micros, old.source,
-                    old.operator, int(time.time() * 1000) - 3_600_000)
+    old = dataclasses.replace(old, occurred_at=int(time.time() * 1000) - 3_600_000)
     produce(worker, codec.encode(sign_command(old, OPERATOR_KEYS["alice"], worker.app_id)))
     assert wait_refused(worker, old.command_id).reason.startswith("stale")
     # Signed for another deployment: refused here.

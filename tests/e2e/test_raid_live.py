@@ -24,8 +24,8 @@ import pytest
 from schemas import codec
 from schemas.commands import Tick
 from schemas.events import ReplyApproved, ReplyExpired, SenderScreened, SurgeEnded, SurgeStarted
-from streams.scenarios import REPLY_COST_MICROS, TROLL_KINDS, generate_plan, retimed, run_plan
 from streams.simulate import REPLY_2017, drive_webhook
+from streams.simulate.scenarios import REPLY_COST_MICROS, TROLL_KINDS, generate_plan, retimed, run_plan
 from tests.e2e.conftest import ACCESS_KEY, ADMIN_TOKEN, SIGNING_KEY, start_worker, stop_worker
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
@@ -112,7 +112,7 @@ async def _ticks(w, times: list[int]) -> None:
     try:
         for at in times:
             await producer.send_and_wait(f"{w.app_id}.reply-requests", codec.encode(
-                Tick("raid", at)), key=b"raid")
+                Tick(campaign_id="raid", occurred_at=at)), key=b"raid")
     finally:
         await producer.stop()
 

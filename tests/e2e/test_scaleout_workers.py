@@ -153,11 +153,11 @@ def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_
     them again from snapshot + journal). "the_other": the second worker. noida-db keeps a
     killed member as the group's leader, and used to wedge the group when a member
     committed during a rebalance (tests/infra/noida_group_wedge.py; the workers now keep
-    their member id then, infra/kafka_compat.py): when the worker left has not taken every
+    their member id then, infra/faust/aiokafka_patches.py): when the worker left has not taken every
     partition over within 25 s, the broker is restarted, as in the kill -9 tests (README,
     known limits); a real Kafka needs no restart. The test prints whether it was needed
     (since the member-id fix: only after the kill -9) and what the table recovery guard
-    did (streams/recovery_guard.py: once in CI the worker left waited 2 minutes there).
+    did (infra/faust/recovery_guard.py: once in CI the worker left waited 2 minutes there).
     "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
     may end uncertain, never sent twice)."""
     broker = EmbeddedBroker(tmp_path / "kafka").start()
@@ -260,7 +260,7 @@ def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):
             assert all(g >= TICK_S * 1000 / 2 for g in gaps), (cid, gaps)
         recovery = left.admin_get("/health").json().get("table_recovery")
         assert recovery is not None and recovery["stalled"] == 0, recovery
-        # The tables taken over were read back by the bulk reader (infra/faust_compat.py).
+        # The tables taken over were read back by the bulk reader (infra/faust/patches.py).
         assert recovery["read_in_bulk"] > 0 and recovery["undecodable_skipped"] == 0, recovery
         sent = sum("ReplySent" in o for o in outcomes.values())
         both = sum(len(o) == 2 for o in outcomes.values())

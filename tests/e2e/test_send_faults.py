@@ -81,9 +81,11 @@ def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | N
     values = []
     for i, (mid, number) in enumerate(zip(ids, numbers, strict=True)):
         pseudonym = privacy.pseudonym(number)
-        value = codec.encode(SendReply(mid, campaign, pseudonym, int(time.time() * 1000),
-                                       privacy.seal(number, campaign_id=campaign,
-                                                    sender=pseudonym)))
+        value = codec.encode(SendReply(
+            message_id=mid, campaign_id=campaign, sender=pseudonym, occurred_at=int(time.time() * 1000),
+            reply_to=privacy.seal(number, campaign_id=campaign,
+                                                    sender=pseudonym),
+        ))
         values.extend([value] * (1 + (copies or {}).get(i, 0)))
 
     async def produce() -> None:

@@ -53,7 +53,8 @@ def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka,
     shards = CampaignShards([PARIS], journal=KafkaJournal(kafka), journal_topic=f"{app}.journal",
                             snapshot_topic=f"{app}.snapshots", namespace=app)
     try:
-        first = asyncio.run(shards.decide([RequestReply("m1", "paris", "s_a", 1_000, "x")]))
+        first = asyncio.run(shards.decide([RequestReply(message_id="m1", campaign_id="paris", sender="s_a",
+                                                        occurred_at=1_000, reply_to="x")]))
         (approved,) = first
         assert isinstance(approved, ReplyApproved) and approved.seq == 1
         # The actor dies before the worker's write lands; its successor reads an empty log.
@@ -72,7 +73,8 @@ def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka,
         assert info["recovered"] == 0
         journal(kafka, f"{app}.journal", first)  # the worker's write lands now
         shards.journaled(first)
-        (second,) = asyncio.run(shards.decide([RequestReply("m2", "paris", "s_b", 2_000, "x")]))
+        (second,) = asyncio.run(shards.decide([RequestReply(message_id="m2", campaign_id="paris",
+                                                            sender="s_b", occurred_at=2_000, reply_to="x")]))
         assert isinstance(second, ReplyApproved)
         assert second.seq == 2  # not 1 again
         assert second.balance_after_micros == approved.balance_after_micros - second.cost_micros

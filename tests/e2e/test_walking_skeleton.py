@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from infra.journal import iter_records
-from streams.screening import SenderState
+from streams.rules.screening import SenderState
 from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
 
 pytestmark = pytest.mark.services
@@ -343,7 +343,7 @@ def test_provider_dates_are_clamped_at_the_webhook_and_both_times_journaled(work
 
     import requests
 
-    from streams.webhook import MAX_EVENT_SKEW_MS
+    from streams.intake.messagebird import MAX_EVENT_SKEW_MS
     from tests.e2e.conftest import SIGNING_KEY, sign
 
     url = worker.url + "/webhooks/messagebird/sms"

@@ -25,7 +25,7 @@ wrong, step by step (the aiokafka DEBUG lines it prints show it):
 Without the commit (``--no-commit``) the same two members share the partitions within a
 second, and when A leaves B takes both. A restart of noida-db clears the wedge (the group
 is forgotten). ``--keep-member`` installs the workers' fix
-(``infra.kafka_compat.install_keep_member_on_stale_commit``: A rejoins under its own id, as
+(``infra.faust.aiokafka_patches.install_keep_member_on_stale_commit``: A rejoins under its own id, as
 Kafka's Java client does): the group completes (tests/infra/test_kafka_compat.py).
 """
 
@@ -116,10 +116,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-commit", action="store_true")
     parser.add_argument("--keep-member", action="store_true",
-                        help="with infra.kafka_compat.install_keep_member_on_stale_commit")
+                        help="with infra.faust.aiokafka_patches.install_keep_member_on_stale_commit")
     args = parser.parse_args()
     if args.keep_member:
-        from infra.kafka_compat import install_keep_member_on_stale_commit
+        from infra.faust.aiokafka_patches import install_keep_member_on_stale_commit
         install_keep_member_on_stale_commit()
     coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
     coordinator.setLevel(logging.DEBUG)

@@ -20,7 +20,7 @@ from infra.gateway import (
     SendResult,
 )
 from infra.providers import Providers, gateways_from_env
-from streams.sending import CircuitBreaker, RetryPolicy, deliver
+from infra.sending import CircuitBreaker, RetryPolicy, deliver
 
 RECIPIENT = "31612345678"  # clearly fake
 KEY = "bird_test_key"

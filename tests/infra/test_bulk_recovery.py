@@ -1,4 +1,4 @@
-"""The in-memory tables read back in bulk (infra/faust_compat.py ``bulk_read``) from a real
+"""The in-memory tables read back in bulk (infra/faust/patches.py ``bulk_read``) from a real
 broker's changelog topic: the table ends as Faust's own apply of the same records leaves it
 (a value, a newer one, a tombstone, two partitions, the partition kept per key), the offsets
 move to the highwaters, a start offset is honoured, a record whose key does not decode is
@@ -24,7 +24,7 @@ from faust.types.tuples import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.faust_compat import (
+from infra.faust.patches import (
     bulk_health,
     bulk_read,
     changelog_decoder,

@@ -1,4 +1,4 @@
-"""The eager ``wait_first`` (infra/faust_compat.py) answers as mode's own does: the delivery
+"""The eager ``wait_first`` (infra/faust/patches.py) answers as mode's own does: the delivery
 that finishes at once wins without a task; one that waits is raced against the event as
 before (the event set interrupts it, its cleanup runs); errors come out either way; any other
 call is mode's. On a mode Service of its own (a class per test: the install patches it)."""
@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from mode import Service
 
-from infra.faust_compat import install_eager_delivery, resume, unset_event_wait
+from infra.faust.patches import install_eager_delivery, resume, unset_event_wait
 
 
 def service_class() -> type:

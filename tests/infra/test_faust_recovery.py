@@ -1,4 +1,4 @@
-"""The batched table recovery (infra/faust_compat.py) on Faust's own Recovery, Table and
+"""The batched table recovery (infra/faust/patches.py) on Faust's own Recovery, Table and
 in-memory store: the changelog records in the queue are applied in offset order (a value,
 then a newer one, a tombstone), records at or below the offset seen are not applied again,
 a record of a partition the worker does not hold is skipped, recovery is said to end once
@@ -15,7 +15,7 @@ from faust.events import Event
 from faust.types import TP
 from faust.types.tuples import Message
 
-from infra.faust_compat import _slurp_changelogs, install_batched_recovery
+from infra.faust.patches import _slurp_changelogs, install_batched_recovery
 
 
 def changelog_event(app: faust.App, tp: TP, offset: int, key: str, value: bytes | None) -> Event:

@@ -1,4 +1,4 @@
-"""infra/kafka_compat.py against the real embedded broker."""
+"""infra/faust/aiokafka_patches.py against the real embedded broker."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def test_a_commit_refused_mid_rebalance_no_longer_wedges_the_group_on_noida_db()
     assert generation_2 and generation_2[0] in members  # a live member leads generation 2
 
 
-# -- the fetch floor after empty fetches (infra/kafka_compat.py floor_after, floored) --------
+# -- the fetch floor after empty fetches (infra/faust/aiokafka_patches.py floor_after, floored) --------
 
-from infra.kafka_compat import IDLE_AFTER, floor_after, floored  # noqa: E402
+from infra.faust.aiokafka_patches import IDLE_AFTER, floor_after, floored  # noqa: E402
 
 
 def test_the_floor_grows_only_after_a_lull_and_stops_at_its_bound() -> None:

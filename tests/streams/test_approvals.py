@@ -3,22 +3,25 @@ reply-to waits, and when a reply is scheduled (the shell: streams/stages/decide.
 
 from schemas.commands import SendReply
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied, ReplyExpired
-from streams.approvals import hold_deferred, scheduled_send_at, send_command
+from streams.rules.approvals import hold_deferred, scheduled_send_at, send_command
 
 T = 1_700_000_000_000
 
 
 def approved(mid, campaign="c1", *, send_at=T, deferred_at=None, at=T):
-    return ReplyApproved(mid, campaign, f"p-{mid}", 1, "gsm7", 70_000, 1_000_000, 1, at, 1,
-                         "33-612", send_at, deferred_at)
+    return ReplyApproved(message_id=mid, campaign_id=campaign, sender=f"p-{mid}", segments=1, encoding="gsm7",
+                         cost_micros=70_000, balance_after_micros=1_000_000, seq=1, occurred_at=at,
+                         policy_version=1, prefix="33-612", send_at=send_at, deferred_at=deferred_at)
 
 
 def deferred(mid, campaign="c1"):
-    return ReplyDeferred(mid, campaign, f"p-{mid}", "33-612", 1, 1, 1, T, 1)
+    return ReplyDeferred(message_id=mid, campaign_id=campaign, sender=f"p-{mid}", prefix="33-612",
+                         texts_from_sender=1, queued=1, seq=1, occurred_at=T, policy_version=1)
 
 
 def expired(mid, campaign="c1"):
-    return ReplyExpired(mid, campaign, f"p-{mid}", "ttl", T, 2, T + 60_000, 1)
+    return ReplyExpired(message_id=mid, campaign_id=campaign, sender=f"p-{mid}", reason="ttl", deferred_at=T,
+                        seq=2, occurred_at=T + 60_000, policy_version=1)
 
 
 def test_a_deferred_request_keeps_its_reply_to_under_its_campaign():
@@ -42,7 +45,9 @@ def test_an_expiry_drops_the_reply_to_and_releases_nothing():
 
 
 def test_decisions_that_neither_defer_nor_release_touch_no_campaign():
-    denied = ReplyDenied("m3", "c2", "p-m3", "budget_exhausted", 0, 0, 1, T, 1, "")
+    denied = ReplyDenied(message_id="m3", campaign_id="c2", sender="p-m3", reason="budget_exhausted",
+                         cost_micros=0, balance_after_micros=0, seq=1, occurred_at=T, policy_version=1,
+                         prefix="")
     held = hold_deferred([approved("m1"), denied], {"m1": "sealed-1"}, {"c1": {"m9": "s9"}})
     assert held == hold_deferred([], {}, {})
     assert held.entries == {} and held.released == {}
@@ -68,7 +73,8 @@ def test_a_reply_with_a_delay_is_scheduled_one_without_is_sent_now():
 
 def test_an_approval_becomes_the_send_command_with_its_reply_to_and_schedule():
     send = send_command(approved("m1", send_at=T + 30_000), {"m1": "sealed-1"})
-    assert send == SendReply("m1", "c1", "p-m1", T, "sealed-1", T + 30_000)
+    assert send == SendReply(message_id="m1", campaign_id="c1", sender="p-m1", occurred_at=T,
+                             reply_to="sealed-1", send_at=T + 30_000)
     assert send_command(approved("m2"), {"m2": "sealed-2"}).send_at is None
 
 

@@ -1,4 +1,4 @@
-"""The send stage's batches (streams/batches.py), with plain records: a busy batch holds no
+"""The send stage's batches (infra/faust/batches.py), with plain records: a busy batch holds no
 record, a record is acknowledged only after its batch, a failed batch is not."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from streams.batches import BatchWorkers
+from infra.faust.batches import BatchWorkers
 
 
 class Recorder:

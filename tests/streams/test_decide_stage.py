@@ -53,13 +53,15 @@ class FakeRuntime:
 def test_hole_in_sms_outbound_a_charged_reply_whose_reply_to_is_lost_fails_and_is_refunded():
     # Issue 13 item 7: a released reply whose reply-to was no longer in the table was
     # charged and only logged ("not sent"): the money was gone, nothing said so.
-    released = ReplyApproved("m1", "paris", "s_a", 1, "GSM-7", 80_000, 920_000, 3, 4_000, 1,
-                             "33-6", 4_000, deferred_at=1_000)
+    released = ReplyApproved(message_id="m1", campaign_id="paris", sender="s_a", segments=1, encoding="GSM-7",
+                             cost_micros=80_000, balance_after_micros=920_000, seq=3, occurred_at=4_000,
+                             policy_version=1, prefix="33-6", send_at=4_000, deferred_at=1_000)
     rt = FakeRuntime([released])
-    event = SimpleNamespace(value=codec.encode(Tick("paris", 4_000)))
+    event = SimpleNamespace(value=codec.encode(Tick(campaign_id="paris", occurred_at=4_000)))
     asyncio.run(decide_batch(rt, [event]))
     assert rt.produced == []  # nothing to send it to
     (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]
     assert (failed.message_id, failed.retryable, failed.attempts) == ("m1", False, 0)
     assert failed.error.startswith("reply_to_lost")
-    assert rt.settled == [SettleReply("m1", "paris", "s_a", "failed", None, 5_000)]
+    assert rt.settled == [SettleReply(message_id="m1", campaign_id="paris", sender="s_a", outcome="failed",
+                                      price_micros=None, occurred_at=5_000)]

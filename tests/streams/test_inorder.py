@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from streams.inorder import InOrder
+from infra.faust.inorder import InOrder
 
 
 @dataclass(frozen=True)

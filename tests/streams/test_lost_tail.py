@@ -1,8 +1,9 @@
-"""The lost-tail account (streams/lost_tail.py): what a journal that lost records misses,
+"""The lost-tail account (infra/faust/lost_tail.py): what a journal that lost records misses,
 and the worker's check for a partition whose log ends before what it had read."""
 
 from __future__ import annotations
 
+from infra.faust.lost_tail import TailGuard, account, render_text
 from schemas.events import (
     DeliveryReported,
     RecordsLost,
@@ -12,25 +13,28 @@ from schemas.events import (
     SenderScreened,
     TextReceived,
 )
-from streams.lost_tail import TailGuard, account, render_text
 
 
 def text(mid):
-    return TextReceived(mid, "paris", "s-" + mid, "hi", 1, "mobile", "FR", "33-6")
+    return TextReceived(message_id=mid, campaign_id="paris", sender="s-" + mid, body="hi", occurred_at=1,
+                        number_kind="mobile", country="FR", prefix="33-6")
 
 
 def approved(mid, seq):
-    return ReplyApproved(mid, "paris", "s-" + mid, 1, "GSM-7", 80_000, 1_000_000, seq, 1, 1,
-                         "33-6", 1, None)
+    return ReplyApproved(message_id=mid, campaign_id="paris", sender="s-" + mid, segments=1, encoding="GSM-7",
+                         cost_micros=80_000, balance_after_micros=1_000_000, seq=seq, occurred_at=1,
+                         policy_version=1, prefix="33-6", send_at=1, deferred_at=None)
 
 
 def sent(mid):
-    return ReplySent(mid, "paris", "s-" + mid, "p-" + mid, None, False, 2)
+    return ReplySent(message_id=mid, campaign_id="paris", sender="s-" + mid, provider_message_id="p-" + mid,
+                     price_micros=None, dry_run=False, occurred_at=2)
 
 
 def reported(mid, status="delivered"):
-    return DeliveryReported(mid, "paris", "s-" + mid, "p-" + mid, status, None, None, None,
-                            None, 3)
+    return DeliveryReported(message_id=mid, campaign_id="paris", sender="s-" + mid,
+                            provider_message_id="p-" + mid, status=status, status_reason=None,
+                            error_code=None, price_micros=None, currency=None, occurred_at=3)
 
 
 def test_a_whole_journal_has_nothing_to_account_for():
@@ -46,9 +50,10 @@ def test_a_lost_stretch_is_told_by_the_gaps_and_the_provider_reports():
     # records; the delivery reports of c and d came after it was back. A worker found
     # the inbound partition short by 3 records and journaled it.
     journal = [text("a"), approved("a", 1), sent("a"),
-               RecordsLost("app.sms-received", 0, 10, 13, "position", 5),
+               RecordsLost(topic="app.sms-received", partition=0, from_offset=10, to_offset=13,
+                           found="position", occurred_at=5),
                reported("c"), reported("d", "delivery_failed"),
-               ReplyAttempted("f", "paris", "s-f", 1, 6),
+               ReplyAttempted(message_id="f", campaign_id="paris", sender="s-f", attempt=1, occurred_at=6),
                text("g"), approved("g", 5), sent("g"), sent("h")]
     acc = account(journal)
     assert acc.any
@@ -69,7 +74,8 @@ def test_the_guard_speaks_only_when_the_log_ends_before_what_was_read(caplog):
     assert guard.check("t", 0, expected=100, end=100, found="position", now_ms=1) is None
     assert guard.check("t", 0, expected=100, end=120, found="position", now_ms=1) is None
     fact = guard.check("t", 1, expected=100, end=60, found="committed", now_ms=7)
-    assert fact == RecordsLost("t", 1, 60, 100, "committed", 7)
+    assert fact == RecordsLost(topic="t", partition=1, from_offset=60, to_offset=100, found="committed",
+                               occurred_at=7)
     assert guard.records_lost == 40 and guard.health()["incidents"][0]["from_offset"] == 60
     assert "RECORDS LOST" in caplog.text and "40 record(s)" in caplog.text
 
@@ -106,11 +112,14 @@ def test_a_verdict_that_counts_texts_the_journal_lost_is_pointed_out():
     # The sender's first text (a) lost from the journal, then written again after his
     # second (b) was screened: b's verdict counts two texts where the journal has one.
     def screened(mid, verdict, reason, n):
-        return SenderScreened(mid, "paris", "s-x", verdict, reason, n, 1, 1)
+        return SenderScreened(message_id=mid, campaign_id="paris", sender="s-x", verdict=verdict,
+                              reason=reason, texts_from_sender=n, occurred_at=1, policy_version=1)
 
-    journal = [TextReceived("b", "paris", "s-x", "hi", 1, "mobile", "FR", "33-6"),
+    journal = [TextReceived(message_id="b", campaign_id="paris", sender="s-x", body="hi", occurred_at=1,
+                            number_kind="mobile", country="FR", prefix="33-6"),
                screened("b", "suppress", "already_answered", 2),
-               TextReceived("a", "paris", "s-x", "hi", 1, "mobile", "FR", "33-6"),
+               TextReceived(message_id="a", campaign_id="paris", sender="s-x", body="hi", occurred_at=1,
+                            number_kind="mobile", country="FR", prefix="33-6"),
                screened("a", "forward", None, 1)]
     acc = account(journal)
     assert acc.screened_ahead == ["b"] and acc.any

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 from aiohttp.streams import StreamReader
 
+from streams.intake.messagebird import MAX_BODY_BYTES, BadRequest
 from streams.stages.views import read_bounded
-from streams.webhook import MAX_BODY_BYTES, BadRequest
 
 
 def request(parts: list[bytes], *, eof: bool = True, length: int | None = None,

@@ -9,7 +9,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from streams.recovery_guard import RecoveryGuard, Remedy, remedy
+from infra.faust.recovery_guard import RecoveryGuard, Remedy, remedy
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import asyncio
 from collections import namedtuple
 from types import SimpleNamespace
 
-from streams.seenorder import SeenOrder
+from infra.faust.seenorder import SeenOrder
 
 TP = namedtuple("TP", "topic partition")("sms-outbound", 0)
 

@@ -1,4 +1,4 @@
-"""The send stage's second look (streams/send_guard.py): what the journal and this worker's
+"""The send stage's second look (infra/faust/send_guard.py): what the journal and this worker's
 memory know of a reply whose mark is gone."""
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from infra.broker import ensure_topics
+from infra.faust.send_guard import JournalIndex, RecentOutcomes, outcome_of
 from schemas import codec
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain, TextReceived
-from streams.send_guard import JournalIndex, RecentOutcomes, outcome_of
 
 
 def test_an_outcome_beats_an_attempt_and_sent_beats_everything():
-    attempted = ReplyAttempted("m", "c", "s", 1, 1)
-    sent = ReplySent("m", "c", "s", "p", None, False, 2)
-    failed = ReplyFailed("m", "c", "s", "e", True, 2, 3)
-    uncertain = ReplyUncertain("m", "c", "s", "timeout", 2)
+    attempted = ReplyAttempted(message_id="m", campaign_id="c", sender="s", attempt=1, occurred_at=1)
+    sent = ReplySent(message_id="m", campaign_id="c", sender="s", provider_message_id="p", price_micros=None,
+                     dry_run=False, occurred_at=2)
+    failed = ReplyFailed(message_id="m", campaign_id="c", sender="s", error="e", retryable=True,
+                         occurred_at=2, attempts=3)
+    uncertain = ReplyUncertain(message_id="m", campaign_id="c", sender="s", reason="timeout", occurred_at=2)
     assert outcome_of(None, attempted) == "attempting"
     assert outcome_of("attempting", failed) == "failed"
     assert outcome_of("failed", attempted) == "failed"  # a later attempt of a retried reply
     assert outcome_of("uncertain", sent) == "sent" and outcome_of("sent", uncertain) == "sent"
-    assert outcome_of("sent", TextReceived("m", "c", "s", "b", 1, "mobile", "FR", "")) == "sent"
+    assert outcome_of("sent", TextReceived(
+        message_id="m", campaign_id="c", sender="s", body="b", occurred_at=1, number_kind="mobile",
+        country="FR", prefix="",
+    )) == "sent"
 
 
 def test_recent_outcomes_forget_the_oldest_beyond_capacity():
@@ -54,12 +59,16 @@ def test_the_journal_index_finds_attempts_and_outcomes_from_a_time_on(kafka):
 
     async def scenario():
         index = JournalIndex(kafka, topic)
-        await write([ReplyAttempted("a", "c", "s1", 1, 1), ReplySent("a", "c", "s1", "p", None,
-                                                                      False, 2),
-                     ReplyAttempted("b", "c", "s2", 1, 1)])
+        await write([
+            ReplyAttempted(message_id="a", campaign_id="c", sender="s1", attempt=1, occurred_at=1),
+            ReplySent(message_id="a", campaign_id="c", sender="s1", provider_message_id="p",
+                      price_micros=None, dry_run=False, occurred_at=2),
+            ReplyAttempted(message_id="b", campaign_id="c", sender="s2", attempt=1, occurred_at=1),
+        ])
         first = await index.lookup(["a", "b", "z"], before - 1000)
         # Later writes are read on the next look-up, from where the last one stopped.
-        await write([ReplyUncertain("b", "c", "s2", "timeout", 3)])
+        await write([ReplyUncertain(message_id="b", campaign_id="c", sender="s2", reason="timeout",
+                                    occurred_at=3)])
         read_before = index.records_read
         second = await index.lookup(["b"], before)
         return first, second, index.records_read - read_before, \

@@ -11,10 +11,10 @@ import pytest
 
 from infra.gateway import SendResult
 from infra.privacy import Privacy
+from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.commands import SendReply
 from schemas.events import ReplyAttempted, ReplySent
-from streams.sending import CircuitBreaker
 from streams.settings import Settings
 from streams.stages.send import ReplySender
 
@@ -74,8 +74,11 @@ class FakeRuntime:
 
 def record_of(rt, mid, offset, number):
     pseudonym = rt.privacy.pseudonym(number)
-    value = codec.encode(SendReply(mid, "paris", pseudonym, rt.now_ms(), rt.privacy.seal(
-        number, campaign_id="paris", sender=pseudonym)))
+    value = codec.encode(SendReply(
+        message_id=mid, campaign_id="paris", sender=pseudonym, occurred_at=rt.now_ms(),
+        reply_to=rt.privacy.seal(
+        number, campaign_id="paris", sender=pseudonym),
+    ))
     message = SimpleNamespace(timestamp=time.time(), partition=0, offset=offset, tp=("o", 0))
     return SimpleNamespace(value=value, message=message)
 

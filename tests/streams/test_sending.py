@@ -14,7 +14,7 @@ from infra.gateway import (
     GatewayUnavailable,
     SendResult,
 )
-from streams.sending import CircuitBreaker, GroupCommit, RetryPolicy, deliver
+from infra.sending import CircuitBreaker, GroupCommit, RetryPolicy, deliver
 
 OK = SendResult("mb-1", 160_000, "EUR", 2, dry_run=False)
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.002)

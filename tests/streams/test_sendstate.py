@@ -3,7 +3,7 @@ broker (the shell, streams/stages/send.py, is covered end to end by tests/e2e)."
 
 import pytest
 
-from streams.sendstate import (
+from streams.rules.sendstate import (
     ATTEMPTING,
     DROP,
     FAILED,

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
-from streams.lost_tail import TailGuard
+from infra.faust.lost_tail import TailGuard
 from streams.stages.watchdog import Refetch
 
 TP = TopicPartition("antirelou.sms-received", 2)

@@ -25,7 +25,7 @@ from schemas.events import (
     TextReceived,
 )
 from schemas.policy import Policy
-from streams.screening import (
+from streams.rules.screening import (
     SenderState,
     decide_reopen,
     decide_screening,
@@ -38,25 +38,28 @@ MINUTE_MS = 60_000
 
 def screen_command(text: TextReceived, reply_to: str = "") -> ScreenText:
     """The screening command for a journaled text (``reply_to`` only in the live shell)."""
-    return ScreenText(text.message_id, text.campaign_id, text.sender, text.body,
-                      text.occurred_at, reply_to, text.number_kind, text.country, text.prefix)
+    return ScreenText(message_id=text.message_id, campaign_id=text.campaign_id, sender=text.sender,
+                      body=text.body, occurred_at=text.occurred_at, reply_to=reply_to,
+                      number_kind=text.number_kind, country=text.country, prefix=text.prefix)
 
 
 def request_for(verdict: SenderScreened, prefix: str, reply_to: str = "") -> RequestReply:
     """The campaign's request for a forwarded verdict."""
-    return RequestReply(verdict.message_id, verdict.campaign_id, verdict.sender,
-                        verdict.occurred_at, reply_to, prefix, verdict.texts_from_sender)
+    return RequestReply(message_id=verdict.message_id, campaign_id=verdict.campaign_id, sender=verdict.sender,
+                        occurred_at=verdict.occurred_at, reply_to=reply_to, prefix=prefix,
+                        texts_from_sender=verdict.texts_from_sender)
 
 
 def outcome_note(event: object) -> NoteReplyOutcome | None:
     """What a campaign or send outcome tells the sender's screening state: a request ended
     without a reply (denied, expired, refunded) reopens him; anything else says nothing."""
     if isinstance(event, ReplyDenied | ReplyExpired):
-        return NoteReplyOutcome(event.message_id, event.campaign_id, event.sender,
-                                f"{event.TYPE}:{event.reason}", event.occurred_at)
+        return NoteReplyOutcome(message_id=event.message_id, campaign_id=event.campaign_id,
+                                sender=event.sender, outcome=f"{event.TYPE}:{event.reason}",
+                                occurred_at=event.occurred_at)
     if isinstance(event, ReplyRefunded):
-        return NoteReplyOutcome(event.message_id, event.campaign_id, event.sender,
-                                event.TYPE, event.occurred_at)
+        return NoteReplyOutcome(message_id=event.message_id, campaign_id=event.campaign_id,
+                                sender=event.sender, outcome=event.TYPE, occurred_at=event.occurred_at)
     return None
 
 
@@ -125,7 +128,7 @@ class Pipeline:
     def tick_until(self, campaign_id: str, until: int) -> None:
         at = self._next_tick.get(campaign_id, 0)
         while at < until and self.busy(campaign_id):
-            self.decided(self.shard.decide([Tick(campaign_id, at)]))
+            self.decided(self.shard.decide([Tick(campaign_id=campaign_id, occurred_at=at)]))
             at += MINUTE_MS
         self._next_tick[campaign_id] = at
 

@@ -15,6 +15,9 @@ after 20 s. Here:
 MessageBird sends a small body at once, so neither bound touches it. Behind a reverse
 proxy (recommended: TLS, and the proxy absorbs slow clients first) set the proxy's own
 timeouts below these (README, "Deployment").
+
+Upstream: aiohttp's defaults (keep-alive 3600 s under Faust's web driver, no read timeout),
+no issue filed; checked against aiohttp 3.14 and faust-streaming 0.15.3.
 """
 
 from __future__ import annotations

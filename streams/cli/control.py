@@ -25,12 +25,13 @@ from schemas.commands import ChangePolicy, ControlCommand, CreditBudget
 
 
 def new_change(campaign_id: str, changes: dict[str, Any], operator: str) -> ChangePolicy:
-    return ChangePolicy(uuid.uuid4().hex, campaign_id, changes, operator, int(time.time() * 1000))
+    return ChangePolicy(command_id=uuid.uuid4().hex, campaign_id=campaign_id, changes=changes,
+                        operator=operator, occurred_at=int(time.time() * 1000))
 
 
 def new_credit(campaign_id: str, amount_micros: int, source: str, operator: str) -> CreditBudget:
-    return CreditBudget(uuid.uuid4().hex, campaign_id, amount_micros, source, operator,
-                        int(time.time() * 1000))
+    return CreditBudget(command_id=uuid.uuid4().hex, campaign_id=campaign_id, amount_micros=amount_micros,
+                        source=source, operator=operator, occurred_at=int(time.time() * 1000))
 
 
 async def submit(kafka: str, names: dict[str, str], command: ControlCommand,

@@ -4,7 +4,7 @@ whose recovery waits for good screens, decides and sends nothing. On noida-db th
 (CI, 2026-12-02, the two-worker test: three changelog partitions taken over from the worker
 that left, not one record received in 2 minutes, Faust logging "No event received for active
 tp ... since recovery start" every 5 s and nothing else). Two ways it can happen, both known
-from the source partitions (streams/inorder.py, stages/watchdog.Refetch): the records are on
+from the source partitions (infra/faust/inorder.py, stages/watchdog.Refetch): the records are on
 the broker but are not delivered (Faust drops what it fetches below its read offset, or
 while its flow is suspended, and the fetcher's position has moved on); or the highwater
 names records the broker no longer has (it lost its last second in a restart).
@@ -19,7 +19,10 @@ partition with records still to read and none received for ``stall_s``:
   Recovery then ends on Faust's next check (every 5 s) once everything that exists was read.
 
 ``remedy`` decides; it is pure. The guard only touches a partition nothing arrived on for
-``stall_s``, and again ``stall_s`` after its last remedy at the earliest."""
+``stall_s``, and again ``stall_s`` after its last remedy at the earliest.
+
+Upstream: faust-streaming #596 (records dropped below the read offset) and noida-db losing
+its last second (no issue filed); checked against faust-streaming 0.15.3, noida-db 0.2.3."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ and a one-line summary per campaign in the worker log every minute.
 
 - a task following the journal from its beginning (and the webhook's records in
   ``sms-received`` from their end, for their timestamps only) into a
-  ``streams.metrics.Projection``; every worker holds the whole deployment's figures, so any
+  ``streams.console.metrics.Projection``; every worker holds the whole deployment's figures, so any
   worker's dashboard shows every campaign (in Prometheus, aggregate them with ``max``, not
   ``sum``); the consumer lag is this worker's own, per stage;
 - ``/metrics`` (Prometheus text format), ``/dashboard`` (a page and its script, in the
@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from schemas import codec
 from schemas.codec import CodecError
-from streams.metrics import PROJECTED_TYPES, TEXT_BUCKETS, Projection
+from streams.console.metrics import PROJECTED_TYPES, TEXT_BUCKETS, Projection
 
 log = logging.getLogger("antirelou")
 
@@ -114,7 +114,7 @@ class Guard:
 
 
 def asset(name: str) -> bytes:
-    return resources.files("streams").joinpath("web", name).read_bytes()
+    return resources.files("streams.console").joinpath("web", name).read_bytes()
 
 
 def login_page(message: str = "") -> str:
@@ -224,7 +224,7 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     dashboard and no minute summary; /metrics holds this worker's consumer lag only. Each
     follower reads the whole journal (about a tenth of a worker's CPU in a flood, measured
     2026-12-02): in a deployment of several workers, one follows and the others need not."""
-    from streams.app import topic_names
+    from streams.settings import topic_names
 
     names = topic_names(settings.app_id)
     projection = Projection(settings.campaigns)

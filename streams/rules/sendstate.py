@@ -13,7 +13,7 @@ copy that finds it comes after a crash mid-call. ``streams.stages.send`` is the 
 from __future__ import annotations
 
 # Where a reply got to (the values of replies_by_message); "sent", "failed" and "uncertain"
-# are also the kinds of streams.sending.Outcome, stored as they are.
+# are also the kinds of infra.sending.Outcome, stored as they are.
 ATTEMPTING = "attempting"
 SENT = "sent"
 FAILED = "failed"

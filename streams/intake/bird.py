@@ -31,7 +31,7 @@ channel, a status of a message we did not send) is answered 200 and ignored, so 
 not retry it for hours.
 
 ``register_bird_webhook`` adds the view to a Faust app given the ports it needs; the rest is
-plain functions tested without a broker. Errors (``streams.webhook``; never a number in
+plain functions tested without a broker. Errors (``streams.intake.messagebird``; never a number in
 them): ``BadRequest`` 400/413/415/422, ``Unauthorized`` 401.
 """
 
@@ -54,7 +54,7 @@ from infra.privacy import mask_numbers
 from schemas.campaign import Campaign
 from schemas.commands import ScreenText
 from schemas.events import DeliveryReported
-from streams.webhook import (
+from streams.intake.messagebird import (
     MAX_BODY_BYTES,
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,
@@ -355,7 +355,7 @@ def screen_text_of(text: BirdText, campaign: Campaign, *, pseudonym: Callable[[s
     """The ``ScreenText`` of an inbound Bird SMS, exactly as the classic webhook builds it:
     the sender as a pseudonym, the number sealed for the reply (bound to the campaign and
     the pseudonym), a number in the body masked, the provider's date clamped to the
-    arrival time (streams.webhook.event_time), nothing in clear."""
+    arrival time (streams.intake.messagebird.event_time), nothing in clear."""
     sender = pseudonym(text.originator)
     number = number_facts.get(sender, text.originator)
     return ScreenText(

@@ -1,6 +1,6 @@
 """The send stage's offset-order guard: a hole in sms-outbound is fetched again.
 
-The other stages admit their records through ``streams.inorder.InOrder`` before they use
+The other stages admit their records through ``infra.faust.inorder.InOrder`` before they use
 them. The send stage cannot: its agent runs several concurrent actors on one stream (a
 reply being retried holds up only its own batch), so one actor sees every other offset.
 What all actors share is the moment each record is taken from the agent's queue, in
@@ -9,13 +9,15 @@ calls ``SeenOrder.see(event)`` there. A record past the next expected offset mea
 ones between were dropped before reaching the agent (faust-streaming #596/#606, the
 reason for InOrder): the partition is sought back to the first missing offset, and what
 comes again is processed again (the send stage sends a reply at most once whatever it is
-given: streams.sendstate). The first record of a partition after an assignment is checked
+given: streams.rules.sendstate). The first record of a partition after an assignment is checked
 against where the assignment started (the committed offset, else the log's first), as
 InOrder does; that check needs the broker, so it runs as a task.
 
-A seek back can be undone by Faust's fetch loop (streams/inorder.py says how): the records
+A seek back can be undone by Faust's fetch loop (infra/faust/inorder.py says how): the records
 fetched again are dropped once more and the hole stays. So the seek is made again (after
 0.25 s, doubling up to 2 s) until one of the missing records comes.
+
+Upstream: faust-streaming #596, #606; checked against faust-streaming 0.15.3.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams.inorder import MAX_RETRY_S, RETRY_S, STALL_S
+from infra.faust.inorder import MAX_RETRY_S, RETRY_S, STALL_S
 
 log = logging.getLogger("antirelou.inorder")
 

@@ -22,6 +22,9 @@ What neither can know: a reply whose call went out in the very last second befor
 broker was killed, when the worker was restarted too (its memory gone) and the journal
 lost the attempt with the mark. MessageBird's classic API has no idempotency key and no
 look-up by ``reference``: that reply can go out twice (README, "Reliability").
+
+Upstream: noida-db losing its last second (no issue filed) and Faust rebuilding a table from
+its changelog after a rebalance; checked against noida-db 0.2.3, faust-streaming 0.15.3.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``Projection`` folds journal events (as they come from the journal topic, with each
 record's Kafka timestamp) into per-campaign figures. It is pure: no clock, no I/O; the
-shell (``streams.ops``) feeds it and asks it for ``snapshot(now_ms)``.
+shell (``streams.console.ops``) feeds it and asks it for ``snapshot(now_ms)``.
 
 - Campaign state (balance, spend, queue, surge, policy, pacing) is the campaign core's own
   ``evolve_campaign`` applied in ``seq`` order, the way a shard recovers: the dashboard and

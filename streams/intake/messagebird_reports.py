@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from infra.privacy import normalize_msisdn
-from streams.webhook import MAX_ID_CHARS, BadRequest, _iso_ms
+from streams.intake.messagebird import MAX_ID_CHARS, BadRequest, _iso_ms
 
 STATUSES = frozenset({"scheduled", "sent", "buffered", "delivered", "expired", "delivery_failed"})
 MAX_QUERY_BYTES = 4096

@@ -13,7 +13,10 @@ seconds after the first) and handle it. A busy batch holds no record.
 A record is acknowledged only once its batch was handled. A batch whose handling raised
 (e.g. the broker went away while its attempts were written) is not acknowledged: it is
 reported to ``on_failure`` with its records, which the send stage fetches again (it sends a
-reply at most once whatever it is given: streams.sendstate).
+reply at most once whatever it is given: streams.rules.sendstate).
+
+Upstream: no issue filed (``Stream.take_events``' buffering, by design); checked against
+faust-streaming 0.15.3.
 """
 
 from __future__ import annotations

@@ -123,9 +123,10 @@ def decide_screening(state: SenderState, command: ScreenText | TextReceived,
         if earlier is None:  # remembered without its verdict by an older state
             return _verdict(command, "suppress", DUPLICATE, state.texts, policy)
         campaign_id, reason, texts, occurred_at, policy_version = earlier
-        return [SenderScreened(mid, campaign_id, command.sender,
-                               "forward" if reason is None else "suppress", reason, texts,
-                               occurred_at, policy_version)]
+        return [SenderScreened(message_id=mid, campaign_id=campaign_id, sender=command.sender,
+                               verdict="forward" if reason is None else "suppress", reason=reason,
+                               texts_from_sender=texts, occurred_at=occurred_at,
+                               policy_version=policy_version)]
     texts = state.texts + 1
     now = command.occurred_at
     within_rate, _ = gcra_check(state.rate, now, policy.sender_period_ms, policy.sender_burst)
@@ -144,10 +145,10 @@ def decide_screening(state: SenderState, command: ScreenText | TextReceived,
 
 def _verdict(command: ScreenText | TextReceived, verdict: str, reason: str | None, texts: int,
              policy: Policy) -> list[SenderScreened]:
-    # Positional, in SenderScreened's field order: message_id, campaign_id, sender, verdict,
-    # reason, texts_from_sender, occurred_at, policy_version.
-    return [SenderScreened(command.message_id, command.campaign_id, command.sender, verdict,
-                           reason, texts, command.occurred_at, policy.version)]
+    return [SenderScreened(message_id=command.message_id, campaign_id=command.campaign_id,
+                           sender=command.sender, verdict=verdict, reason=reason,
+                           texts_from_sender=texts, occurred_at=command.occurred_at,
+                           policy_version=policy.version)]
 
 
 def decide_reopen(state: SenderState, command: NoteReplyOutcome) -> list[SenderReopened]:
