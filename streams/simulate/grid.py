@@ -1,7 +1,7 @@
 """``antirelou simulate --grid [--seeds N] [--json]``: the shipped defaults over a grid of
 shapes (``grid_traffic``), beside the baselines (answer once, answer every text).
 
-Each cell's texts run through the real decision core (``streams.pipeline.Pipeline``:
+Each cell's texts run through the real decision core (``streams.rules.pipeline.Pipeline``:
 screening, the campaign shard, outcomes back to the senders, ticks once a minute, every
 campaign ticked up to each text's time as the live ticker does), then are scored against
 the ground truth. ``--json`` prints one JSON object per cell on its own line::
@@ -31,7 +31,7 @@ from actors.textfilter import normalise
 from infra.numbers import NumberInfo, classify
 from schemas.commands import ChangePolicy, ScreenText
 from schemas.events import ReplyApproved, SurgeStarted
-from streams.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import MICROS_PER_EUR, MINUTE_MS, TROLL_KINDS
 from streams.simulate.grid_traffic import (
     RESERVE_EUR,
