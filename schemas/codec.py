@@ -205,3 +205,48 @@ def _deferred_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 @upcaster("SendReply", 1)
 def _send_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "send_at": None}
+
+
+# Content evidence (issue 28): the word keys of a text and the sender's other campaigns; a
+# request's safety delay; a surge's spend bound. Absent before: no words, no other campaign,
+# judged at once, no bound recorded.
+
+
+@upcaster("SenderScreened", 2)
+def _screened_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": "", "other_campaigns": 0}
+
+
+@upcaster("ReplyApproved", 3)
+def _approved_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": ""}
+
+
+@upcaster("ReplyDenied", 3)
+def _denied_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": ""}
+
+
+@upcaster("ReplyDeferred", 2)
+def _deferred_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": "", "hold_until": 0}
+
+
+@upcaster("ReplyPromoted", 1)
+def _promoted_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": ""}
+
+
+@upcaster("SurgeStarted", 1)
+def _surge_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "spend_cap_micros": 0}
+
+
+@upcaster("RequestReply", 2)
+def _request_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": "", "other_campaigns": 0}
+
+
+@upcaster("ReviewRequest", 1)
+def _review_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "words": ""}

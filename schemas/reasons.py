@@ -35,19 +35,25 @@ UNKNOWN_CAMPAIGN: Final = "unknown_campaign"
 PREFIX_FLOOD: Final = "prefix_flood"
 ALLOWANCE: Final = "allowance"
 QUEUE_FULL: Final = "queue_full"
+# Content and sender evidence (actors.evidence): the text carries words a raid is pasting (words
+# that arrive with a burst of first texts and were rare before it), or its sender texted
+# another campaign of the deployment within a day.
+RAID_WORDS: Final = "raid_words"
+OTHER_CAMPAIGN: Final = "other_campaign"
 DENIAL_REASONS: Final = (BUDGET_EXHAUSTED, RESERVE_REACHED, NOT_STARTED, ENDED, UNKNOWN_CAMPAIGN,
-                         PREFIX_FLOOD, ALLOWANCE, QUEUE_FULL)
+                         PREFIX_FLOOD, ALLOWANCE, QUEUE_FULL, RAID_WORDS, OTHER_CAMPAIGN)
 
 # Expiries (FLOODER, QUEUE_FULL and BUDGET_EXHAUSTED are the same words as above)
 TTL: Final = "ttl"
-RAID: Final = "raid"
-EXPIRY_REASONS: Final = (TTL, QUEUE_FULL, FLOODER, RAID, BUDGET_EXHAUSTED)
+RAID: Final = "raid"  # older journals: a whole surge's first texts judged a raid at its end
+EXPIRY_REASONS: Final = (TTL, QUEUE_FULL, FLOODER, RAID, BUDGET_EXHAUSTED, RAID_WORDS,
+                         OTHER_CAMPAIGN)
 # Those a tick decides (the others: a request, or screening's review).
-TICK_EXPIRIES: Final = frozenset({TTL, RAID, BUDGET_EXHAUSTED})
+TICK_EXPIRIES: Final = frozenset({TTL, RAID, BUDGET_EXHAUSTED, RAID_WORDS})
 
 # Reviews
 TEXTED_AGAIN: Final = "texted_again"
-REVIEW_REASONS: Final = (FLOODER, TEXTED_AGAIN)
+REVIEW_REASONS: Final = (FLOODER, TEXTED_AGAIN, OTHER_CAMPAIGN)
 
 # Not a decision's reason: the audit report's column of every ReplyExpired, whatever its reason.
 EXPIRED: Final = "expired"

@@ -45,6 +45,7 @@ from schemas.events import (
     ReplyDenied,
     ReplyExpired,
     ReplyFailed,
+    ReplyHeldBack,
     ReplyPromoted,
     ReplyRefunded,
     ReplySent,
@@ -60,6 +61,7 @@ from schemas.policy import PolicyChain
 from schemas.reasons import (
     ALREADY_ANSWERED,
     FLOODER,
+    OTHER_CAMPAIGN,
     TEXTED_AGAIN,
     TICK_EXPIRIES,
     UNKNOWN_CAMPAIGN,
@@ -102,6 +104,9 @@ class VerdictNote(NamedTuple):
     reason: str | None
     texts_from_sender: int
     occurred_at: int
+    policy_version: int
+    words: str
+    other_campaigns: int
 
 
 _NOTE_VALUES = itemgetter(*VerdictNote._fields)
@@ -189,6 +194,9 @@ class Audit:
         # Screening's reopenings, and the verdicts a review of a queued request may follow.
         self._reopened: list[tuple[SenderReopened, int]] = []
         self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
+        # A sender's first campaign; the senders who texted more than one (other_campaign).
+        self._first_campaign: dict[str, str] = {}
+        self._several_campaigns: set[str] = set()
         self._screening_mismatches: list[Mismatch] = []
         self._found: list[Mismatch] = []  # the campaign mismatches, while replaying
         self._held: tuple[TextReceived | None, int] = (None, -1)
@@ -297,8 +305,12 @@ class Audit:
         """What the campaign replay takes of a verdict: the first forward verdict of each
         message id, and the verdicts a review may follow. True: ``ev`` is the first forward
         verdict of its message id (``_screened`` keeps its text's range)."""
-        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
+        if ev.reason == ALREADY_ANSWERED:
             self._reviewable.add((ev.sender, ev.campaign_id, ev.reason))
+        elif ev.reason == FLOODER:  # withdraws his requests in every campaign
+            self._reviewable.add((ev.sender, "", ev.reason))
+        if self._first_campaign.setdefault(ev.sender, ev.campaign_id) != ev.campaign_id:
+            self._several_campaigns.add(ev.sender)
         if ev.verdict == "forward" and ev.message_id not in self._forwarded:
             self._forwarded[ev.message_id] = ev  # type: ignore[assignment]
             return True
@@ -356,7 +368,7 @@ class Audit:
                 self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
         elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
               or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
-              or t is ReplyPromoted):
+              or t is ReplyPromoted or t is ReplyHeldBack):
             self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
             if t is PolicyChanged:
                 self._learn_policy(ev)
@@ -710,20 +722,25 @@ class Audit:
             return decide_reply(state, RequestReply(
                 message_id=key, campaign_id=cid, sender=fwd.sender, occurred_at=fwd.occurred_at, reply_to="",
                 prefix=self._prefix_of(key, ev), texts_from_sender=getattr(fwd, "texts_from_sender", 1),
+                words=getattr(fwd, "words", ""), other_campaigns=getattr(fwd, "other_campaigns", 0),
             ), campaign)
         if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                t is ReplyExpired and ev.reason in TICK_EXPIRIES):
+                t is ReplyExpired and ev.reason in TICK_EXPIRIES) or t is ReplyHeldBack:
             # A tick: its time is the events' time.
             return decide_tick(state, Tick(campaign_id=cid, occurred_at=ev.occurred_at), campaign)
-        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
+        if t is ReplyPromoted or (t is ReplyExpired and ev.reason in (FLOODER, OTHER_CAMPAIGN)):
             # Screening's review of a queued request: it must follow from a verdict.
-            reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
-            verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
-            if (ev.sender, cid, verdict) not in self._reviewable:
+            reason = ev.reason if t is ReplyExpired else TEXTED_AGAIN
+            if reason == OTHER_CAMPAIGN:
+                reviewable = ev.sender in self._several_campaigns
+            else:
+                reviewable = ((ev.sender, "", FLOODER) if reason == FLOODER
+                              else (ev.sender, cid, ALREADY_ANSWERED)) in self._reviewable
+            if not reviewable:
                 mismatch("review_without_verdict", key, None, ev, pos)
-            return decide_review(state, ReviewRequest(message_id=ev.message_id, campaign_id=cid,
-                                                      sender=ev.sender, reason=reason,
-                                                      occurred_at=ev.occurred_at))
+            return decide_review(state, ReviewRequest(
+                message_id=ev.message_id, campaign_id=cid, sender=ev.sender, reason=reason,
+                occurred_at=ev.occurred_at, words=getattr(ev, "words", "")))
         if t is ReplyRefunded:
             if ev.message_id not in self._failed:
                 mismatch("refund_without_failure", key, None, ev, pos)

@@ -47,7 +47,8 @@ def request_for(verdict: SenderScreened, prefix: str, reply_to: str = "") -> Req
     """The campaign's request for a forwarded verdict."""
     return RequestReply(message_id=verdict.message_id, campaign_id=verdict.campaign_id, sender=verdict.sender,
                         occurred_at=verdict.occurred_at, reply_to=reply_to, prefix=prefix,
-                        texts_from_sender=verdict.texts_from_sender)
+                        texts_from_sender=verdict.texts_from_sender, words=verdict.words,
+                        other_campaigns=verdict.other_campaigns)
 
 
 def outcome_note(event: object) -> NoteReplyOutcome | None:
@@ -73,13 +74,11 @@ class Screened:
 
 def screen(state: SenderState, command: ScreenText, policy: Policy) -> Screened:
     """Screen one text and evolve the sender's state: the verdict, then what goes to the
-    campaign (a request for a forward; a review of his awaited request)."""
+    campaigns (a request for a forward; reviews of his awaited requests)."""
     verdicts = decide_screening(state, command, policy)
     out = Screened(verdicts)
     for verdict in verdicts:
-        reviewed = review(state, verdict)
-        if reviewed is not None:
-            out.to_campaign.append(reviewed)
+        out.to_campaign += review(state, verdict)
         evolve_sender(state, verdict, policy)
         if verdict.verdict == "forward":
             # A restated forward asks again: the campaign answers with its first decision.

@@ -1,0 +1,264 @@
+"""What the events show about a request, beyond its own sender: the cohort it arrived in and
+the words it carries. Pure; the campaign (``actors.decide``, ``actors.evolve``) keeps one
+``Cohorts`` and one ``WordStats`` per campaign and feeds them every first text, in the
+events' order, so a replay rebuilds them exactly.
+
+**Cohorts.** First texts (requests reaching the campaign) are counted per UTC minute
+(``minute = now // 60_000``). The *baseline* is the mean of the last ``BASELINE_MINUTES``
+(60) closed minutes, with a **prior** for a fresh campaign: unseen minutes count as
+``expected`` first texts each (``surge_expected_per_minute``), so a launch is not compared
+with nothing. In integers: ``count * 60 > multiple * baseline_sum``, with at least
+``min_rate`` first texts: the minute is a **spike** (a surge's cohort). Texts that carried a
+raid's words when they came (denied ``raid_words``) are left out of the baseline, so a raid
+never becomes its own normal; everything else goes in, so a launch does within its hour and
+ordinary traffic after it trips nothing. Each closed minute's count and the baseline before it
+are remembered (``COHORT_MINUTES``): a request is judged, at the end of its safety delay, by
+the minute it arrived in, once that minute is whole.
+
+A surge is a run of spikes: it starts on a spiking minute and ends after ``quiet`` minutes
+without one (``surge_transition``). It decides nothing by itself: it scopes a spend bound.
+
+**Words.** ``WordStats`` counts the word keys (``actors.words``) of the requests of the last
+``WINDOW_MINUTES`` (5) minutes, minute by minute, and keeps a *reference*: the counts of the
+older minutes (halved past ``REF_CAP`` texts, so it follows the campaign), without the words
+marked when they left the window. A word is **marked** (a raid's) when, within the window, at
+least ``MIN_TEXTS`` requests carried it, more than ``LIFT`` times as many as its share of the
+reference predicts, and so many more that chance cannot explain it: ``Z`` standard deviations
+above that prediction (a Poisson count's), once the reference holds ``REF_MIN`` texts. The
+reference share is counted with a prior of ``PRIOR_TEXTS`` texts at 1 % (a word absent from a
+small reference is not taken for one that never occurs). So a word that arrives with a burst
+and was rare before it is marked; a common word at its usual share never is, nor one that
+five pests happened to write in the same few minutes; a fresh campaign's first words are not
+judged until they have a past. A mark is extended by every text that carries the word again,
+and forgotten ``MARK_MEMORY_MINUTES`` after its last (a second wave with the same words is
+known at once); it marks every request still waiting that carries the word. A mark
+records the first minute of the window that carried the word.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.policy import Policy
+
+MINUTE_MS = 60_000
+BASELINE_MINUTES = 60
+COHORT_MINUTES = 24 * 60
+NO_MINUTE = -1
+
+WINDOW_MINUTES = 5
+MIN_TEXTS = 10
+LIFT = 2
+Z = 6
+PRIOR_TEXTS = 20  # at a share of 1 / PRIOR_PER_SHARE
+PRIOR_PER_SHARE = 100
+REF_MIN = 40
+REF_CAP = 20_000
+REF_WORDS = 8_192
+WINDOW_WORDS = 4_096
+MARK_MEMORY_MINUTES = 24 * 60
+
+
+# --- cohorts ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Cohorts:
+    minute: int = NO_MINUTE  # the UTC minute ``count`` belongs to
+    count: int = 0  # first texts in that minute
+    marked: int = 0  # of which carried a raid's words when they came (not in the baseline)
+    # Closed minutes' counts without the marked ones, oldest first, at most BASELINE_MINUTES.
+    # Replaced when a minute closes, never changed in place (a decision's copy shares it).
+    history: list[int] = field(default_factory=list)
+    # (minute, first texts, baseline sum before it) of the closed minutes that had first
+    # texts, oldest first, within COHORT_MINUTES. Replaced, never changed in place.
+    recent: list[tuple[int, int, int]] = field(default_factory=list)
+    active: bool = False  # a surge is on
+    last_surge_minute: int = NO_MINUTE
+
+    def copy(self) -> Cohorts:
+        return Cohorts(self.minute, self.count, self.marked, self.history, self.recent,
+                       self.active, self.last_surge_minute)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"minute": self.minute, "count": self.count, "marked": self.marked,
+                "history": list(self.history), "recent": [list(r) for r in self.recent],
+                "active": self.active, "last_surge_minute": self.last_surge_minute}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cohorts:
+        return cls(minute=data["minute"], count=data["count"], marked=data.get("marked", 0),
+                   history=list(data["history"]),
+                   recent=[(r[0], r[1], r[2]) for r in data.get("recent", ())],
+                   active=bool(data["active"]), last_surge_minute=data["last_surge_minute"])
+
+
+def baseline_sum(history: list[int], expected: int) -> int:
+    """First texts in the baseline's ``BASELINE_MINUTES`` minutes, unseen minutes at the prior."""
+    return sum(history) + expected * max(0, BASELINE_MINUTES - len(history))
+
+
+def is_spike(count: int, base: int, policy: Policy) -> bool:
+    """Whether a minute of ``count`` first texts over a baseline of ``base`` (first texts in
+    ``BASELINE_MINUTES`` minutes) is a spike under ``policy`` (never with surges off)."""
+    return (policy.surge_multiple > 0 and count >= policy.surge_min_rate
+            and count * BASELINE_MINUTES > policy.surge_multiple * base)
+
+
+def roll(c: Cohorts, now: int, expected: int) -> None:
+    """Move to the minute of ``now`` (never back: a late text counts in the current minute)."""
+    minute = now // MINUTE_MS
+    if c.minute == NO_MINUTE:
+        c.minute = minute
+        return
+    if minute <= c.minute:
+        return
+    closed = c.minute
+    if c.count:
+        keep = closed - COHORT_MINUTES
+        recent = c.recent
+        start = bisect.bisect_left(recent, (keep,)) if recent and recent[0][0] < keep else 0
+        c.recent = recent[start:] + [(closed, c.count, baseline_sum(c.history, expected))]
+    idle = min(minute - closed - 1, BASELINE_MINUTES)
+    c.history = (c.history + [c.count - c.marked] + [0] * idle)[-BASELINE_MINUTES:]
+    c.minute, c.count, c.marked = minute, 0, 0
+
+
+def observe(c: Cohorts, now: int, policy: Policy, marked: bool) -> None:
+    """Count one first text at ``now`` (``marked``: it carried a raid's words)."""
+    roll(c, now, policy.surge_expected_per_minute)
+    c.count += 1
+    c.marked += marked
+    if is_spike(c.count, baseline_sum(c.history, policy.surge_expected_per_minute), policy):
+        c.last_surge_minute = c.minute
+
+
+def cohort_of(c: Cohorts, minute: int, expected: int) -> tuple[int, int]:
+    """``(first texts, baseline sum)`` of ``minute``: (0, 0) when none arrived in it or it is
+    forgotten."""
+    if minute == c.minute:
+        return c.count, baseline_sum(c.history, expected)
+    i = bisect.bisect_left(c.recent, (minute,))
+    if i < len(c.recent) and c.recent[i][0] == minute:
+        return c.recent[i][1], c.recent[i][2]
+    return 0, 0
+
+
+def surge_transition(c: Cohorts, policy: Policy) -> str | None:
+    """"enter" / "leave" / None for cohorts already rolled to now: enter on a spiking minute,
+    leave after ``surge_quiet_minutes`` minutes without one (or with surges off)."""
+    if c.active:
+        if policy.surge_multiple <= 0 or c.minute - c.last_surge_minute > policy.surge_quiet_minutes:
+            return "leave"
+        return None
+    if is_spike(c.count, baseline_sum(c.history, policy.surge_expected_per_minute), policy):
+        return "enter"
+    return None
+
+
+# --- words -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WordStats:
+    # [minute, requests, {word: requests carrying it}] for the window, oldest first.
+    minutes: list[list[Any]] = field(default_factory=list)
+    ref: dict[str, int] = field(default_factory=dict)  # older minutes' word counts
+    ref_texts: int = 0  # requests in the reference
+    marks: dict[str, list[int]] = field(default_factory=dict)  # word -> [from, last] minute
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"minutes": [[m, n, dict(w)] for m, n, w in self.minutes], "ref": dict(self.ref),
+                "ref_texts": self.ref_texts, "marks": {w: list(v) for w, v in self.marks.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WordStats:
+        return cls(minutes=[[m, n, dict(w)] for m, n, w in data["minutes"]], ref=dict(data["ref"]),
+                   ref_texts=data["ref_texts"],
+                   marks={w: [v[0], v[1]] for w, v in data["marks"].items()})
+
+
+def words_observe(stats: WordStats, now: int, words: str) -> None:
+    """Count one request's words at ``now`` and mark those it makes a raid's."""
+    minute = now // MINUTE_MS
+    minutes = stats.minutes
+    if not minutes or minute > minutes[-1][0]:
+        _words_roll(stats, minute)
+        minutes.append([minute, 0, {}])
+    bucket = minutes[-1]  # a late text counts in the current minute
+    bucket[1] += 1
+    if not words:
+        return
+    counts = bucket[2]
+    marks = stats.marks
+    for w in words.split():
+        n = counts.get(w)
+        if n is not None:
+            counts[w] = n + 1
+        elif len(counts) < WINDOW_WORDS:
+            counts[w] = 1
+        else:
+            continue  # a minute of that many words: the rest are rare ones
+        mark = marks.get(w)
+        if mark is not None:
+            mark[1] = bucket[0]
+        elif stats.ref_texts >= REF_MIN:
+            _maybe_mark(stats, w)
+
+
+def _maybe_mark(stats: WordStats, w: str) -> None:
+    carried = texts = 0
+    first = None
+    for minute, n, counts in stats.minutes:
+        texts += n
+        c = counts.get(w)
+        if c:
+            carried += c
+            if first is None:
+                first = minute
+    if carried < MIN_TEXTS or first is None:
+        return
+    # Expected: texts x the reference share with its prior,
+    # e = texts * (ref + PRIOR_TEXTS / PRIOR_PER_SHARE) / (ref_texts + PRIOR_TEXTS) = num / den;
+    # marked when carried >= LIFT * e and carried - e >= Z * sqrt(e), in integers.
+    num = texts * (stats.ref.get(w, 0) * PRIOR_PER_SHARE + PRIOR_TEXTS)
+    den = (stats.ref_texts + PRIOR_TEXTS) * PRIOR_PER_SHARE
+    over = carried * den - num
+    if carried * den >= LIFT * num and over > 0 and over * over >= Z * Z * num * den:
+        stats.marks[w] = [first, stats.minutes[-1][0]]
+
+
+def _words_roll(stats: WordStats, minute: int) -> None:
+    """Minutes that leave the window go to the reference (their marked words do not)."""
+    minutes, ref, marks = stats.minutes, stats.ref, stats.marks
+    keep_from = minute - WINDOW_MINUTES + 1
+    while minutes and minutes[0][0] < keep_from:
+        _, n, counts = minutes.pop(0)
+        total = clean = 0
+        for w, c in counts.items():
+            total += c
+            if w not in marks:
+                ref[w] = ref.get(w, 0) + c
+                clean += c
+        stats.ref_texts += n if not total else n * clean // total
+    if stats.ref_texts > REF_CAP:
+        stats.ref = ref = {w: c // 2 for w, c in ref.items() if c > 1}
+        stats.ref_texts //= 2
+    if len(ref) > REF_WORDS:
+        kept = sorted(ref.items(), key=lambda wc: (-wc[1], wc[0]))[:REF_WORDS]
+        stats.ref = dict(kept)
+    forget = minute - MARK_MEMORY_MINUTES
+    for w in [w for w, (_, last) in marks.items() if last < forget]:
+        del marks[w]
+
+
+def marked(stats: WordStats, words: str) -> bool:
+    """Whether any of ``words`` is a raid's now. A request is judged when its delay ends, so
+    a mark reaches back that far: a word a raid pastes marks its first texts too, sent
+    while it was still climbing to the mark."""
+    if not words or not stats.marks:
+        return False
+    marks = stats.marks
+    return any(w in marks for w in words.split())
