@@ -8,6 +8,8 @@
   flood modules import the standard library only), the surge queue and the shard.
 - Expiries (``ReplyExpired.reason``): a queued request that left the queue unanswered.
 - Reviews (``ReviewRequest.reason``): what screening tells the campaign of a queued sender.
+- Edge refusals (``TextRejected.reason``): a text both providers' intakes take in but no
+  campaign does (``streams.intake.build``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ TICK_EXPIRIES: Final = frozenset({TTL, RAID, BUDGET_EXHAUSTED, RAID_WORDS})
 # Reviews
 TEXTED_AGAIN: Final = "texted_again"
 REVIEW_REASONS: Final = (FLOODER, TEXTED_AGAIN, OTHER_CAMPAIGN)
+
+# Edge refusals (``TextRejected.reason``): a text the webhook took but no campaign does.
+UNKNOWN_RECIPIENT: Final = "unknown_recipient"  # MessageBird classic: our number is no campaign's
+UNKNOWN_CHANNEL: Final = "unknown_channel"  # Bird: the channel is no campaign's
+EDGE_REASONS: Final = (UNKNOWN_RECIPIENT, UNKNOWN_CHANNEL)
 
 # Not a decision's reason: the audit report's column of every ReplyExpired, whatever its reason.
 EXPIRED: Final = "expired"

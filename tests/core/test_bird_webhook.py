@@ -25,10 +25,11 @@ from streams.intake.bird import (
     SeenEvents,
     delivery_fact_of,
     handle_bird_request,
+    intake_of,
     parse_bird_event,
-    screen_text_of,
 )
-from streams.intake.messagebird import BadRequest, NumberFacts, Unauthorized
+from streams.intake.build import IntakeBuilder
+from streams.intake.errors import BadRequest, Unauthorized
 
 KEY = "bird-signing-key"
 URL = "https://antirelou.example/webhooks/bird"
@@ -175,20 +176,20 @@ def test_malformed_events_are_clear_4xx_without_the_number(raw, ctype, status, f
 
 def test_commands_and_facts_are_those_of_the_classic_provider_and_hold_no_number():
     privacy = Privacy(b"0123456789abcdef0123")
+    builder = IntakeBuilder(pseudonym=privacy.pseudonym, seal=privacy.seal)
     text = parse_bird_event("", inbound())
-    command = screen_text_of(text, CAMPAIGN, pseudonym=privacy.pseudonym, seal=privacy.seal,
-                             number_facts=NumberFacts(), now_ms=1_796_156_160_000)
+    intake = intake_of(text, CAMPAIGN, builder, received_at=1_796_156_160_000)
+    command = intake.command
     assert command.sender == privacy.pseudonym(SENDER)
     assert privacy.open(command.reply_to, campaign_id="paris", sender=command.sender) == SENDER
     info = classify(SENDER)
     assert (command.number_kind, command.country, command.prefix) == (info.kind, info.country,
                                                                       info.prefix)
     assert (command.campaign_id, command.occurred_at) == ("paris", 1_796_156_100_000)
-    fact = delivery_fact_of(parse_bird_event("", outbound()), CAMPAIGN,
-                            pseudonym=privacy.pseudonym, now_ms=1)
+    fact = delivery_fact_of(parse_bird_event("", outbound()), CAMPAIGN, builder, now_ms=1)
     assert (fact.message_id, fact.provider_message_id, fact.price_micros) == (
         "in-1", "bird-msg-1", 160_000)
-    for shown in (repr(command), repr(fact)):
+    for shown in (repr(intake), repr(fact)):
         assert SENDER not in shown and SENDER[2:] not in shown
 
 
@@ -197,6 +198,7 @@ def test_commands_and_facts_are_those_of_the_classic_provider_and_hold_no_number
 
 def ports(stored: list, *, fail: bool = False, clock=lambda: NOW) -> BirdPorts:
     privacy = Privacy(b"0123456789abcdef0123")
+    builder = IntakeBuilder(pseudonym=privacy.pseudonym, seal=privacy.seal)
 
     async def read_body(request):
         return request.body
@@ -210,10 +212,8 @@ def ports(stored: list, *, fail: bool = False, clock=lambda: NOW) -> BirdPorts:
         verifier=BirdSignatureVerifier(KEY, clock=clock), seen=SeenEvents(),
         campaign_for_channel={"ch-paris": CAMPAIGN}.get, read_body=read_body,
         signed_url=lambda request: URL,
-        to_command=lambda t, c: screen_text_of(t, c, pseudonym=privacy.pseudonym,
-                                               seal=privacy.seal, number_facts=NumberFacts(),
-                                               now_ms=0),
-        to_fact=lambda s, c: delivery_fact_of(s, c, pseudonym=privacy.pseudonym, now_ms=0),
+        to_intake=lambda t, c: intake_of(t, c, builder, received_at=NOW * 1000),
+        to_fact=lambda s, c: delivery_fact_of(s, c, builder, now_ms=0),
         store_text=store, store_report=store, clock=clock)
 
 
@@ -235,11 +235,29 @@ def test_handler_stores_once_refuses_a_replay_and_lets_a_retry_through_after_a_5
     assert asyncio.run(handle_bird_request(failing, request(inbound())))[0] == 200
 
 
-def test_handler_refuses_forged_and_stale_and_unknown_channels_storing_nothing():
+def test_handler_refuses_forged_and_stale_requests_storing_nothing():
     stored: list = []
     p = ports(stored)
     assert asyncio.run(handle_bird_request(p, request(inbound(), key="x")))[0] == 401
     assert asyncio.run(handle_bird_request(p, request(inbound(), stamp=NOW - 600)))[0] == 401
+    assert stored == []
+
+
+def test_a_text_on_an_unknown_channel_is_journaled_rejected_and_a_status_stored_nowhere():
+    # given a text on a channel no campaign uses, then it is refused (404, Bird retries it)
+    # and its refusal journaled, as a classic text to an unknown number is (no command)
+    stored: list = []
+    p = ports(stored)
     status, body = asyncio.run(handle_bird_request(p, request(inbound(channelId="ch-x"))))
     assert (status, body["error"]) == (404, "unknown_channel")
+    (intake,) = stored
+    assert intake.command is None
+    (rejected,) = intake.facts
+    assert (rejected.TYPE, rejected.message_id, rejected.reason) == (
+        "TextRejected", "96a0b5fa-a986", "unknown_channel")
+    # and its retry gets through again (the channel may be configured meanwhile);
+    assert asyncio.run(handle_bird_request(p, request(inbound(channelId="ch-x"))))[0] == 404
+    # a status on such a channel is refused and stored nowhere.
+    stored.clear()
+    assert asyncio.run(handle_bird_request(p, request(outbound(channelId="ch-x"))))[0] == 404
     assert stored == []

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from messagebird.request_validator import RequestValidator
 
 from infra.mb_verify import QuickCheck
-from streams.intake.messagebird import SignatureVerifier, WebhookError
+from streams.intake.errors import WebhookError
+from streams.intake.messagebird import SignatureVerifier
 
 KEY = "signing-key-for-quick-" + "0123456789abcdef" * 3  # 70 bytes: long enough for HS512
 URL = "http://127.0.0.1:6066/webhooks/messagebird/sms"

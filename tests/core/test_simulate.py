@@ -15,7 +15,8 @@ import pytest
 from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 
-from streams.intake.messagebird import SignatureVerifier, Unauthorized, parse_inbound
+from streams.intake.errors import Unauthorized
+from streams.intake.messagebird import SignatureVerifier, parse_inbound
 from streams.simulate import (
     DAY_MS,
     FR_MOBILE_PREFIXES,

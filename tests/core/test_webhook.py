@@ -9,7 +9,8 @@ import jwt
 import orjson
 import pytest
 
-from streams.intake.messagebird import BadRequest, SignatureVerifier, Unauthorized, parse_inbound
+from streams.intake.errors import BadRequest, Unauthorized
+from streams.intake.messagebird import SignatureVerifier, parse_inbound
 
 FORM = "application/x-www-form-urlencoded"
 FIELDS = {"id": "abc123", "originator": "33612345678", "recipient": "33644630001",
@@ -112,7 +113,7 @@ def test_number_facts_are_classify_answers_kept_by_pseudonym_only():
     # given the facts of a few senders asked for twice, then they are classify()'s, and the
     # cache holds pseudonyms, never a number, and no more entries than its bound
     from infra.numbers import classify
-    from streams.intake.messagebird import NumberFacts
+    from streams.intake.build import NumberFacts
 
     facts = NumberFacts(max_size=2)
     numbers = {"s_a": "33612345678", "s_b": "33144556677", "s_c": "3612"}
@@ -144,7 +145,7 @@ def test_phone_number_in_a_body_is_masked_at_the_webhook_in_any_format(body):
 
 def test_provider_dates_are_clamped_to_the_arrival_time_plus_or_minus_the_skew():
     # Issue 13 item 11: createdDatetime was trusted as the text's time.
-    from streams.intake.messagebird import MAX_EVENT_SKEW_MS, event_time
+    from streams.intake.build import MAX_EVENT_SKEW_MS, event_time
 
     now = 1_800_000_000_000
     assert event_time(None, now) == now
@@ -165,7 +166,7 @@ def test_jti_store_a_token_of_ten_years_is_refused():
 def test_jti_store_never_forgets_an_unexpired_token_to_make_room():
     # Issue 13 item 12: past max_remembered the oldest jti was evicted before it expired,
     # and its token could then be replayed. Now new tokens wait (503) instead.
-    from streams.intake.messagebird import WebhookError
+    from streams.intake.errors import WebhookError
 
     verifier = SignatureVerifier(KEY, max_remembered=3)
     first = sign()

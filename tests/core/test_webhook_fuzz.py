@@ -21,17 +21,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.intake.messagebird import (
-    MAX_BODY_BYTES,
-    MAX_ID_CHARS,
-    MAX_TEXT_CHARS,
-    BadRequest,
-    InboundSms,
-    SignatureVerifier,
-    Unauthorized,
-    form_fields,
-    parse_inbound,
-)
+from streams.intake.errors import BadRequest, Unauthorized
+from streams.intake.fields import MAX_BODY_BYTES, MAX_ID_CHARS, MAX_TEXT_CHARS
+from streams.intake.messagebird import InboundSms, SignatureVerifier, form_fields, parse_inbound
 
 FUZZ = settings(max_examples=3000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

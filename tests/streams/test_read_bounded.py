@@ -10,8 +10,9 @@ from unittest import mock
 import pytest
 from aiohttp.streams import StreamReader
 
-from streams.intake.messagebird import MAX_BODY_BYTES, BadRequest
-from streams.stages.views import read_bounded
+from streams.intake.errors import BadRequest
+from streams.intake.fields import MAX_BODY_BYTES
+from streams.stages.webhooks import read_bounded
 
 
 def request(parts: list[bytes], *, eof: bool = True, length: int | None = None,
