@@ -182,7 +182,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = RESERVE_REACHED
     elif command.other_campaigns > 0:
         reason = OTHER_CAMPAIGN
-    elif marked(state.words, command.words):
+    elif marked(state.words, command.words, now // MINUTE_MS):
         reason = RAID_WORDS
     spike = surging = False
     transition = None
@@ -270,7 +270,7 @@ def judge(state: CampaignState, item: Waiting) -> tuple[str, int]:
     """``(verdict, excess %)`` of a request whose delay is over: ``RAID`` (its words are a
     raid's), ``DOUBTFUL`` (it arrived in a spike; the excess of its
     minute over the baseline in %), or ``CLEAN``."""
-    if marked(state.words, item.words):
+    if marked(state.words, item.words, item.enqueued_at // MINUTE_MS):
         return RAID, 0
     policy = state.policy
     count, base = cohort_of(state.cohorts, item.enqueued_at // MINUTE_MS,
@@ -397,7 +397,7 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
         if message_id in gone:
             continue
         item = queue.held[message_id]
-        if marked(state.words, item.words):  # its words became a raid's while it waited
+        if marked(state.words, item.words, item.enqueued_at // MINUTE_MS):  # seen since
             seq += 1
             out.append(expired(state, item, RAID_WORDS, seq, now))
             continue

@@ -29,10 +29,13 @@ reference share is counted with a prior of ``PRIOR_TEXTS`` texts at 1 % (a word 
 small reference is not taken for one that never occurs). So a word that arrives with a burst
 and was rare before it is marked; a common word at its usual share never is, nor one that
 five pests happened to write in the same few minutes; a fresh campaign's first words are not
-judged until they have a past. A mark is extended by every text that carries the word again,
-and forgotten ``MARK_MEMORY_MINUTES`` after its last (a second wave with the same words is
-known at once); it marks every request still waiting that carries the word. A mark
-records the first minute of the window that carried the word.
+judged until they have a past. A word stays marked while it keeps arriving lifted: its mark
+is a burst, from the first minute of the window that carried it to the last minute it was
+seen lifted; a request is a raid's when it arrived within such a burst of one of its words
+(or ``WINDOW_MINUTES`` after it). While a surge lasts, every text that carries a marked word
+extends its burst: a raid's tail comes slower than its first minutes, but with the surge. So a raid's first texts, sent while it climbed to the mark,
+are marked too, and a pest who writes the same words after the raid is not. Marks are kept
+``MARK_MEMORY_MINUTES``.
 """
 
 from __future__ import annotations
@@ -48,17 +51,21 @@ BASELINE_MINUTES = 60
 COHORT_MINUTES = 24 * 60
 NO_MINUTE = -1
 
-WINDOW_MINUTES = 5
+WINDOW_MINUTES = 10
+LAG_MINUTES = 30
 MIN_TEXTS = 10
-LIFT = 2
-Z = 6
-PRIOR_TEXTS = 20  # at a share of 1 / PRIOR_PER_SHARE
-PRIOR_PER_SHARE = 100
-REF_MIN = 40
+MIN_TEXTS_AGAIN = 3
+LIFT = 4
+Z = 5
+REF_MIN = 20
+NOVEL_TEXTS = 50
+NOVEL_REF = 20
+NOVEL_MIN = 3
+NOVEL_PERCENT = 30
 REF_CAP = 20_000
 REF_WORDS = 8_192
 WINDOW_WORDS = 4_096
-MARK_MEMORY_MINUTES = 24 * 60
+MARK_MEMORY_MINUTES = 12 * 60
 
 
 # --- cohorts ---------------------------------------------------------------------------
@@ -158,30 +165,45 @@ def surge_transition(c: Cohorts, policy: Policy) -> str | None:
     return None
 
 
-# --- words -----------------------------------------------------------------------------
+# --- words ---------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class WordStats:
-    # [minute, requests, {word: requests carrying it}] for the window, oldest first.
+    # [minute, requests, {word: requests carrying it}] for the last LAG_MINUTES, oldest first.
     minutes: list[list[Any]] = field(default_factory=list)
     ref: dict[str, int] = field(default_factory=dict)  # older minutes' word counts
     ref_texts: int = 0  # requests in the reference
-    marks: dict[str, list[int]] = field(default_factory=dict)  # word -> [from, last] minute
+    # word -> its marks: [first, last] minutes of each burst in which it was a raid's,
+    # oldest first, within MARK_MEMORY_MINUTES.
+    marks: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"minutes": [[m, n, dict(w)] for m, n, w in self.minutes], "ref": dict(self.ref),
-                "ref_texts": self.ref_texts, "marks": {w: list(v) for w, v in self.marks.items()}}
+                "ref_texts": self.ref_texts,
+                "marks": {w: [list(i) for i in v] for w, v in self.marks.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordStats:
         return cls(minutes=[[m, n, dict(w)] for m, n, w in data["minutes"]], ref=dict(data["ref"]),
                    ref_texts=data["ref_texts"],
-                   marks={w: [v[0], v[1]] for w, v in data["marks"].items()})
+                   marks={w: [[i[0], i[1]] for i in v] for w, v in data["marks"].items()})
+
+
+def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int) -> bool:
+    """Whether ``carried`` of ``texts`` recent requests is a share far above ``ref_carried``
+    of ``ref_texts`` before: at least ``LIFT`` times it (the reference counted with one text
+    more) and ``Z`` standard errors above it by the two-proportion test (pooled), so that a
+    small reference, which proves little, marks little. In integers."""
+    if ref_texts <= 0 or carried * ref_texts < LIFT * texts * (ref_carried + 1):
+        return False
+    total, k = texts + ref_texts, carried + ref_carried
+    d = carried * ref_texts - ref_carried * texts
+    return d > 0 and d * d * total >= Z * Z * k * (total - k) * texts * ref_texts
 
 
 def words_observe(stats: WordStats, now: int, words: str) -> None:
-    """Count one request's words at ``now`` and mark those it makes a raid's."""
+    """Count one request's words at ``now``; mark those it shows a raid's."""
     minute = now // MINUTE_MS
     minutes = stats.minutes
     if not minutes or minute > minutes[-1][0]:
@@ -192,7 +214,6 @@ def words_observe(stats: WordStats, now: int, words: str) -> None:
     if not words:
         return
     counts = bucket[2]
-    marks = stats.marks
     for w in words.split():
         n = counts.get(w)
         if n is not None:
@@ -201,48 +222,94 @@ def words_observe(stats: WordStats, now: int, words: str) -> None:
             counts[w] = 1
         else:
             continue  # a minute of that many words: the rest are rare ones
-        mark = marks.get(w)
-        if mark is not None:
-            mark[1] = bucket[0]
-        elif stats.ref_texts >= REF_MIN:
-            _maybe_mark(stats, w)
+        _maybe_mark(stats, w, bucket[0])
 
 
-def _maybe_mark(stats: WordStats, w: str) -> None:
+def _window(stats: WordStats, w: str | None) -> tuple[int, int]:
+    """(requests, requests carrying ``w``) in the window."""
     carried = texts = 0
-    first = None
-    for minute, n, counts in stats.minutes:
+    since = stats.minutes[-1][0] - WINDOW_MINUTES
+    for minute, n, counts in reversed(stats.minutes):
+        if minute <= since:
+            break
         texts += n
-        c = counts.get(w)
-        if c:
-            carried += c
-            if first is None:
-                first = minute
-    if carried < MIN_TEXTS or first is None:
+        if w is not None:
+            carried += counts.get(w, 0)
+    return texts, carried
+
+
+def _maybe_mark(stats: WordStats, w: str, minute: int) -> None:
+    # A word marked in this burst stays marked on less: a raid's tail comes slower.
+    again = _marked_now(stats, w, minute)
+    if stats.ref_texts < REF_MIN:
         return
-    # Expected: texts x the reference share with its prior,
-    # e = texts * (ref + PRIOR_TEXTS / PRIOR_PER_SHARE) / (ref_texts + PRIOR_TEXTS) = num / den;
-    # marked when carried >= LIFT * e and carried - e >= Z * sqrt(e), in integers.
-    num = texts * (stats.ref.get(w, 0) * PRIOR_PER_SHARE + PRIOR_TEXTS)
-    den = (stats.ref_texts + PRIOR_TEXTS) * PRIOR_PER_SHARE
-    over = carried * den - num
-    if carried * den >= LIFT * num and over > 0 and over * over >= Z * Z * num * den:
-        stats.marks[w] = [first, stats.minutes[-1][0]]
+    texts, carried = _window(stats, w)
+    if carried < (MIN_TEXTS_AGAIN if again else MIN_TEXTS):
+        return
+    if lifted(carried, texts, stats.ref.get(w, 0), stats.ref_texts):
+        _mark(stats, w, minute)
+
+
+def _mark(stats: WordStats, w: str, now: int) -> None:
+    first = next(m for m, _, counts in stats.minutes if w in counts)  # within LAG_MINUTES
+    marks = stats.marks.setdefault(w, [])
+    if marks and marks[-1][1] >= first - WINDOW_MINUTES:
+        marks[-1][1] = now  # the same burst
+    else:
+        marks.append([first, now])
+
+
+def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
+    marks = stats.marks.get(w)
+    return marks is not None and marks[-1][1] >= minute - WINDOW_MINUTES
+
+
+def _novel_bodies(stats: WordStats) -> None:
+    """The cohort's test, when a minute closes: if most of the window's requests are texts
+    pasted at least ``NOVEL_MIN`` times whose body the campaign never saw before the window
+    (a young campaign: its reference and the minutes of its lag together), the window is
+    a raid's paste: every word it pasted that often and never saw before is marked. People
+    who share words share them with the campaign's past too; a pasted raid brings its own."""
+    minutes = stats.minutes
+    now = minutes[-1][0]
+    since = now - WINDOW_MINUTES
+    window: dict[str, int] = {}
+    before: dict[str, int] = dict(stats.ref)
+    texts = before_texts = 0
+    for minute, n, counts in minutes:
+        into = window if minute > since else before
+        if minute > since:
+            texts += n
+        else:
+            before_texts += n
+        for w, c in counts.items():
+            into[w] = into.get(w, 0) + c
+    before_texts += stats.ref_texts
+    if texts < NOVEL_TEXTS or before_texts < NOVEL_REF:
+        return
+    pasted = {w: c for w, c in window.items() if c >= NOVEL_MIN and w not in before}
+    novel = sum(c for w, c in pasted.items() if w[0] == "=")
+    if novel * 100 >= NOVEL_PERCENT * texts:
+        for w in pasted:
+            _mark(stats, w, now)
 
 
 def _words_roll(stats: WordStats, minute: int) -> None:
-    """Minutes that leave the window go to the reference (their marked words do not)."""
-    minutes, ref, marks = stats.minutes, stats.ref, stats.marks
-    keep_from = minute - WINDOW_MINUTES + 1
+    """A minute closes: the cohort's test; minutes older than ``LAG_MINUTES`` go to the
+    reference (their words marked then do not): a raid climbing to its mark does not teach
+    the reference its words first."""
+    minutes, ref = stats.minutes, stats.ref
+    if minutes:
+        _novel_bodies(stats)
+    keep_from = minute - LAG_MINUTES + 1
     while minutes and minutes[0][0] < keep_from:
-        _, n, counts = minutes.pop(0)
-        total = clean = 0
+        then, n, counts = minutes.pop(0)
         for w, c in counts.items():
-            total += c
-            if w not in marks:
+            if not _marked_in(stats, w, then):
                 ref[w] = ref.get(w, 0) + c
-                clean += c
-        stats.ref_texts += n if not total else n * clean // total
+            elif w[0] == "=":
+                n -= c  # a raid's text: each has one body key
+        stats.ref_texts += max(0, n)
     if stats.ref_texts > REF_CAP:
         stats.ref = ref = {w: c // 2 for w, c in ref.items() if c > 1}
         stats.ref_texts //= 2
@@ -250,15 +317,22 @@ def _words_roll(stats: WordStats, minute: int) -> None:
         kept = sorted(ref.items(), key=lambda wc: (-wc[1], wc[0]))[:REF_WORDS]
         stats.ref = dict(kept)
     forget = minute - MARK_MEMORY_MINUTES
-    for w in [w for w, (_, last) in marks.items() if last < forget]:
+    marks = stats.marks
+    for w in [w for w, v in marks.items() if v[-1][1] < forget]:
         del marks[w]
+    for v in marks.values():
+        while v[0][1] < forget:
+            del v[0]
 
 
-def marked(stats: WordStats, words: str) -> bool:
-    """Whether any of ``words`` is a raid's now. A request is judged when its delay ends, so
-    a mark reaches back that far: a word a raid pastes marks its first texts too, sent
-    while it was still climbing to the mark."""
+def _marked_in(stats: WordStats, w: str, minute: int) -> bool:
+    return any(first <= minute <= last + WINDOW_MINUTES for first, last in stats.marks.get(w, ()))
+
+
+def marked(stats: WordStats, words: str, minute: int) -> bool:
+    """Whether any of ``words`` was a raid's in ``minute``: within a burst in which it was
+    marked, from the first minute of the lag that carried it (a raid's first texts, sent
+    while it was climbing to the mark) to ``WINDOW_MINUTES`` after its last."""
     if not words or not stats.marks:
         return False
-    marks = stats.marks
-    return any(w in marks for w in words.split())
+    return any(_marked_in(stats, w, minute) for w in words.split())

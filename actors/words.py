@@ -8,8 +8,8 @@ Raids copy and paste; people write their own words, but share common ones too ("
 greetings everybody writes, French and English). Each is kept as a key: the CRC-32 of the
 word in 8 hex digits; ``word_keys`` returns them sorted, deduplicated, at most ``MAX_WORDS``,
 joined by spaces (one string: it travels in events and compares equal after JSON). One more
-key stands for the whole text (all its tokens, common ones too, in order, prefixed "=" before
-hashing; for a text of symbols only, the symbols squeezed): a pasted "lol", "😂😂😂" or
+key stands for the whole text (all its tokens, common ones too, in order; for a text of
+symbols only, the symbols squeezed), written "=" and 8 hex digits (the *body key*): a pasted "lol", "😂😂😂" or
 "c'est non ? c'est oui" has no content word, but is one body.
 
 What marks a raid is not a word that repeats but a word that arrives with a burst of first
@@ -90,7 +90,7 @@ def _word_keys(body: str) -> str:
     if not whole:  # no letter nor digit: the symbols themselves ("😂😂😂" -> "😂")
         whole = [squeeze("".join(body.split()))]
     if whole[0]:
-        words.append(key_of("=" + " ".join(whole)))
+        words.append("=" + key_of(" ".join(whole)))  # the body key: "=" and 8 hex digits
     return " ".join(words)
 
 
