@@ -44,6 +44,7 @@ from actors.evidence import (
     MINUTE_MS,
     baseline_sum,
     cohort_of,
+    in_raid,
     is_spike,
     marked,
     observe,
@@ -111,6 +112,9 @@ PRICE_CAP_FACTOR = 3
 RANGE_PERIOD_MS = 10 * MINUTE_MS
 RANGE_BURST = 3
 RANGE_DEBT_LEVELS = 99
+# A held-back request that arrived in a raid's minute is one of its people only up to this
+# multiple of the baseline's rate of first texts a minute: so many are released at most.
+RAID_MINUTE_PEOPLE = 2
 # Releases in one tick at most, and requests judged: a tick's events stay a bounded batch.
 MAX_RELEASES_PER_TICK = 1_000
 MAX_JUDGED_PER_TICK = 5_000
@@ -182,7 +186,7 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = RESERVE_REACHED
     elif command.other_campaigns > 0:
         reason = OTHER_CAMPAIGN
-    elif marked(state.words, command.words, now // MINUTE_MS):
+    elif marked(state.words, command.words, now // MINUTE_MS, command.texts_from_sender > 1):
         reason = RAID_WORDS
     spike = surging = False
     transition = None
@@ -270,7 +274,7 @@ def judge(state: CampaignState, item: Waiting) -> tuple[str, int]:
     """``(verdict, excess %)`` of a request whose delay is over: ``RAID`` (its words are a
     raid's), ``DOUBTFUL`` (it arrived in a spike; the excess of its
     minute over the baseline in %), or ``CLEAN``."""
-    if marked(state.words, item.words, item.enqueued_at // MINUTE_MS):
+    if marked(state.words, item.words, item.enqueued_at // MINUTE_MS, item.again):
         return RAID, 0
     policy = state.policy
     count, base = cohort_of(state.cohorts, item.enqueued_at // MINUTE_MS,
@@ -280,9 +284,21 @@ def judge(state: CampaignState, item: Waiting) -> tuple[str, int]:
     return CLEAN, 0
 
 
-def held_rank(excess_percent: int, range_debt_: int) -> int:
-    """Smaller first: the minute's excess in powers of two, then the range's debt."""
-    return excess_percent.bit_length() * (RANGE_DEBT_LEVELS + 1) + min(RANGE_DEBT_LEVELS, range_debt_)
+def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool) -> int:
+    """Smaller first: not a raid's minute, then the minute's excess in powers of two, then
+    the range's debt."""
+    return ((raid_minute * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
+            + min(RANGE_DEBT_LEVELS, range_debt_))
+
+
+def people_quota(state: CampaignState, minute: int) -> int | None:
+    """How many held-back requests of ``minute`` may be released: None (no limit but the
+    surge's bound) unless a raid was found in it; then RAID_MINUTE_PEOPLE x the baseline's
+    rate (at least 1)."""
+    if not in_raid(state.words, minute):
+        return None
+    _, base = cohort_of(state.cohorts, minute, state.policy.surge_expected_per_minute)
+    return RAID_MINUTE_PEOPLE * max(1, -(-base // BASELINE_MINUTES))
 
 
 def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:
@@ -386,24 +402,34 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
             out.append(expired(state, item, RAID_WORDS, seq, now))
         elif verdict == DOUBTFUL:
             seq += 1
+            raid_minute = in_raid(state.words, item.enqueued_at // MINUTE_MS)
             out.append(ReplyHeldBack(
                 message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
                 deferred_at=item.enqueued_at, excess_percent=excess, range_debt=item.range_debt,
-                texted_again=item.texted_again, rank=held_rank(excess, item.range_debt), seq=seq,
+                texted_again=item.texted_again, in_raid=raid_minute,
+                rank=held_rank(excess, item.range_debt, raid_minute), seq=seq,
                 occurred_at=now, policy_version=policy.version))
         elif purse.can_pay():
             release(item, held=False)
+    released_of: dict[int, int] = {}  # this tick's, by arrival minute
     for _, _, message_id in queue.held_order:  # best first
         if message_id in gone:
             continue
         item = queue.held[message_id]
-        if marked(state.words, item.words, item.enqueued_at // MINUTE_MS):  # seen since
+        minute = item.enqueued_at // MINUTE_MS
+        if marked(state.words, item.words, minute, item.again):  # seen since
             seq += 1
             out.append(expired(state, item, RAID_WORDS, seq, now))
             continue
+        quota = people_quota(state, minute)
+        if quota is not None:
+            done = state.held_released.get(minute, 0) + released_of.get(minute, 0)
+            if done >= quota:
+                continue  # the raid's minute has given its people; this one waits (TTL)
         if not purse.can_pay_held():
             break
         release(item, held=True)
+        released_of[minute] = released_of.get(minute, 0) + 1
     return out
 
 

@@ -58,9 +58,11 @@ MIN_TEXTS_AGAIN = 3
 LIFT = 4
 Z = 5
 REF_MIN = 20
+REF_UNIT = 1_000  # the reference counts in thousandths of a text (a spike's minutes weigh less)
 NOVEL_TEXTS = 50
 NOVEL_REF = 20
-NOVEL_MIN = 3
+NOVEL_MIN = 5
+NOVEL_SHARE_PERCENT = 2
 NOVEL_PERCENT = 30
 REF_CAP = 20_000
 REF_WORDS = 8_192
@@ -170,24 +172,31 @@ def surge_transition(c: Cohorts, policy: Policy) -> str | None:
 
 @dataclass(slots=True)
 class WordStats:
-    # [minute, requests, {word: requests carrying it}] for the last LAG_MINUTES, oldest first.
+    # [minute, requests, {word: requests carrying it}, {a request's words: requests}] for the
+    # last LAG_MINUTES, oldest first.
     minutes: list[list[Any]] = field(default_factory=list)
     ref: dict[str, int] = field(default_factory=dict)  # older minutes' word counts
     ref_texts: int = 0  # requests in the reference
     # word -> its marks: [first, last] minutes of each burst in which it was a raid's,
     # oldest first, within MARK_MEMORY_MINUTES.
     marks: dict[str, list[list[int]]] = field(default_factory=dict)
+    # The raids' minutes: the union of every mark's burst, [first, last], oldest first.
+    raids: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"minutes": [[m, n, dict(w)] for m, n, w in self.minutes], "ref": dict(self.ref),
+        return {"minutes": [[m, n, dict(w), dict(t)] for m, n, w, t in self.minutes],
+                "ref": dict(self.ref),
                 "ref_texts": self.ref_texts,
-                "marks": {w: [list(i) for i in v] for w, v in self.marks.items()}}
+                "marks": {w: [list(i) for i in v] for w, v in self.marks.items()},
+                "raids": [list(r) for r in self.raids]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordStats:
-        return cls(minutes=[[m, n, dict(w)] for m, n, w in data["minutes"]], ref=dict(data["ref"]),
+        return cls(minutes=[[m, n, dict(w), dict(t)] for m, n, w, t in data["minutes"]],
+                   ref=dict(data["ref"]),
                    ref_texts=data["ref_texts"],
-                   marks={w: [[i[0], i[1]] for i in v] for w, v in data["marks"].items()})
+                   marks={w: [[i[0], i[1]] for i in v] for w, v in data["marks"].items()},
+                   raids=[[r[0], r[1]] for r in data["raids"]])
 
 
 def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int) -> bool:
@@ -202,17 +211,24 @@ def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int) -> bool:
     return d > 0 and d * d * total >= Z * Z * k * (total - k) * texts * ref_texts
 
 
-def words_observe(stats: WordStats, now: int, words: str) -> None:
-    """Count one request's words at ``now``; mark those it shows a raid's."""
+def words_observe(stats: WordStats, now: int, words: str, cohorts: Cohorts, policy: Policy) -> None:
+    """Count one request's words at ``now``; mark those it shows a raid's (``cohorts``: the
+    campaign's, to weigh a spike's minutes in the reference)."""
     minute = now // MINUTE_MS
     minutes = stats.minutes
     if not minutes or minute > minutes[-1][0]:
-        _words_roll(stats, minute)
-        minutes.append([minute, 0, {}])
+        _words_roll(stats, minute, cohorts, policy)
+        minutes.append([minute, 0, {}, {}])
     bucket = minutes[-1]  # a late text counts in the current minute
     bucket[1] += 1
     if not words:
         return
+    texts = bucket[3]
+    if words not in texts and len(texts) >= WINDOW_WORDS:
+        words_kept = ""  # that many different texts in a minute: left out of the reference
+    else:
+        words_kept = words
+    texts[words_kept] = texts.get(words_kept, 0) + 1
     counts = bucket[2]
     for w in words.split():
         n = counts.get(w)
@@ -229,7 +245,7 @@ def _window(stats: WordStats, w: str | None) -> tuple[int, int]:
     """(requests, requests carrying ``w``) in the window."""
     carried = texts = 0
     since = stats.minutes[-1][0] - WINDOW_MINUTES
-    for minute, n, counts in reversed(stats.minutes):
+    for minute, n, counts, _ in reversed(stats.minutes):
         if minute <= since:
             break
         texts += n
@@ -241,22 +257,34 @@ def _window(stats: WordStats, w: str | None) -> tuple[int, int]:
 def _maybe_mark(stats: WordStats, w: str, minute: int) -> None:
     # A word marked in this burst stays marked on less: a raid's tail comes slower.
     again = _marked_now(stats, w, minute)
-    if stats.ref_texts < REF_MIN:
+    ref_texts = stats.ref_texts // REF_UNIT
+    if ref_texts < REF_MIN:
         return
     texts, carried = _window(stats, w)
     if carried < (MIN_TEXTS_AGAIN if again else MIN_TEXTS):
         return
-    if lifted(carried, texts, stats.ref.get(w, 0), stats.ref_texts):
+    if lifted(carried, texts, stats.ref.get(w, 0) // REF_UNIT, ref_texts):
         _mark(stats, w, minute)
 
 
 def _mark(stats: WordStats, w: str, now: int) -> None:
-    first = next(m for m, _, counts in stats.minutes if w in counts)  # within LAG_MINUTES
+    first = next(m for m, _, counts, _ in stats.minutes if w in counts)  # within LAG_MINUTES
     marks = stats.marks.setdefault(w, [])
     if marks and marks[-1][1] >= first - WINDOW_MINUTES:
         marks[-1][1] = now  # the same burst
     else:
         marks.append([first, now])
+    raids = stats.raids
+    if raids and raids[-1][1] >= first - WINDOW_MINUTES:
+        raids[-1][0] = min(raids[-1][0], first)
+        raids[-1][1] = max(raids[-1][1], now)
+    else:
+        raids.append([first, now])
+
+
+def in_raid(stats: WordStats, minute: int) -> bool:
+    """Whether a raid was found pasting its words in ``minute`` (a burst of a mark)."""
+    return any(first <= minute <= last + WINDOW_MINUTES for first, last in stats.raids)
 
 
 def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
@@ -265,10 +293,11 @@ def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
 
 
 def _novel_bodies(stats: WordStats) -> None:
-    """The cohort's test, when a minute closes: if most of the window's requests are texts
-    pasted at least ``NOVEL_MIN`` times whose body the campaign never saw before the window
-    (a young campaign: its reference and the minutes of its lag together), the window is
-    a raid's paste: every word it pasted that often and never saw before is marked. People
+    """The cohort's test, when a minute closes: if ``NOVEL_PERCENT`` % of the window's
+    requests are texts pasted at least ``NOVEL_MIN`` times and in ``NOVEL_SHARE_PERCENT`` %
+    of the window, whose body the campaign never saw before it (a young campaign: its
+    reference and the minutes of its lag together), the window is a raid's paste: every word
+    it pasted that often and never saw before is marked. People
     who share words share them with the campaign's past too; a pasted raid brings its own."""
     minutes = stats.minutes
     now = minutes[-1][0]
@@ -276,7 +305,7 @@ def _novel_bodies(stats: WordStats) -> None:
     window: dict[str, int] = {}
     before: dict[str, int] = dict(stats.ref)
     texts = before_texts = 0
-    for minute, n, counts in minutes:
+    for minute, n, counts, _ in minutes:
         into = window if minute > since else before
         if minute > since:
             texts += n
@@ -284,33 +313,43 @@ def _novel_bodies(stats: WordStats) -> None:
             before_texts += n
         for w, c in counts.items():
             into[w] = into.get(w, 0) + c
-    before_texts += stats.ref_texts
+    before_texts += stats.ref_texts // REF_UNIT
     if texts < NOVEL_TEXTS or before_texts < NOVEL_REF:
         return
-    pasted = {w: c for w, c in window.items() if c >= NOVEL_MIN and w not in before}
+    pasted = {w: c for w, c in window.items()
+              if c >= NOVEL_MIN and c * 100 >= NOVEL_SHARE_PERCENT * texts and w not in before}
     novel = sum(c for w, c in pasted.items() if w[0] == "=")
     if novel * 100 >= NOVEL_PERCENT * texts:
         for w in pasted:
             _mark(stats, w, now)
 
 
-def _words_roll(stats: WordStats, minute: int) -> None:
+def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy) -> None:
     """A minute closes: the cohort's test; minutes older than ``LAG_MINUTES`` go to the
-    reference (their words marked then do not): a raid climbing to its mark does not teach
-    the reference its words first."""
+    reference (a raid climbing to its mark does not teach the reference its words first),
+    without the requests that carried a word marked then, and a spike's minute weighed down
+    to the baseline's rate (its shares kept, its mass not: a flood, detected or not, is not
+    the campaign's normal)."""
     minutes, ref = stats.minutes, stats.ref
     if minutes:
         _novel_bodies(stats)
     keep_from = minute - LAG_MINUTES + 1
+    expected = policy.surge_expected_per_minute
     while minutes and minutes[0][0] < keep_from:
-        then, n, counts = minutes.pop(0)
-        for w, c in counts.items():
-            if not _marked_in(stats, w, then):
-                ref[w] = ref.get(w, 0) + c
-            elif w[0] == "=":
-                n -= c  # a raid's text: each has one body key
-        stats.ref_texts += max(0, n)
-    if stats.ref_texts > REF_CAP:
+        then, n, _, texts = minutes.pop(0)
+        count, base = cohort_of(cohorts, then, expected)
+        # weight (in REF_UNIT-ths): 1, or the baseline's rate over the spike's
+        weight = (REF_UNIT if not is_spike(count, base, policy)
+                  else REF_UNIT * base // (count * BASELINE_MINUTES))
+        for words, c in texts.items():  # a request with a raid's word is a raid's: left out
+            keys = words.split()
+            if keys and not any(_marked_in(stats, w, then) for w in keys):
+                for w in keys:
+                    ref[w] = ref.get(w, 0) + c * weight
+            else:
+                n -= c
+        stats.ref_texts += n * weight
+    if stats.ref_texts > REF_CAP * REF_UNIT:
         stats.ref = ref = {w: c // 2 for w, c in ref.items() if c > 1}
         stats.ref_texts //= 2
     if len(ref) > REF_WORDS:
@@ -323,16 +362,22 @@ def _words_roll(stats: WordStats, minute: int) -> None:
     for v in marks.values():
         while v[0][1] < forget:
             del v[0]
+    while stats.raids and stats.raids[0][1] < forget:
+        del stats.raids[0]
 
 
-def _marked_in(stats: WordStats, w: str, minute: int) -> bool:
-    return any(first <= minute <= last + WINDOW_MINUTES for first, last in stats.marks.get(w, ()))
+def _marked_in(stats: WordStats, w: str, minute: int, tail: int = WINDOW_MINUTES) -> bool:
+    return any(first <= minute <= last + tail for first, last in stats.marks.get(w, ()))
 
 
-def marked(stats: WordStats, words: str, minute: int) -> bool:
+def marked(stats: WordStats, words: str, minute: int, again: bool = False) -> bool:
     """Whether any of ``words`` was a raid's in ``minute``: within a burst in which it was
     marked, from the first minute of the lag that carried it (a raid's first texts, sent
-    while it was climbing to the mark) to ``WINDOW_MINUTES`` after its last."""
+    while it was climbing to the mark) to ``WINDOW_MINUTES`` after its last; for a sender's
+    later text (``again``), to ``MARK_MEMORY_MINUTES`` after it: a raid's number refused on
+    its first text and texting again with the raid's words is still the raid's (a pest
+    refused for another reason who texts again writes his own words)."""
     if not words or not stats.marks:
         return False
-    return any(_marked_in(stats, w, minute) for w in words.split())
+    tail = MARK_MEMORY_MINUTES if again else WINDOW_MINUTES
+    return any(_marked_in(stats, w, minute, tail) for w in words.split())

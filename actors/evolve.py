@@ -50,6 +50,8 @@ COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
 # thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
 # nothing), then the ones with the least debt.
 REMEMBERED_PREFIXES = 4_096
+# Minutes whose held-back releases are counted, before the older ones are forgotten.
+HELD_MINUTES_KEPT = 1_000
 # Decisions that do not count as a first text of the sender's number range.
 _NOT_COUNTED = frozenset({PREFIX_FLOOD, NOT_STARTED, ENDED, UNKNOWN_CAMPAIGN})
 
@@ -83,7 +85,8 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         _count_prefix(state, event.prefix, event.occurred_at)
         state.queue.hold(Waiting(
             event.message_id, event.sender, event.prefix, event.occurred_at,
-            event.hold_until or event.occurred_at, event.words, event.priority))
+            event.hold_until or event.occurred_at, event.words, event.priority,
+            event.texts_from_sender > 1))
     elif t is ReplyHeldBack:
         state.queue.hold_back(event.message_id, event.rank)
     elif t is ReplyExpired:
@@ -108,7 +111,7 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
 def _first_text(state: CampaignState, now: int, words: str, raid: bool) -> None:
     # Counted with surges off too, so that switching them on finds a baseline.
     observe(state.cohorts, now, state.policy, raid)
-    words_observe(state.words, now, words)
+    words_observe(state.words, now, words, state.cohorts, state.policy)
 
 
 def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
@@ -164,6 +167,13 @@ def _evolve_approved(state: CampaignState, event: ReplyApproved, balance_before:
     if not held:
         return
     state.surge_spent_micros += event.cost_micros
+    minute = event.deferred_at // MINUTE_MS
+    released = state.held_released
+    released[minute] = released.get(minute, 0) + 1
+    if len(released) > HELD_MINUTES_KEPT:  # older than any request still queued
+        oldest = event.occurred_at // MINUTE_MS - state.policy.surge_ttl_ms // MINUTE_MS - 1
+        for m in [m for m in released if m < oldest]:
+            del released[m]
     rate = state.policy.surge_release_per_minute
     if rate:
         _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at, MINUTE_MS // rate, rate)

@@ -24,6 +24,7 @@ class Waiting(NamedTuple):
     hold_until: int  # epoch ms: when it is judged
     words: str  # the text's word keys, and those of a later text of its sender
     range_debt: int  # its number range's debt when it came (``actors.decide.range_debt``)
+    again: bool = False  # the sender's later text (his earlier request ended unanswered)
     texted_again: bool = False
 
 

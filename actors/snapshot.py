@@ -51,6 +51,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "release_tat": state.release_tat,
         "surge_cap_micros": state.surge_cap_micros,
         "surge_spent_micros": state.surge_spent_micros,
+        "held_released": {str(m): n for m, n in state.held_released.items()},
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
@@ -94,6 +95,7 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         release_tat=raw.get("release_tat", 0),
         surge_cap_micros=raw["surge_cap_micros"],
         surge_spent_micros=raw["surge_spent_micros"],
+        held_released={int(m): n for m, n in raw["held_released"].items()},
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
         commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )

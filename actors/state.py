@@ -102,6 +102,9 @@ class CampaignState:
     # The current (or last) surge's spend bound on held-back requests, and what they cost.
     surge_cap_micros: int = 0
     surge_spent_micros: int = 0
+    # Held-back requests released, by the minute they arrived in (a raid's minutes release
+    # at most RAID_MINUTE_PEOPLE times the baseline's rate: the people among them).
+    held_released: dict[int, int] = field(default_factory=dict)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
     # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).

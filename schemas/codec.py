@@ -209,44 +209,44 @@ def _send_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 
 # Content evidence (issue 28): the word keys of a text and the sender's other campaigns; a
 # request's safety delay; a surge's spend bound. Absent before: no words, no other campaign,
-# judged at once, no bound recorded.
+# judged at once, no bound recorded (a field the payload has is kept).
 
 
 @upcaster("SenderScreened", 2)
 def _screened_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": "", "other_campaigns": 0}
+    return {"words": "", "other_campaigns": 0, **payload}
 
 
 @upcaster("ReplyApproved", 3)
 def _approved_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": ""}
+    return {"words": "", **payload}
 
 
 @upcaster("ReplyDenied", 3)
 def _denied_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": ""}
+    return {"words": "", **payload}
 
 
 @upcaster("ReplyDeferred", 2)
 def _deferred_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": "", "hold_until": 0}
+    return {"words": "", "hold_until": 0, **payload}
 
 
 @upcaster("ReplyPromoted", 1)
 def _promoted_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": ""}
+    return {"words": "", **payload}
 
 
 @upcaster("SurgeStarted", 1)
 def _surge_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "spend_cap_micros": 0}
+    return {"spend_cap_micros": 0, **payload}
 
 
 @upcaster("RequestReply", 2)
 def _request_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": "", "other_campaigns": 0}
+    return {"words": "", "other_campaigns": 0, **payload}
 
 
 @upcaster("ReviewRequest", 1)
 def _review_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
-    return {**payload, "words": ""}
+    return {"words": "", **payload}

@@ -226,6 +226,9 @@ class ReplyHeldBack:
     excess_percent: int  # its arrival minute's first texts, in % of the baseline's rate
     range_debt: int  # first texts of its number range above their schedule then
     texted_again: bool  # its sender texted again at a human pace while it waited
+    # It arrived in a minute in which a raid was found pasting its words: released only up
+    # to the baseline's rate of such a minute (the people among it), after the others.
+    in_raid: bool
     rank: int  # smaller is released first
     seq: int
     occurred_at: int

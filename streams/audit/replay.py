@@ -104,7 +104,6 @@ class VerdictNote(NamedTuple):
     reason: str | None
     texts_from_sender: int
     occurred_at: int
-    policy_version: int
     words: str
     other_campaigns: int
 

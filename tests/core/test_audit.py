@@ -38,6 +38,8 @@ from schemas.events import (
 from schemas.policy import apply_changes
 from streams import cli
 from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
+from actors.words import word_keys
+from streams.rules.pipeline import request_for
 from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
 T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
@@ -47,11 +49,13 @@ REPLY = "Non, c'est non. Laissez-la tranquille."  # 1 GSM-7 segment
 
 
 def campaign(cid="paris", budget=350_000, price=100_000, cooldown=None, reply=REPLY,
-             starts_at=T0, ends_at=T0 + 60 * DAY, pacing=False):
+             starts_at=T0, ends_at=T0 + 60 * DAY, pacing=False, delay_ms=0):
+    # Requests decided as they come (no safety delay) unless a story asks for one.
     return Campaign(id=cid, number="3364463000" + str(len(cid) % 10), reply_text=reply,
                     language="fr", country="FR", budget_micros=budget,
                     price_per_segment_micros=price, starts_at=starts_at, ends_at=ends_at,
-                    originator="AntiRelou", cooldown_ms=cooldown, pacing=pacing)
+                    originator="AntiRelou", cooldown_ms=cooldown, pacing=pacing,
+                    policy=(("reply_delay_ms", delay_ms),))
 
 
 def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), priced=None,
@@ -137,9 +141,7 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
             evolve_sender(state, e, policy)
         record([TextReceived(**text, **facts), *screened])
         if screened[0].verdict == "forward":
-            request = RequestReply(message_id=mid, campaign_id=cid, sender=sender, occurred_at=at,
-                                   reply_to="sealed", prefix=facts["prefix"],
-                                   texts_from_sender=screened[0].texts_from_sender)
+            request = request_for(screened[0], facts["prefix"], "sealed")
             pending.append(request)
             if mid in redeliver:
                 pending.append(request)
@@ -345,7 +347,7 @@ def test_a_redelivered_decision_is_not_a_mismatch_but_a_different_one_is():
 def late_redelivery_steps():
     texts = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(5)]
     return [*texts, RequestReply(message_id="m0", campaign_id="paris", sender="s_0", occurred_at=T0,
-                                 reply_to="sealed")]
+                                 reply_to="sealed", words=word_keys("salut"))]  # as first sent
 
 
 def test_a_late_redelivery_the_core_still_remembers_gets_the_same_answer():
@@ -363,9 +365,9 @@ def test_a_late_redelivery_the_core_still_remembers_gets_the_same_answer():
 
 
 def test_a_late_redelivery_the_core_forgot_is_decided_afresh_and_audits_clean(monkeypatch):
-    import actors.campaign
+    import actors.evolve
 
-    monkeypatch.setattr(actors.campaign, "REMEMBERED_DECISIONS", 2)
+    monkeypatch.setattr(actors.evolve, "REMEMBERED_DECISIONS", 2)
     journal = pipeline(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
     m0 = [e for e in journal if isinstance(e, ReplyApproved) and e.message_id == "m0"]
     assert [e.seq for e in m0] == [1, 6]  # forgotten, so paid twice: the bound's known cost
@@ -501,6 +503,7 @@ price_per_segment_eur = "0.10"
 start = 2017-10-16
 end = 2017-12-31
 pacing = false
+policy = {{ reply_delay_minutes = "0" }}
 """
 
 

@@ -373,10 +373,11 @@ def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
     from streams.cli.common import BadLine
     from streams.cli.inspect import VERDICT_LINE
 
-    verdict = (b'{"type":"SenderScreened","v":2,"message_id":"m","campaign_id":"c",'
+    verdict = (b'{"type":"SenderScreened","v":3,"message_id":"m","campaign_id":"c",'
                b'"sender":"s","verdict":"forward","reason":null,"texts_from_sender":1,'
-               b'"occurred_at":1,"policy_version":1}')
-    old = verdict.replace(b'"v":2', b'"v":1').replace(b',"policy_version":1', b"")
+               b'"occurred_at":1,"policy_version":1,"words":"=0a1b2c3d","other_campaigns":0}')
+    old = verdict.replace(b'"v":3', b'"v":1').replace(
+        b',"policy_version":1,"words":"=0a1b2c3d","other_campaigns":0', b"")
     escaped = verdict.replace(b'"sender":"s"', b'"sender":"\\u0073"')
     twice = verdict[:-1] + b',"type":"ReplySent","v":1,"provider_message_id":null,' \
         b'"price_micros":null,"dry_run":true}'
@@ -385,7 +386,7 @@ def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
                                           noted=(VERDICT_LINE, verdict_note))]
     assert [type(e).__name__ for e in got] == [
         "VerdictNote", "SenderScreened", "SenderScreened", "ReplySent"]
-    assert got[0] == VerdictNote("m", "c", "s", "forward", None, 1, 1)
+    assert got[0] == VerdictNote("m", "c", "s", "forward", None, 1, 1, "=0a1b2c3d", 0)
     assert got[1].policy_version == 1 and got[2].sender == "s"
     # A verdict that is not a whole one is not noted: decoded, and refused as without notes.
     broken = verdict.replace(b',"texts_from_sender":1', b"")

@@ -17,6 +17,7 @@ REPLY_2017 = (
 
 def campaign(budget_micros=3_700_000_000, reply=REPLY_2017, cid="paris", **kw):
     kw.setdefault("pacing", False)  # pacing has its own stories; these are about the budget
+    kw.setdefault("policy", (("reply_delay_ms", 0),))  # decided as they come: no safety delay
     return Campaign(
         id=cid, number="33644630001", reply_text=reply, language="fr", country="FR",
         budget_micros=budget_micros, price_per_segment_micros=80_000, starts_at=0,
