@@ -211,13 +211,15 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
                 segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
                 balance_after_micros=balance - cost.cost_micros, seq=state.seq + 1,
                 occurred_at=now, policy_version=policy.version, prefix=command.prefix,
-                send_at=now, deferred_at=None, words=command.words))
+                send_at=now, deferred_at=None, words=command.words,
+                texts_from_sender=command.texts_from_sender))
     if reason is not None:
         out.insert(0, ReplyDenied(
             message_id=command.message_id, campaign_id=campaign.id, sender=command.sender,
             reason=reason, cost_micros=cost.cost_micros, balance_after_micros=balance,
             seq=state.seq + 1, occurred_at=now, policy_version=policy.version,
-            prefix=command.prefix, words=command.words))
+            prefix=command.prefix, words=command.words,
+            texts_from_sender=command.texts_from_sender))
     if transition is not None:
         out.append(_surge_event(transition, cohorts, state, now, state.seq + len(out) + 1))
     return out

@@ -219,10 +219,10 @@ def words_observe(stats: WordStats, now: int, words: str, cohorts: Cohorts, poli
     if not minutes or minute > minutes[-1][0]:
         _words_roll(stats, minute, cohorts, policy)
         minutes.append([minute, 0, {}, {}])
+    if not words:
+        return  # no words: nothing to count (nor a share to dilute)
     bucket = minutes[-1]  # a late text counts in the current minute
     bucket[1] += 1
-    if not words:
-        return
     texts = bucket[3]
     if words not in texts and len(texts) >= WINDOW_WORDS:
         words_kept = ""  # that many different texts in a minute: left out of the reference
@@ -336,7 +336,7 @@ def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy)
     keep_from = minute - LAG_MINUTES + 1
     expected = policy.surge_expected_per_minute
     while minutes and minutes[0][0] < keep_from:
-        then, n, _, texts = minutes.pop(0)
+        then, _, _, texts = minutes.pop(0)
         count, base = cohort_of(cohorts, then, expected)
         # weight (in REF_UNIT-ths): 1, or the baseline's rate over the spike's
         weight = (REF_UNIT if not is_spike(count, base, policy)
@@ -346,9 +346,7 @@ def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy)
             if keys and not any(_marked_in(stats, w, then) for w in keys):
                 for w in keys:
                     ref[w] = ref.get(w, 0) + c * weight
-            else:
-                n -= c
-        stats.ref_texts += n * weight
+                stats.ref_texts += c * weight
     if stats.ref_texts > REF_CAP * REF_UNIT:
         stats.ref = ref = {w: c // 2 for w, c in ref.items() if c > 1}
         stats.ref_texts //= 2

@@ -77,11 +77,12 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         _evolve_approved(state, event, balance_before)
     elif t is ReplyDenied:
         state.denied += 1
-        _first_text(state, event.occurred_at, event.words, event.reason == RAID_WORDS)
+        _first_text(state, event.occurred_at, event.words, event.reason == RAID_WORDS,
+                    event.texts_from_sender)
         if event.reason not in _NOT_COUNTED:
             _count_prefix(state, event.prefix, event.occurred_at)
     elif t is ReplyDeferred:
-        _first_text(state, event.occurred_at, event.words, False)
+        _first_text(state, event.occurred_at, event.words, False, event.texts_from_sender)
         _count_prefix(state, event.prefix, event.occurred_at)
         state.queue.hold(Waiting(
             event.message_id, event.sender, event.prefix, event.occurred_at,
@@ -108,10 +109,12 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     return state
 
 
-def _first_text(state: CampaignState, now: int, words: str, raid: bool) -> None:
-    # Counted with surges off too, so that switching them on finds a baseline.
+def _first_text(state: CampaignState, now: int, words: str, raid: bool, texts: int) -> None:
+    # Counted with surges off too, so that switching them on finds a baseline. The words of
+    # a sender's first text only: the campaign's word statistics model what people first
+    # write (a later text is "?" or "allo ?", or a raid's number pasting again).
     observe(state.cohorts, now, state.policy, raid)
-    words_observe(state.words, now, words, state.cohorts, state.policy)
+    words_observe(state.words, now, words if texts <= 1 else "", state.cohorts, state.policy)
 
 
 def _count_prefix(state: CampaignState, prefix: str, now: int) -> None:
@@ -160,7 +163,7 @@ def _evolve_approved(state: CampaignState, event: ReplyApproved, balance_before:
     # Tracked even with pacing off, so switching it on finds the bucket as spent.
     _allowance(state, allowance_spend, event.cost_micros, event.occurred_at, balance_before)
     if event.deferred_at is None:
-        _first_text(state, event.occurred_at, event.words, False)
+        _first_text(state, event.occurred_at, event.words, False, event.texts_from_sender)
         _count_prefix(state, event.prefix, event.occurred_at)
         return
     _, held = state.queue.remove(event.message_id)

@@ -219,12 +219,12 @@ def _screened_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
 
 @upcaster("ReplyApproved", 3)
 def _approved_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"words": "", **payload}
+    return {"words": "", "texts_from_sender": 1, **payload}
 
 
 @upcaster("ReplyDenied", 3)
 def _denied_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
-    return {"words": "", **payload}
+    return {"words": "", "texts_from_sender": 1, **payload}
 
 
 @upcaster("ReplyDeferred", 2)

@@ -142,6 +142,7 @@ class ReplyApproved:
     # safety delay or a surge's wait); None for a request approved as it came.
     deferred_at: int | None
     words: str = ""  # the text's word keys, for a request approved as it came ("" otherwise)
+    texts_from_sender: int = 1  # likewise: SenderScreened.texts_from_sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +164,7 @@ class ReplyDenied:
     policy_version: int
     prefix: str  # the sender's coarse number range ("" when unknown)
     words: str = ""  # the text's word keys (the campaign's word counts include denied texts)
+    texts_from_sender: int = 1  # SenderScreened.texts_from_sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
