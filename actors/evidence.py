@@ -7,35 +7,40 @@ events' order, so a replay rebuilds them exactly.
 (``minute = now // 60_000``). The *baseline* is the mean of the last ``BASELINE_MINUTES``
 (60) closed minutes, with a **prior** for a fresh campaign: unseen minutes count as
 ``expected`` first texts each (``surge_expected_per_minute``), so a launch is not compared
-with nothing. In integers: ``count * 60 > multiple * baseline_sum``, with at least
-``min_rate`` first texts: the minute is a **spike** (a surge's cohort). Texts that carried a
-raid's words when they came (denied ``raid_words``) are left out of the baseline, so a raid
-never becomes its own normal; everything else goes in, so a launch does within its hour and
+with nothing. A minute is a **spike** (a surge's cohort) when ``count * 60 > multiple *
+baseline_sum`` with at least ``min_rate`` first texts. Texts that carried a raid's words when
+they came (denied ``raid_words``) are left out of the baseline, and a minute that was mostly
+theirs is left out whole, so a raid never becomes the campaign's normal (nor its absence a
+zero baseline); everything else goes in, so a launch of people does within its hour and the
 ordinary traffic after it trips nothing. Each closed minute's count and the baseline before it
 are remembered (``COHORT_MINUTES``): a request is judged, at the end of its safety delay, by
-the minute it arrived in, once that minute is whole.
+the minute it arrived in, once that minute is whole. A surge is a run of spikes: it starts on
+a spiking minute and ends after ``quiet`` minutes without one (``surge_transition``). It
+decides nothing by itself: it scopes a spend bound.
 
-A surge is a run of spikes: it starts on a spiking minute and ends after ``quiet`` minutes
-without one (``surge_transition``). It decides nothing by itself: it scopes a spend bound.
+**Words.** ``WordStats`` counts the word keys (``actors.words``) of the first texts of the last
+``LAG_MINUTES`` (30), minute by minute; the last ``WINDOW_MINUTES`` (10) are the *window*. The
+older minutes make the *reference*: the words of the texts that carried no word marked then,
+a spike's minute weighed down to the baseline's rate (its shares kept, its mass not: a flood,
+found or not, is not the campaign's normal), halved past ``REF_CAP`` texts so it follows the
+campaign. A word is **marked** (a raid's) when at least ``MIN_TEXTS`` texts of the window
+carried it, ``LIFT`` times its reference share and ``Z`` standard errors above it by the
+two-proportion test (``lifted``): a word that arrives with a burst and was rare before it. A
+common word at its usual share never is; nor five pests who wrote the same words in a few
+minutes; a small reference proves little and so marks little; a fresh campaign's first words
+are not judged until they have a past. For a *young* campaign (a few dozen texts of past) the
+cohort's test speaks instead (``_novel_bodies``): when most of the window's texts are bodies
+pasted again and again that the campaign never saw, their words are marked.
 
-**Words.** ``WordStats`` counts the word keys (``actors.words``) of the requests of the last
-``WINDOW_MINUTES`` (5) minutes, minute by minute, and keeps a *reference*: the counts of the
-older minutes (halved past ``REF_CAP`` texts, so it follows the campaign), without the words
-marked when they left the window. A word is **marked** (a raid's) when, within the window, at
-least ``MIN_TEXTS`` requests carried it, more than ``LIFT`` times as many as its share of the
-reference predicts, and so many more that chance cannot explain it: ``Z`` standard deviations
-above that prediction (a Poisson count's), once the reference holds ``REF_MIN`` texts. The
-reference share is counted with a prior of ``PRIOR_TEXTS`` texts at 1 % (a word absent from a
-small reference is not taken for one that never occurs). So a word that arrives with a burst
-and was rare before it is marked; a common word at its usual share never is, nor one that
-five pests happened to write in the same few minutes; a fresh campaign's first words are not
-judged until they have a past. A word stays marked while it keeps arriving lifted: its mark
-is a burst, from the first minute of the window that carried it to the last minute it was
-seen lifted; a request is a raid's when it arrived within such a burst of one of its words
-(or ``WINDOW_MINUTES`` after it). While a surge lasts, every text that carries a marked word
-extends its burst: a raid's tail comes slower than its first minutes, but with the surge. So a raid's first texts, sent while it climbed to the mark,
-are marked too, and a pest who writes the same words after the raid is not. Marks are kept
-``MARK_MEMORY_MINUTES``.
+A mark is a burst: from the first minute of the lag that carried the word to the last minute
+it was seen lifted (a word marked within ``MARK_MEMORY_MINUTES`` needs only
+``MIN_TEXTS_AGAIN`` texts to be again: a raid's tail, its second wave). A request is a raid's
+when it arrived within a burst of one of its words (``WINDOW_MINUTES`` after it), so a raid's
+first texts, sent while it climbed to the mark, are the raid's too, and a pest who writes the
+same words after the raid is not; a sender's later text with a raid's words is, within
+``MARK_MEMORY_MINUTES`` (a raid's number refused and texting again). ``raids`` keeps the union
+of the bursts: the minutes in which a raid was found, whose held-back requests are released
+only up to the baseline's rate (the people among them).
 """
 
 from __future__ import annotations
@@ -131,7 +136,9 @@ def roll(c: Cohorts, now: int, expected: int) -> None:
         start = bisect.bisect_left(recent, (keep,)) if recent and recent[0][0] < keep else 0
         c.recent = recent[start:] + [(closed, c.count, baseline_sum(c.history, expected))]
     idle = min(minute - closed - 1, BASELINE_MINUTES)
-    c.history = (c.history + [c.count - c.marked] + [0] * idle)[-BASELINE_MINUTES:]
+    # A minute that was mostly a raid's is left out whole: the baseline stays what it was.
+    closed_count = [] if 2 * c.marked > c.count else [c.count - c.marked]
+    c.history = (c.history + closed_count + [0] * idle)[-BASELINE_MINUTES:]
     c.minute, c.count, c.marked = minute, 0, 0
 
 
@@ -255,8 +262,9 @@ def _window(stats: WordStats, w: str | None) -> tuple[int, int]:
 
 
 def _maybe_mark(stats: WordStats, w: str, minute: int) -> None:
-    # A word marked in this burst stays marked on less: a raid's tail comes slower.
-    again = _marked_now(stats, w, minute)
+    # A word marked before (within MARK_MEMORY_MINUTES) is marked again on less: a raid's
+    # tail comes slower than its burst, and its second wave pastes the same words.
+    again = w in stats.marks
     ref_texts = stats.ref_texts // REF_UNIT
     if ref_texts < REF_MIN:
         return

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.evidence import observe, roll, words_observe
+from actors.decide import range_rate
+from actors.evidence import MINUTE_MS, observe, roll, words_observe
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import AllowanceState, allowance_credit, allowance_spend
 from actors.queue import Waiting
-from actors.decide import range_rate
-from actors.evidence import MINUTE_MS
 from actors.state import CampaignEvent, CampaignState, Settlement, idempotency_key
 from schemas.events import (
     BudgetCredited,

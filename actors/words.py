@@ -9,8 +9,8 @@ greetings everybody writes, French and English). Each is kept as a key: the CRC-
 word in 8 hex digits; ``word_keys`` returns them sorted, deduplicated, at most ``MAX_WORDS``,
 joined by spaces (one string: it travels in events and compares equal after JSON). One more
 key stands for the whole text (all its tokens, common ones too, in order; for a text of
-symbols only, the symbols squeezed), written "=" and 8 hex digits (the *body key*): a pasted "lol", "😂😂😂" or
-"c'est non ? c'est oui" has no content word, but is one body.
+symbols only, the symbols squeezed), written "=" and 8 hex digits (the *body key*): a pasted
+"lol", "😂😂😂" or "c'est non ? c'est oui" has no content word, but is one body.
 
 What marks a raid is not a word that repeats but a word that arrives with a burst of first
 texts and was rare before it: ``actors.evidence`` decides that from these keys.

@@ -271,7 +271,8 @@ def _core(plan: Plan, changes: Mapping[str, object]) -> tuple[dict[str, int], Pi
 ALTERNATIVES: dict[str, dict[str, object]] = {
     "pacing_off": {"pacing": False},
     "surge_off": {"surge_multiple": 0},
-    "no_watch_no_raid_verdict": {"surge_watch_ms": 0, "surge_human_percent": 0},
+    "no_safety_delay": {"reply_delay_ms": 0},
+    "no_delay_no_surge": {"reply_delay_ms": 0, "surge_multiple": 0},
 }
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from actors.campaign import initial_policy
 from actors.shard import CampaignShard
+from actors.words import word_keys
 from infra.config import load_campaigns
 from schemas import codec
 from schemas.campaign import Campaign
@@ -38,7 +39,6 @@ from schemas.events import (
 from schemas.policy import apply_changes
 from streams import cli
 from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
-from actors.words import word_keys
 from streams.rules.pipeline import request_for
 from streams.rules.screening import SenderState, decide_screening, evolve_sender
 

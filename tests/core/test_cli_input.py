@@ -204,7 +204,8 @@ def test_audit_html_report_per_day_with_charts(tmp_path, capsys):
 
     config = tmp_path / "c.toml"
     config.write_text(GOOD.format(number="+33644630001", budget='"0.24"', start="2017-10-16",
-                                  extra="pacing = false").replace("2027-10-31", "2017-12-31"))
+                                  extra='pacing = false\npolicy = { reply_delay_minutes = "0" }')
+                      .replace("2027-10-31", "2017-12-31"))
     campaigns = load_campaigns(config)
     steps = [(f"m{i}", "paris", f"s_{i % 5}", T0 + (i // 4) * DAY + i * 60_000, "33-612")
              for i in range(12)]

@@ -9,13 +9,14 @@ from actors.campaign import (
     CampaignState,
     decide_control,
     decide_reply,
+    decide_tick,
     evolve_campaign,
 )
 from actors.shard import CampaignShard
 from actors.snapshot import decode_snapshot, encode_snapshot
 from schemas import codec
-from schemas.commands import ChangePolicy, RequestReply, SendReply
-from schemas.events import ReplyApproved, ReplyDenied
+from schemas.commands import ChangePolicy, RequestReply, SendReply, Tick
+from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied
 from schemas.policy import PolicyError, describe, parse_changes
 from streams.audit import audit
 from tests.core.test_audit import T0, pipeline
@@ -157,15 +158,28 @@ def test_without_a_delay_a_reply_is_sent_at_once():
     assert approved.send_at == approved.occurred_at == 5_000
 
 
-def test_with_an_hour_of_delay_the_reply_is_sent_an_hour_later():
+def test_with_an_hour_of_delay_the_request_waits_an_hour_then_is_paid_and_sent():
     # Given the US Rejection Hotline's hour, when a pest texts at 22:00,
     c = campaign()
     state = with_policy(c, reply_delay_ms=60 * MINUTE)
-    approved = apply(state, decide_reply(state, text("m1", 5_000), c))
-    # then the budget is charged now and the reply goes out an hour later.
-    assert (approved.occurred_at, approved.send_at) == (5_000, 5_000 + 60 * MINUTE)
+    deferred = apply(state, decide_reply(state, text("m1", 5_000), c))
+    # then nothing is charged yet: the request waits out the delay, watched,
+    assert isinstance(deferred, ReplyDeferred) and deferred.hold_until == 5_000 + 60 * MINUTE
+    assert state.balance_micros == c.budget_micros
+    # a tick before the hour releases nothing,
+    assert decide_tick(state, Tick(campaign_id="paris", occurred_at=5_000 + 59 * MINUTE), c) == []
+    # and the tick at the hour pays it, to be sent at once.
+    approved = apply(state, decide_tick(state, Tick(campaign_id="paris",
+                                                    occurred_at=5_000 + 60 * MINUTE), c))
+    assert isinstance(approved, ReplyApproved)
+    assert (approved.deferred_at, approved.send_at) == (5_000, 5_000 + 60 * MINUTE)
     assert approved.policy_version == 2
     assert describe(state.policy)["reply_delay_minutes"] == "60"
+
+
+def test_the_safety_delay_is_on_by_default_and_half_an_hour():
+    assert CampaignState.opening(dataclasses.replace(campaign(), policy=())).policy.reply_delay_ms \
+        == 30 * MINUTE
 
 
 # --- wire ------------------------------------------------------------------------------------

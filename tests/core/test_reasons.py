@@ -13,9 +13,10 @@ def test_the_reason_strings_are_the_journals_ones():
         "blocked_prefix", "test_text", "already_answered")
     assert reasons.DENIAL_REASONS == (
         "budget_exhausted", "reserve_reached", "not_started", "ended", "unknown_campaign",
-        "prefix_flood", "allowance", "queue_full")
-    assert reasons.EXPIRY_REASONS == ("ttl", "queue_full", "flooder", "raid", "budget_exhausted")
-    assert reasons.REVIEW_REASONS == ("flooder", "texted_again")
+        "prefix_flood", "allowance", "queue_full", "raid_words", "other_campaign")
+    assert reasons.EXPIRY_REASONS == ("ttl", "queue_full", "flooder", "raid", "budget_exhausted",
+                                      "raid_words", "other_campaign")
+    assert reasons.REVIEW_REASONS == ("flooder", "texted_again", "other_campaign")
     assert reasons.TICK_EXPIRIES <= set(reasons.EXPIRY_REASONS)
 
 

@@ -22,12 +22,14 @@ def test_the_shipped_defaults_meet_the_scenario_targets(name, seed):
     assert default["name"] == "default" and default["senders_answered_twice"] == 0
 
 
-def test_without_the_flood_rules_a_raid_is_paid():
-    # The same raid with surge mode off: trolls get (nearly) what answering once pays them.
+def test_without_the_safety_delay_and_surges_a_raid_is_paid():
+    # The same raid decided as it comes, surges off: the raid's words are known only once
+    # it has pasted them, so its first numbers are paid; with the delay, nobody is.
     result = run_scenario("raid", 3)
     by = {r["name"]: r for r in result["runs"]}
-    assert by["surge_off"]["troll_spend_eur"] > 0.5 * by["answer_once"]["troll_spend_eur"]
-    assert by["default"]["troll_spend_eur"] <= 0.15 * by["answer_once"]["troll_spend_eur"]
+    once = by["answer_once"]["troll_spend_eur"]
+    assert by["no_delay_no_surge"]["troll_spend_eur"] > 0.3 * once
+    assert by["default"]["troll_spend_eur"] <= 0.15 * once
 
 
 def test_a_seed_always_gives_the_same_texts_and_another_seed_others():

@@ -1,6 +1,8 @@
 """Campaign snapshots: a state survives the round trip, and events it already holds are not
 applied twice when the journal tail after it is replayed."""
 
+import pytest
+
 from actors.campaign import REMEMBERED_DECISIONS, CampaignState, evolve_campaign
 from actors.shard import CampaignShard
 from actors.snapshot import MAX_SNAPSHOT_BYTES, decode_snapshot, encode_snapshot
@@ -76,19 +78,20 @@ def test_an_uncompressed_snapshot_from_before_still_decodes():
     assert decode_snapshot(plain) == (shard._states["paris"], {0: 3})
 
 
-def test_a_snapshot_from_before_surge_counts_by_range_keeps_its_totals():
+def test_a_snapshot_from_before_the_evidence_is_refused_and_the_state_rebuilt_from_the_journal():
     import zlib
 
     import orjson
 
+    from actors.snapshot import SnapshotOutdated
+
     shard, _ = busy_shard()
     state = shard._states["paris"]
-    state.surge_arrival_ranges, state.surge_promoted_ranges = {"33-612": 7, "33-752": 5}, {
-        "33-752": 2}
     raw = orjson.loads(zlib.decompress(encode_snapshot(state, {})))
-    old = {k: v for k, v in raw.items() if not k.endswith("_ranges")}
-    old.update(surge_arrivals=12, surge_promoted=2)  # as snapshots held them then
-    restored, _ = decode_snapshot(orjson.dumps(old))
-    assert (restored.surge_arrivals, restored.surge_promoted) == (12, 2)
-    assert restored.surge_promoted_ranges == {"": 2}
+    # As snapshots held it before issue 28: a surge state and one queue, no cohorts nor words.
+    old = {k: v for k, v in raw.items() if k not in ("cohorts", "words", "requests")}
+    old.update(surge={"minute": -1, "count": 0, "history": [], "active": False,
+                      "last_surge_minute": -1}, queue={"capacity": 100_000, "items": []})
+    with pytest.raises(SnapshotOutdated, match="older format"):
+        decode_snapshot(orjson.dumps(old))
     assert decode_snapshot(encode_snapshot(state, {}))[0] == state
