@@ -46,6 +46,7 @@ from actors.evidence import (
     cohort_of,
     in_raid,
     is_spike,
+    raid_start,
     marked,
     observe,
     roll,
@@ -115,6 +116,7 @@ RANGE_DEBT_LEVELS = 99
 # A held-back request that arrived in a raid's minute is one of its people only up to this
 # multiple of the baseline's rate of first texts a minute: so many are released at most.
 RAID_MINUTE_PEOPLE = 2
+PRE_RAID_MINUTES = 5
 # Releases in one tick at most, and requests judged: a tick's events stay a bounded batch.
 MAX_RELEASES_PER_TICK = 1_000
 MAX_JUDGED_PER_TICK = 5_000
@@ -295,12 +297,17 @@ def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool) -> int:
 
 def people_quota(state: CampaignState, minute: int) -> int | None:
     """How many held-back requests of ``minute`` may be released: None (no limit but the
-    surge's bound) unless a raid was found in it; then RAID_MINUTE_PEOPLE x the baseline's
-    rate (at least 1)."""
-    if not in_raid(state.words, minute):
+    surge's bound) unless a raid was found in it; then RAID_MINUTE_PEOPLE x the people's
+    rate before the raid: the baseline's, or the first texts a minute of the minutes just
+    before it began if more (a launch the raid came into), at least 1."""
+    first = raid_start(state.words, minute)
+    if first is None:
         return None
-    _, base = cohort_of(state.cohorts, minute, state.policy.surge_expected_per_minute)
-    return RAID_MINUTE_PEOPLE * max(1, -(-base // BASELINE_MINUTES))
+    expected = state.policy.surge_expected_per_minute
+    _, base = cohort_of(state.cohorts, minute, expected)
+    before = [cohort_of(state.cohorts, m, expected)[0] for m in range(first - PRE_RAID_MINUTES, first)]
+    rate = max(-(-base // BASELINE_MINUTES), -(-sum(before) // PRE_RAID_MINUTES), 1)
+    return RAID_MINUTE_PEOPLE * rate
 
 
 def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:

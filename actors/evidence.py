@@ -69,6 +69,8 @@ NOVEL_REF = 20
 NOVEL_MIN = 5
 NOVEL_SHARE_PERCENT = 2
 NOVEL_PERCENT = 30
+NOVEL_RECENT_MINUTES = 2
+NOVEL_Z = 3
 REF_CAP = 20_000
 REF_WORDS = 8_192
 WINDOW_WORDS = 4_096
@@ -206,7 +208,7 @@ class WordStats:
                    raids=[[r[0], r[1]] for r in data["raids"]])
 
 
-def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int) -> bool:
+def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int, z: int = Z) -> bool:
     """Whether ``carried`` of ``texts`` recent requests is a share far above ``ref_carried``
     of ``ref_texts`` before: at least ``LIFT`` times it (the reference counted with one text
     more) and ``Z`` standard errors above it by the two-proportion test (pooled), so that a
@@ -215,7 +217,7 @@ def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int) -> bool:
         return False
     total, k = texts + ref_texts, carried + ref_carried
     d = carried * ref_texts - ref_carried * texts
-    return d > 0 and d * d * total >= Z * Z * k * (total - k) * texts * ref_texts
+    return d > 0 and d * d * total >= z * z * k * (total - k) * texts * ref_texts
 
 
 def words_observe(stats: WordStats, now: int, words: str, cohorts: Cohorts, policy: Policy) -> None:
@@ -292,7 +294,13 @@ def _mark(stats: WordStats, w: str, now: int) -> None:
 
 def in_raid(stats: WordStats, minute: int) -> bool:
     """Whether a raid was found pasting its words in ``minute`` (a burst of a mark)."""
-    return any(first <= minute <= last + WINDOW_MINUTES for first, last in stats.raids)
+    return raid_start(stats, minute) is not None
+
+
+def raid_start(stats: WordStats, minute: int) -> int | None:
+    """The first minute of the raid found in ``minute``; None: none was."""
+    return next((first for first, last in stats.raids if first <= minute <= last + WINDOW_MINUTES),
+                None)
 
 
 def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
@@ -311,8 +319,9 @@ def _novel_bodies(stats: WordStats) -> None:
     now = minutes[-1][0]
     since = now - WINDOW_MINUTES
     window: dict[str, int] = {}
+    recent: dict[str, int] = {}  # the last NOVEL_RECENT_MINUTES of the window
     before: dict[str, int] = dict(stats.ref)
-    texts = before_texts = 0
+    texts = before_texts = recent_texts = 0
     for minute, n, counts, _ in minutes:
         into = window if minute > since else before
         if minute > since:
@@ -321,6 +330,10 @@ def _novel_bodies(stats: WordStats) -> None:
             before_texts += n
         for w, c in counts.items():
             into[w] = into.get(w, 0) + c
+        if minute > now - NOVEL_RECENT_MINUTES:
+            recent_texts += n
+            for w, c in counts.items():
+                recent[w] = recent.get(w, 0) + c
     before_texts += stats.ref_texts // REF_UNIT
     if texts < NOVEL_TEXTS or before_texts < NOVEL_REF:
         return
@@ -328,8 +341,14 @@ def _novel_bodies(stats: WordStats) -> None:
               if c >= NOVEL_MIN and c * 100 >= NOVEL_SHARE_PERCENT * texts and w not in before}
     novel = sum(c for w, c in pasted.items() if w[0] == "=")
     if novel * 100 >= NOVEL_PERCENT * texts:
-        for w in pasted:
-            _mark(stats, w, now)
+        # The paste's own words: arrived with its last minutes, lifted above the rest of the
+        # window (a common phrase people write, absent from a short past by chance, came at
+        # its steady rate all along).
+        older = texts - recent_texts + before_texts
+        for w, c in pasted.items():
+            r = recent.get(w, 0)
+            if r >= NOVEL_MIN and lifted(r, recent_texts, c - r, older, NOVEL_Z):
+                _mark(stats, w, now)
 
 
 def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy) -> None:
