@@ -42,15 +42,17 @@ from __future__ import annotations
 from actors.evidence import (
     BASELINE_MINUTES,
     MINUTE_MS,
+    WordStats,
     baseline_sum,
     cohort_of,
     in_raid,
     is_spike,
-    raid_start,
     marked,
     observe,
+    raid_start,
     roll,
     surge_transition,
+    words_as_of,
 )
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import AllowanceState, allowance_spend, allowance_view
@@ -117,6 +119,7 @@ RANGE_DEBT_LEVELS = 99
 # multiple of the baseline's rate of first texts a minute: so many are released at most.
 RAID_MINUTE_PEOPLE = 2
 PRE_RAID_MINUTES = 5
+RAID_HIDDEN_PERCENT = 30
 # Releases in one tick at most, and requests judged: a tick's events stay a bounded batch.
 MAX_RELEASES_PER_TICK = 1_000
 MAX_JUDGED_PER_TICK = 5_000
@@ -188,7 +191,8 @@ def decide_reply(state: CampaignState, command: RequestReply, campaign: Campaign
         reason = RESERVE_REACHED
     elif command.other_campaigns > 0:
         reason = OTHER_CAMPAIGN
-    elif marked(state.words, command.words, now // MINUTE_MS, command.texts_from_sender > 1):
+    elif marked(words_as_of(state.words, now), command.words, now // MINUTE_MS,
+                command.texts_from_sender > 1):
         reason = RAID_WORDS
     spike = surging = False
     transition = None
@@ -274,11 +278,11 @@ def expired(state: CampaignState, item: Waiting, reason: str, seq: int, now: int
 # --- the clock -------------------------------------------------------------------------
 
 
-def judge(state: CampaignState, item: Waiting) -> tuple[str, int]:
+def judge(state: CampaignState, item: Waiting, words: WordStats) -> tuple[str, int]:
     """``(verdict, excess %)`` of a request whose delay is over: ``RAID`` (its words are a
     raid's), ``DOUBTFUL`` (it arrived in a spike; the excess of its
     minute over the baseline in %), or ``CLEAN``."""
-    if marked(state.words, item.words, item.enqueued_at // MINUTE_MS, item.again):
+    if marked(words, item.words, item.enqueued_at // MINUTE_MS, item.again):
         return RAID, 0
     policy = state.policy
     count, base = cohort_of(state.cohorts, item.enqueued_at // MINUTE_MS,
@@ -295,19 +299,23 @@ def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool) -> int:
             + min(RANGE_DEBT_LEVELS, range_debt_))
 
 
-def people_quota(state: CampaignState, minute: int) -> int | None:
+def people_quota(state: CampaignState, minute: int, words: WordStats) -> int | None:
     """How many held-back requests of ``minute`` may be released: None (no limit but the
-    surge's bound) unless a raid was found in it; then RAID_MINUTE_PEOPLE x the people's
-    rate before the raid: the baseline's, or the first texts a minute of the minutes just
-    before it began if more (a launch the raid came into), at least 1."""
-    first = raid_start(state.words, minute)
+    surge's bound) unless a raid was found in it; then its people: RAID_MINUTE_PEOPLE x the
+    people's rate before the raid (the baseline's, or the first texts a minute of the minutes
+    just before it began if more: a launch the raid came into), or what the minute brought
+    beyond the raid's requests refused for its words and the share of them that may have hid
+    from the marks (RAID_HIDDEN_PERCENT more), if more (a raid in a crowd of people)."""
+    first = raid_start(words, minute)
     if first is None:
         return None
     expected = state.policy.surge_expected_per_minute
-    _, base = cohort_of(state.cohorts, minute, expected)
+    count, base = cohort_of(state.cohorts, minute, expected)
     before = [cohort_of(state.cohorts, m, expected)[0] for m in range(first - PRE_RAID_MINUTES, first)]
     rate = max(-(-base // BASELINE_MINUTES), -(-sum(before) // PRE_RAID_MINUTES), 1)
-    return RAID_MINUTE_PEOPLE * rate
+    refused = state.raid_refused.get(minute, 0)
+    crowd = count - refused * (100 + RAID_HIDDEN_PERCENT) // 100
+    return max(RAID_MINUTE_PEOPLE * rate, crowd)
 
 
 def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list[Decision]:
@@ -377,6 +385,7 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
     queue = state.queue
     cost = reply_cost(campaign, policy)
     purse = _Purse(state, cost.cost_micros, now, campaign.starts_at <= now < campaign.ends_at)
+    words = words_as_of(state.words, now)
     out: list[Decision] = []
 
     def release(item: Waiting, held: bool) -> None:
@@ -405,13 +414,13 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
         if item.message_id in gone:
             continue
         judged += 1
-        verdict, excess = judge(state, item)
+        verdict, excess = judge(state, item, words)
         if verdict == RAID:
             seq += 1
             out.append(expired(state, item, RAID_WORDS, seq, now))
         elif verdict == DOUBTFUL:
             seq += 1
-            raid_minute = in_raid(state.words, item.enqueued_at // MINUTE_MS)
+            raid_minute = in_raid(words, item.enqueued_at // MINUTE_MS)
             out.append(ReplyHeldBack(
                 message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
                 deferred_at=item.enqueued_at, excess_percent=excess, range_debt=item.range_debt,
@@ -426,11 +435,11 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
             continue
         item = queue.held[message_id]
         minute = item.enqueued_at // MINUTE_MS
-        if marked(state.words, item.words, minute, item.again):  # seen since
+        if marked(words, item.words, minute, item.again):  # seen since
             seq += 1
             out.append(expired(state, item, RAID_WORDS, seq, now))
             continue
-        quota = people_quota(state, minute)
+        quota = people_quota(state, minute, words)
         if quota is not None:
             done = state.held_released.get(minute, 0) + released_of.get(minute, 0)
             if done >= quota:

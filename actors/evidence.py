@@ -49,6 +49,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.words import is_body_key
 from schemas.policy import Policy
 
 MINUTE_MS = 60_000
@@ -67,10 +68,12 @@ REF_UNIT = 1_000  # the reference counts in thousandths of a text (a spike's min
 NOVEL_TEXTS = 50
 NOVEL_REF = 20
 NOVEL_MIN = 5
-NOVEL_SHARE_PERCENT = 2
+NOVEL_SHARE_PER_MILLE = 20
 NOVEL_PERCENT = 30
-NOVEL_RECENT_MINUTES = 2
-NOVEL_Z = 3
+NOVEL_SHARE_PER_MILLE_FRESH = 5
+NOVEL_PERCENT_FRESH = 10
+NOVEL_UNIQUE_PERCENT = 10
+NOVEL_STEP = 3
 REF_CAP = 20_000
 REF_WORDS = 8_192
 WINDOW_WORDS = 4_096
@@ -303,6 +306,20 @@ def raid_start(stats: WordStats, minute: int) -> int | None:
                 None)
 
 
+def words_as_of(stats: WordStats, now: int) -> WordStats:
+    """The word statistics as the decisions at ``now`` see them: when the last minute counted
+    is over by ``now`` (no text has arrived since to close it), with the cohort's test of
+    that minute applied, on a copy (the next text's roll applies the same, in evolve)."""
+    minutes = stats.minutes
+    if not minutes or minutes[-1][0] >= now // MINUTE_MS:
+        return stats
+    view = WordStats(minutes, stats.ref, stats.ref_texts,
+                     {w: [list(i) for i in v] for w, v in stats.marks.items()},
+                     [list(r) for r in stats.raids])
+    _novel_bodies(view)
+    return view
+
+
 def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
     marks = stats.marks.get(w)
     return marks is not None and marks[-1][1] >= minute - WINDOW_MINUTES
@@ -310,45 +327,65 @@ def _marked_now(stats: WordStats, w: str, minute: int) -> bool:
 
 def _novel_bodies(stats: WordStats) -> None:
     """The cohort's test, when a minute closes: if ``NOVEL_PERCENT`` % of the window's
-    requests are texts pasted at least ``NOVEL_MIN`` times and in ``NOVEL_SHARE_PERCENT`` %
-    of the window, whose body the campaign never saw before it (a young campaign: its
-    reference and the minutes of its lag together), the window is a raid's paste: every word
-    it pasted that often and never saw before is marked. People
+    requests are texts pasted at least ``NOVEL_MIN`` times and in ``NOVEL_SHARE_PER_MILLE`` per
+    mille of the window, whose body the campaign never saw before the window nor before the window's
+    last step of first texts (the raid's onset; a climb counts from its start), the window is
+    a raid's paste: every word it pasted that often, first seen with the step, is marked. A
+    common phrase people write came before the step; a young campaign's past is the minutes
+    of its lag and those of the window before the step. People
     who share words share them with the campaign's past too; a pasted raid brings its own."""
     minutes = stats.minutes
     now = minutes[-1][0]
     since = now - WINDOW_MINUTES
     window: dict[str, int] = {}
-    recent: dict[str, int] = {}  # the last NOVEL_RECENT_MINUTES of the window
     before: dict[str, int] = dict(stats.ref)
-    texts = before_texts = recent_texts = 0
+    first: dict[str, int] = {}  # each window word's first minute in the lag
+    per_minute: dict[int, int] = {}
+    texts = before_texts = 0
     for minute, n, counts, _ in minutes:
         into = window if minute > since else before
         if minute > since:
             texts += n
         else:
             before_texts += n
+        per_minute[minute] = n
         for w, c in counts.items():
             into[w] = into.get(w, 0) + c
-        if minute > now - NOVEL_RECENT_MINUTES:
-            recent_texts += n
-            for w, c in counts.items():
-                recent[w] = recent.get(w, 0) + c
+            first.setdefault(w, minute)
     before_texts += stats.ref_texts // REF_UNIT
-    if texts < NOVEL_TEXTS or before_texts < NOVEL_REF:
+    # The onset of the last step of first texts in the window: a minute at least NOVEL_STEP
+    # times the five before it (and the steps just before it: a climb).
+    onset = None
+    for m in range(now, since, -1):
+        stepped = 5 * per_minute.get(m, 0) >= NOVEL_STEP * max(
+            5, sum(per_minute.get(m - k, 0) for k in range(1, 6)))
+        if stepped:
+            onset = m
+        elif onset is not None:
+            break
+    if onset is None or texts < NOVEL_TEXTS:
         return
+    past = before_texts + sum(n for m, n in per_minute.items() if since < m < onset)
+    fresh = past < NOVEL_REF
+    share, mass = ((NOVEL_SHARE_PER_MILLE_FRESH, NOVEL_PERCENT_FRESH) if fresh
+                   else (NOVEL_SHARE_PER_MILLE, NOVEL_PERCENT))
     pasted = {w: c for w, c in window.items()
-              if c >= NOVEL_MIN and c * 100 >= NOVEL_SHARE_PERCENT * texts and w not in before}
-    novel = sum(c for w, c in pasted.items() if w[0] == "=")
-    if novel * 100 >= NOVEL_PERCENT * texts:
-        # The paste's own words: arrived with its last minutes, lifted above the rest of the
-        # window (a common phrase people write, absent from a short past by chance, came at
-        # its steady rate all along).
-        older = texts - recent_texts + before_texts
-        for w, c in pasted.items():
-            r = recent.get(w, 0)
-            if r >= NOVEL_MIN and lifted(r, recent_texts, c - r, older, NOVEL_Z):
-                _mark(stats, w, now)
+              if c >= NOVEL_MIN and c * 1000 >= share * texts and w not in before
+              and first[w] >= onset - 1}  # its first texts may trickle in a minute ahead
+    if fresh:
+        # No past at all (a fresh campaign's first burst): only whole bodies pasted, of words
+        # of their own, among people's texts of their own (a tenth of the window written
+        # once): a word or common words may be anyone's, and a burst of a few bodies only
+        # may be a small vocabulary.
+        pasted = {w: c for w, c in pasted.items() if w[0] == "="}
+        unique = sum(1 for _, _, _, bodies in minutes for words, c in bodies.items()
+                     if c == 1 and window.get(words.rsplit(" ", 1)[-1], 0) == 1)
+        if unique * 100 < NOVEL_UNIQUE_PERCENT * texts:
+            return
+    novel = sum(c for w, c in pasted.items() if is_body_key(w))
+    if novel * 100 >= mass * texts:
+        for w in pasted:
+            _mark(stats, w, now)
 
 
 def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy) -> None:

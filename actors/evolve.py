@@ -76,6 +76,8 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         _evolve_approved(state, event, balance_before)
     elif t is ReplyDenied:
         state.denied += 1
+        if event.reason == RAID_WORDS:
+            _count_by_minute(state.raid_refused, event.occurred_at, event.occurred_at, state)
         _first_text(state, event.occurred_at, event.words, event.reason == RAID_WORDS,
                     event.texts_from_sender)
         if event.reason not in _NOT_COUNTED:
@@ -91,6 +93,8 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
         state.queue.hold_back(event.message_id, event.rank)
     elif t is ReplyExpired:
         state.denied += 1
+        if event.reason == RAID_WORDS:
+            _count_by_minute(state.raid_refused, event.deferred_at, event.occurred_at, state)
         state.queue.remove(event.message_id)
     elif t is ReplyPromoted:
         item = state.queue.get(event.message_id)
@@ -169,17 +173,21 @@ def _evolve_approved(state: CampaignState, event: ReplyApproved, balance_before:
     if not held:
         return
     state.surge_spent_micros += event.cost_micros
-    minute = event.deferred_at // MINUTE_MS
-    released = state.held_released
-    released[minute] = released.get(minute, 0) + 1
-    if len(released) > HELD_MINUTES_KEPT:  # older than any request still queued
-        oldest = event.occurred_at // MINUTE_MS - state.policy.surge_ttl_ms // MINUTE_MS - 1
-        for m in [m for m in released if m < oldest]:
-            del released[m]
+    _count_by_minute(state.held_released, event.deferred_at, event.occurred_at, state)
     rate = state.policy.surge_release_per_minute
     if rate:
         _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at, MINUTE_MS // rate, rate)
         state.release_tat = max(state.release_tat, tat)
+
+
+def _count_by_minute(counts: dict[int, int], arrived_at: int, now: int,
+                     state: CampaignState) -> None:
+    minute = arrived_at // MINUTE_MS
+    counts[minute] = counts.get(minute, 0) + 1
+    if len(counts) > HELD_MINUTES_KEPT:  # older than any request still queued
+        oldest = now // MINUTE_MS - state.policy.surge_ttl_ms // MINUTE_MS - 1
+        for m in [m for m in counts if m < oldest]:
+            del counts[m]
 
 
 def _evolve_settlement(state: CampaignState, event: Settlement, balance_before: int) -> None:

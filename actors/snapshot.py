@@ -52,6 +52,7 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "surge_cap_micros": state.surge_cap_micros,
         "surge_spent_micros": state.surge_spent_micros,
         "held_released": {str(m): n for m, n in state.held_released.items()},
+        "raid_refused": {str(m): n for m, n in state.raid_refused.items()},
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
@@ -96,6 +97,7 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         surge_cap_micros=raw["surge_cap_micros"],
         surge_spent_micros=raw["surge_spent_micros"],
         held_released={int(m): n for m, n in raw["held_released"].items()},
+        raid_refused={int(m): n for m, n in raw["raid_refused"].items()},
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
         commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )

@@ -105,6 +105,8 @@ class CampaignState:
     # Held-back requests released, by the minute they arrived in (a raid's minutes release
     # at most RAID_MINUTE_PEOPLE times the baseline's rate: the people among them).
     held_released: dict[int, int] = field(default_factory=dict)
+    # Requests refused or expired for a raid's words, by the minute they arrived in.
+    raid_refused: dict[int, int] = field(default_factory=dict)
     # By idempotency key, oldest first (OrderedDict: popping the oldest stays O(1)).
     decided: OrderedDict[str, CampaignEvent] = field(default_factory=OrderedDict)
     # "cmd:<command id>" -> PolicyChanged / BudgetCredited, oldest first (COMMAND_MEMORY_MS).

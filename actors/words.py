@@ -9,8 +9,9 @@ greetings everybody writes, French and English). Each is kept as a key: the CRC-
 word in 8 hex digits; ``word_keys`` returns them sorted, deduplicated, at most ``MAX_WORDS``,
 joined by spaces (one string: it travels in events and compares equal after JSON). One more
 key stands for the whole text (all its tokens, common ones too, in order; for a text of
-symbols only, the symbols squeezed), written "=" and 8 hex digits (the *body key*): a pasted
-"lol", "😂😂😂" or "c'est non ? c'est oui" has no content word, but is one body.
+symbols only, the symbols squeezed), written "=" and 8 hex digits (the *body key*; "~" when
+the text has no content word: "salut ça va ?", but also a pasted "lol", "😂😂😂" or "c'est
+non ? c'est oui", one body each).
 
 What marks a raid is not a word that repeats but a word that arrives with a burst of first
 texts and was rare before it: ``actors.evidence`` decides that from these keys.
@@ -89,9 +90,16 @@ def _word_keys(body: str) -> str:
     words = sorted(keys)[:MAX_WORDS]
     if not whole:  # no letter nor digit: the symbols themselves ("😂😂😂" -> "😂")
         whole = [squeeze("".join(body.split()))]
-    if whole[0]:
-        words.append("=" + key_of(" ".join(whole)))  # the body key: "=" and 8 hex digits
+    if whole[0]:  # the body key: "=" and 8 hex digits; "~" for a body of common words only
+        words.append(("=" if keys else COMMON_BODY) + key_of(" ".join(whole)))
     return " ".join(words)
+
+
+COMMON_BODY = "~"  # the body key's mark of a text of common words only ("salut ça va ?")
+
+
+def is_body_key(key: str) -> bool:
+    return key[0] in "=~"
 
 
 _word_keys_cached = lru_cache(maxsize=8192)(_word_keys)
