@@ -59,6 +59,7 @@ from schemas.events import (
 from schemas.policy import PolicyChain
 from schemas.reasons import (
     ALREADY_ANSWERED,
+    DUPLICATE,
     FLOODER,
     TEXTED_AGAIN,
     TICK_EXPIRIES,
@@ -449,7 +450,7 @@ class Audit:
         evolve_sender(state, expected, policy)
         if restated:
             self.counters.restated += 1
-            if ev.reason == "duplicate":  # how states before verdicts were kept restated
+            if ev.reason == DUPLICATE:  # how states before verdicts were kept restated
                 return
         else:
             self._count_verdict(ev)

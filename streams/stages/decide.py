@@ -15,6 +15,7 @@ import faust
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
+from schemas.reasons import REPLY_TO_LOST
 from streams.rules.approvals import hold_deferred, send_command
 from streams.rules.pipeline import outcome_note
 from streams.stages.runtime import Runtime
@@ -93,10 +94,11 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
     log.error("approved reply %s has no reply-to any more: not sent, refunded",
               decision.message_id)
     now = rt.now_ms()
-    await rt.record([ReplyFailed(message_id=decision.message_id, campaign_id=decision.campaign_id,
-                                 sender=decision.sender, error="reply_to_lost: the sealed number is gone",
-                                 retryable=False, occurred_at=now, attempts=0)],
-                    acked=True)
+    await rt.record([ReplyFailed(
+        message_id=decision.message_id, campaign_id=decision.campaign_id, sender=decision.sender,
+        error="reply_to_lost: the sealed number is gone", retryable=False, occurred_at=now,
+        attempts=0, reason=REPLY_TO_LOST,
+    )], acked=True)
     await rt.settle(SettleReply(message_id=decision.message_id, campaign_id=decision.campaign_id,
                                 sender=decision.sender, outcome="failed", price_micros=None, occurred_at=now))
 

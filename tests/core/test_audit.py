@@ -90,8 +90,9 @@ def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), 
                 sent.add(d.message_id)
                 if d.message_id in fail:
                     record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
-                                        error="GatewayError: no", retryable=False,
-                                        occurred_at=d.occurred_at + 5_000, attempts=1)])
+                                        error="GatewayRejected: no", retryable=False,
+                                        occurred_at=d.occurred_at + 5_000, attempts=1,
+                                        reason="provider_rejected")])
                     if refund:
                         settle.append(SettleReply(message_id=d.message_id, campaign_id=d.campaign_id,
                                                   sender=d.sender, outcome="failed", price_micros=None,

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import orjson
 import pytest
 
 from schemas import codec
@@ -47,6 +48,22 @@ def test_a_version_1_text_is_upcast_with_unknown_number_facts():
            b'"body":"","occurred_at":1}')
     assert codec.decode(old) == TextReceived(message_id="m", campaign_id="c", sender="s", body="",
                                              occurred_at=1, number_kind="unknown", country=None, prefix="")
+
+
+@pytest.mark.parametrize("error, retryable, reason", [
+    ("GatewayRejected: 422 bad recipient", False, "provider_rejected"),
+    ("GatewayUnavailable: 503", True, "provider_unavailable"),
+    ("reply_to_lost: the sealed number is gone", False, "reply_to_lost"),
+])
+def test_an_older_failed_reply_is_given_its_reason_from_its_error(error, retryable, reason):
+    # given ReplyFailed of versions 1 and 2 (before the reason), then the reason the send
+    # stage would have given them
+    for version, attempts in ((1, {}), (2, {"attempts": 3})):
+        old = orjson.dumps({"type": "ReplyFailed", "v": version, "message_id": "m",
+                            "campaign_id": "c", "sender": "s", "error": error,
+                            "retryable": retryable, "occurred_at": 1, **attempts})
+        failed = codec.decode(old)
+        assert failed.reason == reason and failed.attempts == attempts.get("attempts", 1)
 
 
 def test_a_missing_upcaster_is_a_clear_error(monkeypatch):

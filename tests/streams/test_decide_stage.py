@@ -62,6 +62,6 @@ def test_hole_in_sms_outbound_a_charged_reply_whose_reply_to_is_lost_fails_and_i
     assert rt.produced == []  # nothing to send it to
     (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]
     assert (failed.message_id, failed.retryable, failed.attempts) == ("m1", False, 0)
-    assert failed.error.startswith("reply_to_lost")
+    assert failed.error.startswith("reply_to_lost") and failed.reason == "reply_to_lost"
     assert rt.settled == [SettleReply(message_id="m1", campaign_id="paris", sender="s_a", outcome="failed",
                                       price_micros=None, occurred_at=5_000)]

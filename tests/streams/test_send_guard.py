@@ -21,7 +21,7 @@ def test_an_outcome_beats_an_attempt_and_sent_beats_everything():
     sent = ReplySent(message_id="m", campaign_id="c", sender="s", provider_message_id="p", price_micros=None,
                      dry_run=False, occurred_at=2)
     failed = ReplyFailed(message_id="m", campaign_id="c", sender="s", error="e", retryable=True,
-                         occurred_at=2, attempts=3)
+                         occurred_at=2, attempts=3, reason="provider_unavailable")
     uncertain = ReplyUncertain(message_id="m", campaign_id="c", sender="s", reason="timeout", occurred_at=2)
     assert outcome_of(None, attempted) == "attempting"
     assert outcome_of("attempting", failed) == "failed"
