@@ -103,8 +103,10 @@ replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...
 Either way mismatches, counters and tallies are those of one ``Audit``
 (``tests/core/test_audit_apart.py``).
 
-Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, ``report``
-(tallies, JSON, text tables).
+Layout: ``results`` (the values), ``replay`` (the ``Audit`` class: reading the journal, the
+screening replay), ``campaigns`` (the campaign replay), ``whatif``, ``report`` (tallies,
+JSON, text tables). The commands each decision is decided again from are rebuilt by the
+pipeline glue (``streams.rules.pipeline``), as the workers build them.
 """
 
 from schemas.reasons import DENIAL_REASONS, SCREENING_REASONS
@@ -113,7 +115,6 @@ from streams.audit.replay import (
     VerdictNote,
     audit,
     gc_paused,
-    screen_command,
     verdict_note,
 )
 from streams.audit.report import Tally, render_text, to_json
@@ -136,5 +137,5 @@ __all__ = [
     "DAY_MS", "DENIAL_REASONS", "KEEP_MISMATCHES", "SCREENING_REASONS", "UNKNOWN_CAMPAIGN_POLICY",
     "Audit", "AuditResult", "CampaignReport", "Counters", "DayStats", "MalformedEvent",
     "Mismatch", "Report", "Tally", "VerdictNote", "WhatIf", "audit", "gc_paused", "render_text",
-    "screen_command", "simulate", "to_json", "verdict_note", "what_if",
+    "simulate", "to_json", "verdict_note", "what_if",
 ]

@@ -82,6 +82,16 @@ class SimText:
     message_id: str
     kind: str  # one of KINDS
 
+    # As the providers' parsers give a text (streams.intake.build.ParsedText): the
+    # simulator's texts reach the core through the same intake.
+    @property
+    def originator(self) -> str:
+        return self.sender
+
+    @property
+    def created_at_ms(self) -> int:
+        return self.at_ms
+
 
 @dataclass(frozen=True)
 class Scenario:

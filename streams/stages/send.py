@@ -26,6 +26,7 @@ from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 from schemas.reasons import CRASH_DURING_SEND
 from streams.rules import sendstate
+from streams.rules.pipeline import refund
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
 
@@ -185,9 +186,7 @@ class ReplySender:
                                             sender=command.sender, reason=CRASH_DURING_SEND,
                                             occurred_at=rt.now_ms()))
             elif step == sendstate.SETTLE_AGAIN:
-                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                           sender=command.sender, outcome="failed", price_micros=None,
-                                           occurred_at=rt.now_ms()))
+                settles.append(refund(command, rt.now_ms()))
             else:
                 log.info("reply %s already %s; not sent again", mid, where)
         try:
@@ -270,9 +269,7 @@ class ReplySender:
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=rt.now_ms(),
                 attempts=outcome.attempts, reason=outcome.reason)])
-            await rt.settle(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                        sender=command.sender, outcome="failed", price_micros=None,
-                                        occurred_at=rt.now_ms()))
+            await rt.settle(refund(command, rt.now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)
