@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
+from infra.journal import read_lines
 from schemas.events import ReplyApproved, ReplyDenied, SenderScreened, TextReceived
 from streams.audit import Audit, MalformedEvent, render_text, to_json
 from streams.audit.results import PrefixUnconfirmed
-from streams.cli.common import read_event_lines
-from streams.cli.inspect import audit_result, share_replay
+from streams.cli.audit import audit_result, share_replay
 from tests.benchmarks.bench_audit import LYON_REPLY, PARIS_REPLY, TOML, generate
 
 
@@ -27,7 +27,7 @@ def journal(tmp_path_factory):
     from infra.config import load_campaigns
 
     with open(path, "rb") as f:
-        events = [e for _, e in read_event_lines(f, str(path))]
+        events = [e for _, e in read_lines(f, str(path))]
     return load_campaigns(config), events
 
 
@@ -179,18 +179,18 @@ def write(tmp_path, events, extra=()):
 def _two_readers(path, campaigns, texts_wanted=False):
     import argparse
 
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     run = Audit(campaigns)
-    return inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+    return inspect.two_readers(argparse.Namespace(file=str(path), command="audit"), run,
                                 lambda evs, into=run: into.feed(evs),
-                                inspect._Origins(from_file=True), texts_wanted)
+                                inspect.Origins(from_file=True), texts_wanted)
 
 
 @pytest.mark.parametrize("kind", ["text_prefix", "decision_prefix"])
 def test_two_processes_whose_number_ranges_differ_leave_it_to_one(journal, tmp_path,
                                                                    monkeypatch, kind):
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     campaigns, events = journal
     monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
@@ -200,7 +200,7 @@ def test_two_processes_whose_number_ranges_differ_leave_it_to_one(journal, tmp_p
 
 def test_a_bad_text_line_the_campaigns_half_passed_over_is_left_to_one(journal, tmp_path,
                                                                        monkeypatch):
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     campaigns, events = journal
     monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
@@ -211,7 +211,7 @@ def test_a_bad_text_line_the_campaigns_half_passed_over_is_left_to_one(journal, 
 def test_the_what_if_reads_the_texts_through_two_processes_too(journal, tmp_path,
                                                                 monkeypatch, capsys):
     from streams import cli
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     _, events = journal
     path = write(tmp_path, events)
@@ -235,7 +235,7 @@ def test_the_what_if_reads_the_texts_through_two_processes_too(journal, tmp_path
 def test_the_campaigns_reader_passes_over_only_the_lines_plainly_texts():
     import io
 
-    from streams.cli.inspect import TEXT_LINE
+    from streams.cli.audit import TEXT_LINE
 
     text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
             b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
@@ -246,7 +246,7 @@ def test_the_campaigns_reader_passes_over_only_the_lines_plainly_texts():
     twice = text[:-1] + b',"type":"ReplySent",' + sent_fields
     escaped = text[:-1] + b',"\\u0074ype":"ReplySent",' + sent_fields
     f = io.BytesIO(b"\n".join([text, sent, twice, escaped]) + b"\n")
-    got = [e for _, e in read_event_lines(f, "j", pass_over=TEXT_LINE)]
+    got = [e for _, e in read_lines(f, "j", pass_over=TEXT_LINE)]
     assert [None if e is None else e.TYPE for e in got] == [
         None, "ReplySent", "ReplySent", "ReplySent"]
 
@@ -256,15 +256,15 @@ def test_two_processes_reading_the_file_give_the_one_audit_result(journal, tmp_p
                                                                   monkeypatch, kind):
     import argparse
 
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     campaigns, events = journal
     events = events if kind == "clean" else tampered(events, kind)
     path = write(tmp_path, events)
     monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
     run = Audit(campaigns)
-    origins = inspect._Origins(from_file=True)
-    result = inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+    origins = inspect.Origins(from_file=True)
+    result = inspect.two_readers(argparse.Namespace(file=str(path), command="audit"), run,
                                   lambda evs, into=run: into.feed(evs), origins)
     assert result is not None  # the two processes did it
     assert (render_text(result), to_json(result), dataclasses.asdict(result.counters)) == (
@@ -274,21 +274,21 @@ def test_two_processes_reading_the_file_give_the_one_audit_result(journal, tmp_p
 def test_a_bad_file_is_left_to_the_one_process_audit(journal, tmp_path, monkeypatch):
     import argparse
 
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     campaigns, events = journal
     path = write(tmp_path, events[:500], extra=[b'{"type":"ReplySent","v":1,"message\n'])
     monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
     run = Audit(campaigns)
-    assert inspect._two_readers(argparse.Namespace(file=str(path), command="audit"), run,
+    assert inspect.two_readers(argparse.Namespace(file=str(path), command="audit"), run,
                                 lambda evs, into=run: into.feed(evs),
-                                inspect._Origins(from_file=True)) is None
+                                inspect.Origins(from_file=True)) is None
 
 
 def test_the_screening_reader_decodes_every_line_whose_type_it_cannot_be_sure_of():
     import io
 
-    from streams.cli.inspect import screening_events
+    from streams.cli.audit import screening_events
 
     text = (b'{"type":"TextReceived","v":2,"message_id":"m","campaign_id":"c","sender":"s",'
             b'"body":"b","occurred_at":1,"number_kind":"mobile","country":"FR","prefix":""}')
@@ -369,9 +369,9 @@ def test_a_verdict_note_is_for_a_campaigns_half_only(journal, part):
 def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
     import io
 
+    from infra.journal import BadLine
     from streams.audit import VerdictNote, verdict_note
-    from streams.cli.common import BadLine
-    from streams.cli.inspect import VERDICT_LINE
+    from streams.cli.audit import VERDICT_LINE
 
     verdict = (b'{"type":"SenderScreened","v":2,"message_id":"m","campaign_id":"c",'
                b'"sender":"s","verdict":"forward","reason":null,"texts_from_sender":1,'
@@ -381,7 +381,7 @@ def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
     twice = verdict[:-1] + b',"type":"ReplySent","v":1,"provider_message_id":null,' \
         b'"price_micros":null,"dry_run":true}'
     lines = [verdict, old, escaped, twice]
-    got = [e for _, e in read_event_lines(io.BytesIO(b"\n".join(lines) + b"\n"), "j",
+    got = [e for _, e in read_lines(io.BytesIO(b"\n".join(lines) + b"\n"), "j",
                                           noted=(VERDICT_LINE, verdict_note))]
     assert [type(e).__name__ for e in got] == [
         "VerdictNote", "SenderScreened", "SenderScreened", "ReplySent"]
@@ -391,7 +391,7 @@ def test_the_campaigns_reader_notes_only_the_lines_plainly_current_verdicts():
     broken = verdict.replace(b',"texts_from_sender":1', b"")
     for noted in (None, (VERDICT_LINE, verdict_note)):
         with pytest.raises(BadLine, match="missing field 'texts_from_sender'"):
-            list(read_event_lines(io.BytesIO(broken + b"\n"), "j", noted=noted))
+            list(read_lines(io.BytesIO(broken + b"\n"), "j", noted=noted))
 
 
 @pytest.mark.parametrize("kind", ["clean", "lost", "decision_prefix"])
@@ -400,7 +400,7 @@ def test_the_cli_says_the_same_in_two_processes_as_in_one(journal, tmp_path, mon
     # Report, exit status and stderr (progress lines included, said once even when the two
     # processes leave the journal to one: decision_prefix) are those of one process.
     from streams import cli
-    from streams.cli import inspect
+    from streams.cli import audit as inspect
 
     _, events = journal
     events = events if kind == "clean" else tampered(events, kind)

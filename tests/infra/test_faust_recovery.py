@@ -15,7 +15,7 @@ from faust.events import Event
 from faust.types import TP
 from faust.types.tuples import Message
 
-from infra.faust.patches import _slurp_changelogs, install_batched_recovery
+from infra.faust.patches import batched_slurp_changelogs, install_batched_recovery
 
 
 def changelog_event(app: faust.App, tp: TP, offset: int, key: str, value: bytes | None) -> Event:
@@ -31,8 +31,8 @@ def test_installed_as_the_recovery_services_task() -> None:
     assert install_batched_recovery(True)  # once
     app = faust.App("recovery-task-test", store="memory://")
     tasks = list(app.tables.recovery._get_tasks())  # what mode starts: asserted ServiceTasks
-    assert any(task.fun is _slurp_changelogs for task in tasks)
-    assert Recovery._slurp_changelogs.fun is _slurp_changelogs
+    assert any(task.fun is batched_slurp_changelogs for task in tasks)
+    assert Recovery._slurp_changelogs.fun is batched_slurp_changelogs
     assert install_batched_recovery(False) is False
 
 
@@ -63,7 +63,7 @@ def test_changelog_applied_in_order_until_the_highwater() -> None:
             queue.put_nowait(event)
         # Waiting before the loop starts, as Faust's recovery does: each pass clears it.
         ended = asyncio.ensure_future(recovery.signal_recovery_end.wait())
-        task = asyncio.ensure_future(_slurp_changelogs(recovery))
+        task = asyncio.ensure_future(batched_slurp_changelogs(recovery))
         try:
             await asyncio.wait_for(ended, 10)
         finally:
@@ -89,7 +89,7 @@ def test_recovery_does_not_end_before_the_highwater() -> None:
         queue = app.tables.changelog_queue
         for offset in range(3):  # offsets 0-2 of 0-5
             queue.put_nowait(changelog_event(app, tp, offset, f"k{offset}", b"v"))
-        task = asyncio.ensure_future(_slurp_changelogs(recovery))
+        task = asyncio.ensure_future(batched_slurp_changelogs(recovery))
         try:
             await asyncio.sleep(0.3)
             return recovery.signal_recovery_end.is_set()

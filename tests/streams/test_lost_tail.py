@@ -1,9 +1,10 @@
-"""The lost-tail account (infra/faust/lost_tail.py): what a journal that lost records misses,
-and the worker's check for a partition whose log ends before what it had read."""
+"""The lost-tail account (streams/audit/losses.py): what a journal that lost records misses;
+and the worker's check for a partition whose log ends before what it had read
+(infra/faust/lost_tail.py)."""
 
 from __future__ import annotations
 
-from infra.faust.lost_tail import TailGuard, account, render_text
+from infra.faust.lost_tail import TailGuard
 from schemas.events import (
     DeliveryReported,
     RecordsLost,
@@ -13,6 +14,7 @@ from schemas.events import (
     SenderScreened,
     TextReceived,
 )
+from streams.audit.losses import account, render_text
 
 
 def text(mid):
