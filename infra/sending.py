@@ -168,6 +168,16 @@ class Outcome:
         return isinstance(self.error, GatewayUnavailable)
 
 
+def uncertain_reason(error: GatewayError) -> str:
+    """Why a reply whose call raised ``error`` (not ``GatewayUnavailable`` nor
+    ``GatewayRejected``: those prove nothing was sent) may have been sent."""
+    if isinstance(error, GatewayTimeout):
+        return TIMEOUT
+    if isinstance(error, GatewayConnectionLost):
+        return CONNECTION_LOST
+    return UNREADABLE_ANSWER
+
+
 async def deliver(
     call: Callable[[], Awaitable[SendResult]],
     before_attempt: Callable[[int], Awaitable[None]],
@@ -207,15 +217,9 @@ async def deliver(
             except GatewayRejected as exc:
                 breaker.release(probe)
                 return Outcome("failed", attempt, error=exc, reason=PROVIDER_REJECTED)
-            except GatewayTimeout as exc:
+            except GatewayError as exc:  # the request may have reached the provider
                 breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason=TIMEOUT)
-            except GatewayConnectionLost as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason=CONNECTION_LOST)
-            except GatewayError as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason=UNREADABLE_ANSWER)
+                return Outcome("uncertain", attempt, error=exc, reason=uncertain_reason(exc))
             except BaseException:  # not the gateway's (a number that does not open, a
                 breaker.release(probe)  # cancelled task): the probe must not stay taken
                 raise

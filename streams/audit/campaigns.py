@@ -22,21 +22,9 @@ from actors.campaign import (
     idempotency_key,
 )
 from actors.shard import CampaignShard
-from schemas import codec
+from schemas import codec, events
 from schemas.campaign import Campaign
-from schemas.events import (
-    BudgetCredited,
-    PolicyChanged,
-    ReplyApproved,
-    ReplyCostReconciled,
-    ReplyDeferred,
-    ReplyDenied,
-    ReplyExpired,
-    ReplyPromoted,
-    ReplyRefunded,
-    SenderScreened,
-    SurgeEnded,
-)
+from schemas.events import ReplyApproved, ReplyDenied, SenderScreened
 from schemas.reasons import ALREADY_ANSWERED, FLOODER, TEXTED_AGAIN, TICK_EXPIRIES
 from streams.audit.report import Tally
 from streams.audit.results import CampaignReplay, Counters, Mismatch
@@ -224,33 +212,33 @@ class CampaignAudit:
         """What the core decides for the command that gave ``ev`` (the first event of it)."""
         cid = campaign.id
         mismatch = self.mismatch
-        if (t is ReplyApproved and ev.deferred_at is None) or t is ReplyDenied or t is ReplyDeferred:
+        if (t is ReplyApproved and ev.deferred_at is None) or t is ReplyDenied or t is events.ReplyDeferred:
             # A request (most events): rebuilt from its forwarded verdict and text's range.
             fwd = self.forwarded.get(key)
             if fwd is None or fwd.campaign_id != cid:
                 mismatch("no_forwarded_text", key, None, ev, pos)
                 fwd = ev  # decide from the decision's own fields: no cascade
             return decide_reply(state, request_for(fwd, self._prefix_of(key, ev)), campaign)
-        if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                t is ReplyExpired and ev.reason in TICK_EXPIRIES):
+        if (t is ReplyApproved and ev.deferred_at is not None) or t is events.SurgeEnded or (
+                t is events.ReplyExpired and ev.reason in TICK_EXPIRIES):
             # A tick: its time is the events' time.
             return decide_tick(state, tick(cid, ev.occurred_at), campaign)
-        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
+        if t is events.ReplyPromoted or (t is events.ReplyExpired and ev.reason == FLOODER):
             # Screening's review of a queued request: it must follow from a verdict.
-            reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
-            verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
+            reason = FLOODER if t is events.ReplyExpired else TEXTED_AGAIN
+            verdict = FLOODER if t is events.ReplyExpired else ALREADY_ANSWERED
             if (ev.sender, cid, verdict) not in self.reviewable:
                 mismatch("review_without_verdict", key, None, ev, pos)
             return decide_review(state, review_behind(ev, reason))
-        if t is ReplyRefunded:
+        if t is events.ReplyRefunded:
             if ev.message_id not in self.failed:
                 mismatch("refund_without_failure", key, None, ev, pos)
             return decide_settlement(state, refund(ev, ev.occurred_at))
-        if t is ReplyCostReconciled:
+        if t is events.ReplyCostReconciled:
             if ev.actual_micros not in self.prices.get(ev.message_id, ()):
                 mismatch("price_without_report", key, None, ev, pos)
             return decide_settlement(state, priced(ev, ev.actual_micros, ev.occurred_at))
-        if t is PolicyChanged or t is BudgetCredited:
+        if t is events.PolicyChanged or t is events.BudgetCredited:
             return decide_control(state, control_behind(ev))
         return []  # a SurgeStarted or queue_full expiry with no decision before it
 

@@ -20,27 +20,17 @@ from typing import Any
 from infra.config import load_campaigns
 from infra.journal import BadLine, iter_journal, read_file, read_lines
 from schemas.events import EVENT_TYPES
-from streams.cli.common import (
-    EXIT_BAD_INPUT,
-    PROGRESS_EVERY,
-    Help,
-    add_app_id,
-    add_config,
-    add_kafka,
-    journal_topic,
-    progress,
-    talk,
-)
+from streams.cli import common
 
 
 def add_audit_parser(sub: Any) -> None:
-    p = sub.add_parser("audit", formatter_class=Help,
+    p = sub.add_parser("audit", formatter_class=common.Help,
                        help="replay the journal through the core, diff every decision")
-    add_config(p, "the campaign file (TOML) the journal ran with")
+    common.add_config(p, "the campaign file (TOML) the journal ran with")
     src = p.add_mutually_exclusive_group()
-    add_kafka(src)
+    common.add_kafka(src)
     src.add_argument("--file", help="read a JSON-lines export instead of the broker")
-    add_app_id(p)
+    common.add_app_id(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write an HTML report with charts")
     p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
@@ -74,8 +64,8 @@ def _file_events(args: argparse.Namespace, origins: Origins,
                  noted: tuple[bytes, Callable[[dict], Any]] | None = None) -> Iterator[Any]:
     with open(args.file, "rb") as f:
         for n, event in read_lines(f, args.file, origins.blank, pass_over, noted):
-            if n % PROGRESS_EVERY == 0 and n > origins.said:
-                progress(args, n)
+            if n % common.PROGRESS_EVERY == 0 and n > origins.said:
+                common.progress(args, n)
                 origins.said = n  # a second reading of the file does not say it again
             yield event
 
@@ -101,10 +91,10 @@ async def _feed_from_kafka(args: argparse.Namespace, origins: Origins,
                            feed: Callable[[list], None]) -> None:
     chunk: list = []
     n = 0
-    async for part, offset, event in iter_journal(args.kafka, journal_topic(args)):
+    async for part, offset, event in iter_journal(args.kafka, common.journal_topic(args)):
         n += 1
-        if n % PROGRESS_EVERY == 0:
-            progress(args, n)
+        if n % common.PROGRESS_EVERY == 0:
+            common.progress(args, n)
         origins.parts.append(part)
         origins.offsets.append(offset)
         chunk.append(event)
@@ -144,7 +134,7 @@ def _replay(args: argparse.Namespace, run: Any, inputs: list | None,
             origins.blank_before.clear()
             feed(_file_events(args, origins))  # one pass: the audit pulls lines as it goes
         else:
-            talk(args, _feed_from_kafka(args, origins, feed))
+            common.talk(args, _feed_from_kafka(args, origins, feed))
         return audit_result(run)
     except BadLine as exc:
         print(f"antirelou: bad journal line: {exc}", file=sys.stderr)
@@ -382,7 +372,7 @@ def audit_journal(args: argparse.Namespace) -> int:
     _print_report(args, result, comparison, lost, origins)
     first_line = _first_mismatch(result, origins)
     if args.html and not _write_html(args, result, first_line):
-        return EXIT_BAD_INPUT
+        return common.EXIT_BAD_INPUT
     if result.ok:
         return 0
     print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first: "
@@ -450,7 +440,7 @@ def account_journal(args: argparse.Namespace) -> Any:
     accountant = Accountant()
 
     async def read() -> None:
-        async for _, _, event in iter_journal(args.kafka, journal_topic(args)):
+        async for _, _, event in iter_journal(args.kafka, common.journal_topic(args)):
             accountant.feed(event)
 
     asyncio.run(read())

@@ -401,6 +401,7 @@ def test_the_cli_says_the_same_in_two_processes_as_in_one(journal, tmp_path, mon
     # processes leave the journal to one: decision_prefix) are those of one process.
     from streams import cli
     from streams.cli import audit as inspect
+    from streams.cli import common
 
     _, events = journal
     events = events if kind == "clean" else tampered(events, kind)
@@ -409,7 +410,7 @@ def test_the_cli_says_the_same_in_two_processes_as_in_one(journal, tmp_path, mon
     config.write_text(TOML.format(paris_reply=PARIS_REPLY, lyon_reply=LYON_REPLY,
                                   paris_eur=f"{0.16 * 0.6 * 6000 / 4 * 0.5:.2f}"))
     monkeypatch.setattr(inspect, "TWO_READERS_FROM", 0)
-    monkeypatch.setattr(inspect, "PROGRESS_EVERY", 2000)
+    monkeypatch.setattr(common, "PROGRESS_EVERY", 2000)
     said = []
     for processes in ("1", "2"):
         monkeypatch.setenv("ANTIRELOU_AUDIT_PROCESSES", processes)
