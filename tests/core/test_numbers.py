@@ -117,7 +117,7 @@ def test_every_example_mobile_has_a_prefix_of_country_code_and_3_digits(region):
 
 def reference_classify(digits):
     """``classify`` as phonenumbers' public functions give it (before the one-pass one)."""
-    from infra.numbers import _KINDS, INVALID, PREFIX_NATIONAL_DIGITS, SHORT_CODE_DIGITS
+    from infra.numbers import INVALID, KINDS, PREFIX_NATIONAL_DIGITS, SHORT_CODE_DIGITS
     if not (digits.isascii() and digits.isdigit()) or len(digits) > 15:
         return INVALID
     if len(digits) in SHORT_CODE_DIGITS:
@@ -134,7 +134,7 @@ def reference_classify(digits):
     country = region if region and region not in ("001", "ZZ") else None
     if not phonenumbers.is_valid_number(number):
         return NumberInfo(False, "invalid", country, prefix)
-    return NumberInfo(True, _KINDS.get(phonenumbers.number_type(number), "other"), country, prefix)
+    return NumberInfo(True, KINDS.get(phonenumbers.number_type(number), "other"), country, prefix)
 
 
 def test_one_pass_classification_is_phonenumbers_public_answer_for_every_example():

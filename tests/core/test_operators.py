@@ -11,9 +11,9 @@ from infra.operators import (
     NO_OPERATORS,
     OperatorKeyError,
     Refusal,
-    _b64,
-    _private_key,
     authorize,
+    b64,
+    load_private_key,
     new_key_pair,
     parse_operators,
     sign_command,
@@ -90,7 +90,7 @@ def test_a_command_naming_another_operator_than_its_signer_is_refused():
     assert isinstance(check(forged), Refusal)
     # And a command saying "carol" inside, signed by alice as alice: refused too.
     wire = codec.encode(credit(operator="carol"))
-    sig = _b64(_private_key(ALICE_KEY).sign(signed_bytes(APP, wire)))
+    sig = b64(load_private_key(ALICE_KEY).sign(signed_bytes(APP, wire)))
     refused = check(codec.encode(SignedControl(operator="alice", command=wire.decode(), signature=sig)))
     assert isinstance(refused, Refusal) and "another operator" in refused.reason
 

@@ -101,23 +101,7 @@ def test_the_list_holds_the_audit_and_the_flood_modules():
             "streams/rules/sendstate.py", "streams/rules/pipeline.py"} <= set(MODULES)
 
 
-# The layers: schemas at the bottom; actors (the campaigns) and infra (the outside world)
-# above it, side by side; streams (the workers, the CLI) on top, the composition root.
-LAYER_MAY_NOT_IMPORT = {
-    "schemas": {"actors", "infra", "streams"},
-    "actors": {"infra", "streams"},
-    "infra": {"actors", "streams"},
-}
-
-
-@pytest.mark.parametrize("layer", sorted(LAYER_MAY_NOT_IMPORT))
-def test_no_module_imports_from_a_layer_above_or_beside_it(layer):
-    wrong = {}
-    for path in sorted((ROOT / layer).rglob("*.py")):
-        found = _imports(ast.parse(path.read_text())) & LAYER_MAY_NOT_IMPORT[layer]
-        if found:
-            wrong[str(path.relative_to(ROOT))] = sorted(found)
-    assert wrong == {}
+# Which room may import which: tests/test_structure.py (MAY_IMPORT).
 
 
 def test_the_guard_catches_an_impure_module():

@@ -201,10 +201,10 @@ raw_bytes = st.none() | st.binary(max_size=40) | json_texts | st.text().map(str.
 @settings(max_examples=400, deadline=None)
 @given(key=raw_bytes, value=raw_bytes)
 def test_the_decoders_short_ways_give_fausts_answers(key, value) -> None:
-    from streams.app import _tables
+    from streams.app import build_tables
 
     app = faust.App("bulk-decode", store="memory://")
-    worker = _tables(app, 2)  # the worker's own tables: sender states (raw), replies, deferred
+    worker = build_tables(app, 2)  # the worker's own tables: sender states (raw), replies, deferred
     tables = [worker.senders_by_pseudonym, worker.replies_by_message, worker.deferred_reply_to,
               app.Table("m", default=None, partitions=2, key_type=int, value_type=bytes)]
     record = ConsumerRecord("t", 0, 7, 0, 0, key, value, None, 0, 0, [])

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from infra.broker import BrokerError, EmbeddedBroker, ensure_topics
-from infra.supervisor import PID_FILE, BrokerSupervisor, _alive
+from infra.supervisor import PID_FILE, BrokerSupervisor, alive
 
 pytestmark = pytest.mark.services
 
@@ -126,7 +126,7 @@ def test_the_next_owner_stops_a_broker_left_by_a_dead_one_and_says_so(tmp_path):
         sup.start()
         assert sup.orphan_note and f"pid {old}" in sup.orphan_note
         assert "still running" in sup.orphan_note and "stopped it" in sup.orphan_note
-        assert not _alive(old) and sup.status().up and sup.broker.pid != old
+        assert not alive(old) and sup.status().up and sup.broker.pid != old
     finally:
         sup.stop()
         orphan.stop()  # reaps it (it was this process's child)
@@ -163,10 +163,10 @@ def test_the_broker_dies_with_an_owner_killed_by_sigkill(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(owner.stdout.readline())
-        assert _alive(pid)
+        assert alive(pid)
         owner.kill()  # no atexit, no cleanup: only the kernel's parent death signal
         owner.wait()
-        took = wait_until(lambda: not _alive(pid), 10.0, "broker gone with its owner")
+        took = wait_until(lambda: not alive(pid), 10.0, "broker gone with its owner")
         print(f"broker gone {took:.2f} s after its owner's SIGKILL")
     finally:
         if owner.poll() is None:
