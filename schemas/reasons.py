@@ -1,7 +1,7 @@
 """Every reason a "no" gives, in one place: from the edge to the send stage, each refusal of a
 text or a reply is an event with one of these, so the journal alone says why a sender was
 not answered. The strings are in journals: never rename one (an upcaster in
-``schemas.codec`` would have to map the old name). ``tests/core/test_reasons.py`` holds
+``schemas.codec`` would have to map the old name). ``tests/schemas/test_reasons.py`` holds
 every reason written in the code to this list.
 
 - Screening (``SenderScreened.reason`` of a ``suppress`` verdict), in the order the rules

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.factories import ROOT
+
 PACKAGE = ("actors", "infra", "schemas", "streams")
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80

@@ -15,7 +15,7 @@ printed to stderr as JSON), 2 on bad input. From Python::
     print(render_text(result)); data = to_json(result)
     print(render_text(what_if(events, campaigns, other_campaigns)))
 
-This package is pure (``tests/core/test_purity.py``): no Kafka, no file, no clock. It takes
+This package is pure (``tests/test_purity.py``): no Kafka, no file, no clock. It takes
 decoded events (``schemas.codec`` has upcast old versions already) and the campaigns of the
 config.
 
@@ -101,7 +101,7 @@ part, decides each request with the number range its decision recorded, and rais
 one process) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
 replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...)`` takes.
 Either way mismatches, counters and tallies are those of one ``Audit``
-(``tests/core/test_audit_apart.py``).
+(``tests/audit/test_audit_apart.py``).
 
 Layout: ``results`` (the values), ``replay`` (the ``Audit`` class: reading the journal, the
 screening replay), ``campaigns`` (the campaign replay), ``whatif``, ``report`` (tallies,

@@ -21,7 +21,7 @@ DEFAULT_START_MS = int(dt.datetime(2017, 10, 16, tzinfo=dt.UTC).timestamp() * 10
 
 # French mobile ranges (06 / 07) as 3-digit national prefixes. A copy of the mobile pattern in
 # phonenumbers' metadata for FR (9.0): (?:6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d)\d{6}.
-# tests/core/test_simulate.py checks every prefix against the installed phonenumbers.
+# tests/simulate/test_simulate.py checks every prefix against the installed phonenumbers.
 _FR_MOBILE_RANGE = re.compile(r"6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d")
 FR_MOBILE_PREFIXES: tuple[str, ...] = tuple(
     p for p in (f"{n:03d}" for n in range(600, 800)) if _FR_MOBILE_RANGE.fullmatch(p)

@@ -32,10 +32,10 @@ from tests.e2e.conftest import (
     new_sender,
     of,
 )
+from tests.factories import ROOT
 
 pytestmark = pytest.mark.services
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "broker-faults-admin-token-0123456789"
 
 

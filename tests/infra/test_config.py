@@ -1,12 +1,9 @@
 """Campaign configuration: good files load exactly, bad ones say what is wrong."""
 
-from pathlib import Path
-
 import pytest
 
 from infra.config import ConfigError, load_campaigns, parse_campaigns
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import ROOT
 
 GOOD = {
     "id": "paris", "number": "+33 644 630 001", "reply_text": "Non c'est non.",

@@ -13,9 +13,9 @@ from schemas.events import (
     SurgeStarted,
 )
 from streams.audit import audit
-from tests.core.test_audit import T0, pipeline
-from tests.core.test_audit import campaign as audit_campaign
-from tests.core.test_campaign import campaign
+from tests.factories import T0, journal_of
+from tests.factories import campaign_2017 as campaign
+from tests.factories import story_campaign as audit_campaign
 
 MINUTE = 60_000
 # No prior, no watch, first texts released 2 a minute during a surge, and every surge taken
@@ -206,7 +206,7 @@ def test_the_audit_re_decides_a_surge_from_the_journal():
         campaign_id="paris", occurred_at=T0 + 30 * MINUTE,
     )]
     steps += [("late", "paris", "s_late", T0 + 31 * MINUTE, "33-612")]
-    journal = pipeline(steps, [audit_campaign(budget=10**9)], batch=3)
+    journal = journal_of(steps, [audit_campaign(budget=10**9)], batch=3)
     types = {type(e) for e in journal}
     assert {ReplyDeferred, SurgeStarted, ReplyExpired, SurgeEnded} <= types
     assert any(isinstance(e, ReplyApproved) and e.deferred_at for e in journal)

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.campaign import initial_policy
-from actors.shard import CampaignShard
 from infra.config import load_campaigns
 from schemas import codec
-from schemas.campaign import Campaign
 from schemas.commands import (
     ChangePolicy,
     CreditBudget,
     RequestReply,
-    ScreenText,
-    SettleReply,
-    Tick,
 )
 from schemas.events import (
     DeliveryReported,
@@ -35,121 +28,10 @@ from schemas.events import (
     SenderScreened,
     TextReceived,
 )
-from schemas.policy import apply_changes
 from streams import cli
-from streams.audit import UNKNOWN_CAMPAIGN_POLICY, audit, render_text, to_json, what_if
-from streams.rules.screening import SenderState, decide_screening, evolve_sender
-
-T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
-HOUR = 3_600_000
-DAY = 24 * HOUR
-REPLY = "Non, c'est non. Laissez-la tranquille."  # 1 GSM-7 segment
-
-
-def campaign(cid="paris", budget=350_000, price=100_000, cooldown=None, reply=REPLY,
-             starts_at=T0, ends_at=T0 + 60 * DAY, pacing=False):
-    return Campaign(id=cid, number="3364463000" + str(len(cid) % 10), reply_text=reply,
-                    language="fr", country="FR", budget_micros=budget,
-                    price_per_segment_micros=price, starts_at=starts_at, ends_at=ends_at,
-                    originator="AntiRelou", cooldown_ms=cooldown, pacing=pacing)
-
-
-def pipeline(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=(), priced=None,
-             refund=False):
-    """Drive the real core the way the shells do and return the journal as the reader sees it.
-
-    ``steps``: ``(message_id, campaign_id, sender, occurred_at[, prefix])`` texts in arrival order (a
-    repeated text is a redelivered webhook), operator commands (ChangePolicy, CreditBudget),
-    or a RequestReply reaching the shard once more, late, or a clock Tick.
-    ``redeliver``: message ids whose RequestReply reaches the shard twice; ``fail``: message
-    ids whose reply the gateway refuses (then refunded when ``refund``, as the shells do
-    now; journals from before refunds have none); ``priced``: message id -> the price
-    a delivery report gives (then reconciled). The journal is keyed like the real one (sender, else
-    campaign) over ``partitions`` partitions and read partition after partition.
-    """
-    shard = CampaignShard(campaigns)
-    live = {c.id: initial_policy(c) for c in campaigns}
-    senders: dict[str, SenderState] = {}
-    parts: list[list] = [[] for _ in range(partitions)]
-    pending: list[RequestReply | SettleReply] = []
-    sent: set[str] = set()
-    priced = priced or {}
-
-    def record(events):
-        for e in events:
-            key = getattr(e, "sender", None) or e.campaign_id
-            parts[zlib.crc32(key.encode()) % partitions].append(e)
-
-    settle: list[SettleReply] = []
-
-    def flush():
-        decisions = shard.decide(pending)
-        record(decisions)
-        for d in decisions:
-            if isinstance(d, ReplyApproved) and d.message_id not in sent:
-                sent.add(d.message_id)
-                if d.message_id in fail:
-                    record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
-                                        error="GatewayRejected: no", retryable=False,
-                                        occurred_at=d.occurred_at + 5_000, attempts=1,
-                                        reason="provider_rejected")])
-                    if refund:
-                        settle.append(SettleReply(message_id=d.message_id, campaign_id=d.campaign_id,
-                                                  sender=d.sender, outcome="failed", price_micros=None,
-                                                  occurred_at=d.occurred_at + 5_000))
-                else:
-                    record([ReplySent(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
-                                      provider_message_id="mb-" + d.message_id, price_micros=None,
-                                      dry_run=True, occurred_at=d.occurred_at + 5_000)])
-                    if d.message_id in priced:
-                        price = priced[d.message_id]
-                        record([DeliveryReported(message_id=d.message_id, campaign_id=d.campaign_id,
-                                                 sender=d.sender, provider_message_id="mb-" + d.message_id,
-                                                 status="delivered", status_reason=None, error_code=None,
-                                                 price_micros=price, currency="EUR",
-                                                 occurred_at=d.occurred_at + 9_000)])
-                        settle.append(SettleReply(message_id=d.message_id, campaign_id=d.campaign_id,
-                                                  sender=d.sender, outcome="priced", price_micros=price,
-                                                  occurred_at=d.occurred_at + 9_000))
-        pending.clear()
-        pending.extend(settle)  # settlements reach the shard with the next batch
-        settle.clear()
-
-    for step in steps:
-        if isinstance(step, RequestReply | Tick):
-            pending.append(step)
-            continue
-        if isinstance(step, ChangePolicy | CreditBudget):
-            flush()
-            outcomes = shard.control([step])
-            record(outcomes)
-            for e in outcomes:
-                if isinstance(e, PolicyChanged):
-                    live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
-            continue
-        mid, cid, sender, at, *rest = step  # (..., prefix): a classified mobile number
-        facts = (dict(number_kind="mobile", country="FR", prefix=rest[0]) if rest
-                 else dict(number_kind="unknown", country=None, prefix=""))
-        policy = live.get(cid, UNKNOWN_CAMPAIGN_POLICY)
-        state = senders.setdefault(sender, SenderState())
-        text = dict(message_id=mid, campaign_id=cid, sender=sender, body="salut", occurred_at=at)
-        screened = decide_screening(state, ScreenText(**text, reply_to="sealed", **facts), policy)
-        for e in screened:
-            evolve_sender(state, e, policy)
-        record([TextReceived(**text, **facts), *screened])
-        if screened[0].verdict == "forward":
-            request = RequestReply(message_id=mid, campaign_id=cid, sender=sender, occurred_at=at,
-                                   reply_to="sealed", prefix=facts["prefix"],
-                                   texts_from_sender=screened[0].texts_from_sender)
-            pending.append(request)
-            if mid in redeliver:
-                pending.append(request)
-            if len(pending) >= batch:
-                flush()
-    flush()
-    flush()  # the last settlements
-    return [e for part in parts for e in part]
-
+from streams.audit import audit, render_text, to_json, what_if
+from tests.factories import DAY, HOUR, T0, journal_of
+from tests.factories import story_campaign as campaign
 
 STORY = [
     # day 1
@@ -167,7 +49,7 @@ STORY = [
 def story_journal(**kw):
     kw.setdefault("redeliver", {"m1"})
     kw.setdefault("fail", {"m4"})
-    return pipeline(STORY, [campaign()], **kw)
+    return journal_of(STORY, [campaign()], **kw)
 
 
 def index_of(journal, cls, mid):
@@ -225,7 +107,7 @@ def test_replaying_twice_or_in_another_partition_order_gives_the_same_report():
 
 def test_a_text_for_a_campaign_no_longer_configured_is_denied_and_counted():
     steps = [*STORY, ("m9", "ghost", "s_z", T0 + DAY)]
-    journal = pipeline(steps, [campaign()])
+    journal = journal_of(steps, [campaign()])
     assert any(isinstance(e, ReplyDenied) and e.reason == "unknown_campaign" for e in journal)
     result = audit(journal, [campaign()])
     assert result.ok
@@ -247,7 +129,7 @@ def test_forwarded_texts_without_a_decision_yet_are_pending_not_mismatches():
 def test_a_forwarded_text_given_again_is_restated_and_its_decision_repeated():
     # After a crash the worker is given the text again: the same verdict, the same decision.
     steps = [*STORY[:2], ("m2", "paris", "s_b", T0 + 10 * HOUR)]
-    journal = pipeline(steps, [campaign()], redeliver=())
+    journal = journal_of(steps, [campaign()], redeliver=())
     assert len([e for e in journal if isinstance(e, SenderScreened) and e.message_id == "m2"]) == 2
     result = audit(journal, [campaign()])
     assert result.ok, result.mismatches
@@ -259,7 +141,7 @@ def test_a_verdict_lost_in_a_crash_and_restated_later_audits_clean():
     # The crash lost the first copy's TextReceived and verdict (never stored); the copy given
     # again is the only one in the journal, and it is the verdict the text had.
     steps = [*STORY[:2], ("m2", "paris", "s_b", T0 + 10 * HOUR)]
-    journal = pipeline(steps, [campaign()], redeliver=())
+    journal = journal_of(steps, [campaign()], redeliver=())
     first_text = index_of(journal, TextReceived, "m2")
     first_verdict = index_of(journal, SenderScreened, "m2")
     lost = [e for i, e in enumerate(journal) if i not in (first_text, first_verdict)]
@@ -350,7 +232,7 @@ def late_redelivery_steps():
 
 
 def test_a_late_redelivery_the_core_still_remembers_gets_the_same_answer():
-    journal = pipeline(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
+    journal = journal_of(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
     again = [e for e in journal if isinstance(e, ReplyApproved) and e.message_id == "m0"]
     assert len(again) == 2 and again[0] == again[1]
     assert audit(journal, [campaign(budget=10**6)]).counters.redelivered == 1
@@ -367,7 +249,7 @@ def test_a_late_redelivery_the_core_forgot_is_decided_afresh_and_audits_clean(mo
     import actors.campaign
 
     monkeypatch.setattr(actors.campaign, "REMEMBERED_DECISIONS", 2)
-    journal = pipeline(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
+    journal = journal_of(late_redelivery_steps(), [campaign(budget=10**6)], batch=1)
     m0 = [e for e in journal if isinstance(e, ReplyApproved) and e.message_id == "m0"]
     assert [e.seq for e in m0] == [1, 6]  # forgotten, so paid twice: the bound's known cost
     result = audit(journal, [campaign(budget=10**6)])
@@ -406,7 +288,7 @@ def policy_story():
 
 def test_policy_changes_and_credits_are_replayed_in_seq_order():
     c, steps = policy_story()
-    journal = pipeline(steps, [c], batch=1)
+    journal = journal_of(steps, [c], batch=1)
     result = audit(journal, [c])
     assert result.ok, result.mismatches
     paris = to_json(result)["campaigns"]["paris"]
@@ -419,7 +301,7 @@ def test_policy_changes_and_credits_are_replayed_in_seq_order():
 
 def test_a_policy_change_read_after_the_verdicts_that_used_it_is_waited_for():
     c, steps = policy_story()
-    journal = pipeline(steps, [c], batch=1)
+    journal = journal_of(steps, [c], batch=1)
     change = next(e for e in journal if isinstance(e, PolicyChanged))
     late = [e for e in journal if e is not change] + [change]
     result = audit(late, [c])
@@ -429,7 +311,7 @@ def test_a_policy_change_read_after_the_verdicts_that_used_it_is_waited_for():
 
 def test_a_verdict_under_a_policy_version_that_never_existed_is_a_mismatch():
     c, steps = policy_story()
-    journal = pipeline(steps, [c], batch=1)
+    journal = journal_of(steps, [c], batch=1)
     i = index_of(journal, SenderScreened, "m3")
     journal[i] = dataclasses.replace(journal[i], policy_version=7)
     result = audit(journal, [c])
@@ -443,7 +325,7 @@ def test_a_verdict_under_a_policy_version_that_never_existed_is_a_mismatch():
 def test_what_if_a_smaller_budget_shows_fewer_replies_and_the_day_it_ran_out():
     steps = [(f"m{i}", "paris", f"s_{i}", T0 + i * 7 * HOUR) for i in range(8)]
     base = campaign(budget=1_000_000)
-    journal = pipeline(steps, [base])
+    journal = journal_of(steps, [base])
     small = campaign(budget=300_000)
     comparison = what_if(journal, [base], [small])
     summary = to_json(comparison)["summary"]["paris"]
@@ -461,7 +343,7 @@ def test_what_if_a_smaller_budget_shows_fewer_replies_and_the_day_it_ran_out():
 def test_what_if_a_longer_reply_costs_twice_and_the_baseline_matches_the_journal():
     steps = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(4)]
     base = campaign(budget=1_000_000)
-    journal = pipeline(steps, [base])
+    journal = journal_of(steps, [base])
     comparison = what_if(journal, [base], [campaign(budget=1_000_000, reply="x" * 200)])
     summary = to_json(comparison)["summary"]["paris"]
     assert summary["baseline"]["spent_micros"] == 400_000
@@ -479,7 +361,7 @@ def test_what_if_ticks_the_campaigns_clock_so_a_spikes_deferred_replies_are_rele
     steps += [(f"r{i}", "paris", f"s_{i}", T0 + HOUR + 3 * minute + i * 1000)
               for i in range(0, 80, 3)]  # a third of them text again a few minutes later
     base = campaign(budget=50_000_000, pacing=True)
-    journal = pipeline(steps, [base])
+    journal = journal_of(steps, [base])
     types = [e.TYPE for e in journal]
     assert types.count("ReplyDeferred") > 40 and types.count("ReplyApproved") < 20
     summary = to_json(what_if(journal, [base], [base]))["summary"]["paris"]
@@ -512,7 +394,7 @@ def files(tmp_path):
     other = tmp_path / "other.toml"
     other.write_text(TOML.format(budget="0.10"))
     campaigns = load_campaigns(config)
-    journal = pipeline(STORY, campaigns, redeliver={"m1"})
+    journal = journal_of(STORY, campaigns, redeliver={"m1"})
     path = tmp_path / "journal.jsonl"
 
     def write(events, transform=lambda d: d):
@@ -670,12 +552,12 @@ def scenarios(draw):
 @given(scenarios())
 def test_any_journal_written_by_the_core_audits_clean_and_replays_identically(scenario):
     campaigns, steps, kw = scenario
-    journal = pipeline(steps, campaigns, **kw)
+    journal = journal_of(steps, campaigns, **kw)
     result = audit(journal, campaigns)
     assert result.ok, [m.to_json() for m in result.mismatches[:3]]
     assert result.counters.texts == sum(1 for s in steps if isinstance(s, tuple))
     assert to_json(result) == to_json(audit(journal, campaigns))
-    one_partition = pipeline(steps, campaigns, **{**kw, "partitions": 1})
+    one_partition = journal_of(steps, campaigns, **{**kw, "partitions": 1})
     assert to_json(audit(one_partition, campaigns))["campaigns"] == to_json(result)["campaigns"]
     render_text(result)
 
@@ -683,7 +565,7 @@ def test_any_journal_written_by_the_core_audits_clean_and_replays_identically(sc
 def test_refunds_and_reported_prices_are_replayed_and_checked_against_their_facts():
     c = campaign(budget=1_000_000)
     texts = [(f"m{i}", "paris", f"s_{i}", T0 + i * HOUR) for i in range(4)]
-    journal = pipeline(texts, [c], fail={"m1"}, priced={"m2": 70_000}, refund=True)
+    journal = journal_of(texts, [c], fail={"m1"}, priced={"m2": 70_000}, refund=True)
     result = audit(journal, [c])
     assert result.ok, result.mismatches
     (refund,) = [e for e in journal if isinstance(e, ReplyRefunded)]

@@ -1,4 +1,4 @@
-"""The dashboard/metrics projection: journals made by the real core (tests/core/test_audit.py's
+"""The dashboard/metrics projection: journals made by the real core (tests/audit/test_audit.py's
 pipeline), read partition after partition with redeliveries, give the shard's own status."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections import Counter
 from actors.shard import CampaignShard, is_campaign_event
 from schemas.commands import ChangePolicy, CreditBudget
 from streams.console.metrics import Projection
-from tests.core.test_audit import DAY, T0, pipeline
-from tests.core.test_audit import campaign as audit_campaign
+from tests.factories import DAY, T0, journal_of
+from tests.factories import story_campaign as audit_campaign
 
 MIN = 60_000
 
@@ -27,7 +27,7 @@ def flood():
     for i in range(40, 50):
         steps.append((f"m{i}", "paris", f"s_new{i}", T0 + DAY + i * MIN, "33-612"))
     steps.append(("m3", "lyon", "s_3", T0 + 3 * MIN, "33-612"))  # a redelivered webhook
-    return [paris, lyon], pipeline(steps, [paris, lyon], redeliver={"m4", "m41"})
+    return [paris, lyon], journal_of(steps, [paris, lyon], redeliver={"m4", "m41"})
 
 
 def test_projection_matches_the_shard_and_counts_each_text_once():

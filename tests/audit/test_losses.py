@@ -89,11 +89,12 @@ def test_the_audit_of_a_journal_that_lost_a_stretch_fails_and_says_what_is_missi
     from infra.config import load_campaigns
     from schemas import codec
     from streams import cli
-    from tests.core.test_audit import STORY, TOML, pipeline
+    from tests.audit.test_audit import STORY, TOML
+    from tests.factories import journal_of
 
     config = tmp_path / "campaigns.toml"
     config.write_text(TOML.format(budget="0.35"))
-    journal = pipeline(STORY, load_campaigns(config))
+    journal = journal_of(STORY, load_campaigns(config))
     # The broker lost the whole story of the second approved reply; its delivery report
     # came in after the broker was back.
     lost = next(e for e in journal if isinstance(e, ReplyApproved) and e.seq == 2)

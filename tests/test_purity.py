@@ -4,11 +4,11 @@ One list of every pure module (a folder's glob takes its new modules in by itsel
 flood-defence building blocks import the standard library only on top of that."""
 
 import ast
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import ROOT
+
 PURE_MODULES = [
     # the campaign and its shard
     "actors/campaign.py",

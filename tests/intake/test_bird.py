@@ -15,7 +15,6 @@ import pytest
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
 from infra.numbers import classify
 from infra.privacy import Privacy
-from schemas.campaign import Campaign
 from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
@@ -30,14 +29,13 @@ from streams.intake.bird import (
 )
 from streams.intake.build import IntakeBuilder
 from streams.intake.errors import BadRequest, Unauthorized
+from tests import factories
 
 KEY = "bird-signing-key"
 URL = "https://antirelou.example/webhooks/bird"
 NOW = 1_764_600_000
 SENDER = "33612345678"
-CAMPAIGN = Campaign(id="paris", number="33644630001", reply_text="Non.", language="fr",
-                    country="FR", budget_micros=10_000_000, price_per_segment_micros=80_000,
-                    starts_at=0, ends_at=2**53, originator="AntiRelou")
+CAMPAIGN = factories.campaign()
 
 
 def envelope(event: str, **payload) -> bytes:

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from schemas.commands import ChangePolicy, CreditBudget, Tick
 from schemas.events import ReplyDeferred
 from streams.audit import audit, to_json
-from tests.core.test_audit import T0, pipeline
-from tests.core.test_audit import campaign as audit_campaign
+from tests.factories import T0, journal_of
+from tests.factories import story_campaign as audit_campaign
 
 MINUTE = 60_000
 FLOOD = {"surge_multiple": 2, "surge_min_rate": 3, "surge_quiet_minutes": 2, "surge_queue": 3,
@@ -66,9 +66,9 @@ def flood_scenarios(draw):
 @given(flood_scenarios())
 def test_any_journal_with_surges_and_prefix_floods_audits_clean(scenario):
     campaigns, steps, kw = scenario
-    journal = pipeline(steps, campaigns, **kw)
+    journal = journal_of(steps, campaigns, **kw)
     event("deferrals" if any(isinstance(e, ReplyDeferred) for e in journal) else "no deferral")
     result = audit(journal, campaigns)
     assert result.ok, [m.to_json() for m in result.mismatches[:3]]
-    one_partition = pipeline(steps, campaigns, **{**kw, "partitions": 1})
+    one_partition = journal_of(steps, campaigns, **{**kw, "partitions": 1})
     assert to_json(audit(one_partition, campaigns))["campaigns"] == to_json(result)["campaigns"]

@@ -21,16 +21,16 @@ from schemas.events import (
 )
 from streams.audit import audit
 from streams.rules.pipeline import Pipeline
+from tests import factories
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = 1_796_169_600_000  # 2026-12-01 00:00 UTC
 
 
 def campaign(budget_eur=3_700, days=365) -> Campaign:
-    return Campaign(id="paris", number="33644630001", reply_text="Non, c'est non. " * 8,
-                    language="fr", country="FR", budget_micros=budget_eur * 1_000_000,
-                    price_per_segment_micros=80_000, starts_at=T0, ends_at=T0 + days * DAY,
-                    originator="AntiRelou")
+    return factories.campaign(reply_text="Non, c'est non. " * 8,
+                              budget_micros=budget_eur * 1_000_000, starts_at=T0,
+                              ends_at=T0 + days * DAY)
 
 
 class Run:

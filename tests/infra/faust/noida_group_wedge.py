@@ -3,9 +3,9 @@ joins: a minimal reproduction with aiokafka alone (no Faust, no antirelou code b
 broker launcher). Not a test: run it, it prints what happened and exits 1 if the group
 wedged::
 
-    .venv/bin/python tests/infra/noida_group_wedge.py          # A commits: wedges
-    .venv/bin/python tests/infra/noida_group_wedge.py --no-commit   # control: fine
-    .venv/bin/python tests/infra/noida_group_wedge.py --keep-member # the fix: fine
+    .venv/bin/python tests/infra/faust/noida_group_wedge.py          # A commits: wedges
+    .venv/bin/python tests/infra/faust/noida_group_wedge.py --no-commit   # control: fine
+    .venv/bin/python tests/infra/faust/noida_group_wedge.py --keep-member # the fix: fine
 
 What it does: consumer A joins group ``g`` alone (generation 1, leader, both partitions of
 ``t``). Consumer B joins. While that rebalance is under way, A commits an offset with its
@@ -26,7 +26,7 @@ Without the commit (``--no-commit``) the same two members share the partitions w
 second, and when A leaves B takes both. A restart of noida-db clears the wedge (the group
 is forgotten). ``--keep-member`` installs the workers' fix
 (``infra.faust.aiokafka_patches.install_keep_member_on_stale_commit``: A rejoins under its own id, as
-Kafka's Java client does): the group completes (tests/infra/test_kafka_compat.py).
+Kafka's Java client does): the group completes (tests/infra/faust/test_aiokafka_patches.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 from aiokafka.structs import OffsetAndMetadata  # noqa: E402

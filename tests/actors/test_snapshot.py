@@ -5,7 +5,8 @@ from actors.campaign import REMEMBERED_DECISIONS, CampaignState, evolve_campaign
 from actors.shard import CampaignShard
 from actors.snapshot import MAX_SNAPSHOT_BYTES, decode_snapshot, encode_snapshot
 from schemas.commands import ChangePolicy, CreditBudget
-from tests.core.test_campaign import campaign, request
+from tests.factories import campaign_2017 as campaign
+from tests.factories import request
 
 
 def busy_shard():

@@ -2,37 +2,11 @@
 
 import pytest
 
-from actors.campaign import CampaignState, decide_reply, evolve_campaign, reply_cost
+from actors.campaign import CampaignState, evolve_campaign, reply_cost
 from actors.shard import CampaignShard
-from schemas.campaign import Campaign
-from schemas.commands import RequestReply
 from schemas.events import ReplyApproved, ReplyDenied
-
-REPLY_2017 = (
-    "Bonjour. Ce numéro sert à tenir à distance les gens qui insistent. Par votre faute, une "
-    "femme ne s'est pas sentie en sécurité. Non, c'est non : elle n'a pas à se justifier. Ne la "
-    "contactez plus jamais. Ce message est automatique."
-)
-
-
-def campaign(budget_micros=3_700_000_000, reply=REPLY_2017, cid="paris", **kw):
-    kw.setdefault("pacing", False)  # pacing has its own stories; these are about the budget
-    return Campaign(
-        id=cid, number="33644630001", reply_text=reply, language="fr", country="FR",
-        budget_micros=budget_micros, price_per_segment_micros=80_000, starts_at=0,
-        ends_at=10**13, originator="AntiRelou", **kw,
-    )
-
-
-def request(mid, at=1_000, cid="paris"):
-    return RequestReply(message_id=mid, campaign_id=cid, sender="s_x", occurred_at=at, reply_to="sealed")
-
-
-def decide(state, cmd, c):
-    events = decide_reply(state, cmd, c)
-    for e in events:
-        evolve_campaign(state, e)
-    return events[0]
+from tests.factories import REPLY_2017, decide, request
+from tests.factories import campaign_2017 as campaign
 
 
 def test_the_2017_reply_costs_two_segments_at_eight_cents():
@@ -61,8 +35,7 @@ def test_a_spent_budget_denies_with_the_reason_and_keeps_the_balance():
 
 
 def test_texts_outside_the_campaign_period_are_denied():
-    c = campaign()
-    c = Campaign(**{**{f: getattr(c, f) for f in c.__slots__}, "starts_at": 100, "ends_at": 200})
+    c = campaign(starts_at=100, ends_at=200)
     state = CampaignState.opening(c)
     assert decide(state, request("early", at=99), c).reason == "not_started"
     assert isinstance(decide(state, request("in", at=100), c), ReplyApproved)

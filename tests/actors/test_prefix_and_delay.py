@@ -18,9 +18,9 @@ from schemas.commands import ChangePolicy, RequestReply, SendReply
 from schemas.events import ReplyApproved, ReplyDenied
 from schemas.policy import PolicyError, describe, parse_changes
 from streams.audit import audit
-from tests.core.test_audit import T0, pipeline
-from tests.core.test_audit import campaign as audit_campaign
-from tests.core.test_campaign import campaign
+from tests.factories import T0, journal_of
+from tests.factories import campaign_2017 as campaign
+from tests.factories import story_campaign as audit_campaign
 
 MINUTE = 60_000
 
@@ -135,7 +135,7 @@ def test_the_audit_re_decides_prefix_floods():
                           occurred_at=T0)]
     steps += [(f"r{i}", "paris", f"s_r{i}", T0 + 1_000 + i, "33-756") for i in range(4)]
     steps += [("g1", "paris", "s_g", T0 + 2_000, "33-612")]
-    journal = pipeline(steps, [audit_campaign(budget=10_000_000)])
+    journal = journal_of(steps, [audit_campaign(budget=10_000_000)])
     reasons = sorted(e.reason for e in journal if isinstance(e, ReplyDenied))
     assert reasons == ["prefix_flood", "prefix_flood"]
     # the audit reproduces every decision from the texts (the range comes from TextReceived),

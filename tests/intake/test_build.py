@@ -9,18 +9,16 @@ from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from infra.privacy import Privacy
-from schemas.campaign import Campaign
 from schemas.events import TextRejected, TextTimeClamped
 from schemas.reasons import EDGE_REASONS, UNKNOWN_CHANNEL, UNKNOWN_RECIPIENT
 from streams.intake.bird import intake_of, parse_bird_event
 from streams.intake.build import IntakeBuilder
 from streams.intake.messagebird import parse_inbound
 from streams.stages import bird as bird_stage
+from tests import factories
 
 SENDER, NUMBER = "33612345678", "33644630001"
-CAMPAIGN = Campaign(id="paris", number=NUMBER, reply_text="Non.", language="fr", country="FR",
-                    budget_micros=10_000_000, price_per_segment_micros=80_000, starts_at=0,
-                    ends_at=2**53, originator="AntiRelou")
+CAMPAIGN = factories.campaign(number=NUMBER)
 PRIVACY = Privacy(b"0123456789abcdef0123")
 ARRIVAL = 1_764_620_100_000  # 2025-12-01T20:15:00Z
 MINUTE = 60_000

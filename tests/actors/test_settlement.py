@@ -5,7 +5,8 @@ from actors.shard import CampaignShard
 from actors.snapshot import decode_snapshot, encode_snapshot
 from schemas.commands import SettleReply
 from schemas.events import ReplyApproved, ReplyCostReconciled, ReplyRefunded
-from tests.core.test_campaign import campaign, decide, request
+from tests.factories import campaign_2017 as campaign
+from tests.factories import decide, request
 
 
 def settle(state, mid, outcome, price=None, at=9_000):

@@ -15,8 +15,7 @@ import pytest
 
 from schemas.policy import OPERATOR_KEYS
 from streams import cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.factories import ROOT
 
 GOOD = """
 [[campaign]]
@@ -200,7 +199,7 @@ def test_audit_html_report_per_day_with_charts(tmp_path, capsys):
 
     from infra.config import load_campaigns
     from schemas import codec
-    from tests.core.test_audit import DAY, T0, pipeline
+    from tests.factories import DAY, T0, journal_of
 
     config = tmp_path / "c.toml"
     config.write_text(GOOD.format(number="+33644630001", budget='"0.24"', start="2017-10-16",
@@ -208,7 +207,7 @@ def test_audit_html_report_per_day_with_charts(tmp_path, capsys):
     campaigns = load_campaigns(config)
     steps = [(f"m{i}", "paris", f"s_{i % 5}", T0 + (i // 4) * DAY + i * 60_000, "33-612")
              for i in range(12)]
-    journal = pipeline(steps, campaigns)
+    journal = journal_of(steps, campaigns)
     path = tmp_path / "j.jsonl"
     path.write_bytes(b"".join(orjson.dumps(codec.to_dict(e)) + b"\n" for e in journal))
     out = tmp_path / "audit.html"

@@ -1,4 +1,4 @@
-"""The send stage's offset-order guard, with fake records (tests/streams/test_inorder.py
+"""The send stage's offset-order guard, with fake records (tests/infra/faust/test_inorder.py
 covers the other stages' guard)."""
 
 from __future__ import annotations

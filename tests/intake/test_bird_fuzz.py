@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
 from streams.intake.bird import BirdStatus, BirdText, Ignored, handle_bird_request, parse_bird_event
 from streams.intake.errors import BadRequest
-from tests.core.test_bird_webhook import KEY, NOW, SENDER, URL, inbound, outbound, ports
+from tests.intake.test_bird import KEY, NOW, SENDER, URL, inbound, outbound, ports
 
 FUZZ = settings(max_examples=2000, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -4,19 +4,19 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from actors.shard import CampaignShard
-from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText, Tick
 from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
 from streams.rules.screening import SenderState, decide_screening, evolve_sender
+from tests import factories
 
 DAY = 86_400_000
 T0 = 1_508_112_000_000  # 2017-10-16
 
 
 def campaign(budget, pacing):
-    return Campaign(id="c", number="33644630001", reply_text="Non c'est non.", language="fr",
-                    country="FR", budget_micros=budget, price_per_segment_micros=80_000,
-                    starts_at=T0, ends_at=T0 + 30 * DAY, originator="AR", pacing=pacing)
+    return factories.campaign("c", reply_text="Non c'est non.", budget_micros=budget,
+                              starts_at=T0, ends_at=T0 + 30 * DAY, originator="AR",
+                              pacing=pacing)
 
 
 step = st.one_of(

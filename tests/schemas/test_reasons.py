@@ -4,7 +4,7 @@ import ast
 
 from actors.pacing import AllowanceState, allowance_check
 from schemas import reasons
-from tests.core.test_purity import ROOT
+from tests.factories import ROOT
 
 
 def test_the_reason_strings_are_the_journals_ones():

@@ -8,7 +8,8 @@ from schemas import codec
 from schemas.commands import ChangePolicy, CreditBudget, RequestReply
 from schemas.events import BudgetCredited, ControlRejected, PolicyChanged, ReplyApproved
 from schemas.policy import Policy, PolicyChain, PolicyError, describe, next_version, parse_changes
-from tests.core.test_campaign import campaign, request
+from tests.factories import campaign_2017 as campaign
+from tests.factories import request
 
 
 def apply(state, events):
