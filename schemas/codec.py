@@ -23,6 +23,7 @@ import orjson
 from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES
 from schemas.frozen import builder
+from schemas.reasons import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, REPLY_TO_LOST
 
 
 class CodecError(ValueError):
@@ -173,6 +174,17 @@ def _reconciled_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     # Before v2 a reply was tried once.
     return {**payload, "attempts": 1}
+
+
+@upcaster("ReplyFailed", 2)
+def _failed_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    # Before v3 the reason was read from the error: the decide stage's "reply_to_lost: ...",
+    # else the gateway's kind of error (retryable: unavailable, else rejected).
+    if payload["error"].startswith(REPLY_TO_LOST):
+        reason = REPLY_TO_LOST
+    else:
+        reason = PROVIDER_UNAVAILABLE if payload["retryable"] else PROVIDER_REJECTED
+    return {**payload, "reason": reason}
 
 
 # v3 of the campaign decisions carries the sender's number range (for the per-prefix rate

@@ -330,19 +330,21 @@ class ReplyAttempted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyFailed:
-    """The gateway did not accept the reply, after every allowed attempt: nothing was sent,
-    so the campaign refunds its cost (``ReplyRefunded``)."""
+    """The reply was given up without being sent (the gateway did not accept it after every
+    allowed attempt, or there was nothing to send to): the campaign refunds its cost
+    (``ReplyRefunded``)."""
 
     TYPE = "ReplyFailed"
-    SCHEMA_VERSION = 2  # v2 added attempts
+    SCHEMA_VERSION = 3  # v2 added attempts, v3 the reason
 
     message_id: str
     campaign_id: str
     sender: str
-    error: str
+    error: str  # what the gateway said, for people (never a number)
     retryable: bool  # the last error was of a retryable kind (5xx, 429, unreachable)
     occurred_at: int
     attempts: int
+    reason: str  # why it was given up: schemas.reasons.FAILURE_REASONS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -357,7 +359,7 @@ class ReplyUncertain:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "timeout" | "connection_lost" | "unreadable_answer" | "crash_during_send"
+    reason: str  # schemas.reasons.UNCERTAIN_REASONS
     occurred_at: int
 
 

@@ -19,11 +19,11 @@ from typing import Any
 from faust.web import Request
 
 from schemas import codec
-from schemas.commands import SettleReply
 from schemas.events import DeliveryReported
 from streams.intake.build import Intake
 from streams.intake.errors import BadRequest, Unauthorized
 from streams.intake.fields import MAX_BODY_BYTES
+from streams.rules.pipeline import priced
 from streams.rules.sendstate import price_settles
 from streams.stages.runtime import Runtime
 
@@ -98,7 +98,4 @@ async def store_report(rt: Runtime, fact: DeliveryReported) -> None:
     await _bounded(rt, rt.acknowledged(rt.produce(rt.topics.journal, fact.sender.encode(),
                                                   codec.encode(fact))))
     if price_settles(fact.price_micros, fact.currency):
-        await _bounded(rt, rt.settle(SettleReply(
-            message_id=fact.message_id, campaign_id=fact.campaign_id, sender=fact.sender,
-            outcome="priced", price_micros=fact.price_micros, occurred_at=fact.occurred_at,
-        )))
+        await _bounded(rt, rt.settle(priced(fact, fact.price_micros, fact.occurred_at)))

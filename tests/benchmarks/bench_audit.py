@@ -129,8 +129,9 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
                 seen.add(d.message_id)
                 if rng.random() < 0.02:
                     record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
-                                        error="GatewayTimeout", retryable=True,
-                                        occurred_at=d.occurred_at + 2_000, attempts=1)])
+                                        error="GatewayUnavailable", retryable=True,
+                                        occurred_at=d.occurred_at + 2_000, attempts=1,
+                                        reason="provider_unavailable")])
                 else:
                     record([ReplySent(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
                                       provider_message_id="mb" + d.message_id, price_micros=160_000,
