@@ -91,7 +91,7 @@ from schemas.events import (
     SurgeEnded,
     SurgeStarted,
 )
-from schemas.policy import Policy, check_changes
+from schemas.policy import Policy, apply_changes, check_changes, policy_problem
 from schemas.reasons import (
     BUDGET_EXHAUSTED,
     ENDED,
@@ -512,7 +512,8 @@ def decide_control(state: CampaignState, command: ControlCommand) -> list[Contro
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     if isinstance(command, ChangePolicy):
-        problem = check_changes(command.changes)
+        problem = check_changes(command.changes) or policy_problem(
+            apply_changes(state.policy, command.changes, state.policy.version + 1))
         if problem is None:
             return [PolicyChanged(
                 command_id=command.command_id, campaign_id=command.campaign_id,
