@@ -65,6 +65,7 @@ from actors.state import (
     allowance_refusal,
     reply_cost,
     settlement_key,
+    surge_of,
 )
 from schemas.campaign import Campaign
 from schemas.commands import (
@@ -327,7 +328,7 @@ def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list
     out: list[Decision] = []
     if state.cohorts.active:
         cohorts = state.cohorts.copy()
-        roll(cohorts, now, policy.surge_expected_per_minute)
+        roll(cohorts, now, policy)
         if surge_transition(cohorts, policy) == "leave":
             out.append(_surge_event("leave", cohorts, state, now, state.seq + 1))
     if len(state.queue):
@@ -343,7 +344,8 @@ class _Purse:
         self.state, self.cost, self.now, self.live = state, cost, now, live
         self.balance = state.balance_micros
         self.allowance = AllowanceState(state.pacing.tokens, state.pacing.at)
-        self.surge_left = state.surge_cap_micros - state.surge_spent_micros
+        # each surge's bound left, by its first minute: the tick's releases take from it
+        self.surge_left = {s[0]: s[1] - s[2] for s in state.surges}
         self.release_tat = state.release_tat
         self.released = 0
 
@@ -358,8 +360,8 @@ class _Purse:
         return not (state.policy.pacing and allowance_refusal(
             state, self.cost, self.now, self.balance, self.allowance))
 
-    def can_pay_held(self) -> bool:
-        if self.surge_left < self.cost or not self.can_pay():
+    def can_pay_held(self, surge: list[int] | None) -> bool:
+        if surge is None or self.surge_left[surge[0]] < self.cost or not self.can_pay():
             return False
         rate = self.state.policy.surge_release_per_minute
         if rate:
@@ -369,14 +371,14 @@ class _Purse:
             self.release_tat = tat
         return True
 
-    def pay(self, held: bool) -> int:
+    def pay(self, surge: list[int] | None) -> int:
         policy = self.state.policy
         allowance_spend(self.allowance, self.cost, self.balance, policy.reserve_micros,
                         policy.burst_percent, self.now, self.state.ends_at)
         self.balance -= self.cost
         self.released += 1
-        if held:
-            self.surge_left -= self.cost
+        if surge is not None:
+            self.surge_left[surge[0]] -= self.cost
         return self.balance
 
 
@@ -388,13 +390,13 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
     words = words_as_of(state.words, now)
     out: list[Decision] = []
 
-    def release(item: Waiting, held: bool) -> None:
+    def release(item: Waiting, surge: list[int] | None) -> None:
         nonlocal seq
         seq += 1
         out.append(ReplyApproved(
             message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
             segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
-            balance_after_micros=purse.pay(held), seq=seq, occurred_at=now,
+            balance_after_micros=purse.pay(surge), seq=seq, occurred_at=now,
             policy_version=policy.version, prefix=item.prefix, send_at=now,
             deferred_at=item.enqueued_at))
 
@@ -428,7 +430,7 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
                 rank=held_rank(excess, item.range_debt, raid_minute), seq=seq,
                 occurred_at=now, policy_version=policy.version))
         elif purse.can_pay():
-            release(item, held=False)
+            release(item, None)
     released_of: dict[int, int] = {}  # this tick's, by arrival minute
     for _, _, message_id in queue.held_order:  # best first
         if message_id in gone:
@@ -444,9 +446,12 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
             done = state.held_released.get(minute, 0) + released_of.get(minute, 0)
             if done >= quota:
                 continue  # the raid's minute has given its people; this one waits (TTL)
-        if not purse.can_pay_held():
+        surge = surge_of(state, minute)
+        if not purse.can_pay_held(surge):
+            if surge is not None and purse.surge_left[surge[0]] < purse.cost:
+                continue  # its surge has spent its bound; an item of another may not have
             break
-        release(item, held=True)
+        release(item, surge)
         released_of[minute] = released_of.get(minute, 0) + 1
     return out
 

@@ -126,8 +126,9 @@ def is_spike(count: int, base: int, policy: Policy) -> bool:
             and count * BASELINE_MINUTES > policy.surge_multiple * base)
 
 
-def roll(c: Cohorts, now: int, expected: int) -> None:
+def roll(c: Cohorts, now: int, policy: Policy) -> None:
     """Move to the minute of ``now`` (never back: a late text counts in the current minute)."""
+    expected = policy.surge_expected_per_minute
     minute = now // MINUTE_MS
     if c.minute == NO_MINUTE:
         c.minute = minute
@@ -141,15 +142,22 @@ def roll(c: Cohorts, now: int, expected: int) -> None:
         start = bisect.bisect_left(recent, (keep,)) if recent and recent[0][0] < keep else 0
         c.recent = recent[start:] + [(closed, c.count, baseline_sum(c.history, expected))]
     idle = min(minute - closed - 1, BASELINE_MINUTES)
-    # A minute that was mostly a raid's is left out whole: the baseline stays what it was.
-    closed_count = [] if 2 * c.marked > c.count else [c.count - c.marked]
+    # A minute that was mostly a raid's is left out whole: the baseline stays what it was;
+    # a spike counts for at most the spike's threshold (a launch of people becomes the
+    # campaign's normal within the hour or so, a flood the words cannot tell from people
+    # does not make its next wave look normal).
+    base = baseline_sum(c.history, expected)
+    people = c.count - c.marked
+    if is_spike(c.count, base, policy):
+        people = min(people, -(-policy.surge_multiple * base // BASELINE_MINUTES))
+    closed_count = [] if 2 * c.marked > c.count else [people]
     c.history = (c.history + closed_count + [0] * idle)[-BASELINE_MINUTES:]
     c.minute, c.count, c.marked = minute, 0, 0
 
 
 def observe(c: Cohorts, now: int, policy: Policy, marked: bool) -> None:
     """Count one first text at ``now`` (``marked``: it carried a raid's words)."""
-    roll(c, now, policy.surge_expected_per_minute)
+    roll(c, now, policy)
     c.count += 1
     c.marked += marked
     if is_spike(c.count, baseline_sum(c.history, policy.surge_expected_per_minute), policy):
