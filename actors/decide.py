@@ -42,6 +42,7 @@ from __future__ import annotations
 from actors.evidence import (
     BASELINE_MINUTES,
     MINUTE_MS,
+    REF_UNIT,
     WordStats,
     baseline_sum,
     cohort_of,
@@ -67,6 +68,7 @@ from actors.state import (
     settlement_key,
     surge_of,
 )
+from actors.words import is_body_key
 from schemas.campaign import Campaign
 from schemas.commands import (
     ChangePolicy,
@@ -293,10 +295,19 @@ def judge(state: CampaignState, item: Waiting, words: WordStats) -> tuple[str, i
     return CLEAN, 0
 
 
-def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool) -> int:
-    """Smaller first: not a raid's minute, then the minute's excess in powers of two, then
-    the range's debt."""
-    return ((raid_minute * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
+def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool, words: str,
+              stats: WordStats) -> int:
+    """Smaller first: not a raid's minute; in a raid's minute, a text in words the campaign
+    knew before (people write their own, in the campaign's vocabulary), then a text with
+    words of its own, then one of common words only (what of a raid escapes its marks is
+    its texts varied to the letter, "raid du 18-25 xd", and its pastes of common words,
+    "lol", "allo ?"); then the minute's excess in powers of two, then the range's debt."""
+    kind = 0
+    if raid_minute:
+        content = [w for w in words.split() if not is_body_key(w)]
+        known = sum(1 for w in content if stats.ref.get(w, 0) >= REF_UNIT)
+        kind = 1 if content and 2 * known >= len(content) else 2 if content else 3
+    return ((kind * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
             + min(RANGE_DEBT_LEVELS, range_debt_))
 
 
@@ -427,7 +438,8 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
                 message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
                 deferred_at=item.enqueued_at, excess_percent=excess, range_debt=item.range_debt,
                 texted_again=item.texted_again, in_raid=raid_minute,
-                rank=held_rank(excess, item.range_debt, raid_minute), seq=seq,
+                rank=held_rank(excess, item.range_debt, raid_minute, item.words, words),
+                seq=seq,
                 occurred_at=now, policy_version=policy.version))
         elif purse.can_pay():
             release(item, None)
@@ -443,6 +455,8 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
             continue
         quota = people_quota(state, minute, words)
         if quota is not None:
+            if now < (minute + 1) * MINUTE_MS + policy.reply_delay_ms:
+                continue  # its minute's people are chosen once the whole minute is judged
             done = state.held_released.get(minute, 0) + released_of.get(minute, 0)
             if done >= quota:
                 continue  # the raid's minute has given its people; this one waits (TTL)

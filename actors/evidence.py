@@ -142,15 +142,11 @@ def roll(c: Cohorts, now: int, policy: Policy) -> None:
         start = bisect.bisect_left(recent, (keep,)) if recent and recent[0][0] < keep else 0
         c.recent = recent[start:] + [(closed, c.count, baseline_sum(c.history, expected))]
     idle = min(minute - closed - 1, BASELINE_MINUTES)
-    # A minute that was mostly a raid's is left out whole: the baseline stays what it was;
-    # a spike counts for at most the spike's threshold (a launch of people becomes the
-    # campaign's normal within the hour or so, a flood the words cannot tell from people
-    # does not make its next wave look normal).
-    base = baseline_sum(c.history, expected)
-    people = c.count - c.marked
-    if is_spike(c.count, base, policy):
-        people = min(people, -(-policy.surge_multiple * base // BASELINE_MINUTES))
-    closed_count = [] if 2 * c.marked > c.count else [people]
+    # A minute that was mostly a raid's is left out whole: the baseline stays what it was.
+    # The rest goes in, spikes too: a launch of people becomes the campaign's normal within
+    # its first minutes (a flood the words cannot tell from people does too: its next wave
+    # looks normal; the allowance, not the baseline, bounds what such floods cost).
+    closed_count = [] if 2 * c.marked > c.count else [c.count - c.marked]
     c.history = (c.history + closed_count + [0] * idle)[-BASELINE_MINUTES:]
     c.minute, c.count, c.marked = minute, 0, 0
 
@@ -390,7 +386,10 @@ def _novel_bodies(stats: WordStats) -> None:
                      if c == 1 and window.get(words.rsplit(" ", 1)[-1], 0) == 1)
         if unique * 100 < NOVEL_UNIQUE_PERCENT * texts:
             return
-    novel = sum(c for w, c in pasted.items() if is_body_key(w))
+    # The texts the paste covers: its bodies', or (its bodies varied to the letter) half its
+    # words' (a text carries one to three of them).
+    novel = max(sum(c for w, c in pasted.items() if is_body_key(w)),
+                sum(c for w, c in pasted.items() if not is_body_key(w)) // 2)
     if novel * 100 >= mass * texts:
         for w in pasted:
             _mark(stats, w, now)
