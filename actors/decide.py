@@ -43,6 +43,7 @@ from actors.evidence import (
     BASELINE_MINUTES,
     MINUTE_MS,
     REF_UNIT,
+    Cohorts,
     WordStats,
     baseline_sum,
     cohort_of,
@@ -258,13 +259,13 @@ def _defer(state: CampaignState, command: RequestReply, policy: Policy, hold_unt
     return None
 
 
-def _surge_event(transition: str, cohorts: object, state: CampaignState, now: int,
+def _surge_event(transition: str, cohorts: Cohorts, state: CampaignState, now: int,
                  seq: int) -> SurgeStarted | SurgeEnded:
     policy = state.policy
     if transition == "enter":
-        history = cohorts.history  # type: ignore[attr-defined]
+        history = cohorts.history
         return SurgeStarted(
-            campaign_id=state.campaign_id, first_texts=cohorts.count,  # type: ignore[attr-defined]
+            campaign_id=state.campaign_id, first_texts=cohorts.count,
             baseline_texts=sum(history), baseline_minutes=len(history), seq=seq,
             occurred_at=now, policy_version=policy.version, spend_cap_micros=spend_cap(state, now))
     return SurgeEnded(campaign_id=state.campaign_id, queued=len(state.queue), seq=seq,
