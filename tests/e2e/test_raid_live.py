@@ -6,9 +6,9 @@ SIM-rotating and one-shot numbers) is replayed through the signed webhook as fas
 worker takes it, its ``createdDatetime`` on the scenario's own timeline ending a minute ago
 (event time comes from the provider, so the decisions are the ones the real timeline gets).
 The worker's clock timer is slowed down so that its wall-clock ticks do not land in the
-middle of that past timeline; the test sends the ticks the timer would have sent after the
-last text (past the 30-minute safety delay and the TTL), as `Tick` records on
-reply-requests, like the leader timer does. What went out is
+middle of that past timeline; the test sends the ticks the timer would have sent (one a
+minute of the timeline, after the texts before them, then past the 30-minute safety delay
+and the TTL), as `Tick` records on reply-requests, like the leader timer does. What went out is
 counted at the provider: every genuine sender outside the raid answered, at least 30 % of
 those inside, trolls paid at most 15 % of what answering every sender once costs, nobody
 twice, the audit clean.
@@ -16,12 +16,14 @@ twice, the audit clean.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
 
 import pytest
 
+from infra.journal import iter_journal
 from schemas.events import (
     ReplyApproved,
     ReplyDeferred,
@@ -140,17 +142,68 @@ def test_a_launch_overlapping_a_copy_paste_raid_through_the_real_worker(raid_wor
     assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
 
 
+class _Tail:
+    """The journal read on from where it was last read (a whole re-read per poll would grow
+    with the journal)."""
+
+    def __init__(self, w) -> None:
+        self.w, self.events, self.start = w, [], {}
+
+    def poll(self) -> list:
+        async def read() -> None:
+            async for partition, offset, event in iter_journal(self.w.kafka, self.w.journal_topic,
+                                                               start=dict(self.start)):
+                self.events.append(event)
+                self.start[partition] = offset + 1
+        asyncio.run(read())
+        return self.events
+
+
+def _chunks(texts) -> list:
+    """The texts as the webhook gets them at their pace: a minute of the timeline at a time
+    (a dense minute alone; quiet minutes together until they hold a few texts). Posted all at
+    once, the screen stage's partitions would hand the campaign one partition's hour before
+    another's, and a first text counts in the minute it reaches the campaign."""
+    chunks, chunk = [], []
+    for t in texts:
+        if chunk and t.at_ms // 60_000 != chunk[-1].at_ms // 60_000 and len(chunk) >= 10:
+            chunks.append(chunk)
+            chunk = []
+        chunk.append(t)
+    return chunks + [chunk] if chunk else chunks
+
+
 def _replay(w, texts) -> list:
-    """Post the texts through the signed webhook, then bring the clock after the last one as
-    the leader's timer would (a tick a minute, past the safety delay and the TTL), until
-    every request has ended (paid and sent, or expired) and the surges are over."""
-    counts = drive_webhook(texts, w.url + "/webhooks/messagebird/sms", NUMBER, SIGNING_KEY)
-    assert set(counts) == {"200"}, counts
-    ids = {t.message_id for t in texts}
-    w.wait_for(lambda events: ids <= {e.message_id for e in events
-                                      if isinstance(e, SenderScreened)}, timeout=600)
-    last = max(t.at_ms for t in texts)
-    send_ticks(w, "raid", [last + m * 60_000 for m in range(1, 7 * 60)])
+    """Post the texts through the signed webhook at their pace (``_chunks``), each chunk
+    decided before the next is posted and followed by the ticks of the minutes it spans (one
+    a minute, as the leader's timer sends them, never ahead of a text still to come), then
+    the ticks after the last text (past the safety delay and the TTL), until every request
+    has ended (paid and sent, or expired) and the surges are over."""
+    tail = _Tail(w)
+    decided_types = (ReplyDeferred, ReplyDenied, ReplyApproved, ReplyExpired)
+    chunks = _chunks(texts)
+    ticked = texts[0].at_ms
+    for i, chunk in enumerate(chunks):
+        counts = drive_webhook(chunk, w.url + "/webhooks/messagebird/sms", NUMBER, SIGNING_KEY)
+        assert set(counts) == {"200"}, counts
+        ids = {t.message_id for t in chunk}
+        deadline = time.monotonic() + 120
+        while True:
+            events = tail.poll()
+            forwarded = {e.message_id for e in events if isinstance(e, SenderScreened)
+                         and e.message_id in ids and e.verdict == "forward"}
+            screened = {e.message_id for e in events if isinstance(e, SenderScreened)}
+            decided = {e.message_id for e in events if isinstance(e, decided_types)}
+            if ids <= screened and forwarded <= decided:
+                break
+            assert time.monotonic() < deadline, f"chunk {i} of {len(chunks)} not decided"
+            time.sleep(0.1)
+        until = chunks[i + 1][0].at_ms if i + 1 < len(chunks) else chunk[-1].at_ms + 1
+        ticks = list(range(ticked + 60_000, until, 60_000))
+        if ticks:
+            send_ticks(w, "raid", ticks)
+            ticked = ticks[-1]
+    send_ticks(w, "raid", [ticked + m * 60_000 for m in range(1, 7 * 60)])
 
     def settled(events):
         kinds = Counter(type(e) for e in events)
