@@ -49,10 +49,22 @@ from tests.e2e.conftest import (
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
 
 NUMBER = "33644630009"
+LAUNCH_NUMBER = "33644630010"  # a campaign of its own: fresh, its clock not ahead of its texts
 CONFIG = f"""
 [[campaign]]
 id = "raid"
 number = "+{NUMBER}"
+reply_text = "{REPLY_2017}"
+language = "fr"
+budget_eur = "3700.00"
+price_per_segment_eur = "0.08"
+start = 2026-01-01
+end = 2099-12-31
+originator = "AntiRelou"
+
+[[campaign]]
+id = "launch"
+number = "+{LAUNCH_NUMBER}"
 reply_text = "{REPLY_2017}"
 language = "fr"
 budget_eur = "3700.00"
@@ -83,7 +95,7 @@ def test_a_raid_through_the_real_worker_starves_the_trolls_and_answers_the_genui
     plan = retimed(plan, (int(time.time()) - 60) * 1000 - span)  # ends a minute ago
     predicted = run_plan(plan)["runs"][0]
     before = len(messagebird.messages)
-    journal = _replay(w, plan.texts)
+    journal = _replay(w, plan.texts, "raid", NUMBER)
 
     kind = {t.sender: t.kind for t in plan.texts}
     first = {}
@@ -127,7 +139,7 @@ def test_a_launch_overlapping_a_copy_paste_raid_through_the_real_worker(raid_wor
         traffic, texts=texts,
         raids={c: [(lo + shift, hi + shift) for lo, hi in r] for c, r in traffic.raids.items()})
     before = len(messagebird.messages)
-    journal = _replay(w, texts)
+    journal = _replay(w, texts, "launch", LAUNCH_NUMBER)
 
     sent = {r for m in messagebird.messages[before:] for r in m["recipients"]}
     approved = {e.message_id: (e.cost_micros, e.send_at) for e in journal if isinstance(e, ReplyApproved)}
@@ -173,7 +185,7 @@ def _chunks(texts) -> list:
     return chunks + [chunk] if chunk else chunks
 
 
-def _replay(w, texts) -> list:
+def _replay(w, texts, campaign: str, number: str) -> list:
     """Post the texts through the signed webhook at their pace (``_chunks``), each chunk
     decided before the next is posted and followed by the ticks of the minutes it spans (one
     a minute, as the leader's timer sends them, never ahead of a text still to come), then
@@ -184,7 +196,7 @@ def _replay(w, texts) -> list:
     chunks = _chunks(texts)
     ticked = texts[0].at_ms
     for i, chunk in enumerate(chunks):
-        counts = drive_webhook(chunk, w.url + "/webhooks/messagebird/sms", NUMBER, SIGNING_KEY)
+        counts = drive_webhook(chunk, w.url + "/webhooks/messagebird/sms", number, SIGNING_KEY)
         assert set(counts) == {"200"}, counts
         ids = {t.message_id for t in chunk}
         deadline = time.monotonic() + 120
@@ -201,11 +213,12 @@ def _replay(w, texts) -> list:
         until = chunks[i + 1][0].at_ms if i + 1 < len(chunks) else chunk[-1].at_ms + 1
         ticks = list(range(ticked + 60_000, until, 60_000))
         if ticks:
-            send_ticks(w, "raid", ticks)
+            send_ticks(w, campaign, ticks)
             ticked = ticks[-1]
-    send_ticks(w, "raid", [ticked + m * 60_000 for m in range(1, 7 * 60)])
+    send_ticks(w, campaign, [ticked + m * 60_000 for m in range(1, 7 * 60)])
 
     def settled(events):
+        events = [e for e in events if getattr(e, "campaign_id", campaign) == campaign]
         kinds = Counter(type(e) for e in events)
         deferred = {e.message_id for e in events if isinstance(e, ReplyDeferred)}
         ended = {e.message_id for e in events if isinstance(e, ReplyExpired)

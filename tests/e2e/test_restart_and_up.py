@@ -100,6 +100,17 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         assert "DRY RUN" in output and f"webhook at {url}/webhooks/messagebird/sms" in output
         assert "campaign paris (FR, fr): budget EUR 3,700.00, reply 2 GSM-7" in output
 
+        # As the README's Try it does: the 30-minute safety delay off, so the reply comes now.
+        cwd = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        bootstrap = f"127.0.0.1:{kafka_port}"
+        for campaign in ("paris", "lyon"):
+            done = subprocess.run(
+                [sys.executable, "-m", "streams.cli", "policy", "set", campaign,
+                 "reply_delay_minutes=0", "--insecure-dev", "--kafka", bootstrap,
+                 "--config", "infra/campaigns.example.toml"],
+                capture_output=True, text=True, timeout=60, env=env, cwd=cwd)
+            assert done.returncode == 0 and "in force" in done.stdout, done.stdout + done.stderr
+
         sender = new_sender()
         fields = {"id": "up-1", "originator": sender, "recipient": "+33644630002",
                   "body": "coucou", "createdDatetime": "2026-11-28T21:00:00+00:00"}
@@ -110,7 +121,6 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
                 break
             time.sleep(0.5)
         assert r.status_code == 200, r.text
-        bootstrap = f"127.0.0.1:{kafka_port}"
         deadline = time.monotonic() + 60
         while not of(events := read_journal(bootstrap, "antirelou.journal"), "up-1", "ReplySent"):
             assert time.monotonic() < deadline
@@ -126,7 +136,6 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         base = [sys.executable, "-m", "streams.cli", "budget", "credit", "lyon", "1",
                 "--source", "dev", "--kafka", bootstrap, "--config",
                 "infra/campaigns.example.toml"]
-        cwd = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         refused = subprocess.run(base, capture_output=True, text=True, timeout=60, env=cli_env,
                                  cwd=cwd)
         assert refused.returncode == 2 and "antirelou operator new" in refused.stderr
