@@ -312,7 +312,9 @@ class ReplyUncertain:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "timeout" | "connection_lost" | "unreadable_answer" | "crash_during_send"
+    # "timeout" | "connection_lost" | "unreadable_answer" | "server_error" |
+    # "request_in_progress" | "idempotency_key_reused" | "crash_during_send"
+    reason: str
     occurred_at: int
 
 
