@@ -18,7 +18,6 @@ from schemas.events import DeliveryReported
 from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
-    SeenEvents,
     delivery_fact_of,
     register_bird_webhook,
     screen_text_of,
@@ -66,7 +65,7 @@ def register_bird(rt: Runtime) -> None:
     register_bird_webhook(rt.app, BirdPorts(
         verifier=(BirdSignatureVerifier(settings.bird_signing_key, clock=rt.clock)
                   if settings.bird_signing_key else None),
-        seen=SeenEvents(), campaign_for_channel=campaign_for_channel, read_body=read_bounded,
+        stored=rt.stored_events, campaign_for_channel=campaign_for_channel, read_body=read_bounded,
         signed_url=lambda request: signed_url(settings.public_url, request),
         to_command=lambda text, c: screen_text_of(
             text, c, pseudonym=rt.privacy.pseudonym, seal=rt.privacy.seal,

@@ -26,7 +26,8 @@ from streams.intake.messagebird import (
     event_time,
     parse_inbound,
 )
-from streams.intake.messagebird_reports import parse_delivery_report
+from streams.intake.messagebird_reports import parse_delivery_report, report_event_id
+from streams.intake.once import store_once
 from streams.rules.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
 from streams.stages.runtime import Runtime
@@ -122,41 +123,54 @@ def register_inbound_webhook(rt: Runtime) -> None:
                                      "recipient", status=404)
                     return self.json(err.body(), status=err.status)
                 sender = privacy.pseudonym(sms.originator)
-                if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
-                    clamped = TextTimeClamped(message_id=sms.message_id, campaign_id=campaign.id,
-                                              sender=sender, reported_at=sms.created_at_ms,
-                                              received_at=received_at, occurred_at=occurred_at)
+
+                async def store() -> None:
+                    if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
+                        clamped = TextTimeClamped(
+                            message_id=sms.message_id, campaign_id=campaign.id,
+                            sender=sender, reported_at=sms.created_at_ms,
+                            received_at=received_at, occurred_at=occurred_at)
+                        async with asyncio.timeout(settings.ack_timeout_s):
+                            await rt.acknowledged(rt.produce(rt.topics.journal,
+                                                             sender.encode(),
+                                                             codec.encode(clamped)))
+                    # Here, while the number is in clear (cached by pseudonym, not number).
+                    number = number_facts.get(sender, sms.originator)
+                    command = ScreenText(
+                        message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
+                        body=sms.body, occurred_at=occurred_at,
+                        reply_to=privacy.seal(sms.originator, campaign_id=campaign.id,
+                                              sender=sender),
+                        number_kind=number.kind, country=number.country, prefix=number.prefix,
+                    )
+                    value = codec.encode(command)
+                    if rt.ack_window is not None:
+                        # In the order of the log (the producer's), not of the acks: written
+                        # again, a sender's texts come in the order they were screened.
+                        rt.ack_window.remember(sender.encode(), value)
+                    # asyncio.timeout, not wait_for: no extra task per request.
                     async with asyncio.timeout(settings.ack_timeout_s):
-                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
-                                                         codec.encode(clamped)))
-                # Here, while the number is in clear (cached by pseudonym, not by number).
-                number = number_facts.get(sender, sms.originator)
-                command = ScreenText(
-                    message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
-                    body=sms.body, occurred_at=occurred_at,
-                    reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
-                    number_kind=number.kind, country=number.country, prefix=number.prefix,
-                )
-                value = codec.encode(command)
-                if rt.ack_window is not None:
-                    # In the order of the log (the producer's), not of the acks: written
-                    # again, a sender's texts come in the order they were screened.
-                    rt.ack_window.remember(sender.encode(), value)
-                # asyncio.timeout, not wait_for: no extra task per request.
-                async with asyncio.timeout(settings.ack_timeout_s):
-                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
+                        await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(),
+                                                         value))
+
+                # Stored once: a re-delivery after a lost 200 is a 200 that stores nothing;
+                # the token is spent only when the text was stored (streams.intake.once).
+                status, answer = await store_once(
+                    rt.stored_events, f"messagebird.sms:{sms.message_id}", rt.clock(), store,
+                    {"status": "accepted", "message_id": sms.message_id,
+                     "campaign": campaign.id},
+                    not_stored=lambda: verifier.forget(claims["jti"])
+                    if verifier is not None and claims else None)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
-                    # Not stored: MessageBird's retry may carry the same token; the screening
-                    # still refuses a text stored twice (duplicate message id).
+                    # Not stored: MessageBird's retry may carry the same token.
                     verifier.forget(claims["jti"])
                 return self.json(
                     {"error": "unavailable", "message": "the text could not be stored; retry"},
                     status=503,
                 )
-            return self.json({"status": "accepted", "message_id": sms.message_id,
-                              "campaign": campaign.id})
+            return self.json(answer, status=status)
 
 
 def register_delivery_reports(rt: Runtime) -> None:
@@ -168,19 +182,29 @@ def register_delivery_reports(rt: Runtime) -> None:
         price, if any, goes to the campaign to replace the estimated cost."""
 
         async def get(self, request: Request) -> Response:
+            claims: dict[str, Any] = {}
             try:
                 if rt.refuse_unsigned:
                     raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
-                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
-                                    signed_url(settings.public_url, request), b"")
+                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                             signed_url(settings.public_url, request), b"")
                 report = parse_delivery_report(request.query, len(request.query_string))
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
+
+            def not_stored() -> None:
+                # The token is spent only when the report is stored: MessageBird's retry of
+                # a report answered 404 or 503 must pass (streams.intake.once).
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])
+
             if report.campaign_id not in rt.campaigns:
+                not_stored()
                 err = BadRequest("unknown_campaign", "no such campaign", "campaign", status=404)
                 return self.json(err.body(), status=err.status)
             if rt.broker_down():
+                not_stored()
                 return self.json({"error": "unavailable",
                                   "message": "the broker is down; retry"}, status=503)
             sender = rt.privacy.pseudonym(report.recipient)
@@ -191,22 +215,29 @@ def register_delivery_reports(rt: Runtime) -> None:
                 status_reason=report.status_reason, error_code=report.error_code,
                 price_micros=report.price_micros, currency=report.currency, occurred_at=at,
             )
-            try:
+
+            async def store() -> None:
                 await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
                     key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
                 if price_settles(report.price_micros, report.currency):
-                    await asyncio.wait_for(rt.settle(SettleReply(message_id=report.reference,
-                                                                 campaign_id=report.campaign_id,
-                                                                 sender=sender, outcome="priced",
-                                                                 price_micros=report.price_micros,
-                                                                 occurred_at=at)), settings.ack_timeout_s)
+                    await asyncio.wait_for(rt.settle(SettleReply(
+                        message_id=report.reference, campaign_id=report.campaign_id,
+                        sender=sender, outcome="priced", price_micros=report.price_micros,
+                        occurred_at=at)), settings.ack_timeout_s)
+
+            try:
+                # Stored once: a report delivered again after a lost 200 is a 200 that
+                # journals nothing.
+                status, answer = await store_once(
+                    rt.stored_events, report_event_id(report), rt.clock(), store,
+                    {"status": "accepted", "reference": report.reference}, not_stored)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)
                 return self.json({"error": "unavailable",
                                   "message": "the report could not be stored; retry"},
                                  status=503)
-            return self.json({"status": "accepted", "reference": report.reference})
+            return self.json(answer, status=status)
 
 
 def register_status_views(rt: Runtime) -> None:

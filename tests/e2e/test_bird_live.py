@@ -103,14 +103,28 @@ def test_a_forged_or_stale_event_is_refused_and_nothing_is_stored(bird_worker, b
     assert of(events, r.message_id) == []
 
 
-def test_a_replayed_event_is_refused(bird_worker, bird):
+def test_an_event_delivered_again_after_a_lost_200_is_answered_200_and_stored_once(
+        bird_worker, bird):
+    # Bird did not get our 200 and delivers the event again (newly signed, or the very same
+    # request within its 5 minutes): 200, nothing stored again. Before: 401 replayed_event,
+    # which Bird retries for 8 hours.
     first = bird.send_inbound(new_sender(), "t'es ou ?", CHANNEL)
     assert first.status_code == 200
+    again = bird.post_event("sms.inbound", json.loads(first.raw_body)["payload"])
     replay = requests.post(bird.events_url, data=first.raw_body, headers=first.sent_headers,
                            timeout=30)
-    assert (replay.status_code, replay.json()["error"]) == (401, "replayed_event")
+    for r in (again, replay):
+        assert (r.status_code, r.json()["status"]) == (200, "duplicate"), r.text
+        assert r.json()["message_id"] == first.message_id
     events = bird_worker.wait_for(lambda ev: of(ev, first.message_id, "ReplySent"))
     assert len(of(events, first.message_id, "TextReceived")) == 1
+    # A status event of that reply, delivered twice: one DeliveryReported.
+    (message,) = [m for m in bird.messages if m["reference"] == first.message_id]
+    payload = bird.status_payload(message, "sent")
+    statuses = [bird.post_event("sms.outbound", payload) for _ in range(2)]
+    assert [(s.status_code, s.json()["status"]) for s in statuses] == [
+        (200, "accepted"), (200, "duplicate")]
+    assert len(of(bird_worker.journal(), first.message_id, "DeliveryReported")) == 1
 
 
 def test_a_malformed_event_is_a_clear_4xx(bird_worker, bird):
