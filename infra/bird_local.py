@@ -3,8 +3,8 @@
 For tests and trials without a Bird account: point antirelou at it with
 ``BIRD_ENDPOINT=http://127.0.0.1:8090`` and the access key it was started with::
 
-    python -m infra.bird_local --events-url http://127.0.0.1:6066/webhooks/bird \\
-        --signing-key <BIRD_SIGNING_KEY> --channel paris=<channel id>
+    antirelou fake-bird --events-url http://127.0.0.1:6066/webhooks/bird \\
+        --signing-key <BIRD_SIGNING_KEY>        # or python -m infra.bird_local
 
 What it implements (stdlib HTTP server in a daemon thread, like ``infra.messagebird_local``):
 
@@ -19,7 +19,7 @@ What it implements (stdlib HTTP server in a daemon thread, like ``infra.messageb
   original status and body with ``Idempotency-Replay: true``; the same key with another
   request is ``409`` ``IdempotencyKeyReuse``; while the first is still being processed,
   ``409`` ``RequestInProgress``; 2xx and 4xx answers are kept ``idempotency_ttl_s`` (3 hours),
-  a 5xx is not. ``requests`` lists every send request: its key, its reference and what
+  a 5xx is not. ``sends`` lists every send request: its key, its reference and what
   became of it (``accepted``, ``replayed``, ``in_progress``, ``key_reused``, ``refused``...).
 * Status events: with ``events_url`` and ``status_delay_s`` set, each accepted message gets
   ``sms.outbound`` events ``sent`` then ``delivered`` that long after, signed like Bird's,
@@ -45,14 +45,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import requests
 
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_bird
 from infra.local_server import JsonHandler, LocalServer, serve_in_foreground
-from infra.messagebird_local import message_parts
+
+if TYPE_CHECKING:  # requests only where events are sent: `antirelou` builds its parser
+    import requests  # from this module, and every command would pay for the import
 
 __all__ = ["LocalBird", "main"]
 
@@ -162,7 +162,7 @@ class LocalBird(LocalServer):
         # Idempotency-Key -> (request fingerprint, None while in flight else (status,
         # answer), when it was stored)
         self._keys: dict[str, tuple[Any, tuple[int, Any] | None, float]] = {}
-        self.requests: list[dict[str, Any]] = []  # every send request and what became of it
+        self.sends: list[dict[str, Any]] = []  # every send request and what became of it
 
     # -- inspection (messages, fail_next, delay_next, wait_for_messages: LocalServer) ----
 
@@ -185,7 +185,7 @@ class LocalBird(LocalServer):
             self._messages.clear()
             self.events.clear()
             self._keys.clear()
-            self.requests.clear()
+            self.sends.clear()
 
     def error_body(self, status: int) -> dict[str, Any]:
         return _error("Injected", f"injected HTTP {status}")
@@ -209,6 +209,8 @@ class LocalBird(LocalServer):
             headers[SIGNATURE_HEADER] = signature
         elif key:
             headers[SIGNATURE_HEADER] = sign_bird(key, stamp, target, raw)
+        import requests
+
         response = requests.post(target, data=raw, headers=headers, timeout=30)
         response.raw_body = raw  # type: ignore[attr-defined]
         response.sent_headers = headers  # type: ignore[attr-defined]
@@ -254,7 +256,7 @@ class LocalBird(LocalServer):
 
     def _attempt(self, key: str | None, reference: str | None, result: str) -> None:
         with self._cond:
-            self.requests.append({"idempotency_key": key, "reference": reference,
+            self.sends.append({"idempotency_key": key, "reference": reference,
                                   "result": result})
             self._cond.notify_all()
 
@@ -308,6 +310,8 @@ class LocalBird(LocalServer):
         reference = body.get("reference")
         if reference is not None and not isinstance(reference, str):
             return 422, _error("InvalidPayload", "reference must be a string")
+        from infra.messagebird_local import message_parts
+
         parts, _ = message_parts(text, "auto")
         message = {"id": str(uuid.uuid4()), "channel_id": channel_id,
                    "recipient": number[1:], "text": text, "reference": reference,
@@ -332,25 +336,33 @@ class LocalBird(LocalServer):
             payload = self.status_payload(message, status, price)
             try:
                 result: int | str = self.post_event("sms.outbound", payload).status_code
-            except requests.RequestException as exc:
+            except OSError as exc:  # requests' errors are OSErrors
                 result = type(exc).__name__
             with self._cond:
                 self.events.append((f"sms.outbound:{message['id']}:{status}", result))
                 self._cond.notify_all()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m infra.bird_local",
-                                     description="Local Bird Channels API look-alike.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--access-key", default="bird_key")
-    parser.add_argument("--workspace", default="ws-local")
-    parser.add_argument("--signing-key", default=None)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m infra.bird_local`` and ``antirelou fake-bird``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on")
+    parser.add_argument("--access-key", default="bird_key",
+                        help="the access key it accepts (BIRD_ACCESS_KEY)")
+    parser.add_argument("--workspace", default="your-bird-workspace-id",
+                        help="the workspace id it serves (the campaign file's [bird] "
+                        "workspace_id)")
+    parser.add_argument("--signing-key", default=None,
+                        help="signs the status events it sends (BIRD_SIGNING_KEY); unsigned "
+                        "without it")
     parser.add_argument("--events-url", default=None,
                         help="where to POST status events (antirelou's /webhooks/bird)")
-    parser.add_argument("--status-delay", type=float, default=1.0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--status-delay", type=float, default=1.0,
+                        help="seconds from a send to its 'sent' event, and to 'delivered'")
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Run a LocalBird in the foreground until Ctrl-C."""
     server = LocalBird(host=args.host, port=args.port, access_key=args.access_key,
                        workspace_id=args.workspace, signing_key=args.signing_key,
                        events_url=args.events_url,
@@ -359,6 +371,13 @@ def main(argv: list[str] | None = None) -> None:
         f"LocalBird listening on {server.endpoint}; point antirelou at it with "
         f"BIRD_ENDPOINT={server.endpoint} BIRD_ACCESS_KEY={args.access_key} "
         f"(workspace {args.workspace}; Ctrl-C to stop)"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m infra.bird_local",
+                                     description="Local Bird Channels API look-alike.")
+    add_arguments(parser)
+    serve(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Running it: ``antirelou up`` (everything on one machine), ``antirelou worker`` (one Faust
-worker against a running broker) and ``antirelou fake-messagebird``; the composition root
+worker against a running broker), ``antirelou fake-messagebird`` and ``fake-bird``; the
+composition root
 that builds the broker, the topics, the Ray shards and the Faust app from the settings.
 """
 
@@ -69,6 +70,12 @@ def add_fake_parser(sub: Any) -> None:
                        help="local MessageBird-compatible REST server")
     p.add_argument("--port", type=int, default=8089, help="port to listen on")
     p.add_argument("--access-key", default="test_key", help="the access key it accepts")
+    from infra.bird_local import add_arguments
+
+    b = sub.add_parser("fake-bird", formatter_class=Help,
+                       help="local Bird Channels API server (idempotency keys as Bird "
+                       "documents them; signed status events to --events-url)")
+    add_arguments(b)
 
 
 def _optional_int_env(name: str) -> int | None:
@@ -191,6 +198,13 @@ def fake_messagebird(args: argparse.Namespace) -> int:
 
     return messagebird_local.main(["--port", str(args.port),
                                    "--access-key", args.access_key]) or 0
+
+
+def fake_bird(args: argparse.Namespace) -> int:
+    from infra import bird_local
+
+    bird_local.serve(args)
+    return 0
 
 
 # --- topics ------------------------------------------------------------------------------

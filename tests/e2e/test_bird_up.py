@@ -88,7 +88,7 @@ def sends_per_reply(bird, messagebird, on_bird, on_classic) -> tuple[dict, dict]
 
 def assert_every_bird_send_carried_its_key(bird, on_bird) -> None:
     for mid in on_bird:
-        sent = [r for r in bird.requests if r["reference"] == mid]
+        sent = [r for r in bird.sends if r["reference"] == mid]
         assert sent and all(r["idempotency_key"] == idempotency_key(mid) for r in sent), sent
 
 

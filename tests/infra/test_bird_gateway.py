@@ -237,7 +237,7 @@ def test_a_replayed_answer_is_the_original_send(bird, make_gateway):
     result = send(make_gateway())
     assert result.provider_message_id == first.json()["id"]
     assert len(bird.messages) == 1
-    assert [r["result"] for r in bird.requests] == ["accepted", "replayed"]
+    assert [r["result"] for r in bird.sends] == ["accepted", "replayed"]
 
 
 def test_a_key_taken_by_another_request_is_uncertain_never_resent(bird, make_gateway):

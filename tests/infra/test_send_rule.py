@@ -199,7 +199,7 @@ def test_every_bird_attempt_of_one_reply_carries_the_same_idempotency_key():
         p.server.fail_next(2, 503)
         outcome, _ = through_deliver(p.gateway(), "in-42")
         assert (outcome.kind, outcome.attempts) == ("sent", 3)
-        keys = [r["idempotency_key"] for r in p.server.requests]
+        keys = [r["idempotency_key"] for r in p.server.sends]
         assert keys == [idempotency_key("in-42")] * 3
         assert len(keys[0]) <= 255 and keys[0] == idempotency_key("in-42")
         assert idempotency_key("in-43") != keys[0]
