@@ -166,8 +166,8 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
     """Sending, timers and batches of the worker."""
     p.add_argument("--send-attempts", type=int,
                    default=int_env("ANTIRELOU_SEND_ATTEMPTS", "6"),
-                   help="calls per reply on 5xx/429/unreachable before it fails and is "
-                   "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+                   help="calls per reply on 429/503/unreachable (not taken by the "
+                   "provider) before it fails and is refunded [ANTIRELOU_SEND_ATTEMPTS]")
     p.add_argument("--breaker-cooldown", type=float,
                    default=float_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
                    help="seconds sends wait once MessageBird failed 5 times in a row "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +27,7 @@ from infra.gateway import (
     SendResult,
 )
 from infra.providers import Providers, gateways_from_env
-from infra.sending import CircuitBreaker, RetryPolicy, deliver
+from tests.infra.test_send_rule import through_deliver  # the send stage's loop, sleeps skipped
 
 RECIPIENT = "31612345678"  # clearly fake
 KEY = "bird_test_key"
@@ -127,34 +125,9 @@ def test_sends_reuse_pooled_connections(bird, make_gateway):
     assert pool.num_connections == 1  # one connection opened, kept alive for all five
 
 
-def _outcome(gw, **kw):
-    slept: list[float] = []
-
-    async def sleep(s: float) -> None:
-        slept.append(s)
-
-    async def before(n: int) -> None:
-        return
-
-    async def call():
-        return await asyncio.to_thread(send, gw)
-
-    outcome = asyncio.run(deliver(call, before, retry=RetryPolicy(max_attempts=4),
-                                  breaker=CircuitBreaker(threshold=10), rng=random.Random(1),
-                                  sleep=sleep, **kw))
-    return outcome, slept
-
-
-def test_through_deliver_a_5xx_is_retried_then_sent(bird, make_gateway):
-    bird.fail_next(2, 503)
-    outcome, slept = _outcome(make_gateway())
-    assert outcome.kind == "sent" and outcome.attempts == 3 and len(slept) == 2
-    assert len(bird.messages) == 1
-
-
 def test_through_deliver_a_timeout_is_uncertain_and_not_resent(bird, make_gateway):
     bird.delay_next(1, 1.0)
-    outcome, _ = _outcome(make_gateway(timeout=0.3))
+    outcome, _ = through_deliver(make_gateway(timeout=0.3), "in-1")
     assert outcome.kind == "uncertain" and outcome.reason == "timeout"
     assert outcome.attempts == 1
     time.sleep(0.8)
