@@ -66,6 +66,7 @@ from infra.gateway import (
     scrub_exact,
 )
 from infra.send_rule import HttpSender, SendFailure, gateway_error, status_error
+from schemas.reasons import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS
 
 __all__ = ["DEFAULT_BIRD_ENDPOINT", "IDEMPOTENCY_HEADER", "REPLAY_HEADER", "BirdGateway",
            "BirdTransport", "bird_message_body", "idempotency_key"]
@@ -183,7 +184,7 @@ class BirdGateway:
                 raise GatewayUncertain(
                     f"Bird still had a request with this reply's idempotency key in flight "
                     f"after {sum(self._waits):g} s (reference {ref!r}); the SMS may have been "
-                    "sent: not sent again", reason="request_in_progress", status=409)
+                    "sent: not sent again", reason=REQUEST_IN_PROGRESS, status=409)
             log.info("reply %r: a request with its idempotency key is in flight at Bird; "
                      "asking again in %g s", ref, wait)
             self._sleep(wait)
@@ -195,7 +196,7 @@ class BirdGateway:
             raise GatewayUncertain(
                 f"Bird took another request with this reply's idempotency key (reference "
                 f"{ref!r}): an earlier attempt was accepted; not sent again",
-                reason="idempotency_key_reused", status=409)
+                reason=IDEMPOTENCY_KEY_REUSED, status=409)
         if status >= 400:
             raise self._rejected(response, ref, recipient, body)
         if status not in (200, 201, 202):

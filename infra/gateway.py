@@ -95,8 +95,9 @@ class GatewayConnectionLost(GatewayError):
 
 class GatewayUncertain(GatewayError):
     """The provider's answer says the SMS may have been sent (a 5xx but 503; a 409 about
-    an idempotency key): never resent. ``reason`` is the outcome's (``server_error``,
-    ``request_in_progress``, ``idempotency_key_reused``)."""
+    an idempotency key): never resent. ``reason`` is the outcome's, one of
+    ``schemas.reasons.UNCERTAIN_REASONS`` (``server_error``, ``request_in_progress``,
+    ``idempotency_key_reused``)."""
 
     def __init__(self, message: str, *, reason: str, status: int | None = None) -> None:
         super().__init__(message)

@@ -56,6 +56,7 @@ from infra.gateway import (
     GatewayUncertain,
     pool_manager,
 )
+from schemas.reasons import SERVER_ERROR
 
 __all__ = [
     "NOT_ACCEPTED_STATUSES",
@@ -232,5 +233,5 @@ def status_error(status: int, provider: str, ref: str,
         return GatewayUncertain(
             f"{provider} answered HTTP {status} after the request was sent (reference "
             f"{ref!r}); the SMS may have been sent: not sent again",
-            reason="server_error", status=status)
+            reason=SERVER_ERROR, status=status)
     return None

@@ -65,6 +65,14 @@ from infra.gateway import (
     GatewayUncertain,
     SendResult,
 )
+from schemas.reasons import (
+    CONNECTION_LOST,
+    PROVIDER_REJECTED,
+    PROVIDER_UNAVAILABLE,
+    SERVER_ERROR,
+    TIMEOUT,
+    UNREADABLE_ANSWER,
+)
 
 log = logging.getLogger("antirelou.sending")
 
@@ -157,13 +165,29 @@ class Outcome:
     attempts: int
     result: SendResult | None = None
     error: GatewayError | None = None
-    # "uncertain": "timeout" | "connection_lost" | "unreadable_answer" | "server_error" |
-    # "request_in_progress" | "idempotency_key_reused" (GatewayUncertain's reason)
+    # Why it was not sent ("failed": FAILURE_REASONS) or may have been ("uncertain":
+    # UNCERTAIN_REASONS), from schemas.reasons.
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reason is None) != (self.kind == "sent"):
+            raise ValueError(f"a {self.kind} outcome with reason {self.reason!r}")
 
     @property
     def retryable(self) -> bool:
         return isinstance(self.error, GatewayUnavailable)
+
+
+def uncertain_reason(error: GatewayError) -> str:
+    """Why a reply whose call raised ``error`` (not ``GatewayUnavailable`` nor
+    ``GatewayRejected``: those prove nothing was sent) may have been sent."""
+    if isinstance(error, GatewayTimeout):
+        return TIMEOUT
+    if isinstance(error, GatewayConnectionLost):
+        return CONNECTION_LOST
+    if isinstance(error, GatewayUncertain):  # its reason is one of UNCERTAIN_REASONS
+        return error.reason
+    return UNREADABLE_ANSWER
 
 
 async def deliver(
@@ -198,30 +222,21 @@ async def deliver(
                 if not probe:  # a failed probe says the provider is down, not this reply
                     failures += 1
                     if failures >= retry.max_attempts:
-                        return Outcome("failed", attempt, error=exc)
+                        return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
                     delay = retry.delay(failures, rng)
                     if exc.retry_after_s:  # the provider said when: not before
                         delay = max(delay, exc.retry_after_s)
                 if attempt >= retry.call_cap:
-                    return Outcome("failed", attempt, error=exc)
+                    return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
             except GatewayRejected as exc:
                 breaker.release(probe)
-                return Outcome("failed", attempt, error=exc)
-            except GatewayTimeout as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="timeout")
-            except GatewayConnectionLost as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="connection_lost")
-            except GatewayUncertain as exc:
-                if exc.reason == "server_error":  # a provider answering 5xx is failing:
-                    breaker.failure(probe)         # the next replies wait for it
-                else:
+                return Outcome("failed", attempt, error=exc, reason=PROVIDER_REJECTED)
+            except GatewayError as exc:  # the request may have reached the provider
+                if isinstance(exc, GatewayUncertain) and exc.reason == SERVER_ERROR:
+                    breaker.failure(probe)  # a provider answering 5xx is failing: the
+                else:                       # next replies wait for it
                     breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason=exc.reason)
-            except GatewayError as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
+                return Outcome("uncertain", attempt, error=exc, reason=uncertain_reason(exc))
             except BaseException:  # not the gateway's (a number that does not open, a
                 breaker.release(probe)  # cancelled task): the probe must not stay taken
                 raise
