@@ -105,6 +105,15 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         assert "MessageBird classic" not in output
         assert "campaign paris (FR, fr): budget EUR 3,700.00, reply 2 GSM-7" in output
 
+        # The safety delay (30 minutes by default) to 0 for lyon, as the README's demo does.
+        root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        no_delay = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "policy", "set", "lyon",
+             "reply_delay_minutes=0", "--insecure-dev", "--kafka", f"127.0.0.1:{kafka_port}",
+             "--config", "infra/campaigns.example.toml"],
+            capture_output=True, text=True, timeout=120, cwd=root,
+            env={k: v for k, v in env.items() if not k.startswith("ANTIRELOU_OPERATOR")})
+        assert no_delay.returncode == 0, no_delay.stdout + no_delay.stderr
         sender = new_sender()
         event = {"service": "channels", "event": "sms.inbound", "payload": {
             "id": "up-1", "channelId": "lyon-sms-channel", "direction": "incoming",
