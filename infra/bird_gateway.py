@@ -12,12 +12,20 @@ uncertain). What Bird documents (docs.bird.com, "Channels API", "Send an SMS mes
   ``{"type": "text", "text": {"text": ...}}`` and an optional ``reference`` (ours is the
   inbound message id, as with the classic API). The answer is ``202 Accepted`` with the
   message (``id``, ``status`` ``accepted``).
-* No idempotency key for this endpoint appears in Bird's documentation (searched:
-  "Bird API idempotency key", "docs.bird.com Idempotency-Key header"). So, as with the
-  classic API, a request that may have reached Bird is never sent again blindly: a read
-  timeout is ``GatewayTimeout`` (the reply becomes *uncertain*); what is retried is what
-  says nothing was accepted (connection refused, connect timeout, 5xx, 429) and, as the
-  classic gateway does, a dropped connection (README, "Status and known limits").
+* Idempotency (bird.com/docs "Idempotency", the API reference's wire contract; checked
+  2026-12-07): an ``Idempotency-Key`` header on a POST, any non-empty string up to 255
+  characters; the same key with the same request replays the original status and body
+  with ``Idempotency-Replay: true``; the same key with another request is ``409``
+  ``IdempotencyKeyReuse`` (E01005); while the first is in flight ``409``
+  ``RequestInProgress`` (E01004, the lock lasts about 30 s); a 5xx is not cached; keys are
+  kept about 3 hours. That page is written for Bird's newer ``/v1`` platform API; the
+  Channels API pages do not mention the header. Every send carries one anyway, derived
+  from the reply's identity (``idempotency_key``: the same for every attempt of one reply,
+  in any process, after any restart), and nothing counts on it alone: what may have been
+  accepted is never sent again (``infra.send_rule``, the rule of both gateways). A 409
+  ``RequestInProgress`` proves Bird honours the key, so the same request is asked again
+  (a few times over about 30 s) for the original answer; ``IdempotencyKeyReuse`` means an
+  earlier attempt of this reply was taken: uncertain, not sent again.
 * The reply leaves from the channel's own sender: the campaign's ``originator`` is unused.
 * Bird's 202 answer carries no price: ``price_micros`` is ``None`` and the campaign keeps
   its estimate until a status event (``sms.outbound``, ``streams.intake.bird``) prices it.
@@ -25,25 +33,24 @@ uncertain). What Bird documents (docs.bird.com, "Channels API", "Send an SMS mes
   pages the search returned; it is named after the Channels API's message schema as we
   know it. Unset for replies sent at once, which is the default policy.
 
-Transport: one urllib3 pool of kept-alive connections, thread-safe (sends run in a pool of
-threads), ``timeout=(connect, read)``, no redirects, no retries of its own. Proxies
+Transport: the one both gateways share (``infra.send_rule.HttpSender``): a pool of
+kept-alive connections, thread-safe (sends run in a pool of threads), ``timeout=(connect,
+read)``, no redirects, no retries of its own but the keep-alive race. Proxies
 (``HTTPS_PROXY`` / ``NO_PROXY``) and the CA bundle (``REQUESTS_CA_BUNDLE``, else certifi's)
 are read from the environment once.
 
-Errors (the ``infra.messagebird_gateway`` tree; no message we build holds the recipient or
-the body)::
-
-    GatewayError          an answer we cannot read (the SMS may have been sent)
-    +-- GatewayTimeout    no answer within the read bound after the request left
-    +-- GatewayUnavailable refused, reset, connect timeout, 5xx, 429: retryable
-    +-- GatewayRejected   other 4xx (401 bad key, 404 unknown channel, 422 bad body)
+Errors: the port's (``infra.gateway``), decided by the shared rule (``infra.send_rule``);
+a 4xx with Bird's error JSON is ``GatewayRejected`` (401 bad key, 404 unknown channel, 422
+bad body); no message we build holds the recipient or the body.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -53,21 +60,38 @@ import urllib3
 from infra.gateway import (
     GatewayError,
     GatewayRejected,
-    GatewayTimeout,
-    GatewayUnavailable,
+    GatewayUncertain,
     SendResult,
-    pool_manager,
     scrub,
     scrub_exact,
 )
+from infra.send_rule import HttpSender, SendFailure, gateway_error, status_error
+from schemas.reasons import IDEMPOTENCY_KEY_REUSED, REQUEST_IN_PROGRESS
 
-__all__ = ["DEFAULT_BIRD_ENDPOINT", "BirdGateway", "BirdTransport", "bird_message_body"]
+__all__ = ["DEFAULT_BIRD_ENDPOINT", "IDEMPOTENCY_HEADER", "REPLAY_HEADER", "BirdGateway",
+           "BirdTransport", "bird_message_body", "idempotency_key"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BIRD_ENDPOINT = "https://api.bird.com"
 DEFAULT_TIMEOUT_S = 10.0
 USER_AGENT = "antirelou-bird/1.0"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAY_HEADER = "Idempotency-Replay"
+# Bird's codes for a key reused with another request, and for one still in flight (the
+# Channels API's error JSON names them in "code"; the /v1 API's has "code" E0100x and "name").
+KEY_REUSED = frozenset({"IdempotencyKeyReuse", "E01005"})
+IN_PROGRESS = frozenset({"RequestInProgress", "E01004", "idempotency_key_in_use"})
+# Waits before asking again for a request Bird says is in flight (its lock: about 30 s).
+IN_PROGRESS_WAITS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def idempotency_key(reference: str) -> str:
+    """The ``Idempotency-Key`` of every attempt of one reply. A reply's identity is the
+    inbound message id it answers (its ``reference``; one reply per message id, the key of
+    the send stage's ``replies_by_message``), so the key is the same in every worker and
+    after every restart; hashed, it is 80 characters of ASCII whatever the id holds."""
+    return "antirelou-reply-" + hashlib.sha256(reference.encode("utf-8")).hexdigest()
 
 
 def bird_message_body(recipient: str, body: str, reference: str,
@@ -93,15 +117,9 @@ class BirdTransport:
                  pool_size: int = 32) -> None:
         if not access_key:
             raise ValueError("a Bird access key is required (BIRD_ACCESS_KEY)")
-        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        if not (0 < connect < float("inf") and 0 < read < float("inf")):
-            raise ValueError("timeout must be positive and finite")
-        if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
         self.endpoint = endpoint.rstrip("/")
-        self.timeout = (float(connect), float(read))
-        self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
-        self._pool = pool_manager(self.endpoint, pool_size)
+        self.sender = HttpSender(self.endpoint, timeout, pool_size)
+        self.timeout = self.sender.timeout
         self._headers = {"Accept": "application/json", "Content-Type": "application/json",
                          "Authorization": "AccessKey " + access_key, "User-Agent": USER_AGENT}
 
@@ -109,19 +127,21 @@ class BirdTransport:
         return f"BirdTransport(endpoint={self.endpoint!r}, timeout={self.timeout})"
 
     def close(self) -> None:
-        self._pool.clear()
+        self.sender.close()
 
-    def post(self, path: str, payload: dict[str, Any]) -> urllib3.BaseHTTPResponse:
-        """POST JSON; transport failures as urllib3 exceptions (``BirdGateway`` maps them)."""
-        return self._pool.request("POST", self.endpoint + path, body=orjson.dumps(payload),
-                                  headers=self._headers, timeout=self._timeout,
-                                  retries=False, redirect=False)
+    def post(self, path: str, payload: dict[str, Any],
+             headers: Mapping[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        """POST JSON; a transport failure is ``infra.send_rule.SendFailure``."""
+        return self.sender.send("POST", self.endpoint + path, orjson.dumps(payload),
+                                {**self._headers, **(headers or {})})
 
 
 class BirdGateway:
     """One Bird SMS channel behind the ``SmsGateway`` port. Thread-safe."""
 
-    def __init__(self, transport: BirdTransport, workspace_id: str, channel_id: str) -> None:
+    def __init__(self, transport: BirdTransport, workspace_id: str, channel_id: str, *,
+                 in_progress_waits_s: Sequence[float] = IN_PROGRESS_WAITS_S,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if not workspace_id or not channel_id:
             raise ValueError("a Bird workspace id and channel id are required")
         self.transport = transport
@@ -129,6 +149,8 @@ class BirdGateway:
         self.channel_id = channel_id
         self._path = (f"/workspaces/{quote(workspace_id, safe='')}"
                       f"/channels/{quote(channel_id, safe='')}/messages")
+        self._waits = tuple(in_progress_waits_s)
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"BirdGateway(workspace={self.workspace_id!r}, channel={self.channel_id!r})"
@@ -147,35 +169,34 @@ class BirdGateway:
         scheduled_at: int | None = None,
     ) -> SendResult:
         ref = scrub_exact(reference, recipient)
-        bound = self.transport.timeout
-        try:
-            response = self.transport.post(
-                self._path, bird_message_body(recipient, body, reference, scheduled_at))
-        except urllib3.exceptions.NewConnectionError as exc:  # refused, unresolvable
-            raise GatewayUnavailable(
-                f"Bird unreachable at {self.transport.endpoint} (reference {ref!r})") from exc
-        except urllib3.exceptions.ConnectTimeoutError as exc:  # the request never left
-            raise GatewayUnavailable(
-                f"Bird did not accept a connection within {bound[0]:g} s (reference {ref!r})"
-            ) from exc
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            raise GatewayTimeout(
-                f"Bird did not answer within {bound[1]:g} s (reference {ref!r}); the SMS may "
-                "have been sent (Bird documents no idempotency key: not sent again)"
-            ) from exc
-        except urllib3.exceptions.ProtocolError as exc:
-            # Reset or dropped, mostly a kept-alive connection the server had closed: retried,
-            # as the classic gateway does (README "Status and known limits").
-            raise GatewayUnavailable(
-                f"Bird dropped the connection (reference {ref!r})") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise GatewayError(
-                f"Bird request failed ({type(exc).__name__}, reference {ref!r}); the SMS may "
-                "have been sent") from None
+        payload = bird_message_body(recipient, body, reference, scheduled_at)
+        headers = {IDEMPOTENCY_HEADER: idempotency_key(reference)}
+        for wait in (*self._waits, None):
+            try:
+                response = self.transport.post(self._path, payload, headers)
+            except SendFailure as exc:  # the rule shared with the classic gateway
+                raise gateway_error(exc, "Bird", ref, self.transport.timeout) from exc
+            if response.status != 409 or _error_code(response) not in IN_PROGRESS:
+                break
+            # The first request with this key is in flight at Bird: asked again (the same
+            # key: Bird answers with that request's outcome, never a second SMS).
+            if wait is None:
+                raise GatewayUncertain(
+                    f"Bird still had a request with this reply's idempotency key in flight "
+                    f"after {sum(self._waits):g} s (reference {ref!r}); the SMS may have been "
+                    "sent: not sent again", reason=REQUEST_IN_PROGRESS, status=409)
+            log.info("reply %r: a request with its idempotency key is in flight at Bird; "
+                     "asking again in %g s", ref, wait)
+            self._sleep(wait)
         status = response.status
-        if status >= 500 or status == 429:
-            raise GatewayUnavailable(
-                f"Bird answered HTTP {status} (reference {ref!r}): retryable", status=status)
+        shared = status_error(status, "Bird", ref, response.headers)
+        if shared is not None:  # 429, 5xx: the rule shared with the classic gateway
+            raise shared
+        if status == 409 and _error_code(response) in KEY_REUSED:
+            raise GatewayUncertain(
+                f"Bird took another request with this reply's idempotency key (reference "
+                f"{ref!r}): an earlier attempt was accepted; not sent again",
+                reason=IDEMPOTENCY_KEY_REUSED, status=409)
         if status >= 400:
             raise self._rejected(response, ref, recipient, body)
         if status not in (200, 201, 202):
@@ -193,19 +214,19 @@ class BirdGateway:
         result = SendResult(
             provider_message_id=str(message_id) if isinstance(message_id, str | int) else None,
             price_micros=None, currency=None, parts=_parts(raw), dry_run=False)
-        log.debug("SMS accepted by Bird: reference=%r provider_id=%s", ref,
-                  result.provider_message_id)
+        replayed = (response.headers.get(REPLAY_HEADER) or "").lower() == "true"
+        log.log(logging.INFO if replayed else logging.DEBUG,
+                "SMS accepted by Bird%s: reference=%r provider_id=%s",
+                " (an earlier attempt's answer, replayed for its idempotency key)"
+                if replayed else "", ref, result.provider_message_id)
         return result
 
     @staticmethod
     def _rejected(response: urllib3.BaseHTTPResponse, ref: str, recipient: str,
                   body: str) -> GatewayRejected:
         code = description = None
-        try:
-            data = orjson.loads(response.data)
-        except orjson.JSONDecodeError:
-            data = None
-        if isinstance(data, dict):
+        data = _error_json(response)
+        if data is not None:
             raw_code, raw_message = data.get("code"), data.get("message")
             code = raw_code if isinstance(raw_code, str | int) else None
             description = scrub(str(raw_message), recipient, body) if raw_message else None
@@ -214,6 +235,29 @@ class BirdGateway:
             f"Bird rejected the SMS with HTTP {response.status}{detail} (reference {ref!r})",
             code=code if isinstance(code, int) else None, description=description,
             status=response.status)
+
+
+def _error_json(response: urllib3.BaseHTTPResponse) -> dict[str, Any] | None:
+    """Bird's error JSON: ``{"code", "message"}`` (Channels API) or the same fields under
+    ``"error"`` (the /v1 API's envelope); None when the body is not one."""
+    try:
+        data = orjson.loads(response.data)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data = data["error"]
+    return data if isinstance(data, dict) else None
+
+
+def _error_code(response: urllib3.BaseHTTPResponse) -> str | None:
+    """The code (or, in the /v1 envelope, the name) of Bird's error answer."""
+    data = _error_json(response) or {}
+    for field in ("code", "name"):
+        value = data.get(field)
+        if isinstance(value, str) and (value in KEY_REUSED or value in IN_PROGRESS):
+            return value
+    code = data.get("code")
+    return code if isinstance(code, str) else None
 
 
 def _parts(raw: Mapping[str, Any]) -> int | None:

@@ -10,21 +10,26 @@ here: the verified-TLS connection pool, scrubbing numbers out of error text, the
 setting read from the environment.
 
 Errors, the same for every adapter (no message, attribute or chained exception text we
-build ever holds the recipient number or the SMS body)::
+build ever holds the recipient number or the SMS body). Which failure is which is decided
+once for both providers, in ``infra.send_rule``::
 
     GatewayError                 base; raised as such for an answer we cannot read
-    |                            (non-JSON, not an object, other transport failure):
-    |                            the SMS may or may not have been sent
-    +-- GatewayTimeout           connect or read exceeded the bound; the SMS may have been
-    |                            sent (retry only with that in mind)
+    |                            (non-JSON, not an object, other failure after the
+    |                            request was written): the SMS may or may not have been sent
+    +-- GatewayTimeout           no answer within the read bound after the request left:
+    |                            the SMS may have been sent; never resent
     +-- GatewayConnectionLost    the connection dropped after the whole request was
     |                            written and before a full answer: the SMS may have been
     |                            sent (a provider that accepts and then resets); never
-    |                            retried, except once for a reused keep-alive connection
-    |                            closed with no byte back (inside the client)
-    +-- GatewayUnavailable       5xx, 429, connection refused, connect timeout, a connection
-    |                            dropped before the request was fully written: not
-    |                            accepted, retryable
+    |                            resent, except once for a reused keep-alive connection
+    |                            closed with no byte back (inside the transport)
+    +-- GatewayUncertain         the provider answered, and its answer says the SMS may
+    |                            have been sent: a 5xx other than 503 (a proxy's 504 after
+    |                            the provider accepted), a 409 about an idempotency key
+    |                            (Bird); ``.reason``, ``.status``; never resent
+    +-- GatewayUnavailable       not accepted, retryable: 429, 503, connection refused,
+    |                            connect timeout, any failure before the request was
+    |                            written whole; ``.status``, ``.retry_after_s``
     +-- GatewayRejected          other 4xx or the provider's error JSON (401 bad key,
                                  422 bad recipient...): not retryable; ``.code``,
                                  ``.description``, ``.parameter`` of the first error and
@@ -52,6 +57,7 @@ __all__ = [
     "GatewayError",
     "GatewayRejected",
     "GatewayTimeout",
+    "GatewayUncertain",
     "GatewayUnavailable",
     "SendResult",
     "SmsGateway",
@@ -87,12 +93,27 @@ class GatewayConnectionLost(GatewayError):
     """The connection dropped after the request was written (the SMS may have been sent)."""
 
 
-class GatewayUnavailable(GatewayError):
-    """The provider is unreachable or overloaded (5xx, 429, refused): retryable."""
+class GatewayUncertain(GatewayError):
+    """The provider's answer says the SMS may have been sent (a 5xx but 503; a 409 about
+    an idempotency key): never resent. ``reason`` is the outcome's, one of
+    ``schemas.reasons.UNCERTAIN_REASONS`` (``server_error``, ``request_in_progress``,
+    ``idempotency_key_reused``)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, reason: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+class GatewayUnavailable(GatewayError):
+    """Not accepted (429, 503, refused, nothing written): retryable, not before
+    ``retry_after_s`` when the provider said so."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class GatewayRejected(GatewayError):

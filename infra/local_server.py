@@ -3,6 +3,18 @@
 answers in one write, start/stop, the messages accepted, injected failures and delays, and
 the foreground ``main`` loop.
 
+Injected faults, the same on both servers (each on the next ``n`` sends):
+
+* ``fail_next(n, status)``: answered ``status``, nothing accepted;
+* ``delay_next(n, s)``: accepted, then answered ``s`` seconds late (a client that timed out
+  has had its SMS sent);
+* ``reset_next(n)``: accepted, then the connection reset without an answer (a provider that
+  accepts and resets);
+* ``accept_then_fail_next(n, status)``: accepted, then answered ``status`` (a proxy's 504
+  after the provider took the message);
+* ``close_next(n)``: the connection closed as the request arrives, nothing accepted (a
+  server closing an idle keep-alive connection).
+
 A subclass of ``LocalServer`` names its ``handler`` and ``label``, says how its
 ``endpoint`` is written, and accepts messages into ``_messages`` under ``_cond``. It never
 logs a phone number.
@@ -15,6 +27,7 @@ import json
 import secrets
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -91,6 +104,36 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"".join(self._headers_buffer))
         self._headers_buffer = []
 
+    def drop_connection(self, reset: bool) -> None:
+        """Close the connection without an answer: a TCP reset (``reset``) or a clean
+        close."""
+        self.close_connection = True
+        if reset:  # SO_LINGER 0: close() sends RST, not FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        else:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
+
+    def answer_injected(self, status: int) -> None:
+        """An injected failure (``fail_next``): the provider's error JSON, with
+        ``Retry-After: 1`` for a 429 or a 503 as a rate limiter or an overloaded server
+        says it."""
+        headers = {"Retry-After": "1"} if status in (429, 503) else None
+        self.send_json(status, self.server.owner.error_body(status), headers)
+
+    def answer_accepted(self, fault: str | int | None, status: int, payload: Any,
+                        headers: dict[str, str] | None = None) -> None:
+        """Send what the provider answered for a request it took, unless ``fault`` (from
+        ``LocalServer._take_answer_fault``) says otherwise: ``"reset"`` drops the
+        connection, a status answers that status instead (the message stays accepted)."""
+        if fault == "reset":
+            self.drop_connection(reset=True)
+        elif isinstance(fault, int):
+            self.send_json(fault, self.server.owner.error_body(fault))
+        else:
+            self.send_json(status, payload, headers)
+
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
@@ -122,6 +165,8 @@ class LocalServer:
         self._messages: list[dict[str, Any]] = []
         self._fail: list[int] = []  # one status per failing request to come
         self._delay: list[float] = []
+        # One per request to come: "reset", "close", or a status answered after accepting.
+        self._answer_faults: list[str | int] = []
         self._stopping = threading.Event()
 
     def _endpoint_for(self, host: str, port: int) -> str:
@@ -196,6 +241,35 @@ class LocalServer:
         with self._lock:
             self._delay.extend([float(seconds)] * n)
 
+    def reset_next(self, n: int) -> None:
+        """The next ``n`` sends are accepted, then the connection is reset (no answer)."""
+        with self._lock:
+            self._answer_faults.extend(["reset"] * n)
+
+    def close_next(self, n: int) -> None:
+        """The next ``n`` sends are not accepted: the connection is closed at once."""
+        with self._lock:
+            self._answer_faults.extend(["close"] * n)
+
+    def accept_then_fail_next(self, n: int, status: int = 504) -> None:
+        """The next ``n`` sends are accepted, then answered ``status`` (e.g. a proxy's 504
+        after the provider took the message)."""
+        if not 400 <= status <= 599:
+            raise ValueError("status must be an HTTP error status (4xx or 5xx)")
+        with self._lock:
+            self._answer_faults.extend([status] * n)
+
+    def clear_faults(self) -> None:
+        """Forget pending faults (keep the accepted messages)."""
+        with self._lock:
+            self._fail.clear()
+            self._delay.clear()
+            self._answer_faults.clear()
+
+    def error_body(self, status: int) -> Any:
+        """The provider's error JSON for an injected ``status`` (each server its own)."""
+        return {"error": f"HTTP {status}"}
+
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until at least ``count`` messages were accepted; return them all."""
         self._wait_until(lambda: len(self._messages) >= count, timeout, lambda: (
@@ -218,6 +292,10 @@ class LocalServer:
             delay = self._delay.pop(0) if self._delay else 0.0
             fail = self._fail.pop(0) if self._fail else None
         return delay, fail
+
+    def _take_answer_fault(self) -> str | int | None:
+        with self._lock:
+            return self._answer_faults.pop(0) if self._answer_faults else None
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:

@@ -21,17 +21,16 @@ the error tree, ``DryRunGateway``). ``gateway_from_env()`` picks it or the dry r
 trying things offline.
 
 Errors: those of the port (``infra.gateway``); a MessageBird ``errors`` JSON is a
-``GatewayRejected``. A reused keep-alive connection closed with no byte back is retried
-once inside the client (see ``BoundedHttpClient``).
+``GatewayRejected``. What is retried and what is uncertain (never resent) is the rule both
+gateways share, ``infra.send_rule``: MessageBird's classic API has no idempotency key, so a
+request that may have been accepted is never sent again.
 """
 
 from __future__ import annotations
 
 import codecs
-import http.client
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -47,18 +46,15 @@ from messagebird.serde import json_serialize
 
 from infra.gateway import (
     DryRunGateway,
-    GatewayConnectionLost,
     GatewayError,
     GatewayRejected,
-    GatewayTimeout,
-    GatewayUnavailable,
     SendResult,
-    pool_manager,
     scheduled_datetime,
     scrub,
     scrub_exact,
     timeout_from_env,
 )
+from infra.send_rule import HttpSender, SendFailure, gateway_error, status_error
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -77,57 +73,6 @@ _MICROS = Decimal(1_000_000)
 # -- HTTP client -----------------------------------------------------------------------
 
 
-class ConnectionLostAfterWrite(requests.RequestException):
-    """The whole request was written, then the connection dropped without a full answer."""
-
-
-_sent = threading.local()  # what the calling thread's last request did on its connection
-
-
-class _TrackedConnection:
-    """Mixed into urllib3's connections: records, for the calling thread, whether the
-    request went out on a reused keep-alive connection and whether it was written whole.
-    A dropped connection (reset, closed) is indistinguishable from a provider that accepted
-    the request and then dropped it, unless the request never left: only that is safe to
-    retry."""
-
-    _uses = 0
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _sent.reused = self.sock is not None and self._uses > 0  # type: ignore[attr-defined]
-        _sent.written = False
-        super().request(*args, **kwargs)  # type: ignore[misc]
-        _sent.written = True
-        self._uses += 1
-
-    def close(self) -> None:
-        self._uses = 0
-        super().close()  # type: ignore[misc]
-
-
-class _HTTPConnection(_TrackedConnection, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_TrackedConnection, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def _no_byte_back(error: BaseException) -> bool:
-    """The peer closed the connection cleanly before sending any byte of an answer."""
-    cause = error.args[1] if len(error.args) > 1 else None
-    return isinstance(cause, http.client.RemoteDisconnected)
-
-
-
 class BoundedHttpClient(HttpClient):
     """``messagebird.http_client.HttpClient`` with a timeout and a pool of connections.
 
@@ -138,14 +83,10 @@ class BoundedHttpClient(HttpClient):
     sending threads (``pool_size``, more are opened if more threads call at once), no
     redirects, no retries. requests' own layer (preparing, hooks, cookies, adapters,
     environment lookups) cost more CPU than the call itself: profiled in the reply stage,
-    tests/benchmarks, rows "stage" and "sends". Transport failures are raised as the
-    requests exceptions that requests would raise for them, which ``MessageBirdGateway``
-    maps to its errors: ``ConnectTimeout`` (nothing sent), ``ConnectionError`` (refused, or
-    dropped before the request was written whole), ``ConnectionLostAfterWrite`` (dropped
-    after: the SMS may have been sent), ``ReadTimeout`` (the request left; the SMS may have
-    been sent), and ``RequestException`` for anything else. The one retry is a reused
-    keep-alive connection closed with no byte back (the provider closed it as it sat
-    idle, the classic keep-alive race): sent again once, on another connection.
+    tests/benchmarks, rows "stage" and "sends". The transport is the one both gateways
+    share (``infra.send_rule.HttpSender``): a transport failure is raised as its
+    ``SendFailure``, which ``MessageBirdGateway`` maps with the shared rule (the one retry,
+    a reused keep-alive connection closed with no byte back, happens inside it).
 
     Proxies (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the CA bundle
     (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi's) are read from the
@@ -170,12 +111,8 @@ class BoundedHttpClient(HttpClient):
             connect = read = timeout
         if connect <= 0 or read <= 0:
             raise ValueError("timeout must be positive")
-        if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
-        self.timeout: tuple[float, float] = (float(connect), float(read))
-        self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
-        self._pool = pool_manager(endpoint, pool_size)
-        self._pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.sender = HttpSender(endpoint, (connect, read), pool_size)
+        self.timeout: tuple[float, float] = self.sender.timeout
         self._base_headers = {
             "Accept": "application/json",
             "Authorization": "AccessKey " + self.access_key,
@@ -185,7 +122,7 @@ class BoundedHttpClient(HttpClient):
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._pool.clear()
+        self.sender.close()
 
     def request(self, path, method="GET", params=None, format=ResponseFormat.text):  # noqa: A002
         """Builds a request and gets a response (the SDK's, bounded in time)."""
@@ -200,7 +137,7 @@ class BoundedHttpClient(HttpClient):
             body = json_serialize(params)
         else:
             raise ValueError(str(method) + " is not a supported HTTP method")
-        response = self._urlopen(method, url, body)
+        response = self.sender.send(method, url, body, self._base_headers)
 
         if response.status not in self.SUPPORTED_STATUS_CODES:
             _as_requests_response(response, url).raise_for_status()
@@ -211,40 +148,6 @@ class BoundedHttpClient(HttpClient):
         if format == ResponseFormat.text:
             return response.data.decode(_charset(response), errors="replace")
         return None
-
-    def _urlopen(self, method: str, url: str, body: Any) -> urllib3.BaseHTTPResponse:
-        for try_ in (1, 2):
-            _sent.reused = _sent.written = False
-            try:
-                return self._pool.request(method, url, body=body, headers=self._base_headers,
-                                          timeout=self._timeout, retries=False,
-                                          redirect=False)
-            except urllib3.exceptions.MaxRetryError as exc:  # not raised with retries=False,
-                error = exc.reason or exc                      # but kept safe if it were
-            except urllib3.exceptions.HTTPError as exc:
-                error = exc
-            if not (isinstance(error, urllib3.exceptions.ProtocolError) and _sent.written):
-                break
-            # The request was written whole, then the connection dropped. Only a reused
-            # keep-alive connection that the provider closed with no byte back (it closed
-            # the idle connection as our request went out) is tried again, once, on
-            # another connection; anything else may have been accepted.
-            if not (try_ == 1 and _sent.reused and _no_byte_back(error)):
-                raise ConnectionLostAfterWrite(error) from error
-        # The exceptions requests' HTTPAdapter raises for these (what the gateway maps).
-        if isinstance(error, urllib3.exceptions.NewConnectionError):
-            raise requests.ConnectionError(error) from error  # refused, unresolvable
-        if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
-            raise requests.ConnectTimeout(error) from error
-        if isinstance(error, urllib3.exceptions.ReadTimeoutError):
-            raise requests.ReadTimeout(error) from error
-        if isinstance(error, urllib3.exceptions.SSLError):
-            raise requests.exceptions.SSLError(error) from error
-        if isinstance(error, urllib3.exceptions.ProxyError):
-            raise requests.exceptions.ProxyError(error) from error
-        if isinstance(error, urllib3.exceptions.ProtocolError):
-            raise requests.ConnectionError(error) from error  # reset, dropped
-        raise requests.RequestException(error) from error
 
 
 def _charset(response: urllib3.BaseHTTPResponse) -> str:
@@ -385,34 +288,12 @@ class MessageBirdGateway:
         ref = scrub_exact(reference, recipient)  # what our messages may show
         try:
             raw = self._client.request("messages", "POST", params)
-        except requests.ConnectTimeout as exc:  # the request never left: nothing was sent
-            raise GatewayUnavailable(
-                f"MessageBird did not accept a connection within {self.timeout:g} s "
-                f"(reference {ref!r})"
-            ) from exc
-        except requests.Timeout as exc:
-            raise GatewayTimeout(
-                f"MessageBird did not answer within {self.timeout:g} s "
-                f"(reference {ref!r}); the SMS may have been sent"
-            ) from exc
-        except ConnectionLostAfterWrite as exc:
-            raise GatewayConnectionLost(
-                f"MessageBird dropped the connection after the request was sent "
-                f"(reference {ref!r}); the SMS may have been sent"
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise GatewayUnavailable(
-                f"MessageBird unreachable at {self.endpoint} (reference {ref!r})"
-            ) from exc
+        except SendFailure as exc:  # the rule shared with Bird's gateway (infra.send_rule)
+            raise gateway_error(exc, "MessageBird", ref, self._http.timeout) from exc
         except requests.HTTPError as exc:
             raise self._http_error(exc, ref, recipient, body) from None
         except messagebird.client.ErrorException as exc:
             raise self._rejected(exc, ref, recipient, body) from None
-        except requests.RequestException as exc:
-            raise GatewayError(
-                f"MessageBird request failed ({type(exc).__name__}, reference {ref!r});"
-                " the SMS may have been sent"
-            ) from None
         except ValueError:  # json.JSONDecodeError from Client.request
             raise GatewayError(
                 f"MessageBird answered with a body that is not JSON (reference {ref!r});"
@@ -438,11 +319,12 @@ class MessageBirdGateway:
     ) -> GatewayError:
         response = exc.response
         status = response.status_code if response is not None else None
-        if status is None or status >= 500 or status == 429:
-            return GatewayUnavailable(
-                f"MessageBird answered HTTP {status} (reference {reference!r}): retryable",
-                status=status,
-            )
+        if status is None:
+            return GatewayError(f"MessageBird answered an unreadable HTTP error (reference "
+                                f"{reference!r}); the SMS may have been sent")
+        shared = status_error(status, "MessageBird", reference, response.headers)
+        if shared is not None:  # 429, 5xx: the rule shared with Bird's gateway
+            return shared
         first = _first_error_of(response)
         description = scrub(
             str(first["description"]) if first.get("description") is not None else None,

@@ -19,14 +19,11 @@ What it implements (stdlib only, ``http.server.ThreadingHTTPServer`` in a daemon
 * Anything else: a MessageBird error JSON (404 for unknown paths, 405 for a known path with
   the wrong method).
 
-Fault injection: ``fail_next(n, status)`` makes the next ``n`` ``POST /messages`` answer with
-that status (nothing is accepted); ``delay_next(n, seconds)`` makes the next ``n`` answers
-wait; ``reset_next(n)`` makes the next ``n`` read the request, accept it (it counts as sent)
-and reset the connection without an answer; ``close_next(n)`` makes the next ``n`` close
-the connection without accepting or answering (a server closing an idle
-keep-alive connection as the request arrives). A delayed message is accepted
-(recorded) *before* the wait, as happens with a slow provider: a client that gives up on
-its timeout has nonetheless had its SMS sent.
+Fault injection (``infra.local_server``, the same on both local servers): ``fail_next``,
+``delay_next``, ``reset_next``, ``accept_then_fail_next``, ``close_next``. A delayed,
+reset or failed-after-accepting message is accepted (recorded) *before* the fault, as
+happens with a slow provider or a proxy in front of it: a client that gives up has
+nonetheless had its SMS sent.
 
 The server is quiet: it logs nothing and prints no tracebacks for clients that hang up.
 It never logs or raises with a phone number in the text.
@@ -37,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import socket
-import struct
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -138,21 +133,14 @@ class _Handler(JsonHandler):
 
     def _post_messages(self, raw: bytes) -> None:
         owner = self.server.owner
-        drop = owner._take_drop()
-        if drop is not None:
-            if drop == "reset" and self.authorized():
-                try:
-                    owner._accept(self._decode_params(raw))
-                except ValueError:
-                    pass
-            self._drop_connection(reset=drop == "reset")
+        fault = owner._take_answer_fault()
+        if fault == "close":  # nothing accepted
+            self.drop_connection(reset=False)
             return
         delay, fail_status = owner._take_faults()
         if fail_status is not None:
             owner._sleep(delay)
-            headers = {"Retry-After": "1"} if fail_status in (429, 503) else None
-            phrase = _status_phrase(fail_status)
-            self.send_json(fail_status, _error_body(99, phrase), headers)
+            self.answer_injected(fail_status)
             return
         if not self.authorized():
             owner._sleep(delay)
@@ -166,16 +154,7 @@ class _Handler(JsonHandler):
             return
         status, payload = owner._accept(params)
         owner._sleep(delay)
-        self.send_json(status, payload)
-
-    def _drop_connection(self, reset: bool) -> None:
-        self.close_connection = True
-        if reset:  # SO_LINGER 0: close() sends RST, not FIN
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-        else:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        self.connection.close()
+        self.answer_accepted(fault, status, payload)
 
     def _decode_params(self, raw: bytes) -> dict[str, Any]:
         ctype = self.headers.get("Content-Type", "")
@@ -280,30 +259,15 @@ class LocalMessageBird(LocalServer):
         self.price_per_part = Decimal(str(price_per_part))
         self.currency = currency
         self._responses: dict[str, dict[str, Any]] = {}
-        self._drop: list[str] = []  # "reset" | "close", one per dropped request to come
         self.report_delay_s = report_delay_s
         self.signing_key = signing_key
         self.report_price = Decimal(report_price) if report_price is not None else None
         self.reports: list[int | str] = []  # HTTP status of each delivery report we sent
 
-    # -- fault injection (fail_next, delay_next: LocalServer) ---------------------------
+    # -- fault injection: LocalServer's ---------------------------------------------------
 
-    def reset_next(self, n: int) -> None:
-        """The next ``n`` ``POST /messages`` are accepted, then the connection is reset."""
-        with self._lock:
-            self._drop.extend(["reset"] * n)
-
-    def close_next(self, n: int) -> None:
-        """The next ``n`` ``POST /messages`` are not accepted: the connection is closed."""
-        with self._lock:
-            self._drop.extend(["close"] * n)
-
-    def clear_faults(self) -> None:
-        """Forget pending faults (keep the accepted messages)."""
-        with self._lock:
-            self._fail.clear()
-            self._delay.clear()
-            self._drop.clear()
+    def error_body(self, status: int) -> dict[str, Any]:
+        return _error_body(99, _status_phrase(status))
 
     def reset(self) -> None:
         """Forget accepted messages and pending faults."""
@@ -313,10 +277,6 @@ class LocalMessageBird(LocalServer):
         self.clear_faults()
 
     # -- used by the handler ------------------------------------------------------------
-
-    def _take_drop(self) -> str | None:
-        with self._lock:
-            return self._drop.pop(0) if self._drop else None
 
     def _response_for(self, message_id: str) -> dict[str, Any] | None:
         with self._lock:

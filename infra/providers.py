@@ -25,6 +25,7 @@ Errors: ``infra.config.ConfigError`` with the file, the campaign and the reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,10 @@ from schemas.campaign import Campaign
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("messagebird", "bird")
+# Bird's migration page ("Migrate from MessageBird (classic) to Bird"): the dual-key window
+# holds through 31 December 2026; after it a deployment on the classic API stops sending.
+CLASSIC_KEYS_LAST_DAY = dt.date(2026, 12, 31)
+MIGRATION_GUIDE = "docs/bird-migration.md"
 _BIRD_KEYS = {"workspace_id", "endpoint"}
 
 
@@ -63,6 +68,24 @@ class Providers:
             if cid == campaign_id:
                 return channel
         return None
+
+
+def classic_warning(providers: Providers, today: dt.date) -> str | None:
+    """The warning for campaigns still on MessageBird classic, with the date their keys
+    stop working and how far off it is; None when every campaign is on Bird."""
+    classic = sorted(cid for cid, p in providers.by_campaign.items() if p == "messagebird")
+    if not classic:
+        return None
+    who = ("every campaign is" if len(classic) == len(providers.by_campaign)
+           else f"campaign{'s' if len(classic) > 1 else ''} {', '.join(classic)} "
+                f"{'are' if len(classic) > 1 else 'is'}")
+    left = (CLASSIC_KEYS_LAST_DAY - today).days
+    when = (f"stop working after {CLASSIC_KEYS_LAST_DAY.isoformat()} ({left} day"
+            f"{'' if left == 1 else 's'} from today)" if left >= 0 else
+            f"stopped working after {CLASSIC_KEYS_LAST_DAY.isoformat()}: these campaigns "
+            "cannot send")
+    return (f"{who} on MessageBird classic: classic access keys {when}, the end of Bird's "
+            f"dual-key window; move to Bird ({MIGRATION_GUIDE})")
 
 
 def load_providers(path: str | Path, campaigns: Sequence[Campaign],

@@ -2,15 +2,20 @@
 breaker, with an outcome that says whether the SMS was sent, was not, or may have been.
 
 This is shell code (it sleeps and draws jitter); the decisions about money stay in the core.
-What is retried is only what proves that nothing was sent:
+What is retried is only what proves that nothing was sent; which gateway failure is which
+is one rule for both providers (``infra.send_rule``):
 
 =========================  =================================  ===========================
 gateway error              meaning                            outcome
 =========================  =================================  ===========================
-``GatewayUnavailable``     5xx, 429, refused, connect timeout  retried, then ``failed``
+``GatewayUnavailable``     429, 503, refused, connect          retried (not before its
+                           timeout, nothing written            ``Retry-After``), then
+                                                               ``failed``
 ``GatewayRejected``        4xx / ``errors`` JSON               ``failed`` at once
 ``GatewayTimeout``         no answer after the request left    ``uncertain``: never resent
 ``GatewayConnectionLost``  dropped after the request was sent  ``uncertain``: never resent
+``GatewayUncertain``       another 5xx (``server_error``); a   ``uncertain``: never resent
+                           409 about Bird's idempotency key
 ``GatewayError``           an answer we cannot read            ``uncertain``: never resent
 =========================  =================================  ===========================
 
@@ -18,11 +23,14 @@ Whatever the errors, a reply makes at most ``max_calls`` calls, probes included:
 that goes wrong with the provider sends one reply without limit.
 
 MessageBird's classic REST API has no idempotency key, so a request that may have reached it
-is not sent again blindly: retrying a read timeout is how a reply gets sent twice. An
-uncertain reply is settled later by its delivery report, if one comes.
+is not sent again blindly: retrying a read timeout is how a reply gets sent twice. Bird's
+sends carry one (``infra.bird_gateway``), and the rule is the same: the key is a second
+line of defence, never counted on alone. An uncertain reply is settled later by its
+delivery report, if one comes.
 
 The breaker is shared by every send of a worker. After ``threshold`` consecutive
-``GatewayUnavailable`` it opens: sends wait until ``cooldown_s`` has passed, then one probe
+``GatewayUnavailable`` (or 5xx answers, each of which leaves its own reply uncertain) it
+opens: sends wait until ``cooldown_s`` has passed, then one probe
 goes through; its success closes the breaker, its failure opens it again. Waiting and failed
 probes do not count against a reply's ``max_attempts``: a provider outage delays replies
 instead of failing them (they wait in Kafka), while a reply the provider keeps refusing
@@ -54,12 +62,14 @@ from infra.gateway import (
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    GatewayUncertain,
     SendResult,
 )
 from schemas.reasons import (
     CONNECTION_LOST,
     PROVIDER_REJECTED,
     PROVIDER_UNAVAILABLE,
+    SERVER_ERROR,
     TIMEOUT,
     UNREADABLE_ANSWER,
 )
@@ -175,6 +185,8 @@ def uncertain_reason(error: GatewayError) -> str:
         return TIMEOUT
     if isinstance(error, GatewayConnectionLost):
         return CONNECTION_LOST
+    if isinstance(error, GatewayUncertain):  # its reason is one of UNCERTAIN_REASONS
+        return error.reason
     return UNREADABLE_ANSWER
 
 
@@ -212,13 +224,18 @@ async def deliver(
                     if failures >= retry.max_attempts:
                         return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
                     delay = retry.delay(failures, rng)
+                    if exc.retry_after_s:  # the provider said when: not before
+                        delay = max(delay, exc.retry_after_s)
                 if attempt >= retry.call_cap:
                     return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
             except GatewayRejected as exc:
                 breaker.release(probe)
                 return Outcome("failed", attempt, error=exc, reason=PROVIDER_REJECTED)
             except GatewayError as exc:  # the request may have reached the provider
-                breaker.release(probe)
+                if isinstance(exc, GatewayUncertain) and exc.reason == SERVER_ERROR:
+                    breaker.failure(probe)  # a provider answering 5xx is failing: the
+                else:                       # next replies wait for it
+                    breaker.release(probe)
                 return Outcome("uncertain", attempt, error=exc, reason=uncertain_reason(exc))
             except BaseException:  # not the gateway's (a number that does not open, a
                 breaker.release(probe)  # cancelled task): the probe must not stay taken

@@ -74,7 +74,7 @@ EDGE_REASONS: Final = (UNKNOWN_RECIPIENT, UNKNOWN_CHANNEL)
 
 # Send give-ups: nothing was sent (refunded)
 PROVIDER_REJECTED: Final = "provider_rejected"  # a 4xx or an error answer: at once
-PROVIDER_UNAVAILABLE: Final = "provider_unavailable"  # 5xx, 429, unreachable: every attempt
+PROVIDER_UNAVAILABLE: Final = "provider_unavailable"  # 429, 503, unreachable: every attempt
 REPLY_TO_LOST: Final = "reply_to_lost"  # the sealed number is gone: nothing to send to
 FAILURE_REASONS: Final = (PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, REPLY_TO_LOST)
 
@@ -83,7 +83,11 @@ TIMEOUT: Final = "timeout"  # no answer after the request left
 CONNECTION_LOST: Final = "connection_lost"  # dropped after the request was sent
 UNREADABLE_ANSWER: Final = "unreadable_answer"  # an answer we cannot read
 CRASH_DURING_SEND: Final = "crash_during_send"  # the worker stopped during the call
-UNCERTAIN_REASONS: Final = (TIMEOUT, CONNECTION_LOST, UNREADABLE_ANSWER, CRASH_DURING_SEND)
+SERVER_ERROR: Final = "server_error"  # a 5xx but 503 after the request was sent (a proxy's 504)
+REQUEST_IN_PROGRESS: Final = "request_in_progress"  # Bird: the key's request still in flight
+IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"  # Bird: the key took another request
+UNCERTAIN_REASONS: Final = (TIMEOUT, CONNECTION_LOST, UNREADABLE_ANSWER, CRASH_DURING_SEND,
+                            SERVER_ERROR, REQUEST_IN_PROGRESS, IDEMPOTENCY_KEY_REUSED)
 
 # Every reason a text or a reply can be given: the journal's whole answer to "why was this
 # sender not answered".

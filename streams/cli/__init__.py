@@ -21,6 +21,7 @@
     antirelou operator new NAME         an operator key pair and its [[operator]] table
     antirelou simulate [--scenario NAME] the flood simulator (antirelou simulate --help)
     antirelou fake-messagebird          a local MessageBird-compatible REST server
+    antirelou fake-bird                 a local Bird Channels API server (and its events)
 
 Read commands default to what `bash infra/up.sh` uses: infra/campaigns.example.toml and the
 broker on 127.0.0.1:9092. Exit status: 0 done, 1 refused, 2 bad input, 3 no worker answered,
@@ -50,6 +51,7 @@ COMMANDS = {
     "up": lambda args: run.serve(args, embedded=True),
     "worker": lambda args: run.serve(args, embedded=False),
     "fake-messagebird": run.fake_messagebird,
+    "fake-bird": run.fake_bird,
     "policy": operate.operate,
     "budget": operate.operate,
     "operator": operate.new_operator,

@@ -199,9 +199,18 @@ def announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> 
     from actors.campaign import reply_cost
     from schemas.events import MICROS_PER_EUR
     from streams.app import WEBHOOK_PATH
+    from streams.intake.bird import BIRD_WEBHOOK_PATH
 
-    print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
-          flush=True)
+    web = f"http://{args.web_host}:{args.web_port}"
+    providers = d.providers
+    on = {p: ", ".join(sorted(c for c, q in providers.by_campaign.items() if q == p))
+          for p in ("bird", "messagebird")}
+    if providers.uses_bird:  # Bird first: the provider of new deployments
+        print(f"antirelou: Bird webhook at {web}{BIRD_WEBHOOK_PATH} (campaigns {on['bird']})",
+              flush=True)
+    if providers.uses_messagebird:
+        print(f"antirelou: MessageBird classic webhook at {web}{WEBHOOK_PATH} (campaigns "
+              f"{on['messagebird']})", flush=True)
     live = shards.status_now()  # after the journal: the live balance and policy
     for c in d.campaigns:
         cost = reply_cost(c)
@@ -223,9 +232,11 @@ def announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> 
 def announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
                      admin_token: str | None) -> None:
     """Who may reach what, and every development shortcut in force, said loudly."""
+    import datetime as dt
+
     from infra.gateway import DryRunGateway
     from infra.operators import NO_OPERATORS
-    from streams.intake.bird import BIRD_WEBHOOK_PATH
+    from infra.providers import classic_warning
 
     web = f"http://{args.web_host}:{args.web_port}"
     if admin_token:
@@ -239,9 +250,9 @@ def announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
         print("antirelou: WARNING /dashboard, /metrics and /campaigns are refused: set "
               "ANTIRELOU_ADMIN_TOKEN", flush=True)
     providers = d.providers
-    if providers.uses_bird:
-        print(f"antirelou: Bird webhook at {web}{BIRD_WEBHOOK_PATH} (campaigns "
-              f"{', '.join(sorted(providers.bird_channels.values()))})", flush=True)
+    classic = classic_warning(providers, dt.datetime.now(dt.UTC).date())
+    if classic:
+        print(f"antirelou: WARNING {classic}", flush=True)
     dry = sorted(c.id for c in d.campaigns
                  if isinstance(gateway.for_campaign(c.id), DryRunGateway))
     if dry:
@@ -252,6 +263,9 @@ def announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
     if d.signing_key is None and providers.uses_messagebird:
         print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
               flush=True)
+    if d.bird_signing_key is None and providers.uses_bird:
+        print("antirelou: *** INSECURE DEV MODE: Bird webhook events are accepted unsigned "
+              "(set BIRD_SIGNING_KEY) ***", flush=True)
     if d.operators:
         print(f"antirelou: operators: {', '.join(sorted(d.operators))} (signed commands only)",
               flush=True)

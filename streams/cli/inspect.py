@@ -73,11 +73,15 @@ def add_simulate_parser(sub: Any) -> None:
 
 def check_config(args: argparse.Namespace) -> int:
     """``check``: the campaign file as ``up`` reads it, with what each reply costs; offline."""
+    import datetime as dt
+
     from actors.campaign import reply_cost
     from infra.operators import load_operators
+    from infra.providers import classic_warning, load_providers
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
+    providers = load_providers(args.config, campaigns)
     print(f"{args.config}: {len(campaigns)} campaign(s), {len(operators)} operator(s): OK")
     for c in campaigns:
         cost = reply_cost(c)
@@ -86,10 +90,16 @@ def check_config(args: argparse.Namespace) -> int:
               f"{iso_ms(c.ends_at - 1)[:10]}, budget EUR {eur(c.budget_micros)}; reply "
               f"{cost.segments} {cost.encoding} segment(s) x EUR "
               f"{eur(c.price_per_segment_micros)} = EUR {cost.cost_micros / 1e6:.4f} "
-              f"({replies:,} replies); sender shown: {c.originator}")
+              f"({replies:,} replies); " + (
+                  f"on Bird, channel {providers.channel_of(c.id)} (sends as its number)"
+                  if providers.by_campaign.get(c.id) == "bird"
+                  else f"sender shown: {c.originator}"))
         warning = ucs2_warning(c.reply_text)
         if warning:
             print(f"  WARNING {c.id}: {warning}")
+    classic = classic_warning(providers, dt.datetime.now(dt.UTC).date())
+    if classic:
+        print(f"  WARNING: {classic}")
     for name, op in sorted(operators.items()):
         where = ", ".join(sorted(op.campaigns)) if op.campaigns is not None else "every campaign"
         print(f"  operator {name}: may {', '.join(sorted(op.may))} on {where}")

@@ -1,6 +1,6 @@
 """Running it: ``antirelou up`` (everything on one machine), ``antirelou worker`` (one Faust
-worker against a running broker) and ``antirelou fake-messagebird``; the composition root
-that starts the broker, Ray and the Faust app on what ``streams.cli.deployment`` read and
+worker against a running broker), ``antirelou fake-messagebird`` and ``fake-bird``; the
+composition root that starts the broker, Ray and the Faust app on what ``streams.cli.deployment`` read and
 built (the deployment, its topics, the shards, the settings).
 """
 
@@ -69,6 +69,12 @@ def add_fake_parser(sub: Any) -> None:
                        help="local MessageBird-compatible REST server")
     p.add_argument("--port", type=int, default=8089, help="port to listen on")
     p.add_argument("--access-key", default="test_key", help="the access key it accepts")
+    from infra.bird_local import add_arguments
+
+    b = sub.add_parser("fake-bird", formatter_class=Help,
+                       help="local Bird Channels API server (idempotency keys as Bird "
+                       "documents them; signed status events to --events-url)")
+    add_arguments(b)
 
 
 def _optional_int_env(name: str) -> int | None:
@@ -159,8 +165,8 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
     """Sending, timers and batches of the worker."""
     p.add_argument("--send-attempts", type=int,
                    default=int_env("ANTIRELOU_SEND_ATTEMPTS", "6"),
-                   help="calls per reply on 5xx/429/unreachable before it fails and is "
-                   "refunded [ANTIRELOU_SEND_ATTEMPTS]")
+                   help="calls per reply on 429/503/unreachable (not taken by the "
+                   "provider) before it fails and is refunded [ANTIRELOU_SEND_ATTEMPTS]")
     p.add_argument("--breaker-cooldown", type=float,
                    default=float_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
                    help="seconds sends wait once MessageBird failed 5 times in a row "
@@ -194,6 +200,13 @@ def fake_messagebird(args: argparse.Namespace) -> int:
 
 
 # --- up and worker -----------------------------------------------------------------------
+
+
+def fake_bird(args: argparse.Namespace) -> int:
+    from infra import bird_local
+
+    bird_local.serve(args)
+    return 0
 
 
 def supervised_broker(state_dir: Path, port: int):

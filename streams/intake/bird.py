@@ -25,10 +25,12 @@ interactions", "Receiving messages", "Verifying a webhook subscription"; checked
 * Bird retries a delivery without a 2xx answer for 8 hours ("Retries").
 
 Refused here, on top of the signature: a timestamp more than ``max_age_s`` (5 minutes) away
-from our clock, and an event seen before (``SeenEvents``: the message id, event and status;
-Bird's envelope carries no event id of its own). An event we do not handle (another
-channel, a status of a message we did not send) is answered 200 and ignored, so Bird does
-not retry it for hours.
+from our clock. An event is stored once (``streams.intake.once``, the rule of both
+providers): one delivered again after its 200 was lost (Bird retries what got no 2xx for 8
+hours, "Retries") is answered 200 ``duplicate`` and stores nothing; one answered 503 is
+taken when it comes again. Its id is the message id, event and status (Bird's envelope
+carries no event id of its own). An event we do not handle (a status of a message we did
+not send) is answered 200 and ignored, so Bird does not retry it for hours.
 
 ``register_bird_webhook`` adds the view to a Faust app given the ports it needs; the rest is
 plain functions tested without a broker. Errors (``streams.intake.fields``; never a number in
@@ -43,7 +45,6 @@ import hmac
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -57,6 +58,7 @@ from schemas.reasons import UNKNOWN_CHANNEL
 from streams.intake.build import Intake, IntakeBuilder
 from streams.intake.errors import BadRequest, Unauthorized, WebhookError
 from streams.intake.fields import MAX_BODY_BYTES, MAX_ID_CHARS, MAX_TEXT_CHARS, iso_ms, json_object, msisdn
+from streams.intake.once import StoredEvents, store_once
 
 log = logging.getLogger("antirelou.bird")
 
@@ -119,32 +121,6 @@ class BirdSignatureVerifier:
             raise Unauthorized("stale_signature",
                                f"the timestamp is more than {self.max_age_s:g} s away")
         return at
-
-
-class SeenEvents:
-    """Event ids accepted recently, each kept until its signature would be stale anyway
-    (timestamp + ``keep_s``), at most ``max_remembered`` of them (oldest dropped first)."""
-
-    def __init__(self, keep_s: float = MAX_AGE_S, max_remembered: int = 100_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._keep = keep_s
-        self._max = max_remembered
-
-    def remember(self, event_id: str, signed_at: float, now: float) -> None:
-        """Remember ``event_id``; Unauthorized if it was seen before."""
-        while self._seen and (next(iter(self._seen.values())) < now
-                              or len(self._seen) >= self._max):
-            self._seen.popitem(last=False)
-        if event_id in self._seen:
-            raise Unauthorized("replayed_event", "this event was already received")
-        self._seen[event_id] = max(signed_at, now) + self._keep
-
-    def forget(self, event_id: str) -> None:
-        """Accept this event once more: it was refused for a reason of ours (503)."""
-        self._seen.pop(event_id, None)
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 # -- parsing ----------------------------------------------------------------------------
@@ -370,7 +346,7 @@ class BirdPorts:
     """What the Bird webhook view needs from the app (built by the composition root)."""
 
     verifier: BirdSignatureVerifier | None  # None: unsigned (insecure dev only)
-    seen: SeenEvents
+    stored: StoredEvents  # the events stored lately: each stored once
     campaign_for_channel: Callable[[str], Campaign | None]
     read_body: Callable[[Any], Awaitable[bytes]]  # bounded read of the request body
     signed_url: Callable[[Any], str]  # the URL Bird called (public base behind a proxy)
@@ -383,43 +359,39 @@ class BirdPorts:
 
 async def handle_bird_request(ports: BirdPorts, request: Any) -> tuple[int, dict[str, Any]]:
     """Verify, parse and store one request; the HTTP status and JSON body to answer."""
-    event_id: str | None = None
     try:
         raw = await ports.read_body(request)
-        signed_at = ports.clock()
         if ports.verifier is not None:
-            signed_at = ports.verifier.verify(
+            ports.verifier.verify(
                 request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER),
                 ports.signed_url(request), raw)
         event = parse_bird_event(request.headers.get("Content-Type", ""), raw)
-        if event.event_id is not None:
-            ports.seen.remember(event.event_id, signed_at, ports.clock())
-            event_id = event.event_id
     except WebhookError as exc:
         return exc.status, exc.body()
     if isinstance(event, Ignored):
         return 200, {"status": "ignored", "reason": event.reason}
     campaign = ports.campaign_for_channel(event.channel_id)
-    unknown = BadRequest(UNKNOWN_CHANNEL, "no campaign uses this Bird channel",
-                         "payload.channelId", status=404)
-    try:
+
+    async def store() -> None:
         if isinstance(event, BirdText):
-            # A text no campaign takes is journaled (TextRejected) like a classic one.
             await ports.store_text(ports.to_intake(event, campaign))
-            if campaign is None:
-                ports.seen.forget(event.event_id)  # configuration may follow; Bird retries
-                return unknown.status, unknown.body()
-            return 200, {"status": "accepted", "message_id": event.message_id,
-                         "campaign": campaign.id}
-        if campaign is None:
-            ports.seen.forget(event.event_id)
+        else:
+            await ports.store_report(ports.to_fact(event, campaign))
+
+    try:
+        if campaign is None:  # configuration may follow; Bird retries
+            if isinstance(event, BirdText):  # journaled (TextRejected) as a classic one is
+                await store()
+            unknown = BadRequest(UNKNOWN_CHANNEL, "no campaign uses this Bird channel",
+                                 "payload.channelId", status=404)
             return unknown.status, unknown.body()
-        await ports.store_report(ports.to_fact(event, campaign))
-        return 200, {"status": "accepted", "reference": event.reference}
+        accepted = ({"status": "accepted", "message_id": event.message_id,
+                     "campaign": campaign.id} if isinstance(event, BirdText) else
+                    {"status": "accepted", "reference": event.reference})
+        return await store_once(ports.stored, f"bird:{event.event_id}", ports.clock(), store,
+                                accepted)
     except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
-        log.error("Bird event %s not stored: %s", event_id, type(exc).__name__)
-        if event_id is not None:
-            ports.seen.forget(event_id)  # Bird's retry must get through
+        log.error("Bird event %s not stored: %s", event.event_id, type(exc).__name__)
         return 503, {"error": "unavailable", "message": "the event could not be stored; retry"}
 
 

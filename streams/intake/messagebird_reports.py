@@ -36,6 +36,13 @@ class DeliveryReport:
     currency: str | None
 
 
+def report_event_id(report: DeliveryReport) -> str:
+    """What makes a report the same report when MessageBird delivers it again: the message,
+    the reply it answers and the status at its time (never the number)."""
+    return (f"messagebird.report:{report.campaign_id}:{report.reference}:"
+            f"{report.provider_message_id}:{report.status}:{report.status_at_ms}")
+
+
 def parse_delivery_report(query: Mapping[str, str], query_bytes: int = 0) -> DeliveryReport:
     if query_bytes > MAX_QUERY_BYTES:
         raise BadRequest("too_large", f"query exceeds {MAX_QUERY_BYTES} bytes", status=414)

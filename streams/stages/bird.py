@@ -17,7 +17,6 @@ from schemas.events import DeliveryReported
 from streams.intake.bird import (
     BirdPorts,
     BirdSignatureVerifier,
-    SeenEvents,
     delivery_fact_of,
     intake_of,
     register_bird_webhook,
@@ -51,7 +50,7 @@ def register_bird(rt: Runtime) -> None:
     register_bird_webhook(rt.app, BirdPorts(
         verifier=(BirdSignatureVerifier(settings.bird_signing_key, clock=rt.clock)
                   if settings.bird_signing_key else None),
-        seen=SeenEvents(), campaign_for_channel=campaign_for_channel, read_body=read_bounded,
+        stored=rt.stored_events, campaign_for_channel=campaign_for_channel, read_body=read_bounded,
         signed_url=lambda request: signed_url(settings.public_url, request),
         to_intake=lambda text, c: intake_of(text, c, intake, received_at=rt.now_ms()),
         to_fact=lambda status, c: delivery_fact_of(status, c, intake, now_ms=rt.now_ms()),

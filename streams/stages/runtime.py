@@ -24,6 +24,7 @@ from schemas.codec import CodecError
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.intake.messagebird import SignatureVerifier
+from streams.intake.once import StoredEvents
 from streams.settings import Settings
 
 log = logging.getLogger("antirelou")
@@ -105,6 +106,8 @@ class Runtime:
     # Under `up`: the texts acknowledged lately, written again after a broker crash
     # (stages.broker); None for a worker on a broker it does not run.
     ack_window: AckWindow | None = None
+    # The provider events this process stored lately, both providers' (streams.intake.once).
+    stored_events: StoredEvents = field(default_factory=StoredEvents)
     # Faust's producer once started (``kafka_producer``).
     _started_producer: Any = field(default=None, repr=False)
 

@@ -19,7 +19,8 @@ from schemas.reasons import UNKNOWN_RECIPIENT
 from streams.intake.build import IntakeBuilder
 from streams.intake.errors import BadRequest, Unauthorized, WebhookError
 from streams.intake.messagebird import parse_inbound
-from streams.intake.messagebird_reports import parse_delivery_report
+from streams.intake.messagebird_reports import parse_delivery_report, report_event_id
+from streams.intake.once import store_once
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
 from streams.stages.runtime import Runtime
 from streams.stages.webhooks import read_bounded, signed_url, store_intake, store_report
@@ -62,26 +63,37 @@ def register_inbound_webhook(rt: Runtime) -> None:
                 return self.json({"error": "unavailable",
                                   "message": "the broker is down; retry"}, status=503)
             campaign = by_number.get(sms.recipient)
-            try:
+
+            def not_stored() -> None:
+                # Not stored: MessageBird's retry may carry the same token (its jti is spent
+                # only when what it signed was stored: streams.intake.once).
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])
+
+            async def store() -> None:
                 await store_intake(rt, intake.text(sms, campaign, received_at=rt.now_ms(),
                                                    reached=sms.recipient,
                                                    refusal=UNKNOWN_RECIPIENT))
+
+            try:
+                if campaign is None:  # journaled (TextRejected), then refused
+                    await store()
+                    err = BadRequest(UNKNOWN_RECIPIENT, "no campaign uses this recipient "
+                                     "number", "recipient", status=404)
+                    return self.json(err.body(), status=err.status)
+                # Stored once: a re-delivery after a lost 200 is a 200 storing nothing.
+                status, answer = await store_once(
+                    rt.stored_events, f"messagebird.sms:{sms.message_id}", rt.clock(), store,
+                    {"status": "accepted", "message_id": sms.message_id,
+                     "campaign": campaign.id}, not_stored)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
-                if verifier is not None and claims:
-                    # Not stored: MessageBird's retry may carry the same token; the screening
-                    # still refuses a text stored twice (duplicate message id).
-                    verifier.forget(claims["jti"])
+                not_stored()
                 return self.json(
                     {"error": "unavailable", "message": "the text could not be stored; retry"},
                     status=503,
                 )
-            if campaign is None:
-                err = BadRequest(UNKNOWN_RECIPIENT, "no campaign uses this recipient number",
-                                 "recipient", status=404)
-                return self.json(err.body(), status=err.status)
-            return self.json({"status": "accepted", "message_id": sms.message_id,
-                              "campaign": campaign.id})
+            return self.json(answer, status=status)
 
 
 def register_delivery_reports(rt: Runtime) -> None:
@@ -94,19 +106,29 @@ def register_delivery_reports(rt: Runtime) -> None:
         price, if any, goes to the campaign to replace the estimated cost."""
 
         async def get(self, request: Request) -> Response:
+            claims: dict[str, Any] = {}
             try:
                 if rt.refuse_unsigned:
                     raise Unauthorized("missing_signature", "no MessageBird signing key is set")
                 if verifier is not None:
-                    verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
-                                    signed_url(settings.public_url, request), b"")
+                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
+                                             signed_url(settings.public_url, request), b"")
                 report = parse_delivery_report(request.query, len(request.query_string))
             except WebhookError as exc:
                 return self.json(exc.body(), status=exc.status)
+
+            def not_stored() -> None:
+                # The token is spent only when the report is stored: MessageBird's retry of
+                # a report answered 404 or 503 must pass (streams.intake.once).
+                if verifier is not None and claims:
+                    verifier.forget(claims["jti"])
+
             if report.campaign_id not in rt.campaigns:
+                not_stored()
                 err = BadRequest("unknown_campaign", "no such campaign", "campaign", status=404)
                 return self.json(err.body(), status=err.status)
             if rt.broker_down():
+                not_stored()
                 return self.json({"error": "unavailable",
                                   "message": "the broker is down; retry"}, status=503)
             fact = intake.delivery(
@@ -117,14 +139,19 @@ def register_delivery_reports(rt: Runtime) -> None:
                 currency=report.currency, status_at_ms=report.status_at_ms, now_ms=rt.now_ms(),
             )
             try:
-                await store_report(rt, fact)
+                # Stored once: a report delivered again after a lost 200 is a 200 that
+                # journals nothing.
+                status, answer = await store_once(
+                    rt.stored_events, report_event_id(report), rt.clock(),
+                    lambda: store_report(rt, fact),
+                    {"status": "accepted", "reference": report.reference}, not_stored)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)
                 return self.json({"error": "unavailable",
                                   "message": "the report could not be stored; retry"},
                                  status=503)
-            return self.json({"status": "accepted", "reference": report.reference})
+            return self.json(answer, status=status)
 
 
 def register_status_views(rt: Runtime) -> None:

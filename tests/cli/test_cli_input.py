@@ -59,6 +59,35 @@ def test_check_prints_each_campaigns_reply_cost(tmp_path, capsys):
         "GSM-7 segment(s) x EUR 0.08 = EUR 0.0800 (46,250 replies); sender shown: 33644630001")
 
 
+def test_check_warns_that_classic_keys_stop_working_on_2026_12_31(tmp_path, capsys):
+    code, out, _ = run(capsys, "check", "--config", str(write(tmp_path)))
+    assert code == 0
+    (warning,) = [line for line in out.splitlines() if "WARNING" in line]
+    assert "every campaign is on MessageBird classic" in warning
+    assert "stop working after 2026-12-31" in warning and "docs/bird-migration.md" in warning
+    # On Bird (the example file): no warning, and the campaign's channel is said.
+    code, out, _ = run(capsys, "check", "--config",
+                       os.path.join(ROOT, "infra", "campaigns.example.toml"))
+    assert code == 0 and "WARNING" not in out and "on Bird, channel paris-sms-channel" in out
+
+
+def test_the_classic_warning_names_the_campaigns_left_and_the_days():
+    import datetime as dt
+
+    from infra.providers import Providers, classic_warning
+
+    mixed = Providers(by_campaign={"paris": "bird", "lyon": "messagebird"},
+                      bird_channels={"ch": "paris"}, bird_workspace_id="ws")
+    assert classic_warning(mixed, dt.date(2026, 12, 7)) == (
+        "campaign lyon is on MessageBird classic: classic access keys stop working after "
+        "2026-12-31 (24 days from today), the end of Bird's dual-key window; move to Bird "
+        "(docs/bird-migration.md)")
+    late = classic_warning(mixed, dt.date(2027, 1, 2))
+    assert late is not None and "stopped working after 2026-12-31: these campaigns cannot" in late
+    assert classic_warning(Providers(by_campaign={"paris": "bird"}),
+                           dt.date(2026, 12, 7)) is None
+
+
 def test_a_national_number_needs_the_campaigns_country(tmp_path, capsys):
     path = write(tmp_path, number="06 44 63 00 01")
     code, _, err = run(capsys, "check", "--config", str(path))

@@ -126,14 +126,28 @@ def test_a_forged_or_stale_event_is_refused_and_nothing_is_stored(bird_worker, b
     assert of(events, r.message_id) == []
 
 
-def test_a_replayed_event_is_refused(bird_worker, bird):
+def test_an_event_delivered_again_after_a_lost_200_is_answered_200_and_stored_once(
+        bird_worker, bird):
+    # Bird did not get our 200 and delivers the event again (newly signed, or the very same
+    # request within its 5 minutes): 200, nothing stored again. Before: 401 replayed_event,
+    # which Bird retries for 8 hours.
     first = bird.send_inbound(new_sender(), "t'es ou ?", CHANNEL)
     assert first.status_code == 200
+    again = bird.post_event("sms.inbound", json.loads(first.raw_body)["payload"])
     replay = requests.post(bird.events_url, data=first.raw_body, headers=first.sent_headers,
                            timeout=30)
-    assert (replay.status_code, replay.json()["error"]) == (401, "replayed_event")
+    for r in (again, replay):
+        assert (r.status_code, r.json()["status"]) == (200, "duplicate"), r.text
+        assert r.json()["message_id"] == first.message_id
     events = bird_worker.wait_for(lambda ev: of(ev, first.message_id, "ReplySent"))
     assert len(of(events, first.message_id, "TextReceived")) == 1
+    # A status event of that reply, delivered twice: one DeliveryReported.
+    (message,) = [m for m in bird.messages if m["reference"] == first.message_id]
+    payload = bird.status_payload(message, "sent")
+    statuses = [bird.post_event("sms.outbound", payload) for _ in range(2)]
+    assert [(s.status_code, s.json()["status"]) for s in statuses] == [
+        (200, "accepted"), (200, "duplicate")]
+    assert len(of(bird_worker.journal(), first.message_id, "DeliveryReported")) == 1
 
 
 def test_a_malformed_event_is_a_clear_4xx(bird_worker, bird):
@@ -236,3 +250,54 @@ def test_a_deployment_on_bird_alone_needs_no_messagebird_key_and_refuses_classic
             assert w.admin_get("/health").json()["dry_run"] is False  # details: admin only
         finally:
             stop_worker(w)
+
+
+def test_a_deployment_moved_from_classic_to_bird_mid_campaign_keeps_journal_balance_and_audit(
+        tmp_path_factory, kafka, ray_address, messagebird):
+    # Issue 30: paris answers on MessageBird classic, then the deployment restarts with
+    # paris on Bird (the migration guide's steps). Same app id, same journal.
+    app_id = "e2e-move-" + uuid.uuid4().hex[:8]
+    classic = start_worker(tmp_path_factory.mktemp("move-classic"), kafka, ray_address, {
+        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
+    }, app_id=app_id)
+    try:
+        first = new_sender()
+        r = classic.post(sender=first)
+        assert r.status_code == 200, r.text
+        classic.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
+        before = classic.status()["paris"]
+    finally:
+        stop_worker(classic)
+    assert [m["body"] for m in messagebird.messages if first in m["recipients"]] == [REPLY_PARIS]
+
+    with LocalBird(access_key=BIRD_KEY, workspace_id=WORKSPACE,
+                   signing_key=BIRD_SIGNING_KEY) as moved_to:
+        on_bird = start_worker(tmp_path_factory.mktemp("move-bird"), kafka, ray_address, {
+            "BIRD_ACCESS_KEY": BIRD_KEY, "BIRD_ENDPOINT": moved_to.endpoint,
+            "BIRD_SIGNING_KEY": BIRD_SIGNING_KEY,
+            "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
+        }, app_id=app_id, config_text=BIRD_CONFIG)
+        try:
+            moved_to.events_url = on_bird.url + "/webhooks/bird"
+            # The pest answered on classic texts again, now through Bird: the same pseudonym,
+            # already answered. A newcomer is answered through Bird, the campaign's seq and
+            # balance carrying on from what classic spent.
+            again = moved_to.send_inbound(first, "et alors ?", CHANNEL)
+            newcomer = new_sender()
+            fresh = moved_to.send_inbound(newcomer, "t'es ou ?", CHANNEL)
+            assert (again.status_code, fresh.status_code) == (200, 200)
+            events = on_bird.wait_for(lambda ev: of(ev, again.message_id, "SenderScreened")
+                                      and of(ev, fresh.message_id, "ReplySent"))
+            assert of(events, again.message_id, "SenderScreened")[0].reason == "already_answered"
+            (approved,) = set(of(events, fresh.message_id, "ReplyApproved"))
+            assert approved.seq == 2
+            assert approved.balance_after_micros == before["balance_micros"] - approved.cost_micros
+            assert on_bird.status()["paris"]["balance_micros"] == approved.balance_after_micros
+            assert [(m["recipient"], m["text"]) for m in moved_to.messages] == [
+                (newcomer, REPLY_PARIS)]
+            (text,) = of(events, r.message_id, "TextReceived")  # the classic story is there
+            assert text.campaign_id == "paris"
+            audit = on_bird.cli("audit")
+            assert audit.returncode == 0, audit.stdout[-2000:] + audit.stderr
+        finally:
+            stop_worker(on_bird)

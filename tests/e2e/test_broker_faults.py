@@ -63,9 +63,10 @@ class Up(Worker):
 
 def start_up(tmp: Path, ray_address: str, messagebird, *, app_id: str | None = None,
              kafka_port: int | None = None, web_port: int | None = None,
-             extra_env: dict | None = None, wait: bool = True) -> Up:
+             extra_env: dict | None = None, wait: bool = True,
+             config_text: str = CONFIG) -> Up:
     config = tmp / "campaigns.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     kafka_port = kafka_port or free_port()
     web_port = web_port or free_port()
     app_id = app_id or "bf-" + uuid.uuid4().hex[:8]

@@ -19,8 +19,10 @@ import requests
 
 from tests.e2e.conftest import (
     ACCESS_KEY,
+    SIGNING_KEY,
     new_sender,
     of,
+    sign,
 )
 
 pytestmark = pytest.mark.services
@@ -102,16 +104,29 @@ def test_a_stopped_broker_gets_503s_and_loses_nothing_acknowledged(
            "MESSAGEBIRD_ENDPOINT": messagebird.endpoint, "ANTIRELOU_ACK_TIMEOUT_S": "3"}
     worker = workers.start(tmp_path, broker.bootstrap_servers, ray_address, env)
     acknowledged = []
-    for _ in range(3):
-        r = worker.post(sender=new_sender())
+    first_sender = new_sender()
+    for sender in (first_sender, new_sender(), new_sender()):
+        r = worker.post(sender=sender)
         assert r.status_code == 200, r.text
         acknowledged.append(r.message_id)
-    worker.wait_for(lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged))
+    events = worker.wait_for(lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged)
+                             and of(ev, acknowledged[0], "ReplySent"))
     time.sleep(1.5)  # noida-db persists about once a second
+
+    # A delivery report for the first reply, priced, signed once: MessageBird sends the
+    # same request again when it gets no 2xx.
+    (sent,) = of(events, acknowledged[0], "ReplySent")
+    report_url = (f"{worker.url}/webhooks/messagebird/status?campaign=paris"
+                  f"&id={sent.provider_message_id}&reference={acknowledged[0]}"
+                  f"&recipient={first_sender}&status=delivered"
+                  "&price%5Bamount%5D=0.10&price%5Bcurrency%5D=EUR")
+    report_token = {"MessageBird-Signature-JWT": sign(report_url, b"", SIGNING_KEY)}
 
     broker.stop()
     while_down = [post_quietly(worker, sender=new_sender()) for _ in range(3)]
     assert [status for status, _ in while_down] == [503, 503, 503]
+    report = requests.get(report_url, headers=report_token, timeout=30)
+    assert report.status_code == 503, report.text
 
     broker.restart()
     deadline = time.monotonic() + 90
@@ -126,6 +141,15 @@ def test_a_stopped_broker_gets_503s_and_loses_nothing_acknowledged(
         r = worker.post(sender=new_sender())
         assert r.status_code == 200, r.text
         acknowledged.append(r.message_id)
+    # The report refused while the broker was away comes again with the same token: taken
+    # (issue 29 item 3: the 503 had spent its jti, the retry was refused 401 and the price
+    # never settled).
+    report = requests.get(report_url, headers=report_token, timeout=30)
+    assert (report.status_code, report.json()["status"]) == (200, "accepted"), report.text
     events = worker.wait_for(
-        lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged), timeout=120)
+        lambda ev: all(of(ev, m, "SenderScreened") for m in acknowledged)
+        and of(ev, acknowledged[0], "ReplyCostReconciled"), timeout=120)
     assert all(of(events, m, "TextReceived") for m in acknowledged)
+    # (The write refused after 3 s may still reach the broker once it is back: a report
+    # may be journaled twice then; its price settles once.)
+    assert len({e.seq for e in of(events, acknowledged[0], "ReplyCostReconciled")}) == 1

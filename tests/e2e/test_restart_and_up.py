@@ -74,7 +74,7 @@ def _port_open(port: int) -> bool:
 def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, ray_address):
     web, kafka_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MESSAGEBIRD_", "KAFKA_"))}
+           if not k.startswith(("MESSAGEBIRD_", "BIRD_", "KAFKA_"))}
     log = (tmp_path / "up.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "up", "--insecure-dev",
@@ -97,7 +97,12 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
         assert health["dry_run"] is True and health["signed_webhooks"] is False
         assert health["campaigns"] == ["lyon", "paris"]
         output = (tmp_path / "up.log").read_text()
-        assert "DRY RUN" in output and f"webhook at {url}/webhooks/messagebird/sms" in output
+        # The example file runs on Bird (issue 30): its webhook first, a dry run without
+        # BIRD_ACCESS_KEY, unsigned events in insecure dev mode, no classic warning.
+        assert f"Bird webhook at {url}/webhooks/bird (campaigns lyon, paris)" in output
+        assert "DRY RUN for lyon, paris: BIRD_ACCESS_KEY not set" in output
+        assert "Bird webhook events are accepted unsigned" in output
+        assert "MessageBird classic" not in output
         assert "campaign paris (FR, fr): budget EUR 3,700.00, reply 2 GSM-7" in output
 
         # As the README's Try it does: the 30-minute safety delay off, so the reply comes now.
@@ -112,14 +117,19 @@ def test_up_starts_broker_and_worker_in_dry_run_and_ctrl_c_stops_them(tmp_path, 
             assert done.returncode == 0 and "in force" in done.stdout, done.stdout + done.stderr
 
         sender = new_sender()
-        fields = {"id": "up-1", "originator": sender, "recipient": "+33644630002",
-                  "body": "coucou", "createdDatetime": "2026-11-28T21:00:00+00:00"}
+        event = {"service": "channels", "event": "sms.inbound", "payload": {
+            "id": "up-1", "channelId": "lyon-sms-channel", "direction": "incoming",
+            "sender": {"contact": {"identifierKey": "phonenumber",
+                                   "identifierValue": "+" + sender}},
+            "body": {"type": "text", "text": {"text": "coucou"}},
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
         deadline = time.monotonic() + 60
         while True:  # the webhook may answer 503 until partitions are assigned
-            r = requests.post(url + "/webhooks/messagebird/sms", data=fields, timeout=30)
+            r = requests.post(url + "/webhooks/bird", json=event, timeout=30)
             if r.status_code == 200 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        assert r.json()["campaign"] == "lyon", r.text
         assert r.status_code == 200, r.text
         deadline = time.monotonic() + 60
         while not of(events := read_journal(bootstrap, "antirelou.journal"), "up-1", "ReplySent"):

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-import socket
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import pytest
+import requests
 
-from infra.bird_gateway import BirdGateway, BirdTransport, bird_message_body
+from infra.bird_gateway import (
+    IDEMPOTENCY_HEADER,
+    REPLAY_HEADER,
+    BirdGateway,
+    BirdTransport,
+    bird_message_body,
+    idempotency_key,
+)
 from infra.bird_local import LocalBird
 from infra.gateway import (
     DryRunGateway,
     GatewayRejected,
     GatewayTimeout,
-    GatewayUnavailable,
+    GatewayUncertain,
     SendResult,
 )
 from infra.providers import Providers, gateways_from_env
-from infra.sending import CircuitBreaker, RetryPolicy, deliver
+from tests.infra.test_send_rule import through_deliver  # the send stage's loop, sleeps skipped
 
 RECIPIENT = "31612345678"  # clearly fake
 KEY = "bird_test_key"
@@ -45,9 +52,9 @@ def bird():
 def make_gateway(bird):
     made = []
 
-    def make(key=KEY, timeout=2.0, endpoint=None, workspace=WORKSPACE):
+    def make(key=KEY, timeout=2.0, endpoint=None, workspace=WORKSPACE, **kw):
         transport = BirdTransport(key, endpoint or bird.endpoint, timeout=timeout)
-        gw = BirdGateway(transport, workspace, CHANNEL)
+        gw = BirdGateway(transport, workspace, CHANNEL, **kw)
         made.append(gw)
         return gw
 
@@ -96,14 +103,8 @@ def test_a_malformed_recipient_is_rejected_with_birds_message_and_no_number(make
     assert err.value.status == 422 and "identifierValue" in (err.value.description or "")
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 429])
-def test_5xx_and_429_are_unavailable(bird, make_gateway, status):
-    bird.fail_next(1, status)
-    with pytest.raises(GatewayUnavailable) as err:
-        send(make_gateway())
-    assert err.value.status == status
-    _assert_no_number(err.value)
-    assert bird.messages == []
+# 5xx, 429, refused, resets and closed connections: tests/infra/test_send_rule.py, the rule
+# both gateways share, run on each.
 
 
 def test_a_read_timeout_is_a_timeout_and_the_sms_was_sent_anyway(bird, make_gateway):
@@ -116,50 +117,17 @@ def test_a_read_timeout_is_a_timeout_and_the_sms_was_sent_anyway(bird, make_gate
     _assert_no_number(err.value)
 
 
-def test_nobody_listening_is_unavailable(make_gateway):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(GatewayUnavailable):
-        send(make_gateway(endpoint=f"http://127.0.0.1:{port}"))
-
-
 def test_sends_reuse_pooled_connections(bird, make_gateway):
     gw = make_gateway()
     for i in range(5):
         send(gw, reference=f"r{i}")
-    pool = gw.transport._pool.connection_from_url(bird.endpoint)
+    pool = gw.transport.sender.connection_pool(bird.endpoint)
     assert pool.num_connections == 1  # one connection opened, kept alive for all five
-
-
-def _outcome(gw, **kw):
-    slept: list[float] = []
-
-    async def sleep(s: float) -> None:
-        slept.append(s)
-
-    async def before(n: int) -> None:
-        return
-
-    async def call():
-        return await asyncio.to_thread(send, gw)
-
-    outcome = asyncio.run(deliver(call, before, retry=RetryPolicy(max_attempts=4),
-                                  breaker=CircuitBreaker(threshold=10), rng=random.Random(1),
-                                  sleep=sleep, **kw))
-    return outcome, slept
-
-
-def test_through_deliver_a_5xx_is_retried_then_sent(bird, make_gateway):
-    bird.fail_next(2, 503)
-    outcome, slept = _outcome(make_gateway())
-    assert outcome.kind == "sent" and outcome.attempts == 3 and len(slept) == 2
-    assert len(bird.messages) == 1
 
 
 def test_through_deliver_a_timeout_is_uncertain_and_not_resent(bird, make_gateway):
     bird.delay_next(1, 1.0)
-    outcome, _ = _outcome(make_gateway(timeout=0.3))
+    outcome, _ = through_deliver(make_gateway(timeout=0.3), "in-1")
     assert outcome.kind == "uncertain" and outcome.reason == "timeout"
     assert outcome.attempts == 1
     time.sleep(0.8)
@@ -181,3 +149,96 @@ def test_gateways_per_campaign_share_one_transport_or_run_dry_without_a_key(bird
     assert isinstance(dry.for_campaign("paris"), DryRunGateway)
     with pytest.raises(ValueError, match="BIRD_TIMEOUT_S"):
         gateways_from_env(providers, classic, {"BIRD_ACCESS_KEY": KEY, "BIRD_TIMEOUT_S": "0"})
+
+
+# -- Idempotency-Key: the local server implements it as Bird documents it -----------------
+
+
+def post_raw(bird, body: dict, key: str | None):
+    """A send as the gateway writes it (the same bytes: "the same request")."""
+    headers = {"Authorization": f"AccessKey {KEY}", "Content-Type": "application/json"}
+    if key is not None:
+        headers[IDEMPOTENCY_HEADER] = key
+    return requests.post(f"{bird.endpoint}/workspaces/{WORKSPACE}/channels/{CHANNEL}/messages",
+                         data=orjson.dumps(body), headers=headers, timeout=5)
+
+
+def test_local_bird_replays_the_same_request_and_refuses_the_key_with_another():
+    with LocalBird(access_key=KEY, workspace_id=WORKSPACE) as bird:
+        body = bird_message_body(RECIPIENT, "Non.", "in-1")
+        first = post_raw(bird, body, "k-1")
+        again = post_raw(bird, body, "k-1")
+        assert (first.status_code, again.status_code) == (202, 202)
+        assert again.json() == first.json() and again.headers[REPLAY_HEADER] == "true"
+        assert REPLAY_HEADER not in first.headers
+        assert len(bird.messages) == 1  # one SMS for both
+        other = post_raw(bird, bird_message_body(RECIPIENT, "Autre.", "in-1"), "k-1")
+        assert (other.status_code, other.json()["code"]) == (409, "IdempotencyKeyReuse")
+        for bad in ("", "k" * 256):
+            assert post_raw(bird, body, bad).status_code == 400
+        assert post_raw(bird, body, "k" * 255).status_code == 202
+        assert post_raw(bird, body, None).status_code == 202  # no key: no deduplication
+        assert len(bird.messages) == 3
+
+
+def test_local_bird_does_not_keep_a_5xx_and_answers_409_while_the_first_is_in_flight():
+    with LocalBird(access_key=KEY, workspace_id=WORKSPACE) as bird:
+        body = bird_message_body(RECIPIENT, "Non.", "in-1")
+        bird.fail_next(1, 503)
+        assert post_raw(bird, body, "k-2").status_code == 503
+        assert post_raw(bird, body, "k-2").headers.get(REPLAY_HEADER) is None  # processed
+        bird.delay_next(1, 1.0)
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(post_raw, bird, body, "k-3")
+            time.sleep(0.3)
+            busy = post_raw(bird, body, "k-3")
+            assert (busy.status_code, busy.json()["code"]) == (409, "RequestInProgress")
+            assert slow.result().status_code == 202
+        assert post_raw(bird, body, "k-3").headers[REPLAY_HEADER] == "true"
+        # Accepted, then a proxy's 504: Bird kept its 202, a retry with the key replays it.
+        bird.accept_then_fail_next(1, 504)
+        assert post_raw(bird, body, "k-4").status_code == 504
+        assert post_raw(bird, body, "k-4").headers[REPLAY_HEADER] == "true"
+        assert len(bird.messages) == 3
+
+
+def test_a_replayed_answer_is_the_original_send(bird, make_gateway):
+    # An earlier attempt of this reply was accepted (its answer lost): the key makes Bird
+    # replay it, and the gateway takes it as the send it is, with the original id.
+    first = post_raw(bird, bird_message_body(RECIPIENT, "Non, c'est non.", "in-1"),
+                     idempotency_key("in-1"))
+    result = send(make_gateway())
+    assert result.provider_message_id == first.json()["id"]
+    assert len(bird.messages) == 1
+    assert [r["result"] for r in bird.sends] == ["accepted", "replayed"]
+
+
+def test_a_key_taken_by_another_request_is_uncertain_never_resent(bird, make_gateway):
+    post_raw(bird, bird_message_body(RECIPIENT, "an older reply text", "in-1"),
+             idempotency_key("in-1"))
+    with pytest.raises(GatewayUncertain) as err:
+        send(make_gateway())
+    assert (err.value.status, err.value.reason) == (409, "idempotency_key_reused")
+    assert len(bird.messages) == 1
+
+
+def test_a_request_in_flight_is_asked_again_with_the_same_key_until_it_answers(
+        bird, make_gateway):
+    slept: list[float] = []
+    gw = make_gateway(timeout=5.0, in_progress_waits_s=(0.4, 0.4, 0.4, 0.4),
+                      sleep=lambda s: (slept.append(s), time.sleep(s)))
+    bird.delay_next(1, 1.0)  # the first attempt is still being processed
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(send, gw)
+        time.sleep(0.2)
+        second = send(gw)  # the same reply: the same key, 409 RequestInProgress, then replay
+    assert second.provider_message_id == first.result().provider_message_id
+    assert len(bird.messages) == 1 and slept
+    bird.delay_next(1, 3.0)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(send, gw, reference="in-2")
+        time.sleep(0.2)
+        with pytest.raises(GatewayUncertain) as err:  # still in flight after every wait
+            send(gw, reference="in-2")
+    assert err.value.reason == "request_in_progress"
+    assert [m["reference"] for m in bird.messages] == ["in-1", "in-2"]

@@ -18,6 +18,7 @@ from infra.gateway import (
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    GatewayUncertain,
     SendResult,
 )
 from infra.messagebird_gateway import BoundedHttpClient, MessageBirdGateway, gateway_from_env
@@ -168,16 +169,8 @@ def test_bad_recipient_is_rejected_with_code_9(mb, gateway):
     assert info.value.parameter == "recipient"
 
 
-@pytest.mark.parametrize("status", [503, 429, 500, 502])
-def test_5xx_and_429_are_unavailable_then_next_call_succeeds(mb, gateway, status):
-    mb.fail_next(1, status)
-    with pytest.raises(GatewayUnavailable) as info:
-        _send(gateway)
-    assert info.value.status == status
-    _assert_no_number(info.value)
-    assert mb.messages == []
-
-    assert _send(gateway).provider_message_id == mb.messages[0]["id"]
+# 5xx, 429, refused, resets and closed connections: tests/infra/test_send_rule.py, the rule
+# both gateways share, run on each.
 
 
 def test_other_4xx_status_is_rejected(mb, gateway):
@@ -200,53 +193,9 @@ def test_slow_provider_times_out(mb, make_gateway):
     assert len(mb.messages) == 1
 
 
-def test_connection_refused_is_unavailable(mb, gateway):
-    _send(gateway)  # leaves a pooled keep-alive connection
-    mb.stop()
-    with pytest.raises(GatewayUnavailable) as info:
-        _send(gateway)
-    _assert_no_number(info.value)
-
-
-def test_send_without_limit_a_reset_after_the_request_is_uncertain_and_not_retried(mb, gateway):
-    # Issue 13 item 1: the provider read and accepted the request, then reset the
-    # connection. That was "unavailable" (retried): the same SMS went out again and again.
-    _send(gateway)  # a kept-alive connection, reused by the next send
-    mb.reset_next(1)
-    with pytest.raises(GatewayConnectionLost) as info:
-        _send(gateway, reference="ref-2")
-    _assert_no_number(info.value)
-    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2"]  # accepted once
-    mb.reset_next(1)
-    with pytest.raises(GatewayConnectionLost):  # a fresh connection: the same
-        _send(gateway, reference="ref-3")
-    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2", "ref-3"]
-
-
-def test_send_without_limit_a_reused_connection_closed_with_no_byte_back_is_retried_once(
-        mb, gateway):
-    # The keep-alive race: the provider closes the idle connection as our request goes
-    # out, and accepts nothing. Tried once more, on another connection.
-    _send(gateway)
-    mb.close_next(1)
-    assert _send(gateway, reference="ref-2").provider_message_id == mb.messages[1]["id"]
-    assert [m["reference"] for m in mb.messages] == ["ref-1", "ref-2"]
-    mb.close_next(2)  # closed again on the retry: not tried a third time
-    with pytest.raises(GatewayConnectionLost):
-        _send(gateway, reference="ref-3")
-    assert len(mb.messages) == 2
-
-
-def test_send_without_limit_a_fresh_connection_closed_with_no_byte_back_is_not_retried(
-        mb, gateway):
-    mb.close_next(1)  # nothing was reused: the provider may have taken it
-    with pytest.raises(GatewayConnectionLost):
-        _send(gateway)
-    assert _send(gateway, reference="ref-2").provider_message_id == mb.messages[0]["id"]
-
-
 def test_errors_hierarchy():
-    for cls in (GatewayTimeout, GatewayUnavailable, GatewayRejected, GatewayConnectionLost):
+    for cls in (GatewayTimeout, GatewayUnavailable, GatewayRejected, GatewayConnectionLost,
+                GatewayUncertain):
         assert issubclass(cls, GatewayError)
 
 

@@ -12,6 +12,7 @@ from infra.gateway import (
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    GatewayUncertain,
     SendResult,
 )
 from infra.sending import CircuitBreaker, GroupCommit, RetryPolicy, deliver
@@ -69,11 +70,40 @@ def test_a_rejection_fails_at_once(error):
 
 @pytest.mark.parametrize("error, reason", [(GatewayTimeout("read"), "timeout"),
                                            (GatewayConnectionLost("reset"), "connection_lost"),
-                                           (GatewayError("not json"), "unreadable_answer")])
+                                           (GatewayError("not json"), "unreadable_answer"),
+                                           (GatewayUncertain("504", reason="server_error",
+                                                             status=504), "server_error"),
+                                           (GatewayUncertain("409", status=409,
+                                                             reason="idempotency_key_reused"),
+                                            "idempotency_key_reused")])
 def test_a_call_that_may_have_reached_the_provider_is_never_repeated(error, reason):
     script = Script(error, OK)
     outcome = run(script)
     assert (outcome.kind, outcome.reason, script.calls) == ("uncertain", reason, 1)
+
+
+def test_a_provider_answering_5xx_opens_the_breaker_each_reply_uncertain_once():
+    # Each 5xx leaves its reply uncertain (never resent); five in a row open the breaker,
+    # so the replies after them wait for the provider instead of joining them.
+    breaker = CircuitBreaker(threshold=2, cooldown_s=60)
+    for _ in range(2):
+        outcome = run(Script(GatewayUncertain("500", reason="server_error", status=500)),
+                      breaker)
+        assert (outcome.kind, outcome.attempts) == ("uncertain", 1)
+    assert breaker.state == "open"
+
+
+def test_retry_after_sets_the_least_wait_before_the_next_call():
+    slept: list[float] = []
+
+    async def sleep(s):
+        slept.append(s)
+
+    script = Script(GatewayUnavailable("429", status=429, retry_after_s=3.0), OK)
+    outcome = asyncio.run(deliver(script.call, script.before, retry=FAST,
+                                  breaker=CircuitBreaker(100, 0.05), rng=random.Random(1),
+                                  sleep=sleep))
+    assert outcome.kind == "sent" and slept == [3.0]
 
 
 def test_an_outage_opens_the_breaker_and_delays_instead_of_failing():

@@ -14,6 +14,7 @@ from schemas.reasons import EDGE_REASONS, UNKNOWN_CHANNEL, UNKNOWN_RECIPIENT
 from streams.intake.bird import intake_of, parse_bird_event
 from streams.intake.build import IntakeBuilder
 from streams.intake.messagebird import parse_inbound
+from streams.intake.once import StoredEvents
 from streams.stages import bird as bird_stage
 from tests import factories
 
@@ -105,7 +106,8 @@ def test_the_bird_stage_builds_with_the_worker_s_event_skew(monkeypatch):
     settings = SimpleNamespace(event_skew_ms=MINUTE, bird_signing_key=None, public_url=None,
                                bird_channels={"ch-paris": "paris"}, ack_timeout_s=1.0)
     rt = SimpleNamespace(settings=settings, privacy=PRIVACY, app=None, clock=lambda: 0,
-                         now_ms=lambda: ARRIVAL, campaigns={"paris": CAMPAIGN})
+                         now_ms=lambda: ARRIVAL, campaigns={"paris": CAMPAIGN},
+                         stored_events=StoredEvents())
     bird_stage.register_bird(rt)
     ports = captured["ports"]
     # then a text dated an hour early is brought back to one minute before its arrival

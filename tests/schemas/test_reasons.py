@@ -38,7 +38,8 @@ def test_the_reasons_of_the_edge_and_the_send_stage_are_the_journals_ones():
     assert reasons.FAILURE_REASONS == ("provider_rejected", "provider_unavailable",
                                        "reply_to_lost")
     assert reasons.UNCERTAIN_REASONS == ("timeout", "connection_lost", "unreadable_answer",
-                                         "crash_during_send")
+                                         "crash_during_send", "server_error",
+                                         "request_in_progress", "idempotency_key_reused")
     groups = (reasons.SCREENING_REASONS, reasons.DENIAL_REASONS, reasons.EXPIRY_REASONS,
               reasons.REVIEW_REASONS, reasons.EDGE_REASONS, reasons.FAILURE_REASONS,
               reasons.UNCERTAIN_REASONS)
