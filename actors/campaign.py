@@ -119,7 +119,8 @@ REMEMBERED_DECISIONS = 50_000
 # pass. Time from the signed commands, not from texts (a text's date is the sender's).
 COMMAND_MEMORY_MS = 2 * 10 * 60 * 1000
 # A delivery report's price is charged up to this multiple of the reply's estimated cost
-# (more parts than estimated, a price change); above it, the overrun is journaled only.
+# (more parts than estimated, a price change), and never below the reserve; the rest of it
+# is journaled (``reported_micros``), counted, and taken from the allowance.
 PRICE_CAP_FACTOR = 3
 # Number ranges whose first-text rate is tracked per campaign (country code - 3 digits: a few
 # thousand exist). Past the bound, ranges back on schedule are forgotten first (losing
@@ -132,7 +133,8 @@ _NOT_COUNTED = frozenset({PREFIX_FLOOD, NOT_STARTED, ENDED, UNKNOWN_CAMPAIGN})
 __all__ = [  # with the names of actors.campaign_state and actors.queue_rules it re-exports
     "COMMAND_MEMORY_MS", "MAX_RELEASES_PER_TICK", "RANGE_BURST", "RANGE_DEBT_LEVELS",
     "RANGE_PERIOD_MS", "REMEMBERED_DECISIONS", "REMEMBERED_PREFIXES", "CampaignEvent",
-    "CampaignState", "ControlOutcome", "Decision", "ReplyCost", "Settlement", "decide_and_apply",
+    "CampaignState", "ControlOutcome", "Decision", "ReplyCost", "Settlement", "charged_price",
+    "decide_and_apply",
     "decide_control", "decide_reply", "decide_review", "decide_settlement", "decide_tick",
     "evolve_campaign", "idempotency_key", "initial_policy", "looked_human", "observe_first_text",
     "prefix_within_rate", "priority_key", "range_debt", "release_rate", "reply_cost", "send_at",
@@ -249,7 +251,12 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
     """Settle an approved reply once: refund it if it was not sent, or replace its estimated
     cost with the price a delivery report gave. A reply the campaign does not remember as
     approved (never approved, or older than ``REMEMBERED_DECISIONS``) settles nothing; a
-    reply already refunded is not priced, and a priced one is not refunded."""
+    reply already refunded is not priced, and a priced one is not refunded.
+
+    The estimate is what the decision charged; a price above it is charged up to
+    ``PRICE_CAP_FACTOR`` times it and only as far as the balance stays at or above the
+    reserve (the floor the allowance's guarantee rests on). What is not charged is the
+    event's ``reported_micros`` (the report's price), and the allowance absorbs it."""
     earlier = state.decided.get(settlement_key(command))
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
@@ -266,16 +273,25 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
                               **common)]
     if (command.outcome == "priced" and not refunded and isinstance(command.price_micros, int)
             and command.price_micros >= 0):
-        # One signed report priced a reply at EUR 1,000: a price is charged up to a
-        # multiple of the estimate, and the overrun journaled (reported_micros).
-        cap = PRICE_CAP_FACTOR * approval.cost_micros
-        actual = min(command.price_micros, cap)
+        actual = charged_price(state, approval.cost_micros, command.price_micros)
         return [ReplyCostReconciled(
             estimated_micros=approval.cost_micros, actual_micros=actual,
             balance_after_micros=state.balance_micros + approval.cost_micros - actual,
-            reported_micros=command.price_micros if command.price_micros > cap else None,
+            reported_micros=command.price_micros if command.price_micros != actual else None,
             **common)]
     return []
+
+
+def charged_price(state: CampaignState, estimated: int, reported: int) -> int:
+    """What a reported price charges: below the estimate, the price (the difference comes
+    back); above it, at most ``PRICE_CAP_FACTOR`` times the estimate (one signed report
+    priced a reply at EUR 1,000), and the overrun only down to the reserve (a report of
+    three times the estimate took a EUR 0.16 budget to -0.32)."""
+    if reported <= estimated:
+        return reported
+    headroom = state.balance_micros - state.policy.reserve_micros
+    overrun = min(reported, PRICE_CAP_FACTOR * estimated) - estimated
+    return estimated + max(0, min(overrun, headroom))
 
 
 def _count_arrival(state: CampaignState, prefix: str) -> None:
@@ -429,12 +445,18 @@ def _evolve_settlement(state: CampaignState, event: Settlement, balance_before: 
         state.refunded_micros += event.refund_micros
         _allowance(state, _refund, event.refund_micros, event.occurred_at, balance_before)
         return
-    overrun = event.actual_micros - event.estimated_micros
-    state.spent_micros += overrun
+    charged = event.actual_micros - event.estimated_micros
+    state.spent_micros += charged
+    # The allowance pays the whole overrun (up to the cap), charged or not: the money the
+    # reserve kept from this report is taken from what may be spent next.
+    overrun = charged
+    if event.reported_micros is not None and event.reported_micros > event.actual_micros:
+        overrun = min(event.reported_micros,
+                      PRICE_CAP_FACTOR * event.estimated_micros) - event.estimated_micros
     if overrun > 0:
         _allowance(state, allowance_spend, overrun, event.occurred_at, balance_before)
-    elif overrun < 0:
-        _allowance(state, _refund, -overrun, event.occurred_at, balance_before)
+    elif charged < 0:
+        _allowance(state, _refund, -charged, event.occurred_at, balance_before)
 
 
 def _refund(allowance: AllowanceState, amount: int, balance_before: int, reserve: int,

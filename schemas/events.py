@@ -362,11 +362,11 @@ class ReplyCostReconciled:
     campaign_id: str
     sender: str
     estimated_micros: int
-    actual_micros: int  # what is charged: the report's price, at most a multiple of the estimate
+    actual_micros: int  # what is charged: the price, at most a multiple of the estimate, never below the reserve
     balance_after_micros: int  # balance + estimated - actual
     seq: int
     occurred_at: int
-    reported_micros: int | None = None  # the report's price when it was over the cap
+    reported_micros: int | None = None  # the report's price when not all of it was charged (cap, reserve)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

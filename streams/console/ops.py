@@ -166,6 +166,12 @@ class ProjectionCollector:
                                        labels=["campaign"])
         expired = CounterMetricFamily("antirelou_expired", "Deferred replies expired",
                                       labels=["campaign", "reason"])
+        overruns = CounterMetricFamily(
+            "antirelou_price_overruns", "Delivery reports priced above what the balance "
+            "was charged (over 3x the estimate, or below the reserve)", labels=["campaign"])
+        overrun_eur = CounterMetricFamily(
+            "antirelou_price_overrun_eur", "EUR those reports priced and the balance did "
+            "not pay (the allowance absorbed it)", labels=["campaign"])
         balance = GaugeMetricFamily("antirelou_balance_eur", "Campaign balance",
                                     labels=["campaign"])
         reserve = GaugeMetricFamily("antirelou_reserve_eur", "Reserve never spent",
@@ -191,6 +197,8 @@ class ProjectionCollector:
             released.add_metric([cid], fig.released)
             for reason, n in fig.expired.items():
                 expired.add_metric([cid, reason], n)
+            overruns.add_metric([cid], fig.overruns)
+            overrun_eur.add_metric([cid], fig.overrun_micros / 1e6)
             balance.add_metric([cid], fig.state.balance_micros / 1e6)
             reserve.add_metric([cid], fig.state.policy.reserve_micros / 1e6)
             left = p.allowance_left(cid, now)
@@ -204,7 +212,7 @@ class ProjectionCollector:
                                      "this worker's projection")
         events.add_metric([], p.events)
         yield from (texts, replies, decisions, spend, refunded, deferred, released, expired,
-                    balance, reserve, allowance, queue, surge, version, lag, events)
+                    overruns, overrun_eur, balance, reserve, allowance, queue, surge, version, lag, events)
 
 
 def register_guard(app: Any, admin_token: str | None, insecure_dev: bool) -> Guard:
