@@ -2,7 +2,8 @@
 Tick) in batches to the campaign shards (Ray), journals their decisions (acked), and sends
 a SendReply to sms-outbound for each approval; ``tick_campaigns`` (leader timer) brings the
 clock to every campaign. A deferred request's sealed reply-to waits in
-``deferred_reply_to_by_campaign`` (what it becomes: ``streams.rules.approvals.hold_deferred``)."""
+``deferred_reply_to_by_campaign``, one entry per request (what it becomes:
+``streams.rules.approvals.hold_deferred``)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,6 @@ from streams.rules.pipeline import outcome_note
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
-
-
-def deferred_reply_to_table(app: faust.App, partitions: int) -> Any:
-    """The sealed reply-to of each deferred request, per campaign ({message id: sealed}),
-    from ReplyDeferred until its release or expiry; never journaled. Keyed by campaign like
-    reply-requests, with the producer's partitioner, so a campaign's entry is in the same
-    partition number as its requests and lives with the worker that decides them."""
-    return app.Table(
-        "deferred_reply_to_by_campaign", default=None, partitions=partitions,
-        key_type=str, use_partitioner=True,
-    )
 
 
 def register_decide(rt: Runtime) -> None:
@@ -58,15 +48,18 @@ REQUEST_TYPES = (RequestReply, ReviewRequest, SettleReply, Tick)  # what reply-r
 
 
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
-    batch = [c for c in (rt.decode_or_skip("requests", e.value, REQUEST_TYPES)
-                         for e in admitted) if c is not None]
+    decoded = [(rt.decode_or_skip("requests", e.value, REQUEST_TYPES), e) for e in admitted]
+    events = [e for c, e in decoded if c is not None]
+    batch = [c for c, _ in decoded if c is not None]
     if not batch:
         return
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
+    partition_of = {c.campaign_id: e.message.partition for c, e in zip(batch, events)}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
     rt.journaled(decisions)
-    reply_to.update(store_deferred(rt.tables.deferred_reply_to, decisions, reply_to))
+    reply_to.update(await store_deferred(rt.tables.deferred_reply_to, decisions, reply_to,
+                                         partition_of))
     notes: list[tuple[bytes, bytes]] = []
     sends: list[tuple[bytes, bytes]] = []
     for decision in decisions:
@@ -101,15 +94,19 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
                                 sender=decision.sender, outcome="failed", price_micros=None, occurred_at=now))
 
 
-def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]
-                   ) -> dict[str, str]:
-    """Keep the reply-to of newly deferred requests in ``table``, drop those released or
+async def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str],
+                         partition_of: dict[str, int]) -> dict[str, str]:
+    """Keep the reply-to of newly deferred requests in ``table``, one entry each in the
+    partition of its campaign's requests (``partition_of``), drop those released or
     expired; returns the reply-to of the released ones."""
     held = hold_deferred(decisions, reply_to, table)
-    for campaign_id, entry in held.entries.items():
-        # Reassign (or delete): the changelog only sees values that are set.
+    # Reassign (or delete): the changelog only sees values that are set.
+    await table.put_many(
+        [(mid, sealed, partition_of[cid]) for mid, (cid, sealed) in held.keep.items()]
+        + [(mid, None, partition_of[cid]) for mid, cid in held.drop.items()])
+    for campaign_id, entry in held.legacy.items():
         if entry:
             table[campaign_id] = entry
-        elif table.get(campaign_id) is not None:
+        else:
             del table[campaign_id]
     return held.released

@@ -54,7 +54,7 @@ class Topics:
 class Tables:
     senders_by_pseudonym: Any  # TextPartitionedTable: SenderState as JSON bytes
     replies_by_message: Any  # TextPartitionedTable: where each reply got to (sendstate)
-    deferred_reply_to: Any  # faust.Table: campaign -> {message id: sealed reply-to}
+    deferred_reply_to: Any  # TextPartitionedTable: message id -> sealed reply-to (deferred)
 
 
 @dataclass(eq=False)

@@ -231,6 +231,8 @@ def register_status_views(rt: Runtime) -> None:
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
+                # Deferred requests whose sealed reply-to this worker holds (one entry each).
+                "deferred_reply_tos": len(rt.tables.deferred_reply_to),
                 # Times Faust was found to have dropped fetched records, fetched again.
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
