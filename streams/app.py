@@ -173,6 +173,7 @@ def create_app(
     if web_only:
         _web_only(rt)
         return app
+    app.antirelou_faults = rt.fault_figures  # /metrics (streams.console.ops)
     # The stages, in the order of the data flow.
     register_control(rt)  # follow_policies first: screening waits for the live policies
     register_order_guards(rt)

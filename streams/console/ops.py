@@ -129,6 +129,34 @@ def lag_family(lags: dict[str, int]) -> GaugeMetricFamily:
     return lag
 
 
+class FaultCollector:
+    """The worker's faults (streams/stages/failures.py, actors/remote.py): failed batches
+    and poison records per stage, shards away, degraded or not."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
+
+    def collect(self):
+        figures = self.figures()
+        failures = CounterMetricFamily("antirelou_stage_failures", "Batches of a stage that "
+                                       "failed and were fetched again", labels=["stage"])
+        poisoned = CounterMetricFamily("antirelou_records_poisoned", "Records a stage "
+                                       "passed over as poison (RecordPoisoned)",
+                                       labels=["stage"])
+        for stage, health in sorted(figures["stages"].items()):
+            failures.add_metric([stage], health.failures)
+            poisoned.add_metric([stage], health.poisoned)
+        away = GaugeMetricFamily("antirelou_shard_away_seconds", "How long a campaign shard "
+                                 "has been away or not answering this worker's calls",
+                                 labels=["shard"])
+        for shard, seconds in sorted(figures["shards_away"].items()):
+            away.add_metric([shard], seconds)
+        degraded = GaugeMetricFamily("antirelou_degraded", "1 while /health says degraded "
+                                     "(a stage failing, a shard away)")
+        degraded.add_metric([], 1 if figures["degraded"] else 0)
+        yield from (failures, poisoned, away, degraded)
+
+
 class LagCollector:
     """A worker that does not follow the journal (--no-dashboard): its consumer lag only."""
 
@@ -240,6 +268,9 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     lags: dict[str, int] = {}
     app.antirelou_projection = projection  # for tests and the CLI banner
     registry = CollectorRegistry()
+    faults = getattr(app, "antirelou_faults", None)
+    if faults is not None:
+        registry.register(FaultCollector(faults))
     if not follow_journal:
         registry.register(LagCollector(lambda: lags))
         _register_lag(app, names, lags)

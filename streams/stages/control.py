@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,48 +19,65 @@ from infra.operators import Refusal, authorize
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
 from schemas.policy import next_version
+from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
 
 POLICY_POLL_S = 0.25  # how often a worker looks for new policy changes (README: within 1 s)
+CONTROL_BATCH = 16
+CONTROL_WINDOW_S = 0.05
 
 
 def register_control(rt: Runtime) -> None:
-    settings = rt.settings
 
     @rt.app.task
     async def follow_policies() -> None:
         await follow(rt)
 
+    runner = BatchRunner(rt, "control", "control")
+
+    async def handle(admitted: Sequence[Any]) -> None:
+        for event in admitted:
+            await apply_control(rt, event.value)
+
     @rt.app.agent(rt.topics.control)
     async def apply_controls(stream: faust.StreamT) -> None:
-        # One command at a time: operator commands are rare, and no take() buffer here.
-        async for value in stream:
-            # Checked before any shard sees it: who signed it, what they may do, how fresh.
-            now = rt.now_ms()
-            checked = authorize(value, settings.operators, settings.app_id, now,
-                                allow_unsigned=settings.allow_unsigned)
-            if isinstance(checked, Refusal):
-                log.warning("operator command %r refused: %s (operator %r, as claimed)",
-                            checked.command_id, checked.reason, checked.operator)
-                await rt.record([ControlRefused(
-                    command_id=checked.command_id, campaign_id=checked.campaign_id,
-                    operator=checked.operator, reason=checked.reason, occurred_at=now,
-                )], acked=True)
-                continue
-            if not settings.operators:
-                log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
-                            checked.command_id)
-            outcomes = await rt.deciders.control([checked])
-            await rt.record(outcomes, acked=True)
-            rt.journaled(outcomes)
-            for event in outcomes:
-                if isinstance(event, PolicyChanged):
-                    log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
-                             event.version, event.operator, event.changes)
-                    await rt.acknowledged(rt.topics.policies.send(
-                        key=event.campaign_id.encode(), value=codec.encode(event)))
+        # Operator commands are rare: small batches, each command in turn. Never raises: a
+        # batch that fails is fetched again (streams/stages/failures.py); a command decided
+        # before gets the same answer again (by its id), which is journaled and published.
+        async for events in stream.take_events(CONTROL_BATCH, within=CONTROL_WINDOW_S):
+            await runner.run(await rt.in_order[rt.names["control"]].admit(events), handle)
+
+
+async def apply_control(rt: Runtime, value: bytes) -> None:
+    """One operator command: checked (who signed it, what they may do, how fresh) before
+    any shard sees it, decided by its campaign's shard, journaled; a PolicyChanged is
+    published for every worker's screening."""
+    settings = rt.settings
+    now = rt.now_ms()
+    checked = authorize(value, settings.operators, settings.app_id, now,
+                        allow_unsigned=settings.allow_unsigned)
+    if isinstance(checked, Refusal):
+        log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                    checked.command_id, checked.reason, checked.operator)
+        await rt.record([ControlRefused(
+            command_id=checked.command_id, campaign_id=checked.campaign_id,
+            operator=checked.operator, reason=checked.reason, occurred_at=now,
+        )], acked=True)
+        return
+    if not settings.operators:
+        log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
+                    checked.command_id)
+    outcomes = await rt.deciders.control([checked])
+    await rt.record(outcomes, acked=True)
+    rt.journaled(outcomes)
+    for event in outcomes:
+        if isinstance(event, PolicyChanged):
+            log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
+                     event.version, event.operator, event.changes)
+            await rt.acknowledged(rt.topics.policies.send(
+                key=event.campaign_id.encode(), value=codec.encode(event)))
 
 
 async def follow(rt: Runtime) -> None:

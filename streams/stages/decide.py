@@ -15,9 +15,10 @@ import faust
 
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
-from schemas.events import ReplyApproved, ReplyFailed
+from schemas.events import RecordPoisoned, ReplyApproved, ReplyFailed
 from streams.rules.approvals import hold_deferred, send_command
 from streams.rules.pipeline import outcome_note
+from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -35,26 +36,40 @@ def register_decide(rt: Runtime) -> None:
             await rt.topics.requests.send(key=campaign_id.encode(),
                                           value=codec.encode(Tick(campaign_id=campaign_id, occurred_at=now)))
 
+    async def reopen_poisoned(event: Any, fact: RecordPoisoned) -> None:
+        # A request passed over: its sender is told, as for a request denied, so he is
+        # not left awaiting (and is answered on a later text).
+        note = outcome_note(fact)
+        if note is not None:
+            await rt.acknowledged(rt.produce(rt.topics.inbound, note.sender.encode(),
+                                             codec.encode(note)))
+
+    runner = BatchRunner(rt, "decide", "requests", on_poison=reopen_poisoned)
+
+    async def handle(admitted: Sequence[Any]) -> None:
+        await decide_batch(rt, admitted)
+
     @rt.app.agent(rt.topics.requests)
     async def decide_replies(stream: faust.StreamT) -> None:
+        # Never raises: a batch that fails is fetched again (streams/stages/failures.py),
+        # and the shard answers its commands again with the same events (actors/remote.py).
         async for events in stream.take_events(settings.batch_size,
                                                within=settings.batch_window_s):
-            admitted = await rt.in_order[rt.names["requests"]].admit(events)
-            if admitted:
-                await decide_batch(rt, admitted)
+            await runner.run(await rt.in_order[rt.names["requests"]].admit(events), handle)
 
 
 REQUEST_TYPES = (RequestReply, ReviewRequest, SettleReply, Tick)  # what reply-requests carries
 
 
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
-    decoded = [(rt.decode_or_skip("requests", e.value, REQUEST_TYPES), e) for e in admitted]
-    events = [e for c, e in decoded if c is not None]
-    batch = [c for c, _ in decoded if c is not None]
-    if not batch:
+    decoded = [(c, e) for c, e in ((rt.decode_or_skip("requests", e.value, REQUEST_TYPES), e)
+                                   for e in admitted) if c is not None]
+    if not decoded:
         return
+    batch = [c for c, _ in decoded]
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
-    partition_of = {c.campaign_id: e.message.partition for c, e in zip(batch, events)}
+    # reply-requests is keyed by campaign: a campaign's requests are in one partition.
+    partition_of = {c.campaign_id: e.message.partition for c, e in decoded}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
     rt.journaled(decisions)

@@ -33,6 +33,8 @@ from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
 
+STATUS_WAIT_S = 10.0  # /campaigns waits this long for the shards
+
 
 async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
     # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
@@ -219,8 +221,19 @@ def register_status_views(rt: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             broker = rt.broker_status()
             up = broker is None or broker.up
+            # Degraded (still 200: a probe must not restart a worker that waits for a
+            # shard): a stage whose batches fail, a campaign shard away or not answering.
+            problems = rt.health_problems()
+            status = ("ok" if not problems else "degraded: " + "; ".join(problems)) if up \
+                else f"broker down: {broker.reason}"
+            shards = getattr(rt.deciders, "health", None)
+            now = rt.clock()
             return self.json({
-                "status": "ok" if up else f"broker down: {broker.reason}",
+                "status": status,
+                # Each stage's failed batches (fetched again) and poison records passed
+                # over (streams/stages/failures.py); the shards as the calls find them.
+                "stages": {name: h.to_json(now) for name, h in sorted(rt.stage_health.items())},
+                "shards": shards() if shards is not None else None,
                 # Under `up`: its broker (infra/supervisor.py), what it lost that this worker
                 # had read, the texts written again after it came back (stages.broker).
                 "broker": broker.to_json() if broker is not None else None,
@@ -251,7 +264,12 @@ def register_status_views(rt: Runtime) -> None:
     @rt.app.page("/campaigns")
     class CampaignStatus(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await rt.deciders.status())
+            try:
+                return self.json(await asyncio.wait_for(rt.deciders.status(), STATUS_WAIT_S))
+            except TimeoutError:
+                return self.json({"error": "shards_away", "message": "the campaign shards "
+                                  f"did not answer within {STATUS_WAIT_S:g} s (see /health)"},
+                                 status=503)
 
 
 def register_web_health(rt: Runtime) -> None:
