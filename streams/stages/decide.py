@@ -73,6 +73,8 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
     rt.journaled(decisions)
+    for decision in decisions:  # a version screening lacks is repaired (stages.control)
+        rt.saw_policy(decision.campaign_id, getattr(decision, "policy_version", 0))
     reply_to.update(await store_deferred(rt.tables.deferred_reply_to, decisions, reply_to,
                                          partition_of))
     notes: list[tuple[bytes, bytes]] = []

@@ -103,6 +103,11 @@ class Runtime:
     # Stage -> its failed batches (fetched again) and records passed over as poison
     # (streams/stages/failures.py; /health and /metrics).
     stage_health: dict[str, StageHealth] = field(default_factory=dict)
+    # Campaign -> the highest policy version seen to exist (in a decision, the shards'
+    # status, a later version on the policies topic); stages.control repairs screening's
+    # policy from the journal when it is behind it, woken by ``policy_check``.
+    policy_seen: dict[str, int] = field(default_factory=dict)
+    policy_check: asyncio.Event = field(default_factory=asyncio.Event)
 
     def decode_or_skip(self, role: str, value: bytes | None, types: tuple[type, ...]) -> Any:
         """The message of one record, or None for a record the stage cannot read (not a
@@ -127,6 +132,14 @@ class Runtime:
     ack_window: AckWindow | None = None
     # Faust's producer once started (``kafka_producer``).
     _started_producer: Any = field(default=None, repr=False)
+
+    def saw_policy(self, campaign_id: str, version: int) -> None:
+        """Policy ``version`` of the campaign exists: screening's is repaired if behind."""
+        if version > self.policy_seen.get(campaign_id, 0):
+            self.policy_seen[campaign_id] = version
+            live = self.live_policies.get(campaign_id)
+            if live is not None and version > live.version:
+                self.policy_check.set()
 
     def stage(self, name: str) -> StageHealth:
         health = self.stage_health.get(name)

@@ -240,6 +240,8 @@ def register_status_views(rt: Runtime) -> None:
                 "records_lost": rt.tail_guard.health(),
                 "texts_written_again": rt.ack_window.rewritten if rt.ack_window else 0,
                 "campaigns": sorted(rt.campaigns),
+                # The policy version each campaign's screening uses (stages.control).
+                "policy_versions": {cid: p.version for cid, p in sorted(rt.live_policies.items())},
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,

@@ -47,6 +47,9 @@ class FakeRuntime:
     def journaled(self, events):
         pass
 
+    def saw_policy(self, campaign_id, version):
+        pass
+
     async def settle(self, command):
         self.settled.append(command)
 
