@@ -386,6 +386,11 @@ class CampaignShards:
                 except RayActorError:  # dead (its owner stopped): take or create it again
                     self._actors[i] = self._acquire(i)
                     theirs = ray.get(self._actors[i].layout.remote())
+                except AttributeError:  # no layout(): the shards of an older antirelou
+                    raise ShardLayoutError(
+                        f"the campaign shards of this deployment (namespace "
+                        f"{self._namespace!r}) run an older version of antirelou: stop every "
+                        "worker of the deployment, then start them with this one") from None
                 if theirs is not None and layout_digest(theirs) != self.digest:
                     running = theirs
                     break

@@ -107,7 +107,10 @@ class Guard:
                 answer = await handler(request)
                 if answer.status != 200:
                     return answer
-                return web.json_response({"status": "ok"})
+                # Degraded (a stage failing, a shard away) is said, not its details.
+                body = answer.body or b""
+                degraded = b'"status":"degraded' in body or b'"status": "degraded' in body
+                return web.json_response({"status": "degraded" if degraded else "ok"})
             return await handler(request)
 
         return admin_guard

@@ -15,27 +15,7 @@ from schemas.commands import RequestReply
 from schemas.events import RecordPoisoned
 from streams.stages.failures import POISON_AFTER, BatchRunner, transient
 from streams.stages.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class TP:
-    topic: str
-    partition: int
-
-
-@dataclass
-class Message:
-    tp: TP
-    offset: int
-    acked: bool = False
-
-    @property
-    def topic(self) -> str:
-        return self.tp.topic
-
-    @property
-    def partition(self) -> int:
-        return self.tp.partition
+from tests.streams.test_inorder import TP, Message
 
 
 @dataclass
