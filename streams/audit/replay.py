@@ -738,11 +738,13 @@ class Audit:
                                                         sender=ev.sender, outcome="failed", price_micros=None,
                                                         occurred_at=ev.occurred_at))
         if t is ReplyCostReconciled:
-            if ev.actual_micros not in self._prices.get(ev.message_id, ()):
+            # The report's price: what was charged, or more (over the cap, below the reserve).
+            price = ev.actual_micros if ev.reported_micros is None else ev.reported_micros
+            if price not in self._prices.get(ev.message_id, ()):
                 mismatch("price_without_report", key, None, ev, pos)
             return decide_settlement(state, SettleReply(message_id=ev.message_id, campaign_id=cid,
                                                         sender=ev.sender, outcome="priced",
-                                                        price_micros=ev.actual_micros,
+                                                        price_micros=price,
                                                         occurred_at=ev.occurred_at))
         if t is PolicyChanged:
             return decide_control(state, ChangePolicy(command_id=ev.command_id, campaign_id=cid,
