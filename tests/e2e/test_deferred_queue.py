@@ -21,13 +21,12 @@ pytestmark = pytest.mark.services
 
 SECRET = "e2e-secret-0123456789abcdef"  # the workers' (tests/e2e/conftest.py)
 QUEUED = 20_000
-# Paris of the e2e deployment, rich enough for 20,000 replies, in surge mode: a surge from the
-# fourth text of a minute; its first texts wait for its end, then are all released.
-SURGE = ("surge_multiple = 2, surge_min_rate = 3, surge_expected_per_minute = 1, "
-         "surge_queue = 100000, surge_ttl_minutes = 6000, surge_release_per_minute = 0, "
-         "surge_human_percent = 0, surge_watch_minutes = 0")
+# Paris of the e2e deployment, rich enough for 20,000 replies, each request waiting its
+# safety delay (30 minutes, the default) in the queue, then released (no surge mode).
 CONFIG = (E2E_CONFIG.replace('budget_eur = "100.00"', 'budget_eur = "5000.00"', 1)
-          .replace('policy = { surge_multiple = "off" }', "policy = { " + SURGE + " }", 1))
+          .replace('policy = { surge_multiple = "off", reply_delay_minutes = "0" }',
+                   'policy = { surge_multiple = "off", surge_queue = 100000, '
+                   'surge_ttl_minutes = 6000 }', 1))
 
 
 def produce(kafka: str, topic: str, values: list[bytes]) -> None:
