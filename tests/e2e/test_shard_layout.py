@@ -23,7 +23,7 @@ def campaign(cid: str, price: int = 80_000) -> Campaign:
     return Campaign(id=cid, number="3364463000" + str(len(cid)), reply_text="Non c'est non.",
                     language="fr", country="FR", budget_micros=160_000,
                     price_per_segment_micros=price, starts_at=0, ends_at=10**13,
-                    originator="AntiRelou", pacing=False)
+                    originator="AntiRelou", pacing=False, policy=(("reply_delay_ms", 0),))
 
 
 def shards_of(kafka: str, app: str, campaigns, n: int) -> CampaignShards:
