@@ -111,7 +111,8 @@ from schemas.reasons import (
 )
 
 # A delivery report's price is charged up to this multiple of the reply's estimated cost
-# (more parts than estimated, a price change); above it, the overrun is journaled only.
+# (more parts than estimated, a price change), and never below the reserve; the rest of it
+# is journaled (``reported_micros``), counted, and taken from the allowance.
 PRICE_CAP_FACTOR = 3
 # Ranges whose first texts come faster than one per RANGE_PERIOD_MS (after a burst of
 # RANGE_BURST) carry a debt; among held-back requests, one from an indebted range ranks
@@ -498,7 +499,12 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
     """Settle an approved reply once: refund it if it was not sent, or replace its estimated
     cost with the price a delivery report gave. A reply the campaign does not remember as
     approved (never approved, or older than ``REMEMBERED_DECISIONS``) settles nothing; a
-    reply already refunded is not priced, and a priced one is not refunded."""
+    reply already refunded is not priced, and a priced one is not refunded.
+
+    The estimate is what the decision charged; a price above it is charged up to
+    ``PRICE_CAP_FACTOR`` times it and only as far as the balance stays at or above the
+    reserve (the floor the allowance's guarantee rests on). What is not charged is the
+    event's ``reported_micros`` (the report's price), and the allowance absorbs it."""
     earlier = state.decided.get(settlement_key(command))
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
@@ -515,16 +521,25 @@ def decide_settlement(state: CampaignState, command: SettleReply) -> list[Settle
                               **common)]
     if (command.outcome == "priced" and not refunded and isinstance(command.price_micros, int)
             and command.price_micros >= 0):
-        # One signed report priced a reply at EUR 1,000: a price is charged up to a
-        # multiple of the estimate, and the overrun journaled (reported_micros).
-        cap = PRICE_CAP_FACTOR * approval.cost_micros
-        actual = min(command.price_micros, cap)
+        actual = charged_price(state, approval.cost_micros, command.price_micros)
         return [ReplyCostReconciled(
             estimated_micros=approval.cost_micros, actual_micros=actual,
             balance_after_micros=state.balance_micros + approval.cost_micros - actual,
-            reported_micros=command.price_micros if command.price_micros > cap else None,
+            reported_micros=command.price_micros if command.price_micros != actual else None,
             **common)]
     return []
+
+
+def charged_price(state: CampaignState, estimated: int, reported: int) -> int:
+    """What a reported price charges: below the estimate, the price (the difference comes
+    back); above it, at most ``PRICE_CAP_FACTOR`` times the estimate (one signed report
+    priced a reply at EUR 1,000), and the overrun only down to the reserve (a report of
+    three times the estimate took a EUR 0.16 budget to -0.32)."""
+    if reported <= estimated:
+        return reported
+    headroom = state.balance_micros - state.policy.reserve_micros
+    overrun = min(reported, PRICE_CAP_FACTOR * estimated) - estimated
+    return estimated + max(0, min(overrun, headroom))
 
 
 def decide_control(state: CampaignState, command: ControlCommand) -> list[ControlOutcome]:

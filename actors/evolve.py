@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.decide import range_rate
+from actors.decide import PRICE_CAP_FACTOR, range_rate
 from actors.evidence import MINUTE_MS, observe, roll, words_observe
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import AllowanceState, allowance_credit, allowance_spend
@@ -207,12 +207,18 @@ def _evolve_settlement(state: CampaignState, event: Settlement, balance_before: 
         state.refunded_micros += event.refund_micros
         _allowance(state, _refund, event.refund_micros, event.occurred_at, balance_before)
         return
-    overrun = event.actual_micros - event.estimated_micros
-    state.spent_micros += overrun
+    charged = event.actual_micros - event.estimated_micros
+    state.spent_micros += charged
+    # The allowance pays the whole overrun (up to the cap), charged or not: the money the
+    # reserve kept from this report is taken from what may be spent next.
+    overrun = charged
+    if event.reported_micros is not None and event.reported_micros > event.actual_micros:
+        overrun = min(event.reported_micros,
+                      PRICE_CAP_FACTOR * event.estimated_micros) - event.estimated_micros
     if overrun > 0:
         _allowance(state, allowance_spend, overrun, event.occurred_at, balance_before)
-    elif overrun < 0:
-        _allowance(state, _refund, -overrun, event.occurred_at, balance_before)
+    elif charged < 0:
+        _allowance(state, _refund, -charged, event.occurred_at, balance_before)
 
 
 def _refund(allowance: AllowanceState, amount: int, balance_before: int, reserve: int,

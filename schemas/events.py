@@ -409,11 +409,11 @@ class ReplyCostReconciled:
     campaign_id: str
     sender: str
     estimated_micros: int
-    actual_micros: int  # what is charged: the report's price, at most a multiple of the estimate
+    actual_micros: int  # what is charged: the price, at most 3x the estimate, the reserve kept
     balance_after_micros: int  # balance + estimated - actual
     seq: int
     occurred_at: int
-    reported_micros: int | None = None  # the report's price when it was over the cap
+    reported_micros: int | None = None  # the report's price when not all of it was charged (cap, reserve)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -500,12 +500,37 @@ class RecordsLost:
     occurred_at: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPoisoned:
+    """A stage could not process a record, alone, in several tries (an error of the data or
+    of the code, not of the broker or the shards, which are waited for): the record is
+    passed over, and this fact journaled in its place. What the record named is kept (never
+    a number: pseudonyms and ids only); for a request, its sender is reopened (screening is
+    told, as for a request denied) so he is answered on a later text. Not a campaign
+    event: a fact for the operators and the audit (streams/stages/failures.py)."""
+
+    TYPE = "RecordPoisoned"
+    SCHEMA_VERSION = 1
+
+    stage: str  # "screen" | "decide" | "control"
+    topic: str
+    partition: int
+    offset: int
+    error: str  # the exception's type (its text is not ours to vouch for)
+    record_type: str  # the message's type, "" if unknown
+    occurred_at: int
+    message_id: str = ""
+    campaign_id: str = ""
+    sender: str = ""
+    command_id: str = ""
+
+
 Event = (
     TextReceived | TextRejected | SenderScreened | ReplyApproved | ReplyDenied | ReplySent
     | ReplyAttempted | ReplyFailed | ReplyUncertain | DeliveryReported | ReplyRefunded
     | ReplyCostReconciled | PolicyChanged | BudgetCredited | ControlRejected | ReplyDeferred
     | ReplyExpired | SurgeStarted | SurgeEnded | ControlRefused | RecordsLost | SenderReopened
-    | ReplyPromoted | TextTimeClamped
+    | ReplyPromoted | TextTimeClamped | RecordPoisoned
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -534,6 +559,7 @@ EVENT_TYPES: tuple[type, ...] = (
     SurgeEnded,
     ControlRefused,
     RecordsLost,
+    RecordPoisoned,
 )
 
 for _cls in EVENT_TYPES:  # the cheaper __init__, same signature (schemas.frozen)

@@ -370,6 +370,11 @@ class PolicyChain:
     def latest(self) -> Policy:
         return self.versions[-1]
 
+    @property
+    def waiting(self) -> int:
+        """The highest version learnt that waits for a version before it (0: none)."""
+        return max(self._early, default=0)
+
 
 def describe(policy: Policy) -> dict[str, Any]:
     """The policy in operator units, for display."""

@@ -13,7 +13,8 @@ Data flow (topic names are prefixed with the app id)::
         forward --RequestReply--> reply-requests (key: campaign)
     decide_replies: batches -> Ray campaign shards, ReplyApproved/Denied/Deferred -> journal
         approved --SendReply--> sms-outbound (key: campaign)
-        (a deferred request's sealed reply-to waits in deferred_reply_to_by_campaign)
+        (a deferred request's sealed reply-to waits in deferred_reply_to_by_campaign,
+         one entry per request)
     tick_campaigns (leader timer) --Tick--> reply-requests: releases and expiries
     send_replies: SMS gateway (MessageBird or dry run), ReplySent/Failed -> journal
 
@@ -45,7 +46,7 @@ from streams.settings import ACK_TIMEOUT_S, STATUS_PATH, WEBHOOK_PATH, Settings,
 from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
-from streams.stages.decide import deferred_reply_to_table, register_decide
+from streams.stages.decide import register_decide
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
@@ -101,19 +102,27 @@ class TextPartitionedTable(faust.Table):
         record batch per partition straight to the producer under Faust's: the same bytes
         and partitions as ``put`` (the changelog topic's own serializers), without Faust's
         buffer, FutureMessage and callback per record (profiled: a changelog record cost
-        five times a journal one). For the in-memory store only (its persisted offsets are
-        not kept, so the callback does nothing); any other store: ``put`` one by one."""
+        five times a journal one). A value of None deletes the key (a tombstone). For the
+        in-memory store only (its persisted offsets are not kept, so the callback does
+        nothing); any other store: ``put`` / ``remove`` one by one."""
         producer = await self.app.maybe_start_producer()
         ensure = getattr(producer, "_ensure_producer", None)
         if ensure is None or not isinstance(self.data, MemoryStore):
             for key, value, partition in items:
-                self.put(key, value, partition)
+                if value is None:
+                    self.remove(key, partition)
+                else:
+                    self.put(key, value, partition)
             return
         kafka, topic = ensure(), self.changelog_topic
         name = topic.get_topic_name()
-        records: list[tuple[int, bytes, bytes]] = []
+        records: list[tuple[int, bytes, bytes | None]] = []
         for key, value, partition in items:
             key_bytes, key_headers = topic.prepare_key(key, self.key_serializer)
+            if value is None:
+                if self.data.pop(key, None) is not None:
+                    records.append((partition, key_bytes, None))
+                continue
             value_bytes, value_headers = topic.prepare_value(value, self.value_serializer)
             if key_headers or value_headers:  # a schema that adds headers: Faust's way
                 self.put(key, value, partition)
@@ -164,6 +173,7 @@ def create_app(
     if web_only:
         _web_only(rt)
         return app
+    app.antirelou_faults = rt.fault_figures  # /metrics (streams.console.ops)
     # The stages, in the order of the data flow.
     register_control(rt)  # follow_policies first: screening waits for the live policies
     register_order_guards(rt)
@@ -271,5 +281,15 @@ def build_tables(app: faust.App, partitions: int) -> Tables:
             app, name="replies_by_message", default=None, beacon=app.tables.beacon,
             partitions=partitions, key_type=str,
         )),
-        deferred_reply_to=deferred_reply_to_table(app, partitions),
+        # The sealed reply-to of each deferred request, by message id, from ReplyDeferred
+        # until its release or expiry (streams.rules.approvals), never journaled; written to
+        # the changelog partition of its campaign's requests (reply-requests is keyed by
+        # campaign), so it lives with the worker that decides them. One entry per request:
+        # a record per campaign held its whole queue and passed the broker's 1 MB limit at
+        # about 11,300 requests. (The name is from that first layout, whose entries are
+        # still read.)
+        deferred_reply_to=app.tables.add(TextPartitionedTable(
+            app, name="deferred_reply_to_by_campaign", default=None, beacon=app.tables.beacon,
+            partitions=partitions, key_type=str, use_partitioner=True,
+        )),
     )

@@ -61,6 +61,25 @@ class _Wait:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+def batch_starts(events: Sequence[Any]) -> dict[Any, tuple[int, int]]:
+    """Each partition of a batch: (its first offset, the offset past its last)."""
+    span: dict[Any, tuple[int, int]] = {}
+    for event in events:
+        tp, offset = event.message.tp, event.message.offset
+        first, end = span.get(tp, (offset, offset + 1))
+        span[tp] = (min(first, offset), max(end, offset + 1))
+    return span
+
+
+def not_acknowledged(events: Sequence[Any]) -> None:
+    """Mark a batch's records done for Faust without acknowledging them: ``take_events``
+    acknowledges its batch in a ``finally``, also when the agent's body failed, and the
+    commit then passes the batch (faust-streaming 0.15.3). Marked so, no commit passes them
+    until they are processed when they come again."""
+    for event in events:
+        event.message.acked = True
+
+
 class InOrder:
     def __init__(self, name: str, first_offset: Callable[[Any], Awaitable[int]],
                  seek: Callable[[Any, int], Awaitable[None]], *,
@@ -131,14 +150,26 @@ class InOrder:
             admitted.append(event)
         return admitted
 
+    async def fetch_again(self, events: Sequence[Any]) -> None:
+        """A batch the stage could not process: not acknowledged, and each of its partitions
+        fetched again from the batch's first offset, as a hole is (the seek chased until it
+        holds; the records after it held out meanwhile)."""
+        not_acknowledged(events)
+        for tp, (first, _) in batch_starts(events).items():
+            self._expected[tp] = first
+            await self._wait_for(tp, first)
+
     async def _hole(self, tp: Any, expected: int, offset: int) -> None:
-        old = self._waits.get(tp)
-        if old is not None:
-            self._end_wait(tp, old, came=False)
         self.holes += 1
         log.warning("%s: records %d..%d of partition %d were dropped before reaching the "
                     "agent; fetching them again", self.name, expected, offset - 1,
                     tp.partition)
+        await self._wait_for(tp, expected)
+
+    async def _wait_for(self, tp: Any, expected: int) -> None:
+        old = self._waits.get(tp)
+        if old is not None:
+            self._end_wait(tp, old, came=False)
         wait = self._waits[tp] = _Wait(expected, self._clock())
         await self._seek_once(tp, expected)
         wait.task = asyncio.ensure_future(self._chase(tp, wait))

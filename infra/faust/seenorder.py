@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from infra.faust.inorder import MAX_RETRY_S, RETRY_S, STALL_S
+from infra.faust.inorder import MAX_RETRY_S, RETRY_S, STALL_S, batch_starts
 
 log = logging.getLogger("antirelou.inorder")
 
@@ -86,11 +86,21 @@ class SeenOrder:
     def _hole(self, tp: Any, expected: int, offset: int) -> None:
         self._spawn(self._seek_back(tp, expected, offset))
 
+    async def fetch_again(self, events: Sequence[Any]) -> None:
+        """A batch the stage could not process (never acknowledged: ``BatchWorkers``): each
+        of its partitions fetched again from the batch's first offset, the seek chased
+        until one of its records comes (as for a hole)."""
+        for tp, (first, end) in batch_starts(events).items():
+            await self._fetch(tp, first, end)
+
     async def _seek_back(self, tp: Any, expected: int, offset: int) -> None:
         self.holes += 1
         log.warning("%s: records %d..%d of partition %d were dropped before reaching the "
                     "agent; fetching them again", self.name, expected, offset - 1,
                     tp.partition)
+        await self._fetch(tp, expected, offset)
+
+    async def _fetch(self, tp: Any, expected: int, offset: int) -> None:
         wait = (expected, offset)
         self._waits.setdefault(tp, set()).add(wait)
         await self._seek_once(tp, expected)

@@ -243,9 +243,11 @@ class CampaignAudit:
                 mismatch("refund_without_failure", key, None, ev, pos)
             return decide_settlement(state, refund(ev, ev.occurred_at))
         if t is events.ReplyCostReconciled:
-            if ev.actual_micros not in self.prices.get(ev.message_id, ()):
+            # The report's price: what was charged, or more (over the cap, below the reserve).
+            price = ev.actual_micros if ev.reported_micros is None else ev.reported_micros
+            if price not in self.prices.get(ev.message_id, ()):
                 mismatch("price_without_report", key, None, ev, pos)
-            return decide_settlement(state, priced(ev, ev.actual_micros, ev.occurred_at))
+            return decide_settlement(state, priced(ev, price, ev.occurred_at))
         if t is events.PolicyChanged or t is events.BudgetCredited:
             return decide_control(state, control_behind(ev))
         return []  # a SurgeStarted or queue_full expiry with no decision before it

@@ -19,6 +19,7 @@ from schemas.events import (
     ControlRejected,
     DeliveryReported,
     PolicyChanged,
+    RecordPoisoned,
     ReplyApproved,
     ReplyAttempted,
     ReplyCostReconciled,
@@ -166,6 +167,7 @@ class Audit:
         self._last_send_at = 0
         # Screening's reopenings, and the verdicts a review of a queued request may follow.
         self._reopened: list[tuple[SenderReopened, int]] = []
+        self._poisoned: set[tuple[str, str]] = set()  # requests passed over (RecordPoisoned)
         self._screening_mismatches: list[Mismatch] = []
         self._held: tuple[TextReceived | None, int] = (None, -1)
         self._position = 0
@@ -336,6 +338,10 @@ class Audit:
                 self._learn_policy(ev)
         elif t is ControlRejected:
             counters.control_rejected += 1
+        elif t is RecordPoisoned:
+            # A request passed over as poison ends it as a denial does: it may reopen.
+            self._poisoned.add((ev.campaign_id, ev.message_id))
+            counters.other += 1
         elif t is TextRejected:
             counters.texts_rejected += 1
         elif t is ReplyAttempted or t is ReplyUncertain:
@@ -523,6 +529,7 @@ class Audit:
             ended = {(ev.campaign_id, ev.message_id) for items in self._campaigns.events.values()
                      for _, _, ev in items if isinstance(ev, _REOPENING)}
             ended.update((ev.campaign_id, ev.message_id) for _, ev in self._campaigns.unknown_denials)
+            ended.update(self._poisoned)
             for ev, pos in self._reopened:
                 if (ev.campaign_id, ev.message_id) not in ended:
                     self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev,

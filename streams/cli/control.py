@@ -70,6 +70,33 @@ async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
         await consumer.stop()
 
 
+async def published(kafka: str, names: dict[str, str], event: Any, timeout: float = 20.0
+                    ) -> bool:
+    """Whether ``event`` (a PolicyChanged) is on the policies topic, which every worker's
+    screening follows (a gap before it is repaired from the journal there): what "in
+    force" means. Waits up to ``timeout`` for it (a worker that repairs a lost one publishes
+    it again)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(names["policies"], 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                try:
+                    seen = codec.decode(record.value)
+                except codec.CodecError:
+                    continue
+                if (getattr(seen, "campaign_id", None), getattr(seen, "version", None)) == (
+                        event.campaign_id, event.version):
+                    return True
+        return False
+    finally:
+        await consumer.stop()
+
+
 async def current_status(kafka: str, names: dict[str, str],
                          campaigns: list[Campaign]) -> dict[str, dict[str, Any]]:
     history = [e for e in await read_journal_async(kafka, names["journal"]) if is_campaign_event(e)]

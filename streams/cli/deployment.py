@@ -58,6 +58,9 @@ def topic_configs(names: dict[str, str],
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
         names["journal"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
+        # Every worker's screening reads every policy version from the start: kept for ever
+        # (a version deleted by retention left a gap, repaired from the journal since).
+        names["policies"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
     if min_insync is not None:

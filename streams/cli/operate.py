@@ -224,6 +224,13 @@ def operate(args: argparse.Namespace) -> int:
     if wire is None:
         return EXIT_BAD_INPUT
     answer = talk(args, control.submit(args.kafka, names, command, wire=wire))
+    if answer is not None and answer.TYPE == "PolicyChanged" and not talk(
+            args, control.published(args.kafka, names, answer)):
+        print(f"antirelou: {answer.campaign_id}: policy v{answer.version} is decided and "
+              "journaled, but NOT in force yet: the workers' screening has not been given it "
+              "(a worker repairs this from the journal; check /health policy_versions)",
+              file=sys.stderr)
+        return EXIT_NO_ANSWER
     return _say_answer(answer, before)
 
 

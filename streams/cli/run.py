@@ -389,7 +389,13 @@ def _serve_on(args: argparse.Namespace, d: Any, kafka: str, broker: Any) -> int:
         return 2
     ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
              log_to_driver=False, configure_logging=False)
-    shards = start_shards(args, d, kafka, names)
+    from actors.remote import ShardLayoutError
+
+    try:
+        shards = start_shards(args, d, kafka, names)
+    except ShardLayoutError as exc:
+        print(f"antirelou: {exc}", file=sys.stderr, flush=True)
+        return 2
     gateway = gateways_from_env(d.providers, gateway_from_env())
     settings = settings_for(args, d, kafka, replication, broker)
     app = create_app(settings, shards, gateway)

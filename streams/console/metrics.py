@@ -69,6 +69,8 @@ class CampaignFigures:
     spend_micros: int = 0  # approved reply costs, plus reported prices above the estimate
     spent_by_day: dict[int, int] = field(default_factory=dict)  # UTC day -> micros
     refunded_micros: int = 0  # refunds, plus reported prices below the estimate
+    overruns: int = 0  # delivery reports priced above what they could charge (cap, reserve)
+    overrun_micros: int = 0  # what those reports priced and the balance did not pay
     deferred: int = 0
     released: int = 0
     expired: Counter = field(default_factory=Counter)  # reason -> expired
@@ -223,6 +225,9 @@ class Projection:
                 fig.spend_micros += delta
             else:
                 fig.refunded_micros -= delta
+            if event.reported_micros is not None and event.reported_micros > event.actual_micros:
+                fig.overruns += 1
+                fig.overrun_micros += event.reported_micros - event.actual_micros
         elif t == "PolicyChanged":
             fig.policy_by, fig.policy_at = event.operator, event.occurred_at
 
@@ -278,6 +283,8 @@ class Projection:
                 "deferred": fig.deferred,
                 "released": fig.released,
                 "expired": dict(fig.expired),
+                "overruns": fig.overruns,
+                "overrun_micros": fig.overrun_micros,
                 "policy_by": fig.policy_by,
                 "policy_at": fig.policy_at,
                 "minutes": minutes,

@@ -107,7 +107,10 @@ class Guard:
                 answer = await handler(request)
                 if answer.status != 200:
                     return answer
-                return web.json_response({"status": "ok"})
+                # Degraded (a stage failing, a shard away) is said, not its details.
+                body = answer.body or b""
+                degraded = b'"status":"degraded' in body or b'"status": "degraded' in body
+                return web.json_response({"status": "degraded" if degraded else "ok"})
             return await handler(request)
 
         return admin_guard
@@ -127,6 +130,34 @@ def lag_family(lags: dict[str, int]) -> GaugeMetricFamily:
     for stage, n in sorted(lags.items()):
         lag.add_metric([stage], n)
     return lag
+
+
+class FaultCollector:
+    """The worker's faults (streams/stages/failures.py, actors/remote.py): failed batches
+    and poison records per stage, shards away, degraded or not."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
+
+    def collect(self):
+        figures = self.figures()
+        failures = CounterMetricFamily("antirelou_stage_failures", "Batches of a stage that "
+                                       "failed and were fetched again", labels=["stage"])
+        poisoned = CounterMetricFamily("antirelou_records_poisoned", "Records a stage "
+                                       "passed over as poison (RecordPoisoned)",
+                                       labels=["stage"])
+        for stage, health in sorted(figures["stages"].items()):
+            failures.add_metric([stage], health.failures)
+            poisoned.add_metric([stage], health.poisoned)
+        away = GaugeMetricFamily("antirelou_shard_away_seconds", "How long a campaign shard "
+                                 "has been away or not answering this worker's calls",
+                                 labels=["shard"])
+        for shard, seconds in sorted(figures["shards_away"].items()):
+            away.add_metric([shard], seconds)
+        degraded = GaugeMetricFamily("antirelou_degraded", "1 while /health says degraded "
+                                     "(a stage failing, a shard away)")
+        degraded.add_metric([], 1 if figures["degraded"] else 0)
+        yield from (failures, poisoned, away, degraded)
 
 
 class LagCollector:
@@ -166,6 +197,12 @@ class ProjectionCollector:
                                        labels=["campaign"])
         expired = CounterMetricFamily("antirelou_expired", "Deferred replies expired",
                                       labels=["campaign", "reason"])
+        overruns = CounterMetricFamily(
+            "antirelou_price_overruns", "Delivery reports priced above what the balance "
+            "was charged (over 3x the estimate, or below the reserve)", labels=["campaign"])
+        overrun_eur = CounterMetricFamily(
+            "antirelou_price_overrun_eur", "EUR those reports priced and the balance did "
+            "not pay (the allowance absorbed it)", labels=["campaign"])
         balance = GaugeMetricFamily("antirelou_balance_eur", "Campaign balance",
                                     labels=["campaign"])
         reserve = GaugeMetricFamily("antirelou_reserve_eur", "Reserve never spent",
@@ -191,6 +228,8 @@ class ProjectionCollector:
             released.add_metric([cid], fig.released)
             for reason, n in fig.expired.items():
                 expired.add_metric([cid, reason], n)
+            overruns.add_metric([cid], fig.overruns)
+            overrun_eur.add_metric([cid], fig.overrun_micros / 1e6)
             balance.add_metric([cid], fig.state.balance_micros / 1e6)
             reserve.add_metric([cid], fig.state.policy.reserve_micros / 1e6)
             left = p.allowance_left(cid, now)
@@ -204,7 +243,7 @@ class ProjectionCollector:
                                      "this worker's projection")
         events.add_metric([], p.events)
         yield from (texts, replies, decisions, spend, refunded, deferred, released, expired,
-                    balance, reserve, allowance, queue, surge, version, lag, events)
+                    overruns, overrun_eur, balance, reserve, allowance, queue, surge, version, lag, events)
 
 
 def register_guard(app: Any, admin_token: str | None, insecure_dev: bool) -> Guard:
@@ -232,6 +271,9 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
     lags: dict[str, int] = {}
     app.antirelou_projection = projection  # for tests and the CLI banner
     registry = CollectorRegistry()
+    faults = getattr(app, "antirelou_faults", None)
+    if faults is not None:
+        registry.register(FaultCollector(faults))
     if not follow_journal:
         registry.register(LagCollector(lambda: lags))
         _register_lag(app, names, lags)

@@ -1,15 +1,20 @@
 """From the campaign's decisions to the send stage's commands. Pure.
 
 A request's sealed reply-to never reaches the journal or the campaign: the decide stage
-keeps it beside the decision. A deferred request's reply-to waits, per campaign, in the
-``deferred_reply_to_by_campaign`` table (``hold_deferred`` says what it becomes) until the
-request is released (approved later) or expires. ``streams.stages.decide`` is the shell.
+keeps it beside the decision. A deferred request's reply-to waits in the
+``deferred_reply_to_by_campaign`` table, one entry per request (its message id; the
+changelog record in the partition of the campaign's requests), until the request is
+released (approved later) or expires: ``hold_deferred`` says what each decision does to it.
+One record per request keeps every record small whatever the queue's length (a campaign's
+whole queue in one record passed the broker's 1 MB limit at about 11,300 requests, and was
+lost). Entries of the table's first layout (campaign id -> {message id: sealed}) are still
+read and emptied. ``streams.stages.decide`` is the shell.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.commands import SendReply
@@ -18,36 +23,55 @@ from schemas.events import ReplyApproved, ReplyDeferred, ReplyExpired
 
 @dataclass(frozen=True)
 class Held:
-    """What ``hold_deferred`` found: the reply-to of the requests released now, and the new
-    entry ({message id: sealed reply-to}) of each campaign touched; an empty entry means
-    the campaign holds nothing any more."""
+    """What ``hold_deferred`` found: the reply-to of the requests released now; the entries
+    to store (message id -> (campaign, sealed)) and to delete (message id -> campaign); and
+    the first layout's entries it changed (campaign -> what is left; empty: delete it)."""
 
     released: dict[str, str]
-    entries: dict[str, dict[str, str]]
+    keep: dict[str, tuple[str, str]] = field(default_factory=dict)
+    drop: dict[str, str] = field(default_factory=dict)
+    legacy: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def hold_deferred(decisions: Iterable[Any], reply_to: Mapping[str, str],
-                  held: Mapping[str, Mapping[str, str] | None]) -> Held:
+                  held: Mapping[str, Any]) -> Held:
     """Keep the reply-to of newly deferred requests (from ``reply_to``, this batch's), drop
-    those released or expired; ``held`` is what each campaign holds now."""
-    released: dict[str, str] = {}
-    entries: dict[str, dict[str, str]] = {}
+    those released or expired; ``held`` is what the table holds now (message id -> sealed,
+    or a campaign id -> its first-layout entry)."""
+    out = Held({})
     for d in decisions:
         t = type(d)
-        if t is not ReplyDeferred and t is not ReplyExpired and not (
-                t is ReplyApproved and d.deferred_at is not None):
-            continue
-        entry = entries.get(d.campaign_id)
-        if entry is None:
-            entry = entries[d.campaign_id] = dict(held.get(d.campaign_id) or {})
+        mid = d.message_id
         if t is ReplyDeferred:
-            if d.message_id in reply_to:
-                entry[d.message_id] = reply_to[d.message_id]
-        else:
-            sealed = entry.pop(d.message_id, None)
-            if t is ReplyApproved and sealed is not None:
-                released[d.message_id] = sealed
-    return Held(released, entries)
+            if mid in reply_to:
+                out.keep[mid] = (d.campaign_id, reply_to[mid])
+                out.drop.pop(mid, None)
+            continue
+        if t is not ReplyExpired and not (t is ReplyApproved and d.deferred_at is not None):
+            continue
+        sealed = _take(out, held, d.campaign_id, mid)
+        if t is ReplyApproved and sealed is not None:
+            out.released[mid] = sealed
+    return out
+
+
+def _take(out: Held, held: Mapping[str, Any], campaign_id: str, mid: str) -> str | None:
+    """The request's reply-to, taken out of what is held (this batch's, the table's own
+    entry, or its campaign's first-layout entry)."""
+    kept = out.keep.pop(mid, None)
+    if kept is not None:
+        return kept[1]
+    sealed = held.get(mid)
+    if isinstance(sealed, str):
+        out.drop[mid] = campaign_id
+        return sealed
+    entry = out.legacy.get(campaign_id)
+    if entry is None:
+        old = held.get(campaign_id)
+        if not isinstance(old, Mapping) or mid not in old:
+            return None
+        entry = out.legacy[campaign_id] = dict(old)
+    return entry.pop(mid, None)
 
 
 def scheduled_send_at(send_at: int, occurred_at: int) -> int | None:

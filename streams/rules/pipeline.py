@@ -30,6 +30,7 @@ from schemas.commands import (
 from schemas.events import (
     BudgetCredited,
     PolicyChanged,
+    RecordPoisoned,
     ReplyDenied,
     ReplyExpired,
     ReplyRefunded,
@@ -116,12 +117,17 @@ def control_behind(event: PolicyChanged | BudgetCredited) -> ChangePolicy | Cred
 
 def outcome_note(event: object) -> NoteReplyOutcome | None:
     """What a campaign or send outcome tells the sender's screening state: a request ended
-    without a reply (denied, expired, refunded) reopens him; anything else says nothing."""
+    without a reply (denied, expired, refunded, or passed over as poison) reopens him;
+    anything else says nothing."""
     if isinstance(event, ReplyDenied | ReplyExpired):
         return NoteReplyOutcome(message_id=event.message_id, campaign_id=event.campaign_id,
                                 sender=event.sender, outcome=f"{event.TYPE}:{event.reason}",
                                 occurred_at=event.occurred_at)
     if isinstance(event, ReplyRefunded):
+        return NoteReplyOutcome(message_id=event.message_id, campaign_id=event.campaign_id,
+                                sender=event.sender, outcome=event.TYPE, occurred_at=event.occurred_at)
+    if isinstance(event, RecordPoisoned) and event.record_type == "RequestReply":
+        # A request the decide stage could not process at all: never decided.
         return NoteReplyOutcome(message_id=event.message_id, campaign_id=event.campaign_id,
                                 sender=event.sender, outcome=event.TYPE, occurred_at=event.occurred_at)
     return None

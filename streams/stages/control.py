@@ -8,60 +8,89 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.journal import end_offsets, iter_records
 from infra.operators import Refusal, authorize
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
-from schemas.policy import next_version
+from schemas.policy import PolicyChain
+from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
 
 POLICY_POLL_S = 0.25  # how often a worker looks for new policy changes (README: within 1 s)
+POLICY_REPAIR_S = 2.0  # a gap seen is repaired within this
+POLICY_CHECK_S = 10.0  # the shards' policy versions are compared this often
+CONTROL_BATCH = 16
+CONTROL_WINDOW_S = 0.05
 
 
 def register_control(rt: Runtime) -> None:
-    settings = rt.settings
+
+    follower = PolicyFollower(rt)
 
     @rt.app.task
     async def follow_policies() -> None:
-        await follow(rt)
+        await follow(rt, follower)
+
+    @rt.app.task
+    async def repair_policy_gaps() -> None:
+        await repair_policies(rt, follower)
+
+    runner = BatchRunner(rt, "control", "control")
+
+    async def handle(admitted: Sequence[Any]) -> None:
+        for event in admitted:
+            await apply_control(rt, event.value)
 
     @rt.app.agent(rt.topics.control)
     async def apply_controls(stream: faust.StreamT) -> None:
-        # One command at a time: operator commands are rare, and no take() buffer here.
-        async for value in stream:
-            # Checked before any shard sees it: who signed it, what they may do, how fresh.
-            now = rt.now_ms()
-            checked = authorize(value, settings.operators, settings.app_id, now,
-                                allow_unsigned=settings.allow_unsigned)
-            if isinstance(checked, Refusal):
-                log.warning("operator command %r refused: %s (operator %r, as claimed)",
-                            checked.command_id, checked.reason, checked.operator)
-                await rt.record([ControlRefused(
-                    command_id=checked.command_id, campaign_id=checked.campaign_id,
-                    operator=checked.operator, reason=checked.reason, occurred_at=now,
-                )], acked=True)
-                continue
-            if not settings.operators:
-                log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
-                            checked.command_id)
-            outcomes = await rt.deciders.control([checked])
-            await rt.record(outcomes, acked=True)
-            rt.journaled(outcomes)
-            for event in outcomes:
-                if isinstance(event, PolicyChanged):
-                    log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
-                             event.version, event.operator, event.changes)
-                    await rt.acknowledged(rt.topics.policies.send(
-                        key=event.campaign_id.encode(), value=codec.encode(event)))
+        # Operator commands are rare: small batches, each command in turn. Never raises: a
+        # batch that fails is fetched again (streams/stages/failures.py); a command decided
+        # before gets the same answer again (by its id), which is journaled and published.
+        async for events in stream.take_events(CONTROL_BATCH, within=CONTROL_WINDOW_S):
+            await runner.run(await rt.in_order[rt.names["control"]].admit(events), handle)
 
 
-async def follow(rt: Runtime) -> None:
+async def apply_control(rt: Runtime, value: bytes) -> None:
+    """One operator command: checked (who signed it, what they may do, how fresh) before
+    any shard sees it, decided by its campaign's shard, journaled; a PolicyChanged is
+    published for every worker's screening."""
+    settings = rt.settings
+    now = rt.now_ms()
+    checked = authorize(value, settings.operators, settings.app_id, now,
+                        allow_unsigned=settings.allow_unsigned)
+    if isinstance(checked, Refusal):
+        log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                    checked.command_id, checked.reason, checked.operator)
+        await rt.record([ControlRefused(
+            command_id=checked.command_id, campaign_id=checked.campaign_id,
+            operator=checked.operator, reason=checked.reason, occurred_at=now,
+        )], acked=True)
+        return
+    if not settings.operators:
+        log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
+                    checked.command_id)
+    outcomes = await rt.deciders.control([checked])
+    await rt.record(outcomes, acked=True)
+    rt.journaled(outcomes)
+    for event in outcomes:
+        if isinstance(event, PolicyChanged):
+            log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
+                     event.version, event.operator, event.changes)
+            await rt.acknowledged(rt.topics.policies.send(
+                key=event.campaign_id.encode(), value=codec.encode(event)))
+
+
+async def follow(rt: Runtime, follower: PolicyFollower) -> None:
     """Read the policies topic from its start, for ever, into ``rt.live_policies``; set
     ``rt.policies_loaded`` once what was there at start is read."""
     name = rt.names["policies"]
@@ -92,12 +121,126 @@ async def follow(rt: Runtime) -> None:
             batches = await consumer.getmany(tp, timeout_ms=200)
             for record_ in batches.get(tp, []):
                 event = rt.decode_or_skip("policies", record_.value, (PolicyChanged,))
-                current = rt.live_policies.get(event.campaign_id) if event else None
-                nxt = None if current is None else next_version(current, event.version,
-                                                                 event.changes)
-                if nxt is not None:
-                    rt.live_policies[event.campaign_id] = nxt
+                if event is not None:
+                    follower.learn(event)
                 if record_.offset + 1 >= end:
                     rt.policies_loaded.set()
     finally:
         await consumer.stop()
+
+
+class PolicyFollower:
+    """The chain of each campaign's policy versions as this worker's screening knows them
+    (``rt.live_policies`` holds the latest of each), and its repair.
+
+    Versions must be applied in order: one PolicyChanged missing from the policies topic
+    (a publish that failed, a record the broker lost, one deleted by retention) froze the
+    screening at the version before it for good, while the operator was told "in force".
+    A gap is seen three ways: a later version on the topic (it waits in the chain), a
+    decision of this worker's shards naming a later version (``Runtime.saw_policy``), or
+    the shards' status, asked every ``POLICY_CHECK_S``. It is repaired from the journal,
+    which holds every PolicyChanged (in the partition of its campaign's key): the versions
+    found there are learnt, and published again on the policies topic, so every worker's
+    screening catches up too (a version given twice is learnt once)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.chains = {cid: PolicyChain(policy) for cid, policy in rt.live_policies.items()}
+        self.on_topic: dict[str, set[int]] = {cid: set() for cid in self.chains}
+        self.read_to: dict[int, int] = {}  # journal partition -> offset read to (repairs)
+        self.repaired = 0  # versions learnt from the journal (/health, tests)
+
+    def learn(self, event: PolicyChanged, on_topic: bool = True) -> None:
+        chain = self.chains.get(event.campaign_id)
+        if chain is None:
+            return
+        if on_topic:
+            self.on_topic[event.campaign_id].add(event.version)
+        chain.learn(event.version, event.changes)
+        self.rt.live_policies[event.campaign_id] = chain.latest
+        if chain.waiting:
+            self.rt.saw_policy(event.campaign_id, chain.waiting)
+
+    def behind(self) -> dict[str, int]:
+        """Campaigns whose screening is behind a version known to exist: the version."""
+        return {cid: version for cid, version in self.rt.policy_seen.items()
+                if cid in self.chains and version > self.chains[cid].latest.version}
+
+    async def check_shards(self) -> None:
+        """The shards' policy versions, as a sign of a gap (a shard away: next time)."""
+        try:
+            status = await asyncio.wait_for(self.rt.deciders.status(), POLICY_CHECK_S / 2)
+        except (TimeoutError, Exception) as exc:  # noqa: BLE001 - asked again later
+            log.debug("policy check: shards not asked (%s)", type(exc).__name__)
+            return
+        for cid, figures in status.items():
+            self.rt.saw_policy(cid, figures["policy"]["version"])
+
+    async def repair(self) -> None:
+        """Learn the versions screening misses from the journal; publish them again."""
+        behind = self.behind()
+        if not behind:
+            return
+        found = await policy_changes(self.rt, sorted(behind), self.read_to)
+        for event in sorted(found, key=lambda e: e.version):
+            chain = self.chains[event.campaign_id]
+            if event.version <= chain.latest.version and event.version in self.on_topic[
+                    event.campaign_id]:
+                continue
+            self.learn(event, on_topic=False)
+            self.repaired += 1
+            if event.version not in self.on_topic[event.campaign_id]:
+                log.warning("campaign %s: policy v%d was missing from %s; learnt from the "
+                            "journal and published again", event.campaign_id, event.version,
+                            self.rt.names["policies"])
+                await self.rt.acknowledged(self.rt.topics.policies.send(
+                    key=event.campaign_id.encode(), value=codec.encode(event)))
+                self.on_topic[event.campaign_id].add(event.version)
+        for cid, version in self.behind().items():
+            log.warning("campaign %s: screening has policy v%d, v%d exists and is not in "
+                        "the journal yet; looking again", cid,
+                        self.chains[cid].latest.version, version)
+
+
+async def repair_policies(rt: Runtime, follower: PolicyFollower) -> None:
+    """For ever: repair a gap when one is seen, and ask the shards now and then."""
+    asked = 0.0
+    while True:
+        try:
+            await asyncio.wait_for(rt.policy_check.wait(), POLICY_REPAIR_S)
+        except TimeoutError:
+            pass
+        rt.policy_check.clear()
+        try:
+            if time.monotonic() - asked >= POLICY_CHECK_S:
+                asked = time.monotonic()
+                await follower.check_shards()
+            await follower.repair()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker is away: next time
+            log.warning("policy repair: %s; trying again", type(exc).__name__)
+
+
+async def policy_changes(rt: Runtime, campaign_ids: list[str], read_to: dict[int, int]
+                         ) -> list[PolicyChanged]:
+    """The PolicyChanged of these campaigns in the journal, from where the last repair read
+    (``read_to``, moved on): each in the partition of its campaign's key."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    topic = rt.names["journal"]
+    ends = await end_offsets(rt.settings.kafka, topic)
+    if not ends:
+        return []
+    parts = sorted(ends)
+    wanted = {DefaultPartitioner()(cid.encode(), parts, parts) for cid in campaign_ids}
+    start = {p: (read_to.get(p, 0) if p in wanted else ends[p]) for p in parts}
+    found = []
+    async for partition, offset, _key, value in iter_records(rt.settings.kafka, topic,
+                                                             start=start):
+        read_to[partition] = offset + 1
+        if partition in wanted and value and b'"PolicyChanged"' in value[:40]:
+            event = codec.decode(value)
+            if isinstance(event, PolicyChanged) and event.campaign_id in campaign_ids:
+                found.append(event)
+    return found

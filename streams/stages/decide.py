@@ -2,7 +2,8 @@
 Tick) in batches to the campaign shards (Ray), journals their decisions (acked), and sends
 a SendReply to sms-outbound for each approval; ``tick_campaigns`` (leader timer) brings the
 clock to every campaign. A deferred request's sealed reply-to waits in
-``deferred_reply_to_by_campaign`` (what it becomes: ``streams.rules.approvals.hold_deferred``)."""
+``deferred_reply_to_by_campaign``, one entry per request (what it becomes:
+``streams.rules.approvals.hold_deferred``)."""
 
 from __future__ import annotations
 
@@ -14,24 +15,14 @@ import faust
 
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
-from schemas.events import ReplyApproved, ReplyFailed
+from schemas.events import RecordPoisoned, ReplyApproved, ReplyFailed
 from schemas.reasons import REPLY_TO_LOST
 from streams.rules.approvals import hold_deferred, send_command
 from streams.rules.pipeline import outcome_note, refund, tick
+from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
-
-
-def deferred_reply_to_table(app: faust.App, partitions: int) -> Any:
-    """The sealed reply-to of each deferred request, per campaign ({message id: sealed}),
-    from ReplyDeferred until its release or expiry; never journaled. Keyed by campaign like
-    reply-requests, with the producer's partitioner, so a campaign's entry is in the same
-    partition number as its requests and lives with the worker that decides them."""
-    return app.Table(
-        "deferred_reply_to_by_campaign", default=None, partitions=partitions,
-        key_type=str, use_partitioner=True,
-    )
 
 
 def register_decide(rt: Runtime) -> None:
@@ -46,28 +37,47 @@ def register_decide(rt: Runtime) -> None:
             await rt.topics.requests.send(key=campaign_id.encode(),
                                           value=codec.encode(tick(campaign_id, now)))
 
+    async def reopen_poisoned(event: Any, fact: RecordPoisoned) -> None:
+        # A request passed over: its sender is told, as for a request denied, so he is
+        # not left awaiting (and is answered on a later text).
+        note = outcome_note(fact)
+        if note is not None:
+            await rt.acknowledged(rt.produce(rt.topics.inbound, note.sender.encode(),
+                                             codec.encode(note)))
+
+    runner = BatchRunner(rt, "decide", "requests", on_poison=reopen_poisoned)
+
+    async def handle(admitted: Sequence[Any]) -> None:
+        await decide_batch(rt, admitted)
+
     @rt.app.agent(rt.topics.requests)
     async def decide_replies(stream: faust.StreamT) -> None:
+        # Never raises: a batch that fails is fetched again (streams/stages/failures.py),
+        # and the shard answers its commands again with the same events (actors/remote.py).
         async for events in stream.take_events(settings.batch_size,
                                                within=settings.batch_window_s):
-            admitted = await rt.in_order[rt.names["requests"]].admit(events)
-            if admitted:
-                await decide_batch(rt, admitted)
+            await runner.run(await rt.in_order[rt.names["requests"]].admit(events), handle)
 
 
 REQUEST_TYPES = (RequestReply, ReviewRequest, SettleReply, Tick)  # what reply-requests carries
 
 
 async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
-    batch = [c for c in (rt.decode_or_skip("requests", e.value, REQUEST_TYPES)
-                         for e in admitted) if c is not None]
-    if not batch:
+    decoded = [(c, e) for c, e in ((rt.decode_or_skip("requests", e.value, REQUEST_TYPES), e)
+                                   for e in admitted) if c is not None]
+    if not decoded:
         return
+    batch = [c for c, _ in decoded]
     reply_to = {c.message_id: c.reply_to for c in batch if isinstance(c, RequestReply)}
+    # reply-requests is keyed by campaign: a campaign's requests are in one partition.
+    partition_of = {c.campaign_id: e.message.partition for c, e in decoded}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
     rt.journaled(decisions)
-    reply_to.update(store_deferred(rt.tables.deferred_reply_to, decisions, reply_to))
+    for decision in decisions:  # a version screening lacks is repaired (stages.control)
+        rt.saw_policy(decision.campaign_id, getattr(decision, "policy_version", 0))
+    reply_to.update(await store_deferred(rt.tables.deferred_reply_to, decisions, reply_to,
+                                         partition_of))
     notes: list[tuple[bytes, bytes]] = []
     sends: list[tuple[bytes, bytes]] = []
     for decision in decisions:
@@ -102,15 +112,19 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
     await rt.settle(refund(decision, now))
 
 
-def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]
-                   ) -> dict[str, str]:
-    """Keep the reply-to of newly deferred requests in ``table``, drop those released or
+async def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str],
+                         partition_of: dict[str, int]) -> dict[str, str]:
+    """Keep the reply-to of newly deferred requests in ``table``, one entry each in the
+    partition of its campaign's requests (``partition_of``), drop those released or
     expired; returns the reply-to of the released ones."""
     held = hold_deferred(decisions, reply_to, table)
-    for campaign_id, entry in held.entries.items():
-        # Reassign (or delete): the changelog only sees values that are set.
+    # Reassign (or delete): the changelog only sees values that are set.
+    await table.put_many(
+        [(mid, sealed, partition_of[cid]) for mid, (cid, sealed) in held.keep.items()]
+        + [(mid, None, partition_of[cid]) for mid, cid in held.drop.items()])
+    for campaign_id, entry in held.legacy.items():
         if entry:
             table[campaign_id] = entry
-        elif table.get(campaign_id) is not None:
+        else:
             del table[campaign_id]
     return held.released

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import faust
 
-from actors.campaign import CampaignState, ControlOutcome
+from actors.campaign import ControlOutcome
 from infra.faust.inorder import InOrder
 from infra.faust.lost_tail import AckWindow, TailGuard
 from infra.gateway import SmsGateway
@@ -36,8 +36,25 @@ BATCH_FROM = 8
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
     async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
-    async def snapshot(self) -> list[CampaignState]: ...
+    async def snapshot(self, offsets: dict[int, int], taken: dict[str, int]
+                       ) -> list[tuple[str, int, bytes]]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
+
+
+@dataclass
+class StageHealth:
+    """One stage's faults as /health and /metrics show them."""
+
+    failures: int = 0  # batches that failed and were fetched again
+    poisoned: int = 0  # records passed over as poison (RecordPoisoned)
+    failing_since: float | None = None  # the first failure since the last batch done
+    last_error: str = ""  # its exception's type
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {"failures": self.failures, "poisoned": self.poisoned,
+                "failing_for_s": (None if self.failing_since is None
+                                  else round(now - self.failing_since, 1)),
+                "last_error": self.last_error}
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class Topics:
 class Tables:
     senders_by_pseudonym: Any  # TextPartitionedTable: SenderState as JSON bytes
     replies_by_message: Any  # TextPartitionedTable: where each reply got to (sendstate)
-    deferred_reply_to: Any  # faust.Table: campaign -> {message id: sealed reply-to}
+    deferred_reply_to: Any  # TextPartitionedTable: message id -> sealed reply-to (deferred)
 
 
 @dataclass(eq=False)
@@ -84,6 +101,14 @@ class Runtime:
     recovery_guard: Any = None
     # Topic role -> records skipped because they are not what the stage reads (/health).
     bad_records: dict[str, int] = field(default_factory=dict)
+    # Stage -> its failed batches (fetched again) and records passed over as poison
+    # (streams/stages/failures.py; /health and /metrics).
+    stage_health: dict[str, StageHealth] = field(default_factory=dict)
+    # Campaign -> the highest policy version seen to exist (in a decision, the shards'
+    # status, a later version on the policies topic); stages.control repairs screening's
+    # policy from the journal when it is behind it, woken by ``policy_check``.
+    policy_seen: dict[str, int] = field(default_factory=dict)
+    policy_check: asyncio.Event = field(default_factory=asyncio.Event)
 
     def decode_or_skip(self, role: str, value: bytes | None, types: tuple[type, ...]) -> Any:
         """The message of one record, or None for a record the stage cannot read (not a
@@ -110,6 +135,59 @@ class Runtime:
     stored_events: StoredEvents = field(default_factory=StoredEvents)
     # Faust's producer once started (``kafka_producer``).
     _started_producer: Any = field(default=None, repr=False)
+
+    def saw_policy(self, campaign_id: str, version: int) -> None:
+        """Policy ``version`` of the campaign exists: screening's is repaired if behind."""
+        if version > self.policy_seen.get(campaign_id, 0):
+            self.policy_seen[campaign_id] = version
+            live = self.live_policies.get(campaign_id)
+            if live is not None and version > live.version:
+                self.policy_check.set()
+
+    def stage(self, name: str) -> StageHealth:
+        health = self.stage_health.get(name)
+        if health is None:
+            health = self.stage_health[name] = StageHealth()
+        return health
+
+    def stage_failed(self, name: str, exc: BaseException) -> None:
+        """A batch of stage ``name`` failed with ``exc`` (it is fetched again)."""
+        health = self.stage(name)
+        health.failures += 1
+        health.last_error = type(exc).__name__
+        if health.failing_since is None:
+            health.failing_since = self.clock()
+
+    def stage_ok(self, name: str) -> None:
+        """A batch of stage ``name`` completed."""
+        health = self.stage_health.get(name)
+        if health is not None and health.failing_since is not None:
+            log.warning("stage %s going again after %.0f s of failed batches", name,
+                        self.clock() - health.failing_since)
+            health.failing_since = None
+
+    def health_problems(self) -> list[str]:
+        """What keeps the worker from deciding now, one phrase each ([] when nothing does):
+        a stage whose batches fail, a campaign shard away (``/health``: degraded)."""
+        now = self.clock()
+        problems = [f"stage {name} failing for {now - h.failing_since:.0f} s ({h.last_error})"
+                    for name, h in sorted(self.stage_health.items())
+                    if h.failing_since is not None]
+        shards = getattr(self.deciders, "health", None)
+        if shards is not None:
+            for shard, away in shards()["away"].items():
+                problems.append(f"campaign shard {shard} {away['reason']} for "
+                                f"{away['for_s']:.0f} s")
+        return problems
+
+    def fault_figures(self) -> dict[str, Any]:
+        """What /metrics shows of the faults: each stage's failures and poison records, the
+        shards away (shard -> seconds), the problems /health lists."""
+        shards = getattr(self.deciders, "health", None)
+        away = shards()["away"] if shards is not None else {}
+        return {"stages": dict(self.stage_health),
+                "shards_away": {shard: a["for_s"] for shard, a in away.items()},
+                "degraded": bool(self.health_problems())}
 
     def broker_status(self) -> Any:
         """`up`'s BrokerStatus (infra/supervisor.py), or None."""

@@ -1,7 +1,7 @@
 """The screening stage: ``screen_senders`` reads sms-received in batches, screens each text
 on its sender's state (the pure core, ``streams.rules.screening``), journals TextReceived and the
 verdict, and forwards a RequestReply to reply-requests. Also the offset-order guards
-(``infra/faust/inorder.py``) of sms-received and reply-requests."""
+(``infra/faust/inorder.py``) of sms-received, reply-requests and control."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, Scre
 from schemas.events import TextReceived
 from streams.rules.pipeline import reopen, screen
 from streams.rules.screening import UNKNOWN_CAMPAIGN_POLICY, SenderState
+from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -50,7 +51,7 @@ def register_order_guards(rt: Runtime) -> None:
         await rt.acknowledged(rt.produce(rt.topics.journal, tp.topic.encode(),
                                          codec.encode(fact)))
 
-    for name in (rt.names["inbound"], rt.names["requests"]):
+    for name in (rt.names["inbound"], rt.names["requests"], rt.names["control"]):
         # A seek back undone by Faust's fetch loop is made again until it holds.
         rt.in_order[name] = InOrder(name, first_offset, seek_back, log_start=log_start,
                                     on_gone=on_gone)
@@ -64,17 +65,24 @@ def register_order_guards(rt: Runtime) -> None:
 def register_screening(rt: Runtime) -> None:
     settings = rt.settings
 
+    runner = BatchRunner(rt, "screen", "inbound")
+
+    async def handle(admitted: Sequence[Any]) -> None:
+        await screen_batch(rt, admitted)
+
     @rt.app.agent(rt.topics.inbound)
     async def screen_senders(stream: faust.StreamT) -> None:
         # In batches: the texts in order, each on its sender's latest state; then each state
-        # written once, one journal write for the batch, the forwarded requests. Faust acks
-        # the batch's records only after this body has run. A crash before the writes are
-        # stored gives the texts again; a text its sender's state remembers gets its
-        # verdict again (the pure core), so a verdict lost in a crash is journaled then.
+        # written once, one journal write for the batch, the forwarded requests. Faust's
+        # take_events acknowledges a batch even when this body raised, and its commit then
+        # passes the batch: the body never raises. A batch that fails is not acknowledged
+        # and is fetched again (streams/stages/failures.py), as after a crash: a text its
+        # sender's state remembers gets its verdict again (the pure core), so a verdict
+        # (or a request) lost in a failure or a crash is journaled (or sent) then.
         async for batch in stream.take_events(settings.screen_batch_size,
                                               within=settings.screen_window_s):
             await rt.policies_loaded.wait()
-            await screen_batch(rt, await rt.in_order[rt.names["inbound"]].admit(batch))
+            await runner.run(await rt.in_order[rt.names["inbound"]].admit(batch), handle)
 
 
 async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:

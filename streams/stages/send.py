@@ -52,17 +52,14 @@ def register_send(rt: Runtime) -> None:
 
     async def fetch_again(batch: Sequence[Any], exc: BaseException) -> None:
         # Not acknowledged: each partition of the batch is read again from its first
-        # offset (what comes twice is sent at most once: streams.rules.sendstate).
+        # offset (what comes twice is sent at most once: streams.rules.sendstate), as every
+        # stage's failed batch is (streams/stages/failures.py).
         # The error's type only: its text is not ours to vouch for (no number in a log).
+        rt.stage_failed("send", exc)
         log.error("a batch of %d repl(ies) failed (%s); fetching it again", len(batch),
                   type(exc).__name__)
         await asyncio.sleep(1.0)  # not a hot loop while the broker is away
-        first: dict[Any, int] = {}
-        for event in batch:
-            tp, offset = event.message.tp, event.message.offset
-            first[tp] = min(offset, first.get(tp, offset))
-        for tp, offset in first.items():
-            await seek_back(tp, offset)
+        await guard.fetch_again(batch)
 
     @rt.app.agent(rt.topics.outbound)
     async def send_replies(stream: faust.StreamT) -> None:
@@ -75,8 +72,12 @@ def register_send(rt: Runtime) -> None:
         # Each record as it leaves the agent's queue, in offset order (infra/faust/seenorder.py).
         stream.add_processor(lambda value: (guard.see(stream.current_event), value)[1])
         settings = rt.settings
+        async def send_batch(batch: Sequence[Any]) -> None:
+            await sender.send_batch(batch)
+            rt.stage_ok("send")
+
         workers = BatchWorkers(
-            sender.send_batch, stream.ack, workers=settings.send_batches,
+            send_batch, stream.ack, workers=settings.send_batches,
             size=settings.send_batch_size, window=settings.send_batch_window_s,
             on_failure=fetch_again)
         stream.enable_acks = False  # acknowledged by the batch that handled the record

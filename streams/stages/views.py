@@ -8,6 +8,7 @@ own ``/health``, no ``/campaigns``). Parsing and signatures: ``streams.intake.me
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +27,8 @@ from streams.stages.runtime import Runtime
 from streams.stages.webhooks import read_bounded, signed_url, store_intake, store_report
 
 log = logging.getLogger("antirelou")
+
+STATUS_WAIT_S = 10.0  # /campaigns waits this long for the shards
 
 
 def register_views(rt: Runtime) -> None:
@@ -164,18 +167,33 @@ def register_status_views(rt: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             broker = rt.broker_status()
             up = broker is None or broker.up
+            # Degraded (still 200: a probe must not restart a worker that waits for a
+            # shard): a stage whose batches fail, a campaign shard away or not answering.
+            problems = rt.health_problems()
+            status = ("ok" if not problems else "degraded: " + "; ".join(problems)) if up \
+                else f"broker down: {broker.reason}"
+            shards = getattr(rt.deciders, "health", None)
+            now = rt.clock()
             return self.json({
-                "status": "ok" if up else f"broker down: {broker.reason}",
+                "status": status,
+                # Each stage's failed batches (fetched again) and poison records passed
+                # over (streams/stages/failures.py); the shards as the calls find them.
+                "stages": {name: h.to_json(now) for name, h in sorted(rt.stage_health.items())},
+                "shards": shards() if shards is not None else None,
                 # Under `up`: its broker (infra/supervisor.py), what it lost that this worker
                 # had read, the texts written again after it came back (stages.broker).
                 "broker": broker.to_json() if broker is not None else None,
                 "records_lost": rt.tail_guard.health(),
                 "texts_written_again": rt.ack_window.rewritten if rt.ack_window else 0,
                 "campaigns": sorted(rt.campaigns),
+                # The policy version each campaign's screening uses (stages.control).
+                "policy_versions": {cid: p.version for cid, p in sorted(rt.live_policies.items())},
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
+                # Deferred requests whose sealed reply-to this worker holds (one entry each).
+                "deferred_reply_tos": len(rt.tables.deferred_reply_to),
                 # Times Faust was found to have dropped fetched records, fetched again.
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
@@ -194,7 +212,12 @@ def register_status_views(rt: Runtime) -> None:
     @rt.app.page("/campaigns")
     class CampaignStatus(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await rt.deciders.status())
+            try:
+                return self.json(await asyncio.wait_for(rt.deciders.status(), STATUS_WAIT_S))
+            except TimeoutError:
+                return self.json({"error": "shards_away", "message": "the campaign shards "
+                                  f"did not answer within {STATUS_WAIT_S:g} s (see /health)"},
+                                 status=503)
 
 
 def register_web_health(rt: Runtime) -> None:

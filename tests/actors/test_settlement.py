@@ -4,7 +4,7 @@ from actors.campaign import CampaignState, decide_settlement, evolve_campaign
 from actors.shard import CampaignShard
 from actors.snapshot import decode_snapshot, encode_snapshot
 from schemas.commands import SettleReply
-from schemas.events import ReplyApproved, ReplyCostReconciled, ReplyRefunded
+from schemas.events import ReplyApproved, ReplyCostReconciled, ReplyDenied, ReplyRefunded
 from tests.factories import campaign_2017 as campaign
 from tests.factories import decide, request
 
@@ -47,10 +47,45 @@ def test_a_delivery_report_price_replaces_the_estimate():
     assert state.balance_micros == 350_000
 
 
-def test_a_dearer_actual_price_is_charged_even_below_the_reserve():
-    _, state = approved_state(budget=170_000)
+def test_a_dearer_actual_price_is_charged_down_to_the_reserve_and_no_further():
+    # Issue 29 item 4: a report of 1.5 times the estimate took a EUR 0.17 budget to -0.07.
+    _, state = approved_state(budget=170_000)  # 0.01 left after the approval
     (priced,) = settle(state, "m1", "priced", price=240_000)
-    assert priced.balance_after_micros == 170_000 - 240_000  # what was spent was spent
+    assert (priced.actual_micros, priced.reported_micros) == (170_000, 240_000)
+    assert priced.balance_after_micros == 0 == state.balance_micros
+
+
+def test_a_price_report_of_ten_times_the_estimate_leaves_the_balance_at_the_reserve():
+    # Issue 29 item 4: up to 3x the estimate was charged whatever the reserve (a balance
+    # reached -0.32 on a 0.16 budget). Now the reserve is the floor; the overrun is in the
+    # event (journaled), and the allowance pays it.
+    c = campaign(budget_micros=1_000_000, pacing=True,
+                 policy=(("reply_delay_ms", 0), ("reserve_micros", 700_000), ("burst_percent", 100)))
+    state = CampaignState.opening(c)
+    assert isinstance(decide(state, request("m1"), c), ReplyApproved)  # 0.84 left
+    tokens_before = state.pacing.tokens
+    (priced,) = settle(state, "m1", "priced", price=10 * 160_000)
+    assert state.balance_micros >= state.policy.reserve_micros
+    assert (priced.estimated_micros, priced.actual_micros, priced.reported_micros) == (
+        160_000, 160_000 + 140_000, 1_600_000)
+    assert state.balance_micros == 700_000
+    assert state.spent_micros == 300_000
+    # The allowance took the whole overrun up to the cap (3x): 320,000 more than estimated.
+    assert state.pacing.tokens == max(0, tokens_before - 320_000)
+    # A balance already at the reserve pays no overrun at all, nor goes below it.
+    assert isinstance(decide(state, request("m2"), c), ReplyDenied)  # reserve reached
+    (again,) = settle(state, "m1", "priced", price=10 * 160_000)
+    assert again == priced and state.balance_micros == 700_000
+
+
+def test_a_dearer_price_on_a_balance_below_a_raised_reserve_charges_no_overrun():
+    # The reserve raised above the balance after the approval: the report cannot charge it.
+    _, state = approved_state(budget=500_000)  # 0.34 left
+    from dataclasses import replace
+    state.policy = replace(state.policy, reserve_micros=400_000)
+    (priced,) = settle(state, "m1", "priced", price=200_000)
+    assert (priced.actual_micros, priced.reported_micros) == (160_000, 200_000)
+    assert state.balance_micros == 340_000
 
 
 def test_unknown_or_denied_replies_settle_nothing():
@@ -114,3 +149,22 @@ def test_delivery_report_price_is_capped_at_a_multiple_of_the_estimate_and_the_o
     assert state.balance_micros == 1_080_000 - PRICE_CAP_FACTOR * 160_000
     (normal,) = settle(approved_state()[1], "m1", "priced", price=240_000)
     assert (normal.actual_micros, normal.reported_micros) == (240_000, None)  # under the cap
+
+
+def test_an_overrun_is_counted_on_the_dashboard_and_in_the_metrics():
+    from streams.console.metrics import Projection
+    from streams.console.ops import ProjectionCollector
+
+    c = campaign(budget_micros=170_000)
+    shard = CampaignShard([c])
+    events = shard.decide([request("m1"), SettleReply(
+        message_id="m1", campaign_id="paris", sender="s_x", outcome="priced",
+        price_micros=1_600_000, occurred_at=5_000)])
+    p = Projection([c])
+    p.feed([(e, e.occurred_at) for e in events])
+    shown = p.snapshot(6_000)["campaigns"]["paris"]
+    assert (shown["overruns"], shown["overrun_micros"]) == (1, 1_600_000 - 170_000)
+    assert shown["balance_micros"] == 0
+    families = {f.name: f for f in ProjectionCollector(p, lambda: 6.0, dict).collect()}
+    (sample,) = families["antirelou_price_overruns"].samples
+    assert sample.value == 1

@@ -202,10 +202,12 @@ def messagebird():
 
 def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
                  app_id: str | None = None, config_text: str = CONFIG,
-                 probe: bool = True, args: tuple[str, ...] = ()) -> Worker:
+                 probe: bool = True, args: tuple[str, ...] = (),
+                 module: str = "streams.cli") -> Worker:
     """``env_extra`` values of None remove the variable; ``probe=False`` skips the classic
     webhook probe (the caller waits for its own first text); ``args`` are added to the
-    worker's command line (e.g. ``("--role", "web")``)."""
+    worker's command line (e.g. ``("--role", "web")``); ``module`` runs the command (e.g.
+    ``tests.e2e.faulty_worker``, the worker with faults made)."""
     config = tmp / "campaigns.toml"
     config.write_text(config_text)
     port = free_port()
@@ -217,7 +219,7 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
     env = {k: v for k, v in env.items() if v is not None}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--kafka", kafka,
+        [sys.executable, "-m", module, "worker", "--kafka", kafka,
          "--ray-address", ray_address, "--config", str(config), "--app-id", app_id,
          "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2",
          "--snapshot-interval", "1", *args],

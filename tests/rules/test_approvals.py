@@ -24,45 +24,57 @@ def expired(mid, campaign="c1"):
                         seq=2, occurred_at=T + 60_000, policy_version=1)
 
 
-def test_a_deferred_request_keeps_its_reply_to_under_its_campaign():
+def test_a_deferred_request_keeps_its_reply_to_in_an_entry_of_its_own():
     held = hold_deferred([deferred("m1")], {"m1": "sealed-1"}, {})
     assert held.released == {}
-    assert held.entries == {"c1": {"m1": "sealed-1"}}
+    assert held.keep == {"m1": ("c1", "sealed-1")}
+    assert held.drop == {} and held.legacy == {}
 
 
-def test_a_release_gives_back_the_held_reply_to_and_empties_the_campaign():
-    held = hold_deferred([approved("m1", deferred_at=T - 5_000)], {}, {"c1": {"m1": "sealed-1"}})
+def test_a_release_gives_back_the_held_reply_to_and_drops_its_entry():
+    held = hold_deferred([approved("m1", deferred_at=T - 5_000)], {}, {"m1": "sealed-1"})
     assert held.released == {"m1": "sealed-1"}
-    assert held.entries == {"c1": {}}  # the shell deletes the campaign's entry
+    assert held.drop == {"m1": "c1"} and held.keep == {}
 
 
 def test_an_expiry_drops_the_reply_to_and_releases_nothing():
-    stored = {"c1": {"m1": "sealed-1", "m2": "sealed-2"}}
+    stored = {"m1": "sealed-1", "m2": "sealed-2"}
     held = hold_deferred([expired("m1")], {}, stored)
     assert held.released == {}
-    assert held.entries == {"c1": {"m2": "sealed-2"}}
-    assert stored == {"c1": {"m1": "sealed-1", "m2": "sealed-2"}}  # what it read is untouched
+    assert held.drop == {"m1": "c1"}
+    assert stored == {"m1": "sealed-1", "m2": "sealed-2"}  # what it read is untouched
 
 
-def test_decisions_that_neither_defer_nor_release_touch_no_campaign():
+def test_decisions_that_neither_defer_nor_release_touch_nothing():
     denied = ReplyDenied(message_id="m3", campaign_id="c2", sender="p-m3", reason="budget_exhausted",
                          cost_micros=0, balance_after_micros=0, seq=1, occurred_at=T, policy_version=1,
                          prefix="")
-    held = hold_deferred([approved("m1"), denied], {"m1": "sealed-1"}, {"c1": {"m9": "s9"}})
+    held = hold_deferred([approved("m1"), denied], {"m1": "sealed-1"}, {"m9": "s9"})
     assert held == hold_deferred([], {}, {})
-    assert held.entries == {} and held.released == {}
+    assert (held.keep, held.drop, held.released) == ({}, {}, {})
 
 
 def test_deferred_and_released_in_one_batch_across_campaigns():
     decisions = [deferred("m1"), deferred("m2", "c2"), approved("m1", deferred_at=T)]
-    held = hold_deferred(decisions, {"m1": "s1", "m2": "s2"}, {"c2": {"m0": "s0"}})
+    held = hold_deferred(decisions, {"m1": "s1", "m2": "s2"}, {"m0": "s0"})
     assert held.released == {"m1": "s1"}
-    assert held.entries == {"c1": {}, "c2": {"m0": "s0", "m2": "s2"}}
+    assert held.keep == {"m2": ("c2", "s2")}  # m1 came and went within the batch
+    assert held.drop == {}
 
 
 def test_a_deferral_without_a_reply_to_in_the_batch_holds_nothing_new():
     held = hold_deferred([deferred("m1")], {}, {})
-    assert held.entries == {"c1": {}}
+    assert held.keep == {} and held.drop == {}
+
+
+def test_a_queue_held_in_the_first_layout_is_still_released_and_emptied():
+    # Before issue 29 a campaign's whole queue was one entry (campaign -> {id: sealed}).
+    stored = {"c1": {"m1": "sealed-1", "m2": "sealed-2"}}
+    held = hold_deferred([approved("m1", deferred_at=T)], {}, stored)
+    assert held.released == {"m1": "sealed-1"}
+    assert held.legacy == {"c1": {"m2": "sealed-2"}}
+    held = hold_deferred([expired("m2")], {}, {"c1": {"m2": "sealed-2"}})
+    assert held.legacy == {"c1": {}}  # the shell deletes the entry
 
 
 def test_a_reply_with_a_delay_is_scheduled_one_without_is_sent_now():

@@ -12,13 +12,24 @@ from schemas.events import ReplyApproved, ReplyFailed
 from streams.stages.decide import decide_batch
 
 
+class FakeTable(dict):
+    """The deferred reply-to table: a dict with the batch write of TextPartitionedTable."""
+
+    async def put_many(self, items):
+        for key, value, _partition in items:
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value
+
+
 class FakeRuntime:
     """What decide_batch uses of the Runtime: the shards answer a released reply."""
 
     def __init__(self, decisions):
         self.decisions = decisions
         self.journal, self.settled, self.produced = [], [], []
-        self.tables = SimpleNamespace(deferred_reply_to={})
+        self.tables = SimpleNamespace(deferred_reply_to=FakeTable())
         self.topics = SimpleNamespace(outbound="sms-outbound")
         self.names = {"inbound": "sms-received", "outbound": "sms-outbound"}
 
@@ -34,6 +45,9 @@ class FakeRuntime:
         self.journal.extend(events)
 
     def journaled(self, events):
+        pass
+
+    def saw_policy(self, campaign_id, version):
         pass
 
     async def settle(self, command):
@@ -57,7 +71,8 @@ def test_hole_in_sms_outbound_a_charged_reply_whose_reply_to_is_lost_fails_and_i
                              cost_micros=80_000, balance_after_micros=920_000, seq=3, occurred_at=4_000,
                              policy_version=1, prefix="33-6", send_at=4_000, deferred_at=1_000)
     rt = FakeRuntime([released])
-    event = SimpleNamespace(value=codec.encode(Tick(campaign_id="paris", occurred_at=4_000)))
+    event = SimpleNamespace(value=codec.encode(Tick(campaign_id="paris", occurred_at=4_000)),
+                            message=SimpleNamespace(partition=0))
     asyncio.run(decide_batch(rt, [event]))
     assert rt.produced == []  # nothing to send it to
     (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]

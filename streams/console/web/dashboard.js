@@ -74,6 +74,8 @@ function render(data) {
     const expired = Object.values(c.expired).reduce((a, b) => a + b, 0);
     tiles.append(tile(cid, "deferred", "deferred / released / expired",
       `${c.deferred} / ${c.released} / ${expired}`));
+    tiles.append(tile(cid, "overruns", "price overruns (EUR not charged)",
+      `${c.overruns} (${eur(c.overrun_micros)})`, c.overruns ? "overrun" : ""));
     box.append(tiles);
     if (c.allowance_left_micros != null) {
       const left = c.allowance_left_micros, spentToday = c.spent_today_micros;

@@ -20,6 +20,14 @@ class Message:
     offset: int
     acked: bool = False
 
+    @property
+    def topic(self) -> str:
+        return self.tp.topic
+
+    @property
+    def partition(self) -> int:
+        return self.tp.partition
+
 
 @dataclass
 class Event:

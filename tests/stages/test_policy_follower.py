@@ -1,0 +1,98 @@
+"""Screening's policy chain and its repair from the journal (streams/stages/control.py
+``PolicyFollower``), without a broker: one lost PolicyChanged froze screening's policy for
+good (issue 29 item 7)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from actors.campaign import initial_policy
+from schemas import codec
+from schemas.events import PolicyChanged
+from streams.stages import control
+from streams.stages.control import PolicyFollower
+from streams.stages.runtime import Runtime
+from tests.factories import campaign_2017 as campaign
+
+
+def changed(version: int, cooldown_days: int) -> PolicyChanged:
+    return PolicyChanged(command_id=f"c{version}", campaign_id="paris", version=version,
+                         changes={"cooldown_ms": cooldown_days * 86_400_000}, operator="alice",
+                         seq=version, occurred_at=1_000 * version)
+
+
+def runtime(published: list) -> Runtime:
+    rt = Runtime.__new__(Runtime)
+    rt.live_policies = {"paris": initial_policy(campaign())}
+    rt.policy_seen = {}
+    rt.policy_check = asyncio.Event()
+    rt.names = {"policies": "app.policies", "journal": "app.journal"}
+
+    async def send(key, value):
+        published.append(codec.decode(value))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    rt.topics = SimpleNamespace(policies=SimpleNamespace(send=send))
+    return rt
+
+
+def journal_holds(monkeypatch, events) -> None:
+    async def policy_changes(rt, campaign_ids, read_to):
+        return [e for e in events if e.campaign_id in campaign_ids]
+
+    monkeypatch.setattr(control, "policy_changes", policy_changes)
+
+
+def test_a_version_missing_from_the_topic_is_learnt_from_the_journal_and_published_again(
+        monkeypatch):
+    published: list = []
+    rt = runtime(published)
+    follower = PolicyFollower(rt)
+    # v2 never reached the policies topic; v3 did: screening stayed at v1 for good.
+    follower.learn(changed(3, 30))
+    assert rt.live_policies["paris"].version == 1
+    assert rt.policy_check.is_set() and follower.behind() == {"paris": 3}
+    journal_holds(monkeypatch, [changed(2, 7), changed(3, 30)])
+    asyncio.run(follower.repair())
+    assert rt.live_policies["paris"].version == 3
+    assert rt.live_policies["paris"].cooldown_ms == 30 * 86_400_000
+    assert [e.version for e in published] == [2]  # for the other workers' screening
+    assert follower.behind() == {} and follower.repaired == 1
+
+
+def test_the_last_change_lost_is_seen_in_a_decision_and_repaired(monkeypatch):
+    published: list = []
+    rt = runtime(published)
+    follower = PolicyFollower(rt)
+    rt.saw_policy("paris", 2)  # a decision of the shard named policy v2
+    assert rt.policy_check.is_set()
+    journal_holds(monkeypatch, [changed(2, 7)])
+    asyncio.run(follower.repair())
+    assert rt.live_policies["paris"].version == 2
+    assert [e.version for e in published] == [2]
+
+
+def test_a_version_not_journaled_yet_is_looked_for_again(monkeypatch):
+    published: list = []
+    rt = runtime(published)
+    follower = PolicyFollower(rt)
+    rt.saw_policy("paris", 2)
+    journal_holds(monkeypatch, [])
+    asyncio.run(follower.repair())
+    assert rt.live_policies["paris"].version == 1 and follower.behind() == {"paris": 2}
+    journal_holds(monkeypatch, [changed(2, 7)])
+    asyncio.run(follower.repair())
+    assert rt.live_policies["paris"].version == 2
+
+
+def test_versions_in_order_on_the_topic_need_no_repair():
+    rt = runtime([])
+    follower = PolicyFollower(rt)
+    follower.learn(changed(2, 7))
+    follower.learn(changed(3, 30))
+    follower.learn(changed(2, 7))  # given twice: learnt once
+    assert rt.live_policies["paris"].version == 3
+    assert follower.behind() == {} and not rt.policy_check.is_set()
