@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import faust
 
+from infra.privacy import PrivacyError
 from schemas import codec
-from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
+from schemas.commands import RequestReply, ReviewRequest, SendReply, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
 from streams.rules.approvals import hold_deferred, send_command
 from streams.rules.pipeline import outcome_note
@@ -77,6 +79,8 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
             notes.append((note.sender.encode(), codec.encode(note)))
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
+            if send is not None:
+                send = for_approved(rt, send)
             if send is None:
                 await reply_to_lost(rt, decision)
                 continue
@@ -87,9 +91,23 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     await rt.send_records(rt.names["outbound"], sends)
 
 
+def for_approved(rt: Runtime, send: SendReply) -> SendReply | None:
+    """``send`` with its reply-to sealed for this approval (infra/privacy.py
+    ``reseal_for_reply``): the send stage opens nothing else, so a request's token copied
+    into sms-outbound sends nothing. None if the request's token does not open (it was not
+    sealed for this campaign and sender: not this deployment's)."""
+    try:
+        return replace(send, reply_to=rt.privacy.reseal_for_reply(
+            send.reply_to, campaign_id=send.campaign_id, sender=send.sender,
+            message_id=send.message_id))
+    except PrivacyError:
+        return None
+
+
 async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
     """A charged reply whose reply-to is gone (a released one whose table entry was lost)
-    cannot be sent: it fails, journaled, and is refunded like any reply not sent."""
+    or does not open in its record cannot be sent: it fails, journaled, and is refunded like
+    any reply not sent."""
     log.error("approved reply %s has no reply-to any more: not sent, refunded",
               decision.message_id)
     now = rt.now_ms()
