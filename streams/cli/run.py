@@ -518,12 +518,16 @@ def _start_shards(args: argparse.Namespace, d: Deployment, kafka: str,
                   names: dict[str, str]) -> Any:
     from actors.remote import CampaignShards
     from infra.journal import KafkaJournal
+    from infra.operators import OperatorAuthority
 
     shards = CampaignShards(d.campaigns, journal=KafkaJournal(kafka),
                             journal_topic=names["journal"],
                             snapshot_topic=names["snapshots"], n_shards=args.shards,
                             namespace=args.app_id, resource=args.shard_resource,
-                            spread=args.shard_spread, memory_mb=args.shard_memory_mb)
+                            spread=args.shard_spread, memory_mb=args.shard_memory_mb,
+                            # The shards check operator commands themselves (public keys).
+                            authority=OperatorAuthority(d.operators, args.app_id,
+                                                        allow_unsigned=args.insecure_dev))
     # Synchronous on purpose: an event loop run here, before Faust's, would be the one
     # Ray's awaitable refs bind to, and the agents' awaits could then hang.
     infos = shards.info_now()

@@ -1,6 +1,7 @@
 """The control stage, the worker's side of operator commands (``streams.cli.control`` is the
-operator's side: it writes them and waits for the answer). ``apply_controls`` checks each
-command on the control topic (``infra.operators``) and hands it to the campaign shards;
+operator's side: it writes them and waits for the answer). ``apply_controls`` hands each
+record of the control topic to the campaign shards, which check it where it takes effect
+(``infra.operators.OperatorAuthority``) and apply it or refuse it;
 each PolicyChanged goes to the policies topic, which ``follow_policies`` (a task on every
 worker) reads from the start into the live policies the screening uses."""
 
@@ -13,7 +14,6 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from infra.operators import Refusal, authorize
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
 from schemas.policy import next_version
@@ -35,25 +35,18 @@ def register_control(rt: Runtime) -> None:
     async def apply_controls(stream: faust.StreamT) -> None:
         # One command at a time: operator commands are rare, and no take() buffer here.
         async for value in stream:
-            # Checked before any shard sees it: who signed it, what they may do, how fresh.
-            now = rt.now_ms()
-            checked = authorize(value, settings.operators, settings.app_id, now,
-                                allow_unsigned=settings.allow_unsigned)
-            if isinstance(checked, Refusal):
-                log.warning("operator command %r refused: %s (operator %r, as claimed)",
-                            checked.command_id, checked.reason, checked.operator)
-                await rt.record([ControlRefused(
-                    command_id=checked.command_id, campaign_id=checked.campaign_id,
-                    operator=checked.operator, reason=checked.reason, occurred_at=now,
-                )], acked=True)
-                continue
-            if not settings.operators:
-                log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
-                            checked.command_id)
-            outcomes = await rt.deciders.control([checked])
+            # The record as it is: the campaign's shard checks who signed it, what they may
+            # do and how fresh it is, where it takes effect (infra.operators.authorize).
+            outcomes = await rt.deciders.control([value])
             await rt.record(outcomes, acked=True)
             rt.journaled(outcomes)
             for event in outcomes:
+                if isinstance(event, ControlRefused):
+                    log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                                event.command_id, event.reason, event.operator)
+                elif not settings.operators:
+                    log.warning("*** INSECURE DEV MODE: unsigned operator command %s "
+                                "accepted ***", event.command_id)
                 if isinstance(event, PolicyChanged):
                     log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
                              event.version, event.operator, event.changes)

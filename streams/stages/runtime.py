@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import faust
 
-from actors.campaign import CampaignState, ControlOutcome
+from actors.campaign import CampaignState
 from infra.faust.inorder import InOrder
 from infra.faust.lost_tail import AckWindow, TailGuard
 from infra.gateway import SmsGateway
@@ -21,7 +21,7 @@ from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.codec import CodecError
-from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
+from schemas.commands import RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.intake.messagebird import SignatureVerifier
 from streams.settings import Settings
@@ -34,7 +34,8 @@ BATCH_FROM = 8
 
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
-    async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
+    # Control records as they are on the topic: the shards verify them (actors/remote.py).
+    async def control(self, batch: list[bytes]) -> list[Any]: ...
     async def snapshot(self) -> list[CampaignState]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...
 
