@@ -13,13 +13,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka_auth import client_options
 from schemas import codec
 
 
 async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        request_timeout_ms=15_000,
+        request_timeout_ms=15_000, **client_options(),  # this process's Kafka user
     )
     try:
         await consumer.start()

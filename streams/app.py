@@ -210,9 +210,13 @@ def _check_signing(settings: Settings) -> None:
 
 
 def _new_app(settings: Settings) -> faust.App:
+    from infra.kafka_auth import KafkaAuth
+
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
+        # TLS and SASL/SCRAM as this process's role connects (infra/kafka_auth.py).
+        broker_credentials=KafkaAuth.from_env().faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
         web_host=settings.web_host,

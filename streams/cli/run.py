@@ -283,6 +283,9 @@ def supervised_broker(state_dir: Path, port: int):
 
 def serve(args: argparse.Namespace, embedded: bool) -> int:
     """``up`` (``embedded``: starts the broker unless --kafka) and ``worker``."""
+    from infra.kafka_auth import KafkaAuth
+
+    KafkaAuth.from_env()  # how this process reaches Kafka: said in one line if it does not fit
     if getattr(args, "role", "all") == "web":
         return serve_web(args)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

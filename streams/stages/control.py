@@ -14,6 +14,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
 from schemas.policy import next_version
@@ -58,7 +59,7 @@ async def follow(rt: Runtime) -> None:
     """Read the policies topic from its start, for ever, into ``rt.live_policies``; set
     ``rt.policies_loaded`` once what was there at start is read."""
     name = rt.names["policies"]
-    consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka, group_id=None,
+    consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka, group_id=None, **client_options(),
                                 enable_auto_commit=False)
     await consumer.start()
     try:

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from actors.snapshot import encode_snapshot
 from infra.faust.lost_tail import resume_at_end
 from infra.faust.recovery_guard import RecoveryGuard
+from infra.kafka_auth import client_options
 from schemas import codec
 from streams.stages.runtime import Runtime
 
@@ -42,7 +43,7 @@ class EndOffsets:
                  tps: Sequence[Any] = ()) -> dict[tuple[str, int], int]:
         """End offsets of ``tps``, or of every partition of ``topic``; by (topic, partition)."""
         if self.client is None:
-            self.client = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None,
+            self.client = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None, **client_options(),
                                            enable_auto_commit=False)
             try:
                 await self.client.start()

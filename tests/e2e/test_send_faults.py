@@ -370,7 +370,9 @@ def test_a_reply_to_copied_from_sms_received_into_sms_outbound_buys_no_sms(
     number = new_sender()
     posted = sender_worker.post(sender=number, campaign="lyon")
     assert posted.status_code == 200
-    sender_worker.wait_for(lambda ev: of(ev, posted.message_id, "ReplySent"), timeout=60)
+    # Sent, and priced by its delivery report: the campaign's spending is settled.
+    sender_worker.wait_for(lambda ev: of(ev, posted.message_id, "ReplyCostReconciled"),
+                           timeout=60)
     spent = sender_worker.status()["lyon"]["spent_micros"]
     (text,) = [c for c in read_journal(sender_worker.kafka, f"{sender_worker.app_id}.sms-received")
                if getattr(c, "message_id", None) == posted.message_id]
