@@ -94,6 +94,9 @@ def register_watchdog(rt: Runtime) -> None:
         except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
             log.info("check of the table recovery skipped: %s", type(exc).__name__)
 
+    if rt.deciders is None:  # the send role: no campaign shard to snapshot
+        return
+
     @app.timer(interval=settings.snapshot_interval_s, on_leader=True)
     async def snapshot_campaigns() -> None:
         try:
