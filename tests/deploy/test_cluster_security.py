@@ -23,10 +23,12 @@ from tests.deploy.test_deploy_files import (
     ROOT,
     by_kind,
     compose,
+    container_args,
     container_env,
     dockerfile_lines,
     env_names_read_by_the_code,
     named,
+    probed_port,
 )
 
 APP = "antirelou"
@@ -166,15 +168,9 @@ def test_the_sender_deployment_runs_the_send_role_with_its_probes(monkeypatch):
                  "ANTIRELOU_PARTITIONS", "ANTIRELOU_REPLICATION_FACTOR",
                  "ANTIRELOU_MIN_INSYNC_REPLICAS", "ANTIRELOU_PUBLIC_URL"):
         assert env[name] == worker_env[name], name
-    for name, value in env.items():
-        if isinstance(value, str):
-            monkeypatch.setenv(name, value)
-    args = build_parser().parse_args(container["args"])
+    args = container_args(container, monkeypatch)
     assert args.role == "send" and args.partitions == 12
-    (port,) = container["ports"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
-    assert port["containerPort"] == args.web_port == 6066
+    assert probed_port(container)["containerPort"] == args.web_port == 6066
 
 
 # ------------------------------------------------------------------ NetworkPolicies

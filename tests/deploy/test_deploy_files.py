@@ -195,6 +195,22 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
     assert build_parser().parse_args(container["args"]).role == "decide"
 
 
+def container_args(container: dict, monkeypatch) -> object:
+    """What ``antirelou`` makes of a container's arguments in its environment."""
+    for e in container["env"]:
+        if "value" in e:
+            monkeypatch.setenv(e["name"], e["value"])
+    return build_parser().parse_args(container["args"])
+
+
+def probed_port(container: dict) -> dict:
+    """The container's one port, which its three probes ask for /health."""
+    (port,) = container["ports"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    return port
+
+
 def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
     web, workers = named("Deployment", "antirelou-webhook"), named("StatefulSet", "antirelou-worker")
     service, secret = named("Service", "antirelou-webhook"), named("Secret", "antirelou-secrets")
@@ -212,15 +228,10 @@ def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
                  "ANTIRELOU_PUBLIC_URL", "ANTIRELOU_PARTITIONS", "ANTIRELOU_REPLICATION_FACTOR",
                  "ANTIRELOU_MIN_INSYNC_REPLICAS", "MESSAGEBIRD_SIGNING_KEY"):
         assert env[name] == worker_env[name], name
-    for name, value in env.items():
-        if isinstance(value, str):
-            monkeypatch.setenv(name, value)
-    args = build_parser().parse_args(container["args"])
+    args = container_args(container, monkeypatch)
     assert args.role == "web" and args.partitions == 12
     # MessageBird's calls reach the web-only pods, through their probed port.
-    (port,) = container["ports"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    port = probed_port(container)
     assert service["spec"]["selector"] == web["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     assert port["containerPort"] == args.web_port == 6066
