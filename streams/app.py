@@ -160,7 +160,7 @@ def create_app(
     app = _new_app(settings)
     web_only, send_only = settings.role == "web", settings.role == "send"
     tables = (Tables(None, None, None) if web_only
-              else _tables(app, settings.partitions, send_only=send_only))
+              else build_tables(app, settings.partitions, send_only=send_only))
     rt = Runtime(
         app=app, settings=settings, deciders=deciders, gateway=gateway,  # type: ignore[arg-type]
         clock=clock, names=names, topics=_topics(app, names, settings.partitions),
@@ -291,7 +291,7 @@ def _topics(app: faust.App, names: dict[str, str], partitions: int) -> Topics:
     )
 
 
-def _tables(app: faust.App, partitions: int, send_only: bool = False) -> Tables:
+def build_tables(app: faust.App, partitions: int, send_only: bool = False) -> Tables:
     if send_only:  # the send stage's table only
         return Tables(None, _replies_table(app, partitions), None)
     return Tables(

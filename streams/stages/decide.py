@@ -17,8 +17,9 @@ from infra.privacy import PrivacyError
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SendReply, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
+from schemas.reasons import REPLY_TO_LOST, REPLY_TO_UNVERIFIED
 from streams.rules.approvals import hold_deferred, send_command
-from streams.rules.pipeline import outcome_note
+from streams.rules.pipeline import outcome_note, refund, tick
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -45,7 +46,7 @@ def register_decide(rt: Runtime) -> None:
         now = rt.now_ms()
         for campaign_id in rt.campaigns:
             await rt.topics.requests.send(key=campaign_id.encode(),
-                                          value=codec.encode(Tick(campaign_id=campaign_id, occurred_at=now)))
+                                          value=codec.encode(tick(campaign_id, now)))
 
     @rt.app.agent(rt.topics.requests)
     async def decide_replies(stream: faust.StreamT) -> None:
@@ -79,10 +80,12 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
             notes.append((note.sender.encode(), codec.encode(note)))
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
-            if send is not None:
-                send = for_approved(rt, send)
             if send is None:
-                await reply_to_lost(rt, decision)
+                await reply_to_lost(rt, decision, REPLY_TO_LOST)
+                continue
+            send = for_approved(rt, send)
+            if send is None:
+                await reply_to_lost(rt, decision, REPLY_TO_UNVERIFIED)
                 continue
             sends.append((decision.campaign_id.encode(), codec.encode(send)))
     # Each topic's records in the order of the decisions (a campaign's sends in one
@@ -104,19 +107,20 @@ def for_approved(rt: Runtime, send: SendReply) -> SendReply | None:
         return None
 
 
-async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
-    """A charged reply whose reply-to is gone (a released one whose table entry was lost)
-    or does not open in its record cannot be sent: it fails, journaled, and is refunded like
-    any reply not sent."""
-    log.error("approved reply %s has no reply-to any more: not sent, refunded",
-              decision.message_id)
+async def reply_to_lost(rt: Runtime, decision: ReplyApproved, reason: str) -> None:
+    """A charged reply whose reply-to is gone (``REPLY_TO_LOST``: a released one whose
+    table entry was lost) or does not open in its record (``REPLY_TO_UNVERIFIED``) cannot be
+    sent: it fails, journaled, and is refunded like any reply not sent."""
+    log.error("approved reply %s has no usable reply-to (%s): not sent, refunded",
+              decision.message_id, reason)
+    error = ("reply_to_lost: the sealed number is gone" if reason == REPLY_TO_LOST
+             else "reply_to_unverified: the sealed number is not this request's")
     now = rt.now_ms()
-    await rt.record([ReplyFailed(message_id=decision.message_id, campaign_id=decision.campaign_id,
-                                 sender=decision.sender, error="reply_to_lost: the sealed number is gone",
-                                 retryable=False, occurred_at=now, attempts=0)],
-                    acked=True)
-    await rt.settle(SettleReply(message_id=decision.message_id, campaign_id=decision.campaign_id,
-                                sender=decision.sender, outcome="failed", price_micros=None, occurred_at=now))
+    await rt.record([ReplyFailed(
+        message_id=decision.message_id, campaign_id=decision.campaign_id, sender=decision.sender,
+        error=error, retryable=False, occurred_at=now, attempts=0, reason=reason,
+    )], acked=True)
+    await rt.settle(refund(decision, now))
 
 
 def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]

@@ -25,7 +25,9 @@ from schemas import codec
 from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
+from schemas.reasons import CRASH_DURING_SEND, REPLY_TO_UNVERIFIED
 from streams.rules import sendstate
+from streams.rules.pipeline import refund
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
 
@@ -173,21 +175,8 @@ class ReplySender:
                 table.put(mid, where, event.message.partition)
             step = sendstate.next_step(where, mid in self.in_flight)
             if step == sendstate.SEND and not self.approved(command):
-                # Not sealed by the decide stage for this approval (a request's token
-                # copied here, a forged record): nothing is sent, and the campaign is asked
-                # to refund it, which it does only if it approved this message id.
-                log.warning("reply %s: its reply-to is not sealed for this approved request; "
-                            "not sent, failed", mid)
-                table.put(mid, sendstate.FAILED, event.message.partition)
-                self.recent.put(mid, sendstate.FAILED)
+                self.refuse_unverified(command, event.message.partition, noted, settles)
                 refused.append((mid, event.message.partition))
-                at = rt.now_ms()
-                noted.append(ReplyFailed(message_id=mid, campaign_id=command.campaign_id,
-                                         sender=command.sender, error=UNVERIFIED,
-                                         retryable=False, occurred_at=at, attempts=0))
-                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                           sender=command.sender, outcome="failed",
-                                           price_micros=None, occurred_at=at))
                 continue
             mark = sendstate.MARK_OF_STEP[step]
             if mark is not None:
@@ -203,12 +192,10 @@ class ReplySender:
                 log.warning("reply %s: a send was under way when the worker stopped; "
                             "marked uncertain, not sent again", mid)
                 noted.append(ReplyUncertain(message_id=mid, campaign_id=command.campaign_id,
-                                            sender=command.sender, reason="crash_during_send",
+                                            sender=command.sender, reason=CRASH_DURING_SEND,
                                             occurred_at=rt.now_ms()))
             elif step == sendstate.SETTLE_AGAIN:
-                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                           sender=command.sender, outcome="failed", price_micros=None,
-                                           occurred_at=rt.now_ms()))
+                settles.append(refund(command, rt.now_ms()))
             else:
                 log.info("reply %s already %s; not sent again", mid, where)
         try:
@@ -225,10 +212,9 @@ class ReplySender:
                 except Exception:
                     # No call was made: the marks go, and the batch fetched again sends
                     # these replies (instead of finding "attempting": uncertain, unsent).
-                    for c in fresh:
-                        table.remove(c.message_id, event_of[c.message_id].message.partition)
-                        self.recent.forget(c.message_id)
-                    for mid, partition in refused:  # their ReplyFailed was not stored either
+                    # (And the refused ones': their ReplyFailed was not stored either.)
+                    for mid, partition in [*((c.message_id, event_of[c.message_id].message
+                                              .partition) for c in fresh), *refused]:
                         table.remove(mid, partition)
                         self.recent.forget(mid)
                     raise
@@ -243,6 +229,23 @@ class ReplySender:
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:  # e.g. the broker went away: the agent stops, the batch is redelivered
             raise errors[0]
+
+    def refuse_unverified(self, command: SendReply, partition: int, noted: list[Any],
+                          settles: list[SettleReply]) -> None:
+        """A SendReply whose reply-to the decide stage did not seal for this approval (a
+        request's token copied here, a forged record): nothing is sent; it is marked and
+        journaled failed, and the campaign asked to refund it (which it does only if it
+        approved this message id)."""
+        mid = command.message_id
+        log.warning("reply %s: its reply-to is not sealed for this approved request; not "
+                    "sent, failed", mid)
+        self.replies_by_message.put(mid, sendstate.FAILED, partition)
+        self.recent.put(mid, sendstate.FAILED)
+        at = self.rt.now_ms()
+        noted.append(ReplyFailed(message_id=mid, campaign_id=command.campaign_id,
+                                 sender=command.sender, error=UNVERIFIED, retryable=False,
+                                 occurred_at=at, attempts=0, reason=REPLY_TO_UNVERIFIED))
+        settles.append(refund(command, at))
 
     def approved(self, command: SendReply) -> bool:
         """Whether the command's reply-to is the one the decide stage sealed for this very
@@ -304,12 +307,10 @@ class ReplySender:
             await self.journal.write([ReplyFailed(
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=rt.now_ms(),
-                attempts=outcome.attempts)])
-            await rt.settle(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                        sender=command.sender, outcome="failed", price_micros=None,
-                                        occurred_at=rt.now_ms()))
+                attempts=outcome.attempts, reason=outcome.reason)])
+            await rt.settle(refund(command, rt.now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)
             await self.journal.write([ReplyUncertain(
-                **common, reason=outcome.reason or "unknown", occurred_at=rt.now_ms())])
+                **common, reason=outcome.reason, occurred_at=rt.now_ms())])

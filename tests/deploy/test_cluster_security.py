@@ -382,7 +382,7 @@ def test_the_acls_give_each_role_what_its_code_needs_and_no_more():
 
 def test_the_topics_exist_before_any_process_with_the_layout_the_workers_would_make():
     from infra.keycheck import KEYCHECK_CONFIG, keycheck_topic
-    from streams.cli.run import topic_configs, topic_layout
+    from streams.cli.deployment import topic_configs, topic_layout
     from streams.settings import topic_names
 
     env = container_env(named("StatefulSet", "antirelou-worker"))
