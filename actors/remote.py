@@ -31,6 +31,16 @@ Where a shard recovers from is a port (``JournalSource``: the journal's events, 
 snapshot of each campaign), given by the composition root (``infra.journal.KafkaJournal``):
 actors/ imports nothing from infra/ or streams/.
 
+Operator commands are checked where they take effect: ``control`` takes the records of the
+control topic as they are (bytes) and the shard itself verifies each one with the
+``ControlAuthority`` it was created with (``infra.operators.OperatorAuthority``: the
+operators' public keys, the app id, the freshness window, by the shard's own clock), so a
+caller of the named actor cannot credit a budget or change a policy with an unsigned or
+forged command. A refused one comes back as ``ControlRefused`` (the worker journals it). A
+shard created without an authority refuses every command. This guards the actor's methods;
+whoever can run code in the Ray cluster (Ray's token, README "Security") can do anything
+there, which is why the cluster is closed.
+
 Call ``ray.init`` (local or ``address=...``) before building the facade.
 """
 
@@ -54,8 +64,17 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from actors.campaign import CampaignState, ControlOutcome
 from actors.shard import CampaignShard, is_campaign_event
 from actors.snapshot import SnapshotOutdated, decode_snapshot, encode_snapshot
+from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    RequestReply,
+    SettleReply,
+    SignedControl,
+    Tick,
+)
+from schemas.events import ControlRefused
 
 log = logging.getLogger("antirelou.shards")
 
@@ -132,17 +151,33 @@ class JournalSource(Protocol):
         ...
 
 
+class ControlAuthority(Protocol):
+    """Who may command the campaigns. Picklable: Ray hands it to each actor."""
+
+    def check(self, value: bytes, now_ms: int) -> Any:
+        """The command (ChangePolicy or CreditBudget) a control record carries if it may be
+        applied at ``now_ms``, else why not: an object with ``reason``, ``operator``,
+        ``command_id`` and ``campaign_id``."""
+        ...
+
+
+NO_AUTHORITY = "this campaign shard was given no operator keys: it applies no command"
+
+
 class JournalShard(CampaignShard):
     """A CampaignShard that starts from its campaigns' latest snapshots plus the journal
-    after them (the actor class behind the facade)."""
+    after them, and applies only the operator commands its authority lets through (the
+    actor class behind the facade)."""
 
     def __init__(self, campaigns: Sequence[Campaign], source: JournalSource, journal_topic: str,
-                 snapshot_topic: str, layout: dict[str, Any] | None = None) -> None:
+                 snapshot_topic: str, layout: dict[str, Any] | None = None,
+                 authority: ControlAuthority | None = None, clock: Any = time.time) -> None:
         super().__init__(campaigns)
         self._layout = layout
         self._digest = layout_digest(layout) if layout is not None else None
         self._source, self._journal_topic, self._snapshot_topic = (
             source, journal_topic, snapshot_topic)
+        self._authority, self._clock = authority, clock
         self._load()
         self.rebuilt = 0  # recoveries after the start, to catch up with the journal
         self._first_call = True
@@ -237,12 +272,27 @@ class JournalShard(CampaignShard):
 
     def control(self, batch: list[Any], known: dict[str, int] | None = None,
                 digest: str | None = None) -> list[Any]:
-        # Operator commands need no memory of their answers: each gives one event, the
-        # same one when asked again (by its command id).
+        """Apply the control records of ``batch`` (the topic's bytes) that the shard's
+        authority lets through; a ControlRefused for each other one. Operator commands need
+        no memory of their answers: each gives one event, the same one when asked again (by
+        its command id)."""
         self._check(digest)
         self.catch_up(known)
         self._confirm(known)
-        return super().control(batch)
+        now = int(self._clock() * 1000)
+        out: list[Any] = []
+        for value in batch:
+            checked = (self._authority.check(value, now) if self._authority is not None
+                       else None)
+            if isinstance(checked, ChangePolicy | CreditBudget):
+                out += super().control([checked])
+                continue
+            out.append(ControlRefused(
+                command_id=getattr(checked, "command_id", ""),
+                campaign_id=getattr(checked, "campaign_id", ""),
+                operator=getattr(checked, "operator", ""),
+                reason=getattr(checked, "reason", NO_AUTHORITY), occurred_at=now))
+        return out
 
     def _confirm(self, known: dict[str, int] | None) -> None:
         """The journal holds these seqs (a worker journaled them): their answers are
@@ -355,6 +405,7 @@ class CampaignShards:
         resource: str | None = None,
         spread: bool = False,
         memory_mb: int | None = None,
+        authority: ControlAuthority | None = None,
     ) -> None:
         self.n_shards = max(1, min(n_shards, len(campaigns)))
         self._by_shard: dict[int, list[Campaign]] = defaultdict(list)
@@ -362,7 +413,7 @@ class CampaignShards:
             self._by_shard[shard_of(c.id, self.n_shards)].append(c)
         self.layout = layout_of(campaigns, self.n_shards)
         self.digest = layout_digest(self.layout)
-        self._args = (journal, journal_topic, snapshot_topic, self.layout)
+        self._args = (journal, journal_topic, snapshot_topic, self.layout, authority)
         self._namespace = namespace
         placement: dict[str, Any] = {}
         if resource:
@@ -501,8 +552,16 @@ class CampaignShards:
         """One actor call per shard touched by the batch; decisions in batch order per shard."""
         return await self._scatter("decide", batch)
 
-    async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
-        return await self._scatter("control", batch)
+    async def control(self, batch: list[bytes]) -> list[ControlOutcome | ControlRefused]:
+        """Hand control records (unverified bytes) to the shard of the campaign they name;
+        the shard checks them (a record that names none goes to the first, which refuses it)."""
+        groups: dict[int, list[bytes]] = defaultdict(list)
+        for value in batch:
+            groups[shard_of(claimed_campaign(value), self.n_shards)].append(value)
+        results = await asyncio.gather(*(self._call(i, "control", values, self._known(i),
+                                                    self.digest)
+                                         for i, values in groups.items()))
+        return [event for events in results for event in events]
 
     async def status(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -528,3 +587,15 @@ class CampaignShards:
     def info_now(self) -> list[dict[str, Any]]:
         """Blocking ``info`` for start-up, outside any event loop."""
         return list(ray.get([actor.info.remote() for actor in self._actors]))
+
+
+def claimed_campaign(value: bytes) -> str:
+    """The campaign a control record says it is for, unverified (for routing only)."""
+    try:
+        message = codec.decode(value)
+        if isinstance(message, SignedControl) and isinstance(message.command, str):
+            message = codec.decode(message.command.encode())
+    except (codec.CodecError, ValueError, TypeError):
+        return ""
+    campaign_id = getattr(message, "campaign_id", "")
+    return campaign_id if isinstance(campaign_id, str) else ""

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from infra.kafka_auth import client_options
 from schemas import codec
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-        request_timeout_ms=15_000,
+        request_timeout_ms=15_000, **client_options(),  # this process's Kafka user
     )
     try:
         await consumer.start()

@@ -112,6 +112,8 @@ async def _connect_admin(bootstrap_servers: str, deadline: float, request_timeou
     """Start an AIOKafkaAdminClient, retrying connection errors until ``deadline``."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from infra.kafka_auth import client_options
+
     last_error: BaseException | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -120,7 +122,7 @@ async def _connect_admin(bootstrap_servers: str, deadline: float, request_timeou
         admin = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             request_timeout_ms=max(100, int(min(request_timeout, remaining) * 1000)),
-            client_id="antirelou-infra",
+            client_id="antirelou-infra", **client_options(),
         )
         try:
             await asyncio.wait_for(admin.start(), timeout=remaining)

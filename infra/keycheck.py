@@ -29,6 +29,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from infra.journal import iter_records
+from infra.kafka_auth import client_options
 
 KEYCHECK_CONFIG = {"cleanup.policy": "compact"}
 
@@ -105,7 +106,7 @@ async def check_key(kafka: str, topic: str, secret: bytes) -> str:
     mine = key_check_value(secret)
     published = await _first_published(kafka, topic)
     if published is None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", **client_options())
         await producer.start()
         try:
             await producer.send_and_wait(topic, mine.encode(), key=mine.encode())

@@ -17,7 +17,9 @@ does not let anyone sign. The app id in the signed bytes keeps a command of one 
 from being replayed on another; the command's time (checked within ``MAX_SKEW_MS``) and the
 campaign's memory of command ids keep it from being applied twice.
 
-``authorize`` is what the worker's ``apply_controls`` runs before a command reaches a shard.
+``authorize`` is what a campaign shard runs on each control record before it applies it
+(``OperatorAuthority``, which the worker hands to the shards it creates: the check runs
+where the command takes effect, not in the worker that forwards it; actors/remote.py).
 
 Errors::
 
@@ -214,6 +216,22 @@ def authorize(value: bytes, operators: Mapping[str, Operator], app_id: str, now_
         return Refusal("stale: signed more than 10 minutes from now (a replay, or a clock "
                        "off)", *ids)
     return command
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAuthority:
+    """``authorize`` with what a shard needs for it: the declared operators (public keys
+    only), the app id and insecure development mode (unsigned commands accepted when no
+    operator is declared). Picklable: Ray hands it to each campaign shard
+    (``actors.remote.ControlAuthority``)."""
+
+    operators: Mapping[str, Operator]
+    app_id: str
+    allow_unsigned: bool = False
+
+    def check(self, value: bytes, now_ms: int) -> ControlCommand | Refusal:
+        return authorize(value, self.operators, self.app_id, now_ms,
+                         allow_unsigned=self.allow_unsigned)
 
 
 def _well_formed(command: ControlCommand) -> bool:

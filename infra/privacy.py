@@ -9,6 +9,14 @@
   pseudonym are its associated data): copied into another record it does not open.
   Tokens sealed before the binding (no ``v2.`` prefix) still open, with the old constant
   associated data, so replies under way at an upgrade are not lost.
+- ``Privacy.reseal_for_reply(token, campaign_id=, sender=, message_id=)`` /
+  ``open_reply(...)``: the decide stage turns an approved request's token into a reply
+  token (``v3.``), bound to the approved request's message id too and to its own purpose;
+  the send stage opens only those. A token copied from ``sms-received`` or
+  ``reply-requests`` into a ``SendReply`` does not open there, so a record written to
+  ``sms-outbound`` by anyone without the deployment's secret buys no SMS that no campaign
+  approved; one copied from another ``SendReply`` opens for that message id only, which the
+  send stage answers at most once.
 
 Both keys are derived from one deployment secret (``ANTIRELOU_SECRET``).
 
@@ -112,6 +120,26 @@ class Privacy:
             token, associated = token[len(_BOUND):], _bound(campaign_id, sender)
         else:  # sealed before tokens were bound to their record
             associated = b"reply_to"
+        return self._decrypt(token, associated)
+
+    def reseal_for_reply(self, token: str, *, campaign_id: str, sender: str,
+                         message_id: str) -> str:
+        """The reply token of an approved request whose request token is ``token``
+        (PrivacyError if that does not open in this record)."""
+        number = self.open(token, campaign_id=campaign_id, sender=sender)
+        nonce = _NONCES.take()
+        sealed = self._aead.encrypt(nonce, number.encode(),
+                                    _reply_bound(campaign_id, sender, message_id))
+        return _REPLY + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open_reply(self, token: str, *, campaign_id: str, sender: str, message_id: str) -> str:
+        """The number of a reply token (``reseal_for_reply``), only in the SendReply of the
+        request it was approved for; a request token does not open here."""
+        if not token.startswith(_REPLY):
+            raise PrivacyError("not a reply token: only an approved request's opens here")
+        return self._decrypt(token[len(_REPLY):], _reply_bound(campaign_id, sender, message_id))
+
+    def _decrypt(self, token: str, associated: bytes) -> str:
         try:
             raw = base64.urlsafe_b64decode(token.encode())
             return self._aead.decrypt(raw[:12], raw[12:], associated).decode()
@@ -121,7 +149,14 @@ class Privacy:
 
 
 _BOUND = "v2."
+_REPLY = "v3."
 
 
 def _bound(campaign_id: str, sender: str) -> bytes:
     return b"reply_to\0" + campaign_id.encode() + b"\0" + sender.encode()
+
+
+def _reply_bound(campaign_id: str, sender: str, message_id: str) -> bytes:
+    # Its own purpose ("approved"): no request token's associated data is ever this.
+    return (b"approved\0" + campaign_id.encode() + b"\0" + sender.encode() + b"\0"
+            + message_id.encode())

@@ -76,7 +76,11 @@ EDGE_REASONS: Final = (UNKNOWN_RECIPIENT, UNKNOWN_CHANNEL)
 PROVIDER_REJECTED: Final = "provider_rejected"  # a 4xx or an error answer: at once
 PROVIDER_UNAVAILABLE: Final = "provider_unavailable"  # 429, 503, unreachable: every attempt
 REPLY_TO_LOST: Final = "reply_to_lost"  # the sealed number is gone: nothing to send to
-FAILURE_REASONS: Final = (PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, REPLY_TO_LOST)
+# The sealed number does not open as this approved request's (copied from another record,
+# forged): nothing is sent for it (issue 31).
+REPLY_TO_UNVERIFIED: Final = "reply_to_unverified"
+FAILURE_REASONS: Final = (PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, REPLY_TO_LOST,
+                          REPLY_TO_UNVERIFIED)
 
 # Uncertain sends: the reply may have gone out; never sent again, never refunded
 TIMEOUT: Final = "timeout"  # no answer after the request left

@@ -2,8 +2,13 @@
 
 Nothing is built at import time: ``streams.cli`` (``antirelou worker`` / ``antirelou up``)
 loads the settings, starts Ray and the campaign shards, then calls ``create_app`` and runs
-a Faust worker on it. ``antirelou worker --role web`` (``Settings.role``) builds the web
-views alone, in Faust's producer-only mode: no Ray, no stage, no consumer group.
+a Faust worker on it. ``Settings.role`` (``antirelou worker --role``) says which part:
+
+- ``all``: everything below (``up``, one machine);
+- ``web``: the web views alone, in Faust's producer-only mode: no Ray, no stage, no group;
+- ``decide``: every stage but the send (and the views): a Ray node, no provider key;
+- ``send``: the send stage alone, in a consumer group of its own (``<app id>-send``): the
+  provider keys, no Ray. With ``decide``, no process that holds the keys runs Ray tasks.
 
 Data flow (topic names are prefixed with the app id)::
 
@@ -50,10 +55,10 @@ from streams.stages.decide import register_decide
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
-from streams.stages.views import register_views
+from streams.stages.views import register_status_views, register_views
 from streams.stages.watchdog import register_watchdog
 
-ROLES = ("all", "web")  # Settings.role
+ROLES = ("all", "web", "decide", "send")  # Settings.role
 
 __all__ = [
     "ACK_TIMEOUT_S", "ROLES", "STATUS_PATH", "WEBHOOK_PATH", "Deciders", "Settings",
@@ -153,17 +158,22 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> faust.App:
     """The app of ``settings.role``: "all", every stage and the web views; "web", the
-    webhooks and /health only (``deciders`` and ``gateway`` unused, may be None)."""
+    webhooks and /health only (``deciders`` and ``gateway`` unused, may be None);
+    "decide", all but the send stage (``gateway`` unused); "send", the send stage and
+    /health (``deciders`` unused)."""
     if settings.role not in ROLES:
         raise ValueError(f"unknown role {settings.role!r}: one of {', '.join(ROLES)}")
-    _check_signing(settings)
+    if settings.role != "send":  # the send role serves no webhook
+        _check_signing(settings)
     names = topic_names(settings.app_id)
     app = _new_app(settings)
-    web_only = settings.role == "web"
+    web_only, send_only = settings.role == "web", settings.role == "send"
+    tables = (Tables(None, None, None) if web_only
+              else build_tables(app, settings.partitions, send_only=send_only))
     rt = Runtime(
         app=app, settings=settings, deciders=deciders, gateway=gateway,  # type: ignore[arg-type]
         clock=clock, names=names, topics=_topics(app, names, settings.partitions),
-        tables=Tables(None, None, None) if web_only else build_tables(app, settings.partitions),
+        tables=tables,
         privacy=Privacy(settings.secret),
         verifier=SignatureVerifier(settings.signing_key) if settings.signing_key else None,
         campaigns={c.id: c for c in settings.campaigns},
@@ -174,12 +184,16 @@ def create_app(
         _web_only(rt)
         return app
     app.antirelou_faults = rt.fault_figures  # /metrics (streams.console.ops)
+    if send_only:
+        _send_only(rt)
+        return app
     # The stages, in the order of the data flow.
     register_control(rt)  # follow_policies first: screening waits for the live policies
     register_order_guards(rt)
     register_screening(rt)
     register_decide(rt)
-    register_send(rt)
+    if settings.role == "all":  # "decide": the send stage runs apart (role "send")
+        register_send(rt)
     register_watchdog(rt)
     register_broker_recovery(rt)  # under `up`: what its broker lost when it died
     register_views(rt)
@@ -203,6 +217,24 @@ def _web_only(rt: Runtime) -> None:
     bound_http_connections(rt.app, rt.settings.http_idle_timeout_s)
 
 
+def _send_only(rt: Runtime) -> None:
+    """The send stage of a process that holds the provider keys and is no Ray node: it
+    takes the SendReply records of sms-outbound in a consumer group of its own (Faust's app
+    id ``<app id>-send``: its table, replies_by_message, and its rebalances apart from the
+    deciding workers'), journals the outcomes and settles failed replies through
+    reply-requests. /health only; no webhook, no stage of the deciding workers."""
+    register_send(rt)
+    register_watchdog(rt)
+    register_status_views(rt)
+    bound_http_connections(rt.app, rt.settings.http_idle_timeout_s)
+
+
+def faust_app_id(settings: Settings) -> str:
+    """Faust's app id, its consumer group and its tables' prefix: the deployment's app id,
+    but for the send role's group of its own."""
+    return f"{settings.app_id}-send" if settings.role == "send" else settings.app_id
+
+
 def _check_signing(settings: Settings) -> None:
     """Webhooks are signed, unless in insecure development mode (ValueError)."""
     if settings.bird_channels and settings.bird_signing_key is None \
@@ -220,9 +252,13 @@ def _check_signing(settings: Settings) -> None:
 
 
 def _new_app(settings: Settings) -> faust.App:
+    from infra.kafka_auth import KafkaAuth
+
     return faust.App(
-        settings.app_id,
+        faust_app_id(settings),
         broker=f"kafka://{settings.kafka}",
+        # TLS and SASL/SCRAM as this process's role connects (infra/kafka_auth.py).
+        broker_credentials=KafkaAuth.from_env().faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
         web_host=settings.web_host,
@@ -265,7 +301,9 @@ def _topics(app: faust.App, names: dict[str, str], partitions: int) -> Topics:
     )
 
 
-def build_tables(app: faust.App, partitions: int) -> Tables:
+def build_tables(app: faust.App, partitions: int, send_only: bool = False) -> Tables:
+    if send_only:  # the send stage's table only
+        return Tables(None, _replies_table(app, partitions), None)
     return Tables(
         # The sender pseudonym -> his SenderState as orjson bytes, in the partition of the
         # sender's texts (sms-received is keyed by the pseudonym). Bytes, not the dict: about
@@ -275,12 +313,7 @@ def build_tables(app: faust.App, partitions: int) -> Tables:
             app, name="senders_by_pseudonym", default=None, beacon=app.tables.beacon,
             partitions=partitions, key_type=str, value_serializer="raw",
         )),
-        # Inbound message ids whose reply was handed to the gateway. Written in the partition
-        # of sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
-        replies_by_message=app.tables.add(TextPartitionedTable(
-            app, name="replies_by_message", default=None, beacon=app.tables.beacon,
-            partitions=partitions, key_type=str,
-        )),
+        replies_by_message=_replies_table(app, partitions),
         # The sealed reply-to of each deferred request, by message id, from ReplyDeferred
         # until its release or expiry (streams.rules.approvals), never journaled; written to
         # the changelog partition of its campaign's requests (reply-requests is keyed by
@@ -293,3 +326,12 @@ def build_tables(app: faust.App, partitions: int) -> Tables:
             partitions=partitions, key_type=str, use_partitioner=True,
         )),
     )
+
+
+def _replies_table(app: faust.App, partitions: int) -> Any:
+    # Inbound message ids whose reply was handed to the gateway. Written in the partition
+    # of sms-outbound (keyed by campaign), where every copy of one SendReply arrives.
+    return app.tables.add(TextPartitionedTable(
+        app, name="replies_by_message", default=None, beacon=app.tables.beacon,
+        partitions=partitions, key_type=str,
+    ))

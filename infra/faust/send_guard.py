@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
 
@@ -104,7 +105,7 @@ class JournalIndex:
     async def _read(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None,
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None, **client_options(),
                                     enable_auto_commit=False, request_timeout_ms=10_000)
         await consumer.start()
         try:

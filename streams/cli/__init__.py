@@ -38,6 +38,7 @@ import sys
 
 from infra.broker import BrokerError
 from infra.config import ConfigError
+from infra.kafka_auth import KafkaAuthError
 from streams.cli import audit, inspect, operate, run
 from streams.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, Help, Unreachable, ucs2_warning
 from streams.cli.deployment import min_insync_for, topic_configs, topic_layout
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)  # errors are said in one line
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
+    except (ConfigError, KafkaAuthError) as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokerError as exc:  # e.g. the state folder's broker belongs to a running `up`

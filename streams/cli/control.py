@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from actors.shard import CampaignShard, is_campaign_event
 from infra.journal import read_journal_async
+from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.commands import ChangePolicy, ControlCommand, CreditBudget
@@ -38,8 +39,9 @@ async def submit(kafka: str, names: dict[str, str], command: ControlCommand,
                  timeout: float = 15.0, wire: bytes | None = None) -> Any | None:
     """Send the command (as ``wire``, its signed form, when given); return the answer from
     the journal (the campaign's, or the worker's ``ControlRefused``), or None on timeout."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False,
+                                **client_options())
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", **client_options())
     try:
         await consumer.start()
         await producer.start()
@@ -76,7 +78,8 @@ async def published(kafka: str, names: dict[str, str], event: Any, timeout: floa
     screening follows (a gap before it is repaired from the journal there): what "in
     force" means. Waits up to ``timeout`` for it (a worker that repairs a lost one publishes
     it again)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, enable_auto_commit=False,
+                                **client_options())
     await consumer.start()
     try:
         tp = TopicPartition(names["policies"], 0)

@@ -113,11 +113,16 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
     state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = env("MESSAGEBIRD_SIGNING_KEY")
     bird_signing_key = env("BIRD_SIGNING_KEY")
-    if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
+    sends_only = getattr(args, "role", "all") == "send"
+    if sends_only:
+        # No webhook here: the signing keys stay with the processes that check signatures.
+        signing_key = bird_signing_key = None
+    elif signing_key is None and providers.uses_messagebird and not args.insecure_dev:
         print("antirelou: no webhook signing key. Set MESSAGEBIRD_SIGNING_KEY, or pass "
               "--insecure-dev to accept unsigned webhooks while developing.", file=sys.stderr)
         return None
-    if bird_signing_key is None and providers.uses_bird and not args.insecure_dev:
+    if bird_signing_key is None and providers.uses_bird and not args.insecure_dev \
+            and not sends_only:
         print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
               "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return None
@@ -154,12 +159,16 @@ def start_shards(args: argparse.Namespace, d: Deployment, kafka: str,
                   names: dict[str, str]) -> Any:
     from actors.remote import CampaignShards
     from infra.journal import KafkaJournal
+    from infra.operators import OperatorAuthority
 
     shards = CampaignShards(d.campaigns, journal=KafkaJournal(kafka),
                             journal_topic=names["journal"],
                             snapshot_topic=names["snapshots"], n_shards=args.shards,
                             namespace=args.app_id, resource=args.shard_resource,
-                            spread=args.shard_spread, memory_mb=args.shard_memory_mb)
+                            spread=args.shard_spread, memory_mb=args.shard_memory_mb,
+                            # The shards check operator commands themselves (public keys).
+                            authority=OperatorAuthority(d.operators, args.app_id,
+                                                        allow_unsigned=args.insecure_dev))
     # Synchronous on purpose: an event loop run here, before Faust's, would be the one
     # Ray's awaitable refs bind to, and the agents' awaits could then hang.
     infos = shards.info_now()
@@ -256,14 +265,18 @@ def announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
     classic = classic_warning(providers, dt.datetime.now(dt.UTC).date())
     if classic:
         print(f"antirelou: WARNING {classic}", flush=True)
-    dry = sorted(c.id for c in d.campaigns
-                 if isinstance(gateway.for_campaign(c.id), DryRunGateway))
+    dry = sorted(c.id for c in d.campaigns if gateway is not None
+                 and isinstance(gateway.for_campaign(c.id), DryRunGateway))
+    if gateway is None:
+        print("antirelou: --role decide: no reply is sent from here (the send role sends "
+              "them)", flush=True)
     if dry:
         keys = {"messagebird": "MESSAGEBIRD_ACCESS_KEY", "bird": "BIRD_ACCESS_KEY"}
         missing = sorted({keys[providers.by_campaign[cid]] for cid in dry})
         print(f"antirelou: *** DRY RUN for {', '.join(dry)}: {' / '.join(missing)} not "
               "set; replies are journaled but NO SMS IS SENT ***", flush=True)
-    if d.signing_key is None and providers.uses_messagebird:
+    if d.signing_key is None and providers.uses_messagebird \
+            and getattr(args, "role", "all") != "send":
         print("antirelou: *** INSECURE DEV MODE: webhooks are accepted unsigned ***",
               flush=True)
     if d.bird_signing_key is None and providers.uses_bird:

@@ -57,11 +57,13 @@ def add_up_parsers(sub: Any) -> None:
         _add_web_options(p)
         _add_worker_options(p)
         if name == "worker":
-            p.add_argument("--role", choices=("all", "web"),
+            p.add_argument("--role", choices=("all", "web", "decide", "send"),
                            default=env("ANTIRELOU_ROLE", "all"),
                            help="all: the webhooks and every stage; web: the webhooks and "
                            "/health only (no Ray, no stage partitions), beside full workers "
-                           "that screen what it stores [ANTIRELOU_ROLE]")
+                           "that screen what it stores; decide: every stage but the send "
+                           "(a Ray node, no provider key); send: the send stage only (the "
+                           "provider keys, no Ray) [ANTIRELOU_ROLE]")
 
 
 def add_fake_parser(sub: Any) -> None:
@@ -226,8 +228,18 @@ def supervised_broker(state_dir: Path, port: int):
 
 def serve(args: argparse.Namespace, embedded: bool) -> int:
     """``up`` (``embedded``: starts the broker unless --kafka) and ``worker``."""
-    if getattr(args, "role", "all") == "web":
+    from infra.kafka_auth import KafkaAuth
+
+    KafkaAuth.from_env()  # how this process reaches Kafka: said in one line if it does not fit
+    role = getattr(args, "role", "all")
+    if role == "web":
         return serve_web(args)
+    refusal, warning = ray_exposure(role, args.ray_address, os.environ)
+    if refusal:
+        print(f"antirelou: {refusal}", file=sys.stderr)
+        return 2
+    if warning:
+        log.warning("%s", warning)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust  # noqa: F401  (imported before Ray, as `up` always did)
     import ray
@@ -272,6 +284,51 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
 
         exit_now(code)
     return code
+
+
+PROVIDER_KEYS = ("MESSAGEBIRD_ACCESS_KEY", "BIRD_ACCESS_KEY")  # what sends SMS (and costs)
+
+
+def ray_exposure(role: str, ray_address: str | None, environ: Any) -> tuple[str | None, str | None]:
+    """(why this process must not start, a warning to log) about the Ray cluster it joins.
+
+    Joining a cluster (an address, not a local session) needs Ray's token authentication
+    (``RAY_AUTH_MODE=token`` and the cluster's token), or an explicit
+    ``RAY_AUTH_MODE=disabled``: anyone who reaches an open cluster runs code on every node
+    of it. A process that joins Ray (roles ``all`` and ``decide``) is such a node: the
+    ``decide`` role refuses the provider keys (the ``send`` role holds them, no Ray), and
+    ``all`` on a cluster with them is warned."""
+    joins = role in ("all", "decide")
+    keys = [k for k in PROVIDER_KEYS if (environ.get(k) or "").strip()]
+    if role == "decide" and keys:
+        return (f"worker --role decide is a node of the Ray cluster, where whoever runs a task "
+                f"could read {' and '.join(keys)}: unset it here, the send role (--role send, "
+                "no Ray) holds the provider keys"), None
+    remote = joins and ray_address not in (None, "", "local", "auto")
+    if not remote:
+        return None, None
+    mode = (environ.get("RAY_AUTH_MODE") or "").strip().lower()
+    if mode == "token":
+        if not ((environ.get("RAY_AUTH_TOKEN") or "").strip()
+                or (environ.get("RAY_AUTH_TOKEN_PATH") or "").strip()
+                or (Path.home() / ".ray" / "auth_token").is_file()):
+            return ("RAY_AUTH_MODE=token but no token: set RAY_AUTH_TOKEN (or "
+                    "RAY_AUTH_TOKEN_PATH) to the Ray cluster's token"), None
+    elif mode == "disabled":
+        pass  # asked for: said below
+    else:
+        return (f"joining the Ray cluster at {ray_address} needs token authentication: set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (the cluster's token), or "
+                "RAY_AUTH_MODE=disabled to join an open cluster knowingly"), None
+    notes = []
+    if mode == "disabled":
+        notes.append(f"the Ray cluster at {ray_address} is joined without authentication "
+                     "(RAY_AUTH_MODE=disabled): whoever reaches it runs code on its nodes")
+    if keys:
+        notes.append(f"this worker holds {' and '.join(keys)} and is a node of the Ray cluster "
+                     "at " + str(ray_address) + ": on a cluster run --role decide and --role "
+                     "send apart (README, Security)")
+    return None, "; ".join(notes) or None
 
 
 def serve_web(args: argparse.Namespace) -> int:
@@ -373,7 +430,8 @@ def freeze_what_was_loaded() -> int:
 
 
 def _serve_on(args: argparse.Namespace, d: Any, kafka: str, broker: Any) -> int:
-    """Topics, key check, Ray shards, the app; then the Faust worker until it stops."""
+    """Topics, key check, Ray shards (not for the send role), the gateway (not for the
+    decide role), the app; then the Faust worker until it stops."""
     import ray
 
     from infra.broker import wait_for_kafka
@@ -383,27 +441,37 @@ def _serve_on(args: argparse.Namespace, d: Any, kafka: str, broker: Any) -> int:
     from streams.app import create_app
     from streams.console.ops import register_ops
 
+    role = getattr(args, "role", "all")
     wait_for_kafka(kafka)
     names, replication = create_topics(args, kafka)
     if not key_matches(args, kafka, d.secret):
         return 2
-    ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
-    from actors.remote import ShardLayoutError
+    shards = None
+    if role != "send":  # the send role holds the provider keys: never a Ray node
+        ray.init(address=args.ray_address or "local", namespace=args.app_id,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+        from actors.remote import ShardLayoutError
 
-    try:
-        shards = start_shards(args, d, kafka, names)
-    except ShardLayoutError as exc:
-        print(f"antirelou: {exc}", file=sys.stderr, flush=True)
-        return 2
-    gateway = gateways_from_env(d.providers, gateway_from_env())
+        try:
+            shards = start_shards(args, d, kafka, names)
+        except ShardLayoutError as exc:
+            print(f"antirelou: {exc}", file=sys.stderr, flush=True)
+            return 2
+    gateway = (None if role == "decide"
+               else gateways_from_env(d.providers, gateway_from_env()))
     settings = settings_for(args, d, kafka, replication, broker)
+    settings.role = role
     app = create_app(settings, shards, gateway)
     persist_topology(app, broker, kafka)  # a broker killed now loses none of it
     admin_token = env("ANTIRELOU_ADMIN_TOKEN")
     register_ops(app, settings, admin_token=admin_token, insecure_dev=args.insecure_dev,
-                 follow_journal=not getattr(args, "no_dashboard", False))
-    announce_campaigns(args, d, shards)
+                 follow_journal=not getattr(args, "no_dashboard", False) and role != "send")
+    if shards is not None:
+        announce_campaigns(args, d, shards)
+    else:
+        print(f"antirelou: send-only process (--role send): the replies the deciding workers "
+              f"of app {args.app_id} approve, sent from here; no Ray, no other stage",
+              flush=True)
     announce_access(args, d, gateway, admin_token)
     code = _run_faust_worker(app, args, cleanup=broker.stop if broker else lambda: None)
     if broker is not None and broker.gave_up:

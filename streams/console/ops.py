@@ -37,6 +37,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.codec import CodecError
 from streams.console.metrics import PROJECTED_TYPES, TEXT_BUCKETS, Projection
@@ -406,7 +407,7 @@ FOLLOW_PAUSE_S = 0.2  # between its reads once caught up
 
 async def _follow(kafka: str, names: dict[str, str], projection: Projection,
                   ready: asyncio.Event, histograms: dict[str, Histogram]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None,
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, **client_options(),
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     try:

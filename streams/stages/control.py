@@ -1,6 +1,7 @@
 """The control stage, the worker's side of operator commands (``streams.cli.control`` is the
-operator's side: it writes them and waits for the answer). ``apply_controls`` checks each
-command on the control topic (``infra.operators``) and hands it to the campaign shards;
+operator's side: it writes them and waits for the answer). ``apply_controls`` hands each
+record of the control topic to the campaign shards, which check it where it takes effect
+(``infra.operators.OperatorAuthority``) and apply it or refuse it;
 each PolicyChanged goes to the policies topic, which ``follow_policies`` (a task on every
 worker) reads from the start into the live policies the screening uses."""
 
@@ -17,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.journal import end_offsets, iter_records
-from infra.operators import Refusal, authorize
+from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.events import ControlRefused, PolicyChanged
 from schemas.policy import PolicyChain
@@ -61,28 +62,21 @@ def register_control(rt: Runtime) -> None:
 
 
 async def apply_control(rt: Runtime, value: bytes) -> None:
-    """One operator command: checked (who signed it, what they may do, how fresh) before
-    any shard sees it, decided by its campaign's shard, journaled; a PolicyChanged is
-    published for every worker's screening."""
-    settings = rt.settings
-    now = rt.now_ms()
-    checked = authorize(value, settings.operators, settings.app_id, now,
-                        allow_unsigned=settings.allow_unsigned)
-    if isinstance(checked, Refusal):
-        log.warning("operator command %r refused: %s (operator %r, as claimed)",
-                    checked.command_id, checked.reason, checked.operator)
-        await rt.record([ControlRefused(
-            command_id=checked.command_id, campaign_id=checked.campaign_id,
-            operator=checked.operator, reason=checked.reason, occurred_at=now,
-        )], acked=True)
-        return
-    if not settings.operators:
-        log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
-                    checked.command_id)
-    outcomes = await rt.deciders.control([checked])
+    """One operator command, the record as it is: the campaign's shard checks who signed it,
+    what they may do and how fresh it is, where it takes effect
+    (``infra.operators.OperatorAuthority``), and applies it or refuses it; journaled; a
+    PolicyChanged is published for every worker's screening."""
+    outcomes = await rt.deciders.control([value])
     await rt.record(outcomes, acked=True)
     rt.journaled(outcomes)
     for event in outcomes:
+        if isinstance(event, ControlRefused):
+            log.warning("operator command %r refused: %s (operator %r, as claimed)",
+                        event.command_id, event.reason, event.operator)
+            continue
+        if not rt.settings.operators:
+            log.warning("*** INSECURE DEV MODE: unsigned operator command %s accepted ***",
+                        getattr(event, "command_id", "?"))
         if isinstance(event, PolicyChanged):
             log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
                      event.version, event.operator, event.changes)
@@ -94,7 +88,7 @@ async def follow(rt: Runtime, follower: PolicyFollower) -> None:
     """Read the policies topic from its start, for ever, into ``rt.live_policies``; set
     ``rt.policies_loaded`` once what was there at start is read."""
     name = rt.names["policies"]
-    consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka, group_id=None,
+    consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.kafka, group_id=None, **client_options(),
                                 enable_auto_commit=False)
     await consumer.start()
     try:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import faust
 
+from infra.privacy import PrivacyError
 from schemas import codec
-from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
+from schemas.commands import RequestReply, ReviewRequest, SendReply, SettleReply, Tick
 from schemas.events import RecordPoisoned, ReplyApproved, ReplyFailed
-from schemas.reasons import REPLY_TO_LOST
+from schemas.reasons import REPLY_TO_LOST, REPLY_TO_UNVERIFIED
 from streams.rules.approvals import hold_deferred, send_command
 from streams.rules.pipeline import outcome_note, refund, tick
 from streams.stages.failures import BatchRunner
@@ -89,7 +91,11 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:
-                await reply_to_lost(rt, decision)
+                await reply_to_lost(rt, decision, REPLY_TO_LOST)
+                continue
+            send = for_approved(rt, send)
+            if send is None:
+                await reply_to_lost(rt, decision, REPLY_TO_UNVERIFIED)
                 continue
             sends.append((decision.campaign_id.encode(), codec.encode(send)))
     # Each topic's records in the order of the decisions (a campaign's sends in one
@@ -98,16 +104,31 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     await rt.send_records(rt.names["outbound"], sends)
 
 
-async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
-    """A charged reply whose reply-to is gone (a released one whose table entry was lost)
-    cannot be sent: it fails, journaled, and is refunded like any reply not sent."""
-    log.error("approved reply %s has no reply-to any more: not sent, refunded",
-              decision.message_id)
+def for_approved(rt: Runtime, send: SendReply) -> SendReply | None:
+    """``send`` with its reply-to sealed for this approval (infra/privacy.py
+    ``reseal_for_reply``): the send stage opens nothing else, so a request's token copied
+    into sms-outbound sends nothing. None if the request's token does not open (it was not
+    sealed for this campaign and sender: not this deployment's)."""
+    try:
+        return replace(send, reply_to=rt.privacy.reseal_for_reply(
+            send.reply_to, campaign_id=send.campaign_id, sender=send.sender,
+            message_id=send.message_id))
+    except PrivacyError:
+        return None
+
+
+async def reply_to_lost(rt: Runtime, decision: ReplyApproved, reason: str) -> None:
+    """A charged reply whose reply-to is gone (``REPLY_TO_LOST``: a released one whose
+    table entry was lost) or does not open in its record (``REPLY_TO_UNVERIFIED``) cannot be
+    sent: it fails, journaled, and is refunded like any reply not sent."""
+    log.error("approved reply %s has no usable reply-to (%s): not sent, refunded",
+              decision.message_id, reason)
+    error = ("reply_to_lost: the sealed number is gone" if reason == REPLY_TO_LOST
+             else "reply_to_unverified: the sealed number is not this request's")
     now = rt.now_ms()
     await rt.record([ReplyFailed(
         message_id=decision.message_id, campaign_id=decision.campaign_id, sender=decision.sender,
-        error="reply_to_lost: the sealed number is gone", retryable=False, occurred_at=now,
-        attempts=0, reason=REPLY_TO_LOST,
+        error=error, retryable=False, occurred_at=now, attempts=0, reason=reason,
     )], acked=True)
     await rt.settle(refund(decision, now))
 

@@ -21,7 +21,7 @@ from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.codec import CodecError
-from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
+from schemas.commands import RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.intake.messagebird import SignatureVerifier
 from streams.intake.once import StoredEvents
@@ -35,7 +35,8 @@ BATCH_FROM = 8
 
 class Deciders(Protocol):
     async def decide(self, batch: list[RequestReply | SettleReply | Tick]) -> list[Any]: ...
-    async def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]: ...
+    # Control records as they are on the topic: the shards verify them (actors/remote.py).
+    async def control(self, batch: list[bytes]) -> list[ControlOutcome | Any]: ...
     async def snapshot(self, offsets: dict[int, int], taken: dict[str, int]
                        ) -> list[tuple[str, int, bytes]]: ...
     async def status(self) -> dict[str, dict[str, Any]]: ...

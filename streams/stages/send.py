@@ -19,18 +19,22 @@ from infra.faust.batches import BatchWorkers
 from infra.faust.seenorder import SeenOrder
 from infra.faust.send_guard import JournalIndex, RecentOutcomes
 from infra.gateway import SendResult
+from infra.privacy import PrivacyError
 from infra.sending import GroupCommit, deliver
 from schemas import codec
 from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
-from schemas.reasons import CRASH_DURING_SEND
+from schemas.reasons import CRASH_DURING_SEND, REPLY_TO_UNVERIFIED
 from streams.rules import sendstate
 from streams.rules.pipeline import refund
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
+
+# ReplyFailed.error of a SendReply whose reply-to the decide stage did not seal for it.
+UNVERIFIED = "reply_to_unverified: not sealed for this approved request"
 
 
 def register_send(rt: Runtime) -> None:
@@ -156,6 +160,7 @@ class ReplySender:
         event_of: dict[str, Any] = {}
         noted: list[Any] = []
         settles: list[SettleReply] = []
+        refused: list[tuple[str, int]] = []  # (message id, partition): not sealed for it
         lost = await self.marks_lost(batch)  # before the loop: no await from check to mark
         for event in batch:
             command = rt.decode_or_skip("outbound", event.value, (SendReply,))
@@ -170,6 +175,10 @@ class ReplySender:
                             else "journal", where)
                 table.put(mid, where, event.message.partition)
             step = sendstate.next_step(where, mid in self.in_flight)
+            if step == sendstate.SEND and not self.approved(command):
+                self.refuse_unverified(command, event.message.partition, noted, settles)
+                refused.append((mid, event.message.partition))
+                continue
             mark = sendstate.MARK_OF_STEP[step]
             if mark is not None:
                 table.put(mid, mark, event.message.partition)
@@ -204,9 +213,11 @@ class ReplySender:
                 except Exception:
                     # No call was made: the marks go, and the batch fetched again sends
                     # these replies (instead of finding "attempting": uncertain, unsent).
-                    for c in fresh:
-                        table.remove(c.message_id, event_of[c.message_id].message.partition)
-                        self.recent.forget(c.message_id)
+                    # (And the refused ones': their ReplyFailed was not stored either.)
+                    for mid, partition in [*((c.message_id, event_of[c.message_id].message
+                                              .partition) for c in fresh), *refused]:
+                        table.remove(mid, partition)
+                        self.recent.forget(mid)
                     raise
             # Then every call at once (bounded by the slots); a reply being retried holds
             # up only itself, and the batch until its outcome is stored.
@@ -219,6 +230,33 @@ class ReplySender:
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:  # e.g. the broker went away: the agent stops, the batch is redelivered
             raise errors[0]
+
+    def refuse_unverified(self, command: SendReply, partition: int, noted: list[Any],
+                          settles: list[SettleReply]) -> None:
+        """A SendReply whose reply-to the decide stage did not seal for this approval (a
+        request's token copied here, a forged record): nothing is sent; it is marked and
+        journaled failed, and the campaign asked to refund it (which it does only if it
+        approved this message id)."""
+        mid = command.message_id
+        log.warning("reply %s: its reply-to is not sealed for this approved request; not "
+                    "sent, failed", mid)
+        self.replies_by_message.put(mid, sendstate.FAILED, partition)
+        self.recent.put(mid, sendstate.FAILED)
+        at = self.rt.now_ms()
+        noted.append(ReplyFailed(message_id=mid, campaign_id=command.campaign_id,
+                                 sender=command.sender, error=UNVERIFIED, retryable=False,
+                                 occurred_at=at, attempts=0, reason=REPLY_TO_UNVERIFIED))
+        settles.append(refund(command, at))
+
+    def approved(self, command: SendReply) -> bool:
+        """Whether the command's reply-to is the one the decide stage sealed for this very
+        approval (infra/privacy.py ``reseal_for_reply``)."""
+        try:
+            self.rt.privacy.open_reply(command.reply_to, campaign_id=command.campaign_id,
+                                       sender=command.sender, message_id=command.message_id)
+        except (PrivacyError, AttributeError, TypeError):
+            return False
+        return True
 
     async def send_one(self, command: SendReply, event: Any) -> str:
         """Send one reply whose first ReplyAttempted is stored (retried, behind the breaker);
@@ -238,8 +276,9 @@ class ReplySender:
         def call() -> Awaitable[SendResult]:
             return asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(
                 rt.gateway_for(campaign.id).send, originator=campaign.originator,
-                recipient=rt.privacy.open(command.reply_to, campaign_id=command.campaign_id,
-                                          sender=command.sender), body=campaign.reply_text,
+                recipient=rt.privacy.open_reply(command.reply_to, campaign_id=command.campaign_id,
+                                                sender=command.sender, message_id=mid),
+                body=campaign.reply_text,
                 reference=mid, report_url=report_url, scheduled_at=command.send_at,
             ))
 

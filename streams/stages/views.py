@@ -209,6 +209,9 @@ def register_status_views(rt: Runtime) -> None:
                                    if rt.recovery_guard is not None else None),
             }, status=200 if up else 503)
 
+    if rt.deciders is None:  # the send role: the campaigns' figures are the deciders'
+        return
+
     @rt.app.page("/campaigns")
     class CampaignStatus(View):
         async def get(self, request: Request) -> Response:

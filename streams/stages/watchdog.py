@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.faust.lost_tail import resume_at_end
 from infra.faust.recovery_guard import RecoveryGuard
+from infra.kafka_auth import client_options
 from schemas import codec
 from streams.stages.runtime import Runtime
 
@@ -41,7 +42,7 @@ class EndOffsets:
                  tps: Sequence[Any] = ()) -> dict[tuple[str, int], int]:
         """End offsets of ``tps``, or of every partition of ``topic``; by (topic, partition)."""
         if self.client is None:
-            self.client = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None,
+            self.client = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None, **client_options(),
                                            enable_auto_commit=False)
             try:
                 await self.client.start()
@@ -91,6 +92,9 @@ def register_watchdog(rt: Runtime) -> None:
             await recovery.check()
         except Exception as exc:  # noqa: BLE001 - e.g. the broker is down; try again later
             log.info("check of the table recovery skipped: %s", type(exc).__name__)
+
+    if rt.deciders is None:  # the send role: no campaign shard to snapshot
+        return
 
     @app.timer(interval=settings.snapshot_interval_s, on_leader=True)
     async def snapshot_campaigns() -> None:

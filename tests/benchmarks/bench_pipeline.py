@@ -953,9 +953,12 @@ def reply_stage(bench: Bench, label: str, n: int, baseline: bool = False,
     for i in range(n):
         number = f"336{i % 10**8:08d}"
         pseudonym = privacy.pseudonym(number)
-        command = SendReply(message_id=f"stage-{label}-{i}", campaign_id="paris", sender=pseudonym,
+        mid = f"stage-{label}-{i}"
+        command = SendReply(message_id=mid, campaign_id="paris", sender=pseudonym,
                             occurred_at=1_700_000_000_000 + i,
-                            reply_to=privacy.seal(number, campaign_id="paris", sender=pseudonym))
+                            reply_to=privacy.reseal_for_reply(
+                                privacy.seal(number, campaign_id="paris", sender=pseudonym),
+                                campaign_id="paris", sender=pseudonym, message_id=mid))
         keys.append(b"paris")
         values.append(codec.encode(command))
     app_id, names = bench.new_app(label)

@@ -24,8 +24,13 @@ from tests.factories import ROOT
 
 DEPLOY = ROOT / "infra" / "deploy"
 K8S = DEPLOY / "k8s"
-CORE_KINDS = {"Namespace", "ConfigMap", "Secret", "Deployment", "StatefulSet", "Service"}
+CORE_KINDS = {"Namespace", "ConfigMap", "Secret", "Deployment", "StatefulSet", "Service",
+              "NetworkPolicy"}
+CUSTOM_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "RayCluster"}
 SECRETS = ("ANTIRELOU_SECRET", "MESSAGEBIRD_ACCESS_KEY", "MESSAGEBIRD_SIGNING_KEY")
+# The secrets each role's processes hold (issue 31: secrets only where used).
+WORKER_SECRETS = ("ANTIRELOU_SECRET", "MESSAGEBIRD_SIGNING_KEY")  # --role decide: no access key
+SENDER_SECRETS = ("ANTIRELOU_SECRET", "MESSAGEBIRD_ACCESS_KEY")  # --role send: no webhook
 
 
 def manifests() -> list[dict]:
@@ -80,7 +85,7 @@ def ray_pin() -> str:
 
 def test_every_manifest_parses_and_names_its_namespace():
     docs = manifests()
-    assert {d["kind"] for d in docs} == CORE_KINDS | {"Kafka", "KafkaNodePool", "RayCluster"}
+    assert {d["kind"] for d in docs} == CORE_KINDS | CUSTOM_KINDS
     for d in docs:
         if d["kind"] != "Namespace":
             assert d["metadata"]["namespace"] == "antirelou", d["metadata"]
@@ -139,17 +144,20 @@ def container_env(deployment: dict) -> dict[str, str]:
 
 
 def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
-    deployment, (secret,) = named("StatefulSet", "antirelou-worker"), by_kind("Secret")
+    deployment, secret = named("StatefulSet", "antirelou-worker"), named("Secret", "antirelou-secrets")
     service = named("Service", "antirelou-admin")  # the admin pages are a worker's
-    assert {d["metadata"]["name"] for d in by_kind("Deployment")} == {"antirelou-webhook"}
+    assert {d["metadata"]["name"] for d in by_kind("Deployment")} == {"antirelou-webhook",
+                                                                   "antirelou-sender"}
     (kafka,), (cluster,) = by_kind("Kafka"), by_kind("RayCluster")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = container_env(deployment)
-    # Strimzi's and KubeRay's service names for these resources.
-    assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+    # Strimzi's and KubeRay's service names for these resources, at the listener's port.
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == (
+        f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}")
     assert env["RAY_ADDRESS"] == f"{cluster['metadata']['name']}-head-svc:6379"
     # Secrets only by reference, to keys the Secret has.
-    for name in SECRETS:
+    for name in WORKER_SECRETS:
         ref = env[name]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     # Every setting is one the code reads, and its value parses.
@@ -157,8 +165,9 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
     args = parsed_worker_args({k: v for k, v in env.items() if isinstance(v, str)}, monkeypatch)
     assert (args.replication_factor, args.min_insync_replicas, args.shards) == (3, 2, 2)
     assert args.shard_spread and args.partitions == 12
-    # The entry point joins Ray, then runs `antirelou worker`.
-    assert container["command"] == ["join-ray-and-run.sh"] and container["args"] == ["worker"]
+    # The entry point joins Ray, then runs `antirelou worker --role decide`.
+    assert container["command"] == ["join-ray-and-run.sh"]
+    assert container["args"] == ["worker", "--role", "decide"]
     # Probes on /health at the webhook port; the Service sends to that port of these pods.
     (port,) = container["ports"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -182,12 +191,28 @@ def test_the_workers_find_kafka_ray_their_secrets_and_their_probes(monkeypatch):
     # The campaign file lands where the image looks for it.
     mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["campaigns"]
     assert f"{mount}/campaigns.toml" == dockerfile_env()["ANTIRELOU_CONFIG"]
-    assert args.role == "all"
+    assert build_parser().parse_args(container["args"]).role == "decide"
+
+
+def container_args(container: dict, monkeypatch) -> object:
+    """What ``antirelou`` makes of a container's arguments in its environment."""
+    for e in container["env"]:
+        if "value" in e:
+            monkeypatch.setenv(e["name"], e["value"])
+    return build_parser().parse_args(container["args"])
+
+
+def probed_port(container: dict) -> dict:
+    """The container's one port, which its three probes ask for /health."""
+    (port,) = container["ports"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    return port
 
 
 def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
     web, workers = named("Deployment", "antirelou-webhook"), named("StatefulSet", "antirelou-worker")
-    service, (secret,) = named("Service", "antirelou-webhook"), by_kind("Secret")
+    service, secret = named("Service", "antirelou-webhook"), named("Secret", "antirelou-secrets")
     (container,) = web["spec"]["template"]["spec"]["containers"]
     env, worker_env = container_env(web), container_env(workers)
     # The image's own entry point (antirelou), no Ray: `antirelou worker --role web`.
@@ -202,15 +227,10 @@ def test_the_webhook_front_is_web_only_and_laid_out_as_the_workers(monkeypatch):
                  "ANTIRELOU_PUBLIC_URL", "ANTIRELOU_PARTITIONS", "ANTIRELOU_REPLICATION_FACTOR",
                  "ANTIRELOU_MIN_INSYNC_REPLICAS", "MESSAGEBIRD_SIGNING_KEY"):
         assert env[name] == worker_env[name], name
-    for name, value in env.items():
-        if isinstance(value, str):
-            monkeypatch.setenv(name, value)
-    args = build_parser().parse_args(container["args"])
+    args = container_args(container, monkeypatch)
     assert args.role == "web" and args.partitions == 12
     # MessageBird's calls reach the web-only pods, through their probed port.
-    (port,) = container["ports"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": port["name"]}
+    port = probed_port(container)
     assert service["spec"]["selector"] == web["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     assert port["containerPort"] == args.web_port == 6066
@@ -265,7 +285,7 @@ def test_the_dockerfile_runs_the_real_cli():
     assert "cluster" in tomllib.loads((ROOT / "pyproject.toml").read_text())[
         "project"]["optional-dependencies"]
     assert set(dockerfile_env()) <= env_names_read_by_the_code() | {
-        "PYTHONUNBUFFERED", "RAY_USAGE_STATS_ENABLED"}
+        "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "RAY_USAGE_STATS_ENABLED"}
     # The Ray join script ends by running the CLI with the arguments given.
     script = (DEPLOY / "join-ray-and-run.sh").read_text()
     assert 'exec antirelou "$@"' in script and "ray start --address" in script
@@ -325,7 +345,7 @@ def test_compose_has_kraft_kafka_ray_and_workers_wired_together(name, brokers, m
     worker = services["worker"]
     env = {k: str(v) for k, v in worker["environment"].items()}
     assert set(env) <= env_names_read_by_the_code(), set(env) - env_names_read_by_the_code()
-    for secret in SECRETS:
+    for secret in WORKER_SECRETS:
         assert re.fullmatch(rf"\$\{{{secret}:\?.*\}}", env[secret]), env[secret]
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == ",".join(f"{k}:9092" for k in kafkas)
     assert env["RAY_ADDRESS"] == "ray-head:6379"
@@ -334,7 +354,8 @@ def test_compose_has_kraft_kafka_ray_and_workers_wired_together(name, brokers, m
     args = parsed_worker_args(plain, monkeypatch)
     assert args.replication_factor == min(3, brokers)
     assert args.min_insync_replicas == (2 if brokers == 3 else None)
-    assert worker["entrypoint"] == ["join-ray-and-run.sh"] and worker["command"] == ["worker"]
+    assert worker["entrypoint"] == ["join-ray-and-run.sh"]
+    assert worker["command"] == ["worker", "--role", "decide"]
     assert "/health" in " ".join(worker["healthcheck"]["test"])
     source, target, _ = worker["volumes"][0].rsplit(":", 2)
     default = re.fullmatch(r"\$\{ANTIRELOU_CAMPAIGNS:-(.+)\}", source).group(1)
@@ -369,6 +390,6 @@ def test_compose_has_kraft_kafka_ray_and_workers_wired_together(name, brokers, m
     for name in web_env:
         monkeypatch.setenv(name, web_env[name])
     assert build_parser().parse_args(web["command"]).role == "web"
-    host_ports = [p.split(":")[0] for svc in (web, worker) for p in svc["ports"]]
+    host_ports = [p.rsplit(":", 2)[-2] for svc in (web, worker) for p in svc["ports"]]
     ranges = [tuple(map(int, r.split("-"))) for r in host_ports]
     assert ranges[0][1] < ranges[1][0]  # webhooks and workers on host ports of their own

@@ -145,3 +145,23 @@ def test_refusals_stay_out_of_the_campaign_replay(worker):
     assert refusals(worker)
     audit = worker.cli("audit")
     assert audit.returncode == 0, audit.stdout[-2000:] + audit.stderr[-2000:]
+
+
+def test_a_caller_of_the_named_shard_cannot_credit_a_budget(worker, ray_address):
+    # Issue 31: the signature was checked in the worker only; any process of the Ray cluster
+    # could look the shard up by name and hand it a bare CreditBudget, and the budget grew.
+    # (This test's process is a driver of the Ray session the worker joined.)
+    import ray
+
+    from schemas.commands import CreditBudget
+
+    shard = ray.get_actor("antirelou-shard-0", namespace=worker.app_id)
+    before = balance(worker, "paris")
+    bare = CreditBudget(command_id="direct-1", campaign_id="paris", amount_micros=10**9,
+                        source="nobody", operator="alice", occurred_at=int(time.time() * 1000))
+    (answer,) = ray.get(shard.control.remote([bare]), timeout=60)
+    assert answer.TYPE == "ControlRefused", answer  # main: BudgetCredited, EUR 1,000 more
+    assert balance(worker, "paris") == before
+    (answer,) = ray.get(shard.control.remote([codec.encode(bare)]), timeout=60)
+    assert answer.TYPE == "ControlRefused" and answer.reason.startswith("unsigned command")
+    assert balance(worker, "paris") == before

@@ -83,8 +83,10 @@ def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | N
         pseudonym = privacy.pseudonym(number)
         value = codec.encode(SendReply(
             message_id=mid, campaign_id=campaign, sender=pseudonym, occurred_at=int(time.time() * 1000),
-            reply_to=privacy.seal(number, campaign_id=campaign,
-                                                    sender=pseudonym),
+            # Sealed for this approval, as decide_replies does (infra/privacy.py).
+            reply_to=privacy.reseal_for_reply(
+                privacy.seal(number, campaign_id=campaign, sender=pseudonym),
+                campaign_id=campaign, sender=pseudonym, message_id=mid),
         ))
         values.extend([value] * (1 + (copies or {}).get(i, 0)))
 
@@ -355,3 +357,46 @@ def test_a_worker_killed_during_a_send_marks_the_reply_uncertain_and_never_resen
     assert not of(events, r.message_id, "ReplySent")
     time.sleep(3)  # a second send, if there were one, would show by now
     assert len(sms_to(slow_messagebird, sender)) == 1
+
+
+def test_a_reply_to_copied_from_sms_received_into_sms_outbound_buys_no_sms(
+        sender_worker, reporting_messagebird):
+    # Issue 31: the sealed number of a text on sms-received was bound to its campaign and
+    # sender only; a SendReply written to sms-outbound with that token copied in (and a new
+    # message id) got an SMS sent that no campaign approved or charged. The attacker here
+    # can write to the broker and read sms-received, but holds no deployment secret.
+    from infra.journal import read_journal
+
+    number = new_sender()
+    posted = sender_worker.post(sender=number, campaign="lyon")
+    assert posted.status_code == 200
+    # Sent, and priced by its delivery report: the campaign's spending is settled.
+    sender_worker.wait_for(lambda ev: of(ev, posted.message_id, "ReplyCostReconciled"),
+                           timeout=60)
+    spent = sender_worker.status()["lyon"]["spent_micros"]
+    (text,) = [c for c in read_journal(sender_worker.kafka, f"{sender_worker.app_id}.sms-received")
+               if getattr(c, "message_id", None) == posted.message_id]
+    forged_id = uuid.uuid4().hex
+    forged = codec.encode(SendReply(message_id=forged_id, campaign_id="lyon", sender=text.sender,
+                                    occurred_at=int(time.time() * 1000), reply_to=text.reply_to))
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=sender_worker.kafka, acks="all")
+        await producer.start()
+        try:
+            for _ in range(2):  # and a copy
+                await producer.send_and_wait(f"{sender_worker.app_id}.sms-outbound", forged,
+                                             key=b"lyon")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    events = sender_worker.wait_for(lambda ev: of(ev, forged_id, "ReplyFailed"), timeout=60)
+    time.sleep(1)  # a send, if there were one, would show by now
+    (failed,) = of(sender_worker.journal(), forged_id, "ReplyFailed")
+    assert failed.reason == "reply_to_unverified" and failed.attempts == 0
+    assert not of(events, forged_id, "ReplyAttempted") and not of(events, forged_id, "ReplySent")
+    assert len(sms_to(reporting_messagebird, number)) == 1  # the genuine reply only
+    # Nothing charged, nothing refunded: the campaign never approved that message id.
+    assert sender_worker.status()["lyon"]["spent_micros"] == spent
+    assert not of(sender_worker.journal(), forged_id, "ReplyRefunded")

@@ -148,3 +148,63 @@ def test_an_operator_declared_twice_fails():
 def test_a_bad_private_key_is_a_clear_error():
     with pytest.raises(OperatorKeyError, match="ANTIRELOU_OPERATOR_KEY"):
         sign_command(credit(), "not-a-key", APP)
+
+
+# --- the shard checks what it applies (issue 31) -------------------------------------------
+
+
+class EmptyJournal:
+    """A JournalSource with nothing in it: the shard starts from its campaign file."""
+
+    async def events(self, topic, start=None):
+        return
+        yield
+
+    async def latest_by_key(self, topic):
+        return {}
+
+
+def journal_shard(authority=None):
+    from actors.remote import JournalShard
+    from infra.operators import OperatorAuthority
+    from schemas.campaign import Campaign
+
+    paris = Campaign(id="paris", number="33644630001", reply_text="Non c'est non.", language="fr",
+                     country="FR", budget_micros=1_000_000, price_per_segment_micros=80_000,
+                     starts_at=0, ends_at=10**13, originator="AntiRelou", pacing=False)
+    authority = authority if authority is not None else OperatorAuthority(OPERATORS, APP)
+    return JournalShard([paris], EmptyJournal(), "journal", "snapshots", authority,
+                        clock=lambda: NOW / 1000)
+
+
+def test_the_named_shard_itself_refuses_an_unsigned_credit_whoever_calls_it():
+    # Issue 31: the Ed25519 check ran in the worker, and the shard applied whatever it was
+    # handed: anyone who could call the named Ray actor credited a budget with a bare
+    # CreditBudget. The shard now checks each control record itself.
+    shard = journal_shard()
+    before = shard.status()["paris"]["balance_micros"]
+    for attempt in (credit(), codec.encode(credit()),
+                    signed(credit(operator="mallory"), new_key_pair()[0])):
+        (refused,) = shard.control([attempt])
+        assert refused.TYPE == "ControlRefused", refused
+    assert shard.status()["paris"]["balance_micros"] == before
+    (credited,) = shard.control([signed(credit(command_id="c9"))])  # alice's, signed
+    assert credited.TYPE == "BudgetCredited" and credited.amount_micros == 1_000_000
+    assert shard.status()["paris"]["balance_micros"] == before + 1_000_000
+
+
+def test_the_shard_judges_freshness_by_its_own_clock_and_without_keys_applies_nothing():
+    from actors.remote import NO_AUTHORITY
+    from infra.operators import OperatorAuthority
+
+    stale = signed(credit(at=NOW - MAX_SKEW_MS - 1))
+    (refused,) = journal_shard().control([stale])
+    assert refused.reason.startswith("stale")
+    keyless = journal_shard()
+    keyless._authority = None  # a shard created without an authority
+    (refused,) = keyless.control([signed(credit())])
+    assert refused.reason == NO_AUTHORITY
+    # Insecure development mode with no operator: unsigned accepted, as the worker did.
+    dev = journal_shard(OperatorAuthority({}, APP, allow_unsigned=True))
+    (credited,) = dev.control([codec.encode(credit(operator=""))])
+    assert credited.TYPE == "BudgetCredited"

@@ -36,7 +36,7 @@ def test_the_allowance_writes_out_denial_reasons_only():
 def test_the_reasons_of_the_edge_and_the_send_stage_are_the_journals_ones():
     assert reasons.EDGE_REASONS == ("unknown_recipient", "unknown_channel")
     assert reasons.FAILURE_REASONS == ("provider_rejected", "provider_unavailable",
-                                       "reply_to_lost")
+                                       "reply_to_lost", "reply_to_unverified")
     assert reasons.UNCERTAIN_REASONS == ("timeout", "connection_lost", "unreadable_answer",
                                          "crash_during_send", "server_error",
                                          "request_in_progress", "idempotency_key_reused")

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
+from infra.privacy import Privacy, PrivacyError
 from schemas import codec
-from schemas.commands import SettleReply, Tick
+from schemas.commands import RequestReply, SendReply, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
 from streams.stages.decide import decide_batch
 
@@ -28,6 +31,7 @@ class FakeRuntime:
 
     def __init__(self, decisions):
         self.decisions = decisions
+        self.privacy = Privacy(b"k" * 32)
         self.journal, self.settled, self.produced = [], [], []
         self.tables = SimpleNamespace(deferred_reply_to=FakeTable())
         self.topics = SimpleNamespace(outbound="sms-outbound")
@@ -80,3 +84,43 @@ def test_hole_in_sms_outbound_a_charged_reply_whose_reply_to_is_lost_fails_and_i
     assert failed.error.startswith("reply_to_lost") and failed.reason == "reply_to_lost"
     assert rt.settled == [SettleReply(message_id="m1", campaign_id="paris", sender="s_a", outcome="failed",
                                       price_micros=None, occurred_at=5_000)]
+
+
+def approval(mid: str, sender: str) -> ReplyApproved:
+    return ReplyApproved(message_id=mid, campaign_id="paris", sender=sender, segments=1,
+                         encoding="GSM-7", cost_micros=80_000, balance_after_micros=920_000, seq=1,
+                         occurred_at=4_000, policy_version=1, prefix="33-6", send_at=4_000,
+                         deferred_at=None)
+
+
+def test_an_approved_reply_goes_out_with_a_reply_to_sealed_for_that_approval_only():
+    # Issue 31: the send stage opened the request's token (bound to campaign and sender
+    # only), so one copied from sms-received into a SendReply bought an unpaid SMS. The
+    # decide stage now seals the number again for the approved message id.
+    rt = FakeRuntime([approval("m1", "s_a")])
+    token = rt.privacy.seal("33612345678", campaign_id="paris", sender="s_a")
+    request = RequestReply(message_id="m1", campaign_id="paris", sender="s_a", occurred_at=4_000,
+                           reply_to=token)
+    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request))]))
+    ((topic, send),) = [(t, v) for t, v in rt.produced if isinstance(v, SendReply)]
+    assert topic == "sms-outbound" and send.reply_to != token
+    assert rt.privacy.open_reply(send.reply_to, campaign_id="paris", sender="s_a",
+                                 message_id="m1") == "33612345678"
+    for mid, sender in (("m2", "s_a"), ("m1", "s_b")):  # another request's record
+        with pytest.raises(PrivacyError):
+            rt.privacy.open_reply(send.reply_to, campaign_id="paris", sender=sender,
+                                  message_id=mid)
+    with pytest.raises(PrivacyError):  # and the request's own token opens no reply
+        rt.privacy.open_reply(token, campaign_id="paris", sender="s_a", message_id="m1")
+
+
+def test_an_approval_whose_request_token_is_not_this_records_fails_and_is_refunded():
+    rt = FakeRuntime([approval("m1", "s_a")])
+    other = rt.privacy.seal("33612345678", campaign_id="paris", sender="s_b")  # s_b's token
+    request = RequestReply(message_id="m1", campaign_id="paris", sender="s_a", occurred_at=4_000,
+                           reply_to=other)
+    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request))]))
+    assert not [v for _, v in rt.produced if isinstance(v, SendReply)]
+    (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]
+    assert (failed.message_id, failed.reason) == ("m1", "reply_to_unverified")
+    assert [c.outcome for c in rt.settled] == ["failed"]

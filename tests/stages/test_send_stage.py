@@ -14,7 +14,7 @@ from infra.privacy import Privacy
 from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.commands import SendReply
-from schemas.events import ReplyAttempted, ReplySent
+from schemas.events import ReplyAttempted, ReplyFailed, ReplySent
 from streams.settings import Settings
 from streams.stages.send import ReplySender
 
@@ -76,8 +76,9 @@ def record_of(rt, mid, offset, number):
     pseudonym = rt.privacy.pseudonym(number)
     value = codec.encode(SendReply(
         message_id=mid, campaign_id="paris", sender=pseudonym, occurred_at=rt.now_ms(),
-        reply_to=rt.privacy.seal(
-        number, campaign_id="paris", sender=pseudonym),
+        reply_to=rt.privacy.reseal_for_reply(
+            rt.privacy.seal(number, campaign_id="paris", sender=pseudonym),
+            campaign_id="paris", sender=pseudonym, message_id=mid),
     ))
     message = SimpleNamespace(timestamp=time.time(), partition=0, offset=offset, tp=("o", 0))
     return SimpleNamespace(value=value, message=message)
@@ -103,6 +104,42 @@ def test_when_the_attempts_cannot_be_stored_no_call_is_made_and_the_batch_again_
         assert len([e for e in rt.journal if isinstance(e, ReplyAttempted)]) == 3
         await sender.send_batch(batch)  # and again: already sent, not sent again
         assert len(rt.sends) == 3
+        sender.pool.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_send_reply_with_a_reply_to_copied_from_sms_received_sends_no_sms():
+    # Issue 31: anyone who could write to sms-outbound copied the sealed reply-to of a text
+    # from sms-received (bound to campaign and sender only) into a SendReply of his own and
+    # an SMS went out that no campaign had approved or charged. The send stage now opens
+    # only a reply token sealed by the decide stage for that very approval.
+    async def scenario():
+        rt = FakeRuntime()
+        settled = []
+
+        async def settle(command):
+            settled.append(command)
+
+        rt.settle = settle
+        sender = ReplySender(rt)
+        pseudonym = rt.privacy.pseudonym("+33612345670")
+        copied = rt.privacy.seal("+33612345670", campaign_id="paris", sender=pseudonym)
+        forged = SimpleNamespace(value=codec.encode(SendReply(
+            message_id="forged-1", campaign_id="paris", sender=pseudonym,
+            occurred_at=rt.now_ms(), reply_to=copied)),
+            message=SimpleNamespace(timestamp=time.time(), partition=0, offset=0, tp=("o", 0)))
+        genuine = record_of(rt, "m1", 1, "+33612345671")
+        await sender.send_batch([forged, genuine])
+        assert rt.sends == ["m1"]  # the approved one only
+        (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]
+        assert (failed.message_id, failed.attempts, failed.retryable) == ("forged-1", 0, False)
+        assert failed.error.startswith("reply_to_unverified")
+        assert failed.reason == "reply_to_unverified"
+        # The campaign is asked to refund it: a no-op unless it approved that message id.
+        assert [(c.message_id, c.outcome) for c in settled] == [("forged-1", "failed")]
+        await sender.send_batch([forged])  # a copy again: still nothing sent
+        assert rt.sends == ["m1"]
         sender.pool.shutdown()
 
     asyncio.run(scenario())
