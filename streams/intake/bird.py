@@ -360,7 +360,7 @@ def screen_text_of(text: BirdText, campaign: Campaign, *, pseudonym: Callable[[s
     number = number_facts.get(sender, text.originator)
     return ScreenText(
         message_id=text.message_id, campaign_id=campaign.id, sender=sender,
-        body=mask_numbers(text.body), occurred_at=event_time(text.created_at_ms, now_ms),
+        body=mask_numbers(text.body, campaign.country), occurred_at=event_time(text.created_at_ms, now_ms),
         reply_to=seal(text.originator, campaign_id=campaign.id, sender=sender),
         number_kind=number.kind, country=number.country, prefix=number.prefix,
     )

@@ -25,7 +25,7 @@ from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 
 from infra.mb_verify import QuickCheck
-from infra.numbers import NumberInfo, classify
+from infra.numbers import NumberInfo, classify, region_of
 from infra.privacy import mask_numbers, normalize_msisdn
 
 MAX_BODY_BYTES = 64 * 1024
@@ -129,7 +129,9 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     body = "" if body is None else _as_text(body, "body")  # JSON null: an empty text
     if len(body) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
-    body = mask_numbers(body)  # here, before the body is stored, journaled or logged
+    # Here, before the body is stored, journaled or logged; in the format of the region of
+    # the number it was sent to (the campaign's).
+    body = mask_numbers(body, region_of(recipient))
     created = data.get("createdDatetime")
     created_ms = None if created in (None, "") else _iso_ms(_as_text(created, "createdDatetime"))
     return InboundSms(message_id, originator, recipient, body, created_ms)
