@@ -1,7 +1,8 @@
 """Read the journal topic from Kafka: the whole history, or follow it live.
 
 Used at start-up (campaign shards rebuild their state from the decisions), by
-``antirelou journal`` and by the tests.
+``antirelou journal`` and by the tests; and the texts' bodies kept apart from it
+(``read_bodies``, ``follow_bodies``: streams.rules.retention).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
+from schemas.events import TextBodyKept
 
 
 async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
@@ -68,6 +70,44 @@ async def iter_journal(
     """Yield (partition, offset, event) from ``start`` (default: the beginning)."""
     async for partition, offset, _, value in iter_records(bootstrap, topic, follow, start):
         yield partition, offset, codec.decode(value)
+
+
+def _kept_body(value: bytes | None) -> tuple[str, str] | None:
+    """(message id, body) of a bodies-topic record; None for one that is not a body."""
+    try:
+        kept = codec.decode(value)  # type: ignore[arg-type]
+    except (codec.CodecError, TypeError):
+        return None
+    return (kept.message_id, kept.body) if isinstance(kept, TextBodyKept) else None
+
+
+async def read_bodies(bootstrap: str, topic: str) -> dict[str, str]:
+    """The texts' bodies still kept on the bodies topic, by message id
+    (streams.rules.retention); what is not a body is passed over."""
+    bodies: dict[str, str] = {}
+    async for _, _, _, value in iter_records(bootstrap, topic):
+        kept = _kept_body(value)
+        if kept is not None:
+            bodies[kept[0]] = kept[1]
+    return bodies
+
+
+async def follow_bodies(bootstrap: str, topic: str, bodies: dict[str, str],
+                        caught_up: asyncio.Event) -> None:
+    """Keep ``bodies`` filled from the bodies topic, for ever (``journal --follow``);
+    ``caught_up`` is set once what the topic held at the start is read."""
+    ends = await end_offsets(bootstrap, topic)
+    left = {p for p, end in ends.items() if end > 0}
+    if not left:
+        caught_up.set()
+    async for partition, offset, _, value in iter_records(bootstrap, topic, follow=True):
+        kept = _kept_body(value)
+        if kept is not None:
+            bodies[kept[0]] = kept[1]
+        if left and offset + 1 >= ends.get(partition, 0):
+            left.discard(partition)
+            if not left:
+                caught_up.set()
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -77,6 +77,24 @@ class TextTimeClamped:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TextBodyKept:
+    """A text's body (numbers masked), kept apart from the journal for the campaign file's
+    retention (``body_retention_days``): on ``<app>.bodies``, a topic the broker empties
+    past that retention, never in the journal. The journal's ``TextReceived`` carries what
+    the decisions read of the body instead (``streams.rules.retention``); ``journal`` and
+    ``export`` show this body beside it while it is kept. Not a journal event."""
+
+    TYPE = "TextBodyKept"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    body: str
+    occurred_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SenderScreened:
     """The per-sender screening verdict: ``forward`` to the campaign, or ``suppress``.
 
@@ -467,6 +485,7 @@ EVENT_TYPES: tuple[type, ...] = (
     TextReceived,
     TextRejected,
     TextTimeClamped,
+    TextBodyKept,
     SenderScreened,
     ReplyApproved,
     ReplyDenied,

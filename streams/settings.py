@@ -29,6 +29,9 @@ def topic_names(app_id: str) -> dict[str, str]:
         "control": f"{app_id}.control",
         "policies": f"{app_id}.policies",
         "snapshots": f"{app_id}.campaign-snapshots",
+        # Texts' bodies, kept apart from the journal for the retention the campaign file
+        # sets (streams.rules.retention): the broker deletes them after it.
+        "bodies": f"{app_id}.bodies",
     }
 
 
@@ -82,6 +85,9 @@ class Settings:
     http_body_timeout_s: float = 10.0
     # A text's createdDatetime is clamped to its arrival time +- this (streams.intake.messagebird).
     event_skew_ms: int = 5 * 60_000
+    # How long a text's body is kept (the campaign file's body_retention_days; 0: never
+    # kept, the journal's stand-in only): the bodies topic's retention.
+    body_retention_ms: int = 30 * 86_400_000
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     # `up`'s broker supervisor (infra/supervisor.py): () -> BrokerStatus; None for a worker

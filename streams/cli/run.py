@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, load_campaigns
+from infra.config import ConfigError, load_body_retention_days, load_campaigns
 from streams.cli.common import (
     Help,
     add_common,
@@ -215,12 +215,25 @@ def min_insync_for(replication: int, given: int | None = None) -> int | None:
     return 2 if replication >= 3 else None
 
 
-def topic_configs(names: dict[str, str],
-                  min_insync: int | None = None) -> dict[str, dict[str, str]]:
+BODY_SEGMENT_MAX_MS = 86_400_000  # the bodies topic's segments: a body outlives its
+# retention by at most this (Kafka deletes whole segments, the newest record past it)
+
+
+def body_topic_config(body_retention_ms: int) -> dict[str, str]:
+    """The bodies topic's config: deleted past the campaign file's retention (a minute
+    when bodies are not kept: none is written)."""
+    retention = max(body_retention_ms, 60_000)
+    return {"cleanup.policy": "delete", "retention.ms": str(retention),
+            "segment.ms": str(min(retention, BODY_SEGMENT_MAX_MS))}
+
+
+def topic_configs(names: dict[str, str], min_insync: int | None = None,
+                  body_retention_ms: int = 30 * 86_400_000) -> dict[str, dict[str, str]]:
     from actors.snapshot import MAX_SNAPSHOT_BYTES
 
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
     configs = {
+        names["bodies"]: body_topic_config(body_retention_ms),
         # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
@@ -234,19 +247,31 @@ def topic_configs(names: dict[str, str],
     return configs
 
 
-def _create_topics(args: argparse.Namespace, kafka: str) -> tuple[dict[str, str], int]:
-    """The deployment's topics (those missing); their names and replication factor."""
-    from infra.broker import broker_count, default_replication, ensure_topics
+def _create_topics(args: argparse.Namespace, kafka: str,
+                   body_retention_ms: int) -> tuple[dict[str, str], int]:
+    """The deployment's topics (those missing); their names and replication factor. The
+    bodies topic's retention is set to the campaign file's at every start (a retention
+    lowered in the file deletes the older bodies)."""
+    from infra.broker import BrokerError, broker_count, default_replication, ensure_topics
+    from infra.kafka_admin import set_topic_configs
     from streams.app import topic_names
 
     names = topic_names(args.app_id)
     replication = args.replication_factor or default_replication(broker_count(kafka))
     min_insync = min_insync_for(replication, args.min_insync_replicas)
+    configs = topic_configs(names, min_insync, body_retention_ms)
     created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                            config=topic_configs(names, min_insync), replication=replication)
+                            config=configs, replication=replication)
     if created:
         log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
                  ", ".join(created), replication, min_insync or "the broker's")
+    if names["bodies"] not in created:
+        try:
+            set_topic_configs(kafka, {names["bodies"]: configs[names["bodies"]]})
+        except BrokerError as exc:
+            log.warning("the retention of %s could not be set to the campaign file's (%s): "
+                        "set retention.ms=%s on it with your Kafka tooling", names["bodies"],
+                        exc, configs[names["bodies"]]["retention.ms"])
     return names, replication
 
 
@@ -264,6 +289,7 @@ class Deployment:
     secret: bytes
     signing_key: str | None
     bird_signing_key: str | None
+    body_retention_ms: int
 
 
 def supervised_broker(state_dir: Path, port: int):
@@ -349,7 +375,7 @@ def serve_web(args: argparse.Namespace) -> int:
         print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     wait_for_kafka(args.kafka)
-    _, replication = _create_topics(args, args.kafka)
+    _, replication = _create_topics(args, args.kafka, deployment.body_retention_ms)
     if not _key_matches(args, args.kafka, deployment.secret):
         return 2
     settings = _settings(args, deployment, args.kafka, replication, None)
@@ -396,12 +422,12 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
     from infra.keycheck import SecretError, deployment_secret
     from infra.operators import load_operators
     from infra.providers import load_providers
+    from infra.statedir import make_private
+    from streams.rules.retention import retention_ms
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
     providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
-    state_dir = Path(args.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = env("MESSAGEBIRD_SIGNING_KEY")
     bird_signing_key = env("BIRD_SIGNING_KEY")
     if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
@@ -412,6 +438,7 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
         print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
               "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return None
+    state_dir = make_private(Path(args.state_dir).resolve())  # broker data, tables, secret
     try:
         secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
     except SecretError as exc:
@@ -422,7 +449,7 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
         log.warning("the deployment secret is kept in the state folder (%s): development "
                     "only, a backup of the folder opens every sealed number", secret_from)
     return Deployment(campaigns, operators, providers, state_dir, secret, signing_key,
-                      bird_signing_key)
+                      bird_signing_key, retention_ms(load_body_retention_days(args.config)))
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -492,7 +519,7 @@ def _serve_on(args: argparse.Namespace, d: Deployment, kafka: str, broker: Any) 
     from streams.console.ops import register_ops
 
     wait_for_kafka(kafka)
-    names, replication = _create_topics(args, kafka)
+    names, replication = _create_topics(args, kafka, d.body_retention_ms)
     if not _key_matches(args, kafka, d.secret):
         return 2
     ray.init(address=args.ray_address or "local", namespace=args.app_id, include_dashboard=False,
@@ -557,8 +584,18 @@ def _settings(args: argparse.Namespace, d: Deployment, kafka: str, replication: 
         http_idle_timeout_s=args.http_idle_timeout,
         http_body_timeout_s=args.http_body_timeout,
         event_skew_ms=int(args.event_skew_minutes * 60_000),
+        body_retention_ms=d.body_retention_ms,
         broker_status=broker.status if broker is not None else None,
     )
+
+
+def body_retention_line(body_retention_ms: int, app_id: str) -> str:
+    """What the deployment keeps of texts, said at start."""
+    days = body_retention_ms // 86_400_000
+    if not days:
+        return "texts' bodies are not kept (body_retention_days = 0)"
+    return (f"texts' bodies kept {days} day(s) in {app_id}.bodies, then deleted; the journal "
+            "keeps what the decisions need of them")
 
 
 def _announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> None:
@@ -569,6 +606,7 @@ def _announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) ->
 
     print(f"antirelou: webhook at http://{args.web_host}:{args.web_port}{WEBHOOK_PATH}",
           flush=True)
+    print(f"antirelou: {body_retention_line(d.body_retention_ms, args.app_id)}", flush=True)
     live = shards.status_now()  # after the journal: the live balance and policy
     for c in d.campaigns:
         cost = reply_cost(c)

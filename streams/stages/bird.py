@@ -43,11 +43,7 @@ def register_bird(rt: Runtime) -> None:
 
     async def store_text(command: ScreenText) -> None:
         refuse_while_the_broker_is_down()
-        value = codec.encode(command)
-        if rt.ack_window is not None:  # written again if the broker loses it (stages.broker)
-            rt.ack_window.remember(command.sender.encode(), value)
-        await bounded(rt.acknowledged(rt.produce(rt.topics.inbound, command.sender.encode(),
-                                                 value)))
+        await rt.store_text(command)
 
     async def store_report(fact: DeliveryReported) -> None:
         refuse_while_the_broker_is_down()

@@ -137,14 +137,7 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
                     number_kind=number.kind, country=number.country, prefix=number.prefix,
                 )
-                value = codec.encode(command)
-                if rt.ack_window is not None:
-                    # In the order of the log (the producer's), not of the acks: written
-                    # again, a sender's texts come in the order they were screened.
-                    rt.ack_window.remember(sender.encode(), value)
-                # asyncio.timeout, not wait_for: no extra task per request.
-                async with asyncio.timeout(settings.ack_timeout_s):
-                    await rt.acknowledged(rt.produce(rt.topics.inbound, sender.encode(), value))
+                await rt.store_text(command)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
