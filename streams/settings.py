@@ -77,6 +77,9 @@ class Settings:
     # How long the webhook waits for the broker's ack before answering 503 (MessageBird
     # then retries): short enough that its own request does not time out first.
     ack_timeout_s: float = ACK_TIMEOUT_S
+    # Webhook requests under way at once in this process; the next gets 503 + Retry-After
+    # at once (streams.stages.admission).
+    webhook_concurrency: int = 256
     redelivery_check_s: float = 2.0  # see stages.watchdog
     # Slow clients (infra/faust/httpguard.py): a connection that sends no complete request
     # headers within http_idle_timeout_s (idle keep-alive included) is closed; a body not

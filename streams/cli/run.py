@@ -129,6 +129,10 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
                    default=float_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10"),
                    help="answer 408 to a request body not received within this long "
                         "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
+    p.add_argument("--webhook-concurrency", type=int,
+                   default=int_env("ANTIRELOU_WEBHOOK_CONCURRENCY", "256"),
+                   help="webhook requests under way at once in this process; the next is "
+                   "answered 503 with Retry-After at once [ANTIRELOU_WEBHOOK_CONCURRENCY]")
     p.add_argument("--ack-timeout", type=float,
                    default=float_env("ANTIRELOU_ACK_TIMEOUT_S", "10"),
                    help="seconds the webhook waits for the broker before answering 503 "
@@ -580,6 +584,7 @@ def _settings(args: argparse.Namespace, d: Deployment, kafka: str, replication: 
                           max_calls=max(RetryPolicy.max_calls, args.send_attempts)),
         breaker_cooldown_s=args.breaker_cooldown,
         ack_timeout_s=args.ack_timeout,
+        webhook_concurrency=args.webhook_concurrency,
         replication_factor=replication,
         http_idle_timeout_s=args.http_idle_timeout,
         http_body_timeout_s=args.http_body_timeout,

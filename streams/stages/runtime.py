@@ -107,6 +107,8 @@ class Runtime:
     # Under `up`: the texts acknowledged lately, written again after a broker crash
     # (stages.broker); None for a worker on a broker it does not run.
     ack_window: AckWindow | None = None
+    # The webhooks' concurrency limit (streams.stages.admission; /health shows it).
+    admission: Any = None
     # Faust's producer once started (``kafka_producer``).
     _started_producer: Any = field(default=None, repr=False)
 

@@ -29,6 +29,7 @@ from streams.intake.messagebird import (
 from streams.intake.messagebird_reports import parse_delivery_report
 from streams.rules.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
+from streams.stages.admission import register_admission
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -62,6 +63,15 @@ async def read_bounded(request: Request, timeout_s: float | None = None) -> byte
     return b"".join(chunks)
 
 
+def refusal(response: Response, request: Request) -> Response:
+    """A refusal answered before its request's body was all received (a forged token, a
+    slow body): its connection is closed after it, so what is still on its way is never
+    read, nor buffered."""
+    if not request.content.is_eof():
+        response.force_close()
+    return response
+
+
 def signed_url(public_url: str | None, request: Request) -> str:
     # The URL MessageBird called, path and query as sent (raw_path): what it hashed.
     try:
@@ -73,6 +83,7 @@ def signed_url(public_url: str | None, request: Request) -> str:
 
 
 def register_views(rt: Runtime) -> None:
+    rt.admission = register_admission(rt.app, rt.settings.webhook_concurrency)
     register_inbound_webhook(rt)
     register_delivery_reports(rt)
     register_status_views(rt)
@@ -88,18 +99,18 @@ def register_inbound_webhook(rt: Runtime) -> None:
         async def post(self, request: Request) -> Response:
             claims: dict[str, Any] = {}
             try:
-                raw = await read_bounded(request, settings.http_body_timeout_s)
                 if rt.refuse_unsigned:
                     raise Unauthorized("missing_signature", "no MessageBird signing key is set")
+                if verifier is not None:  # the token before the body is read
+                    claims = verifier.check_token(
+                        request.headers.get("MessageBird-Signature-JWT"),
+                        signed_url(settings.public_url, request))
+                raw = await read_bounded(request, settings.http_body_timeout_s)
                 if verifier is not None:
-                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
-                                             signed_url(settings.public_url, request), raw)
+                    verifier.check_body(claims, raw)
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
-                response = self.json(exc.body(), status=exc.status)
-                if exc.status == 408:  # the rest of the body may still be on its way
-                    response.force_close()
-                return response
+                return refusal(self.json(exc.body(), status=exc.status), request)
             if rt.broker_down():  # `up`'s broker died: refuse at once, MessageBird retries
                 if verifier is not None and claims:
                     verifier.forget(claims["jti"])
@@ -222,6 +233,7 @@ def register_status_views(rt: Runtime) -> None:
                 "campaigns": sorted(rt.campaigns),
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
+                "webhooks": rt.admission.health(),  # under way, limit, turned away
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Times Faust was found to have dropped fetched records, fetched again.
@@ -253,4 +265,5 @@ def register_web_health(rt: Runtime) -> None:
     class WebHealth(View):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
-                              "signed_webhooks": rt.verifier is not None})
+                              "signed_webhooks": rt.verifier is not None,
+                              "webhooks": rt.admission.health()})

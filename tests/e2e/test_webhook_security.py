@@ -235,11 +235,21 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
         s.sendall(data)
         return s
 
+    def half_body(signed: bool) -> socket.socket:
+        # Signed for a body it never finishes sending (the token is checked before the
+        # body is read: an unsigned one is refused at once, issue 31).
+        raw = callback(new_sender())
+        token = sign(f"http://{where.hostname}:{where.port}{path}", raw, SIGNING_KEY)
+        return connect(f"POST {path} HTTP/1.1\r\nHost: {where.hostname}:{where.port}\r\n"
+                       f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+                       f"{len(raw)}\r\n".encode()
+                       + (f"MessageBird-Signature-JWT: {token}\r\n" if signed else "").encode()
+                       + b"\r\n" + raw[:5])
+
     half_headers = [connect(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-".encode())
                     for _ in range(60)]
-    half_bodies = [connect(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
-                           f"x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\nid=1&".encode())
-                   for _ in range(60)]
+    half_bodies = [half_body(signed=True) for _ in range(60)]
+    unsigned = [half_body(signed=False) for _ in range(20)]
     idle = [connect(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(20)]
     started = time.monotonic()
 
@@ -255,6 +265,9 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
             pass
         return received, True
 
+    for s in unsigned:  # answered 401 at once, its body never read (issue 31)
+        s.settimeout(3)
+        assert s.recv(65536).startswith(b"HTTP/1.1 401")
     time.sleep(max(0.0, started + 19 - time.monotonic()))
     try:
         assert requests.get(worker.url + "/health", timeout=10).status_code == 200
@@ -266,5 +279,5 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
         idles = [answer_then_closed(s) for s in idle]
         assert all(closed and answer.startswith(b"HTTP/1.1 200") for answer, closed in idles)
     finally:
-        for s in half_headers + half_bodies + idle:
+        for s in half_headers + half_bodies + idle + unsigned:
             s.close()
