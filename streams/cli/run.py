@@ -112,8 +112,9 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--web-port", type=int, default=int_env("ANTIRELOU_WEB_PORT", "6066"),
                    help="its port [ANTIRELOU_WEB_PORT]")
     p.add_argument("--public-url", default=env("ANTIRELOU_PUBLIC_URL"),
-                   help="base URL MessageBird calls (signature check behind a proxy); "
-                        "default: the request URL [ANTIRELOU_PUBLIC_URL]")
+                   help="base URL MessageBird (and Bird) call, which their signatures "
+                        "cover; required unless --insecure-dev (then default: the request's "
+                        "URL) [ANTIRELOU_PUBLIC_URL]")
     p.add_argument("--report-url", default=env("ANTIRELOU_REPORT_URL"),
                    help="base URL for delivery reports; default: --public-url, else the "
                    "local web address [ANTIRELOU_REPORT_URL]")
@@ -386,7 +387,7 @@ def serve_web(args: argparse.Namespace) -> int:
     settings.role = "web"
     app = create_app(settings, None, None)
     admin_token = env("ANTIRELOU_ADMIN_TOKEN")
-    register_guard(app, admin_token, args.insecure_dev)
+    register_guard(app, admin_token, args.insecure_dev, args.public_url)
     web = f"http://{args.web_host}:{args.web_port}"
     from streams.app import WEBHOOK_PATH
 
@@ -442,6 +443,10 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
         print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
               "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return None
+    refusal = start_refusal(args)
+    if refusal is not None:
+        print(f"antirelou: {refusal}", file=sys.stderr)
+        return None
     state_dir = make_private(Path(args.state_dir).resolve())  # broker data, tables, secret
     try:
         secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
@@ -454,6 +459,52 @@ def _read_deployment(args: argparse.Namespace) -> Deployment | None:
                     "only, a backup of the folder opens every sealed number", secret_from)
     return Deployment(campaigns, operators, providers, state_dir, secret, signing_key,
                       bird_signing_key, retention_ms(load_body_retention_days(args.config)))
+
+
+# Keys an example file or a tutorial may leave as a placeholder ("CHANGE-ME"): refused.
+KEYS = {"MESSAGEBIRD_SIGNING_KEY": "the signing key MessageBird gives",
+        "BIRD_SIGNING_KEY": "the webhook subscription's signing key",
+        "MESSAGEBIRD_ACCESS_KEY": "MessageBird's access key (or none: dry run)",
+        "BIRD_ACCESS_KEY": "Bird's access key (or none: dry run)",
+        "ANTIRELOU_ADMIN_TOKEN": "a random token (or none: no admin pages)"}
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def start_refusal(args: argparse.Namespace) -> str | None:
+    """Why ``up`` / ``worker`` must not start with these settings (one line), or None:
+    a placeholder for a key; an admin token too short to stand guessing; outside
+    ``--insecure-dev``, no ``--public-url``, which fixes the URL MessageBird's and Bird's
+    signatures are checked against (without it the request's Host header chose it: a
+    token signed for another endpoint of the account was accepted); a public URL that is
+    not one."""
+    from urllib.parse import urlsplit
+
+    from infra.keycheck import placeholder
+
+    for name, what in KEYS.items():
+        value = env(name)
+        if value is not None and value.strip() and placeholder(value):
+            return f"{name} is a placeholder, not a key: set {what}"
+    token = env("ANTIRELOU_ADMIN_TOKEN")
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return (f"ANTIRELOU_ADMIN_TOKEN has {len(token)} characters: it guards the admin "
+                f"pages, give it at least {MIN_ADMIN_TOKEN_CHARS} random ones")
+    url = args.public_url
+    if url is None:
+        if args.insecure_dev:
+            return None
+        return ("--public-url (ANTIRELOU_PUBLIC_URL) is required outside --insecure-dev: the "
+                "base URL MessageBird calls (https://sms.example.org), which its signatures "
+                "cover")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        return (f"--public-url {url!r} is not a base URL like https://sms.example.org "
+                "(scheme, host, optional port and path; no query)")
+    return None
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -503,11 +554,11 @@ def _key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
     topic = keycheck_topic(args.app_id)
     ensure_topics(kafka, {topic: 1}, config={topic: KEYCHECK_CONFIG})
     try:
-        value = asyncio.run(check_key(kafka, topic, secret))
+        asyncio.run(check_key(kafka, topic, secret))
     except SecretError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return False
-    log.info("deployment key check value %s matches", value)
+    log.info("the deployment secret is the deployment's (key check in %s)", topic)
     return True
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from infra.journal import iter_records
 from streams.rules.screening import SenderState
-from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
+from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, SECRET, new_sender, of
 
 pytestmark = pytest.mark.services
 
@@ -188,7 +188,7 @@ def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_pa
     for name, records in topics.items():
         clean(b"\n".join(k + b" " + v for k, v in records), name)
     # The work topics carry the number only sealed (AES-GCM), and it opens to the sender.
-    privacy = Privacy(b"e2e-secret-0123456789abcdef")
+    privacy = Privacy(SECRET.encode())
     sealed = [codec.decode(v) for _, v in topics[f"{worker.app_id}.sms-received"]
               if codec.decode(v).message_id == r.message_id]
     assert sealed and privacy.open(sealed[0].reply_to, campaign_id=sealed[0].campaign_id,
@@ -328,10 +328,9 @@ def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
         return [k async for _, _, k, _ in iter_records(worker.kafka, keycheck_topic(
             worker.app_id))]
 
-    assert asyncio.run(published()) == [key_check_value(b"e2e-secret-0123456789abcdef")
-                                        .encode()]
+    assert asyncio.run(published()) == [key_check_value(SECRET.encode()).encode()]
     out = _start_worker_briefly(worker, tmp_path,
-                                {"ANTIRELOU_SECRET": "another-secret-0123456789abcdef"})
+                                {"ANTIRELOU_SECRET": "another-secret-9c4e7a1f3b5d8e2c6a0f4b7d1e9c3a5f"})
     assert out.returncode == 2, out.stderr[-2000:]
     assert "not the deployment's" in out.stderr
     assert "another-secret" not in out.stderr + out.stdout  # the secret is never shown
