@@ -485,6 +485,8 @@ def start_refusal(args: argparse.Namespace) -> str | None:
         value = env(name)
         if value is not None and value.strip() and placeholder(value):
             return f"{name} is a placeholder, not a key: set {what}"
+    if args.webhook_concurrency < 1:
+        return f"--webhook-concurrency {args.webhook_concurrency}: at least 1"
     token = env("ANTIRELOU_ADMIN_TOKEN")
     if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
         return (f"ANTIRELOU_ADMIN_TOKEN has {len(token)} characters: it guards the admin "

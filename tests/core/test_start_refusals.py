@@ -81,6 +81,10 @@ def test_a_short_admin_token_is_refused(monkeypatch):
     assert "hunter2" not in why
 
 
+def test_a_webhook_concurrency_below_one_is_refused():
+    assert "at least 1" in start_refusal(args_for("--insecure-dev", "--webhook-concurrency", "0"))
+
+
 def test_the_public_url_is_required_outside_insecure_dev(monkeypatch):
     assert "--public-url" in start_refusal(args_for())
     assert start_refusal(args_for("--public-url", "https://sms.example.org")) is None
