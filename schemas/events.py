@@ -82,16 +82,15 @@ class TextBodyKept:
     retention (``body_retention_days``): on ``<app>.bodies``, a topic the broker empties
     past that retention, never in the journal. The journal's ``TextReceived`` carries what
     the decisions read of the body instead (``streams.rules.retention``); ``journal`` and
-    ``export`` show this body beside it while it is kept. Not a journal event."""
+    ``export`` show this body beside it while it is kept. Not a journal event: only the
+    message id ties it to its text (keyed by it, not by the sender)."""
 
     TYPE = "TextBodyKept"
     SCHEMA_VERSION = 1
 
     message_id: str
-    campaign_id: str
-    sender: str
+    occurred_at: int  # the text's: its age is the body's
     body: str
-    occurred_at: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

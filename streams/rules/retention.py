@@ -58,9 +58,8 @@ def split_body(command: ScreenText, keep: bool = True) -> tuple[ScreenText, Text
     empty body)."""
     kept = None
     if keep and command.body:
-        kept = TextBodyKept(message_id=command.message_id, campaign_id=command.campaign_id,
-                            sender=command.sender, body=command.body,
-                            occurred_at=command.occurred_at)
+        kept = TextBodyKept(message_id=command.message_id, occurred_at=command.occurred_at,
+                            body=command.body)
     return without_body(command), kept
 
 

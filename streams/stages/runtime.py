@@ -49,7 +49,7 @@ class Topics:
     control: faust.TopicT  # operator commands
     policies: faust.TopicT  # PolicyChanged, one partition
     snapshots: faust.TopicT  # campaign snapshots, keyed by campaign
-    bodies: faust.TopicT  # texts' bodies for their retention (streams.rules.retention)
+    bodies: faust.TopicT  # texts' bodies for their retention, keyed by message id
 
 
 @dataclass(frozen=True)
@@ -237,8 +237,8 @@ class Runtime:
         # asyncio.timeout, not wait_for: no extra task per request.
         async with asyncio.timeout(self.settings.ack_timeout_s):
             stored = await self.produce(self.topics.inbound, key, value)
-            body = (await self.produce(self.topics.bodies, key, codec.encode(kept))
-                    if kept is not None else None)
+            body = (await self.produce(self.topics.bodies, kept.message_id.encode(),
+                                       codec.encode(kept)) if kept is not None else None)
             await stored
             if body is not None:
                 try:

@@ -65,8 +65,7 @@ def test_property_the_decisions_read_a_stand_in_as_they_read_its_body(body):
 def test_a_text_is_split_into_what_the_decisions_read_and_its_body_kept_apart():
     text, kept = split_body(command(1, "t'es charmante"))
     assert text.body == NOT_KEPT and text.message_id == "m1" and text.reply_to == "sealed"
-    assert kept == TextBodyKept(message_id="m1", campaign_id="paris", sender="s_1",
-                                body="t'es charmante", occurred_at=T0 + 60_000)
+    assert kept == TextBodyKept(message_id="m1", occurred_at=T0 + 60_000, body="t'es charmante")
     assert split_body(command(2, "test"))[0].body == TEST_TEXT_STAND_IN
     assert split_body(command(3, "t'es charmante"), keep=False)[1] is None  # 0 days
     assert split_body(command(4, ""))[1] is None
