@@ -297,7 +297,8 @@ def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SE
         return subprocess.run(
             [sys.executable, "-m", "streams.cli", "worker", "--kafka", worker.kafka,
              "--config", str(worker.config), "--app-id", app_id or worker.app_id,
-             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2"],
+             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2",
+             "--public-url", "http://127.0.0.1:1"],
             capture_output=True, text=True, timeout=60, env=env, start_new_session=True)
     except subprocess.TimeoutExpired:  # (subprocess.run killed it)
         pytest.fail("the worker started instead of refusing")
