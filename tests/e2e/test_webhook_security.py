@@ -109,12 +109,18 @@ def test_bodies_over_the_limit_are_413_json_even_past_aiohttp_s_own_limit(worker
                                                   sign(url, raw, SIGNING_KEY)}, timeout=30)
         assert r.status_code == 413 and r.json()["error"] == "too_large", r.text[:200]
 
-    def chunks():  # chunked: no Content-Length to refuse early
-        for _ in range(40):
-            yield b"x" * 65536
+    big = b"x" * 65536 * 40
 
-    r = requests.post(url, data=chunks(), headers=FORM, timeout=30)
+    def chunks():  # chunked: no Content-Length to refuse early
+        for i in range(40):
+            yield big[i * 65536:(i + 1) * 65536]
+
+    signed = {**FORM, "MessageBird-Signature-JWT": sign(url, big, SIGNING_KEY)}
+    r = requests.post(url, data=chunks(), headers=signed, timeout=30)
     assert r.status_code == 413 and r.json()["error"] == "too_large", r.text[:200]
+    # Unsigned, it is refused before any of it is read (issue 31: the token comes first).
+    r = requests.post(url, data=chunks(), headers=FORM, timeout=30)
+    assert r.status_code == 401 and r.json()["error"] == "missing_signature", r.text[:200]
     assert written(before, offsets(worker, "sms-received")) == 0
 
 
