@@ -16,7 +16,7 @@ The bucket starts full (``burst_percent`` % of the spendable budget, the launch 
 refills on event time. All money is integer micro-euros, all time integer epoch ms; time
 never moves back (a late event is counted at the latest time seen).
 
-Guarantee (``tests/core/test_allowance_properties.py`` checks it over arbitrary traffic):
+Guarantee (``tests/actors/test_allowance.py`` checks it over arbitrary traffic):
 spending only takes tokens, and the locked money falls at most linearly, since the floor
 division only ever releases less. So, without credits or refunds, for every time ``t`` in
 ``[t0, ends_at]``::

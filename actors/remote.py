@@ -42,7 +42,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.campaign import CampaignState, ControlOutcome
 from actors.shard import CampaignShard, is_campaign_event
-from actors.snapshot import decode_snapshot
+from actors.snapshot import SnapshotOutdated, decode_snapshot
 from schemas.campaign import Campaign
 from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 
@@ -173,7 +173,12 @@ async def _read_recovery(
         if raw is None:
             starts = {}  # a campaign without a snapshot needs the whole journal
             continue
-        state, offsets = decode_snapshot(raw)
+        try:
+            state, offsets = decode_snapshot(raw)
+        except SnapshotOutdated as exc:
+            log.warning("%s: rebuilt from the whole journal", exc)
+            starts = {}
+            continue
         states.append(state)
         if starts is None:
             starts = dict(offsets)

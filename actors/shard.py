@@ -30,7 +30,7 @@ from schemas.reasons import UNKNOWN_CAMPAIGN
 
 CAMPAIGN_EVENT_TYPES = ("ReplyApproved", "ReplyDenied", "PolicyChanged", "BudgetCredited",
                         "ReplyRefunded", "ReplyCostReconciled", "ReplyDeferred", "ReplyExpired",
-                        "SurgeStarted", "SurgeEnded", "ReplyPromoted")
+                        "SurgeStarted", "SurgeEnded", "ReplyPromoted", "ReplyHeldBack")
 
 
 def is_campaign_event(event: object) -> bool:
@@ -94,7 +94,7 @@ class CampaignShard:
     def busy(self, campaign_id: str) -> bool:
         """Whether a tick may change the campaign: replies wait in its queue, or a surge is on."""
         state = self._states.get(campaign_id)
-        return state is not None and bool(state.queue.items or state.surge.active)
+        return state is not None and bool(len(state.queue) or state.cohorts.active)
 
     def control(self, batch: list[ControlCommand]) -> list[ControlOutcome]:
         out: list[ControlOutcome] = []
@@ -129,7 +129,7 @@ def campaign_status(state: CampaignState, campaign: Campaign) -> dict[str, Any]:
         "approved": state.approved,
         "denied": state.denied,
         "seq": state.seq,
-        "surge": state.surge.active,
+        "surge": state.cohorts.active,
         "queued": len(state.queue),
         "reply_cost_micros": cost.cost_micros,
         "reply_segments": cost.segments,

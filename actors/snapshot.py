@@ -19,9 +19,10 @@ import zlib
 from collections import OrderedDict
 from typing import Any
 
-from actors.campaign_state import CampaignState, _new_queue, idempotency_key
+from actors.evidence import Cohorts, WordStats
 from actors.pacing import AllowanceState
-from actors.surge import DeferralQueue, SurgeState
+from actors.queue import RequestQueue
+from actors.state import CampaignState, idempotency_key
 from schemas import codec
 from schemas.policy import Policy
 
@@ -44,31 +45,32 @@ def encode_snapshot(state: CampaignState, journal_offsets: dict[int, int]) -> by
         "pacing": state.pacing.to_dict(),
         "ends_at": state.ends_at,
         "prefix_tat": state.prefix_tat,
-        "surge": state.surge.to_dict(),
-        "queue": state.queue.to_dict(),
-        "queued": state.queued,
+        "cohorts": state.cohorts.to_dict(),
+        "words": state.words.to_dict(),
+        "requests": state.queue.to_dict(),
         "release_tat": state.release_tat,
-        "surge_arrival_ranges": state.surge_arrival_ranges,
-        "surge_promoted_ranges": state.surge_promoted_ranges,
+        "surge_cap_micros": state.surge_cap_micros,
+        "surge_spent_micros": state.surge_spent_micros,
+        "held_released": {str(m): n for m, n in state.held_released.items()},
+        "raid_refused": {str(m): n for m, n in state.raid_refused.items()},
         "decided": [codec.to_dict(e) for e in state.decided.values()],
         "commands": [codec.to_dict(e) for e in state.commands.values()],
         "journal_offsets": {str(p): o for p, o in journal_offsets.items()},
     }), 1)
 
 
-def _by_range(raw: dict[str, Any], name: str, total_name: str) -> dict[str, int]:
-    """A surge count by number range (``name``); in snapshots from before it was kept by
-    range, its total (``total_name``) as one range (counted as it was then)."""
-    if name in raw:
-        return dict(raw[name])
-    total = raw.get(total_name, 0)
-    return {"": total} if total else {}
+class SnapshotOutdated(ValueError):
+    """A snapshot written before the campaign kept its cohorts, word statistics and request
+    queue (issue 28): its state cannot be completed, so the campaign is rebuilt from the
+    whole journal instead (what a campaign without a snapshot does)."""
 
 
 def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
     if not data.startswith(b"{"):  # zlib; plain JSON before compression
         data = zlib.decompress(data)
     raw: dict[str, Any] = codec.load_data(data)
+    if "cohorts" not in raw:
+        raise SnapshotOutdated(f"campaign {raw.get('campaign_id')!r}: snapshot of an older format")
     decided = [codec.from_dict(d) for d in raw["decided"]]
     # Operator commands sat among the decisions in snapshots before they were kept apart.
     commands = [codec.from_dict(d) for d in raw.get("commands", [])] + [
@@ -86,14 +88,16 @@ def decode_snapshot(data: bytes) -> tuple[CampaignState, dict[int, int]]:
         denied=raw["denied"],
         refunded_micros=raw.get("refunded_micros", 0),  # snapshots before refunds existed
         seq=raw["seq"],
-        # Absent from snapshots taken before the per-prefix limit and surge mode.
+        # Absent from snapshots taken before the per-prefix limit.
         prefix_tat=dict(raw.get("prefix_tat", {})),
-        surge=SurgeState.from_dict(raw["surge"]) if "surge" in raw else SurgeState(),
-        queue=DeferralQueue.from_dict(raw["queue"]) if "queue" in raw else _new_queue(),
-        queued={mid: (v[0], v[1]) for mid, v in raw.get("queued", {}).items()},
+        cohorts=Cohorts.from_dict(raw["cohorts"]),
+        words=WordStats.from_dict(raw["words"]),
+        queue=RequestQueue.from_dict(raw["requests"]),
         release_tat=raw.get("release_tat", 0),
-        surge_arrival_ranges=_by_range(raw, "surge_arrival_ranges", "surge_arrivals"),
-        surge_promoted_ranges=_by_range(raw, "surge_promoted_ranges", "surge_promoted"),
+        surge_cap_micros=raw["surge_cap_micros"],
+        surge_spent_micros=raw["surge_spent_micros"],
+        held_released={int(m): n for m, n in raw["held_released"].items()},
+        raid_refused={int(m): n for m, n in raw["raid_refused"].items()},
         decided=OrderedDict((idempotency_key(e), e) for e in decided),
         commands=OrderedDict((idempotency_key(e), e) for e in commands),
     )

@@ -1,24 +1,90 @@
-"""Read the journal topic from Kafka: the whole history, or follow it live.
+"""Read the journal: the topic from Kafka (the whole history, or following it live), or an
+export of it (JSON lines, as ``antirelou export`` writes them): the one reader of each.
 
 Used at start-up (campaign shards rebuild their state from the decisions), by
-``antirelou journal`` and by the tests; and the texts' bodies kept apart from it
-(``read_bodies``, ``follow_bodies``: streams.rules.retention).
+``antirelou journal``, ``antirelou audit`` (its readers of a file, and the account of what
+a broker lost) and by the tests; and the texts' bodies kept apart from it (``read_bodies``,
+``follow_bodies``: streams.rules.retention). aiokafka is imported only to read Kafka.
+
+Errors::
+
+    BadLine      a line of an export that is not an event (says the file and line)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import orjson
 
 from schemas import codec
 from schemas.events import TextBodyKept
 
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+class BadLine(ValueError):
+    """A line of a JSON-lines journal file that is not an event; says the file and line."""
+
+
+def plainly(line: bytes) -> bool:
+    """Whether a journal line that begins with ``{"type":"NAME"`` is for sure of type NAME:
+    it holds ``"type"`` once (no other type key) and no backslash (no escaped one). A
+    reader may pass such a line over without decoding it when another reads it."""
+    return line.count(b'"type"') == 1 and b"\\" not in line
+
+
+def read_lines(f: IO[bytes], name: str,
+               on_blank: Callable[[int], None] = lambda n: None,
+               pass_over: bytes | tuple[bytes, ...] | None = None,
+               noted: tuple[bytes, Callable[[dict], Any]] | None = None,
+               ) -> Iterator[tuple[int, Any]]:
+    """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
+    ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
+    ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``, or several): a line that begins with it and is
+    ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
+    lines of that type another reads). ``noted``: ``(beginning, note)``, a line that begins
+    so and is ``plainly`` of that type is given as ``note(payload)`` of its JSON object
+    when that is not None (for a reader who needs only some fields, e.g. a
+    ``streams.audit.VerdictNote``), else decoded as any line."""
+    loads, from_dict = orjson.loads, codec.fast_from_dict
+    noted_line, note = noted if noted is not None else (None, None)
+    for n, line in enumerate(f, 1):
+        if pass_over is not None and line.startswith(pass_over) and plainly(line):
+            yield n, None
+            continue
+        try:
+            if noted_line is not None and line.startswith(noted_line) and plainly(line):
+                payload = loads(line)
+                event = note(payload)
+                if event is None:
+                    event = from_dict(payload)
+            else:
+                event = from_dict(loads(line))
+        except orjson.JSONDecodeError as exc:
+            if not line.strip():
+                on_blank(n)
+                continue
+            raise BadLine(f"{name}:{n}: not JSON: {exc}") from None
+        except codec.CodecError as exc:
+            raise BadLine(f"{name}:{n}: {exc}") from None
+        yield n, event
+
+
+def read_file(path: str) -> Iterator[Any]:
+    """Every event of a JSON-lines export, in order (blank lines skipped)."""
+    with open(path, "rb") as f:
+        for _, event in read_lines(f, path):
+            yield event
+
 
 async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
         request_timeout_ms=15_000,

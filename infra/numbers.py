@@ -27,7 +27,7 @@ SHORT_CODE_DIGITS = range(3, 7)  # 3 to 6 digits
 E164_MAX_DIGITS = 15
 PREFIX_NATIONAL_DIGITS = 3
 
-_KINDS = {
+KINDS = {
     PhoneNumberType.MOBILE: "mobile",
     PhoneNumberType.FIXED_LINE_OR_MOBILE: "mobile",
     PhoneNumberType.FIXED_LINE: "fixed_line",
@@ -68,7 +68,7 @@ def classify(msisdn_digits: str) -> NumberInfo:
     valid, kind = _validity_and_type(number, region, national)
     if not valid:
         return NumberInfo(False, "invalid", country, prefix)
-    return NumberInfo(True, _KINDS.get(kind, "other"), country, prefix)
+    return NumberInfo(True, KINDS.get(kind, "other"), country, prefix)
 
 
 _type_for = getattr(phonenumberutil, "_number_type_helper", None)  # (national, metadata)

@@ -72,7 +72,7 @@ class Refusal:
     campaign_id: str = ""
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode()
 
 
@@ -90,10 +90,10 @@ def new_key_pair() -> tuple[str, str]:
     """(private key, public key), both base64: the private one for the operator only."""
     seed = secrets.token_bytes(32)
     public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
-    return _b64(seed), _b64(public)
+    return b64(seed), b64(public)
 
 
-def _private_key(text: str) -> Ed25519PrivateKey:
+def load_private_key(text: str) -> Ed25519PrivateKey:
     try:
         return Ed25519PrivateKey.from_private_bytes(_unb64(text.strip(), 32))
     except ValueError:
@@ -107,9 +107,9 @@ def signed_bytes(app_id: str, command: bytes) -> bytes:
 
 def sign_command(command: ControlCommand, private_key: str, app_id: str) -> SignedControl:
     wire = codec.encode(command)
-    signature = _private_key(private_key).sign(signed_bytes(app_id, wire))
+    signature = load_private_key(private_key).sign(signed_bytes(app_id, wire))
     return SignedControl(operator=command.operator, command=wire.decode(),
-                         signature=_b64(signature))
+                         signature=b64(signature))
 
 
 def parse_operators(data: Mapping[str, Any], source: str = "<config>",

@@ -56,6 +56,13 @@ from infra.gateway import (
     GatewayUnavailable,
     SendResult,
 )
+from schemas.reasons import (
+    CONNECTION_LOST,
+    PROVIDER_REJECTED,
+    PROVIDER_UNAVAILABLE,
+    TIMEOUT,
+    UNREADABLE_ANSWER,
+)
 
 log = logging.getLogger("antirelou.sending")
 
@@ -148,11 +155,27 @@ class Outcome:
     attempts: int
     result: SendResult | None = None
     error: GatewayError | None = None
-    reason: str | None = None  # "uncertain": "timeout" | "connection_lost" | "unreadable_answer"
+    # Why it was not sent ("failed": FAILURE_REASONS) or may have been ("uncertain":
+    # UNCERTAIN_REASONS), from schemas.reasons.
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reason is None) != (self.kind == "sent"):
+            raise ValueError(f"a {self.kind} outcome with reason {self.reason!r}")
 
     @property
     def retryable(self) -> bool:
         return isinstance(self.error, GatewayUnavailable)
+
+
+def uncertain_reason(error: GatewayError) -> str:
+    """Why a reply whose call raised ``error`` (not ``GatewayUnavailable`` nor
+    ``GatewayRejected``: those prove nothing was sent) may have been sent."""
+    if isinstance(error, GatewayTimeout):
+        return TIMEOUT
+    if isinstance(error, GatewayConnectionLost):
+        return CONNECTION_LOST
+    return UNREADABLE_ANSWER
 
 
 async def deliver(
@@ -187,22 +210,16 @@ async def deliver(
                 if not probe:  # a failed probe says the provider is down, not this reply
                     failures += 1
                     if failures >= retry.max_attempts:
-                        return Outcome("failed", attempt, error=exc)
+                        return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
                     delay = retry.delay(failures, rng)
                 if attempt >= retry.call_cap:
-                    return Outcome("failed", attempt, error=exc)
+                    return Outcome("failed", attempt, error=exc, reason=PROVIDER_UNAVAILABLE)
             except GatewayRejected as exc:
                 breaker.release(probe)
-                return Outcome("failed", attempt, error=exc)
-            except GatewayTimeout as exc:
+                return Outcome("failed", attempt, error=exc, reason=PROVIDER_REJECTED)
+            except GatewayError as exc:  # the request may have reached the provider
                 breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="timeout")
-            except GatewayConnectionLost as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="connection_lost")
-            except GatewayError as exc:
-                breaker.release(probe)
-                return Outcome("uncertain", attempt, error=exc, reason="unreadable_answer")
+                return Outcome("uncertain", attempt, error=exc, reason=uncertain_reason(exc))
             except BaseException:  # not the gateway's (a number that does not open, a
                 breaker.release(probe)  # cancelled task): the probe must not stay taken
                 raise

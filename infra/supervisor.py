@@ -90,7 +90,7 @@ def _is_our_broker(pid: int, data_dir: Path) -> bool:
     return "noida-db" in os.path.basename(cmd[0]) and str(data_dir) in cmd
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,26 +117,26 @@ def stop_orphan(state_dir: Path, data_dir: Path, grace_s: float = 5.0) -> str | 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         path.unlink(missing_ok=True)
         return f"ignored an unreadable {path} ({type(exc).__name__})"
-    if owner and owner != os.getpid() and _alive(owner) and _is_up(owner):
+    if owner and owner != os.getpid() and alive(owner) and _is_up(owner):
         raise BrokerError(
             f"another `antirelou up` (pid {owner}) runs on {state_dir} with its broker "
             f"(pid {pid}); stop it first, or use another --state-dir")
-    if not (_alive(pid) and _is_our_broker(pid, data_dir)):
+    if not (alive(pid) and _is_our_broker(pid, data_dir)):
         path.unlink(missing_ok=True)
         return (f"the previous `antirelou up` (pid {owner}) did not stop cleanly; its broker "
                 f"(pid {pid}) is already gone")
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)  # its own process group (infra/broker.py)
     deadline = time.monotonic() + grace_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     how = "stopped it (SIGTERM)"
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
         how = f"killed it (no exit {grace_s:g} s after SIGTERM)"
         deadline = time.monotonic() + 5.0
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
     path.unlink(missing_ok=True)
     return (f"found the broker (pid {pid}) of a previous `antirelou up` (pid {owner}, gone) "

@@ -23,6 +23,7 @@ import orjson
 from schemas.commands import COMMAND_TYPES
 from schemas.events import EVENT_TYPES
 from schemas.frozen import builder
+from schemas.reasons import PROVIDER_REJECTED, PROVIDER_UNAVAILABLE, REPLY_TO_LOST
 
 
 class CodecError(ValueError):
@@ -175,6 +176,17 @@ def _failed_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "attempts": 1}
 
 
+@upcaster("ReplyFailed", 2)
+def _failed_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    # Before v3 the reason was read from the error: the decide stage's "reply_to_lost: ...",
+    # else the gateway's kind of error (retryable: unavailable, else rejected).
+    if payload["error"].startswith(REPLY_TO_LOST):
+        reason = REPLY_TO_LOST
+    else:
+        reason = PROVIDER_UNAVAILABLE if payload["retryable"] else PROVIDER_REJECTED
+    return {**payload, "reason": reason}
+
+
 # v3 of the campaign decisions carries the sender's number range (for the per-prefix rate
 # limit) and, on approvals, when to send. Before v3 there was no range and no delay.
 
@@ -205,3 +217,48 @@ def _deferred_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
 @upcaster("SendReply", 1)
 def _send_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "send_at": None}
+
+
+# Content evidence (issue 28): the word keys of a text and the sender's other campaigns; a
+# request's safety delay; a surge's spend bound. Absent before: no words, no other campaign,
+# judged at once, no bound recorded (a field the payload has is kept).
+
+
+@upcaster("SenderScreened", 2)
+def _screened_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", "other_campaigns": 0, **payload}
+
+
+@upcaster("ReplyApproved", 3)
+def _approved_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", "texts_from_sender": 1, **payload}
+
+
+@upcaster("ReplyDenied", 3)
+def _denied_v3_v4(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", "texts_from_sender": 1, **payload}
+
+
+@upcaster("ReplyDeferred", 2)
+def _deferred_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", "hold_until": 0, **payload}
+
+
+@upcaster("ReplyPromoted", 1)
+def _promoted_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", **payload}
+
+
+@upcaster("SurgeStarted", 1)
+def _surge_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"spend_cap_micros": 0, **payload}
+
+
+@upcaster("RequestReply", 2)
+def _request_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", "other_campaigns": 0, **payload}
+
+
+@upcaster("ReviewRequest", 1)
+def _review_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"words": "", **payload}

@@ -38,7 +38,7 @@ class RequestReply:
     """Ask the campaign to pay for one reply (keyed by campaign)."""
 
     TYPE = "RequestReply"
-    SCHEMA_VERSION = 2  # v2 added prefix and texts_from_sender
+    SCHEMA_VERSION = 3  # v2 added prefix and texts_from_sender; v3 words and other_campaigns
 
     message_id: str
     campaign_id: str
@@ -46,7 +46,9 @@ class RequestReply:
     occurred_at: int
     reply_to: str
     prefix: str = ""  # the sender's coarse number range (ScreenText.prefix)
-    texts_from_sender: int = 1  # SenderScreened.texts_from_sender: fewer is served first
+    texts_from_sender: int = 1  # SenderScreened.texts_from_sender
+    words: str = ""  # SenderScreened.words: the text's word keys
+    other_campaigns: int = 0  # SenderScreened.other_campaigns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,13 +59,14 @@ class ReviewRequest:
     before the first texts)."""
 
     TYPE = "ReviewRequest"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added words
 
     message_id: str  # the forwarded request's
     campaign_id: str
     sender: str
-    reason: str  # "flooder" | "texted_again"
+    reason: str  # schemas.reasons.REVIEW_REASONS
     occurred_at: int  # the text that showed it
+    words: str = ""  # texted_again: the later text's word keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

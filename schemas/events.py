@@ -103,7 +103,7 @@ class SenderScreened:
     ``reason="duplicate"`` comes only from states written before verdicts were kept."""
 
     TYPE = "SenderScreened"
-    SCHEMA_VERSION = 2  # v2 added policy_version
+    SCHEMA_VERSION = 3  # v2 added policy_version; v3 words and other_campaigns
 
     message_id: str
     campaign_id: str
@@ -113,6 +113,11 @@ class SenderScreened:
     texts_from_sender: int
     occurred_at: int
     policy_version: int  # the campaign policy (cooldown) the verdict used
+    # The text's word keys (``actors.words``: what the campaign's content evidence reads;
+    # "" for verdicts that send nothing to the campaign) and how many other campaigns of the
+    # deployment the sender texted within a day before it (a raider's mark).
+    words: str = ""
+    other_campaigns: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,7 +141,7 @@ class ReplyApproved:
     """The campaign reserved the cost of one reply from its budget."""
 
     TYPE = "ReplyApproved"
-    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix, send_at and deferred_at
+    SCHEMA_VERSION = 4  # v2 added policy_version; v3 prefix, send_at and deferred_at; v4 words
 
     message_id: str
     campaign_id: str
@@ -150,9 +155,11 @@ class ReplyApproved:
     policy_version: int
     prefix: str  # the sender's coarse number range ("33-612"; "" when unknown)
     send_at: int  # when the reply is to be sent: occurred_at + the policy's reply delay
-    # When the request was deferred during a surge (this approval releases it at
-    # occurred_at); None for a request approved as it came.
+    # When the request was deferred (this approval releases it at occurred_at, after the
+    # safety delay or a surge's wait); None for a request approved as it came.
     deferred_at: int | None
+    words: str = ""  # the text's word keys, for a request approved as it came ("" otherwise)
+    texts_from_sender: int = 1  # likewise: SenderScreened.texts_from_sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,29 +167,32 @@ class ReplyDenied:
     """The campaign refused to pay for a reply, with the reason."""
 
     TYPE = "ReplyDenied"
-    SCHEMA_VERSION = 3  # v2 added policy_version; v3 prefix
+    SCHEMA_VERSION = 4  # v2 added policy_version; v3 prefix; v4 words
 
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "budget_exhausted" | "reserve_reached" | "not_started" | "ended" |
-    #             "unknown_campaign" | "allowance" | "prefix_flood" | "queue_full"
-    #             (older journals: "daily_allowance" | "hourly_allowance")
+    reason: str  # schemas.reasons.DENIAL_REASONS (older journals: "daily_allowance" |
+    #             "hourly_allowance")
     cost_micros: int
     balance_after_micros: int
     seq: int
     occurred_at: int
     policy_version: int
     prefix: str  # the sender's coarse number range ("" when unknown)
+    words: str = ""  # the text's word keys (the campaign's word counts include denied texts)
+    texts_from_sender: int = 1  # SenderScreened.texts_from_sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyDeferred:
-    """During a surge the campaign queued the request instead of paying for it now; it ends
-    as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``."""
+    """The campaign queued the request instead of paying for it now (the safety delay, or a
+    surge): it is judged when ``hold_until`` comes, on what the events showed by then, and
+    ends as a ``ReplyApproved`` (released, ``deferred_at`` set) or a ``ReplyExpired``, maybe
+    after a ``ReplyHeldBack``."""
 
     TYPE = "ReplyDeferred"
-    SCHEMA_VERSION = 2  # v2 added priority
+    SCHEMA_VERSION = 3  # v2 added priority; v3 words and hold_until
 
     message_id: str
     campaign_id: str
@@ -193,21 +203,52 @@ class ReplyDeferred:
     seq: int
     occurred_at: int
     policy_version: int
-    priority: int = 0  # the queue's priority key (actors.campaign.priority_key): smaller first
+    priority: int = 0  # the arrival rank (``actors.decide.arrival_rank``): a full queue
+    #                   keeps the smaller
+    words: str = ""  # the text's word keys (``actors.words``)
+    hold_until: int = 0  # when it is judged: occurred_at + the safety delay (0: v2, at once)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyPromoted:
-    """A queued request whose sender texted again at a human pace moves ahead of the first
-    texts (``ReviewRequest(texted_again)``)."""
+    """A queued request whose sender texted again at a human pace
+    (``ReviewRequest(texted_again)``): journaled evidence, with the later text's words."""
 
     TYPE = "ReplyPromoted"
+    SCHEMA_VERSION = 2  # v2 added words
+
+    message_id: str
+    campaign_id: str
+    sender: str
+    priority: int  # the new priority key (v1); unchanged since v2
+    seq: int
+    occurred_at: int
+    policy_version: int
+    words: str = ""  # the later text's word keys
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyHeldBack:
+    """A queued request whose safety delay ended with evidence that neither clears nor
+    condemns it: it arrived in a minute of first texts far above the campaign's baseline
+    (a surge's cohort) and its words were not a raid's. It waits, ranked, for the surge's
+    spend bound (``SurgeStarted.spend_cap_micros``), released in rank order as the
+    allowance allows, or expires at the TTL. The evidence it rested on is here."""
+
+    TYPE = "ReplyHeldBack"
     SCHEMA_VERSION = 1
 
     message_id: str
     campaign_id: str
     sender: str
-    priority: int  # the new priority key
+    deferred_at: int
+    excess_percent: int  # its arrival minute's first texts, in % of the baseline's rate
+    range_debt: int  # first texts of its number range above their schedule then
+    texted_again: bool  # its sender texted again at a human pace while it waited
+    # It arrived in a minute in which a raid was found pasting its words: released only up
+    # to the baseline's rate of such a minute (the people among it), after the others.
+    in_raid: bool
+    rank: int  # smaller is released first
     seq: int
     occurred_at: int
     policy_version: int
@@ -215,10 +256,11 @@ class ReplyPromoted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyExpired:
-    """A deferred request left the queue unanswered: older than the TTL ("ttl"), pushed out
-    of a full queue by a request of higher priority ("queue_full"), withdrawn because its
-    sender showed himself a flooder ("flooder"), or the budget can pay no reply
-    ("budget_exhausted"). The sender is answered on a later text (screening reopens him)."""
+    """A deferred request left the queue unanswered (``schemas.reasons.EXPIRY_REASONS``):
+    its words were a raid's ("raid_words"), its sender texted another campaign ("other_campaign")
+    or showed himself a flooder ("flooder"), older than the TTL ("ttl", "budget_exhausted"
+    when the budget could pay no reply then), pushed out of a full queue ("queue_full").
+    The sender is answered on a later text (screening reopens him)."""
 
     TYPE = "ReplyExpired"
     SCHEMA_VERSION = 1
@@ -226,7 +268,7 @@ class ReplyExpired:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "ttl" | "queue_full" | "flooder" | "budget_exhausted"
+    reason: str  # schemas.reasons.EXPIRY_REASONS
     deferred_at: int
     seq: int
     occurred_at: int
@@ -239,7 +281,7 @@ class SurgeStarted:
     replies are deferred from now on."""
 
     TYPE = "SurgeStarted"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added spend_cap_micros
 
     campaign_id: str
     first_texts: int  # in the minute of occurred_at
@@ -248,6 +290,9 @@ class SurgeStarted:
     seq: int
     occurred_at: int
     policy_version: int
+    # What the surge may spend on requests it cannot tell from a raid's (ReplyHeldBack):
+    # ``surge_spend_percent`` of the allowance at its start.
+    spend_cap_micros: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,19 +347,21 @@ class ReplyAttempted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyFailed:
-    """The gateway did not accept the reply, after every allowed attempt: nothing was sent,
-    so the campaign refunds its cost (``ReplyRefunded``)."""
+    """The reply was given up without being sent (the gateway did not accept it after every
+    allowed attempt, or there was nothing to send to): the campaign refunds its cost
+    (``ReplyRefunded``)."""
 
     TYPE = "ReplyFailed"
-    SCHEMA_VERSION = 2  # v2 added attempts
+    SCHEMA_VERSION = 3  # v2 added attempts, v3 the reason
 
     message_id: str
     campaign_id: str
     sender: str
-    error: str
+    error: str  # what the gateway said, for people (never a number)
     retryable: bool  # the last error was of a retryable kind (5xx, 429, unreachable)
     occurred_at: int
     attempts: int
+    reason: str  # why it was given up: schemas.reasons.FAILURE_REASONS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,7 +376,7 @@ class ReplyUncertain:
     message_id: str
     campaign_id: str
     sender: str
-    reason: str  # "timeout" | "connection_lost" | "unreadable_answer" | "crash_during_send"
+    reason: str  # schemas.reasons.UNCERTAIN_REASONS
     occurred_at: int
 
 
@@ -481,6 +528,7 @@ Event = (
 EVENT_TYPES: tuple[type, ...] = (
     SenderReopened,
     ReplyPromoted,
+    ReplyHeldBack,
     TextReceived,
     TextRejected,
     TextTimeClamped,

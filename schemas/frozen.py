@@ -9,7 +9,7 @@ each slot through its own descriptor instead, and
 :func:`builder` a function that makes an instance from a payload's values without calling
 ``__init__`` at all (the journal readers'). The instance is the same in every way: the
 class, its ``__eq__``, ``__hash__``, ``__repr__``, pickling and its refusal of attribute
-assignment are the dataclass's, untouched (``tests/core/test_frozen.py`` compares them).
+assignment are the dataclass's, untouched (``tests/schemas/test_frozen.py`` compares them).
 """
 
 from __future__ import annotations

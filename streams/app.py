@@ -154,7 +154,7 @@ def create_app(
     rt = Runtime(
         app=app, settings=settings, deciders=deciders, gateway=gateway,  # type: ignore[arg-type]
         clock=clock, names=names, topics=_topics(app, names, settings.partitions),
-        tables=Tables(None, None, None) if web_only else _tables(app, settings.partitions),
+        tables=Tables(None, None, None) if web_only else build_tables(app, settings.partitions),
         privacy=Privacy(settings.secret),
         verifier=SignatureVerifier(settings.signing_key) if settings.signing_key else None,
         campaigns={c.id: c for c in settings.campaigns},
@@ -255,7 +255,7 @@ def _topics(app: faust.App, names: dict[str, str], partitions: int) -> Topics:
     )
 
 
-def _tables(app: faust.App, partitions: int) -> Tables:
+def build_tables(app: faust.App, partitions: int) -> Tables:
     return Tables(
         # The sender pseudonym -> his SenderState as orjson bytes, in the partition of the
         # sender's texts (sms-received is keyed by the pseudonym). Bytes, not the dict: about

@@ -37,3 +37,27 @@ def ray_address():
              configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture
+def stop_at_end():
+    """``stop_at_end(thing, stop=None)``: ``thing`` (a broker, a supervisor, a gateway, a
+    ``subprocess.Popen``), stopped when the test ends however it ends, the last one first.
+    ``stop`` defaults to ``thing.stop``; a process still running is killed and reaped.
+    Stopping what the test stopped already is harmless: the things given here allow it."""
+    stops: list = []
+
+    def register(thing, stop=None):
+        if stop is None and hasattr(thing, "poll"):  # a process
+
+            def stop() -> None:
+                if thing.poll() is None:
+                    thing.kill()
+                    thing.wait()
+
+        stops.append(stop or thing.stop)
+        return thing
+
+    yield register
+    for stop in reversed(stops):
+        stop()

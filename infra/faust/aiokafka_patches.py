@@ -102,7 +102,7 @@ def install_keep_member_on_stale_commit() -> bool:
     under way (a Kafka broker says REBALANCE_IN_PROGRESS: the generation is still current),
     then names the forgotten member id as the new generation's leader; that member never
     joins again, so nobody sends the assignment and the group wedges until the broker
-    restarts (tests/infra/noida_group_wedge.py shows it with aiokafka alone). Kafka's own
+    restarts (tests/infra/faust/noida_group_wedge.py shows it with aiokafka alone). Kafka's own
     Java client keeps its member id on ILLEGAL_GENERATION and resets only the generation;
     this does the same for commits: the member rejoins under its id, the broker's leader is
     a live member, and the rebalance completes. Against a Kafka broker the rejoin is the

@@ -160,42 +160,15 @@ def install_batched_recovery(enabled: bool | None = None, cls: Any = None) -> bo
         return False
     if getattr(original.fun, "antirelou_batched", False):
         return True
-    cls._slurp_changelogs = ServiceTask(_slurp_changelogs)
+    cls._slurp_changelogs = ServiceTask(batched_slurp_changelogs)
     return True
 
 
-async def _slurp_changelogs(self: Any) -> None:  # noqa: C901  (Faust's loop, batched)
-    from time import monotonic
-
+async def batched_slurp_changelogs(self: Any) -> None:
+    """Faust's ``Recovery._slurp_changelogs``, batched: what the changelog queue holds taken
+    in one pass, then each event applied as Faust's loop does (``_apply_changelog_events``),
+    then the checks Faust's loop made per event, once."""
     changelog_queue = self.tables.changelog_queue
-    tp_to_table = self.tp_to_table
-    active_tps, standby_tps = self.active_tps, self.standby_tps
-    active_offsets, standby_offsets = self.active_offsets, self.standby_offsets
-    active_events_received_at = self._active_events_received_at
-    standby_events_received_at = self._standby_events_received_at
-    buffers, buffer_sizes = self.buffers, self.buffer_sizes
-    processing_times = self._processing_times
-
-    async def maybe_signal_recovery_end(timeout: bool = False, timeout_count: int = 0) -> None:
-        # As Faust: after two empty waits in a transaction, the aborted transactions' tail.
-        if timeout and self.app.in_transaction and timeout_count > 1:
-            await detect_aborted_tx()
-        if self.in_recovery and not self.need_recovery():
-            self.flush_buffers()  # apply what is left in the buffers
-            self._set_recovery_ended()
-            if self._actives_span is not None:
-                self._actives_span.set_tag("Actives-Ready", True)
-            self.signal_recovery_end.set()
-
-    async def detect_aborted_tx() -> None:
-        offsets = self.active_offsets
-        for tp, highwater in self.active_highwaters.items():
-            if highwater is not None and offsets[tp] is not None and offsets[tp] < highwater:
-                position = await self.app.consumer.position(tp)
-                if position is not None and position >= highwater:
-                    log.info("aborted transactions until the highwater of %s", tp)
-                    offsets[tp] = highwater
-
     timeout_count = 0
     while not self.should_stop:
         try:
@@ -207,67 +180,112 @@ async def _slurp_changelogs(self: Any) -> None:  # noqa: C901  (Faust's loop, ba
                     timeout_count += 1
                     if self.should_stop:
                         return
-                    await maybe_signal_recovery_end(timeout=True, timeout_count=timeout_count)
+                    await _maybe_signal_recovery_end(self, timeout=True,
+                                                     timeout_count=timeout_count)
                     continue
             else:
                 events = []
                 while len(events) < RECOVERY_BATCH and not changelog_queue.empty():
                     events.append(changelog_queue.get_nowait())
             timeout_count = 0
-            for event in events:
-                now = monotonic()
-                message = event.message
-                tp, offset = message.tp, message.offset
-                bufsize = buffer_sizes.get(tp)
-                is_active = tp in active_tps
-                if is_active:
-                    table = tp_to_table[tp]
-                    offsets = active_offsets
-                    if bufsize is None:
-                        bufsize = buffer_sizes[tp] = table.recovery_buffer_size
-                    active_events_received_at[tp] = now
-                elif tp in standby_tps:
-                    table = tp_to_table[tp]
-                    offsets = standby_offsets
-                    if bufsize is None:
-                        bufsize = buffer_sizes[tp] = table.standby_buffer_size
-                        standby_events_received_at[tp] = now
-                else:
-                    log.warning("table recovery: a record of %s, neither active nor standby: "
-                                "skipped", tp)
-                    continue
-                seen_offset = offsets.get(tp, None)
-                if seen_offset is None or offset > seen_offset:
-                    offsets[tp] = offset
-                    buf = buffers[table]
-                    buf.append(event)
-                    await table.on_changelog_event(event)
-                    if len(buf) >= bufsize:
-                        table.apply_changelog_batch(buf)
-                        buf.clear()
-                        self._last_flush_at = now
-                    if is_active:
-                        now_after = monotonic()
-                        last_processed_at = self._last_active_event_processed_at
-                        if last_processed_at is not None:
-                            processing_times.append(now_after - last_processed_at)
-                            if len(processing_times) > self.num_samples_required_for_estimate:
-                                processing_times.popleft()
-                        self._last_active_event_processed_at = now_after
-            await maybe_signal_recovery_end()
-            standby_ready = self._standbys_span is None and self.tables.standbys_ready
-            if not standby_ready and not self.standby_remaining_total():
-                if self._standbys_span:
-                    from faust.utils.tracing import finish_span
-
-                    finish_span(self._standbys_span)
-                    self._standbys_span = None
-                self.tables.on_standbys_ready()
+            await _apply_changelog_events(self, events)
+            await _maybe_signal_recovery_end(self)
+            _note_standbys_ready(self)
         except Exception as ex:  # as Faust's loop: said, and the loop goes on
             log.warning("Error in recovery %s", ex)
 
 
-_slurp_changelogs.antirelou_batched = True  # type: ignore[attr-defined]
+async def _apply_changelog_events(self: Any, events: list[Any]) -> None:
+    """What Faust's loop does with each changelog event: the offset kept if newer than the
+    one seen, the event buffered and its table's ``on_changelog_event`` awaited, a full
+    buffer applied, the processing-time samples of the estimate of the time left. An event
+    of a partition neither active nor standby is skipped with a warning."""
+    from time import monotonic
+
+    tp_to_table = self.tp_to_table
+    active_tps, standby_tps = self.active_tps, self.standby_tps
+    active_offsets, standby_offsets = self.active_offsets, self.standby_offsets
+    active_events_received_at = self._active_events_received_at
+    standby_events_received_at = self._standby_events_received_at
+    buffers, buffer_sizes = self.buffers, self.buffer_sizes
+    processing_times = self._processing_times
+    for event in events:
+        now = monotonic()
+        message = event.message
+        tp, offset = message.tp, message.offset
+        bufsize = buffer_sizes.get(tp)
+        is_active = tp in active_tps
+        if is_active:
+            table = tp_to_table[tp]
+            offsets = active_offsets
+            if bufsize is None:
+                bufsize = buffer_sizes[tp] = table.recovery_buffer_size
+            active_events_received_at[tp] = now
+        elif tp in standby_tps:
+            table = tp_to_table[tp]
+            offsets = standby_offsets
+            if bufsize is None:
+                bufsize = buffer_sizes[tp] = table.standby_buffer_size
+                standby_events_received_at[tp] = now
+        else:
+            log.warning("table recovery: a record of %s, neither active nor standby: "
+                        "skipped", tp)
+            continue
+        seen_offset = offsets.get(tp, None)
+        if seen_offset is None or offset > seen_offset:
+            offsets[tp] = offset
+            buf = buffers[table]
+            buf.append(event)
+            await table.on_changelog_event(event)
+            if len(buf) >= bufsize:
+                table.apply_changelog_batch(buf)
+                buf.clear()
+                self._last_flush_at = now
+            if is_active:
+                now_after = monotonic()
+                last_processed_at = self._last_active_event_processed_at
+                if last_processed_at is not None:
+                    processing_times.append(now_after - last_processed_at)
+                    if len(processing_times) > self.num_samples_required_for_estimate:
+                        processing_times.popleft()
+                self._last_active_event_processed_at = now_after
+
+
+async def _maybe_signal_recovery_end(self: Any, timeout: bool = False,
+                                     timeout_count: int = 0) -> None:
+    # As Faust: after two empty waits in a transaction, the aborted transactions' tail.
+    if timeout and self.app.in_transaction and timeout_count > 1:
+        await _detect_aborted_tx(self)
+    if self.in_recovery and not self.need_recovery():
+        self.flush_buffers()  # apply what is left in the buffers
+        self._set_recovery_ended()
+        if self._actives_span is not None:
+            self._actives_span.set_tag("Actives-Ready", True)
+        self.signal_recovery_end.set()
+
+
+async def _detect_aborted_tx(self: Any) -> None:
+    offsets = self.active_offsets
+    for tp, highwater in self.active_highwaters.items():
+        if highwater is not None and offsets[tp] is not None and offsets[tp] < highwater:
+            position = await self.app.consumer.position(tp)
+            if position is not None and position >= highwater:
+                log.info("aborted transactions until the highwater of %s", tp)
+                offsets[tp] = highwater
+
+
+def _note_standbys_ready(self: Any) -> None:
+    standby_ready = self._standbys_span is None and self.tables.standbys_ready
+    if not standby_ready and not self.standby_remaining_total():
+        if self._standbys_span:
+            from faust.utils.tracing import finish_span
+
+            finish_span(self._standbys_span)
+            self._standbys_span = None
+        self.tables.on_standbys_ready()
+
+
+batched_slurp_changelogs.antirelou_batched = True  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------ the in-memory tables, in bulk

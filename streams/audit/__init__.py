@@ -15,7 +15,7 @@ printed to stderr as JSON), 2 on bad input. From Python::
     print(render_text(result)); data = to_json(result)
     print(render_text(what_if(events, campaigns, other_campaigns)))
 
-This package is pure (``tests/core/test_purity.py``): no Kafka, no file, no clock. It takes
+This package is pure (``tests/test_purity.py``): no Kafka, no file, no clock. It takes
 decoded events (``schemas.codec`` has upcast old versions already) and the campaigns of the
 config.
 
@@ -101,10 +101,12 @@ part, decides each request with the number range its decision recorded, and rais
 one process) takes in ``result(screening=...)``; or, after one pass, a copy of the audit
 replays some campaigns (``replay_apart``) that ``result(apart=..., apart_ids=...)`` takes.
 Either way mismatches, counters and tallies are those of one ``Audit``
-(``tests/core/test_audit_apart.py``).
+(``tests/audit/test_audit_apart.py``).
 
-Layout: ``results`` (the values), ``replay`` (the ``Audit`` class), ``whatif``, ``report``
-(tallies, JSON, text tables).
+Layout: ``results`` (the values), ``replay`` (the ``Audit`` class: reading the journal, the
+screening replay), ``campaigns`` (the campaign replay), ``whatif``, ``report`` (tallies,
+JSON, text tables). The commands each decision is decided again from are rebuilt by the
+pipeline glue (``streams.rules.pipeline``), as the workers build them.
 """
 
 from schemas.reasons import DENIAL_REASONS, SCREENING_REASONS
@@ -113,7 +115,6 @@ from streams.audit.replay import (
     VerdictNote,
     audit,
     gc_paused,
-    screen_command,
     verdict_note,
 )
 from streams.audit.report import Tally, render_text, to_json
@@ -136,5 +137,5 @@ __all__ = [
     "DAY_MS", "DENIAL_REASONS", "KEEP_MISMATCHES", "SCREENING_REASONS", "UNKNOWN_CAMPAIGN_POLICY",
     "Audit", "AuditResult", "CampaignReport", "Counters", "DayStats", "MalformedEvent",
     "Mismatch", "Report", "Tally", "VerdictNote", "WhatIf", "audit", "gc_paused", "render_text",
-    "screen_command", "simulate", "to_json", "verdict_note", "what_if",
+    "simulate", "to_json", "verdict_note", "what_if",
 ]

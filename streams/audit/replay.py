@@ -10,29 +10,10 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from actors.campaign import (
-    CampaignState,
-    decide_control,
-    decide_reply,
-    decide_review,
-    decide_settlement,
-    decide_tick,
-    evolve_campaign,
-    idempotency_key,
     initial_policy,
 )
-from actors.shard import CampaignShard
 from schemas import codec
 from schemas.campaign import Campaign
-from schemas.commands import (
-    ChangePolicy,
-    CreditBudget,
-    NoteReplyOutcome,
-    RequestReply,
-    ReviewRequest,
-    ScreenText,
-    SettleReply,
-    Tick,
-)
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
@@ -45,6 +26,7 @@ from schemas.events import (
     ReplyDenied,
     ReplyExpired,
     ReplyFailed,
+    ReplyHeldBack,
     ReplyPromoted,
     ReplyRefunded,
     ReplySent,
@@ -59,11 +41,11 @@ from schemas.events import (
 from schemas.policy import PolicyChain
 from schemas.reasons import (
     ALREADY_ANSWERED,
+    DUPLICATE,
     FLOODER,
-    TEXTED_AGAIN,
-    TICK_EXPIRIES,
     UNKNOWN_CAMPAIGN,
 )
+from streams.audit.campaigns import CampaignAudit
 from streams.audit.report import Tally, count_suppressed
 from streams.audit.results import (
     DAY_MS,
@@ -78,6 +60,7 @@ from streams.audit.results import (
     PrefixUnconfirmed,
     ScreeningReplay,
 )
+from streams.rules.pipeline import note_behind
 from streams.rules.screening import (
     UNKNOWN_CAMPAIGN_POLICY,
     SenderState,
@@ -102,6 +85,8 @@ class VerdictNote(NamedTuple):
     reason: str | None
     texts_from_sender: int
     occurred_at: int
+    words: str
+    other_campaigns: int
 
 
 _NOTE_VALUES = itemgetter(*VerdictNote._fields)
@@ -172,25 +157,16 @@ class Audit:
         self._deferred: dict[str, list[tuple[TextReceived | None, int, Any, int]]] = {}
         # Each known policy version, per campaign.
         self._policies = {c.id: PolicyChain(initial_policy(c)) for c in self.campaigns.values()}
-        self._forwarded: dict[str, SenderScreened] = {}  # message id -> first forward verdict
-        self._forward_prefix: dict[str, str] = {}  # message id -> the text's number range
-        # A "campaigns" half's requests decided with their decision's number range:
-        # (message id, range), checked against the screening half's ranges at the end.
-        self._prefixes_taken: list[tuple[str, str]] = []
-        self._campaign_events: dict[str, list[tuple[int, int, Any]]] = {}  # (seq, pos, event)
-        self._unknown_denials: list[tuple[int, ReplyDenied]] = []
-        # The facts settlements are decided on: replies not sent; prices reported.
-        self._failed: set[str] = set()
-        self._prices: dict[str, set[int]] = {}
+        # What the campaign replay decides again, and the facts it decides on, filed there.
+        self._campaigns = CampaignAudit(self.campaigns, keep, self.counters, self._tally,
+                                        self._screen)
         # Approved replies and those the send stage got to (attempted, or an outcome).
         self._approved_at: dict[str, int] = {}
         self._attempted: set[str] = set()
         self._last_send_at = 0
         # Screening's reopenings, and the verdicts a review of a queued request may follow.
         self._reopened: list[tuple[SenderReopened, int]] = []
-        self._reviewable: set[tuple[str, str, str]] = set()  # (sender, campaign, reason)
         self._screening_mismatches: list[Mismatch] = []
-        self._found: list[Mismatch] = []  # the campaign mismatches, while replaying
         self._held: tuple[TextReceived | None, int] = (None, -1)
         self._position = 0
         self._result: AuditResult | None = None
@@ -200,8 +176,8 @@ class Audit:
         if self._result is not None:
             raise RuntimeError("feed() after result()")
         awaiting = self._awaiting
-        campaign_events = self._campaign_events
-        unknown_denials = self._unknown_denials
+        campaign_events = self._campaigns.events
+        unknown_denials = self._campaigns.unknown_denials
         flat = self._tally.flat
         counters = self.counters
         screened, take_awaiting, file = self._screened, self._take_awaiting, self._file
@@ -224,12 +200,8 @@ class Audit:
                     if s is None:
                         s = flat[key] = DayStats()
                     s.texts_in += 1
-                    if held is not None:
-                        queue = awaiting.get(held.sender)
-                        if queue is None:
-                            awaiting[held.sender] = [(held, held_pos)]
-                        else:
-                            queue.append((held, held_pos))
+                    if held is not None:  # two texts before a verdict (rare): park the first
+                        awaiting.setdefault(held.sender, []).append((held, held_pos))
                     held, held_pos = ev, pos
                 elif t is SenderScreened:
                     screenings += 1
@@ -240,11 +212,7 @@ class Audit:
                         screened(ev, pos, text, held_pos)
                         continue
                     if held is not None and held.sender == ev.sender:
-                        queue = awaiting.get(held.sender)
-                        if queue is None:
-                            awaiting[held.sender] = [(held, held_pos)]
-                        else:
-                            queue.append((held, held_pos))
+                        awaiting.setdefault(held.sender, []).append((held, held_pos))
                         held = None
                     screened(ev, pos, *take_awaiting(ev.sender, ev.message_id))
                 elif t is ReplyApproved or t is ReplyDenied:
@@ -297,10 +265,16 @@ class Audit:
         """What the campaign replay takes of a verdict: the first forward verdict of each
         message id, and the verdicts a review may follow. True: ``ev`` is the first forward
         verdict of its message id (``_screened`` keeps its text's range)."""
-        if ev.reason == FLOODER or ev.reason == ALREADY_ANSWERED:
-            self._reviewable.add((ev.sender, ev.campaign_id, ev.reason))
-        if ev.verdict == "forward" and ev.message_id not in self._forwarded:
-            self._forwarded[ev.message_id] = ev  # type: ignore[assignment]
+        reviewable = self._campaigns.reviewable
+        if ev.reason == ALREADY_ANSWERED:
+            reviewable.add((ev.sender, ev.campaign_id, ev.reason))
+        elif ev.reason == FLOODER:  # withdraws his requests in every campaign
+            reviewable.add((ev.sender, "", ev.reason))
+        if self._campaigns.first_campaign.setdefault(ev.sender, ev.campaign_id) != ev.campaign_id:
+            self._campaigns.several_campaigns.add(ev.sender)
+        forwarded = self._campaigns.forwarded
+        if ev.verdict == "forward" and ev.message_id not in forwarded:
+            forwarded[ev.message_id] = ev  # type: ignore[assignment]
             return True
         return False
 
@@ -311,7 +285,7 @@ class Audit:
         sender = ev.sender
         mid = ev.message_id
         if self._note_verdict(ev) and text is not None and text.prefix:
-            self._forward_prefix[mid] = text.prefix
+            self._campaigns.forward_prefix[mid] = text.prefix
         if not self._screen:
             return  # the screening replay is the other half's
         deferred = self._deferred
@@ -346,18 +320,18 @@ class Audit:
             else:
                 counters.replies_failed += 1
                 s.failed += 1
-                self._failed.add(ev.message_id)
+                self._campaigns.failed.add(ev.message_id)
         elif t is ReplyRefunded or t is ReplyCostReconciled:
-            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+            self._campaigns.events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
         elif t is SenderReopened:
             self._reopen(ev, pos)
         elif t is DeliveryReported:
             if ev.price_micros is not None:
-                self._prices.setdefault(ev.message_id, set()).add(ev.price_micros)
+                self._campaigns.prices.setdefault(ev.message_id, set()).add(ev.price_micros)
         elif (t is PolicyChanged or t is BudgetCredited or t is ReplyDeferred
               or t is ReplyExpired or t is SurgeStarted or t is SurgeEnded
-              or t is ReplyPromoted):
-            self._campaign_events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
+              or t is ReplyPromoted or t is ReplyHeldBack):
+            self._campaigns.events.setdefault(ev.campaign_id, []).append((ev.seq, pos, ev))
             if t is PolicyChanged:
                 self._learn_policy(ev)
         elif t is ControlRejected:
@@ -385,9 +359,7 @@ class Audit:
         self._reopen_again(self._senders.setdefault(ev.sender, SenderState()), ev, pos)
 
     def _reopen_again(self, state: SenderState, ev: SenderReopened, pos: int) -> None:
-        note = NoteReplyOutcome(message_id=ev.message_id, campaign_id=ev.campaign_id, sender=ev.sender,
-                                outcome=ev.outcome, occurred_at=ev.occurred_at)
-        expected = decide_reopen(state, note)
+        expected = decide_reopen(state, note_behind(ev))
         for e in expected:
             evolve_sender(state, e)
         if expected != [ev]:
@@ -449,7 +421,7 @@ class Audit:
         evolve_sender(state, expected, policy)
         if restated:
             self.counters.restated += 1
-            if ev.reason == "duplicate":  # how states before verdicts were kept restated
+            if ev.reason == DUPLICATE:  # how states before verdicts were kept restated
                 return
         else:
             self._count_verdict(ev)
@@ -489,7 +461,7 @@ class Audit:
             self._screening_mismatches, c.mismatches, c.restated, c.deferred_senders,
             {key: (s.texts_in, s.suppressed, s.sent) for key, s in self._tally.flat.items()
              if s.texts_in or s.suppressed or s.sent},
-            self._position, c.texts, self._forward_prefix, c.replies_sent,
+            self._position, c.texts, self._campaigns.forward_prefix, c.replies_sent,
             self._attempted)
 
     def _finish_screening(self) -> None:
@@ -508,8 +480,7 @@ class Audit:
     def campaign_work(self) -> tuple[int, dict[str, int]]:
         """What ``result()`` has left to replay: the deferred senders' events, and each
         campaign's seq'd events (counts), to share the replay between processes."""
-        return (sum(len(items) for items in self._deferred.values()),
-                {cid: len(items) for cid, items in self._campaign_events.items()})
+        return (sum(len(items) for items in self._deferred.values()), self._campaigns.work())
 
     def replay_apart(self, campaign_ids: Iterable[str]) -> dict[str, CampaignReplay]:
         """These campaigns' replays, as ``result(apart=...)`` takes them. Meant for a copy of
@@ -518,25 +489,8 @@ class Audit:
         raises the same error at the same point."""
         if not self._screen:
             raise ValueError("replay_apart() is not for a 'campaigns' half")
-        counters = self.counters
-        out: dict[str, CampaignReplay] = {}
         with gc_paused():
-            for cid in campaign_ids:
-                items = self._campaign_events[cid]
-                before = (counters.mismatches, counters.redelivered, counters.campaign_events)
-                self._tally = Tally()
-                found: list[Mismatch] = []
-                self._found = found
-                try:
-                    decided = self._replay_campaign(cid, items)
-                except Exception:  # noqa: BLE001 - left out: result() replays it itself
-                    continue
-                position = {id(ev): pos for _, pos, ev in items}
-                out[cid] = CampaignReplay(
-                    found, counters.mismatches - before[0], counters.redelivered - before[1],
-                    counters.campaign_events - before[2],
-                    [(key, position[id(ev)]) for key, ev in decided.items()], self._tally.flat)
-        return out
+            return self._campaigns.replay_apart(campaign_ids)
 
     def _finish(self, apart: Callable[[], dict[str, CampaignReplay]] | None,
                 apart_ids: frozenset[str],
@@ -545,14 +499,14 @@ class Audit:
             if screening is None:
                 self._finish_screening()
             campaign_mismatches: list[Mismatch] = []
-            decided = self._replay_campaigns(campaign_mismatches, apart, apart_ids)
+            decided = self._campaigns.replay_all(campaign_mismatches, apart, apart_ids)
             if screening is not None:  # the other half's, taken as if replayed here
                 part = screening()
                 if part.events != self._position:  # e.g. a file written to meanwhile
                     raise ValueError(f"the screening half read {part.events} events, "
                                      f"this one {self._position}")
                 ranges = part.forward_prefix
-                for key, prefix in self._prefixes_taken:
+                for key, prefix in self._campaigns.prefixes_taken:
                     if ranges.get(key, "") != prefix:
                         raise PrefixUnconfirmed(key)
                 self._screening_mismatches = part.found
@@ -566,15 +520,15 @@ class Audit:
         except (TypeError, AttributeError) as exc:
             raise MalformedEvent(-1, f"{type(exc).__name__}: {exc}") from None
         if self._reopened:  # each reopening names an outcome the journal must hold
-            ended = {(ev.campaign_id, ev.message_id) for items in self._campaign_events.values()
+            ended = {(ev.campaign_id, ev.message_id) for items in self._campaigns.events.values()
                      for _, _, ev in items if isinstance(ev, _REOPENING)}
-            ended.update((ev.campaign_id, ev.message_id) for _, ev in self._unknown_denials)
+            ended.update((ev.campaign_id, ev.message_id) for _, ev in self._campaigns.unknown_denials)
             for ev, pos in self._reopened:
                 if (ev.campaign_id, ev.message_id) not in ended:
                     self._screening_mismatch("reopen_without_outcome", ev.message_id, None, ev,
                                              pos)
         pending: dict[str, int] = {}
-        for mid, fwd in self._forwarded.items():
+        for mid, fwd in self._campaigns.forwarded.items():
             if mid not in decided.get(fwd.campaign_id, ()):
                 pending[fwd.campaign_id] = pending.get(fwd.campaign_id, 0) + 1
         self.counters.pending = sum(pending.values())
@@ -586,209 +540,6 @@ class Audit:
         mismatches = (self._screening_mismatches + campaign_mismatches)[: self.keep]
         return AuditResult(mismatches, counters, self._tally.report(self.campaigns, pending))
 
-    def _replay_campaigns(self, found: list[Mismatch],
-                          apart: Callable[[], dict[str, CampaignReplay]] | None = None,
-                          apart_ids: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
-        """Every campaign's seq'd events decided again, then the unknown-campaign denials;
-        returns, per campaign, idempotency key -> recorded event. The campaigns are
-        independent: each has its own mismatches (in seq order, at most ``keep``), joined in
-        campaign order; the first campaign (in that order) with a malformed event raises."""
-        ids = sorted(self._campaign_events)
-        replays: dict[str, CampaignReplay | Exception] = {}
-        for cid in ids:  # this audit's own campaigns first, while the others are replayed
-            if cid not in apart_ids:
-                replays[cid] = self._replay_here(cid)
-        if apart_ids:
-            given = apart() if apart is not None else {}
-            for cid in ids:
-                if cid in apart_ids:
-                    replays[cid] = given[cid] if cid in given else self._replay_here(cid)
-        decided_by_campaign: dict[str, dict[str, Any]] = {}
-        counters = self.counters
-        for cid in ids:
-            replay = replays[cid]
-            if isinstance(replay, Exception):
-                raise replay  # the first campaign, in order, that could not be replayed
-            if isinstance(replay.decided, dict):  # replayed here: the events themselves
-                decided_by_campaign[cid] = replay.decided
-            else:
-                event_at = {pos: ev for _, pos, ev in self._campaign_events[cid]}
-                decided_by_campaign[cid] = {key: event_at[pos] for key, pos in replay.decided}
-                counters.mismatches += replay.mismatches
-                counters.redelivered += replay.redelivered
-                counters.campaign_events += replay.campaign_events
-                self._tally.add(replay.days)
-            room = self.keep - len(found)
-            if room > 0:
-                found += replay.found[:room]
-        self._found = found
-        self._replay_unknown_denials(decided_by_campaign)
-        return decided_by_campaign
-
-    def _replay_here(self, cid: str) -> CampaignReplay | Exception:
-        """One campaign replayed in this audit (its counters and tallies counted here), or
-        what stopped it, raised in campaign order by the caller."""
-        found: list[Mismatch] = []
-        self._found = found
-        try:
-            decided = self._replay_campaign(cid, self._campaign_events[cid])
-        except Exception as exc:  # noqa: BLE001 - raised in order by _replay_campaigns
-            return exc
-        return CampaignReplay(found, decided=decided)  # type: ignore[arg-type]
-
-    def _mismatch(self, kind: str, key: str, expected: Any, recorded: Any, pos: int) -> None:
-        """A campaign mismatch (counted; kept while fewer than ``keep``)."""
-        self.counters.mismatches += 1
-        found = self._found
-        if len(found) < self.keep:
-            found.append(Mismatch(
-                kind, key, None if expected is None else codec.to_dict(expected),
-                None if recorded is None else codec.to_dict(recorded), pos,
-            ))
-
-    def _replay_campaign(self, cid: str, items: list[tuple[int, int, Any]]) -> dict[str, Any]:
-        counters = self.counters
-        tally = self._tally.campaign_event
-        mismatch = self._mismatch
-        items.sort(key=itemgetter(0, 1))
-        campaign = self.campaigns.get(cid)
-        state = CampaignState.opening(campaign) if campaign is not None else None
-        decided: dict[str, Any] = {}  # idempotency key -> recorded event
-        last_seq = None
-        last: Any = None
-        decided_n = 0
-        # The rest of the events one command gave (a request and the surge it started, a
-        # tick's releases): compared in seq order, not decided again.
-        following: list[Any] = []
-        for seq, pos, ev in items:
-            if seq == last_seq:
-                if ev == last:
-                    counters.redelivered += 1
-                else:
-                    mismatch("conflicting", idempotency_key(ev), last, ev, pos)
-                continue
-            # A new seq. Even for a key decided before: the core remembers only its last
-            # REMEMBERED_DECISIONS keys, so a late redelivery is legitimately decided
-            # afresh; the core itself says whether that was right.
-            t = type(ev)
-            key = ev.message_id if t is ReplyApproved or t is ReplyDenied else idempotency_key(ev)
-            decided[key] = ev
-            last_seq, last = seq, ev
-            tally(ev)
-            if state is None:
-                mismatch("unknown_campaign", key, None, ev, pos)
-                continue
-            decided_n += 1
-            if following:
-                nxt = following.pop()
-                if nxt != ev:
-                    mismatch("decision", key, nxt, ev, pos)
-                continue
-            expected = self._decide_again(state, campaign, t, key, ev, pos)
-            for e in expected:
-                evolve_campaign(state, e)
-            if not expected or expected[0] != ev:
-                mismatch("decision", key, expected[0] if expected else None, ev, pos)
-            if len(expected) > 1:  # reversed: the next one is popped from the end
-                following = expected[:0:-1]
-        for missing in reversed(following):  # the core decided more than the journal holds
-            mismatch("decision", idempotency_key(missing), missing, None, -1)
-        counters.campaign_events += decided_n
-        return decided
-
-    def _decide_again(self, state: CampaignState, campaign: Campaign, t: type, key: str,
-                      ev: Any, pos: int) -> list[Any]:
-        """What the core decides for the command that gave ``ev`` (the first event of it)."""
-        cid = campaign.id
-        mismatch = self._mismatch
-        if (t is ReplyApproved and ev.deferred_at is None) or t is ReplyDenied or t is ReplyDeferred:
-            # A request (most events): rebuilt from its forwarded verdict and text's range.
-            fwd = self._forwarded.get(key)
-            if fwd is None or fwd.campaign_id != cid:
-                mismatch("no_forwarded_text", key, None, ev, pos)
-                fwd = ev  # decide from the decision's own fields: no cascade
-            return decide_reply(state, RequestReply(
-                message_id=key, campaign_id=cid, sender=fwd.sender, occurred_at=fwd.occurred_at, reply_to="",
-                prefix=self._prefix_of(key, ev), texts_from_sender=getattr(fwd, "texts_from_sender", 1),
-            ), campaign)
-        if (t is ReplyApproved and ev.deferred_at is not None) or t is SurgeEnded or (
-                t is ReplyExpired and ev.reason in TICK_EXPIRIES):
-            # A tick: its time is the events' time.
-            return decide_tick(state, Tick(campaign_id=cid, occurred_at=ev.occurred_at), campaign)
-        if t is ReplyPromoted or (t is ReplyExpired and ev.reason == FLOODER):
-            # Screening's review of a queued request: it must follow from a verdict.
-            reason = FLOODER if t is ReplyExpired else TEXTED_AGAIN
-            verdict = FLOODER if t is ReplyExpired else ALREADY_ANSWERED
-            if (ev.sender, cid, verdict) not in self._reviewable:
-                mismatch("review_without_verdict", key, None, ev, pos)
-            return decide_review(state, ReviewRequest(message_id=ev.message_id, campaign_id=cid,
-                                                      sender=ev.sender, reason=reason,
-                                                      occurred_at=ev.occurred_at))
-        if t is ReplyRefunded:
-            if ev.message_id not in self._failed:
-                mismatch("refund_without_failure", key, None, ev, pos)
-            return decide_settlement(state, SettleReply(message_id=ev.message_id, campaign_id=cid,
-                                                        sender=ev.sender, outcome="failed", price_micros=None,
-                                                        occurred_at=ev.occurred_at))
-        if t is ReplyCostReconciled:
-            if ev.actual_micros not in self._prices.get(ev.message_id, ()):
-                mismatch("price_without_report", key, None, ev, pos)
-            return decide_settlement(state, SettleReply(message_id=ev.message_id, campaign_id=cid,
-                                                        sender=ev.sender, outcome="priced",
-                                                        price_micros=ev.actual_micros,
-                                                        occurred_at=ev.occurred_at))
-        if t is PolicyChanged:
-            return decide_control(state, ChangePolicy(command_id=ev.command_id, campaign_id=cid,
-                                                      changes=ev.changes, operator=ev.operator,
-                                                      occurred_at=ev.occurred_at))
-        if t is BudgetCredited:
-            return decide_control(state, CreditBudget(command_id=ev.command_id, campaign_id=cid,
-                                                      amount_micros=ev.amount_micros, source=ev.source,
-                                                      operator=ev.operator, occurred_at=ev.occurred_at))
-        return []  # a SurgeStarted or queue_full expiry with no decision before it
-
-    def _prefix_of(self, key: str, ev: Any) -> str:
-        """The number range of the text behind request ``key``: its text's, or in a
-        ``"campaigns"`` half (the texts are the other half's) the range its decision ``ev``
-        recorded, taken on trust until the other half's part confirms it (``_finish``)."""
-        if self._screen:
-            return self._forward_prefix.get(key, "")
-        self._prefixes_taken.append((key, ev.prefix))
-        return ev.prefix
-
-    def _replay_unknown_denials(self, decided_by_campaign: dict[str, dict[str, Any]]) -> None:
-        """ReplyDenied(unknown_campaign): seq 0, outside every campaign's order."""
-        counters = self.counters
-        mismatch = self._mismatch
-        nobody = CampaignShard(())
-        self._unknown_denials.sort(key=itemgetter(0))
-        for pos, ev in self._unknown_denials:
-            decided = decided_by_campaign.setdefault(ev.campaign_id, {})
-            earlier = decided.get(ev.message_id)
-            if earlier is not None:
-                if earlier == ev:
-                    counters.redelivered += 1
-                else:
-                    mismatch("conflicting", ev.message_id, earlier, ev, pos)
-                continue
-            decided[ev.message_id] = ev
-            counters.unknown_campaign += 1
-            self._tally.campaign_event(ev)
-            if ev.campaign_id in self.campaigns:
-                mismatch("unknown_campaign", ev.message_id, None, ev, pos)
-                continue
-            fwd = self._forwarded.get(ev.message_id)
-            if fwd is None or fwd.campaign_id != ev.campaign_id:
-                mismatch("no_forwarded_text", ev.message_id, None, ev, pos)
-                fwd = ev
-            expected = nobody.decide(
-                [RequestReply(message_id=ev.message_id, campaign_id=ev.campaign_id, sender=fwd.sender,
-                              occurred_at=fwd.occurred_at, reply_to="",
-                              prefix=self._prefix_of(ev.message_id, ev))])
-            if expected[0] != ev:
-                mismatch("decision", ev.message_id, expected[0], ev, pos)
-
-
 # What may reopen a sender: a campaign event of the same message id that ended his request.
 _REOPENING = (ReplyDenied, ReplyExpired, ReplyRefunded)
 
@@ -799,11 +550,4 @@ def audit(events: Iterable[Any], campaigns: Iterable[Campaign],
     run = Audit(campaigns, keep)
     run.feed(events)
     return run.result()
-
-
-
-def screen_command(text: TextReceived, sender: str) -> ScreenText:
-    return ScreenText(message_id=text.message_id, campaign_id=text.campaign_id, sender=sender, body=text.body,
-                      occurred_at=text.occurred_at, reply_to="", number_kind=text.number_kind,
-                      country=text.country, prefix=text.prefix)
 

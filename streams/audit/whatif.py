@@ -8,12 +8,10 @@ from typing import Any
 
 from actors.shard import is_campaign_event
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, CreditBudget
 from schemas.events import BudgetCredited, PolicyChanged, TextReceived
-from streams.audit.replay import screen_command
 from streams.audit.report import Tally
 from streams.audit.results import Report, WhatIf
-from streams.rules.pipeline import Pipeline
+from streams.rules.pipeline import Pipeline, control_behind, screen_command
 
 
 def what_if(events: Iterable[Any], campaigns: Iterable[Campaign],
@@ -53,21 +51,14 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
             if sender is not None and ev.message_id in sender.recent:
                 continue  # a copy of a text decided already: its verdict again, no news
             seen = len(pipe.events)
-            verdict = pipe.text(screen_command(ev, ev.sender)).verdicts[0]
+            verdict = pipe.text(screen_command(ev)).verdicts[0]
             last_text[cid] = ev.occurred_at
             if verdict.verdict != "forward":
                 s = day(cid, ev.occurred_at)
                 s.suppressed[verdict.reason] = s.suppressed.get(verdict.reason, 0) + 1
             _count(tally, pipe.events[seen:])
         elif cid in configured:
-            if type(ev) is PolicyChanged:
-                command: Any = ChangePolicy(command_id=ev.command_id, campaign_id=cid, changes=ev.changes,
-                                            operator=ev.operator, occurred_at=ev.occurred_at)
-            else:
-                command = CreditBudget(command_id=ev.command_id, campaign_id=cid,
-                                       amount_micros=ev.amount_micros, source=ev.source, operator=ev.operator,
-                                       occurred_at=ev.occurred_at)
-            _count(tally, pipe.shard.control([command]))
+            _count(tally, pipe.shard.control([control_behind(ev)]))
     for cid, at in last_text.items():
         seen = len(pipe.events)
         pipe.tick_out(cid, at)

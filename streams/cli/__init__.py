@@ -37,10 +37,10 @@ import sys
 
 from infra.broker import BrokerError
 from infra.config import ConfigError
-from streams.cli import inspect, operate, run
+from streams.cli import audit, inspect, operate, run
 from streams.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, Help, Unreachable, ucs2_warning
+from streams.cli.deployment import min_insync_for, topic_configs, topic_layout
 from streams.cli.operate import POLICY_KEY_HELP
-from streams.cli.run import min_insync_for, topic_configs, topic_layout
 
 __all__ = ["POLICY_KEY_HELP", "build_parser", "main", "min_insync_for", "topic_configs",
            "topic_layout", "ucs2_warning"]
@@ -56,7 +56,7 @@ COMMANDS = {
     "check": inspect.check_config,
     "journal": inspect.print_journal,
     "export": inspect.export_journal,
-    "audit": inspect.audit_journal,
+    "audit": audit.audit_journal,
 }
 
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.add_budget_parser(sub)
     operate.add_operator_parser(sub)
     inspect.add_export_parser(sub)
-    inspect.add_audit_parser(sub)
+    audit.add_audit_parser(sub)
     inspect.add_simulate_parser(sub)
     run.add_fake_parser(sub)
     return parser

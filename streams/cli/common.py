@@ -5,7 +5,8 @@ are shown.
 Errors::
 
     Unreachable      the broker did not answer (exit 4)
-    BadLine          a JSON-lines journal file holds a line that is not an event (exit 2)
+    BadLine          a JSON-lines journal file holds a line that is not an event (exit 2;
+                     infra.journal, the one reader of a journal file)
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import argparse
 import asyncio
 import getpass
 import os
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+import sys
+from collections.abc import Callable
+from typing import Any
 
 # Exit status of every command (README, "Operate it live").
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_NO_ANSWER, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -25,10 +27,6 @@ UP_CONFIG = "infra/campaigns.example.toml"
 
 class Unreachable(Exception):
     """The broker did not answer."""
-
-
-class BadLine(ValueError):
-    """A line of a JSON-lines journal file that is not an event; says the file and line."""
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -138,59 +136,25 @@ def unknown_campaign(campaign: str, known: set[str]) -> str:
 # --- JSON lines: one event a line, as `journal` prints and `export` writes -------------
 
 
+# Progress is said on stderr every this many events read (export, audit).
+PROGRESS_EVERY = 100_000
+
+
+def progress(args: argparse.Namespace, n: int) -> None:
+    print(f"antirelou: {args.command}: {n} events read", file=sys.stderr, flush=True)
+
+
+def journal_topic(args: argparse.Namespace) -> str:
+    from streams.settings import topic_names
+
+    return topic_names(args.app_id)["journal"]
+
+
 def event_line(event: Any) -> bytes:
     """One journal event as a JSON line (its wire form, newline-terminated)."""
     from schemas import codec
 
     return codec.encode(event) + b"\n"
-
-
-def plainly(line: bytes) -> bool:
-    """Whether a journal line that begins with ``{"type":"NAME"`` is for sure of type NAME:
-    it holds ``"type"`` once (no other type key) and no backslash (no escaped one). A
-    reader may pass such a line over without decoding it when another reads it."""
-    return line.count(b'"type"') == 1 and b"\\" not in line
-
-
-def read_event_lines(f: IO[bytes], name: str,
-                     on_blank: Callable[[int], None] = lambda n: None,
-                     pass_over: bytes | tuple[bytes, ...] | None = None,
-                     noted: tuple[bytes, Callable[[dict], Any]] | None = None,
-                     ) -> Iterator[tuple[int, Any]]:
-    """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
-    ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
-    ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``, or several): a line that begins with it and is
-    ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
-    lines of that type another reads). ``noted``: ``(beginning, note)``, a line that begins
-    so and is ``plainly`` of that type is given as ``note(payload)`` of its JSON object
-    when that is not None (for a reader who needs only some fields, e.g. a
-    ``streams.audit.VerdictNote``), else decoded as any line."""
-    import orjson
-
-    from schemas import codec
-
-    loads, from_dict = orjson.loads, codec.fast_from_dict
-    noted_line, note = noted if noted is not None else (None, None)
-    for n, line in enumerate(f, 1):
-        if pass_over is not None and line.startswith(pass_over) and plainly(line):
-            yield n, None
-            continue
-        try:
-            if noted_line is not None and line.startswith(noted_line) and plainly(line):
-                payload = loads(line)
-                event = note(payload)
-                if event is None:
-                    event = from_dict(payload)
-            else:
-                event = from_dict(loads(line))
-        except orjson.JSONDecodeError as exc:
-            if not line.strip():
-                on_blank(n)
-                continue
-            raise BadLine(f"{name}:{n}: not JSON: {exc}") from None
-        except codec.CodecError as exc:
-            raise BadLine(f"{name}:{n}: {exc}") from None
-        yield n, event
 
 
 # --- how values are shown --------------------------------------------------------------

@@ -41,16 +41,16 @@ POLICY_KEY_HELP = {
     "allowance_burst_percent": "the bucket holds at most this % of the spendable balance",
     "prefix_burst": "first texts a number range may send at once (off: no limit)",
     "prefix_period_minutes": "then one first text per this many minutes",
-    "reply_delay_minutes": "send each reply this long after its approval",
+    "reply_delay_minutes": "the safety delay: each request is judged this long after its text (30)",
     "surge_multiple": "a minute with this multiple of the baseline starts a surge (5; off)",
     "surge_min_rate": "and at least this many first texts a minute",
     "surge_expected_per_minute": "the baseline's prior: first texts a minute expected",
     "surge_quiet_minutes": "the surge ends after this many quiet minutes",
-    "surge_queue": "replies deferred during a surge, at most",
-    "surge_watch_minutes": "a deferred reply is watched this long (a flooder's is withdrawn)",
-    "surge_ttl_minutes": "a deferred reply expires after this long",
-    "surge_release_per_minute": "first texts released a minute during a surge (0: at its end)",
-    "surge_human_percent": "at the end, release first texts if this % texted again, else expire",
+    "surge_queue": "requests waiting in the queue, at most",
+    "surge_watch_minutes": "during a surge a request waits at least this long (flooders show)",
+    "surge_ttl_minutes": "a waiting request expires after this long",
+    "surge_release_per_minute": "a surge's held-back requests released a minute (0: no limit)",
+    "surge_spend_percent": "a surge spends at most this % of the allowance on held-back requests",
 }
 
 

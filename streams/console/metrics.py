@@ -313,7 +313,7 @@ class Projection:
                     parts.append(f"{bucket[(k, '', '')]} {k}")
             parts.append(f"EUR {eur(bucket.get(('spend', '', ''), 0))} spent")
             lines[cid] = (", ".join(parts) + f"; balance EUR {eur(state.balance_micros)}, "
-                          f"queue {len(state.queue)}, surge {'ON' if state.surge.active else 'off'}"
+                          f"queue {len(state.queue)}, surge {'ON' if state.cohorts.active else 'off'}"
                           f", policy v{state.policy.version}")
         return lines
 

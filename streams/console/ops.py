@@ -303,7 +303,7 @@ class ProjectionCollector:
             if left is not None:
                 allowance.add_metric([cid], left / 1e6)
             queue.add_metric([cid], len(fig.state.queue))
-            surge.add_metric([cid], 1 if fig.state.surge.active else 0)
+            surge.add_metric([cid], 1 if fig.state.cohorts.active else 0)
             version.add_metric([cid], fig.state.policy.version)
         lag = lag_family(self.lag())
         events = CounterMetricFamily("antirelou_journal_events", "Journal events read by "

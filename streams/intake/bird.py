@@ -31,7 +31,7 @@ channel, a status of a message we did not send) is answered 200 and ignored, so 
 not retry it for hours.
 
 ``register_bird_webhook`` adds the view to a Faust app given the ports it needs; the rest is
-plain functions tested without a broker. Errors (``streams.intake.messagebird``; never a number in
+plain functions tested without a broker. Errors (``streams.intake.fields``; never a number in
 them): ``BadRequest`` 400/413/415/422, ``Unauthorized`` 401.
 """
 
@@ -52,20 +52,11 @@ from typing import Any
 from infra.bird_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_payload
 from infra.privacy import mask_numbers
 from schemas.campaign import Campaign
-from schemas.commands import ScreenText
 from schemas.events import DeliveryReported
-from streams.intake.messagebird import (
-    MAX_BODY_BYTES,
-    MAX_ID_CHARS,
-    MAX_TEXT_CHARS,
-    BadRequest,
-    Unauthorized,
-    WebhookError,
-    _iso_ms,
-    _msisdn,
-    event_time,
-    json_object,
-)
+from schemas.reasons import UNKNOWN_CHANNEL
+from streams.intake.build import Intake, IntakeBuilder
+from streams.intake.errors import BadRequest, Unauthorized, WebhookError
+from streams.intake.fields import MAX_BODY_BYTES, MAX_ID_CHARS, MAX_TEXT_CHARS, iso_ms, json_object, msisdn
 
 log = logging.getLogger("antirelou.bird")
 
@@ -234,7 +225,7 @@ def parse_bird_event(content_type: str, raw: bytes) -> BirdEvent:
         if sender is None:
             raise BadRequest("missing_field", "'payload.sender.contact.identifierValue' is "
                              "required", "payload.sender")
-        originator = _msisdn(_as_str(sender, "payload.sender"), "payload.sender")
+        originator = msisdn(_as_str(sender, "payload.sender"), "payload.sender")
         return BirdText(event_id, channel_id, message_id, originator, _body_text(payload),
                         _when(payload, "createdAt"))
     # sms.outbound
@@ -252,7 +243,7 @@ def parse_bird_event(content_type: str, raw: bytes) -> BirdEvent:
     if number is None:
         raise BadRequest("missing_field", "'payload.receiver.contacts[0].identifierValue' is "
                          "required", "payload.receiver")
-    recipient = _msisdn(_as_str(number, "payload.receiver"), "payload.receiver")
+    recipient = msisdn(_as_str(number, "payload.receiver"), "payload.receiver")
     price, currency = _price(payload.get("price"))
     reason = _text(payload, "reason", "payload.reason", required=False, limit=256)
     return BirdStatus(event_id, channel_id, message_id, reference, recipient, mapped, status,
@@ -313,7 +304,7 @@ def _body_text(payload: Mapping[str, Any]) -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'payload.body.text' is longer than "
                          f"{MAX_TEXT_CHARS}", "payload.body.text")
-    return text
+    return mask_numbers(text)  # here, before the body is stored, journaled or logged
 
 
 def _when(payload: Mapping[str, Any], key: str) -> int | None:
@@ -325,7 +316,7 @@ def _when(payload: Mapping[str, Any], key: str) -> int | None:
     if len(text) > 64:
         raise BadRequest("invalid_field", f"{name!r} is not ISO 8601", name)
     try:
-        return _iso_ms(text)
+        return iso_ms(text)
     except (BadRequest, OverflowError, ValueError):
         raise BadRequest("invalid_field", f"{name!r} is not ISO 8601", name) from None
 
@@ -356,31 +347,24 @@ def _price(value: Any) -> tuple[int | None, str | None]:
 # -- to our commands and facts ----------------------------------------------------------
 
 
-def screen_text_of(text: BirdText, campaign: Campaign, *, pseudonym: Callable[[str], str],
-                   seal: Callable[..., str], number_facts: Any, now_ms: int) -> ScreenText:
-    """The ``ScreenText`` of an inbound Bird SMS, exactly as the classic webhook builds it:
-    the sender as a pseudonym, the number sealed for the reply (bound to the campaign and
-    the pseudonym), a number in the body masked, the provider's date clamped to the
-    arrival time (streams.intake.messagebird.event_time), nothing in clear."""
-    sender = pseudonym(text.originator)
-    number = number_facts.get(sender, text.originator)
-    return ScreenText(
-        message_id=text.message_id, campaign_id=campaign.id, sender=sender,
-        body=mask_numbers(text.body, campaign.country), occurred_at=event_time(text.created_at_ms, now_ms),
-        reply_to=seal(text.originator, campaign_id=campaign.id, sender=sender),
-        number_kind=number.kind, country=number.country, prefix=number.prefix,
-    )
+def intake_of(text: BirdText, campaign: Campaign | None, builder: IntakeBuilder, *,
+              received_at: int) -> Intake:
+    """What a Bird text becomes, built as a classic one is (``streams.intake.build``): the
+    provider's date clamped to the arrival time (``TextTimeClamped`` when it was moved), a
+    text on a channel no campaign uses rejected (``TextRejected``, ``unknown_channel``)."""
+    return builder.text(text, campaign, received_at=received_at, reached=text.channel_id,
+                        refusal=UNKNOWN_CHANNEL)
 
 
-def delivery_fact_of(status: BirdStatus, campaign: Campaign, *,
-                     pseudonym: Callable[[str], str], now_ms: int) -> DeliveryReported:
+def delivery_fact_of(status: BirdStatus, campaign: Campaign, builder: IntakeBuilder, *,
+                     now_ms: int) -> DeliveryReported:
     """The ``DeliveryReported`` of a Bird status: the same fact a classic report gives."""
-    return DeliveryReported(
-        message_id=status.reference, campaign_id=campaign.id,
-        sender=pseudonym(status.recipient), provider_message_id=status.provider_message_id,
-        status=status.status, status_reason=status.status_reason or status.bird_status,
-        error_code=None, price_micros=status.price_micros, currency=status.currency,
-        occurred_at=status.status_at_ms if status.status_at_ms is not None else now_ms,
+    return builder.delivery(
+        reference=status.reference, campaign_id=campaign.id, recipient=status.recipient,
+        provider_message_id=status.provider_message_id, status=status.status,
+        status_reason=status.status_reason or status.bird_status, error_code=None,
+        price_micros=status.price_micros, currency=status.currency,
+        status_at_ms=status.status_at_ms, now_ms=now_ms,
     )
 
 
@@ -396,9 +380,9 @@ class BirdPorts:
     campaign_for_channel: Callable[[str], Campaign | None]
     read_body: Callable[[Any], Awaitable[bytes]]  # bounded read of the request body
     signed_url: Callable[[Any], str]  # the URL Bird called (public base behind a proxy)
-    to_command: Callable[[BirdText, Campaign], ScreenText]
+    to_intake: Callable[[BirdText, Campaign | None], Intake]  # None: no campaign's channel
     to_fact: Callable[[BirdStatus, Campaign], DeliveryReported]
-    store_text: Callable[[ScreenText], Awaitable[None]]  # acknowledged, bounded in time
+    store_text: Callable[[Intake], Awaitable[None]]  # acknowledged, bounded in time
     store_report: Callable[[DeliveryReported], Awaitable[None]]  # journal + reconcile
     clock: Callable[[], float] = time.time
 
@@ -422,16 +406,20 @@ async def handle_bird_request(ports: BirdPorts, request: Any) -> tuple[int, dict
     if isinstance(event, Ignored):
         return 200, {"status": "ignored", "reason": event.reason}
     campaign = ports.campaign_for_channel(event.channel_id)
-    if campaign is None:
-        ports.seen.forget(event.event_id)  # configuration may follow; Bird retries
-        err = BadRequest("unknown_channel", "no campaign uses this Bird channel",
+    unknown = BadRequest(UNKNOWN_CHANNEL, "no campaign uses this Bird channel",
                          "payload.channelId", status=404)
-        return err.status, err.body()
     try:
         if isinstance(event, BirdText):
-            await ports.store_text(ports.to_command(event, campaign))
+            # A text no campaign takes is journaled (TextRejected) like a classic one.
+            await ports.store_text(ports.to_intake(event, campaign))
+            if campaign is None:
+                ports.seen.forget(event.event_id)  # configuration may follow; Bird retries
+                return unknown.status, unknown.body()
             return 200, {"status": "accepted", "message_id": event.message_id,
                          "campaign": campaign.id}
+        if campaign is None:
+            ports.seen.forget(event.event_id)
+            return unknown.status, unknown.body()
         await ports.store_report(ports.to_fact(event, campaign))
         return 200, {"status": "accepted", "reference": event.reference}
     except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503

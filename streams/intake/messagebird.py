@@ -1,61 +1,28 @@
-"""Inbound SMS webhook: parse MessageBird's callback and check its signature.
+"""MessageBird classic's inbound-text webhook: parse its callback and check its signature.
 
-The Faust view (``streams.stages.views``) is a thin shell around these two pieces, so both are
-tested without a broker.
-
-Errors (all carry an HTTP status and a JSON-able body; none ever holds a phone number)::
-
-    WebhookError
-    ├── BadRequest        400 / 415 / 422: malformed or incomplete callback
-    └── Unauthorized      401: missing, forged, expired or replayed signature
+The Faust view (``streams.stages.views``) is a thin shell around these two pieces and the
+intake builder (``streams.intake.build``) both providers share, so all are tested without a
+broker. Errors: ``streams.intake.fields`` (none ever holds a phone number).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import orjson
 from messagebird.error import ValidationError
 
 from infra.mb_verify import QuickCheck, payload_matches, sdk_token_claims
-from infra.numbers import NumberInfo, classify, region_of
-from infra.privacy import mask_numbers, normalize_msisdn
+from infra.numbers import region_of
+from infra.privacy import mask_numbers
+from streams.intake.errors import BadRequest, Unauthorized, WebhookError
+from streams.intake.fields import MAX_BODY_BYTES, MAX_ID_CHARS, MAX_TEXT_CHARS, iso_ms, json_object, msisdn
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_TEXT_CHARS = 4096
-MAX_ID_CHARS = 128
 MAX_TOKEN_CHARS = 8192
 MAX_TOKEN_LIFETIME_S = 600  # exp - nbf of a webhook signature (MessageBird's: about a minute)
-
-
-class WebhookError(Exception):
-    status = 400
-
-    def __init__(self, code: str, message: str, field: str | None = None, status: int | None = None):
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
-        if status is not None:
-            self.status = status
-
-    def body(self) -> dict[str, Any]:
-        out = {"error": self.code, "message": self.message}
-        if self.field:
-            out["field"] = self.field
-        return out
-
-
-class BadRequest(WebhookError):
-    status = 422
-
-
-class Unauthorized(WebhookError):
-    status = 401
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +32,6 @@ class InboundSms:
     recipient: str  # E.164 digits of our virtual number
     body: str
     created_at_ms: int | None
-
-
-def json_object(raw: bytes, not_json: str) -> dict[str, Any]:
-    """A webhook body that must be one JSON object; BadRequest ``bad_json`` (400) if not,
-    saying ``not_json`` when it is no JSON at all."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("bad_json", not_json, status=400) from None
-    if not isinstance(data, dict):
-        raise BadRequest("bad_json", "body must be a JSON object", status=400)
-    return data
 
 
 def form_fields(text: str) -> dict[str, str]:
@@ -119,11 +74,11 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     if not message_id.isprintable():
         # The id is logged and journaled: no line breaks, bidi overrides or other controls.
         raise BadRequest("invalid_field", "'id' holds control characters", "id")
-    originator = _msisdn(_field(data, "originator"), "originator")
+    originator = msisdn(_field(data, "originator"), "originator")
     recipient_raw = data.get("recipient", data.get("receiver"))
     if recipient_raw is None:
         raise BadRequest("missing_field", "'recipient' is required", "recipient")
-    recipient = _msisdn(_as_text(recipient_raw, "recipient"), "recipient")
+    recipient = msisdn(_as_text(recipient_raw, "recipient"), "recipient")
     body = data.get("body")
     body = "" if body is None else _as_text(body, "body")  # JSON null: an empty text
     if len(body) > MAX_TEXT_CHARS:
@@ -132,7 +87,7 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     # the number it was sent to (the campaign's).
     body = mask_numbers(body, region_of(recipient))
     created = data.get("createdDatetime")
-    created_ms = None if created in (None, "") else _iso_ms(_as_text(created, "createdDatetime"))
+    created_ms = None if created in (None, "") else iso_ms(_as_text(created, "createdDatetime"))
     return InboundSms(message_id, originator, recipient, body, created_ms)
 
 
@@ -145,20 +100,6 @@ def _field(data: dict[str, Any], name: str) -> str:
     return value
 
 
-_ASCII_MSISDN = re.compile(r"\+?[0-9]{6,15}")
-
-
-def _msisdn(value: str, name: str) -> str:
-    # ASCII digits only: Python's \d also takes fullwidth or Arabic-Indic digits, which would
-    # give one phone number several pseudonyms (and dodge "already answered").
-    if not _ASCII_MSISDN.fullmatch(value.replace(" ", "")):
-        raise BadRequest("invalid_field", f"{name!r} is not a phone number", name)
-    number = normalize_msisdn(value)
-    if number is None:
-        raise BadRequest("invalid_field", f"{name!r} is not a phone number", name)
-    return number
-
-
 def _as_text(value: Any, name: str) -> str:
     # MessageBird's JSON may carry numbers as numbers (originator, recipient).
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -167,56 +108,6 @@ def _as_text(value: Any, name: str) -> str:
     if "\x00" in text:
         raise BadRequest("invalid_field", f"{name!r} holds a NUL character", name)
     return text
-
-
-_SPACED_OFFSET = re.compile(r"(T[\d:.]+) (\d\d:?\d\d)$")
-
-
-def _iso_ms(value: str) -> int:
-    value = value.strip().replace("Z", "+00:00")
-    # A '+' of the offset sent unescaped in a form body arrives as a space.
-    value = _SPACED_OFFSET.sub(r"\1+\2", value)
-    try:
-        stamp = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(
-            "invalid_field", "'createdDatetime' is not ISO 8601", "createdDatetime"
-        ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return int(stamp.timestamp() * 1000)
-
-
-MAX_EVENT_SKEW_MS = 5 * 60 * 1000  # createdDatetime kept within arrival +- this
-
-
-def event_time(created_ms: int | None, received_ms: int,
-               skew_ms: int = MAX_EVENT_SKEW_MS) -> int:
-    """A text's time: the provider's ``createdDatetime`` clamped to the arrival time +-
-    ``skew_ms`` (the arrival time when there is none). One text dated in the campaign's
-    last day moved pacing time forward; one dated before the sender's previous text made
-    him a flooder."""
-    if created_ms is None:
-        return received_ms
-    return min(max(created_ms, received_ms - skew_ms), received_ms + skew_ms)
-
-
-class NumberFacts:
-    """``infra.numbers.classify`` answers by sender pseudonym (about 45 us each with
-    phonenumbers; a flood's senders text again and again). Keyed by the pseudonym, so the
-    cache never holds a number in clear; the oldest entries are dropped past ``max_size``."""
-
-    def __init__(self, max_size: int = 65_536) -> None:
-        self._by_sender: dict[str, NumberInfo] = {}
-        self._max = max_size
-
-    def get(self, sender: str, number: str) -> NumberInfo:
-        info = self._by_sender.get(sender)
-        if info is None:
-            info = self._by_sender[sender] = classify(number)
-            if len(self._by_sender) > self._max:
-                del self._by_sender[next(iter(self._by_sender))]
-        return info
 
 
 class SignatureVerifier:

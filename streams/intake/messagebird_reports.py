@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from infra.privacy import normalize_msisdn
-from streams.intake.messagebird import MAX_ID_CHARS, BadRequest, _iso_ms
+from streams.intake.errors import BadRequest
+from streams.intake.fields import MAX_ID_CHARS, iso_ms
 
 STATUSES = frozenset({"scheduled", "sent", "buffered", "delivered", "expired", "delivery_failed"})
 MAX_QUERY_BYTES = 4096
@@ -89,7 +90,7 @@ def _status_ms(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return _iso_ms(value)
+        return iso_ms(value)
     except BadRequest:
         raise BadRequest("invalid_field", "'statusDatetime' is not ISO 8601",
                          "statusDatetime") from None

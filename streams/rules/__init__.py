@@ -5,6 +5,6 @@ send commands, deferred reply-tos), ``sendstate`` (at most once per reply; which
 settle) and ``pipeline`` (the glue from one stage to the next, written once, and the
 in-memory ``Pipeline`` the simulator, the audit and the benchmarks drive).
 
-Pure (``tests/core/test_purity.py``): no clock, no randomness, no I/O; imports ``schemas``
+Pure (``tests/test_purity.py``): no clock, no randomness, no I/O; imports ``schemas``
 and the campaign core (``actors``' pure modules) only.
 """

@@ -1,8 +1,9 @@
 """The pure glue between the stages, written once: text -> verdict -> request -> decision ->
-outcome back to the sender.
+outcome back to the sender, and the commands that settle a reply or come from an operator.
 
-The workers' stage shells, the simulator and the audit's what-if use these functions, so a
-request is built from a verdict in one place, and a decision flows back to the sender's
+The workers' stage shells, the simulator, the audit (which rebuilds from each journaled
+decision the command that gave it) and the what-if use these functions, so a stage message
+is built from what came before it in one place, and a decision flows back to the sender's
 screening state by one rule. ``Pipeline`` runs the whole decision path in memory (no
 broker, no Ray): the simulator's and the benchmarks' driver, like Kafka Streams'
 ``TopologyTestDriver``. Pure: no clock, no I/O; time comes from the texts.
@@ -12,11 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from actors.shard import CampaignShard
 from schemas.campaign import Campaign
-from schemas.commands import NoteReplyOutcome, RequestReply, ReviewRequest, ScreenText, Tick
+from schemas.commands import (
+    ChangePolicy,
+    CreditBudget,
+    NoteReplyOutcome,
+    RequestReply,
+    ReviewRequest,
+    ScreenText,
+    SettleReply,
+    Tick,
+)
 from schemas.events import (
+    BudgetCredited,
+    PolicyChanged,
     ReplyDenied,
     ReplyExpired,
     ReplyRefunded,
@@ -44,10 +57,61 @@ def screen_command(text: TextReceived, reply_to: str = "") -> ScreenText:
 
 
 def request_for(verdict: SenderScreened, prefix: str, reply_to: str = "") -> RequestReply:
-    """The campaign's request for a forwarded verdict."""
-    return RequestReply(message_id=verdict.message_id, campaign_id=verdict.campaign_id, sender=verdict.sender,
-                        occurred_at=verdict.occurred_at, reply_to=reply_to, prefix=prefix,
-                        texts_from_sender=verdict.texts_from_sender)
+    """The campaign's request for a forwarded verdict (or what the audit reads of one); a
+    decision's own fields stand in for a verdict the audit did not find (one text)."""
+    return RequestReply(message_id=verdict.message_id, campaign_id=verdict.campaign_id,
+                        sender=verdict.sender, occurred_at=verdict.occurred_at,
+                        reply_to=reply_to, prefix=prefix,
+                        texts_from_sender=getattr(verdict, "texts_from_sender", 1),
+                        words=getattr(verdict, "words", ""),
+                        other_campaigns=getattr(verdict, "other_campaigns", 0))
+
+
+def tick(campaign_id: str, at: int) -> Tick:
+    """The campaign's clock brought to ``at``: releases, expiries, a surge's end."""
+    return Tick(campaign_id=campaign_id, occurred_at=at)
+
+
+def refund(reply: Any, at: int) -> SettleReply:
+    """A reply not sent (its command, decision or failure: ``message_id``, ``campaign_id``,
+    ``sender``): its cost given back to the campaign."""
+    return SettleReply(message_id=reply.message_id, campaign_id=reply.campaign_id,
+                       sender=reply.sender, outcome="failed", price_micros=None, occurred_at=at)
+
+
+def priced(reply: Any, price_micros: int, at: int) -> SettleReply:
+    """A reply's real price (a delivery report's, or the audit's reconciliation): the
+    estimate the campaign charged replaced by it."""
+    return SettleReply(message_id=reply.message_id, campaign_id=reply.campaign_id,
+                       sender=reply.sender, outcome="priced", price_micros=price_micros,
+                       occurred_at=at)
+
+
+def review_behind(decision: Any, reason: str) -> ReviewRequest:
+    """The review of a queued request that gave ``decision`` (a promotion with the later
+    text's words, or an expiry for a flooder or a text to another campaign): what screening
+    told the campaign, at the decision's time."""
+    return ReviewRequest(message_id=decision.message_id, campaign_id=decision.campaign_id,
+                         sender=decision.sender, reason=reason,
+                         occurred_at=decision.occurred_at, words=getattr(decision, "words", ""))
+
+
+def note_behind(reopened: SenderReopened) -> NoteReplyOutcome:
+    """The outcome note that reopened a sender (what ``outcome_note`` gave)."""
+    return NoteReplyOutcome(message_id=reopened.message_id, campaign_id=reopened.campaign_id,
+                            sender=reopened.sender, outcome=reopened.outcome,
+                            occurred_at=reopened.occurred_at)
+
+
+def control_behind(event: PolicyChanged | BudgetCredited) -> ChangePolicy | CreditBudget:
+    """The operator command that gave a journaled policy change or credit."""
+    if isinstance(event, PolicyChanged):
+        return ChangePolicy(command_id=event.command_id, campaign_id=event.campaign_id,
+                            changes=event.changes, operator=event.operator,
+                            occurred_at=event.occurred_at)
+    return CreditBudget(command_id=event.command_id, campaign_id=event.campaign_id,
+                        amount_micros=event.amount_micros, source=event.source,
+                        operator=event.operator, occurred_at=event.occurred_at)
 
 
 def outcome_note(event: object) -> NoteReplyOutcome | None:
@@ -73,13 +137,11 @@ class Screened:
 
 def screen(state: SenderState, command: ScreenText, policy: Policy) -> Screened:
     """Screen one text and evolve the sender's state: the verdict, then what goes to the
-    campaign (a request for a forward; a review of his awaited request)."""
+    campaigns (a request for a forward; reviews of his awaited requests)."""
     verdicts = decide_screening(state, command, policy)
     out = Screened(verdicts)
     for verdict in verdicts:
-        reviewed = review(state, verdict)
-        if reviewed is not None:
-            out.to_campaign.append(reviewed)
+        out.to_campaign += review(state, verdict)
         evolve_sender(state, verdict, policy)
         if verdict.verdict == "forward":
             # A restated forward asks again: the campaign answers with its first decision.
@@ -128,7 +190,7 @@ class Pipeline:
     def tick_until(self, campaign_id: str, until: int) -> None:
         at = self._next_tick.get(campaign_id, 0)
         while at < until and self.busy(campaign_id):
-            self.decided(self.shard.decide([Tick(campaign_id=campaign_id, occurred_at=at)]))
+            self.decided(self.shard.decide([tick(campaign_id, at)]))
             at += MINUTE_MS
         self._next_tick[campaign_id] = at
 

@@ -10,8 +10,16 @@ replies). When the campaign or the send stage ends that request without a reply 
 expired, withdrawn, refunded), the outcome comes back as ``NoteReplyOutcome`` and
 ``decide_reopen`` journals ``SenderReopened``: his next text is forwarded again, within the
 rate rules. A reply that went out (or may have) never reopens him. While a request of his
-may wait in the campaign's surge queue, ``review`` tells the campaign what his next texts
-showed: a flooder (withdraw it) or a human texting again (serve him first).
+may wait in a campaign's queue, ``review`` tells that campaign what his next texts showed:
+a flooder (withdraw it), a text to another campaign of the deployment (a number raiding
+Lyon is no genuine pest in Paris: withdraw it), or a text again to the same campaign (the
+evidence is journaled, his new words join the request's).
+
+**Evidence for the campaign.** A verdict that sends something to the campaign (forward, or
+``already_answered`` while he waits) carries the text's word keys (``actors.words``) and how
+many other campaigns he texted within a day before it (``SenderState.campaigns``): the
+campaign's content and sender evidence, computed here where the text and the sender's
+history are, and journaled with the verdict so the audit rebuilds the request exactly.
 
 No clock, no randomness, no I/O: the time is the
 text's ``occurred_at``. The Faust agent keeps one ``SenderState`` per sender pseudonym in a
@@ -29,6 +37,7 @@ from typing import Any
 
 from actors.gcra import Gcra, gcra_apply, gcra_check
 from actors.textfilter import is_test_text
+from actors.words import word_keys
 from schemas.commands import NoteReplyOutcome, ReviewRequest, ScreenText
 from schemas.events import SenderReopened, SenderScreened, TextReceived
 from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy  # noqa: F401 (re-exported)
@@ -40,6 +49,7 @@ from schemas.reasons import (
     FLOODER,
     INVALID_NUMBER,
     NOT_MOBILE,
+    OTHER_CAMPAIGN,
     TEST_TEXT,
     TEXTED_AGAIN,
 )
@@ -48,11 +58,14 @@ from schemas.reasons import (
 # webhook within minutes and a crashed worker is given its texts again, so the last few
 # ids of a sender are enough.
 RECENT_IDS = 16
+# A sender's texts to another campaign within this long make him a raider there.
+OTHER_CAMPAIGN_MS = 24 * 3_600_000
 
 
 # What a verdict restates: (campaign id, reason (None: forwarded), texts from the sender,
-# occurred_at, policy version). None for an id remembered by an older state (ids only).
-Earlier = tuple[str, str | None, int, int, int]
+# occurred_at, policy version, other campaigns). None for an id remembered by an older
+# state (ids only). The words are the text's own: computed again from it.
+Earlier = tuple[str, str | None, int, int, int, int]
 
 
 @dataclass(slots=True)
@@ -65,19 +78,22 @@ class SenderState:
     forwarded_id: dict[str, str] = field(default_factory=dict)
     rate: Gcra = field(default_factory=Gcra)  # the sender's text rate, on event time
     flooder: bool = False  # once flagged, logged and never answered
+    # campaign id -> the time of his last text to it, within OTHER_CAMPAIGN_MS of his last.
+    campaigns: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"texts": self.texts,
                 "recent": [[mid, *earlier] if earlier is not None else [mid]
                            for mid, earlier in self.recent.items()],
                 "forwarded_at": self.forwarded_at, "forwarded_id": self.forwarded_id,
-                "tat": self.rate.tat, "flooder": self.flooder}
+                "tat": self.rate.tat, "flooder": self.flooder, "campaigns": self.campaigns}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SenderState:
         if "recent" in data:
-            recent: dict[str, Earlier | None] = {
-                item[0]: (tuple(item[1:]) if len(item) > 1 else None)  # type: ignore[misc]
+            recent: dict[str, Earlier | None] = {  # without other campaigns before: 0
+                item[0]: ((*item[1:6], item[6] if len(item) > 6 else 0) if len(item) > 1
+                          else None)  # type: ignore[misc]
                 for item in data["recent"]}
         else:  # written before verdicts were kept: ids only
             recent = dict.fromkeys(data["recent_ids"])
@@ -88,6 +104,7 @@ class SenderState:
             forwarded_id=dict(data.get("forwarded_id", {})),  # absent before reopening
             rate=Gcra(data.get("tat", 0)),
             flooder=data.get("flooder", False),
+            campaigns=dict(data.get("campaigns", {})),
         )
 
 
@@ -122,11 +139,12 @@ def decide_screening(state: SenderState, command: ScreenText | TextReceived,
         earlier = state.recent[mid]
         if earlier is None:  # remembered without its verdict by an older state
             return _verdict(command, "suppress", DUPLICATE, state.texts, policy)
-        campaign_id, reason, texts, occurred_at, policy_version = earlier
+        campaign_id, reason, texts, occurred_at, policy_version, other = earlier
         return [SenderScreened(message_id=mid, campaign_id=campaign_id, sender=command.sender,
                                verdict="forward" if reason is None else "suppress", reason=reason,
                                texts_from_sender=texts, occurred_at=occurred_at,
-                               policy_version=policy_version)]
+                               policy_version=policy_version, words=_words_of(command, reason),
+                               other_campaigns=other)]
     texts = state.texts + 1
     now = command.occurred_at
     within_rate, _ = gcra_check(state.rate, now, policy.sender_period_ms, policy.sender_burst)
@@ -140,15 +158,29 @@ def decide_screening(state: SenderState, command: ScreenText | TextReceived,
     last = state.forwarded_at.get(command.campaign_id)
     if last is not None and (policy.cooldown_ms is None or now - last < policy.cooldown_ms):
         return _verdict(command, "suppress", ALREADY_ANSWERED, texts, policy)
-    return _verdict(command, "forward", None, texts, policy)
+    return _verdict(command, "forward", None, texts, policy, state)
 
 
 def _verdict(command: ScreenText | TextReceived, verdict: str, reason: str | None, texts: int,
-             policy: Policy) -> list[SenderScreened]:
+             policy: Policy, state: SenderState | None = None) -> list[SenderScreened]:
     return [SenderScreened(message_id=command.message_id, campaign_id=command.campaign_id,
                            sender=command.sender, verdict=verdict, reason=reason,
                            texts_from_sender=texts, occurred_at=command.occurred_at,
-                           policy_version=policy.version)]
+                           policy_version=policy.version, words=_words_of(command, reason),
+                           other_campaigns=0 if state is None else other_campaigns(
+                               state, command.campaign_id, command.occurred_at))]
+
+
+def _words_of(command: ScreenText | TextReceived, reason: str | None) -> str:
+    """The text's word keys, for the verdicts the campaign hears of (a forward, and a text
+    again while he waits); "" for the others."""
+    return word_keys(command.body) if reason is None or reason == ALREADY_ANSWERED else ""
+
+
+def other_campaigns(state: SenderState, campaign_id: str, now: int) -> int:
+    """Other campaigns of the deployment the sender texted within a day before ``now``."""
+    return sum(1 for cid, at in state.campaigns.items()
+               if cid != campaign_id and now - at < OTHER_CAMPAIGN_MS)
 
 
 def decide_reopen(state: SenderState, command: NoteReplyOutcome) -> list[SenderReopened]:
@@ -161,23 +193,33 @@ def decide_reopen(state: SenderState, command: NoteReplyOutcome) -> list[SenderR
                            occurred_at=command.occurred_at)]
 
 
-def review(state: SenderState, event: SenderScreened) -> ReviewRequest | None:
-    """What this verdict (not yet applied to ``state``) tells the campaign about the sender's
-    awaited request: he showed himself a flooder (``"flooder"``: withdraw it), or he texted
-    again at a human pace (``"texted_again"``: serve him before first texts)."""
+def review(state: SenderState, event: SenderScreened) -> list[ReviewRequest]:
+    """What this verdict (not yet applied to ``state``) tells the campaigns about the
+    sender's requests forwarded within a day (each campaign ignores one it decided already):
+    he showed himself a flooder (``"flooder"``: withdraw them all), he texted another
+    campaign (``"other_campaign"``: withdraw the others'), or he texted again the same
+    campaign (``"texted_again"``, with the words of his new text)."""
     if event.message_id in state.recent:
-        return None  # a restated verdict: said before
-    pending = state.forwarded_id.get(event.campaign_id)
-    if pending is None:
-        return None
-    if event.reason == FLOODER and not state.flooder:
-        reason = FLOODER
-    elif event.reason == ALREADY_ANSWERED:
-        reason = TEXTED_AGAIN  # the campaign promotes a queued request once
-    else:
-        return None
-    return ReviewRequest(message_id=pending, campaign_id=event.campaign_id, sender=event.sender,
-                         reason=reason, occurred_at=event.occurred_at)
+        return []  # a restated verdict: said before
+    out = []
+    now = event.occurred_at
+    flooder = event.reason == FLOODER and not state.flooder
+    for cid, pending in state.forwarded_id.items():
+        if now - state.forwarded_at.get(cid, now) >= OTHER_CAMPAIGN_MS:
+            continue  # long decided
+        if flooder:
+            reason, words = FLOODER, ""
+        elif cid != event.campaign_id:
+            if now - state.campaigns.get(event.campaign_id, now - OTHER_CAMPAIGN_MS) < OTHER_CAMPAIGN_MS:
+                continue  # said at his first text there
+            reason, words = OTHER_CAMPAIGN, ""
+        elif event.reason == ALREADY_ANSWERED:
+            reason, words = TEXTED_AGAIN, event.words
+        else:
+            continue
+        out.append(ReviewRequest(message_id=pending, campaign_id=cid, sender=event.sender,
+                                 reason=reason, occurred_at=now, words=words))
+    return out
 
 
 def evolve_sender(state: SenderState, event: SenderScreened | SenderReopened,
@@ -194,7 +236,8 @@ def evolve_sender(state: SenderState, event: SenderScreened | SenderReopened,
         return state
     state.texts = event.texts_from_sender
     recent[event.message_id] = (event.campaign_id, event.reason, event.texts_from_sender,
-                                event.occurred_at, event.policy_version)
+                                event.occurred_at, event.policy_version, event.other_campaigns)
+    _note_campaign(state.campaigns, event.campaign_id, event.occurred_at)
     if len(recent) > RECENT_IDS:
         del recent[next(iter(recent))]
     if event.reason == FLOODER:
@@ -207,3 +250,11 @@ def evolve_sender(state: SenderState, event: SenderScreened | SenderReopened,
         state.forwarded_at[event.campaign_id] = event.occurred_at
         state.forwarded_id[event.campaign_id] = event.message_id
     return state
+
+
+def _note_campaign(campaigns: dict[str, int], campaign_id: str, now: int) -> None:
+    if campaigns.get(campaign_id, now - 1) < now:
+        campaigns[campaign_id] = now
+    if len(campaigns) > 1:
+        for cid in [c for c, at in campaigns.items() if now - at >= OTHER_CAMPAIGN_MS]:
+            del campaigns[cid]

@@ -6,7 +6,7 @@ People write their own words, but share common ones too ("cc", "ça va ?", "t'es
 
 - ``diverse``: a Zipf mixture of common short phrases and personal texts built from
   templates (a name, a place, a question), most of them unique;
-- ``fixed``: the twelve first texts of the 2017 generator (``generation._GENUINE_FIRST``),
+- ``fixed``: the twelve first texts of the 2017 generator (``generation.GENUINE_FIRST``),
   so that many pests send the very same words, as a small or naive generator would.
 
 A raid's bodies (``RaidWords``): ``copied`` (a handful of slogans pasted by every number),
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 
-from streams.simulate.generation import _GENUINE_FIRST, _GENUINE_FOLLOW_UP, _TROLL_BODIES
+from streams.simulate.generation import GENUINE_FIRST, GENUINE_FOLLOW_UP, TROLL_BODIES
 
 VOCABULARIES = ("diverse", "fixed")
 RAID_BODIES = ("copied", "varied", "mimic")
@@ -64,11 +64,11 @@ _TEMPLATES = (
     "Je suis {name}, on a parlé {place}. {q}",
 )
 _GREETINGS = ("Salut", "Coucou", "Hey", "Bonsoir", "Slt", "Cc", "Yo", "Hello")
-_FOLLOW_UP = _GENUINE_FOLLOW_UP + (
+_FOLLOW_UP = GENUINE_FOLLOW_UP + (
     "{name} ?", "je t'ai fait quoi ?", "c'est {name}, tu te souviens ?", "bon ok", "t'es là ?",
     "réponds moi", "c'est nul de faire ça", "j'ai compris", "wow ok", "ça se fait pas",
 )
-_SLOGANS = _TROLL_BODIES + (
+_SLOGANS = TROLL_BODIES + (
     "la cagnotte est à nous", "on est des milliers", "numéro anti-relou mon cul", "raid du 18-25",
     "le forum te salue", "vidons la cagnotte", "bonjour c'est le raid", "ahah ça marche plus",
     "coucou le féminisme", "AYAAAA", "on passe par là", "le 18-25 vous salue",
@@ -98,7 +98,7 @@ class PestWords:
 
     def first(self, rng: random.Random) -> str:
         if self.vocabulary == "fixed":
-            return rng.choice(_GENUINE_FIRST)
+            return rng.choice(GENUINE_FIRST)
         if rng.random() < self.common_share:
             return _COMMON[_zipf_index(rng, len(_COMMON))]
         return rng.choice(_TEMPLATES).format(
@@ -107,7 +107,7 @@ class PestWords:
 
     def follow_up(self, rng: random.Random) -> str:
         if self.vocabulary == "fixed":
-            return rng.choice(_GENUINE_FOLLOW_UP)
+            return rng.choice(GENUINE_FOLLOW_UP)
         return rng.choice(_FOLLOW_UP).format(name=rng.choice(_NAMES))
 
 

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(streams/simulate/grid.py) beside the baselines")
     parser.add_argument("--seeds", type=int, default=1,
                         help="with --grid: how many seeds per shape (from --seed on)")
+    parser.add_argument("--frontier", action="store_true",
+                        help="with --grid: also run the raid cells under surge_spend_percent 10, "
+                             "25, 50, 75 and 100 and print the trade-off (five times longer)")
     parser.add_argument("--json", action="store_true",
                         help="with --scenario: print one JSON object (scenario, seed, runs); "
                              "with --grid: one JSON object per cell, one per line")
@@ -95,7 +98,23 @@ def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(exc))
     seed = args.seed if args.seed != Scenario.seed else 1
     cells = grid.grid_cells(range(seed, seed + args.seeds))
-    grid.run_grid(cells, sys.stdout, args.json, None if args.no_progress else sys.stderr, extra)
+    progress = None if args.no_progress else sys.stderr
+    rows = grid.run_grid(cells, sys.stdout, args.json, progress, extra)
+    frontier = None
+    if args.frontier:
+        from streams.simulate.grid_report import frontier_points, frontier_text
+
+        if progress is not None:
+            print("frontier: the raid cells again under surge_spend_percent 10, 25, 50, 75, 100",
+                  file=progress, flush=True)
+        frontier = frontier_points(cells, lambda c, ch: grid.run_cell(c, {**extra, **ch}))
+        print(frontier_text(frontier), file=sys.stderr if args.json else sys.stdout)
+    if args.html:
+        from streams.simulate.grid_report import write_grid_html
+
+        write_grid_html(rows, args.html, frontier)
+        if progress is not None:
+            print(f"grid page written to {args.html}", file=progress)
     return 0
 
 

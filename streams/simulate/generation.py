@@ -21,13 +21,13 @@ DEFAULT_START_MS = int(dt.datetime(2017, 10, 16, tzinfo=dt.UTC).timestamp() * 10
 
 # French mobile ranges (06 / 07) as 3-digit national prefixes. A copy of the mobile pattern in
 # phonenumbers' metadata for FR (9.0): (?:6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d)\d{6}.
-# tests/core/test_simulate.py checks every prefix against the installed phonenumbers.
+# tests/simulate/test_simulate.py checks every prefix against the installed phonenumbers.
 _FR_MOBILE_RANGE = re.compile(r"6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d")
 FR_MOBILE_PREFIXES: tuple[str, ...] = tuple(
     p for p in (f"{n:03d}" for n in range(600, 800)) if _FR_MOBILE_RANGE.fullmatch(p)
 )
 _PREFIXES_06 = tuple(p for p in FR_MOBILE_PREFIXES if p.startswith("6"))
-_PREFIXES_07 = tuple(p for p in FR_MOBILE_PREFIXES if p.startswith("7"))
+PREFIXES_07 = tuple(p for p in FR_MOBILE_PREFIXES if p.startswith("7"))
 _SHARE_06 = 0.7  # most people still had an 06 number in 2017
 
 # Arrival rhythm. Day weights: launch buzz on days 1-2, then a steady tail.
@@ -41,7 +41,7 @@ _GENUINE_HOUR_WEIGHTS = (6, 4, 3, 2, 1, 1, 1, 2, 3, 3, 3, 4, 5, 4, 4, 4, 5, 6, 8
 _TESTER_HOUR_WEIGHTS = (2, 1, 1, 1, 1, 1, 2, 3, 5, 6, 7, 8, 9, 8, 7, 7, 7, 8, 9, 10, 10, 9, 7, 4)
 _TESTER_SECOND_TEXT = 0.35
 
-_GENUINE_FIRST = (
+GENUINE_FIRST = (
     "Salut c'est Marc, on s'est vus au bar tout à l'heure",
     "coucou c'est moi",
     "t'es où ?",
@@ -55,17 +55,17 @@ _GENUINE_FIRST = (
     "Coucou, c'est le mec de la file d'attente",
     "slt cv ?",
 )
-_GENUINE_FOLLOW_UP = (
+GENUINE_FOLLOW_UP = (
     "?", "allo ?", "pourquoi tu réponds pas ?", "t'es sérieuse là ?", "c'est quoi ce numéro ?",
     "ok...", "sympa le faux numéro", "tu pouvais juste dire non", "réponds stp", "??",
 )
-_TESTER_BODIES = (
+TESTER_BODIES = (
     "test", "Test", "test test", "c'est vrai ce numéro ?", "ça marche ?", "is this real",
     "is this real?", "coucou je teste", "je teste le numéro anti-relou", "ça répond vraiment ?",
     "lol c'est vrai ?", "Test du numéro vu sur Twitter", "hello?", "testing",
 )
 _TESTER_SECOND = ("ça marche vraiment ?", "test 2", "?", "re test", "ok ça marche !", "bien joué")
-_TROLL_BODIES = (
+TROLL_BODIES = (
     "lol", "relou toi-même", "ayaaa", "on vide ta cagnotte", "ahi", "JVC représente",
     "risitas", "18-25 en force", "spam", "😂😂😂", "c'est non ? c'est oui", "bonjour madame",
     "allo", "noel", "[ALERTE]", "chancla", "issou", "force à toi la cagnotte",
@@ -82,6 +82,16 @@ class SimText:
     message_id: str
     kind: str  # one of KINDS
     campaign: str = ""  # which campaign's number it was sent to ("": the only one)
+
+    # As the providers' parsers give a text (streams.intake.build.ParsedText): the
+    # simulator's texts reach the core through the same intake.
+    @property
+    def originator(self) -> str:
+        return self.sender
+
+    @property
+    def created_at_ms(self) -> int:
+        return self.at_ms
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ class Scenario:
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 raise ValueError(f"{name} must be (low, high) with 1 <= low <= high")
-        if not 1 <= self.sim_prefixes <= len(_PREFIXES_07):
+        if not 1 <= self.sim_prefixes <= len(PREFIXES_07):
             raise ValueError("sim_prefixes out of range")
 
     def count(self, n: int) -> int:
@@ -152,7 +162,7 @@ class Scenario:
 # --------------------------------------------------------------------------- generation
 
 
-class _Draw:
+class Draw:
     """All randomness of one generation, from one seeded ``random.Random``."""
 
     def __init__(self, seed: int) -> None:
@@ -177,7 +187,7 @@ class _Draw:
                 return number
 
     def any_mobile(self) -> str:
-        return self.number(_PREFIXES_06 if self.rng.random() < _SHARE_06 else _PREFIXES_07)
+        return self.number(_PREFIXES_06 if self.rng.random() < _SHARE_06 else PREFIXES_07)
 
     def moment(self, scenario: Scenario, day_weights: Sequence[float], tail: float,
                hour_weights: Sequence[int]) -> int:
@@ -193,14 +203,14 @@ class _Draw:
 
 def generate(scenario: Scenario) -> list[SimText]:
     """Every text of the scenario, sorted by time (ties by message id); deterministic."""
-    s, draw = scenario, _Draw(scenario.seed)
+    s, draw = scenario, Draw(scenario.seed)
     rng, out = draw.rng, []
     end = s.end_ms
 
     for _ in range(s.count(s.genuine_pests)):
         sender = draw.any_mobile()
         at = draw.moment(s, _GENUINE_DAY_WEIGHTS, _GENUINE_TAIL_WEIGHT, _GENUINE_HOUR_WEIGHTS)
-        draw.text(out, at, sender, rng.choice(_GENUINE_FIRST), "genuine")
+        draw.text(out, at, sender, rng.choice(GENUINE_FIRST), "genuine")
         for _ in range(rng.randint(*s.genuine_texts) - 1):
             if rng.random() < 0.6:  # minutes later
                 at += rng.randint(1 * 60, 45 * 60) * SECOND_MS
@@ -208,12 +218,12 @@ def generate(scenario: Scenario) -> list[SimText]:
                 at += rng.randint(1 * 3600, 10 * 3600) * SECOND_MS
             if at >= end:
                 break  # the simulated week is over
-            draw.text(out, at, sender, rng.choice(_GENUINE_FOLLOW_UP), "genuine")
+            draw.text(out, at, sender, rng.choice(GENUINE_FOLLOW_UP), "genuine")
 
     for _ in range(s.count(s.testers)):
         sender = draw.any_mobile()
         at = draw.moment(s, _TESTER_DAY_WEIGHTS, _TESTER_TAIL_WEIGHT, _TESTER_HOUR_WEIGHTS)
-        draw.text(out, at, sender, rng.choice(_TESTER_BODIES), "tester")
+        draw.text(out, at, sender, rng.choice(TESTER_BODIES), "tester")
         if rng.random() < _TESTER_SECOND_TEXT:
             at += rng.randint(30, 15 * 60) * SECOND_MS
             if at < end:
@@ -228,12 +238,12 @@ def generate(scenario: Scenario) -> list[SimText]:
     for _ in range(s.count(s.persistent_trolls)):
         sender = draw.any_mobile()
         joined_s = rng.randrange(min(20 * 60, span_s))
-        favourites = rng.sample(_TROLL_BODIES, 3)
+        favourites = rng.sample(TROLL_BODIES, 3)
         for i in range(rng.randint(*s.persistent_texts)):
-            body = rng.choice(favourites) if rng.random() < 0.7 else f"{rng.choice(_TROLL_BODIES)} {i}"
+            body = rng.choice(favourites) if rng.random() < 0.7 else f"{rng.choice(TROLL_BODIES)} {i}"
             draw.text(out, flood_at(rng.randrange(joined_s, span_s)), sender, body, "persistent_troll")
 
-    prefixes = rng.sample(_PREFIXES_07, s.sim_prefixes)
+    prefixes = rng.sample(PREFIXES_07, s.sim_prefixes)
     blocks = {p: f"{rng.randrange(100):02d}" for p in prefixes}  # a batch of SIMs: 7 56 12 xx xx
     for _ in range(s.count(s.sim_rotating_trolls)):
         prefix = rng.choice(prefixes)
@@ -242,13 +252,13 @@ def generate(scenario: Scenario) -> list[SimText]:
         burst_start_s = rng.randrange(max(1, span_s - burst_len_s))
         for _ in range(rng.randint(*s.sim_texts)):
             at = flood_at(burst_start_s + rng.randrange(burst_len_s))
-            draw.text(out, at, sender, rng.choice(_TROLL_BODIES), "sim_rotating_troll")
+            draw.text(out, at, sender, rng.choice(TROLL_BODIES), "sim_rotating_troll")
 
     for _ in range(s.count(s.one_shot_trolls)):
         sender = draw.any_mobile()
         # The forum thread spreads fast, then interest fades: most texts in the first hour.
         at = flood_at(int(rng.triangular(0, span_s, span_s * 0.2)))
-        draw.text(out, at, sender, rng.choice(_TROLL_BODIES), "one_shot_troll")
+        draw.text(out, at, sender, rng.choice(TROLL_BODIES), "one_shot_troll")
 
     out.sort(key=lambda t: (t.at_ms, t.message_id))
     return out

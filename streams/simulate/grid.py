@@ -158,13 +158,19 @@ def _share(keys: list[tuple[str, str]], replies: Mapping[tuple[str, str], int]) 
 
 
 def _explained(traffic: CellTraffic, surge: SurgeStarted) -> bool:
-    """Whether a surge started within a raid (a minute around its window) or on a real
-    spike: the minute's first texts (ground truth) >= 5x the mean of the hour before it
-    (minutes before the first text at 3 a minute) and >= 10."""
+    """Whether a surge started within a raid (a minute around its window, or a minute of
+    at least 10 texts of its numbers coming back) or on a real spike: the minute's first
+    texts (ground truth) >= 5x the mean of the hour before it (minutes before the first text
+    at 3 a minute) and >= 10."""
     cid, at = surge.campaign_id, surge.occurred_at
     if any(lo - MINUTE_MS <= at <= hi + MINUTE_MS for lo, hi in traffic.raids.get(cid, ())):
         return True
     minute = at // MINUTE_MS
+    # A raid's numbers coming back (texting again, refused at first) are the raid too.
+    raiders = sum(1 for t in traffic.texts if t.campaign == cid and t.kind in TROLL_KINDS
+                  and minute - 1 <= t.at_ms // MINUTE_MS <= minute)
+    if raiders >= SPIKE_MIN:
+        return True
     counts: dict[int, int] = {}
     seen: set[str] = set()
     start = None

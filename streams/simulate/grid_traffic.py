@@ -31,14 +31,14 @@ from actors.textfilter import normalise
 from schemas.campaign import Campaign
 from streams.simulate.bodies import RAID_BODIES, VOCABULARIES, PestWords, RaidWords
 from streams.simulate.generation import (
-    _PREFIXES_07,
-    _TESTER_BODIES,
     DAY_MS,
     MICROS_PER_EUR,
     MINUTE_MS,
+    PREFIXES_07,
     SECOND_MS,
+    TESTER_BODIES,
+    Draw,
     SimText,
-    _Draw,
 )
 from streams.simulate.outcomes import REPLY_2017
 
@@ -155,7 +155,7 @@ def campaign(cid: str, start: int) -> Campaign:
 class _Gen:
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
-        self.draw = _Draw(hash_seed(cell))
+        self.draw = Draw(hash_seed(cell))
         self.rng = self.draw.rng
         self.pests = PestWords(cell.vocabulary)
         self.out: list[SimText] = []
@@ -190,7 +190,7 @@ class _Gen:
             if at >= end:
                 return
             if self.rng.random() < 0.05:
-                self.text(int(at), self.draw.any_mobile(), self.rng.choice(_TESTER_BODIES),
+                self.text(int(at), self.draw.any_mobile(), self.rng.choice(TESTER_BODIES),
                           "tester", cid)
             else:
                 self.pest(int(at), cid)
@@ -206,7 +206,7 @@ class _Gen:
             senders = []
             for _ in range(cell.persistent):
                 senders.append((self.draw.any_mobile(), "persistent_troll"))
-            prefixes = rng.sample(_PREFIXES_07, rng.randint(1, 4))
+            prefixes = rng.sample(PREFIXES_07, rng.randint(1, 4))
             for _ in range(int(numbers * cell.sim_share)):
                 prefix = rng.choice(prefixes)
                 senders.append((self.draw.number((prefix,), f"{rng.randrange(100):02d}"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from infra.numbers import NumberInfo, classify
 from schemas.campaign import Campaign
-from schemas.commands import ChangePolicy, ScreenText
+from schemas.commands import ChangePolicy
 from schemas.events import ReplyApproved
+from schemas.reasons import UNKNOWN_RECIPIENT
+from streams.intake.build import IntakeBuilder
 from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import DAY_MS, HOUR_MS, MINUTE_MS, TROLL_KINDS, Scenario, SimText
 
@@ -197,12 +198,12 @@ def core_runner(campaign: Campaign, changes: Mapping[str, object] | None = None,
             pipeline.shard.control([ChangePolicy(command_id="sim-policy", campaign_id=campaign.id,
                                                  changes=dict(changes), operator="simulator",
                                                  occurred_at=campaign.starts_at)])
-        facts: dict[str, NumberInfo] = {}
+        # The live intake, offline: the sender's number is his own "pseudonym", nothing is
+        # sealed, and each text arrives when it is dated.
+        intake = IntakeBuilder(pseudonym=str, seal=lambda number, **bound: "")
         for text in texts:
-            info = facts.get(text.sender) or facts.setdefault(text.sender, classify(text.sender))
-            pipeline.text(ScreenText(message_id=text.message_id, campaign_id=campaign.id, sender=text.sender,
-                                     body=text.body, occurred_at=text.at_ms, reply_to="",
-                                     number_kind=info.kind, country=info.country, prefix=info.prefix))
+            pipeline.text(intake.text(text, campaign, received_at=text.at_ms,
+                                      reached=campaign.number, refusal=UNKNOWN_RECIPIENT).command)
         if texts:
             pipeline.tick_out(campaign.id, texts[-1].at_ms,
                               pipeline.policy(campaign.id).surge_ttl_ms + 2 * MINUTE_MS)

@@ -32,20 +32,20 @@ from schemas.campaign import Campaign
 from schemas.events import ReplyApproved, ReplySent
 from streams.rules.pipeline import Pipeline
 from streams.simulate.generation import (
-    _GENUINE_FIRST,
-    _GENUINE_FOLLOW_UP,
-    _PREFIXES_07,
-    _TESTER_BODIES,
-    _TROLL_BODIES,
     DAY_MS,
+    GENUINE_FIRST,
+    GENUINE_FOLLOW_UP,
     HOUR_MS,
     MICROS_PER_EUR,
     MINUTE_MS,
+    PREFIXES_07,
     SECOND_MS,
+    TESTER_BODIES,
+    TROLL_BODIES,
     TROLL_KINDS,
+    Draw,
     Scenario,
     SimText,
-    _Draw,
     generate,
 )
 from streams.simulate.outcomes import REPLY_2017, campaign_2017, core_runner
@@ -75,17 +75,17 @@ def _campaign(start: int, days: int, budget_eur: int) -> Campaign:
                     ends_at=start + days * DAY_MS, originator="AntiRelou")
 
 
-def _genuine(draw: _Draw, out: list[SimText], at: int, end: int) -> None:
+def _genuine(draw: Draw, out: list[SimText], at: int, end: int) -> None:
     """One genuine pest: 1-3 texts, minutes or hours apart (as in the 2017 generator)."""
     rng = draw.rng
     sender = draw.any_mobile()
-    draw.text(out, at, sender, rng.choice(_GENUINE_FIRST), "genuine")
+    draw.text(out, at, sender, rng.choice(GENUINE_FIRST), "genuine")
     for _ in range(rng.randint(1, 3) - 1):
         at += (rng.randint(60, 45 * 60) if rng.random() < 0.6
                else rng.randint(3600, 10 * 3600)) * SECOND_MS
         if at >= end:
             return
-        draw.text(out, at, sender, rng.choice(_GENUINE_FOLLOW_UP), "genuine")
+        draw.text(out, at, sender, rng.choice(GENUINE_FOLLOW_UP), "genuine")
 
 
 def _sorted(out: list[SimText]) -> list[SimText]:
@@ -95,7 +95,7 @@ def _sorted(out: list[SimText]) -> list[SimText]:
 
 def launch(seed: int) -> Plan:
     """Three days from a fresh launch; on day 1 a TV or press mention brings a spike."""
-    draw, out = _Draw(seed), []
+    draw, out = Draw(seed), []
     rng = draw.rng
     start, days = FRESH_START_MS - 18 * HOUR_MS, 3  # midnight
     end = start + days * DAY_MS
@@ -114,7 +114,7 @@ def launch(seed: int) -> Plan:
         _genuine(draw, out, spike_at + offset * SECOND_MS, end)
     for _ in range(rng.randint(800, 2_000)):  # curious testers
         at = start + rng.randrange(days * 24 * 3600) * SECOND_MS
-        draw.text(out, at, draw.any_mobile(), rng.choice(_TESTER_BODIES), "tester")
+        draw.text(out, at, draw.any_mobile(), rng.choice(TESTER_BODIES), "tester")
     return Plan("launch", seed, _sorted(out), _campaign(start, 365, 3_700), None)
 
 
@@ -128,7 +128,7 @@ def flood_2017(seed: int) -> Plan:
 
 def raid(seed: int) -> Plan:
     """Two hours of genuine pests on a fresh campaign; a raid of a few minutes at >= 40x."""
-    draw, out = _Draw(seed), []
+    draw, out = Draw(seed), []
     rng = draw.rng
     start = FRESH_START_MS
     end = start + 2 * HOUR_MS
@@ -146,7 +146,7 @@ def raid(seed: int) -> Plan:
     for _ in range(one_shots):
         offset = int(rng.triangular(0, raid_s, raid_s * rng.uniform(0, 0.6)))
         draw.text(out, raid_start + offset * SECOND_MS, draw.any_mobile(),
-                  rng.choice(_TROLL_BODIES), "one_shot_troll")
+                  rng.choice(TROLL_BODIES), "one_shot_troll")
     for _ in range(rng.randint(2, 8)):  # persistent: tens to hundreds of texts each
         sender = draw.any_mobile()
         texts = rng.randint(30, 300)
@@ -154,15 +154,15 @@ def raid(seed: int) -> Plan:
         span = raid_s + rng.randint(0, 20 * 60) - joined
         for _ in range(texts):
             draw.text(out, raid_start + (joined + rng.randrange(max(1, span))) * SECOND_MS,
-                      sender, rng.choice(_TROLL_BODIES), "persistent_troll")
-    prefixes = rng.sample(_PREFIXES_07, rng.randint(1, 4))
+                      sender, rng.choice(TROLL_BODIES), "persistent_troll")
+    prefixes = rng.sample(PREFIXES_07, rng.randint(1, 4))
     for _ in range(rng.randint(10, 60)):  # SIM-rotating: 2-10 texts each, a few ranges
         prefix = rng.choice(prefixes)
         sender = draw.number((prefix,), f"{rng.randrange(100):02d}")
         first = rng.randrange(raid_s)
         for _ in range(rng.randint(2, 10)):
             draw.text(out, raid_start + (first + rng.randrange(raid_s)) * SECOND_MS, sender,
-                      rng.choice(_TROLL_BODIES), "sim_rotating_troll")
+                      rng.choice(TROLL_BODIES), "sim_rotating_troll")
     texts = _sorted(out)
     trolls = [t.at_ms for t in texts if t.kind in TROLL_KINDS]
     return Plan("raid", seed, texts, _campaign(start, 365, 3_700), (min(trolls), max(trolls)))
@@ -171,7 +171,7 @@ def raid(seed: int) -> Plan:
 def slow_drain(seed: int) -> Plan:
     """A campaign of a few months drained by fresh numbers, one text each, at a steady
     trickle that never looks like a surge, beside genuine pests."""
-    draw, out = _Draw(seed), []
+    draw, out = Draw(seed), []
     rng = draw.rng
     days = rng.randint(60, 120)
     start = FRESH_START_MS - 18 * HOUR_MS
@@ -183,7 +183,7 @@ def slow_drain(seed: int) -> Plan:
             _genuine(draw, out, start + day * DAY_MS + rng.randrange(24 * 3600) * SECOND_MS, end)
         for _ in range(drain_a_day):
             draw.text(out, start + day * DAY_MS + rng.randrange(24 * 3600) * SECOND_MS,
-                      draw.any_mobile(), rng.choice(_TROLL_BODIES), "one_shot_troll")
+                      draw.any_mobile(), rng.choice(TROLL_BODIES), "one_shot_troll")
     # A budget that can pay this demand with little to spare: the allowance decides.
     demand = (genuine_a_day + drain_a_day) * days * REPLY_COST_MICROS
     budget_eur = max(100, int(demand * 1.1) // MICROS_PER_EUR)
@@ -271,7 +271,8 @@ def _core(plan: Plan, changes: Mapping[str, object]) -> tuple[dict[str, int], Pi
 ALTERNATIVES: dict[str, dict[str, object]] = {
     "pacing_off": {"pacing": False},
     "surge_off": {"surge_multiple": 0},
-    "no_watch_no_raid_verdict": {"surge_watch_ms": 0, "surge_human_percent": 0},
+    "no_safety_delay": {"reply_delay_ms": 0},
+    "no_delay_no_surge": {"reply_delay_ms": 0, "surge_multiple": 0},
 }
 
 

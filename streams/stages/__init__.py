@@ -6,7 +6,11 @@ wires them in the order of the data flow):
 - ``send``: send_replies (the SMS gateway, at most once per approved request);
 - ``control``: apply_controls (operator commands) and follow_policies (live policies);
 - ``watchdog``: refetching records Faust dropped, campaign snapshots;
-- ``views``: the webhooks (texts, delivery reports), /health and /campaigns.
+- ``views``: MessageBird's webhooks (texts, delivery reports), /health and /campaigns;
+- ``bird``: Bird's webhook (texts and statuses, for the campaigns on Bird);
+- ``webhooks``: what both providers' views share (bounded reads, signed URLs, storing
+  what the intake built: ``streams.intake.build``);
+- ``broker``: under `up`, what to do after its embedded broker came back.
 
 They share one ``runtime.Runtime``: the app, its topics and tables, and the little state
 more than one stage reads. What they decide lives in plain modules, tested without a broker

@@ -15,8 +15,9 @@ import faust
 from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SettleReply, Tick
 from schemas.events import ReplyApproved, ReplyFailed
+from schemas.reasons import REPLY_TO_LOST
 from streams.rules.approvals import hold_deferred, send_command
-from streams.rules.pipeline import outcome_note
+from streams.rules.pipeline import outcome_note, refund, tick
 from streams.stages.runtime import Runtime
 
 log = logging.getLogger("antirelou")
@@ -43,7 +44,7 @@ def register_decide(rt: Runtime) -> None:
         now = rt.now_ms()
         for campaign_id in rt.campaigns:
             await rt.topics.requests.send(key=campaign_id.encode(),
-                                          value=codec.encode(Tick(campaign_id=campaign_id, occurred_at=now)))
+                                          value=codec.encode(tick(campaign_id, now)))
 
     @rt.app.agent(rt.topics.requests)
     async def decide_replies(stream: faust.StreamT) -> None:
@@ -93,12 +94,12 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved) -> None:
     log.error("approved reply %s has no reply-to any more: not sent, refunded",
               decision.message_id)
     now = rt.now_ms()
-    await rt.record([ReplyFailed(message_id=decision.message_id, campaign_id=decision.campaign_id,
-                                 sender=decision.sender, error="reply_to_lost: the sealed number is gone",
-                                 retryable=False, occurred_at=now, attempts=0)],
-                    acked=True)
-    await rt.settle(SettleReply(message_id=decision.message_id, campaign_id=decision.campaign_id,
-                                sender=decision.sender, outcome="failed", price_micros=None, occurred_at=now))
+    await rt.record([ReplyFailed(
+        message_id=decision.message_id, campaign_id=decision.campaign_id, sender=decision.sender,
+        error="reply_to_lost: the sealed number is gone", retryable=False, occurred_at=now,
+        attempts=0, reason=REPLY_TO_LOST,
+    )], acked=True)
+    await rt.settle(refund(decision, now))
 
 
 def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str]

@@ -21,10 +21,9 @@ from infra.sending import CircuitBreaker
 from schemas import codec
 from schemas.campaign import Campaign
 from schemas.codec import CodecError
-from schemas.commands import ControlCommand, RequestReply, ScreenText, SettleReply, Tick
+from schemas.commands import ControlCommand, RequestReply, SettleReply, Tick
 from schemas.policy import Policy
 from streams.intake.messagebird import SignatureVerifier
-from streams.rules.retention import split_body
 from streams.settings import Settings
 
 log = logging.getLogger("antirelou")
@@ -221,31 +220,6 @@ class Runtime:
         journaled = getattr(self.deciders, "journaled", None)
         if journaled is not None:
             journaled(events)
-
-    async def store_text(self, command: ScreenText) -> None:
-        """Store one inbound text (either provider's), acknowledged within the ack timeout:
-        on sms-received the text as the decisions need it, and its body apart on the
-        bodies topic for its retention (``streams.rules.retention.split_body``). The text's
-        ack is the answer; a body not stored is said and the text kept (it carries what
-        the decisions read), so a text is never refused once stored for want of its body."""
-        text, kept = split_body(command, keep=self.settings.body_retention_ms > 0)
-        key, value = text.sender.encode(), codec.encode(text)
-        if self.ack_window is not None:
-            # In the order of the log (the producer's), not of the acks: written again, a
-            # sender's texts come in the order they were screened (stages.broker).
-            self.ack_window.remember(key, value)
-        # asyncio.timeout, not wait_for: no extra task per request.
-        async with asyncio.timeout(self.settings.ack_timeout_s):
-            stored = await self.produce(self.topics.inbound, key, value)
-            body = (await self.produce(self.topics.bodies, kept.message_id.encode(),
-                                       codec.encode(kept)) if kept is not None else None)
-            await stored
-            if body is not None:
-                try:
-                    await body
-                except Exception as exc:  # noqa: BLE001 - the text is stored: keep it
-                    log.warning("the body of text %s was not kept: %s", text.message_id,
-                                type(exc).__name__)
 
     async def settle(self, command: SettleReply) -> None:
         """A reply's cost settled (failed: refund; priced: the real price), to its campaign

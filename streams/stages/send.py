@@ -24,7 +24,9 @@ from schemas import codec
 from schemas.codec import CodecError
 from schemas.commands import SendReply, SettleReply
 from schemas.events import ReplyAttempted, ReplyFailed, ReplySent, ReplyUncertain
+from schemas.reasons import CRASH_DURING_SEND
 from streams.rules import sendstate
+from streams.rules.pipeline import refund
 from streams.settings import STATUS_PATH
 from streams.stages.runtime import Runtime
 
@@ -181,12 +183,10 @@ class ReplySender:
                 log.warning("reply %s: a send was under way when the worker stopped; "
                             "marked uncertain, not sent again", mid)
                 noted.append(ReplyUncertain(message_id=mid, campaign_id=command.campaign_id,
-                                            sender=command.sender, reason="crash_during_send",
+                                            sender=command.sender, reason=CRASH_DURING_SEND,
                                             occurred_at=rt.now_ms()))
             elif step == sendstate.SETTLE_AGAIN:
-                settles.append(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                           sender=command.sender, outcome="failed", price_micros=None,
-                                           occurred_at=rt.now_ms()))
+                settles.append(refund(command, rt.now_ms()))
             else:
                 log.info("reply %s already %s; not sent again", mid, where)
         try:
@@ -268,12 +268,10 @@ class ReplySender:
             await self.journal.write([ReplyFailed(
                 **common, error=f"{type(outcome.error).__name__}: {outcome.error}",
                 retryable=outcome.retryable, occurred_at=rt.now_ms(),
-                attempts=outcome.attempts)])
-            await rt.settle(SettleReply(message_id=mid, campaign_id=command.campaign_id,
-                                        sender=command.sender, outcome="failed", price_micros=None,
-                                        occurred_at=rt.now_ms()))
+                attempts=outcome.attempts, reason=outcome.reason)])
+            await rt.settle(refund(command, rt.now_ms()))
         else:
             log.warning("reply %s may or may not have been sent (%s); not sent again", mid,
                         outcome.reason)
             await self.journal.write([ReplyUncertain(
-                **common, reason=outcome.reason or "unknown", occurred_at=rt.now_ms())])
+                **common, reason=outcome.reason, occurred_at=rt.now_ms())])

@@ -2,11 +2,12 @@
 sms-received, acked before the 200), its delivery-report webhook (journaled; a price settles
 the reply's cost), ``/health`` and ``/campaigns`` (a web-only process, ``--role web``: its
 own ``/health``, no ``/campaigns``). Parsing and signatures: ``streams.intake.messagebird``,
-``streams.intake.messagebird_reports``."""
+``streams.intake.messagebird_reports``; what a text or report becomes:
+``streams.intake.build``, shared with Bird's webhook (``stages.bird``), as is the storing
+(``stages.webhooks``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -14,72 +15,23 @@ from faust.web import Request, Response, View
 
 from infra.faust.patches import bulk_health
 from infra.gateway import DryRunGateway
-from schemas import codec
-from schemas.commands import ScreenText, SettleReply
-from schemas.events import DeliveryReported, TextRejected, TextTimeClamped
-from streams.intake.messagebird import (
-    MAX_BODY_BYTES,
-    BadRequest,
-    NumberFacts,
-    Unauthorized,
-    WebhookError,
-    event_time,
-    parse_inbound,
-)
+from schemas.reasons import UNKNOWN_RECIPIENT
+from streams.intake.build import IntakeBuilder
+from streams.intake.errors import BadRequest, Unauthorized, WebhookError
+from streams.intake.messagebird import parse_inbound
 from streams.intake.messagebird_reports import parse_delivery_report
-from streams.rules.sendstate import price_settles
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
 from streams.stages.admission import register_admission
 from streams.stages.runtime import Runtime
+from streams.stages.webhooks import (
+    read_bounded,
+    refusal,
+    signed_url,
+    store_intake,
+    store_report,
+)
 
 log = logging.getLogger("antirelou")
-
-
-async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
-    # aiohttp's own limit (1 MiB) answers in plain text: refuse bigger bodies here, in
-    # JSON, and never buffer more than one byte past the limit. A body that takes longer
-    # than timeout_s is a slow client (infra/faust/httpguard.py): 408.
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
-    content = request.content
-    # A small body sent at once (MessageBird's) is in the buffer already: taken without a
-    # timer (a TimerHandle per request, 2% of a webhook's CPU).
-    chunks = [content.read_nowait(MAX_BODY_BYTES + 1)]
-    size = len(chunks[0])
-    if size <= MAX_BODY_BYTES and not content.at_eof():
-        try:
-            async with asyncio.timeout(timeout_s):
-                while size <= MAX_BODY_BYTES:
-                    chunk = await content.read(MAX_BODY_BYTES + 1 - size)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-        except TimeoutError:
-            raise BadRequest("slow_body", f"body not received within {timeout_s:g} s",
-                             status=408) from None
-    if size > MAX_BODY_BYTES:
-        raise BadRequest("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
-    return b"".join(chunks)
-
-
-def refusal(response: Response, request: Request) -> Response:
-    """A refusal answered before its request's body was all received (a forged token, a
-    slow body): its connection is closed after it, so what is still on its way is never
-    read, nor buffered."""
-    if not request.content.is_eof():
-        response.force_close()
-    return response
-
-
-def signed_url(public_url: str | None, request: Request) -> str:
-    # The URL MessageBird called, path and query as sent (raw_path): what it hashed.
-    try:
-        base = (public_url.rstrip("/") if public_url
-                else f"{request.scheme}://{request.host}")
-        return base + request.raw_path
-    except ValueError:  # a Host header no URL can be built from
-        raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
 
 
 def register_views(rt: Runtime) -> None:
@@ -90,9 +42,10 @@ def register_views(rt: Runtime) -> None:
 
 
 def register_inbound_webhook(rt: Runtime) -> None:
-    settings, verifier, privacy = rt.settings, rt.verifier, rt.privacy
+    settings, verifier = rt.settings, rt.verifier
     by_number = {c.number: c for c in settings.campaigns}
-    number_facts = NumberFacts()
+    intake = IntakeBuilder(pseudonym=rt.privacy.pseudonym, seal=rt.privacy.seal,
+                           skew_ms=settings.event_skew_ms)
 
     @rt.app.page(WEBHOOK_PATH)
     class InboundWebhook(View):
@@ -116,39 +69,11 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     verifier.forget(claims["jti"])
                 return self.json({"error": "unavailable",
                                   "message": "the broker is down; retry"}, status=503)
-            received_at = rt.now_ms()
-            occurred_at = event_time(sms.created_at_ms, received_at, settings.event_skew_ms)
             campaign = by_number.get(sms.recipient)
             try:
-                if campaign is None:
-                    rejected = TextRejected(
-                        message_id=sms.message_id, recipient=privacy.pseudonym(sms.recipient),
-                        reason="unknown_recipient", occurred_at=occurred_at,
-                    )
-                    async with asyncio.timeout(settings.ack_timeout_s):
-                        await rt.acknowledged(rt.produce(
-                            rt.topics.journal, rejected.recipient.encode(),
-                            codec.encode(rejected)))
-                    err = BadRequest("unknown_recipient", "no campaign uses this recipient number",
-                                     "recipient", status=404)
-                    return self.json(err.body(), status=err.status)
-                sender = privacy.pseudonym(sms.originator)
-                if sms.created_at_ms is not None and occurred_at != sms.created_at_ms:
-                    clamped = TextTimeClamped(message_id=sms.message_id, campaign_id=campaign.id,
-                                              sender=sender, reported_at=sms.created_at_ms,
-                                              received_at=received_at, occurred_at=occurred_at)
-                    async with asyncio.timeout(settings.ack_timeout_s):
-                        await rt.acknowledged(rt.produce(rt.topics.journal, sender.encode(),
-                                                         codec.encode(clamped)))
-                # Here, while the number is in clear (cached by pseudonym, not by number).
-                number = number_facts.get(sender, sms.originator)
-                command = ScreenText(
-                    message_id=sms.message_id, campaign_id=campaign.id, sender=sender,
-                    body=sms.body, occurred_at=occurred_at,
-                    reply_to=privacy.seal(sms.originator, campaign_id=campaign.id, sender=sender),
-                    number_kind=number.kind, country=number.country, prefix=number.prefix,
-                )
-                await rt.store_text(command)
+                await store_intake(rt, intake.text(sms, campaign, received_at=rt.now_ms(),
+                                                   reached=sms.recipient,
+                                                   refusal=UNKNOWN_RECIPIENT))
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("inbound text %s not stored: %s", sms.message_id, type(exc).__name__)
                 if verifier is not None and claims:
@@ -159,12 +84,17 @@ def register_inbound_webhook(rt: Runtime) -> None:
                     {"error": "unavailable", "message": "the text could not be stored; retry"},
                     status=503,
                 )
+            if campaign is None:
+                err = BadRequest(UNKNOWN_RECIPIENT, "no campaign uses this recipient number",
+                                 "recipient", status=404)
+                return self.json(err.body(), status=err.status)
             return self.json({"status": "accepted", "message_id": sms.message_id,
                               "campaign": campaign.id})
 
 
 def register_delivery_reports(rt: Runtime) -> None:
     settings, verifier = rt.settings, rt.verifier
+    intake = IntakeBuilder(pseudonym=rt.privacy.pseudonym, seal=rt.privacy.seal)
 
     @rt.app.page(STATUS_PATH)
     class DeliveryReports(View):
@@ -187,23 +117,15 @@ def register_delivery_reports(rt: Runtime) -> None:
             if rt.broker_down():
                 return self.json({"error": "unavailable",
                                   "message": "the broker is down; retry"}, status=503)
-            sender = rt.privacy.pseudonym(report.recipient)
-            at = report.status_at_ms if report.status_at_ms is not None else rt.now_ms()
-            fact = DeliveryReported(
-                message_id=report.reference, campaign_id=report.campaign_id, sender=sender,
-                provider_message_id=report.provider_message_id, status=report.status,
-                status_reason=report.status_reason, error_code=report.error_code,
-                price_micros=report.price_micros, currency=report.currency, occurred_at=at,
+            fact = intake.delivery(
+                reference=report.reference, campaign_id=report.campaign_id,
+                recipient=report.recipient, provider_message_id=report.provider_message_id,
+                status=report.status, status_reason=report.status_reason,
+                error_code=report.error_code, price_micros=report.price_micros,
+                currency=report.currency, status_at_ms=report.status_at_ms, now_ms=rt.now_ms(),
             )
             try:
-                await asyncio.wait_for(rt.acknowledged(rt.topics.journal.send(
-                    key=sender.encode(), value=codec.encode(fact))), settings.ack_timeout_s)
-                if price_settles(report.price_micros, report.currency):
-                    await asyncio.wait_for(rt.settle(SettleReply(message_id=report.reference,
-                                                                 campaign_id=report.campaign_id,
-                                                                 sender=sender, outcome="priced",
-                                                                 price_micros=report.price_micros,
-                                                                 occurred_at=at)), settings.ack_timeout_s)
+                await store_report(rt, fact)
             except Exception as exc:  # noqa: BLE001 - any storage failure must be a 503
                 log.error("delivery report for %s not stored: %s", report.reference,
                           type(exc).__name__)

@@ -59,6 +59,7 @@ budget_eur = "{paris_eur}"
 price_per_segment_eur = "0.08"
 start = 2017-10-16
 end = 2018-10-15
+policy = {{ reply_delay_minutes = "0" }}  # decided as they come: the generator sends no ticks
 
 [[campaign]]
 id = "lyon"
@@ -70,6 +71,7 @@ price_per_segment_eur = "0.08"
 start = 2017-10-16
 end = 2018-10-15
 cooldown_days = 3
+policy = {{ reply_delay_minutes = "0" }}
 
 [[campaign]]
 id = "marseille"
@@ -80,6 +82,7 @@ budget_eur = "100000.00"
 price_per_segment_eur = "0.08"
 start = 2017-10-20
 end = 2018-10-15
+policy = {{ reply_delay_minutes = "0" }}
 """
 
 T0 = 1_508_112_000_000  # 2017-10-16 00:00 UTC
@@ -91,9 +94,10 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
     from actors.campaign import initial_policy
     from actors.shard import CampaignShard
     from infra.config import load_campaigns
-    from schemas.commands import ChangePolicy, CreditBudget, RequestReply, ScreenText
+    from schemas.commands import ChangePolicy, CreditBudget, ScreenText
     from schemas.events import PolicyChanged, ReplyApproved, ReplyFailed, ReplySent, TextReceived
     from schemas.policy import apply_changes
+    from streams.rules.pipeline import request_for
     from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     rng = random.Random(seed)
@@ -125,8 +129,9 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
                 seen.add(d.message_id)
                 if rng.random() < 0.02:
                     record([ReplyFailed(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
-                                        error="GatewayTimeout", retryable=True,
-                                        occurred_at=d.occurred_at + 2_000, attempts=1)])
+                                        error="GatewayUnavailable", retryable=True,
+                                        occurred_at=d.occurred_at + 2_000, attempts=1,
+                                        reason="provider_unavailable")])
                 else:
                     record([ReplySent(message_id=d.message_id, campaign_id=d.campaign_id, sender=d.sender,
                                       provider_message_id="mb" + d.message_id, price_micros=160_000,
@@ -161,7 +166,8 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
         else:
             # A few loud senders and a long tail: many texts are "already answered".
             sender = f"s{int(n_senders * rng.random() ** 2):07d}"
-            cid = rng.choices(("paris", "lyon", "marseille"), weights)[0]
+            # Each sender texts one campaign (one who texts two is taken for a raider).
+            cid = random.Random(sender).choices(("paris", "lyon", "marseille"), weights)[0]
             text = TextReceived(message_id=f"mb{n:09d}", campaign_id=cid, sender=sender, body="t'es qui ?",
                                 occurred_at=at, number_kind="mobile", country="FR",
                                 prefix=f"33-6{int(sender[1:]) % 100:02d}")
@@ -183,9 +189,7 @@ def generate(config: Path, out: Path, n_events: int, seed: int = 7) -> dict[str,
         if screened[0].verdict == "forward":
             # As screen_senders makes it: the number range and the sender's text count
             # travel with the request (the audit rebuilds both from the journal).
-            request = RequestReply(message_id=text.message_id, campaign_id=text.campaign_id,
-                                   sender=text.sender, occurred_at=text.occurred_at, reply_to="sealed",
-                                   prefix=text.prefix, texts_from_sender=screened[0].texts_from_sender)
+            request = request_for(screened[0], text.prefix, "sealed")
             pending.append(request)
             if rng.random() < 0.01:
                 pending.append(request)  # the request delivered twice

@@ -73,7 +73,10 @@ start = 2017-01-01
 end = 2099-12-31
 pacing = false
 originator = "AntiRelou"
+policy = {{ reply_delay_minutes = "0" }}  # decided as they come: the replies go out in the run
 """
+NO_SURGE_POLICY = ('policy = { reply_delay_minutes = "0" }',
+                   'policy = { reply_delay_minutes = "0", surge_multiple = "off" }')
 
 
 def log(msg: str) -> None:
@@ -164,8 +167,8 @@ def expected(commands: list, config: Path) -> dict[str, int]:
     """What the journal must hold once every text is decided, from the pure core."""
     from actors.shard import CampaignShard
     from infra.config import load_campaigns
-    from schemas.commands import RequestReply
     from schemas.events import ReplyApproved
+    from streams.rules.pipeline import request_for
     from streams.rules.screening import SenderState, decide_screening, evolve_sender
 
     (campaign,) = load_campaigns(config)
@@ -183,8 +186,7 @@ def expected(commands: list, config: Path) -> dict[str, int]:
             evolve_sender(state, e, policy)
         events += 1 + len(screened)
         if screened[0].verdict == "forward":
-            requests.append(RequestReply(message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender,
-                                         occurred_at=c.occurred_at, reply_to=c.reply_to))
+            requests.append(request_for(screened[0], c.prefix, c.reply_to))
     decisions = shard.decide(requests)
     approved = sum(isinstance(d, ReplyApproved) for d in decisions)
     # Each approved reply: ReplyAttempted, then ReplySent (the local MessageBird accepts all).
@@ -427,8 +429,8 @@ class Bench:
                  configure_logging=False)
         self.ray_address = ray.get_runtime_context().gcs_address
         self.config = self.tmp / "campaigns.toml"
-        self.config.write_text(CONFIG.format(reply=REPLY_2017) + (
-            'policy = { surge_multiple = "off" }\n' if NO_SURGE else ""))
+        config = CONFIG.format(reply=REPLY_2017)
+        self.config.write_text(config.replace(*NO_SURGE_POLICY) if NO_SURGE else config)
         self.mb_endpoint = self.start_messagebird(ROOT)
         self.baseline_mb_endpoint = (self.start_messagebird(self.baseline_root)
                                      if self.baseline_root else None)
@@ -1472,8 +1474,7 @@ def main(argv: list[str] | None = None) -> int:
             texts = flood_texts(args.texts, seed=2017)
             shipped = bench.config
             bench.config = bench.tmp / "campaigns-no-surge.toml"
-            bench.config.write_text(CONFIG.format(reply=REPLY_2017)
-                                    + 'policy = { surge_multiple = "off" }\n')
+            bench.config.write_text(CONFIG.format(reply=REPLY_2017).replace(*NO_SURGE_POLICY))
             try:
                 spy_s = args.profile_seconds if args.profile else 0
                 one = run_pipeline(bench, "one-worker", texts, live=True, profile_s=spy_s)

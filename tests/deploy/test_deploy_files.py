@@ -12,7 +12,6 @@ import shlex
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -21,8 +20,8 @@ import yaml
 
 from streams.cli import build_parser
 from streams.cli.run import no_dashboard_default
+from tests.factories import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "infra" / "deploy"
 K8S = DEPLOY / "k8s"
 CORE_KINDS = {"Namespace", "ConfigMap", "Secret", "Deployment", "StatefulSet", "Service"}

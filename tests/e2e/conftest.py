@@ -46,8 +46,9 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
-# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
-policy = {{ surge_multiple = "off" }}
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it),
+# and requests decided as they come (no safety delay), so that replies go out at once.
+policy = {{ surge_multiple = "off", reply_delay_minutes = "0" }}
 originator = "AntiRelou"
 
 [[campaign]]
@@ -60,8 +61,9 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
-# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
-policy = {{ surge_multiple = "off" }}
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it),
+# and requests decided as they come (no safety delay), so that replies go out at once.
+policy = {{ surge_multiple = "off", reply_delay_minutes = "0" }}
 
 [[campaign]]
 id = "tiny"
@@ -73,8 +75,9 @@ price_per_segment_eur = "{PRICE}"
 start = 2017-01-01
 end = 2099-12-31
 pacing = false
-# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it).
-policy = {{ surge_multiple = "off" }}
+# These tests flood a campaign for other reasons: no surge mode (test_flood_live sets it),
+# and requests decided as they come (no safety delay), so that replies go out at once.
+policy = {{ surge_multiple = "off", reply_delay_minutes = "0" }}
 """
 NUMBERS = {"paris": "33644630001", "lyon": "33644630002", "tiny": "33644630003"}
 

@@ -91,6 +91,29 @@ def test_the_classic_campaign_still_goes_through_messagebird(bird_worker, messag
     assert replies_to(bird, sender) == []
 
 
+def test_an_unknown_channel_is_journaled_and_an_old_date_clamped_as_for_a_classic_text(
+        bird_worker, bird):
+    # given a text on a channel no campaign uses: refused (404) and journaled TextRejected,
+    # as the classic webhook does for an unknown number
+    unknown = bird.send_inbound(new_sender(), "t'es ou ?", "ch-nobody")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_channel")
+    events = bird_worker.wait_for(lambda ev: of(ev, unknown.message_id, "TextRejected"))
+    assert of(events, unknown.message_id)[0].reason == "unknown_channel"
+    # and a text Bird dates a day early: its time is the arrival's minus the skew (5 min),
+    # the two times journaled in TextTimeClamped
+    payload = bird.inbound_payload(new_sender(), "t'es ou ?", CHANNEL, None)
+    payload["createdAt"] = "2020-01-01T00:00:00.000Z"
+    before = int(time.time() * 1000)
+    r = bird.post_event("sms.inbound", payload)
+    assert r.status_code == 200, r.text
+    events = bird_worker.wait_for(lambda ev: of(ev, payload["id"], "TextReceived"))
+    (clamped,) = of(events, payload["id"], "TextTimeClamped")
+    (text,) = of(events, payload["id"], "TextReceived")
+    assert clamped.reported_at == 1_577_836_800_000
+    assert text.occurred_at == clamped.occurred_at == clamped.received_at - 5 * 60_000
+    assert clamped.received_at >= before
+
+
 @pytest.mark.parametrize("how", ["forged", "stale", "unsigned"])
 def test_a_forged_or_stale_event_is_refused_and_nothing_is_stored(bird_worker, bird, how):
     sign = {"forged": {"key": "not-the-key"}, "stale": {"timestamp": int(time.time()) - 900},

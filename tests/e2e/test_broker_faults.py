@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.supervisor import PID_FILE, _alive
+from infra.supervisor import PID_FILE, alive
 from tests.e2e.conftest import (
     ACCESS_KEY,
     CONFIG,
@@ -33,10 +33,10 @@ from tests.e2e.conftest import (
     new_sender,
     of,
 )
+from tests.factories import ROOT
 
 pytestmark = pytest.mark.services
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "broker-faults-admin-token-0123456789"
 
 
@@ -134,7 +134,7 @@ def stop(up: Up) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(up.process.pid, signal.SIGKILL)
             up.process.wait(10)
-        if with_pid and _alive(with_pid):
+        if with_pid and alive(with_pid):
             os.killpg(with_pid, signal.SIGKILL)
 
 
@@ -172,7 +172,7 @@ def test_kill_9_of_up_then_the_same_command_starts_stopping_its_orphan(
                 if f"previous `antirelou up` (pid {first.process.pid}" in line]
         assert said, again.output()
         print("\nthe next up said:", said[0])
-        assert not _alive(broker_pid) and again.broker_pid() != broker_pid
+        assert not alive(broker_pid) and again.broker_pid() != broker_pid
         # The deployment carries on: the sender is not answered twice, a newcomer is.
         newcomer = new_sender()
         a, b = again.post(sender=sender), again.post(sender=newcomer)
@@ -187,7 +187,7 @@ def test_kill_9_of_up_then_the_same_command_starts_stopping_its_orphan(
         stop(again)
     assert again.process.returncode == 0, again.output()
     print(f"second up stopped {took:.1f} s after Ctrl-C")
-    assert not _alive(new_broker) and not port_open(again.kafka_port)
+    assert not alive(new_broker) and not port_open(again.kafka_port)
     assert not (again.state / PID_FILE).exists()
 
 
@@ -209,7 +209,7 @@ def test_ctrl_c_with_a_reply_in_backoff_stops_up_within_10_s(
         messagebird.reset()
         stop(up)
     assert took < 10, up.output()
-    assert not _alive(broker_pid) and not port_open(up.kafka_port)
+    assert not alive(broker_pid) and not port_open(up.kafka_port)
     assert not port_open(int(up.url.rsplit(":", 1)[1]))
     assert not (up.state / PID_FILE).exists()
 

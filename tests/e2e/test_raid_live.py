@@ -1,5 +1,5 @@
-"""A raid through the real worker with the shipped default policy, checked on what the local
-MessageBird server received (issue 12's end-to-end test).
+"""Raids through the real worker with the shipped default policy, checked on what the local
+MessageBird server received (issue 12's end-to-end test; issue 28's launch and raid).
 
 The raid scenario (a genuine stream, then a raid at >= 40x its rate: persistent,
 SIM-rotating and one-shot numbers) is replayed through the signed webhook as fast as the
@@ -7,7 +7,8 @@ worker takes it, its ``createdDatetime`` on the scenario's own timeline ending a
 (event time comes from the provider, so the decisions are the ones the real timeline gets).
 The worker's clock timer is slowed down so that its wall-clock ticks do not land in the
 middle of that past timeline; the test sends the ticks the timer would have sent after the
-last text, as `Tick` records on reply-requests, like the leader timer does. What went out is
+last text (past the 30-minute safety delay and the TTL), as `Tick` records on
+reply-requests, like the leader timer does. What went out is
 counted at the provider: every genuine sender outside the raid answered, at least 30 % of
 those inside, trolls paid at most 15 % of what answering every sender once costs, nobody
 twice, the audit clean.
@@ -16,6 +17,7 @@ twice, the audit clean.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 
@@ -23,8 +25,18 @@ import pytest
 
 from schemas import codec
 from schemas.commands import Tick
-from schemas.events import ReplyApproved, ReplyExpired, SenderScreened, SurgeEnded, SurgeStarted
+from schemas.events import (
+    ReplyApproved,
+    ReplyDeferred,
+    ReplyDenied,
+    ReplyExpired,
+    SenderScreened,
+    SurgeEnded,
+    SurgeStarted,
+)
 from streams.simulate import REPLY_2017, drive_webhook
+from streams.simulate.grid import baseline, score, targets_missed
+from streams.simulate.grid_traffic import draw_cell, generate_cell
 from streams.simulate.scenarios import REPLY_COST_MICROS, TROLL_KINDS, generate_plan, retimed, run_plan
 from tests.e2e.conftest import ACCESS_KEY, ADMIN_TOKEN, SIGNING_KEY, start_worker, stop_worker
 
@@ -65,20 +77,7 @@ def test_a_raid_through_the_real_worker_starves_the_trolls_and_answers_the_genui
     plan = retimed(plan, (int(time.time()) - 60) * 1000 - span)  # ends a minute ago
     predicted = run_plan(plan)["runs"][0]
     before = len(messagebird.messages)
-    counts = drive_webhook(plan.texts, w.url + "/webhooks/messagebird/sms", NUMBER, SIGNING_KEY)
-    assert set(counts) == {"200"}, counts
-
-    # Every text screened; then the clock after the last text (as the leader's timer would
-    # bring it): the surge over, nothing left waiting in the queue, every approval sent.
-    ids = {t.message_id for t in plan.texts}
-    w.wait_for(lambda events: ids <= {e.message_id for e in events
-                                      if isinstance(e, SenderScreened)}, timeout=600)
-    asyncio.run(_ticks(w, [plan.texts[-1].at_ms + m * 60_000 for m in range(1, 20)]))
-
-    def settled(events):
-        kinds = Counter(type(e) for e in events)
-        return kinds[SurgeEnded] >= kinds[SurgeStarted] >= 1 and _unsent(events) == 0
-    journal = w.wait_for(settled, timeout=300)
+    journal = _replay(w, plan.texts)
 
     kind = {t.sender: t.kind for t in plan.texts}
     first = {}
@@ -97,11 +96,66 @@ def test_a_raid_through_the_real_worker_starves_the_trolls_and_answers_the_genui
     assert share_out >= 0.98, (share_out, predicted)
     assert share_in >= 0.30 or not inside, (share_in, predicted)
     assert troll_eur <= 0.15 * answer_once_eur, (troll_eur, answer_once_eur, predicted)
-    # The raid was seen as one and its first texts expired, not paid.
-    assert any(isinstance(e, ReplyExpired) and e.reason == "raid" for e in journal)
+    # The raid's words were found and its requests refused for them, not paid.
+    assert any(isinstance(e, ReplyDenied | ReplyExpired) and e.reason == "raid_words" for e in journal)
 
     audited = w.cli("audit")
     assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
+
+
+def test_a_launch_overlapping_a_copy_paste_raid_through_the_real_worker(raid_worker, messagebird):
+    # A fresh campaign launched by a media mention (60 first texts a minute for 12 minutes
+    # after a quiet half hour), a 3-minute raid of 1,500 numbers pasting slogans in its
+    # middle, then ordinary traffic: the grid's targets, on what the provider received.
+    w = raid_worker
+    cell = dataclasses.replace(
+        draw_cell("during", "copied", False, 1, 7), vocabulary="diverse", launch_per_min=60.0,
+        launch_minutes=12, launch_climb_minutes=0, quiet_minutes=30, quiet_per_min=2.0,
+        ordinary_per_min=4.0, raid_numbers=(1_500,), raid_minutes=(3.0,), persistent=2,
+        sim_share=0.1, raid_retext=0.2, genuine_retext=0.3)
+    traffic = generate_cell(cell)
+    shift = (int(time.time()) - 60) * 1000 - traffic.texts[-1].at_ms  # ends a minute ago
+    shift -= shift % 1000
+    texts = [dataclasses.replace(t, at_ms=t.at_ms + shift) for t in traffic.texts]
+    traffic = dataclasses.replace(
+        traffic, texts=texts,
+        raids={c: [(lo + shift, hi + shift) for lo, hi in r] for c, r in traffic.raids.items()})
+    before = len(messagebird.messages)
+    journal = _replay(w, texts)
+
+    sent = {r for m in messagebird.messages[before:] for r in m["recipients"]}
+    approved = {e.message_id: (e.cost_micros, e.send_at) for e in journal if isinstance(e, ReplyApproved)}
+    paid = {t.message_id: approved[t.message_id] for t in texts
+            if t.message_id in approved and t.sender in sent}
+    once = baseline(traffic, once=True)
+    trolls = {t.message_id for t in texts if t.kind in TROLL_KINDS}
+    row = score(traffic, paid, sum(c for m, (c, _) in once.items() if m in trolls))
+    assert targets_missed(cell, row) == [], row
+    assert row["genuine_answered_inside_raid"] >= 0.30, row
+    audited = w.cli("audit")
+    assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr[-2000:]
+
+
+def _replay(w, texts) -> list:
+    """Post the texts through the signed webhook, then bring the clock after the last one as
+    the leader's timer would (a tick a minute, past the safety delay and the TTL), until
+    every request has ended (paid and sent, or expired) and the surges are over."""
+    counts = drive_webhook(texts, w.url + "/webhooks/messagebird/sms", NUMBER, SIGNING_KEY)
+    assert set(counts) == {"200"}, counts
+    ids = {t.message_id for t in texts}
+    w.wait_for(lambda events: ids <= {e.message_id for e in events
+                                      if isinstance(e, SenderScreened)}, timeout=600)
+    last = max(t.at_ms for t in texts)
+    asyncio.run(_ticks(w, [last + m * 60_000 for m in range(1, 7 * 60)]))
+
+    def settled(events):
+        kinds = Counter(type(e) for e in events)
+        deferred = {e.message_id for e in events if isinstance(e, ReplyDeferred)}
+        ended = {e.message_id for e in events if isinstance(e, ReplyExpired)
+                 or (isinstance(e, ReplyApproved) and e.deferred_at is not None)}
+        return (kinds[SurgeEnded] >= kinds[SurgeStarted] >= 1 and deferred <= ended
+                and _unsent(events) == 0)
+    return w.wait_for(settled, timeout=600)
 
 
 async def _ticks(w, times: list[int]) -> None:

@@ -147,12 +147,12 @@ def ticks_by_campaign(worker, since: float, until: float) -> dict[str, list[int]
 
 @pytest.mark.parametrize("stopped", ["the_other", "the_leader", "the_leader_kill_9"])
 def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_nothing(
-        stopped, tmp_path, ray_address, messagebird):
+        stopped, tmp_path, ray_address, messagebird, stop_at_end):
     """"the_leader": the first worker, which leads the group (and its timers) and created
     the shards (Ray actors die with the process that created them: the other worker takes
     them again from snapshot + journal). "the_other": the second worker. noida-db keeps a
     killed member as the group's leader, and used to wedge the group when a member
-    committed during a rebalance (tests/infra/noida_group_wedge.py; the workers now keep
+    committed during a rebalance (tests/infra/faust/noida_group_wedge.py; the workers now keep
     their member id then, infra/faust/aiokafka_patches.py): when the worker left has not taken every
     partition over within 25 s, the broker is restarted, as in the kill -9 tests (README,
     known limits); a real Kafka needs no restart. The test prints whether it was needed
@@ -160,11 +160,8 @@ def test_two_workers_share_the_work_and_one_stopped_mid_flood_loses_and_doubles_
     did (infra/faust/recovery_guard.py: once in CI the worker left waited 2 minutes there).
     "the_leader_kill_9": the same worker killed with SIGKILL (no goodbye; a reply under way
     may end uncertain, never sent twice)."""
-    broker = EmbeddedBroker(tmp_path / "kafka").start()
-    try:
-        run_two_workers(stopped, tmp_path, broker, ray_address, messagebird)
-    finally:
-        broker.stop()
+    broker = stop_at_end(EmbeddedBroker(tmp_path / "kafka").start())
+    run_two_workers(stopped, tmp_path, broker, ray_address, messagebird)
 
 
 def run_two_workers(stopped, tmp_path, broker, ray_address, messagebird):

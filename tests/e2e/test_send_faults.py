@@ -132,7 +132,7 @@ def test_in_a_batch_a_refused_reply_fails_alone_and_the_others_are_sent(
     failed = [p for p in posted if of(events, p.message_id, "ReplyFailed")]
     assert len(failed) == 1
     (f,) = of(events, failed[0].message_id, "ReplyFailed")
-    assert (f.retryable, f.attempts) == (False, 1)
+    assert (f.retryable, f.attempts, f.reason) == (False, 1, "provider_rejected")
     for p, s in zip(posted, senders, strict=True):
         sent = of(events, p.message_id, "ReplySent")
         assert len(sent) == (0 if p in failed else 1)
@@ -210,7 +210,7 @@ def test_a_refused_reply_fails_once_and_is_refunded(sender_worker, reporting_mes
     (failed,) = set(of(events, r.message_id, "ReplyFailed"))
     (approved,) = set(of(events, r.message_id, "ReplyApproved"))
     (refund,) = set(of(events, r.message_id, "ReplyRefunded"))
-    assert (failed.retryable, failed.attempts) == (False, 1)
+    assert (failed.retryable, failed.attempts, failed.reason) == (False, 1, "provider_rejected")
     assert refund.refund_micros == approved.cost_micros
     after = sender_worker.status()["lyon"]
     assert after["balance_micros"] == before["balance_micros"]

@@ -19,15 +19,14 @@ from actors.remote import CampaignShards
 from infra.broker import ensure_topics
 from infra.journal import KafkaJournal, read_journal
 from schemas import codec
-from schemas.campaign import Campaign
 from schemas.commands import RequestReply
 from schemas.events import ReplyApproved
+from tests import factories
 
 pytestmark = pytest.mark.services
 
-PARIS = Campaign(id="paris", number="33644630001", reply_text="Non c'est non.", language="fr",
-                 country="FR", budget_micros=1_000_000, price_per_segment_micros=80_000,
-                 starts_at=0, ends_at=10**13, originator="AntiRelou", pacing=False)
+PARIS = factories.campaign(reply_text="Non c'est non.", budget_micros=1_000_000, ends_at=10**13,
+                           pacing=False)
 
 
 def journal(kafka: str, topic: str, events: list) -> None:
@@ -43,7 +42,8 @@ def journal(kafka: str, topic: str, events: list) -> None:
     asyncio.run(produce())
 
 
-def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka, ray_address):
+def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka, ray_address,
+                                                                          stop_at_end):
     # Issue 13 item 6: the shard decides, returns and dies; Ray restarts it and it reads the
     # journal before the worker's write of that decision lands; the next request then got
     # the same seq and was paid from the same balance.
@@ -52,35 +52,32 @@ def test_shard_recovery_race_a_restarted_shard_catches_up_before_deciding(kafka,
     ensure_topics(kafka, topics)
     shards = CampaignShards([PARIS], journal=KafkaJournal(kafka), journal_topic=f"{app}.journal",
                             snapshot_topic=f"{app}.snapshots", namespace=app)
-    try:
-        first = asyncio.run(shards.decide([RequestReply(message_id="m1", campaign_id="paris", sender="s_a",
-                                                        occurred_at=1_000, reply_to="x")]))
-        (approved,) = first
-        assert isinstance(approved, ReplyApproved) and approved.seq == 1
-        # The actor dies before the worker's write lands; its successor reads an empty log.
-        pid = shards.info_now()[0]["pid"]
-        ray.kill(shards._actors[0], no_restart=False)
-        deadline = time.monotonic() + 60
-        while True:  # until the successor answers (its constructor has read the journal)
-            try:
-                info = shards.info_now()[0]
-                if info["pid"] != pid:
-                    break
-            except ray.exceptions.RayActorError:
-                pass
-            assert time.monotonic() < deadline, "Ray did not restart the shard"
-            time.sleep(0.2)
-        assert info["recovered"] == 0
-        journal(kafka, f"{app}.journal", first)  # the worker's write lands now
-        shards.journaled(first)
-        (second,) = asyncio.run(shards.decide([RequestReply(message_id="m2", campaign_id="paris",
-                                                            sender="s_b", occurred_at=2_000, reply_to="x")]))
-        assert isinstance(second, ReplyApproved)
-        assert second.seq == 2  # not 1 again
-        assert second.balance_after_micros == approved.balance_after_micros - second.cost_micros
-        journal(kafka, f"{app}.journal", [second])
-        seqs = [e.seq for e in read_journal(kafka, f"{app}.journal")]
-        assert sorted(seqs) == [1, 2]
-    finally:
-        for actor in shards._actors:
-            ray.kill(actor, no_restart=True)
+    stop_at_end(shards, lambda: [ray.kill(actor, no_restart=True) for actor in shards._actors])
+    first = asyncio.run(shards.decide([RequestReply(message_id="m1", campaign_id="paris", sender="s_a",
+                                                    occurred_at=1_000, reply_to="x")]))
+    (approved,) = first
+    assert isinstance(approved, ReplyApproved) and approved.seq == 1
+    # The actor dies before the worker's write lands; its successor reads an empty log.
+    pid = shards.info_now()[0]["pid"]
+    ray.kill(shards._actors[0], no_restart=False)
+    deadline = time.monotonic() + 60
+    while True:  # until the successor answers (its constructor has read the journal)
+        try:
+            info = shards.info_now()[0]
+            if info["pid"] != pid:
+                break
+        except ray.exceptions.RayActorError:
+            pass
+        assert time.monotonic() < deadline, "Ray did not restart the shard"
+        time.sleep(0.2)
+    assert info["recovered"] == 0
+    journal(kafka, f"{app}.journal", first)  # the worker's write lands now
+    shards.journaled(first)
+    (second,) = asyncio.run(shards.decide([RequestReply(message_id="m2", campaign_id="paris",
+                                                        sender="s_b", occurred_at=2_000, reply_to="x")]))
+    assert isinstance(second, ReplyApproved)
+    assert second.seq == 2  # not 1 again
+    assert second.balance_after_micros == approved.balance_after_micros - second.cost_micros
+    journal(kafka, f"{app}.journal", [second])
+    seqs = [e.seq for e in read_journal(kafka, f"{app}.journal")]
+    assert sorted(seqs) == [1, 2]

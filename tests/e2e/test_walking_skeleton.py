@@ -344,7 +344,7 @@ def test_provider_dates_are_clamped_at_the_webhook_and_both_times_journaled(work
 
     import requests
 
-    from streams.intake.messagebird import MAX_EVENT_SKEW_MS
+    from streams.intake.build import MAX_EVENT_SKEW_MS
     from tests.e2e.conftest import SIGNING_KEY, sign
 
     url = worker.url + "/webhooks/messagebird/sms"

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.journal import end_offsets
-from tests.core.test_webhook_fuzz import requests_ as fuzzed_requests
 from tests.e2e.conftest import NUMBERS, SIGNING_KEY, new_sender, of, sign
+from tests.intake.test_messagebird_fuzz import requests_ as fuzzed_requests
 
 pytestmark = pytest.mark.services
 

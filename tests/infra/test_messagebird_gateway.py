@@ -376,7 +376,7 @@ def test_dry_run_records_the_schedule():
                          "scheduledDatetime": "2017-10-16T23:00:00+00:00"}]
 
 
-def test_the_proxy_from_the_environment_is_used(mb, monkeypatch):
+def test_the_proxy_from_the_environment_is_used(mb, monkeypatch, stop_at_end):
     # The local server answers a forward proxy's absolute-URI request like a direct one:
     # a send to an unresolvable host succeeds only if it went through the proxy.
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
@@ -385,10 +385,8 @@ def test_the_proxy_from_the_environment_is_used(mb, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", mb.endpoint)
     monkeypatch.setenv("http_proxy", mb.endpoint)
     gw = MessageBirdGateway(KEY, endpoint="http://rest.messagebird.invalid/", timeout=2.0)
-    try:
-        result = _send(gw, reference="via-proxy")
-    finally:
-        gw.close()
+    stop_at_end(gw, gw.close)
+    result = _send(gw, reference="via-proxy")
     assert result.provider_message_id
     assert [m["reference"] for m in mb.messages] == ["via-proxy"]
 

@@ -8,9 +8,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.factories import ROOT
 
 PRELUDE = textwrap.dedent("""
     import signal, threading, time
