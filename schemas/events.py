@@ -31,7 +31,7 @@ class TextReceived:
     """An inbound text accepted by the webhook and routed to a campaign."""
 
     TYPE = "TextReceived"
-    SCHEMA_VERSION = 2  # v2 added the number facts
+    SCHEMA_VERSION = 3  # v2 added the number facts; v3 test_text and words
 
     message_id: str
     campaign_id: str
@@ -44,6 +44,11 @@ class TextReceived:
     number_kind: str
     country: str | None
     prefix: str
+    # What the decisions read of the body, established at the edge where the body is split
+    # off for its retention (streams.rules.retention): whether it is a test text, its word
+    # keys (actors.words). None: read from ``body`` (texts journaled with their bodies).
+    test_text: bool | None = None
+    words: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

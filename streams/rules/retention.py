@@ -4,19 +4,19 @@ A body is personal data (people write their names, places, numbers the mask miss
 journal is kept for ever. So the body never enters the journal: the webhook splits each
 text in two (``split_body``) before anything is stored:
 
-- the ``ScreenText`` for the screening, and so the journal's ``TextReceived``, carries
-  ``for_decisions(body)``: what the decisions read of a body, and nothing else;
+- the ``ScreenText`` for the screening, and so the journal's ``TextReceived``, carries what
+  the decisions read of the body as fields (``for_decisions``: whether it is a test text,
+  ``actors.textfilter``; its word keys, ``actors.words``) and ``[not kept]`` as its body;
 - a ``TextBodyKept`` with the body itself goes to ``<app>.bodies``, a topic whose
   retention is the campaign file's ``body_retention_days`` (default 30): the broker
   deletes it after that, and ``journal`` / ``export`` show it beside its text while it
-  is younger than that (``shown``), the stand-in after.
+  is younger than that (``shown``), the text as the decisions need it after.
 
 The audit stays exact: it re-decides from the journal, whose texts carry exactly what the
-decisions read. Today that is whether the text is a test text
-(``actors.textfilter.is_test_text``, the only rule that reads a body): the stand-in is a
-body that rule reads the same way. A rule that reads more of a body (say, word keys for
-telling copied raids apart) must be computed here, from the body, and carried as fields
-of the text: ``for_decisions`` is the one place that says what is kept.
+decisions read (``is_a_test_text``, ``words_of``: the screening's only reads of a text's
+content; a text journaled with its body, before, is read from its body). A rule that comes
+to read more of a body must be computed in ``for_decisions`` and carried as a field: it is
+the one place that says what is kept.
 """
 
 from __future__ import annotations
@@ -26,41 +26,45 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from actors.textfilter import is_test_text
+from actors.words import word_keys
 from schemas.commands import ScreenText
 from schemas.events import TextBodyKept, TextReceived
 
 DAY_MS = 86_400_000
 
-# The bodies the decisions read once the text itself is not kept: is_test_text holds the
-# first for a test text and not the second (tests/core/test_retention.py), and a reader
-# of the journal sees what they are.
-TEST_TEXT_STAND_IN = "[test]"
-NOT_KEPT = "[not kept]"
-STAND_INS = frozenset((TEST_TEXT_STAND_IN, NOT_KEPT))
+NOT_KEPT = "[not kept]"  # the body of a text whose body is kept apart, or no longer
 
 Text = TypeVar("Text", ScreenText, TextReceived)
 
 
-def for_decisions(body: str) -> str:
-    """What the decisions read of ``body``, as a body: today whether it is a test text."""
-    return TEST_TEXT_STAND_IN if is_test_text(body) else NOT_KEPT
+def is_a_test_text(text: ScreenText | TextReceived) -> bool:
+    """Whether the text is a test text: as established at the edge, else from its body."""
+    return text.test_text if text.test_text is not None else is_test_text(text.body)
 
 
-def without_body(text: Text) -> Text:
-    """``text`` as the decisions need it, its body not kept."""
-    stand_in = for_decisions(text.body)
-    return text if text.body == stand_in else dataclasses.replace(text, body=stand_in)
+def words_of(text: ScreenText | TextReceived) -> str:
+    """The text's word keys: as established at the edge, else from its body."""
+    return text.words if text.words is not None else word_keys(text.body)
+
+
+def for_decisions(text: Text) -> Text:
+    """``text`` as the decisions need it, its body not kept: what they read of the body
+    carried as fields."""
+    if text.body == NOT_KEPT and text.test_text is not None and text.words is not None:
+        return text
+    return dataclasses.replace(text, body=NOT_KEPT, test_text=is_a_test_text(text),
+                               words=words_of(text))
 
 
 def split_body(command: ScreenText, keep: bool = True) -> tuple[ScreenText, TextBodyKept | None]:
-    """The text to screen (its body replaced by what the decisions read) and its body to
+    """The text to screen (what the decisions read of its body instead of it) and its body to
     keep apart (None when bodies are not kept at all: ``body_retention_days = 0``, or an
     empty body)."""
     kept = None
     if keep and command.body:
         kept = TextBodyKept(message_id=command.message_id, occurred_at=command.occurred_at,
                             body=command.body)
-    return without_body(command), kept
+    return for_decisions(command), kept
 
 
 def within_retention(occurred_at: int, now_ms: int, retention_ms: int) -> bool:
@@ -78,9 +82,9 @@ def shown(event: object, bodies: Mapping[str, str], now_ms: int, retention_ms: i
         body = bodies.get(event.message_id)
         if body is not None:
             return dataclasses.replace(event, body=body)
-        if event.body not in STAND_INS:  # an older journal's own body, still young
+        if event.test_text is None:  # an older journal's own body, still young
             return event
-    return without_body(event)
+    return for_decisions(event)
 
 
 def retention_ms(days: int) -> int:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.textfilter import DEFAULT_TEST_PATTERNS, is_test_text
+from actors.words import word_keys
 from infra.config import ConfigError, parse_body_retention_days
 from schemas.campaign import Campaign
 from schemas.commands import ScreenText
@@ -25,11 +26,12 @@ from streams.audit import audit
 from streams.rules.pipeline import Pipeline
 from streams.rules.retention import (
     NOT_KEPT,
-    TEST_TEXT_STAND_IN,
     for_decisions,
+    is_a_test_text,
     retention_ms,
     shown,
     split_body,
+    words_of,
 )
 
 T0 = 1_508_112_000_000  # 2017-10-16
@@ -39,7 +41,8 @@ CAMPAIGN = Campaign(id="paris", number="33644630001", reply_text="Non, c'est non
                     price_per_segment_micros=80_000, starts_at=T0, ends_at=T0 + 365 * DAY,
                     originator="AntiRelou", cooldown_ms=None, pacing=False)
 BODIES = ["t'es charmante", "test", "Test 123", "c'est vrai ce numéro ?", "tu fais quoi ce soir",
-          "appelle moi au [numero]", "", "is this real", "ça marche ?", "un test de plus ici"]
+          "appelle moi au [numero]", "", "is this real", "ça marche ?", "un test de plus ici",
+          "rejoins la cagnotte issou", "rejoins la cagnotte issou", "ISSOU la cagnotte !!"]
 
 
 def command(i: int, body: str) -> ScreenText:
@@ -48,25 +51,29 @@ def command(i: int, body: str) -> ScreenText:
                       country="FR", prefix="33-612")
 
 
-def test_the_stand_ins_read_as_what_they_stand_for():
-    assert is_test_text(TEST_TEXT_STAND_IN) and not is_test_text(NOT_KEPT)
+def test_what_the_decisions_read_of_a_body_is_carried_without_it():
     for pattern in DEFAULT_TEST_PATTERNS:
-        assert for_decisions(pattern) == TEST_TEXT_STAND_IN
-    assert for_decisions("t'es charmante") == for_decisions("") == NOT_KEPT
+        assert for_decisions(command(1, pattern)).test_text is True
+    text = for_decisions(command(1, "rejoins la cagnotte issou"))
+    assert (text.body, text.test_text, text.words) == (
+        NOT_KEPT, False, word_keys("rejoins la cagnotte issou"))
 
 
 @given(st.text(max_size=200))
-def test_property_the_decisions_read_a_stand_in_as_they_read_its_body(body):
-    stand_in = for_decisions(body)
-    assert is_test_text(stand_in) == is_test_text(body)
-    assert for_decisions(stand_in) == stand_in  # replacing twice changes nothing
+def test_property_the_decisions_read_a_text_without_its_body_as_with_it(body):
+    whole = command(1, body)
+    kept = for_decisions(whole)
+    assert kept.body == NOT_KEPT
+    assert is_a_test_text(kept) == is_test_text(body) == is_a_test_text(whole)
+    assert words_of(kept) == word_keys(body) == words_of(whole)
+    assert for_decisions(kept) == kept  # replacing twice changes nothing
 
 
 def test_a_text_is_split_into_what_the_decisions_read_and_its_body_kept_apart():
     text, kept = split_body(command(1, "t'es charmante"))
     assert text.body == NOT_KEPT and text.message_id == "m1" and text.reply_to == "sealed"
     assert kept == TextBodyKept(message_id="m1", occurred_at=T0 + 60_000, body="t'es charmante")
-    assert split_body(command(2, "test"))[0].body == TEST_TEXT_STAND_IN
+    assert split_body(command(2, "test"))[0].test_text is True
     assert split_body(command(3, "t'es charmante"), keep=False)[1] is None  # 0 days
     assert split_body(command(4, ""))[1] is None
 
@@ -78,7 +85,7 @@ def journal_of(commands: list[ScreenText]) -> list[object]:
         pipeline.events.append(TextReceived(
             message_id=c.message_id, campaign_id=c.campaign_id, sender=c.sender, body=c.body,
             occurred_at=c.occurred_at, number_kind=c.number_kind, country=c.country,
-            prefix=c.prefix))
+            prefix=c.prefix, test_text=c.test_text, words=c.words))
         pipeline.text(c)
     return pipeline.events
 
@@ -96,7 +103,9 @@ def test_texts_split_at_the_webhook_get_the_same_decisions_and_audit_clean():
     # journal, and the audit reproduces every decision
     assert decisions(split) == decisions(whole)
     assert any(isinstance(e, SenderScreened) and e.reason == "test_text" for e in split)
-    assert {e.body for e in split if isinstance(e, TextReceived)} == {NOT_KEPT, TEST_TEXT_STAND_IN}
+    texts_journaled = [e for e in split if isinstance(e, TextReceived)]
+    assert {e.body for e in texts_journaled} == {NOT_KEPT}
+    assert all(e.test_text is not None and e.words is not None for e in texts_journaled)
     result = audit(split, [CAMPAIGN])
     assert result.ok and result.counters.texts == len(texts)
 
@@ -107,8 +116,7 @@ def test_an_old_journal_shown_past_the_retention_still_audits_clean():
     now, keep = T0 + 40 * DAY, retention_ms(30)
     # when it is exported 40 days later, past the 30 days: no body is shown
     exported = [shown(e, {}, now, keep) for e in journal]
-    assert all(e.body in (NOT_KEPT, TEST_TEXT_STAND_IN)
-               for e in exported if isinstance(e, TextReceived))
+    assert all(e.body == NOT_KEPT for e in exported if isinstance(e, TextReceived))
     assert audit(exported, [CAMPAIGN]).ok
 
 
@@ -116,7 +124,8 @@ def test_a_body_is_shown_while_kept_and_young_and_never_after():
     text, kept = split_body(command(1, "t'es charmante"))
     journaled = TextReceived(message_id=text.message_id, campaign_id="paris", sender=text.sender,
                              body=text.body, occurred_at=text.occurred_at, number_kind="mobile",
-                             country="FR", prefix="33-612")
+                             country="FR", prefix="33-612", test_text=text.test_text,
+                             words=text.words)
     bodies = {kept.message_id: kept.body}
     keep = retention_ms(30)
     assert shown(journaled, bodies, text.occurred_at + DAY, keep).body == "t'es charmante"
@@ -124,7 +133,7 @@ def test_a_body_is_shown_while_kept_and_young_and_never_after():
     assert shown(journaled, bodies, text.occurred_at + 31 * DAY, keep).body == NOT_KEPT
     assert shown(journaled, bodies, text.occurred_at, 0).body == NOT_KEPT  # 0 days: never
     assert shown(journaled, {}, text.occurred_at + DAY, keep).body == NOT_KEPT  # deleted
-    old = dataclasses.replace(journaled, body="old")  # an older journal holds bodies
+    old = dataclasses.replace(journaled, body="old", test_text=None, words=None)  # older: bodies
     assert shown(old, {}, text.occurred_at + DAY, keep).body == "old"  # an old journal's, young
     assert shown(old, {}, text.occurred_at + 31 * DAY, keep).body == NOT_KEPT
     other = SenderScreened(message_id="m1", campaign_id="paris", sender="s", verdict="forward",
