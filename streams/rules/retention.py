@@ -80,8 +80,8 @@ def shown(event: object, bodies: Mapping[str, str], now_ms: int, retention_ms: i
         return event
     if within_retention(event.occurred_at, now_ms, retention_ms):
         body = bodies.get(event.message_id)
-        if body is not None:
-            return dataclasses.replace(event, body=body)
+        if body is not None:  # as journaled with its body: the decisions read it from it
+            return dataclasses.replace(event, body=body, test_text=None, words=None)
         if event.test_text is None:  # an older journal's own body, still young
             return event
     return for_decisions(event)

@@ -128,7 +128,8 @@ def test_a_body_is_shown_while_kept_and_young_and_never_after():
                              words=text.words)
     bodies = {kept.message_id: kept.body}
     keep = retention_ms(30)
-    assert shown(journaled, bodies, text.occurred_at + DAY, keep).body == "t'es charmante"
+    again = shown(journaled, bodies, text.occurred_at + DAY, keep)
+    assert (again.body, again.test_text, again.words) == ("t'es charmante", None, None)
     # past the retention, even if the broker has not deleted it yet
     assert shown(journaled, bodies, text.occurred_at + 31 * DAY, keep).body == NOT_KEPT
     assert shown(journaled, bodies, text.occurred_at, 0).body == NOT_KEPT  # 0 days: never
