@@ -42,6 +42,8 @@ from __future__ import annotations
 from actors.evidence import (
     BASELINE_MINUTES,
     MINUTE_MS,
+    REF_UNIT,
+    Cohorts,
     WordStats,
     baseline_sum,
     cohort_of,
@@ -65,7 +67,9 @@ from actors.state import (
     allowance_refusal,
     reply_cost,
     settlement_key,
+    surge_of,
 )
+from actors.words import is_body_key
 from schemas.campaign import Campaign
 from schemas.commands import (
     ChangePolicy,
@@ -91,7 +95,7 @@ from schemas.events import (
     SurgeEnded,
     SurgeStarted,
 )
-from schemas.policy import Policy, check_changes
+from schemas.policy import Policy, apply_changes, check_changes, policy_problem
 from schemas.reasons import (
     BUDGET_EXHAUSTED,
     ENDED,
@@ -255,13 +259,13 @@ def _defer(state: CampaignState, command: RequestReply, policy: Policy, hold_unt
     return None
 
 
-def _surge_event(transition: str, cohorts: object, state: CampaignState, now: int,
+def _surge_event(transition: str, cohorts: Cohorts, state: CampaignState, now: int,
                  seq: int) -> SurgeStarted | SurgeEnded:
     policy = state.policy
     if transition == "enter":
-        history = cohorts.history  # type: ignore[attr-defined]
+        history = cohorts.history
         return SurgeStarted(
-            campaign_id=state.campaign_id, first_texts=cohorts.count,  # type: ignore[attr-defined]
+            campaign_id=state.campaign_id, first_texts=cohorts.count,
             baseline_texts=sum(history), baseline_minutes=len(history), seq=seq,
             occurred_at=now, policy_version=policy.version, spend_cap_micros=spend_cap(state, now))
     return SurgeEnded(campaign_id=state.campaign_id, queued=len(state.queue), seq=seq,
@@ -292,10 +296,19 @@ def judge(state: CampaignState, item: Waiting, words: WordStats) -> tuple[str, i
     return CLEAN, 0
 
 
-def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool) -> int:
-    """Smaller first: not a raid's minute, then the minute's excess in powers of two, then
-    the range's debt."""
-    return ((raid_minute * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
+def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool, words: str,
+              stats: WordStats) -> int:
+    """Smaller first: not a raid's minute; in a raid's minute, a text in words the campaign
+    knew before (people write their own, in the campaign's vocabulary), then a text with
+    words of its own, then one of common words only (what of a raid escapes its marks is
+    its texts varied to the letter, "raid du 18-25 xd", and its pastes of common words,
+    "lol", "allo ?"); then the minute's excess in powers of two, then the range's debt."""
+    kind = 0
+    if raid_minute:
+        content = [w for w in words.split() if not is_body_key(w)]
+        known = sum(1 for w in content if stats.ref.get(w, 0) >= REF_UNIT)
+        kind = 1 if content and 2 * known >= len(content) else 2 if content else 3
+    return ((kind * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
             + min(RANGE_DEBT_LEVELS, range_debt_))
 
 
@@ -327,7 +340,7 @@ def decide_tick(state: CampaignState, command: Tick, campaign: Campaign) -> list
     out: list[Decision] = []
     if state.cohorts.active:
         cohorts = state.cohorts.copy()
-        roll(cohorts, now, policy.surge_expected_per_minute)
+        roll(cohorts, now, policy)
         if surge_transition(cohorts, policy) == "leave":
             out.append(_surge_event("leave", cohorts, state, now, state.seq + 1))
     if len(state.queue):
@@ -343,7 +356,8 @@ class _Purse:
         self.state, self.cost, self.now, self.live = state, cost, now, live
         self.balance = state.balance_micros
         self.allowance = AllowanceState(state.pacing.tokens, state.pacing.at)
-        self.surge_left = state.surge_cap_micros - state.surge_spent_micros
+        # each surge's bound left, by its first minute: the tick's releases take from it
+        self.surge_left = {s[0]: s[1] - s[2] for s in state.surges}
         self.release_tat = state.release_tat
         self.released = 0
 
@@ -358,8 +372,8 @@ class _Purse:
         return not (state.policy.pacing and allowance_refusal(
             state, self.cost, self.now, self.balance, self.allowance))
 
-    def can_pay_held(self) -> bool:
-        if self.surge_left < self.cost or not self.can_pay():
+    def can_pay_held(self, surge: list[int] | None) -> bool:
+        if surge is None or self.surge_left[surge[0]] < self.cost or not self.can_pay():
             return False
         rate = self.state.policy.surge_release_per_minute
         if rate:
@@ -369,14 +383,14 @@ class _Purse:
             self.release_tat = tat
         return True
 
-    def pay(self, held: bool) -> int:
+    def pay(self, surge: list[int] | None) -> int:
         policy = self.state.policy
         allowance_spend(self.allowance, self.cost, self.balance, policy.reserve_micros,
                         policy.burst_percent, self.now, self.state.ends_at)
         self.balance -= self.cost
         self.released += 1
-        if held:
-            self.surge_left -= self.cost
+        if surge is not None:
+            self.surge_left[surge[0]] -= self.cost
         return self.balance
 
 
@@ -388,13 +402,13 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
     words = words_as_of(state.words, now)
     out: list[Decision] = []
 
-    def release(item: Waiting, held: bool) -> None:
+    def release(item: Waiting, surge: list[int] | None) -> None:
         nonlocal seq
         seq += 1
         out.append(ReplyApproved(
             message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
             segments=cost.segments, encoding=cost.encoding, cost_micros=cost.cost_micros,
-            balance_after_micros=purse.pay(held), seq=seq, occurred_at=now,
+            balance_after_micros=purse.pay(surge), seq=seq, occurred_at=now,
             policy_version=policy.version, prefix=item.prefix, send_at=now,
             deferred_at=item.enqueued_at))
 
@@ -425,10 +439,11 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
                 message_id=item.message_id, campaign_id=campaign.id, sender=item.sender,
                 deferred_at=item.enqueued_at, excess_percent=excess, range_debt=item.range_debt,
                 texted_again=item.texted_again, in_raid=raid_minute,
-                rank=held_rank(excess, item.range_debt, raid_minute), seq=seq,
+                rank=held_rank(excess, item.range_debt, raid_minute, item.words, words),
+                seq=seq,
                 occurred_at=now, policy_version=policy.version))
         elif purse.can_pay():
-            release(item, held=False)
+            release(item, None)
     released_of: dict[int, int] = {}  # this tick's, by arrival minute
     for _, _, message_id in queue.held_order:  # best first
         if message_id in gone:
@@ -441,12 +456,17 @@ def _tick_queue(state: CampaignState, campaign: Campaign, now: int, seq: int) ->
             continue
         quota = people_quota(state, minute, words)
         if quota is not None:
+            if now < (minute + 1) * MINUTE_MS + policy.reply_delay_ms:
+                continue  # its minute's people are chosen once the whole minute is judged
             done = state.held_released.get(minute, 0) + released_of.get(minute, 0)
             if done >= quota:
                 continue  # the raid's minute has given its people; this one waits (TTL)
-        if not purse.can_pay_held():
+        surge = surge_of(state, minute)
+        if not purse.can_pay_held(surge):
+            if surge is not None and purse.surge_left[surge[0]] < purse.cost:
+                continue  # its surge has spent its bound; an item of another may not have
             break
-        release(item, held=True)
+        release(item, surge)
         released_of[minute] = released_of.get(minute, 0) + 1
     return out
 
@@ -512,7 +532,8 @@ def decide_control(state: CampaignState, command: ControlCommand) -> list[Contro
     if earlier is not None:
         return [earlier]  # type: ignore[list-item]
     if isinstance(command, ChangePolicy):
-        problem = check_changes(command.changes)
+        problem = check_changes(command.changes) or policy_problem(
+            apply_changes(state.policy, command.changes, state.policy.version + 1))
         if problem is None:
             return [PolicyChanged(
                 command_id=command.command_id, campaign_id=command.campaign_id,

@@ -126,8 +126,9 @@ def is_spike(count: int, base: int, policy: Policy) -> bool:
             and count * BASELINE_MINUTES > policy.surge_multiple * base)
 
 
-def roll(c: Cohorts, now: int, expected: int) -> None:
+def roll(c: Cohorts, now: int, policy: Policy) -> None:
     """Move to the minute of ``now`` (never back: a late text counts in the current minute)."""
+    expected = policy.surge_expected_per_minute
     minute = now // MINUTE_MS
     if c.minute == NO_MINUTE:
         c.minute = minute
@@ -142,6 +143,9 @@ def roll(c: Cohorts, now: int, expected: int) -> None:
         c.recent = recent[start:] + [(closed, c.count, baseline_sum(c.history, expected))]
     idle = min(minute - closed - 1, BASELINE_MINUTES)
     # A minute that was mostly a raid's is left out whole: the baseline stays what it was.
+    # The rest goes in, spikes too: a launch of people becomes the campaign's normal within
+    # its first minutes (a flood the words cannot tell from people does too: its next wave
+    # looks normal; the allowance, not the baseline, bounds what such floods cost).
     closed_count = [] if 2 * c.marked > c.count else [c.count - c.marked]
     c.history = (c.history + closed_count + [0] * idle)[-BASELINE_MINUTES:]
     c.minute, c.count, c.marked = minute, 0, 0
@@ -149,7 +153,7 @@ def roll(c: Cohorts, now: int, expected: int) -> None:
 
 def observe(c: Cohorts, now: int, policy: Policy, marked: bool) -> None:
     """Count one first text at ``now`` (``marked``: it carried a raid's words)."""
-    roll(c, now, policy.surge_expected_per_minute)
+    roll(c, now, policy)
     c.count += 1
     c.marked += marked
     if is_spike(c.count, baseline_sum(c.history, policy.surge_expected_per_minute), policy):
@@ -382,7 +386,10 @@ def _novel_bodies(stats: WordStats) -> None:
                      if c == 1 and window.get(words.rsplit(" ", 1)[-1], 0) == 1)
         if unique * 100 < NOVEL_UNIQUE_PERCENT * texts:
             return
-    novel = sum(c for w, c in pasted.items() if is_body_key(w))
+    # The texts the paste covers: its bodies', or (its bodies varied to the letter) half its
+    # words' (a text carries one to three of them).
+    novel = max(sum(c for w, c in pasted.items() if is_body_key(w)),
+                sum(c for w, c in pasted.items() if not is_body_key(w)) // 2)
     if novel * 100 >= mass * texts:
         for w in pasted:
             _mark(stats, w, now)

@@ -16,7 +16,7 @@ from actors.evidence import MINUTE_MS, observe, roll, words_observe
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import AllowanceState, allowance_credit, allowance_spend
 from actors.queue import Waiting
-from actors.state import CampaignEvent, CampaignState, Settlement, idempotency_key
+from actors.state import CampaignEvent, CampaignState, Settlement, idempotency_key, surge_of
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
@@ -63,10 +63,10 @@ def evolve_campaign(state: CampaignState, event: CampaignEvent | ControlRejected
     t = type(event)
     if t is SurgeStarted or t is SurgeEnded:
         state.seq = event.seq
-        roll(state.cohorts, event.occurred_at, state.policy.surge_expected_per_minute)
+        roll(state.cohorts, event.occurred_at, state.policy)
         state.cohorts.active = t is SurgeStarted
         if t is SurgeStarted:
-            state.surge_cap_micros, state.surge_spent_micros = event.spend_cap_micros, 0
+            _new_surge(state, event)
         return state
     if not _remember(state, event, t):
         return state
@@ -172,12 +172,22 @@ def _evolve_approved(state: CampaignState, event: ReplyApproved, balance_before:
     _, held = state.queue.remove(event.message_id)
     if not held:
         return
-    state.surge_spent_micros += event.cost_micros
+    surge = surge_of(state, event.deferred_at // MINUTE_MS)
+    if surge is not None:
+        surge[2] += event.cost_micros
     _count_by_minute(state.held_released, event.deferred_at, event.occurred_at, state)
     rate = state.policy.surge_release_per_minute
     if rate:
         _, tat = gcra_check(Gcra(state.release_tat), event.occurred_at, MINUTE_MS // rate, rate)
         state.release_tat = max(state.release_tat, tat)
+
+
+def _new_surge(state: CampaignState, event: SurgeStarted) -> None:
+    # A surge's first minute is the one before it started: its spike began there.
+    state.surges.append([event.occurred_at // MINUTE_MS - 1, event.spend_cap_micros, 0])
+    oldest = (event.occurred_at - state.policy.surge_ttl_ms) // MINUTE_MS - 1
+    while len(state.surges) > 1 and state.surges[1][0] < oldest:
+        del state.surges[0]  # none of its requests can still wait
 
 
 def _count_by_minute(counts: dict[int, int], arrived_at: int, now: int,

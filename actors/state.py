@@ -99,9 +99,9 @@ class CampaignState:
     words: WordStats = field(default_factory=WordStats)
     queue: RequestQueue = field(default_factory=RequestQueue)
     release_tat: int = 0  # GCRA of held-back releases (surge_release_per_minute)
-    # The current (or last) surge's spend bound on held-back requests, and what they cost.
-    surge_cap_micros: int = 0
-    surge_spent_micros: int = 0
+    # Each surge's spend bound on its held-back requests and what they cost so far:
+    # [first minute, bound, spent], oldest first (the surges whose requests may still wait).
+    surges: list[list[int]] = field(default_factory=list)
     # Held-back requests released, by the minute they arrived in (a raid's minutes release
     # at most RAID_MINUTE_PEOPLE times the baseline's rate: the people among them).
     held_released: dict[int, int] = field(default_factory=dict)
@@ -146,6 +146,15 @@ def _reply_cost(text: str, price_per_segment_micros: int) -> ReplyCost:
     # Asked for on every decision: one (frozen) answer per reply text and price.
     segments, encoding = _segments(text)
     return ReplyCost(segments, encoding, segments * price_per_segment_micros)
+
+
+def surge_of(state: CampaignState, minute: int) -> list[int] | None:
+    """The surge a request that arrived in ``minute`` belongs to (the last one begun by
+    then): ``[first minute, bound, spent]``; None before the first."""
+    for surge in reversed(state.surges):
+        if surge[0] <= minute:
+            return surge
+    return None
 
 
 def allowance_refusal(state: CampaignState, cost: int, now: int, balance: int | None = None,

@@ -39,7 +39,7 @@ import phonenumbers
 from infra.privacy import normalize_msisdn
 from schemas.campaign import Campaign
 from schemas.events import MICROS_PER_EUR
-from schemas.policy import PolicyError, parse_changes
+from schemas.policy import Policy, PolicyError, apply_changes, parse_changes, policy_problem
 
 _DAY_MS = 86_400_000
 _KNOWN = {
@@ -203,6 +203,9 @@ def _policy(table: Any, where: str) -> tuple[tuple[str, Any], ...]:
         changes = parse_changes(pairs)
     except PolicyError as exc:
         raise ConfigError(f"{where}: policy: {exc}") from None
+    problem = policy_problem(apply_changes(Policy(version=1, price_per_segment_micros=1), changes, 1))
+    if problem is not None:
+        raise ConfigError(f"{where}: policy: {problem}")
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in changes.items()))
 
 

@@ -176,6 +176,39 @@ def _minutes_or_zero(text: str, key: str) -> int:
     return int(minutes * 60_000)
 
 
+def _delay(text: str, key: str) -> int:
+    ms = _minutes_or_zero(text, key)
+    if ms > MAX_REPLY_DELAY_MS:
+        raise PolicyError(f"{key}: at most {MAX_REPLY_DELAY_MS // 60_000} minutes (a day)")
+    return ms
+
+
+def _ttl(text: str, key: str) -> int:
+    ms = _minutes(text, key)
+    if ms > MAX_TTL_MS:
+        raise PolicyError(f"{key}: at most {MAX_TTL_MS // 60_000} minutes (a week)")
+    return ms
+
+
+MAX_REPLY_DELAY_MS = 24 * 3_600_000
+MAX_TTL_MS = 7 * 24 * 3_600_000
+
+
+def policy_problem(policy: Policy) -> str | None:
+    """Why this policy, its fields valid one by one, cannot work as a whole (None: it can).
+    The core refuses a change to such a policy; the command line and the campaign file say
+    so in one line."""
+    if policy.surge_ttl_ms <= max(policy.reply_delay_ms, policy.surge_watch_ms):
+        longest = ("reply_delay_minutes" if policy.reply_delay_ms >= policy.surge_watch_ms
+                   else "surge_watch_minutes")
+        return (f"surge_ttl_minutes ({policy.surge_ttl_ms // 60_000}) must be longer than "
+                f"{longest} ({max(policy.reply_delay_ms, policy.surge_watch_ms) // 60_000}): "
+                "every request would expire before it is judged")
+    if policy.reply_delay_ms > MAX_REPLY_DELAY_MS or policy.surge_ttl_ms > MAX_TTL_MS:
+        return "reply_delay_minutes at most a day, surge_ttl_minutes at most a week"
+    return None
+
+
 def _percent(text: str, key: str) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 100:
         raise PolicyError(f"{key}: must be a whole number of percent, 1 to 100")
@@ -223,14 +256,14 @@ OPERATOR_KEYS = {
     "allowance_burst_percent": ("burst_percent", _percent),
     "prefix_burst": ("prefix_burst", _count_or_off),
     "prefix_period_minutes": ("prefix_period_ms", _minutes),
-    "reply_delay_minutes": ("reply_delay_ms", _minutes_or_zero),
+    "reply_delay_minutes": ("reply_delay_ms", _delay),
     "surge_multiple": ("surge_multiple", _count_or_off),
     "surge_min_rate": ("surge_min_rate", _count),
     "surge_expected_per_minute": ("surge_expected_per_minute", _count),
     "surge_quiet_minutes": ("surge_quiet_minutes", _count),
     "surge_queue": ("surge_queue", _count),
     "surge_watch_minutes": ("surge_watch_ms", _minutes_or_zero),
-    "surge_ttl_minutes": ("surge_ttl_ms", _minutes),
+    "surge_ttl_minutes": ("surge_ttl_ms", _ttl),
     "surge_release_per_minute": ("surge_release_per_minute", _count_or_off),
     "surge_spend_percent": ("surge_spend_percent", _percent_or_zero),
 }

@@ -204,8 +204,14 @@ def operate(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     before = None
     if args.command == "policy":
+        from schemas.policy import apply_changes, policy_problem
+
         projection = talk(args, _projection(args.kafka, names, campaigns))
         before = projection.figures[args.campaign].state.policy
+        problem = policy_problem(apply_changes(before, changes, before.version + 1))
+        if problem is not None:
+            print(f"antirelou: {args.campaign}: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         problems = _stops_replies(args.campaign, projection, changes)
         for problem in problems:
             print(f"antirelou: {'warning: ' if args.force else ''}{args.campaign}: {problem}",

@@ -142,6 +142,11 @@ def score(traffic: CellTraffic, paid: Mapping[str, tuple[int, int]], once_troll:
         "troll_spend_eur": troll / MICROS_PER_EUR,
         "answer_once_troll_spend_eur": once_troll / MICROS_PER_EUR,
         "troll_numbers_answered": sum(1 for k, n in replies.items() if kind[k] in TROLL_KINDS),
+        # The attacker's effort and what each of his numbers cost the campaign.
+        "troll_numbers": (troll_numbers := sum(1 for k in kind.values() if k in TROLL_KINDS)),
+        "troll_texts": sum(1 for t in traffic.texts if t.kind in TROLL_KINDS),
+        "cost_per_troll_number_eur": (round(troll / MICROS_PER_EUR / troll_numbers, 4)
+                                      if troll_numbers else None),
         "senders_answered_twice": sum(1 for n in replies.values() if n > 1),
         "ran_out": min(balances) < REPLY_COST_MICROS,
         "balance_end_eur": min(balances) / MICROS_PER_EUR,

@@ -94,7 +94,7 @@ def test_each_minute_keeps_its_count_and_the_baseline_before_it():
     c = Cohorts()
     calm_hour(c)
     minute_of_texts(c, 60, 200)
-    roll(c, T0 + 61 * MINUTE_MS, 0)
+    roll(c, T0 + 61 * MINUTE_MS, POLICY)
     assert cohort_of(c, T0 // MINUTE_MS + 60, 0) == (200, 600)
     assert cohort_of(c, T0 // MINUTE_MS + 59, 0) == (10, 590)  # its hour: 59 minutes of 10
     assert cohort_of(c, T0 // MINUTE_MS - 5, 0) == (0, 0)  # no text then

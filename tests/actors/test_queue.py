@@ -5,7 +5,15 @@ from actors.queue import RequestQueue, Waiting, tiebreak
 from actors.shard import CampaignShard
 from actors.snapshot import decode_snapshot, encode_snapshot
 from schemas.commands import ChangePolicy, RequestReply, Tick
-from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied, ReplyExpired, ReplyHeldBack
+from schemas.events import (
+    ReplyApproved,
+    ReplyDeferred,
+    ReplyDenied,
+    ReplyExpired,
+    ReplyHeldBack,
+    SurgeEnded,
+    SurgeStarted,
+)
 from tests.actors.test_flood_stories import MINUTE, T0, campaign
 
 
@@ -47,12 +55,18 @@ def test_a_redelivered_request_gets_its_deferral_again_and_nothing_changes():
 
 
 def test_what_waits_past_the_ttl_expires_and_a_full_queue_refuses_a_spike_s_newcomer():
-    shard = shard_with(surge_queue=3, surge_ttl_ms=20 * MINUTE, reply_delay_ms=30 * MINUTE)
-    events = shard.decide([request(i, T0 + i) for i in range(4)])
+    # A spike (two first texts a minute expected) whose surge may spend nothing on its cohort:
+    shard = shard_with(surge_queue=3, surge_ttl_ms=40 * MINUTE, surge_min_rate=2,
+                       surge_multiple=1, surge_expected_per_minute=1, surge_spend_percent=0)
+    events = [e for e in shard.decide([request(i, T0 + i) for i in range(4)])
+              if not isinstance(e, SurgeStarted)]
     assert [type(e) for e in events[:3]] == [ReplyDeferred] * 3
     assert isinstance(events[3], ReplyDenied) and events[3].reason == "queue_full"
-    # the delay is longer than the TTL here: they expire before they are judged.
-    expired = shard.decide([Tick(campaign_id="paris", occurred_at=T0 + 21 * MINUTE)])
+    # judged when their delay ends: held back, none released (a bound of nothing),
+    held = shard.decide([Tick(campaign_id="paris", occurred_at=T0 + 31 * MINUTE)])
+    assert [type(e) for e in held] == [SurgeEnded] + [ReplyHeldBack] * 3
+    # and expired at the TTL.
+    expired = shard.decide([Tick(campaign_id="paris", occurred_at=T0 + 41 * MINUTE)])
     assert [e.reason for e in expired] == ["ttl"] * 3 and all(isinstance(e, ReplyExpired) for e in expired)
 
 
@@ -70,5 +84,5 @@ def test_held_back_requests_survive_a_snapshot_and_the_journal_rebuilds_the_stat
     assert decode_snapshot(encode_snapshot(state, {}))[0] == state  # held back, waiting
     history += shard.decide([Tick(campaign_id="paris", occurred_at=T0 + 32 * MINUTE)])
     assert sum(isinstance(e, ReplyApproved) for e in history) == 40
-    assert state.surge_spent_micros <= state.surge_cap_micros
+    assert all(spent <= bound for _, bound, spent in state.surges)
     assert CampaignShard([campaign()], history=history)._states["paris"] == state

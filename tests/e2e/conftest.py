@@ -298,3 +298,26 @@ def own_broker(tmp_path, workers):
     yield broker
     workers.stop_all()
     broker.stop()
+
+
+def send_ticks(w, campaign_id: str, times: list[int]) -> None:
+    """The clock at these event times for one campaign, as ``Tick`` records on reply-requests
+    (what the leader's timer sends): a test brings the campaign's time on without waiting."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from schemas import codec
+    from schemas.commands import Tick
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=w.kafka, acks="all")
+        await producer.start()
+        try:
+            for at in times:
+                await producer.send_and_wait(f"{w.app_id}.reply-requests", codec.encode(
+                    Tick(campaign_id=campaign_id, occurred_at=at)), key=campaign_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())

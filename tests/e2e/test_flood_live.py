@@ -1,6 +1,6 @@
-"""Flood defence through the real shells: a delayed reply is scheduled at MessageBird, and a
-surge defers a reply whose sealed reply-to waits in a Faust table until a clock tick releases
-it; the audit re-decides all of it."""
+"""Flood defence through the real shells: a request waits out the safety delay and the clock
+tick at its end pays and sends it, and a surge defers a reply whose sealed reply-to waits in a
+Faust table until a clock tick releases it; the audit re-decides all of it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from infra.config import load_campaigns
 from streams import audit
-from tests.e2e.conftest import ACCESS_KEY, new_sender, of, start_worker, stop_worker
+from tests.e2e.conftest import ACCESS_KEY, new_sender, of, send_ticks, start_worker, stop_worker
 
 pytestmark = pytest.mark.services
 
@@ -27,17 +27,25 @@ def set_policy(worker, campaign, *pairs):
     assert done.returncode == 0, done.stderr
 
 
-def test_a_delayed_reply_is_scheduled_an_hour_after_the_text(flood_worker, messagebird):
+def test_a_request_waits_the_safety_delay_and_the_tick_at_its_end_sends_the_reply(
+        flood_worker, messagebird):
     w = flood_worker
     set_policy(w, "paris", "reply_delay_minutes=60")
     r = w.post(sender=new_sender(), campaign="paris")
     assert r.status_code == 200, r.text
+    # Nothing is paid nor sent while the hour runs: the request waits, its end journaled,
+    events = w.wait_for(lambda ev: of(ev, r.message_id, "ReplyDeferred"))
+    (deferred,) = of(events, r.message_id, "ReplyDeferred")
+    assert deferred.hold_until == deferred.occurred_at + 3_600_000
+    assert not of(events, r.message_id, "ReplyApproved")
+    # and the clock's tick an hour on (sent as the leader's timer sends it) pays and sends it.
+    send_ticks(w, "paris", [deferred.hold_until + 1_000])
     events = w.wait_for(lambda ev: of(ev, r.message_id, "ReplySent"))
     (approved,) = of(events, r.message_id, "ReplyApproved")
-    assert approved.send_at == approved.occurred_at + 3_600_000
-    (sent,) = [m for m in messagebird.messages if m["reference"] == r.message_id]
-    from infra.gateway import scheduled_datetime
-    assert sent["params"]["scheduledDatetime"] == scheduled_datetime(approved.send_at)
+    assert approved.deferred_at == deferred.occurred_at
+    assert approved.send_at == approved.occurred_at >= deferred.hold_until
+    assert [m for m in messagebird.messages if m["reference"] == r.message_id]
+    set_policy(w, "paris", "reply_delay_minutes=0")
 
 
 def test_a_surge_defers_a_reply_and_a_tick_releases_it(flood_worker, messagebird):

@@ -16,15 +16,12 @@ twice, the audit clean.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections import Counter
 
 import pytest
 
-from schemas import codec
-from schemas.commands import Tick
 from schemas.events import (
     ReplyApproved,
     ReplyDeferred,
@@ -38,7 +35,14 @@ from streams.simulate import REPLY_2017, drive_webhook
 from streams.simulate.grid import baseline, score, targets_missed
 from streams.simulate.grid_traffic import draw_cell, generate_cell
 from streams.simulate.scenarios import REPLY_COST_MICROS, TROLL_KINDS, generate_plan, retimed, run_plan
-from tests.e2e.conftest import ACCESS_KEY, ADMIN_TOKEN, SIGNING_KEY, start_worker, stop_worker
+from tests.e2e.conftest import (
+    ACCESS_KEY,
+    ADMIN_TOKEN,
+    SIGNING_KEY,
+    send_ticks,
+    start_worker,
+    stop_worker,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
 
@@ -146,7 +150,7 @@ def _replay(w, texts) -> list:
     w.wait_for(lambda events: ids <= {e.message_id for e in events
                                       if isinstance(e, SenderScreened)}, timeout=600)
     last = max(t.at_ms for t in texts)
-    asyncio.run(_ticks(w, [last + m * 60_000 for m in range(1, 7 * 60)]))
+    send_ticks(w, "raid", [last + m * 60_000 for m in range(1, 7 * 60)])
 
     def settled(events):
         kinds = Counter(type(e) for e in events)
@@ -156,19 +160,6 @@ def _replay(w, texts) -> list:
         return (kinds[SurgeEnded] >= kinds[SurgeStarted] >= 1 and deferred <= ended
                 and _unsent(events) == 0)
     return w.wait_for(settled, timeout=600)
-
-
-async def _ticks(w, times: list[int]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=w.kafka, acks="all")
-    await producer.start()
-    try:
-        for at in times:
-            await producer.send_and_wait(f"{w.app_id}.reply-requests", codec.encode(
-                Tick(campaign_id="raid", occurred_at=at)), key=b"raid")
-    finally:
-        await producer.stop()
 
 
 def _unsent(events) -> int:

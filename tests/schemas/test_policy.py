@@ -140,3 +140,36 @@ def test_the_chain_of_versions_takes_changes_in_any_order_and_each_version_once(
     chain.learn(2, {"sender_burst": 1})  # a repeat changes nothing
     assert chain.policy_at(2).sender_burst == 5
     assert chain.policy_at(0) is None and chain.policy_at(4) is None
+
+
+def test_a_policy_whose_requests_would_all_expire_before_they_are_judged_is_refused():
+    from actors.campaign import CampaignState, decide_control
+    from schemas.commands import ChangePolicy
+    from schemas.policy import policy_problem
+    from tests.factories import campaign
+
+    assert policy_problem(Policy(version=1, price_per_segment_micros=1)) is None
+    short = Policy(version=1, price_per_segment_micros=1, reply_delay_ms=30 * 60_000,
+                   surge_ttl_ms=20 * 60_000)
+    assert "must be longer than reply_delay_minutes (30)" in policy_problem(short)
+    for bad in ("reply_delay_minutes=1441", "surge_ttl_minutes=20000", "surge_spend_percent=101"):
+        with pytest.raises(PolicyError):
+            parse_changes([bad])
+    # The core refuses it too (a change from the log is checked again), in words.
+    state = CampaignState.opening(campaign(policy=()))
+    (rejected,) = decide_control(state, ChangePolicy(
+        command_id="c", campaign_id="paris", changes={"surge_ttl_ms": 10 * 60_000},
+        operator="alice", occurred_at=0))
+    assert rejected.TYPE == "ControlRejected" and "expire before it is judged" in rejected.reason
+
+
+def test_a_campaign_file_whose_policy_cannot_work_is_refused_in_one_line(tmp_path):
+    from infra.config import ConfigError, load_campaigns
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[campaign]]\nid = "paris"\nnumber = "+33644630001"\nreply_text = "Non."\n'
+                    'language = "fr"\nbudget_eur = "10.00"\nprice_per_segment_eur = "0.08"\n'
+                    'start = 2026-01-01\nend = 2027-01-01\n'
+                    'policy = { reply_delay_minutes = "60", surge_ttl_minutes = "30" }\n')
+    with pytest.raises(ConfigError, match=r"\('paris'\): policy: .*must be longer than reply_delay"):
+        load_campaigns(path)
