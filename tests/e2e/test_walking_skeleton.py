@@ -240,8 +240,8 @@ def test_a_senders_state_is_stored_as_orjson_bytes_with_his_verdicts(worker):
 
     (stored,) = asyncio.run(values())
     state = SenderState.from_dict(orjson.loads(stored))
-    assert state.recent == {r.message_id: (
-        "paris", "test_text", 1, screened.occurred_at, screened.policy_version)}
+    assert state.recent == {r.message_id: (  # ..., other campaigns (issue 28's Earlier)
+        "paris", "test_text", 1, screened.occurred_at, screened.policy_version, 0)}
 
 
 def test_phone_number_in_a_body_appears_nowhere_after_a_flood(worker):
