@@ -66,6 +66,7 @@ from infra.kafka_admin import (
     wait_for_kafka,
     wait_for_kafka_async,
 )
+from infra.statedir import PRIVATE_FILE, PRIVATE_UMASK, make_private
 
 __all__ = [
     "BrokerError",
@@ -218,7 +219,9 @@ class EmbeddedBroker:
             return self
         self._proc = None
         binary = self._resolve_binary()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Its data holds every topic (bodies, sealed numbers): private, and the broker
+        # started with umask 077 so the files it writes later are too (infra/statedir.py).
+        make_private(self.data_dir, tree=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         # An auto-picked port can be grabbed by someone else between picking and
@@ -259,7 +262,8 @@ class EmbeddedBroker:
             "--host", self.host, "--kafka-port", str(port),
             "--data-dir", str(self.data_dir),
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+        with open(fd, "ab") as log:
             self._log_offset = log.tell()
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             log.flush()
@@ -272,6 +276,7 @@ class EmbeddedBroker:
                     start_new_session=True,  # own process group: signal it as a whole
                     close_fds=True,
                     preexec_fn=self._preexec,
+                    umask=PRIVATE_UMASK,
                 )
             except OSError as exc:
                 raise BrokerError(f"cannot run noida-db binary {binary}: {exc}") from exc

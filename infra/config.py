@@ -16,7 +16,9 @@ Example (see ``infra/campaigns.example.toml``)::
     # pacing = false (default true: spread the budget over the campaign's days)
 
 The same file declares the operators (``[[operator]]`` tables), read by
-``infra.operators.load_operators``; this module ignores them.
+``infra.operators.load_operators``; this module ignores them. At its top (before the first
+table), ``body_retention_days = 30``: how long texts' bodies are kept (0: never; read by
+``load_body_retention_days``).
 
 Errors::
 
@@ -87,6 +89,25 @@ def _bad_date(path: Path, exc: tomllib.TOMLDecodeError) -> str | None:
     except ValueError as bad:
         return f"line {m.group(1)}: {date.group(1)!r}: {date.group(2)} is not a date ({bad})"
     return None
+
+
+DEFAULT_BODY_RETENTION_DAYS = 30
+MAX_BODY_RETENTION_DAYS = 3_650
+
+
+def load_body_retention_days(path: str | Path) -> int:
+    return parse_body_retention_days(read_campaign_file(path), source=str(path))
+
+
+def parse_body_retention_days(data: dict[str, Any], source: str = "<config>") -> int:
+    """``body_retention_days`` at the top of the file: how long a text's body is kept
+    (streams.rules.retention); 0 keeps none. Default 30."""
+    days = data.get("body_retention_days", DEFAULT_BODY_RETENTION_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int) \
+            or not 0 <= days <= MAX_BODY_RETENTION_DAYS:
+        raise ConfigError(f"{source}: 'body_retention_days' must be a whole number of days "
+                          f"from 0 (bodies not kept) to {MAX_BODY_RETENTION_DAYS}, got {days!r}")
+    return days
 
 
 def load_campaigns(path: str | Path) -> list[Campaign]:

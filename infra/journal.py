@@ -3,7 +3,8 @@ export of it (JSON lines, as ``antirelou export`` writes them): the one reader o
 
 Used at start-up (campaign shards rebuild their state from the decisions), by
 ``antirelou journal``, ``antirelou audit`` (its readers of a file, and the account of what
-a broker lost) and by the tests. aiokafka is imported only to read Kafka.
+a broker lost) and by the tests; and the texts' bodies kept apart from it (``read_bodies``,
+``follow_bodies``: streams.rules.retention). aiokafka is imported only to read Kafka.
 
 Errors::
 
@@ -21,6 +22,7 @@ import orjson
 
 from infra.kafka_auth import client_options
 from schemas import codec
+from schemas.events import TextBodyKept
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -135,6 +137,44 @@ async def iter_journal(
     """Yield (partition, offset, event) from ``start`` (default: the beginning)."""
     async for partition, offset, _, value in iter_records(bootstrap, topic, follow, start):
         yield partition, offset, codec.decode(value)
+
+
+def _kept_body(value: bytes | None) -> tuple[str, str] | None:
+    """(message id, body) of a bodies-topic record; None for one that is not a body."""
+    try:
+        kept = codec.decode(value)  # type: ignore[arg-type]
+    except (codec.CodecError, TypeError):
+        return None
+    return (kept.message_id, kept.body) if isinstance(kept, TextBodyKept) else None
+
+
+async def read_bodies(bootstrap: str, topic: str) -> dict[str, str]:
+    """The texts' bodies still kept on the bodies topic, by message id
+    (streams.rules.retention); what is not a body is passed over."""
+    bodies: dict[str, str] = {}
+    async for _, _, _, value in iter_records(bootstrap, topic):
+        kept = _kept_body(value)
+        if kept is not None:
+            bodies[kept[0]] = kept[1]
+    return bodies
+
+
+async def follow_bodies(bootstrap: str, topic: str, bodies: dict[str, str],
+                        caught_up: asyncio.Event) -> None:
+    """Keep ``bodies`` filled from the bodies topic, for ever (``journal --follow``);
+    ``caught_up`` is set once what the topic held at the start is read."""
+    ends = await end_offsets(bootstrap, topic)
+    left = {p for p, end in ends.items() if end > 0}
+    if not left:
+        caught_up.set()
+    async for partition, offset, _, value in iter_records(bootstrap, topic, follow=True):
+        kept = _kept_body(value)
+        if kept is not None:
+            bodies[kept[0]] = kept[1]
+        if left and offset + 1 >= ends.get(partition, 0):
+            left.discard(partition)
+            if not left:
+                caught_up.set()
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -338,3 +338,40 @@ async def broker_count_async(bootstrap_servers: str, timeout: float = 30.0) -> i
 def broker_count(bootstrap_servers: str, timeout: float = 30.0) -> int:
     """Synchronous :func:`broker_count_async`."""
     return _run_sync(lambda: broker_count_async(bootstrap_servers, timeout))
+
+
+async def set_topic_configs_async(bootstrap_servers: str,
+                                  configs: Mapping[str, Mapping[str, str]],
+                                  timeout: float = 30.0) -> None:
+    """Set the configs of existing topics (``{topic: {key: value}}``) with AlterConfigs,
+    which replaces a topic's whole config: give every key the topic should keep. BrokerError
+    when the broker refuses (no right to alter, unknown topic) or does not answer."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    deadline = time.monotonic() + timeout
+    admin = await _connect_admin(bootstrap_servers, deadline, min(10.0, timeout))
+    try:
+        async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+            responses = await admin.alter_configs([
+                ConfigResource(ConfigResourceType.TOPIC, name,
+                               configs={k: str(v) for k, v in wanted.items()})
+                for name, wanted in configs.items()])
+    except TimeoutError as exc:
+        raise BrokerError(f"setting topic configs on {bootstrap_servers} did not finish "
+                          f"within {timeout:g} s") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    failures = [f"{resource[3]!r}: error {resource[0]}"
+                f"{f' ({resource[1]})' if resource[1] else ''}"
+                for response in responses for resource in response.resources
+                if resource[0] != 0]
+    if failures:
+        raise BrokerError(f"could not set topic configs on {bootstrap_servers}: "
+                          + "; ".join(failures))
+
+
+def set_topic_configs(bootstrap_servers: str, configs: Mapping[str, Mapping[str, str]],
+                      timeout: float = 30.0) -> None:
+    """Synchronous :func:`set_topic_configs_async`."""
+    _run_sync(lambda: set_topic_configs_async(bootstrap_servers, configs, timeout))

@@ -13,6 +13,13 @@ protects (a backup of ``.state`` would open every sealed number and let every ps
 be reversed by hashing the country's mobile numbers): ``ANTIRELOU_SECRET`` or
 ``ANTIRELOU_SECRET_FILE`` (a file outside the state folder) is required.
 
+The key check value is published on the broker: whoever reads it can test guesses of the
+secret offline. So a secret given is refused at start when it is weak
+(``secret_weakness``: fewer than 32 bytes, fewer than 10 distinct ones, or a placeholder
+such as the example files' ``CHANGE-ME``), and neither the secret nor its check value is
+ever logged or printed. ``placeholder`` refuses the example files' values for the other
+keys (signing and access keys, the admin token).
+
 Errors::
 
     SecretError          no usable secret, or one that differs from the deployment's
@@ -35,7 +42,42 @@ KEYCHECK_CONFIG = {"cleanup.policy": "compact"}
 
 
 class SecretError(Exception):
-    """The deployment secret is missing, misplaced, or not the deployment's."""
+    """The deployment secret is missing, misplaced, weak, or not the deployment's."""
+
+
+MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT = 10
+# What example files and tutorials put where a key goes (compared without case, spaces,
+# dashes or underscores): "CHANGE-ME", "<your secret>", "replace_me"...
+PLACEHOLDER_WORDS = ("changeme", "replaceme", "placeholder", "yoursecret", "yourkey",
+                     "yourtoken", "fillmein", "example")
+MAKE_ONE = "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def placeholder(value: str | bytes) -> bool:
+    """Whether ``value`` is an example file's stand-in for a key, not a key."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    squashed = "".join(c for c in text.lower() if c.isalnum())
+    return not squashed or any(word in squashed for word in PLACEHOLDER_WORDS)
+
+
+def secret_weakness(secret: bytes) -> str | None:
+    """Why ``secret`` is too weak to key the deployment (its check value is public to
+    whoever reads the broker: a guessable secret is found offline); None when it is not."""
+    if placeholder(secret):
+        return "is a placeholder, not a secret"
+    if len(secret) < MIN_SECRET_BYTES:
+        return f"has {len(secret)} bytes: at least {MIN_SECRET_BYTES} random ones are needed"
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        return f"has fewer than {MIN_SECRET_DISTINCT} distinct characters: it is not random"
+    return None
+
+
+def _strong(secret: bytes, source: str) -> bytes:
+    why = secret_weakness(secret)
+    if why is not None:
+        raise SecretError(f"{source} {why}; {MAKE_ONE}")
+    return secret
 
 
 def key_check_value(secret: bytes) -> str:
@@ -66,7 +108,7 @@ def deployment_secret(state_dir: Path, development: bool,
     state folder (created once)."""
     value = environ.get("ANTIRELOU_SECRET") or ""
     if value:
-        return value.encode(), "ANTIRELOU_SECRET"
+        return _strong(value.encode(), "ANTIRELOU_SECRET"), "ANTIRELOU_SECRET"
     file = environ.get("ANTIRELOU_SECRET_FILE") or ""
     if file:
         path = Path(file)
@@ -80,7 +122,8 @@ def deployment_secret(state_dir: Path, development: bool,
                               f"({exc.strerror or type(exc).__name__})") from None
         if not secret:
             raise SecretError(f"ANTIRELOU_SECRET_FILE {path} is empty")
-        return secret, f"ANTIRELOU_SECRET_FILE ({path})"
+        return (_strong(secret, f"the secret in ANTIRELOU_SECRET_FILE {path}"),
+                f"ANTIRELOU_SECRET_FILE ({path})")
     if not development:
         raise SecretError("no deployment secret: set ANTIRELOU_SECRET or ANTIRELOU_SECRET_FILE "
                           "(a file outside the state folder), the same on every worker; "
@@ -114,7 +157,9 @@ async def check_key(kafka: str, topic: str, secret: bytes) -> str:
             await producer.stop()
         published = await _first_published(kafka, topic)  # two first workers: one wins
     if published != mine:
-        raise SecretError(f"this worker's secret is not the deployment's: its key check value "
-                          f"{mine} differs from {published}, published in {topic} by the first "
-                          f"worker; start every worker with the same ANTIRELOU_SECRET")
+        # Neither value is said: each is a one-way digest of a secret, public enough on the
+        # broker without being copied into logs.
+        raise SecretError(f"this worker's secret is not the deployment's: its key check "
+                          f"differs from the one the first worker published in {topic}; start "
+                          "every worker with the same ANTIRELOU_SECRET")
     return mine

@@ -23,6 +23,11 @@ verdict and its message. So it can only accept a subset of what the SDK accepts:
 
 ``iat`` is not checked, as by the SDK (``verify_iat`` off). The replay and lifetime checks
 stay in ``streams.intake.messagebird.SignatureVerifier``, after either path.
+
+The token is checked before the body is read (a forged request is refused with no more of
+it buffered than has arrived): ``QuickCheck.claims(token, url, None, now)`` and, when it
+cannot tell, ``sdk_token_claims`` (the SDK's own token and URL checks); then the body,
+``payload_matches`` (the SDK's three rules on ``payload_hash``).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import hmac
 import re
 from typing import Any
 
+import jwt
 import orjson
 from jwt.api_jws import get_algorithm_by_name
 from jwt.exceptions import InvalidKeyError
+from messagebird.error import ValidationError
 from messagebird.request_validator import RequestValidator
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
@@ -60,8 +67,11 @@ class QuickCheck:
             if algorithm.check_key_length(key) is None:
                 self._keys[alg] = (key, algorithm.hash_alg().name)
 
-    def claims(self, token: str, url: str, body: bytes, now: float) -> dict[str, Any] | None:
-        """The token's claims if it passes every check above, else None (ask the SDK)."""
+    def claims(self, token: str, url: str, body: bytes | None, now: float
+               ) -> dict[str, Any] | None:
+        """The token's claims if it passes every check above, else None (ask the SDK).
+        ``body`` None: every check but ``payload_hash`` (the token alone, checked before
+        the body is read; ``payload_matches`` then checks the body)."""
         parts = token.split(".")
         if len(parts) != 3 or not url:
             return None
@@ -84,12 +94,49 @@ class QuickCheck:
             return None
         if not _same_hex(claims.get("url_hash"), url_hash):
             return None
+        if body is None:
+            return claims
         if body:
             if not _same_hex(claims.get("payload_hash"), hashlib.sha256(body).hexdigest()):
                 return None
         elif claims.get("payload_hash"):
             return None
         return claims
+
+
+def sdk_token_claims(signing_key: str, token: str, url: str) -> dict[str, Any]:
+    """The SDK's checks of ``RequestValidator.validate_signature`` that do not need the body,
+    in its order and with its calls and messages (PyJWT's decode with its algorithms,
+    options, issuer and leeway; then the URL hash): the claims, or its ValidationError.
+    With ``payload_matches`` on the body afterwards, the SDK's whole check; split so that a
+    forged token is refused before its body is read (streams.intake.messagebird)."""
+    if not token:
+        raise ValidationError("Signature is empty")
+    if not url:
+        raise ValidationError("URL is empty")
+    try:
+        claims = jwt.decode(jwt=token, key=signing_key, algorithms=RequestValidator.ALLOWED_ALGOS,
+                            options={"require": ["iss", "nbf", "exp"], "verify_iat": False},
+                            issuer=ISSUER, leeway=LEEWAY_S)
+    except jwt.InvalidTokenError as err:
+        raise ValidationError(str(err)) from err
+    expected_url_hash = hashlib.sha256(url.encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(expected_url_hash, claims["url_hash"]):
+        raise ValidationError("invalid jwt: claim url_hash is invalid")
+    return claims
+
+
+def payload_matches(claims: dict[str, Any], body: bytes) -> str | None:
+    """The SDK's check of a body against its token's ``payload_hash`` (its three rules):
+    None when it passes, else why not."""
+    payload_hash = claims.get("payload_hash")
+    if not body:
+        return "claim payload_hash is set but actual payload is missing" if payload_hash else None
+    if not payload_hash:
+        return "claim payload_hash is not set but payload is present"
+    if not _same_hex(payload_hash, hashlib.sha256(body).hexdigest()):
+        return "claim payload_hash is invalid"
+    return None
 
 
 def _claims_pass(claims: dict[str, Any], now: float) -> bool:

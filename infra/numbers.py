@@ -18,6 +18,7 @@ the US) count as ``mobile``; the allowed-countries list is the guard for those.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType, phonenumberutil
@@ -92,3 +93,11 @@ def _validity_and_type(number: phonenumbers.PhoneNumber, region: str | None,
              and (region == phonenumberutil.REGION_CODE_FOR_NON_GEO_ENTITY
                   or number.country_code == phonenumbers.country_code_for_valid_region(region)))
     return valid, kind
+
+
+@lru_cache(maxsize=1024)
+def region_of(msisdn_digits: str) -> str | None:
+    """The region (``"FR"``) of a number in E.164 digits, None if it has none: the
+    region of a campaign's number, whose texts write numbers in its national format
+    (``infra.privacy.mask_numbers``). Remembered: a deployment has a few numbers."""
+    return classify(msisdn_digits).country

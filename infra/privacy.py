@@ -20,12 +20,20 @@
 
 Both keys are derived from one deployment secret (``ANTIRELOU_SECRET``).
 
-- ``mask_numbers(text)``: a text's body may hold a phone number ("rappelle moi au 06 12 34
-  56 78"); the webhook masks every run of 6 or more digits (any digits, ASCII or not, with
-  up to 3 spaces, dots, dashes or brackets between them, a leading ``+``: ``+33 (0)6 12 34
-  56 78``, ``0033612345678``, ``06.12.34.56.78``) as ``[numero]`` before the body is
-  stored, journaled or logged. Deterministic, so the audit replays the test-text rule on
-  the same masked body the worker saw. Numbers written out in words are not caught.
+- ``mask_numbers(text, region)``: a text's body may hold a phone number ("rappelle moi
+  au 06 12 34 56 78"); the webhook replaces each with ``[numero]`` before the body is
+  stored, journaled or logged, whatever separates its digits (``/``, ``_``, ``,``, spaces
+  of any width, zero-width and other invisible characters, digits of any script). How:
+  a search copy of the text is made in which invisible characters are dropped, every
+  digit is an ASCII digit and every other character that is not a letter (nor ``+()``)
+  a space; in it ``phonenumbers.PhoneNumberMatcher`` (leniency ``POSSIBLE``, the
+  campaign's region) finds the numbers written in that region's or the international
+  format, and a run of 8 or more digits with at most 5 separators between two of them is
+  masked too (a foreign number in its national format, a number glued to a word); each
+  found span is masked in the original text. Deterministic, so the audit replays the
+  test-text rule on the same masked body the worker saw. Not caught: numbers written out
+  in words or with letters for digits ("zero six", "O6"). Masked too: any other run of 8
+  digits (a date "12/03/2024", hours "12:30 - 14:45").
 
 Errors::
 
@@ -40,9 +48,11 @@ import hmac
 import os
 import re
 import threading
+import unicodedata
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from phonenumbers import Leniency, PhoneNumberMatcher
 
 
 class PrivacyError(ValueError):
@@ -58,13 +68,97 @@ def normalize_msisdn(raw: str) -> str | None:
     return m.group(1) if m else None
 
 
-_NUMBER_IN_TEXT = re.compile(r"\+?\d(?:[\s.\-()]{0,3}\d){5,}")
 NUMBER_MASK = "[numero]"
+NET_MIN_DIGITS = 8  # a digit run this long is masked whatever phonenumbers says of it
+NET_MAX_SEPARATORS = 5  # characters between two digits of one run, in the search copy
+MIN_NUMBER_DIGITS = 5  # a text with fewer digits holds no number worth masking
+
+_INVISIBLE = "\x00"  # what an invisible character becomes in the search copy
+# Characters that show nothing but are letters or symbols (Hangul fillers, braille blank).
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_INVISIBLE_CATEGORIES = frozenset(("Cf", "Mn", "Me"))  # format chars (zero-width...), marks
+_SEARCH_TABLE_MAX = 4096  # characters whose search-copy class is remembered
 
 
-def mask_numbers(text: str) -> str:
-    """``text`` with every digit run that could be a phone number replaced by [numero]."""
-    return _NUMBER_IN_TEXT.sub(NUMBER_MASK, text)
+class _SearchTable(dict):
+    """``str.translate`` table of the search copy, each character classed on first sight
+    (one character for one: positions in the copy are positions in the text): a digit of
+    any script (and ``①``, ``²``: what NFKC makes a digit) its ASCII digit, a letter
+    itself, ``+()`` themselves, an invisible character ``\\x00``, anything else a space.
+    Remembers at most ``_SEARCH_TABLE_MAX`` characters (a text may hold any)."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        if ch.isdecimal():
+            out = str(unicodedata.decimal(ch))
+        elif ch in _BLANK or unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            out = _INVISIBLE
+        elif ch.isalpha() or ch in "+()":
+            out = ch
+        else:
+            folded = unicodedata.normalize("NFKC", ch)
+            out = (" " if not (folded.isascii() and folded.isdigit())
+                   else folded if len(folded) == 1 else "0")
+        if len(self) < _SEARCH_TABLE_MAX:
+            self[code] = out
+        return out
+
+
+_SEARCH = _SearchTable({ord(c): c for c in "0123456789 "})
+_ASCII_DIGIT = re.compile(r"[0-9]")
+_INVISIBLES = re.compile(_INVISIBLE + "+")
+# A letter touching a digit or a '+' ("au0612...", "tel+33..."): phonenumbers refuses a
+# number next to a letter; the search copy puts a space there.
+_GLUED_LETTER = re.compile(r"(?<=[0-9+])[^\W\d_]|[^\W\d_](?=[0-9+])")
+_NET = re.compile(rf"\+?[0-9](?:[^0-9\w]{{0,{NET_MAX_SEPARATORS}}}[0-9]){{{NET_MIN_DIGITS - 1},}}")
+
+
+def _search_copy(text: str) -> tuple[str, list[int] | None]:
+    """The search copy of ``text`` and, when invisible characters were dropped, the
+    position in ``text`` of each of its characters (else None: the same positions)."""
+    copy = text.translate(_SEARCH)
+    if _INVISIBLE not in copy:
+        return copy, None
+    kept: list[int] = []
+    parts: list[str] = []
+    start = 0
+    for gap in _INVISIBLES.finditer(copy):
+        parts.append(copy[start:gap.start()])
+        kept.extend(range(start, gap.start()))
+        start = gap.end()
+    parts.append(copy[start:])
+    kept.extend(range(start, len(copy)))
+    return "".join(parts), kept
+
+
+def mask_numbers(text: str, region: str | None = None) -> str:
+    """``text`` with every phone number in it replaced by ``[numero]`` (module docstring);
+    ``region``: the campaign's (``"FR"``), for numbers written in its national format.
+    ``text`` itself when it holds too few digits to hold a number."""
+    if text.isascii() and _ASCII_DIGIT.search(text) is None:  # most texts: no digit
+        return text
+    copy, positions = _search_copy(text)
+    if sum(map(copy.count, "0123456789")) < MIN_NUMBER_DIGITS:
+        return text
+    copy = _GLUED_LETTER.sub(" ", copy)
+    spans = [(m.start, m.end) for m in PhoneNumberMatcher(copy, region or "ZZ",
+                                                          leniency=Leniency.POSSIBLE)]
+    spans += [m.span() for m in _NET.finditer(copy)]
+    if not spans:
+        return text
+    if positions is not None:  # back to the text's positions, invisible ones inside
+        spans = [(positions[a], positions[b - 1] + 1) for a, b in spans]
+    out: list[str] = []
+    done = 0
+    for a, b in sorted(spans):
+        if b <= done:
+            continue
+        if a >= done:
+            out.append(text[done:a])
+            out.append(NUMBER_MASK)
+        done = b
+    out.append(text[done:])
+    return "".join(out)
 
 
 NONCE_BYTES = 12

@@ -262,3 +262,17 @@ def _request_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
 @upcaster("ReviewRequest", 1)
 def _review_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return {"words": "", **payload}
+
+
+# Bodies kept apart for their retention (issue 31): a text carries what the decisions read
+# of its body. Absent before: read from the body, which the text then held.
+
+
+@upcaster("TextReceived", 2)
+def _received_v2_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"test_text": None, "words": None, **payload}
+
+
+@upcaster("ScreenText", 1)
+def _screen_v1_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"test_text": None, "words": None, **payload}

@@ -20,7 +20,7 @@ class ScreenText:
     """Screen one inbound text against its sender's history (keyed by sender)."""
 
     TYPE = "ScreenText"
-    SCHEMA_VERSION = 1
+    SCHEMA_VERSION = 2  # v2 added test_text and words
 
     message_id: str
     campaign_id: str
@@ -31,6 +31,8 @@ class ScreenText:
     number_kind: str = "unknown"  # see TextReceived
     country: str | None = None
     prefix: str = ""
+    test_text: bool | None = None  # see TextReceived
+    words: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,7 @@ class TextReceived:
     """An inbound text accepted by the webhook and routed to a campaign."""
 
     TYPE = "TextReceived"
-    SCHEMA_VERSION = 2  # v2 added the number facts
+    SCHEMA_VERSION = 3  # v2 added the number facts; v3 test_text and words
 
     message_id: str
     campaign_id: str
@@ -44,6 +44,11 @@ class TextReceived:
     number_kind: str
     country: str | None
     prefix: str
+    # What the decisions read of the body, established at the edge where the body is split
+    # off for its retention (streams.rules.retention): whether it is a test text, its word
+    # keys (actors.words). None: read from ``body`` (texts journaled with their bodies).
+    test_text: bool | None = None
+    words: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +79,23 @@ class TextTimeClamped:
     reported_at: int  # the provider's createdDatetime
     received_at: int  # when the webhook received it (the worker's clock)
     occurred_at: int  # what the text carries on: reported_at clamped to received_at +- skew
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextBodyKept:
+    """A text's body (numbers masked), kept apart from the journal for the campaign file's
+    retention (``body_retention_days``): on ``<app>.bodies``, a topic the broker empties
+    past that retention, never in the journal. The journal's ``TextReceived`` carries what
+    the decisions read of the body instead (``streams.rules.retention``); ``journal`` and
+    ``export`` show this body beside it while it is kept. Not a journal event: only the
+    message id ties it to its text (keyed by it, not by the sender)."""
+
+    TYPE = "TextBodyKept"
+    SCHEMA_VERSION = 1
+
+    message_id: str
+    occurred_at: int  # the text's: its age is the body's
+    body: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -540,6 +562,7 @@ EVENT_TYPES: tuple[type, ...] = (
     TextReceived,
     TextRejected,
     TextTimeClamped,
+    TextBodyKept,
     SenderScreened,
     ReplyApproved,
     ReplyDenied,

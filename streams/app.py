@@ -297,7 +297,7 @@ def _topics(app: faust.App, names: dict[str, str], partitions: int) -> Topics:
         inbound=raw_topic(names["inbound"]), requests=raw_topic(names["requests"]),
         outbound=raw_topic(names["outbound"]), journal=raw_topic(names["journal"]),
         control=raw_topic(names["control"]), policies=raw_topic(names["policies"], 1),
-        snapshots=raw_topic(names["snapshots"]),
+        snapshots=raw_topic(names["snapshots"]), bodies=raw_topic(names["bodies"]),
     )
 
 

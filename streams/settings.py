@@ -29,6 +29,9 @@ def topic_names(app_id: str) -> dict[str, str]:
         "control": f"{app_id}.control",
         "policies": f"{app_id}.policies",
         "snapshots": f"{app_id}.campaign-snapshots",
+        # Texts' bodies, kept apart from the journal for the retention the campaign file
+        # sets (streams.rules.retention): the broker deletes them after it.
+        "bodies": f"{app_id}.bodies",
     }
 
 
@@ -74,6 +77,9 @@ class Settings:
     # How long the webhook waits for the broker's ack before answering 503 (MessageBird
     # then retries): short enough that its own request does not time out first.
     ack_timeout_s: float = ACK_TIMEOUT_S
+    # Webhook requests under way at once in this process; the next gets 503 + Retry-After
+    # at once (streams.stages.admission).
+    webhook_concurrency: int = 256
     redelivery_check_s: float = 2.0  # see stages.watchdog
     # Slow clients (infra/faust/httpguard.py): a connection that sends no complete request
     # headers within http_idle_timeout_s (idle keep-alive included) is closed; a body not
@@ -82,6 +88,9 @@ class Settings:
     http_body_timeout_s: float = 10.0
     # A text's createdDatetime is clamped to its arrival time +- this (streams.intake.messagebird).
     event_skew_ms: int = 5 * 60_000
+    # How long a text's body is kept (the campaign file's body_retention_days; 0: never
+    # kept, the journal's stand-in only): the bodies topic's retention.
+    body_retention_ms: int = 30 * 86_400_000
     tick_interval_s: float = 5.0  # the clock Tick sent to each campaign (surge releases)
     replication_factor: int = 1  # of the topics Faust creates (table changelogs, leader)
     # `up`'s broker supervisor (infra/supervisor.py): () -> BrokerStatus; None for a worker

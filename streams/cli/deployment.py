@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, load_campaigns
+from infra.config import ConfigError, load_body_retention_days, load_campaigns
 from streams.cli.common import env, eur, ucs2_warning
 
 log = logging.getLogger("antirelou")
@@ -48,12 +48,26 @@ def min_insync_for(replication: int, given: int | None = None) -> int | None:
     return 2 if replication >= 3 else None
 
 
-def topic_configs(names: dict[str, str],
-                  min_insync: int | None = None) -> dict[str, dict[str, str]]:
+BODY_SEGMENT_MAX_MS = 86_400_000  # the bodies topic's segments: a body outlives its
+# retention by at most this (Kafka deletes whole segments, the newest record past it)
+
+
+def body_topic_config(body_retention_ms: int) -> dict[str, str]:
+    """The bodies topic's config: deleted past the campaign file's retention (a minute
+    when bodies are not kept: none is written)."""
+    retention = max(body_retention_ms, 60_000)
+    return {"cleanup.policy": "delete", "retention.ms": str(retention),
+            "segment.ms": str(min(retention, BODY_SEGMENT_MAX_MS))}
+
+
+def topic_configs(names: dict[str, str], min_insync: int | None = None,
+                  body_retention_ms: int = 30 * 86_400_000) -> dict[str, dict[str, str]]:
     from actors.snapshot import MAX_SNAPSHOT_BYTES
 
     work = {"cleanup.policy": "delete", "retention.ms": str(WORK_TOPIC_RETENTION_MS)}
     configs = {
+        names["bodies"]: body_topic_config(body_retention_ms),
+
         # Snapshots: only the latest per campaign matters, and one may exceed Kafka's 1 MiB.
         names["snapshots"]: {"cleanup.policy": "compact",
                              "max.message.bytes": str(MAX_SNAPSHOT_BYTES)},
@@ -70,19 +84,31 @@ def topic_configs(names: dict[str, str],
     return configs
 
 
-def create_topics(args: argparse.Namespace, kafka: str) -> tuple[dict[str, str], int]:
-    """The deployment's topics (those missing); their names and replication factor."""
-    from infra.broker import broker_count, default_replication, ensure_topics
+def create_topics(args: argparse.Namespace, kafka: str,
+                   body_retention_ms: int) -> tuple[dict[str, str], int]:
+    """The deployment's topics (those missing); their names and replication factor. The
+    bodies topic's retention is set to the campaign file's at every start (a retention
+    lowered in the file deletes the older bodies)."""
+    from infra.broker import BrokerError, broker_count, default_replication, ensure_topics
+    from infra.kafka_admin import set_topic_configs
     from streams.settings import topic_names
 
     names = topic_names(args.app_id)
     replication = args.replication_factor or default_replication(broker_count(kafka))
     min_insync = min_insync_for(replication, args.min_insync_replicas)
+    configs = topic_configs(names, min_insync, body_retention_ms)
     created = ensure_topics(kafka, topic_layout(names, args.partitions),
-                            config=topic_configs(names, min_insync), replication=replication)
+                            config=configs, replication=replication)
     if created:
         log.info("created topics %s (replication factor %d, min.insync.replicas %s)",
                  ", ".join(created), replication, min_insync or "the broker's")
+    if names["bodies"] not in created:
+        try:
+            set_topic_configs(kafka, {names["bodies"]: configs[names["bodies"]]})
+        except BrokerError as exc:
+            log.warning("the retention of %s could not be set to the campaign file's (%s): "
+                        "set retention.ms=%s on it with your Kafka tooling", names["bodies"],
+                        exc, configs[names["bodies"]]["retention.ms"])
     return names, replication
 
 
@@ -97,6 +123,7 @@ class Deployment:
     secret: bytes
     signing_key: str | None
     bird_signing_key: str | None
+    body_retention_ms: int
 
 
 def read_deployment(args: argparse.Namespace) -> Deployment | None:
@@ -105,12 +132,12 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
     from infra.keycheck import SecretError, deployment_secret
     from infra.operators import load_operators
     from infra.providers import load_providers
+    from infra.statedir import make_private
+    from streams.rules.retention import retention_ms
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
     providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
-    state_dir = Path(args.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
     signing_key = env("MESSAGEBIRD_SIGNING_KEY")
     bird_signing_key = env("BIRD_SIGNING_KEY")
     sends_only = getattr(args, "role", "all") == "send"
@@ -126,6 +153,11 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
         print("antirelou: no Bird webhook signing key. Set BIRD_SIGNING_KEY (the signing key "
               "of the webhook subscription), or pass --insecure-dev.", file=sys.stderr)
         return None
+    refusal = start_refusal(args)
+    if refusal is not None:
+        print(f"antirelou: {refusal}", file=sys.stderr)
+        return None
+    state_dir = make_private(Path(args.state_dir).resolve())  # broker data, tables, secret
     try:
         secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
     except SecretError as exc:
@@ -136,7 +168,55 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
         log.warning("the deployment secret is kept in the state folder (%s): development "
                     "only, a backup of the folder opens every sealed number", secret_from)
     return Deployment(campaigns, operators, providers, state_dir, secret, signing_key,
-                      bird_signing_key)
+                      bird_signing_key, retention_ms(load_body_retention_days(args.config)))
+
+
+# Keys an example file or a tutorial may leave as a placeholder ("CHANGE-ME"): refused.
+KEYS = {"MESSAGEBIRD_SIGNING_KEY": "the signing key MessageBird gives",
+        "BIRD_SIGNING_KEY": "the webhook subscription's signing key",
+        "MESSAGEBIRD_ACCESS_KEY": "MessageBird's access key (or none: dry run)",
+        "BIRD_ACCESS_KEY": "Bird's access key (or none: dry run)",
+        "ANTIRELOU_ADMIN_TOKEN": "a random token (or none: no admin pages)"}
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+def start_refusal(args: argparse.Namespace) -> str | None:
+    """Why ``up`` / ``worker`` must not start with these settings (one line), or None:
+    a placeholder for a key; an admin token too short to stand guessing; outside
+    ``--insecure-dev``, no ``--public-url``, which fixes the URL MessageBird's and Bird's
+    signatures are checked against (without it the request's Host header chose it: a
+    token signed for another endpoint of the account was accepted); a public URL that is
+    not one."""
+    from urllib.parse import urlsplit
+
+    from infra.keycheck import placeholder
+
+    for name, what in KEYS.items():
+        value = env(name)
+        if value is not None and value.strip() and placeholder(value):
+            return f"{name} is a placeholder, not a key: set {what}"
+    if args.webhook_concurrency < 1:
+        return f"--webhook-concurrency {args.webhook_concurrency}: at least 1"
+    token = env("ANTIRELOU_ADMIN_TOKEN")
+    if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return (f"ANTIRELOU_ADMIN_TOKEN has {len(token)} characters: it guards the admin "
+                f"pages, give it at least {MIN_ADMIN_TOKEN_CHARS} random ones")
+    url = args.public_url
+    if url is None:
+        if args.insecure_dev:
+            return None
+        return ("--public-url (ANTIRELOU_PUBLIC_URL) is required outside --insecure-dev: the "
+                "base URL MessageBird calls (https://sms.example.org), which its signatures "
+                "cover")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        return (f"--public-url {url!r} is not a base URL like https://sms.example.org "
+                "(scheme, host, optional port and path; no query)")
+    return None
 
 
 def key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
@@ -147,11 +227,11 @@ def key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
     topic = keycheck_topic(args.app_id)
     ensure_topics(kafka, {topic: 1}, config={topic: KEYCHECK_CONFIG})
     try:
-        value = asyncio.run(check_key(kafka, topic, secret))
+        asyncio.run(check_key(kafka, topic, secret))
     except SecretError as exc:
         print(f"antirelou: {exc}", file=sys.stderr)
         return False
-    log.info("deployment key check value %s matches", value)
+    log.info("the deployment secret is the deployment's (key check in %s)", topic)
     return True
 
 
@@ -198,12 +278,23 @@ def settings_for(args: argparse.Namespace, d: Deployment, kafka: str, replicatio
                           max_calls=max(RetryPolicy.max_calls, args.send_attempts)),
         breaker_cooldown_s=args.breaker_cooldown,
         ack_timeout_s=args.ack_timeout,
+        webhook_concurrency=args.webhook_concurrency,
         replication_factor=replication,
         http_idle_timeout_s=args.http_idle_timeout,
         http_body_timeout_s=args.http_body_timeout,
         event_skew_ms=int(args.event_skew_minutes * 60_000),
+        body_retention_ms=d.body_retention_ms,
         broker_status=broker.status if broker is not None else None,
     )
+
+
+def body_retention_line(body_retention_ms: int, app_id: str) -> str:
+    """What the deployment keeps of texts, said at start."""
+    days = body_retention_ms // 86_400_000
+    if not days:
+        return "texts' bodies are not kept (body_retention_days = 0)"
+    return (f"texts' bodies kept {days} day(s) in {app_id}.bodies, then deleted; the journal "
+            "keeps what the decisions need of them")
 
 
 def announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> None:
@@ -223,6 +314,7 @@ def announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> 
     if providers.uses_messagebird:
         print(f"antirelou: MessageBird classic webhook at {web}{WEBHOOK_PATH} (campaigns "
               f"{on['messagebird']})", flush=True)
+    print(f"antirelou: {body_retention_line(d.body_retention_ms, args.app_id)}", flush=True)
     live = shards.status_now()  # after the journal: the live balance and policy
     for c in d.campaigns:
         cost = reply_cost(c)

@@ -59,9 +59,12 @@ def add_journal_parser(sub: Any) -> None:
 
 def add_export_parser(sub: Any) -> None:
     p = sub.add_parser("export", formatter_class=Help,
-                       help="write the journal to a JSON-lines file")
+                       help="write the journal to a JSON-lines file",
+                       description="the journal, each text with its body while the campaign "
+                       "file's body_retention_days keeps it, else what the decisions need of it")
     add_kafka(p)
     add_app_id(p)
+    add_config(p)
     p.add_argument("--out", required=True, help="the file to write (one event per line)")
 
 
@@ -200,6 +203,59 @@ def _journal_filter(args: argparse.Namespace) -> Callable[[Any], bool] | None:
     return wanted
 
 
+class _Bodies:
+    """The texts' bodies the journal's readers show (``streams.rules.retention.shown``):
+    those the bodies topic still keeps, for the retention of the campaign file."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from streams.app import topic_names
+
+        self.config = args.config
+        self.kafka, self.topic = args.kafka, topic_names(args.app_id)["bodies"]
+        self.kept: dict[str, str] = {}
+        self.retention_ms = 0
+        self._follower: Any = None
+
+    def _retention(self) -> int:
+        """The campaign file's (its default when the file is not there: the broker deletes
+        the bodies past the deployment's retention anyway). Read once the broker answered."""
+        from pathlib import Path
+
+        from infra.config import DEFAULT_BODY_RETENTION_DAYS, load_body_retention_days
+        from streams.rules.retention import retention_ms
+
+        if Path(self.config).is_file():
+            return retention_ms(load_body_retention_days(self.config))
+        print(f"antirelou: {self.config} not found: texts' bodies shown for "
+              f"{DEFAULT_BODY_RETENTION_DAYS} days at most", file=sys.stderr)
+        return retention_ms(DEFAULT_BODY_RETENTION_DAYS)
+
+    async def read(self, follow: bool = False) -> None:
+        import asyncio
+
+        from infra.journal import follow_bodies, read_bodies
+
+        if not follow:
+            self.kept = await read_bodies(self.kafka, self.topic)
+            self.retention_ms = self._retention()
+            return
+        self.retention_ms = self._retention()
+        caught_up = asyncio.Event()
+        self._follower = asyncio.create_task(
+            follow_bodies(self.kafka, self.topic, self.kept, caught_up))
+        await asyncio.wait([self._follower, asyncio.ensure_future(caught_up.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if self._follower.done():
+            self._follower.result()  # its error, said like the journal's
+
+    def shown(self, event: Any) -> Any:
+        import time
+
+        from streams.rules.retention import shown
+
+        return shown(event, self.kept, int(time.time() * 1000), self.retention_ms)
+
+
 def print_journal(args: argparse.Namespace) -> int:
     from infra.journal import iter_journal
     from streams.app import topic_names
@@ -207,12 +263,15 @@ def print_journal(args: argparse.Namespace) -> int:
     wanted = _journal_filter(args)
     if wanted is None:
         return EXIT_BAD_INPUT
+    bodies = _Bodies(args)
 
     async def dump() -> None:
         topic = topic_names(args.app_id)["journal"]
+        await bodies.read(follow=args.follow)
         async for _, _, event in iter_journal(args.kafka, topic, follow=args.follow):
             if not wanted(event):
                 continue
+            event = bodies.shown(event)
             line = human_line(event) + "\n" if args.human else event_line(event).decode()
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -230,19 +289,23 @@ def print_journal(args: argparse.Namespace) -> int:
 
 
 def export_journal(args: argparse.Namespace) -> int:
-    """``export``: the journal topic to a JSON-lines file, one event a line."""
+    """``export``: the journal topic to a JSON-lines file, one event a line; a text with
+    its body while the retention keeps it (``_Bodies``)."""
     from schemas import codec
+
+    bodies = _Bodies(args)
 
     async def export() -> None:
         from infra.journal import iter_journal
 
         n = 0
+        await bodies.read()
         with open(args.out, "wb") as out:
             async for _, _, event in iter_journal(args.kafka, journal_topic(args)):
                 n += 1
                 if n % PROGRESS_EVERY == 0:
                     progress(args, n)
-                out.write(event_line(event))
+                out.write(event_line(bodies.shown(event)))
         print(f"antirelou: export: {n} events written to {args.out}", file=sys.stderr)
 
     try:

@@ -295,6 +295,26 @@ def sign_for(args: argparse.Namespace, command, campaign_ids: set[str]) -> bytes
 # --- operator new ------------------------------------------------------------------------
 
 
+def _stdout_private() -> None:
+    """The private key is printed: when the output goes to a file (``operator new alice >
+    alice.txt``, as the README does), that file is made 0600 before the key is written (the
+    shell created it 0644). Said on stderr when it cannot be."""
+    import io
+    import os
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+    except (io.UnsupportedOperation, ValueError):  # not a file at all (a test's capture)
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+    except OSError as exc:  # a file of another user's
+        print(f"antirelou: WARNING the output holds a private key and could not be made "
+              f"private ({type(exc).__name__}): chmod 600 it", file=sys.stderr)
+
+
 def new_operator(args: argparse.Namespace) -> int:
     """``operator new NAME``: a key pair; the private key for the operator, the table for
     the campaign file."""
@@ -309,6 +329,7 @@ def new_operator(args: argparse.Namespace) -> int:
     if not args.name.strip() or not args.name.isprintable() or '"' in args.name:
         print("antirelou: the operator name must be printable, without quotes", file=sys.stderr)
         return 2
+    _stdout_private()
     private, public = new_key_pair()
     campaigns = ([c.strip() for c in args.campaigns.split(",") if c.strip()]
                  if args.campaigns else None)

@@ -120,8 +120,9 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--web-port", type=int, default=int_env("ANTIRELOU_WEB_PORT", "6066"),
                    help="its port [ANTIRELOU_WEB_PORT]")
     p.add_argument("--public-url", default=env("ANTIRELOU_PUBLIC_URL"),
-                   help="base URL MessageBird calls (signature check behind a proxy); "
-                        "default: the request URL [ANTIRELOU_PUBLIC_URL]")
+                   help="base URL MessageBird (and Bird) call, which their signatures "
+                        "cover; required unless --insecure-dev (then default: the request's "
+                        "URL) [ANTIRELOU_PUBLIC_URL]")
     p.add_argument("--report-url", default=env("ANTIRELOU_REPORT_URL"),
                    help="base URL for delivery reports; default: --public-url, else the "
                    "local web address [ANTIRELOU_REPORT_URL]")
@@ -137,6 +138,10 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
                    default=float_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10"),
                    help="answer 408 to a request body not received within this long "
                         "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
+    p.add_argument("--webhook-concurrency", type=int,
+                   default=int_env("ANTIRELOU_WEBHOOK_CONCURRENCY", "256"),
+                   help="webhook requests under way at once in this process; the next is "
+                   "answered 503 with Retry-After at once [ANTIRELOU_WEBHOOK_CONCURRENCY]")
     p.add_argument("--ack-timeout", type=float,
                    default=float_env("ANTIRELOU_ACK_TIMEOUT_S", "10"),
                    help="seconds the webhook waits for the broker before answering 503 "
@@ -349,14 +354,14 @@ def serve_web(args: argparse.Namespace) -> int:
         print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     wait_for_kafka(args.kafka)
-    _, replication = create_topics(args, args.kafka)
+    _, replication = create_topics(args, args.kafka, deployment.body_retention_ms)
     if not key_matches(args, args.kafka, deployment.secret):
         return 2
     settings = settings_for(args, deployment, args.kafka, replication, None)
     settings.role = "web"
     app = create_app(settings, None, None)
     admin_token = env("ANTIRELOU_ADMIN_TOKEN")
-    register_guard(app, admin_token, args.insecure_dev)
+    register_guard(app, admin_token, args.insecure_dev, args.public_url)
     web = f"http://{args.web_host}:{args.web_port}"
     from streams.app import WEBHOOK_PATH
 
@@ -443,7 +448,7 @@ def _serve_on(args: argparse.Namespace, d: Any, kafka: str, broker: Any) -> int:
 
     role = getattr(args, "role", "all")
     wait_for_kafka(kafka)
-    names, replication = create_topics(args, kafka)
+    names, replication = create_topics(args, kafka, d.body_retention_ms)
     if not key_matches(args, kafka, d.secret):
         return 2
     shards = None

@@ -13,8 +13,15 @@ and a one-line summary per campaign in the worker log every minute.
 - an aiohttp middleware that protects ``/dashboard``, ``/campaigns``, ``/metrics``, Faust's
   own pages (``/router``, ``/table``, ``/stats``...) and the details of ``/health`` with
   ``ANTIRELOU_ADMIN_TOKEN`` (only the webhooks and ``/login`` are open): ``Authorization: Bearer TOKEN``,
-  or the login form, which sets an HttpOnly cookie. With no token, an ``--insecure-dev``
+  or the login form, which sets an HttpOnly cookie that expires (``COOKIE_MAX_AGE_S``,
+  12 h: it carries its expiry, signed with a key derived from the token), ``Secure`` when
+  the request came over TLS or the deployment's public URL is https (a TLS proxy in
+  front). ``/login`` takes ``LOGIN_FAILURES`` wrong tokens per client a minute, then
+  answers 429 with ``Retry-After``. With no token, an ``--insecure-dev``
   deployment leaves them open (and says so at start); any other refuses them (403).
+- security headers on every answer (``SECURITY_HEADERS``: no sniffing, no framing, no
+  referrer, a content security policy; ``Cache-Control: no-store`` on all but the
+  webhooks; HSTS behind https).
 
 Read-only: policy changes stay signed operator commands (``antirelou policy set``).
 """
@@ -56,18 +63,71 @@ STAGES = {"screening": "inbound", "decisions": "requests", "sending": "outbound"
           "control": "control"}
 
 
-def cookie_value(token: str) -> str:
-    """What the login cookie holds: derived from the token, not the token itself."""
-    return hmac.new(token.encode(), b"antirelou dashboard cookie", hashlib.sha256).hexdigest()
+COOKIE_MAX_AGE_S = 12 * 3600
+LOGIN_FAILURES = 5  # wrong tokens a client may try on /login per LOGIN_WINDOW_S
+LOGIN_WINDOW_S = 60.0
+LOGIN_CLIENTS_KEPT = 10_000  # clients whose failures are remembered (the oldest dropped)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    # The pages' script is a file of ours; their style is inline (no CDN, no other origin).
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' "
+                               "'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+}
+HSTS = "max-age=31536000"
+
+
+def cookie_value(token: str, expires_at: int) -> str:
+    """What the login cookie holds: its expiry (epoch seconds) and a MAC of it under a key
+    derived from the token; never the token."""
+    key = hmac.new(token.encode(), b"antirelou dashboard cookie", hashlib.sha256).digest()
+    mac = hmac.new(key, str(expires_at).encode(), hashlib.sha256).hexdigest()
+    return f"{expires_at}.{mac}"
+
+
+class LoginThrottle:
+    """Wrong tokens per client on /login: past ``LOGIN_FAILURES`` within ``LOGIN_WINDOW_S``
+    the client is answered 429 (the right token too) until the oldest failure is that old.
+    By ``request.remote``: behind a proxy all clients share its address, and so one bucket
+    (a flood of wrong tokens then shuts the form for a minute; ``Bearer`` still works)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def wait_s(self, client: str) -> float:
+        """Seconds before ``client`` may try again (0: now)."""
+        recent = self._recent(client)
+        if len(recent) < LOGIN_FAILURES:
+            return 0.0
+        return max(0.0, recent[0] + LOGIN_WINDOW_S - self.clock())
+
+    def failed(self, client: str) -> None:
+        recent = self._recent(client)
+        recent.append(self.clock())
+        self._failures.pop(client, None)
+        self._failures[client] = recent[-LOGIN_FAILURES:]  # the newest last (dict order)
+        while len(self._failures) > LOGIN_CLIENTS_KEPT:
+            del self._failures[next(iter(self._failures))]
+
+    def _recent(self, client: str) -> list[float]:
+        since = self.clock() - LOGIN_WINDOW_S
+        return [t for t in self._failures.get(client, ()) if t > since]
 
 
 class Guard:
     """Who may see the admin pages."""
 
-    def __init__(self, token: str | None, insecure_dev: bool) -> None:
+    def __init__(self, token: str | None, insecure_dev: bool, public_url: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.token = token or None
         self.open = self.token is None and insecure_dev
-        self._cookie = cookie_value(self.token) if self.token else None
+        # Behind a TLS proxy the request the worker sees is plain http: the public URL says.
+        self.https = (public_url or "").lower().startswith("https://")
+        self.clock = clock
+        self.throttle = LoginThrottle(clock)
 
     def allows(self, request: Any) -> bool:
         if self.open:
@@ -78,9 +138,55 @@ class Guard:
         if header.startswith("Bearer ") and hmac.compare_digest(
                 header[7:].strip().encode(), self.token.encode()):
             return True
-        cookie = request.cookies.get(COOKIE)
-        return cookie is not None and hmac.compare_digest(cookie.encode(),
-                                                          self._cookie.encode())
+        return self.cookie_valid(request.cookies.get(COOKIE))
+
+    def cookie_valid(self, cookie: str | None) -> bool:
+        if cookie is None or self.token is None:
+            return False
+        expires, _, _ = cookie.partition(".")
+        if not (expires.isascii() and expires.isdigit()) or int(expires) <= self.clock():
+            return False
+        return hmac.compare_digest(cookie.encode(),
+                                   cookie_value(self.token, int(expires)).encode())
+
+    async def login(self, request: Any) -> web.StreamResponse:
+        """``POST /login``: the sign-in form's token; throttled per client."""
+        client = request.remote or "?"
+        wait = self.throttle.wait_s(client)
+        if wait > 0:
+            return web.Response(text=login_page("Too many wrong tokens: wait a minute."),
+                                content_type="text/html", status=429,
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        form = await request.post()
+        token = str(form.get("token", ""))
+        if self.token and hmac.compare_digest(token.encode(), self.token.encode()):
+            return self.sign_in(request)
+        self.throttle.failed(client)
+        return web.Response(text=login_page("Wrong token."), content_type="text/html",
+                            status=401)
+
+    def sign_in(self, request: Any) -> web.StreamResponse:
+        """The cookie for a right token: it expires in ``COOKIE_MAX_AGE_S``."""
+        answer = web.Response(status=303, headers={"Location": "/dashboard"})
+        expires_at = int(self.clock()) + COOKIE_MAX_AGE_S
+        answer.set_cookie(COOKIE, cookie_value(self.token or "", expires_at), httponly=True,
+                          samesite="Strict", path="/", max_age=COOKIE_MAX_AGE_S,
+                          secure=self.https or request.secure)
+        return answer
+
+    def secure_headers(self) -> Callable:
+        """An ``on_response_prepare`` hook: ``SECURITY_HEADERS`` on every answer."""
+        guard = self
+
+        async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if not request.path.startswith(PUBLIC_PREFIXES):
+                response.headers.setdefault("Cache-Control", "no-store")
+            if guard.https or request.secure:
+                response.headers.setdefault("Strict-Transport-Security", HSTS)
+
+        return add_headers
 
     def refusal(self, request: Any) -> web.StreamResponse:
         if self.token is None:
@@ -247,11 +353,14 @@ class ProjectionCollector:
                     overruns, overrun_eur, balance, reserve, allowance, queue, surge, version, lag, events)
 
 
-def register_guard(app: Any, admin_token: str | None, insecure_dev: bool) -> Guard:
+def register_guard(app: Any, admin_token: str | None, insecure_dev: bool,
+                   public_url: str | None = None) -> Guard:
     """The admin guard alone (a web-only process, ``--role web``: no dashboard, no
-    /metrics, no journal follower; Faust's own pages and /health's details still guarded)."""
-    guard = Guard(admin_token, insecure_dev)
+    /metrics, no journal follower; Faust's own pages and /health's details still guarded),
+    and the security headers."""
+    guard = Guard(admin_token, insecure_dev, public_url)
     app.web.web_app.middlewares.append(guard.middleware())
+    app.web.web_app.on_response_prepare.append(guard.secure_headers())
     return guard
 
 
@@ -268,7 +377,7 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
 
     names = topic_names(settings.app_id)
     projection = Projection(settings.campaigns)
-    guard = register_guard(app, admin_token, insecure_dev)
+    guard = register_guard(app, admin_token, insecure_dev, settings.public_url)
     lags: dict[str, int] = {}
     app.antirelou_projection = projection  # for tests and the CLI banner
     registry = CollectorRegistry()
@@ -390,15 +499,7 @@ def _register_pages(app: Any, guard: Guard, registry: CollectorRegistry, project
     @app.page("/login")
     class Login(View):
         async def post(self, request: Request) -> Response:
-            form = await request.post()
-            token = str(form.get("token", ""))
-            if guard.token and hmac.compare_digest(token.encode(), guard.token.encode()):
-                answer = web.Response(status=303, headers={"Location": "/dashboard"})
-                answer.set_cookie(COOKIE, cookie_value(guard.token), httponly=True,
-                                  samesite="Strict", path="/", secure=request.secure)
-                return answer
-            return web.Response(text=login_page("Wrong token."), content_type="text/html",
-                                status=401)
+            return await guard.login(request)
 
 
 FOLLOW_MAX_RECORDS = 1_000  # per read of the journal follower

@@ -96,6 +96,25 @@ class BirdSignatureVerifier:
     def verify(self, signature: str | None, timestamp: str | None, url: str,
                body: bytes) -> int:
         """The request's timestamp (unix seconds) when signed and fresh; else Unauthorized."""
+        given = self.check_headers(signature, timestamp)
+        try:
+            payload = signed_payload(timestamp, url, body)  # type: ignore[arg-type]
+        except UnicodeEncodeError:  # a URL built from undecodable bytes
+            raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
+        expected = hmac.digest(self._key, payload, "sha256")
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized("invalid_signature", "signature refused")
+        # After the signature: an unsigned stale request learns nothing about our clock.
+        at = int(timestamp)  # type: ignore[arg-type]
+        if abs(self._clock() - at) > self.max_age_s:
+            raise Unauthorized("stale_signature",
+                               f"the timestamp is more than {self.max_age_s:g} s away")
+        return at
+
+    def check_headers(self, signature: str | None, timestamp: str | None) -> bytes:
+        """The signature's bytes when both headers are there and well formed (checked before
+        the body is read: an unsigned request is refused with none of it buffered; the
+        signature itself covers the body, so it is checked after); else Unauthorized."""
         if not signature:
             raise Unauthorized("missing_signature", f"{SIGNATURE_HEADER} header is required")
         if not timestamp:
@@ -105,22 +124,9 @@ class BirdSignatureVerifier:
         if not signature.isascii() or len(signature) > MAX_SIGNATURE_CHARS:
             raise Unauthorized("invalid_signature", "the signature is not base64")
         try:
-            given = base64.b64decode(signature, validate=True)
+            return base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError):
             raise Unauthorized("invalid_signature", "the signature is not base64") from None
-        try:
-            payload = signed_payload(timestamp, url, body)
-        except UnicodeEncodeError:  # a URL built from undecodable bytes
-            raise Unauthorized("invalid_signature", "the request URL cannot be checked") from None
-        expected = hmac.digest(self._key, payload, "sha256")
-        if not hmac.compare_digest(given, expected):
-            raise Unauthorized("invalid_signature", "signature refused")
-        # After the signature: an unsigned stale request learns nothing about our clock.
-        at = int(timestamp)
-        if abs(self._clock() - at) > self.max_age_s:
-            raise Unauthorized("stale_signature",
-                               f"the timestamp is more than {self.max_age_s:g} s away")
-        return at
 
 
 # -- parsing ----------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from messagebird.error import ValidationError
-from messagebird.request_validator import RequestValidator
 
-from infra.mb_verify import QuickCheck
+from infra.mb_verify import QuickCheck, payload_matches, sdk_token_claims
+from infra.numbers import region_of
 from infra.privacy import mask_numbers
 from streams.intake.errors import BadRequest, Unauthorized, WebhookError
 from streams.intake.fields import MAX_BODY_BYTES, MAX_ID_CHARS, MAX_TEXT_CHARS, iso_ms, json_object, msisdn
@@ -83,7 +83,9 @@ def parse_inbound(content_type: str, raw: bytes) -> InboundSms:
     body = "" if body is None else _as_text(body, "body")  # JSON null: an empty text
     if len(body) > MAX_TEXT_CHARS:
         raise BadRequest("invalid_field", f"'body' is longer than {MAX_TEXT_CHARS}", "body")
-    body = mask_numbers(body)  # here, before the body is stored, journaled or logged
+    # Here, before the body is stored, journaled or logged; in the format of the region of
+    # the number it was sent to (the campaign's).
+    body = mask_numbers(body, region_of(recipient))
     created = data.get("createdDatetime")
     created_ms = None if created in (None, "") else iso_ms(_as_text(created, "createdDatetime"))
     return InboundSms(message_id, originator, recipient, body, created_ms)
@@ -114,7 +116,8 @@ class SignatureVerifier:
     The SDK checks iss/nbf/exp, the URL hash and the payload hash. A token in MessageBird's
     plain form is checked first by ``infra.mb_verify.QuickCheck`` (the same checks, in C,
     accepting only what the SDK accepts); any other, and any it does not pass, goes to the
-    SDK, which accepts or refuses it as before. The SDK does not remember
+    SDK's checks, which accept or refuse it as before. The token is checked before the
+    body is read (``check_token``), the body after (``check_body``). The SDK does not remember
     ``jti``s and raises KeyError on a token without ``url_hash``: both are handled here.
     Seen ``jti``s are kept until their token expires, never dropped before: tokens may
     live ``max_lifetime_s`` at most, and past ``max_remembered`` unexpired ones new
@@ -123,13 +126,23 @@ class SignatureVerifier:
 
     def __init__(self, signing_key: str, max_remembered: int = 100_000,
                  max_lifetime_s: int = MAX_TOKEN_LIFETIME_S) -> None:
-        self._validator = RequestValidator(signing_key)
+        self._key = signing_key
         self._quick = QuickCheck(signing_key)
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._max = max_remembered
         self._max_lifetime = max_lifetime_s
 
     def verify(self, token: str | None, url: str, body: bytes) -> dict[str, Any]:
+        """The whole check: ``check_token``, then ``check_body``."""
+        claims = self.check_token(token, url)
+        self.check_body(claims, body)
+        return claims
+
+    def check_token(self, token: str | None, url: str) -> dict[str, Any]:
+        """Everything but the body, before it is read: the token's signature, issuer and
+        times, the URL it was signed for, its lifetime, its ``jti`` never seen (then
+        remembered). A forged or replayed request is refused here with no more of its body
+        buffered than had arrived with its headers."""
         if not token:
             raise Unauthorized("missing_signature", "MessageBird-Signature-JWT header is required")
         if not token.isascii() or len(token) > MAX_TOKEN_CHARS:
@@ -137,9 +150,9 @@ class SignatureVerifier:
             # cannot even encode (UnicodeEncodeError, a 500 before this check).
             raise Unauthorized("invalid_signature", "signature is not a JWT")
         now = time.time()
-        claims = self._quick.claims(token, url, body, now)
+        claims = self._quick.claims(token, url, None, now)
         if claims is None:  # not in the plain form, or not passing: the SDK decides
-            claims = self._sdk_claims(token, url, body)
+            claims = self._sdk_claims(token, url)
         jti = claims.get("jti")
         if not jti or not isinstance(jti, str):
             raise Unauthorized("invalid_signature", "signature lacks claim 'jti'")
@@ -153,9 +166,15 @@ class SignatureVerifier:
         self._remember(jti, float(exp), now)
         return claims
 
-    def _sdk_claims(self, token: str, url: str, body: bytes) -> dict[str, Any]:
+    def check_body(self, claims: dict[str, Any], body: bytes) -> None:
+        """The body against its token's ``payload_hash`` (the SDK's rules)."""
+        why = payload_matches(claims, body)
+        if why is not None:
+            raise Unauthorized("invalid_signature", f"signature refused: invalid jwt: {why}")
+
+    def _sdk_claims(self, token: str, url: str) -> dict[str, Any]:
         try:
-            return self._validator.validate_signature(token, url, body)
+            return sdk_token_claims(self._key, token, url)
         except ValidationError as exc:
             raise Unauthorized("invalid_signature", f"signature refused: {exc}") from None
         except KeyError as exc:

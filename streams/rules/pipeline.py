@@ -54,7 +54,8 @@ def screen_command(text: TextReceived, reply_to: str = "") -> ScreenText:
     """The screening command for a journaled text (``reply_to`` only in the live shell)."""
     return ScreenText(message_id=text.message_id, campaign_id=text.campaign_id, sender=text.sender,
                       body=text.body, occurred_at=text.occurred_at, reply_to=reply_to,
-                      number_kind=text.number_kind, country=text.country, prefix=text.prefix)
+                      number_kind=text.number_kind, country=text.country, prefix=text.prefix,
+                      test_text=text.test_text, words=text.words)
 
 
 def request_for(verdict: SenderScreened, prefix: str, reply_to: str = "") -> RequestReply:

@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.gcra import Gcra, gcra_apply, gcra_check
-from actors.textfilter import is_test_text
-from actors.words import word_keys
 from schemas.commands import NoteReplyOutcome, ReviewRequest, ScreenText
 from schemas.events import SenderReopened, SenderScreened, TextReceived
 from schemas.policy import UNKNOWN_CAMPAIGN_POLICY, Policy  # noqa: F401 (re-exported)
@@ -53,6 +51,7 @@ from schemas.reasons import (
     TEST_TEXT,
     TEXTED_AGAIN,
 )
+from streams.rules.retention import is_a_test_text, words_of
 
 # Provider message ids remembered per sender, with their verdicts. MessageBird retries a
 # webhook within minutes and a crashed worker is given its texts again, so the last few
@@ -153,7 +152,7 @@ def decide_screening(state: SenderState, command: ScreenText | TextReceived,
     refusal = number_refusal(command, policy)
     if refusal is not None:
         return _verdict(command, "suppress", refusal, texts, policy)
-    if policy.filter_test_texts and is_test_text(command.body):
+    if policy.filter_test_texts and is_a_test_text(command):
         return _verdict(command, "suppress", TEST_TEXT, texts, policy)
     last = state.forwarded_at.get(command.campaign_id)
     if last is not None and (policy.cooldown_ms is None or now - last < policy.cooldown_ms):
@@ -174,7 +173,7 @@ def _verdict(command: ScreenText | TextReceived, verdict: str, reason: str | Non
 def _words_of(command: ScreenText | TextReceived, reason: str | None) -> str:
     """The text's word keys, for the verdicts the campaign hears of (a forward, and a text
     again while he waits); "" for the others."""
-    return word_keys(command.body) if reason is None or reason == ALREADY_ANSWERED else ""
+    return words_of(command) if reason is None or reason == ALREADY_ANSWERED else ""
 
 
 def other_campaigns(state: SenderState, campaign_id: str, now: int) -> int:

@@ -67,6 +67,7 @@ class Topics:
     control: faust.TopicT  # operator commands
     policies: faust.TopicT  # PolicyChanged, one partition
     snapshots: faust.TopicT  # campaign snapshots, keyed by campaign
+    bodies: faust.TopicT  # texts' bodies for their retention, keyed by message id
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ class Runtime:
     ack_window: AckWindow | None = None
     # The provider events this process stored lately, both providers' (streams.intake.once).
     stored_events: StoredEvents = field(default_factory=StoredEvents)
+    # The webhooks' concurrency limit (streams.stages.admission; /health shows it).
+    admission: Any = None
     # Faust's producer once started (``kafka_producer``).
     _started_producer: Any = field(default=None, repr=False)
 

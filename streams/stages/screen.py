@@ -117,6 +117,7 @@ async def screen_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
             message_id=command.message_id, campaign_id=command.campaign_id,
             sender=command.sender, body=command.body, occurred_at=command.occurred_at,
             number_kind=command.number_kind, country=command.country, prefix=command.prefix,
+            test_text=command.test_text, words=command.words,
         ))
         journaled.extend(screened.verdicts)
         forwarded.extend(screened.to_campaign)  # a request; a review of an awaited one

@@ -23,8 +23,15 @@ from streams.intake.messagebird import parse_inbound
 from streams.intake.messagebird_reports import parse_delivery_report, report_event_id
 from streams.intake.once import store_once
 from streams.settings import STATUS_PATH, WEBHOOK_PATH
+from streams.stages.admission import register_admission
 from streams.stages.runtime import Runtime
-from streams.stages.webhooks import read_bounded, signed_url, store_intake, store_report
+from streams.stages.webhooks import (
+    read_bounded,
+    refusal,
+    signed_url,
+    store_intake,
+    store_report,
+)
 
 log = logging.getLogger("antirelou")
 
@@ -32,6 +39,7 @@ STATUS_WAIT_S = 10.0  # /campaigns waits this long for the shards
 
 
 def register_views(rt: Runtime) -> None:
+    rt.admission = register_admission(rt.app, rt.settings.webhook_concurrency)
     register_inbound_webhook(rt)
     register_delivery_reports(rt)
     register_status_views(rt)
@@ -48,18 +56,18 @@ def register_inbound_webhook(rt: Runtime) -> None:
         async def post(self, request: Request) -> Response:
             claims: dict[str, Any] = {}
             try:
-                raw = await read_bounded(request, settings.http_body_timeout_s)
                 if rt.refuse_unsigned:
                     raise Unauthorized("missing_signature", "no MessageBird signing key is set")
+                if verifier is not None:  # the token before the body is read
+                    claims = verifier.check_token(
+                        request.headers.get("MessageBird-Signature-JWT"),
+                        signed_url(settings.public_url, request))
+                raw = await read_bounded(request, settings.http_body_timeout_s)
                 if verifier is not None:
-                    claims = verifier.verify(request.headers.get("MessageBird-Signature-JWT"),
-                                             signed_url(settings.public_url, request), raw)
+                    verifier.check_body(claims, raw)
                 sms = parse_inbound(request.headers.get("Content-Type", ""), raw)
             except WebhookError as exc:
-                response = self.json(exc.body(), status=exc.status)
-                if exc.status == 408:  # the rest of the body may still be on its way
-                    response.force_close()
-                return response
+                return refusal(self.json(exc.body(), status=exc.status), request)
             if rt.broker_down():  # `up`'s broker died: refuse at once, MessageBird retries
                 if verifier is not None and claims:
                     verifier.forget(claims["jti"])
@@ -190,6 +198,7 @@ def register_status_views(rt: Runtime) -> None:
                 "policy_versions": {cid: p.version for cid, p in sorted(rt.live_policies.items())},
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
+                "webhooks": rt.admission.health(),  # under way, limit, turned away
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Deferred requests whose sealed reply-to this worker holds (one entry each).
@@ -231,4 +240,5 @@ def register_web_health(rt: Runtime) -> None:
     class WebHealth(View):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
-                              "signed_webhooks": rt.verifier is not None})
+                              "signed_webhooks": rt.verifier is not None,
+                              "webhooks": rt.admission.health()})

@@ -4,8 +4,9 @@ storing of what the intake built (``streams.intake.build``), each write acknowle
 ``ack_timeout_s``:
 
 - a text's ``Intake``: its facts (``TextRejected``, ``TextTimeClamped``) to the journal
-  first, then its ``ScreenText`` to sms-received (remembered for `up`'s broker, which may
-  lose its last second: stages.broker);
+  first, then its ``ScreenText`` to sms-received as the decisions need it (remembered for
+  `up`'s broker, which may lose its last second: stages.broker), its body apart on the
+  bodies topic for its retention (``streams.rules.retention.split_body``);
 - a reply's ``DeliveryReported`` to the journal, then, when its price settles, the
   campaign's ``SettleReply`` ("priced").
 """
@@ -13,19 +14,24 @@ storing of what the intake built (``streams.intake.build``), each write acknowle
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
 from faust.web import Request
 
 from schemas import codec
+from schemas.commands import ScreenText
 from schemas.events import DeliveryReported
 from streams.intake.build import Intake
 from streams.intake.errors import BadRequest, Unauthorized
 from streams.intake.fields import MAX_BODY_BYTES
 from streams.rules.pipeline import priced
+from streams.rules.retention import split_body
 from streams.rules.sendstate import price_settles
 from streams.stages.runtime import Runtime
+
+log = logging.getLogger("antirelou")
 
 
 async def read_bounded(request: Request, timeout_s: float | None = None) -> bytes:
@@ -56,6 +62,15 @@ async def read_bounded(request: Request, timeout_s: float | None = None) -> byte
     return b"".join(chunks)
 
 
+def refusal(response: Any, request: Request) -> Any:
+    """A refusal answered before its request's body was all received (a forged token, a
+    slow body): its connection is closed after it, so what is still on its way is never
+    read, nor buffered."""
+    if not request.content.is_eof():
+        response.force_close()
+    return response
+
+
 def signed_url(public_url: str | None, request: Request) -> str:
     # The URL MessageBird called, path and query as sent (raw_path): what it hashed.
     try:
@@ -80,16 +95,33 @@ async def store_intake(rt: Runtime, intake: Intake) -> None:
         key = (getattr(fact, "sender", None) or fact.recipient).encode()
         await _bounded(rt, rt.acknowledged(rt.produce(rt.topics.journal, key,
                                                       codec.encode(fact))))
-    command = intake.command
-    if command is None:
-        return
-    value = codec.encode(command)
+    if intake.command is not None:
+        await store_text(rt, intake.command)
+
+
+async def store_text(rt: Runtime, command: ScreenText) -> None:
+    """A text to screen, acknowledged within the ack timeout: on sms-received as the
+    decisions need it, and its body apart on the bodies topic for its retention. The
+    text's ack is the answer; a body not stored is said and the text kept (it carries what
+    the decisions read), so a text is never refused once stored for want of its body."""
+    text, kept = split_body(command, keep=rt.settings.body_retention_ms > 0)
+    key, value = text.sender.encode(), codec.encode(text)
     if rt.ack_window is not None:
         # In the order of the log (the producer's), not of the acks: written again, a
         # sender's texts come in the order they were screened.
-        rt.ack_window.remember(command.sender.encode(), value)
-    await _bounded(rt, rt.acknowledged(rt.produce(rt.topics.inbound, command.sender.encode(),
-                                                  value)))
+        rt.ack_window.remember(key, value)
+    # asyncio.timeout, not wait_for: no extra task per request.
+    async with asyncio.timeout(rt.settings.ack_timeout_s):
+        stored = await rt.produce(rt.topics.inbound, key, value)
+        body = (await rt.produce(rt.topics.bodies, kept.message_id.encode(),
+                                 codec.encode(kept)) if kept is not None else None)
+        await stored
+        if body is not None:
+            try:
+                await body
+            except Exception as exc:  # noqa: BLE001 - the text is stored: keep it
+                log.warning("the body of text %s was not kept: %s", text.message_id,
+                            type(exc).__name__)
 
 
 async def store_report(rt: Runtime, fact: DeliveryReported) -> None:

@@ -58,7 +58,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SIGNING_KEY = "bench-signing-key-0123456789abcdef0123456789"
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-secret-3e9a1c7f5b2d8e4a6c0f9b1d7e3a5c2f"
 ACCESS_KEY = "bench_access_key"
 NUMBER = "33644630001"
 CONFIG = """
@@ -472,6 +472,7 @@ class Bench:
         log_path = self.tmp / f"{name}.log"
         env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
                "ANTIRELOU_SECRET": SECRET, "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
+               "ANTIRELOU_PUBLIC_URL": f"http://127.0.0.1:{port}",
                "MESSAGEBIRD_ENDPOINT": endpoint, **(env_extra or {})}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         process = subprocess.Popen(
@@ -1195,7 +1196,8 @@ def start_web_only(bench: Bench, app_id: str, names: dict, tag: str,
     workers); its own log and state folder (``tag``)."""
     port = free_port()
     log_path = bench.tmp / f"{app_id}-{tag}.log"
-    env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET}
+    env = {**code_env(root), "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, "ANTIRELOU_SECRET": SECRET,
+           "ANTIRELOU_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--role", "web", "--kafka",

@@ -27,6 +27,7 @@ from infra.numbers import classify
 from streams.simulate import sign_webhook
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
+SECRET = "e2e-secret-5f0c3a9e7d1b4c2a8e6f0d3b9a7c5e1f"  # ANTIRELOU_SECRET: 32+ random bytes
 ACCESS_KEY = "e2e_access_key"
 REPLY_PARIS = "Non, c'est non. Vous avez fait peur a une femme. Ce numero est un numero anti-relou."
 REPLY_LYON = "Ce numero est un numero anti-relou de Lyon. Une femme vous l'a donne pour etre tranquille."
@@ -214,7 +215,7 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
     app_id = app_id or "e2e-" + uuid.uuid4().hex[:8]
     log_path = tmp / f"worker-{port}.log"
     env = {**os.environ, "MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
-           "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef", "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ANTIRELOU_SECRET": SECRET, "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN,
            **env_extra}
     env = {k: v for k, v in env.items() if v is not None}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
@@ -222,7 +223,7 @@ def start_worker(tmp: Path, kafka: str, ray_address: str, env_extra: dict,
         [sys.executable, "-m", module, "worker", "--kafka", kafka,
          "--ray-address", ray_address, "--config", str(config), "--app-id", app_id,
          "--web-port", str(port), "--state-dir", str(tmp / "state"), "--partitions", "2",
-         "--snapshot-interval", "1", *args],
+         "--snapshot-interval", "1", "--public-url", f"http://127.0.0.1:{port}", *args],
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True,
     )

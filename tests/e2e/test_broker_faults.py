@@ -26,6 +26,7 @@ from infra.supervisor import PID_FILE, alive
 from tests.e2e.conftest import (
     ACCESS_KEY,
     CONFIG,
+    SECRET,
     SIGNING_KEY,
     Worker,
     free_port,
@@ -73,7 +74,7 @@ def start_up(tmp: Path, ray_address: str, messagebird, *, app_id: str | None = N
     log_path = tmp / f"up-{time.monotonic_ns()}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MESSAGEBIRD_"))}
     env.update({"MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY,
-                "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef",
+                "ANTIRELOU_SECRET": SECRET,
                 "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
                 "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
                 "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN, **(extra_env or {})})
@@ -81,7 +82,8 @@ def start_up(tmp: Path, ray_address: str, messagebird, *, app_id: str | None = N
         [sys.executable, "-m", "streams.cli", "up", "--config", str(config),
          "--state-dir", str(tmp / "state"), "--app-id", app_id,
          "--kafka-port", str(kafka_port), "--web-port", str(web_port),
-         "--ray-address", ray_address, "--partitions", "2", "--snapshot-interval", "1"],
+         "--ray-address", ray_address, "--partitions", "2", "--snapshot-interval", "1",
+         "--public-url", f"http://127.0.0.1:{web_port}"],
         stdout=log_path.open("w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         start_new_session=True,
     )

@@ -26,6 +26,7 @@ from schemas.commands import SendReply
 from tests.e2e.conftest import (
     ACCESS_KEY,
     PRICE,
+    SECRET,
     SIGNING_KEY,
     new_sender,
     of,
@@ -66,9 +67,6 @@ def sender_worker(tmp_path_factory, kafka, ray_address, reporting_messagebird):
 
 def sms_to(mb: LocalMessageBird, number: str) -> list[dict]:
     return [m for m in mb.messages if number in m["recipients"]]
-
-
-SECRET = "e2e-secret-0123456789abcdef"  # start_worker's ANTIRELOU_SECRET
 
 
 def send_replies_directly(worker, numbers: list[str], copies: dict[int, int] | None = None,

@@ -18,7 +18,7 @@ import pytest
 
 from infra.journal import iter_records
 from streams.rules.screening import SenderState
-from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, new_sender, of
+from tests.e2e.conftest import NUMBERS, REPLY_LYON, REPLY_PARIS, SECRET, new_sender, of
 
 pytestmark = pytest.mark.services
 
@@ -188,7 +188,7 @@ def test_no_topic_log_or_cli_output_holds_a_phone_number_in_clear(worker, tmp_pa
     for name, records in topics.items():
         clean(b"\n".join(k + b" " + v for k, v in records), name)
     # The work topics carry the number only sealed (AES-GCM), and it opens to the sender.
-    privacy = Privacy(b"e2e-secret-0123456789abcdef")
+    privacy = Privacy(SECRET.encode())
     sealed = [codec.decode(v) for _, v in topics[f"{worker.app_id}.sms-received"]
               if codec.decode(v).message_id == r.message_id]
     assert sealed and privacy.open(sealed[0].reply_to, campaign_id=sealed[0].campaign_id,
@@ -276,7 +276,8 @@ def test_phone_number_in_a_body_appears_nowhere_after_a_flood(worker):
     assert any(t.endswith("-changelog") for t in topics)
     for name, records in topics.items():
         clean(b"\n".join(k + b" " + v for k, v in records), name)
-    assert b"[numero] bisous" in b"".join(v for _, v in topics[f"{worker.app_id}.journal"])
+    # The bodies, masked, are kept apart from the journal (streams.rules.retention).
+    assert b"[numero] bisous" in b"".join(v for _, v in topics[f"{worker.app_id}.bodies"])
     clean(worker.log_path.read_text().encode(), "the worker log")
     for args in (("journal",), ("audit",), ("audit", "--json")):
         out = worker.cli(*args)
@@ -297,7 +298,8 @@ def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SE
         return subprocess.run(
             [sys.executable, "-m", "streams.cli", "worker", "--kafka", worker.kafka,
              "--config", str(worker.config), "--app-id", app_id or worker.app_id,
-             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2"],
+             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2",
+             "--public-url", "http://127.0.0.1:1"],
             capture_output=True, text=True, timeout=60, env=env, start_new_session=True)
     except subprocess.TimeoutExpired:  # (subprocess.run killed it)
         pytest.fail("the worker started instead of refusing")
@@ -328,10 +330,9 @@ def test_secret_mismatch_between_workers_is_refused_at_start(worker, tmp_path):
         return [k async for _, _, k, _ in iter_records(worker.kafka, keycheck_topic(
             worker.app_id))]
 
-    assert asyncio.run(published()) == [key_check_value(b"e2e-secret-0123456789abcdef")
-                                        .encode()]
+    assert asyncio.run(published()) == [key_check_value(SECRET.encode()).encode()]
     out = _start_worker_briefly(worker, tmp_path,
-                                {"ANTIRELOU_SECRET": "another-secret-0123456789abcdef"})
+                                {"ANTIRELOU_SECRET": "another-secret-9c4e7a1f3b5d8e2c6a0f4b7d1e9c3a5f"})
     assert out.returncode == 2, out.stderr[-2000:]
     assert "not the deployment's" in out.stderr
     assert "another-secret" not in out.stderr + out.stdout  # the secret is never shown

@@ -110,12 +110,18 @@ def test_bodies_over_the_limit_are_413_json_even_past_aiohttp_s_own_limit(worker
                                                   sign(url, raw, SIGNING_KEY)}, timeout=30)
         assert r.status_code == 413 and r.json()["error"] == "too_large", r.text[:200]
 
-    def chunks():  # chunked: no Content-Length to refuse early
-        for _ in range(40):
-            yield b"x" * 65536
+    big = b"x" * 65536 * 40
 
-    r = requests.post(url, data=chunks(), headers=FORM, timeout=30)
+    def chunks():  # chunked: no Content-Length to refuse early
+        for i in range(40):
+            yield big[i * 65536:(i + 1) * 65536]
+
+    signed = {**FORM, "MessageBird-Signature-JWT": sign(url, big, SIGNING_KEY)}
+    r = requests.post(url, data=chunks(), headers=signed, timeout=30)
     assert r.status_code == 413 and r.json()["error"] == "too_large", r.text[:200]
+    # Unsigned, it is refused before any of it is read (issue 31: the token comes first).
+    r = requests.post(url, data=chunks(), headers=FORM, timeout=30)
+    assert r.status_code == 401 and r.json()["error"] == "missing_signature", r.text[:200]
     assert written(before, offsets(worker, "sms-received")) == 0
 
 
@@ -236,11 +242,21 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
         s.sendall(data)
         return s
 
+    def half_body(signed: bool) -> socket.socket:
+        # Signed for a body it never finishes sending (the token is checked before the
+        # body is read: an unsigned one is refused at once, issue 31).
+        raw = callback(new_sender())
+        token = sign(f"http://{where.hostname}:{where.port}{path}", raw, SIGNING_KEY)
+        return connect(f"POST {path} HTTP/1.1\r\nHost: {where.hostname}:{where.port}\r\n"
+                       f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+                       f"{len(raw)}\r\n".encode()
+                       + (f"MessageBird-Signature-JWT: {token}\r\n" if signed else "").encode()
+                       + b"\r\n" + raw[:5])
+
     half_headers = [connect(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-".encode())
                     for _ in range(60)]
-    half_bodies = [connect(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
-                           f"x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\nid=1&".encode())
-                   for _ in range(60)]
+    half_bodies = [half_body(signed=True) for _ in range(60)]
+    unsigned = [half_body(signed=False) for _ in range(20)]
     idle = [connect(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(20)]
     started = time.monotonic()
 
@@ -256,6 +272,9 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
             pass
         return received, True
 
+    for s in unsigned:  # answered 401 at once, its body never read (issue 31)
+        s.settimeout(3)
+        assert s.recv(65536).startswith(b"HTTP/1.1 401")
     time.sleep(max(0.0, started + 19 - time.monotonic()))
     try:
         assert requests.get(worker.url + "/health", timeout=10).status_code == 200
@@ -267,7 +286,7 @@ def test_slow_clients_are_closed_after_the_header_body_and_idle_bounds(worker):
         idles = [answer_then_closed(s) for s in idle]
         assert all(closed and answer.startswith(b"HTTP/1.1 200") for answer, closed in idles)
     finally:
-        for s in half_headers + half_bodies + idle:
+        for s in half_headers + half_bodies + idle + unsigned:
             s.close()
 
 

@@ -1,8 +1,11 @@
 """The quick signature check (``infra.mb_verify``) accepts only what the SDK accepts.
 
 Every token here is checked twice: by ``SignatureVerifier`` as shipped (quick check first)
-and by one whose quick check is switched off (the SDK alone, as before it existed). Both
-must give the same verdict: equal claims, or the same 401 with the same message.
+and by one whose quick check is switched off (the SDK's checks alone, as before it existed).
+Both must give the same verdict: equal claims, or the same 401 with the same message. And
+the SDK's own ``validate_signature`` on the whole request is the reference: what the
+verifier accepts (the token checked before the body is read, the body after), the SDK
+accepts with equal claims; what the SDK refuses, the verifier refuses.
 """
 
 from __future__ import annotations
@@ -72,6 +75,14 @@ def assert_same_verdict(token: str, url: str = URL, body: bytes = BODY) -> objec
         assert RequestValidator(KEY).validate_signature(token, url, body) == quick
     shipped = verdict(SignatureVerifier(KEY), token, url, body)
     assert shipped == verdict(sdk_only(), token, url, body)
+    try:
+        reference = ("ok", RequestValidator(KEY).validate_signature(token, url, body))
+    except Exception:  # noqa: BLE001 - the SDK's refusals (and its crashes on odd claims)
+        reference = ("refused",)
+    if shipped[0] == "ok":
+        assert reference == shipped
+    if reference[0] == "refused":
+        assert shipped[0] == "refused" and shipped[1] == 401
     return shipped
 
 
