@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from infra.checkpoints import Checkpoint, NoteError, Verifier, log_origin, open_note, read_notes
+from infra.journal import PARTITION_LINE as MARKER
 from infra.merkle import Frontier, leaf_hash
-
-MARKER = b'{"partition":'
 
 
 class BadExport(ValueError):

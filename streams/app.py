@@ -46,6 +46,7 @@ from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import deferred_reply_to_table, register_decide
+from streams.stages.notary import register_notary
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
@@ -171,6 +172,7 @@ def create_app(
     register_decide(rt)
     register_send(rt)
     register_watchdog(rt)
+    register_notary(rt)  # leader: signed checkpoints of the journal
     register_broker_recovery(rt)  # under `up`: what its broker lost when it died
     register_views(rt)
     if settings.bird_channels:

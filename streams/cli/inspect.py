@@ -220,20 +220,34 @@ def print_journal(args: argparse.Namespace) -> int:
 
 
 def export_journal(args: argparse.Namespace) -> int:
-    """``export``: the journal topic to a JSON-lines file, one event a line."""
+    """``export``: the journal topic to a JSON-lines file, partition after partition, each
+    record exactly as stored after a line ``{"partition":N}``; and beside it
+    ``FILE.checkpoints``, the notary's signed checkpoints with their leaf hashes (what
+    ``antirelou verify`` checks the file against)."""
     from schemas import codec
 
     async def export() -> None:
-        from infra.journal import iter_journal
+        from infra.journal import iter_by_partition, iter_records
+        from infra.verify import marker
+        from streams.settings import topic_names
 
-        n = 0
+        n, part = 0, None
         with open(args.out, "wb") as out:
-            async for _, _, event in iter_journal(args.kafka, journal_topic(args)):
+            async for p, _, _, value in iter_by_partition(args.kafka, journal_topic(args)):
+                if p != part:
+                    out.write(marker(p))
+                    part = p
                 n += 1
                 if n % PROGRESS_EVERY == 0:
                     progress(args, n)
-                out.write(event_line(event))
-        print(f"antirelou: export: {n} events written to {args.out}", file=sys.stderr)
+                out.write(value + b"\n")
+        checkpoints = 0
+        with open(f"{args.out}.checkpoints", "wb") as out:
+            async for _, _, _, value in iter_records(args.kafka, topic_names(args.app_id)["notary"]):
+                out.write(value.rstrip(b"\n") + b"\n")
+                checkpoints += 1
+        print(f"antirelou: export: {n} events written to {args.out}, {checkpoints} signed "
+              f"checkpoints to {args.out}.checkpoints", file=sys.stderr)
 
     try:
         talk(args, export())
