@@ -54,3 +54,33 @@ def write_export(directory: Path, parts: list[list[bytes]], notary_lines: list[b
                 f.write(value + b"\n")
     Path(f"{path}.checkpoints").write_bytes(b"".join(notary_lines))
     return path
+
+
+def number(i: int) -> str:
+    return f"336120000{i:02d}"
+
+
+def stories_journal():
+    """Paris with its shipped policy (a 30-minute safety delay, surges on): quiet pests an
+    hour apart (held for the delay, then released and answered), a raid of 60 first texts
+    in two minutes pasting one text, and a flooder (12 texts in 12 seconds). Senders are the
+    pseudonyms of ``number(i)`` under SECRET: 0-5 quiet, 10-69 raid, 90 the flooder."""
+    from infra.privacy import Privacy
+    from schemas.commands import Tick
+    from tests.factories import T0, campaign, journal_of
+
+    c = campaign("paris", budget_micros=50_000_000,
+                 policy=(("surge_spend_percent", 1), ("surge_ttl_ms", 90 * MINUTE)))
+    pseudonym = Privacy(SECRET).pseudonym
+    words = ["tu es belle", "on se revoit quand", "je pense a toi", "reponds stp",
+             "t'es ou ce soir", "salut ma belle"]
+    steps: list = [(f"q{i}", c.id, pseudonym(number(i)), T0 + i * 60 * MINUTE, "33-612", words[i])
+                   for i in range(6)]
+    raid_at = T0 + 7 * 60 * MINUTE
+    steps += [(f"r{i}", c.id, pseudonym(number(10 + i)), raid_at + i * 2_000, "33-756",
+               "ce numero est un fake lol") for i in range(60)]
+    steps += [(f"f{k}", c.id, pseudonym(number(90)), raid_at + 3 * MINUTE + k * 1_000, "33-699",
+               f"allo {k}") for k in range(12)]
+    steps += [Tick(campaign_id=c.id, occurred_at=T0 + k * MINUTE) for k in range(0, 10 * 60, 1)]
+    steps.sort(key=lambda s: s.occurred_at if isinstance(s, Tick) else s[3])
+    return c, journal_of(steps, [c], batch=1)

@@ -37,6 +37,7 @@ def add_parsers(sub: Any) -> None:
                        "checkpoints.txt (the latest signed notes) and key.txt")
     common.add_common(p)
     p.add_argument("--out", required=True, help="the folder to write")
+    p.add_argument("--file", help="read an export (and FILE.checkpoints) instead of the broker")
     p = sub.add_parser("why", formatter_class=common.Help,
                        help="one sender's story: each text, verdict, wait and reply, and why",
                        description="the number is pseudonymised here with the deployment "
@@ -177,8 +178,12 @@ def public(args: argparse.Namespace) -> int:
     figures = PublicFigures(campaigns)
     for e in events:
         figures.apply(e)
-    states = common.talk(args, latest_by_key(args.kafka, topic_names(args.app_id)["checkpoints"]))
-    notes = latest_notes(states)
+    if args.file:
+        notes = exported_notes(f"{args.file}.checkpoints")
+    else:
+        states = common.talk(args, latest_by_key(args.kafka,
+                                                 topic_names(args.app_id)["checkpoints"]))
+        notes = latest_notes(states)
     key = verifier_text(argparse.Namespace(key=None, state_dir=args.state_dir,
                                            app_id=args.app_id)) or "(no key: set ANTIRELOU_SECRET)"
     out = Path(args.out)
@@ -189,3 +194,18 @@ def public(args: argparse.Namespace) -> int:
     print(f"antirelou: public: {out}/index.html, checkpoints.txt ({len(notes)} signed "
           "checkpoint(s)) and key.txt written")
     return common.EXIT_OK
+
+
+def exported_notes(path: str) -> list[str]:
+    """The latest signed note of each partition in an export's checkpoints (none if absent)."""
+    from infra.checkpoints import Checkpoint
+    from infra.verify import parse_checkpoints
+
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return []
+    latest: dict[int, str] = {}
+    for note, _, _ in parse_checkpoints(text):
+        latest[Checkpoint.parse(note.partition("\n\n")[0] + "\n").partition] = note
+    return [latest[p] for p in sorted(latest)]

@@ -37,12 +37,15 @@ class Day:
 
 @dataclass
 class Surge:
-    started: int
+    started: int  # the minute of its first texts
     ended: int | None = None
-    held: int = 0
-    released: int = 0
-    starved: int = 0
-    expired: int = 0
+
+
+# What became of the requests deferred in a minute (a surge's cohorts): held back,
+# released, refused as a raid, expired otherwise. Counted by the minute they were deferred,
+# and given to a surge when the page is drawn: a surge's requests and its start and end
+# are in different journal partitions, read in any order.
+HELD, RELEASED, STARVED_, EXPIRED = range(4)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class CampaignBook:
     campaign: Campaign
     days: dict[int, Day] = field(default_factory=dict)
     surges: list[Surge] = field(default_factory=list)
+    deferred: dict[int, list[int]] = field(default_factory=dict)  # minute -> 4 counts
     balance_micros: int = 0
     balance_seq: int = -1
 
@@ -60,8 +64,19 @@ class CampaignBook:
             found = self.days[d] = Day()
         return found
 
-    def surge(self) -> Surge | None:
-        return self.surges[-1] if self.surges and self.surges[-1].ended is None else None
+    def note(self, deferred_at: int | None, what: int) -> None:
+        if deferred_at is None:
+            return
+        counts = self.deferred.setdefault(deferred_at // 60_000, [0, 0, 0, 0])
+        counts[what] += 1
+
+    def of_surge(self, s: Surge) -> list[int]:
+        first, last = s.started // 60_000, (s.ended // 60_000 if s.ended is not None else None)
+        totals = [0, 0, 0, 0]
+        for minute, counts in self.deferred.items():
+            if first <= minute and (last is None or minute <= last):
+                totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        return totals
 
 
 class PublicFigures:
@@ -77,7 +92,6 @@ class PublicFigures:
         balance = getattr(e, "balance_after_micros", None)
         if balance is not None and seq is not None and seq > book.balance_seq:
             book.balance_micros, book.balance_seq = balance, seq
-        surge = book.surge()
         if kind == "SenderScreened":
             book.day(e.occurred_at).texts += 1
             if e.reason in STARVED:
@@ -86,8 +100,7 @@ class PublicFigures:
             book.day(e.occurred_at).answered += 1
         elif kind == "ReplyApproved":
             book.day(e.occurred_at).spent_micros += e.cost_micros
-            if surge is not None and e.deferred_at is not None and e.deferred_at >= surge.started:
-                surge.released += 1
+            book.note(e.deferred_at, RELEASED)
         elif kind == "ReplyRefunded":
             book.day(e.occurred_at).spent_micros -= e.refund_micros
         elif kind == "ReplyCostReconciled":
@@ -95,18 +108,17 @@ class PublicFigures:
         elif kind == "BudgetCredited":
             book.day(e.occurred_at).credited_micros += e.amount_micros
         elif kind in ("ReplyDenied", "ReplyExpired"):
-            if e.reason in STARVED:
+            starved = e.reason in STARVED
+            if starved:
                 book.day(e.occurred_at).starved += 1
-                if surge is not None:
-                    surge.starved += 1
-            elif surge is not None and kind == "ReplyExpired":
-                surge.expired += 1
-        elif kind == "ReplyHeldBack" and surge is not None:
-            surge.held += 1
+            if kind == "ReplyExpired":
+                book.note(e.deferred_at, STARVED_ if starved else EXPIRED)
+        elif kind == "ReplyHeldBack":
+            book.note(e.deferred_at, HELD)
         elif kind == "SurgeStarted":
-            book.surges.append(Surge(e.occurred_at))
-        elif kind == "SurgeEnded" and surge is not None:
-            surge.ended = e.occurred_at
+            book.surges.append(Surge(e.occurred_at // 60_000 * 60_000))  # its first minute
+        elif kind == "SurgeEnded" and book.surges and book.surges[-1].ended is None:
+            book.surges[-1].ended = e.occurred_at
 
 
 def _date(day: int) -> str:
@@ -136,11 +148,12 @@ def runway(book: CampaignBook, now_ms: int) -> str:
     return f"at this pace ({_eur(int(pace))} a day) the money lasts until {_date(out)}"
 
 
-def _surge_line(s: Surge) -> str:
+def _surge_line(book: CampaignBook, s: Surge) -> str:
     end = (f"ended {_hour(s.ended)}" if s.ended is not None else "still on")
-    return (f"<li>surge from {_hour(s.started)} UTC, {end}: {s.held:,} request(s) held back, "
-            f"{s.released:,} released, {s.starved:,} refused as a raid, {s.expired:,} "
-            "expired</li>")
+    held, released, starved, expired = book.of_surge(s)
+    return (f"<li>surge from {_hour(s.started)} UTC, {end}: {held:,} request(s) held back, "
+            f"{released:,} released, {starved:,} refused as a raid, {expired:,} "
+            "expired unanswered</li>")
 
 
 def _campaign_section(book: CampaignBook, now_ms: int) -> str:
@@ -149,7 +162,7 @@ def _campaign_section(book: CampaignBook, now_ms: int) -> str:
         f"<tr><td>{_date(d)}</td><td>{x.texts:,}</td><td>{x.answered:,}</td>"
         f"<td>{x.starved:,}</td><td>{_eur(x.spent_micros)}</td><td>{_eur(x.credited_micros)}</td></tr>"
         for d, x in sorted(book.days.items(), reverse=True))
-    surges = "".join(_surge_line(s) for s in reversed(book.surges))
+    surges = "".join(_surge_line(book, s) for s in reversed(book.surges))
     return (f'<section><h2>{html.escape(c.id)}</h2><p class="money">Balance '
             f"<b>{_eur(book.balance_micros)}</b> of a budget of {_eur(c.budget_micros)} and "
             f"the donations below; {html.escape(runway(book, now_ms))}.</p>"
