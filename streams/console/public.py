@@ -81,7 +81,13 @@ class CampaignBook:
 
 class PublicFigures:
     def __init__(self, campaigns: Iterable[Campaign]) -> None:
-        self.books = {c.id: CampaignBook(c, balance_micros=c.budget_micros) for c in campaigns}
+        self.campaigns = list(campaigns)
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing read yet (a follower that reads the journal again from its beginning)."""
+        self.books = {c.id: CampaignBook(c, balance_micros=c.budget_micros)
+                      for c in self.campaigns}
 
     def apply(self, e: Any) -> None:  # noqa: C901 - one branch per event type
         book = self.books.get(getattr(e, "campaign_id", None))  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ and measures each row beside its reference, in the same run:
   latency    at 1,000 texts/s offered through the webhook: from the client's 200 to the
              journal's SenderScreened and ReplySent records (their Kafka timestamps).
   audit      tests/benchmarks/bench_audit.py: audit replay beside plain decoding.
+  verify     tests/benchmarks/bench_verify.py: `antirelou verify` of an export against its
+             signed checkpoints, beside plain decoding (--audit-events events).
   stage      the reply stage in a real worker: SendReply commands pre-produced into
              sms-outbound, until every reply is journaled as attempted and sent.
   sends      the reply stage alone: the MessageBird gateway from 8 and 32 threads (a worker
@@ -1348,11 +1350,25 @@ def run_audit(args: argparse.Namespace, rows: list) -> None:
                  f"peak RSS {rss} MiB"))
 
 
+def run_verify(args: argparse.Namespace, rows: list) -> None:
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_verify.py")),
+                          "--events", str(args.audit_events)], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    log("verify:\n" + out)
+    decode = float(re.search(r"\(a\) decode:\s+([\d,]+)", out).group(1).replace(",", ""))
+    verify = float(re.search(r"\(b\) verify:\s+([\d,]+)", out).group(1).replace(",", ""))
+    events = re.search(r"^events:\s+([\d,]+)", out, re.M).group(1)
+    seconds = re.search(r"\(b\) verify:.*\(([\d.]+) s\)", out).group(1)
+    rows.append((f"verify an export, {events} events", f"{verify:,.0f} events/s",
+                 f"plain decode {decode:,.0f} events/s", verify / decode, f"{seconds} s"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
-    parser.add_argument("--only", default="raw,pipeline,stage,sends,webhook,latency,audit,growth",
+    parser.add_argument("--only",
+                        default="raw,pipeline,stage,sends,webhook,latency,audit,verify,growth",
                         help="comma-separated rows to run (also: workers2, one worker then "
                              "two sharing the partitions, CPU per text of each)")
     parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
@@ -1410,6 +1426,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if "audit" in args.only:  # first: a child's peak RSS starts at ours (fork keeps maxrss)
         run_audit(args, rows)
+    if "verify" in args.only:
+        run_verify(args, rows)
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(args.keep) if args.keep
