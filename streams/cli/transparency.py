@@ -21,28 +21,29 @@ from streams.cli import common
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("verify", formatter_class=common.Help,
-                       help="check an export against the deployment's signed checkpoints",
-                       description="every checkpoint's signature, and every event of the export "
-                       "against the trees they signed; the first event that differs named in one "
-                       "line (exit 1); exit 0 and one summary line when all match")
+    def parser(name: str, what: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=common.Help, help=what,
+                              description=description)
+
+    p = parser("verify", "check an export against the deployment's signed checkpoints",
+               "every checkpoint's signature, and every event of the export against the trees "
+               "they signed; the first event that differs named in one line (exit 1); exit 0 "
+               "and one summary line when all match")
     p.add_argument("file", help="the export (`antirelou export --out FILE`)")
     p.add_argument("--checkpoints", help="the signed checkpoints: FILE.checkpoints (written by "
                    "export, with leaf hashes) or a deployment's published checkpoints.txt "
                    "[default: FILE.checkpoints]")
     add_key(p)
-    p = sub.add_parser("public", formatter_class=common.Help,
-                       help="write the public transparency page as a static site",
-                       description="the page /public serves, from the journal: index.html, "
-                       "checkpoints.txt (the latest signed notes) and key.txt")
+    p = parser("public", "write the public transparency page as a static site",
+               "the page /public serves, from the journal: index.html, checkpoints.txt (the "
+               "latest signed notes) and key.txt")
     common.add_common(p)
     p.add_argument("--out", required=True, help="the folder to write")
     p.add_argument("--file", help="read an export (and FILE.checkpoints) instead of the broker")
-    p = sub.add_parser("why", formatter_class=common.Help,
-                       help="one sender's story: each text, verdict, wait and reply, and why",
-                       description="the number is pseudonymised here with the deployment "
-                       "secret (ANTIRELOU_SECRET, or the state folder's in development) and "
-                       "never sent anywhere; only the journal is read")
+    p = parser("why", "one sender's story: each text, verdict, wait and reply, and why",
+               "the number is pseudonymised here with the deployment secret (ANTIRELOU_SECRET, "
+               "or the state folder's in development) and never sent anywhere; only the "
+               "journal is read")
     p.add_argument("number", help="the sender's phone number, e.g. +33612345678")
     common.add_common(p)
     p.add_argument("--campaign", help="only this campaign")

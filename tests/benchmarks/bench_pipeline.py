@@ -1336,31 +1336,22 @@ def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
     worker.stop()
 
 
-def run_audit(args: argparse.Namespace, rows: list) -> None:
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_audit.py")),
+def run_beside_decoding(args: argparse.Namespace, rows: list, kind: str, label: str) -> None:
+    """Row ``kind`` (audit or verify): ``bench_<kind>.py`` of --audit-events events, its
+    rate beside plain decoding's in the same run."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name(f"bench_{kind}.py")),
                           "--events", str(args.audit_events)], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    log("audit:\n" + out)
+    log(f"{kind}:\n" + out)
     decode = float(re.search(r"\(a\) decode:\s+([\d,]+)", out).group(1).replace(",", ""))
-    audit = float(re.search(r"\(b\) audit:\s+([\d,]+)", out).group(1).replace(",", ""))
+    rate = float(re.search(rf"\(b\) {kind}:\s+([\d,]+)", out).group(1).replace(",", ""))
     events = re.search(r"^events:\s+([\d,]+)", out, re.M).group(1)
-    rss = re.search(r"([\d]+) MiB after audit", out).group(1)
-    rows.append((f"audit replay, {events} events", f"{audit:,.0f} events/s",
-                 f"plain decode {decode:,.0f} events/s", audit / decode,
-                 f"peak RSS {rss} MiB"))
-
-
-def run_verify(args: argparse.Namespace, rows: list) -> None:
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_verify.py")),
-                          "--events", str(args.audit_events)], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
-    log("verify:\n" + out)
-    decode = float(re.search(r"\(a\) decode:\s+([\d,]+)", out).group(1).replace(",", ""))
-    verify = float(re.search(r"\(b\) verify:\s+([\d,]+)", out).group(1).replace(",", ""))
-    events = re.search(r"^events:\s+([\d,]+)", out, re.M).group(1)
-    seconds = re.search(r"\(b\) verify:.*\(([\d.]+) s\)", out).group(1)
-    rows.append((f"verify an export, {events} events", f"{verify:,.0f} events/s",
-                 f"plain decode {decode:,.0f} events/s", verify / decode, f"{seconds} s"))
+    if kind == "audit":
+        note = f"peak RSS {re.search(r'([0-9]+) MiB after audit', out).group(1)} MiB"
+    else:
+        note = f"{re.search(r'[(]b[)] verify:.*[(]([0-9.]+) s[)]', out).group(1)} s"
+    rows.append((f"{label}, {events} events", f"{rate:,.0f} events/s",
+                 f"plain decode {decode:,.0f} events/s", rate / decode, note))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1425,9 +1416,9 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     started = time.perf_counter()
     if "audit" in args.only:  # first: a child's peak RSS starts at ours (fork keeps maxrss)
-        run_audit(args, rows)
+        run_beside_decoding(args, rows, "audit", "audit replay")
     if "verify" in args.only:
-        run_verify(args, rows)
+        run_beside_decoding(args, rows, "verify", "verify an export")
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(args.keep) if args.keep
