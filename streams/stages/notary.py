@@ -26,8 +26,9 @@ from typing import Any
 import orjson
 
 from infra.checkpoints import Notary, Signed, notary_line
-from infra.journal import end_offsets, iter_records, latest_by_key
+from infra.journal import iter_records, latest_by_key
 from streams.stages.runtime import Runtime
+from streams.stages.watchdog import EndOffsets
 
 log = logging.getLogger("antirelou")
 
@@ -44,6 +45,11 @@ def register_notary(rt: Runtime) -> None:
                             value_serializer="raw", partitions=1)
 
     topics = {"notary": raw(rt.names["notary"]), "checkpoints": raw(rt.names["checkpoints"])}
+    ends = EndOffsets(settings.kafka)  # one long-lived client: a new one each tick is noise
+
+    @rt.app.on_before_shutdown.connect
+    async def on_shutdown_close_notary_client(app: Any, **kwargs: Any) -> None:
+        await ends.close()
 
     @rt.app.timer(interval=min(30.0, settings.checkpoint_interval_s), on_leader=True)
     async def notarise_journal() -> None:
@@ -51,7 +57,7 @@ def register_notary(rt: Runtime) -> None:
             if not resumed:
                 await resume(rt, notary)
                 resumed.append(True)
-            for signed in await notarise(rt, notary):
+            for signed in await notarise(rt, notary, ends):
                 await publish(rt, topics, signed, settings.checkpoints_file)
         except Exception as exc:  # noqa: BLE001 - a timer that raises stops the worker
             resumed.clear()  # read the notary's state again: what was signed is there
@@ -65,12 +71,12 @@ async def resume(rt: Runtime, notary: Notary) -> None:
         notary.resume(int(key), orjson.loads(value))
 
 
-async def notarise(rt: Runtime, notary: Notary) -> list[Signed]:
+async def notarise(rt: Runtime, notary: Notary, end_offsets: EndOffsets) -> list[Signed]:
     """Every journal record not yet taken, then the checkpoints due."""
     kafka, topic = rt.settings.kafka, rt.names["journal"]
     interval_ms = int(rt.settings.checkpoint_interval_s * 1000)
     now = rt.now_ms()
-    ends = await end_offsets(kafka, topic)
+    ends = {p: end for (_, p), end in (await end_offsets.of(topic)).items()}
     signed: list[Signed] = []
     start = {p: notary.log(p).next_offset for p in ends}
     if any(ends[p] > start[p] for p in ends):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from infra.journal import latest_by_key
-from tests.e2e.conftest import ADMIN, new_sender, start_worker, stop_worker
+from tests.e2e.conftest import ACCESS_KEY, ADMIN, new_sender, start_worker, stop_worker
 from tests.e2e.test_dashboard import browser
 
 pytestmark = pytest.mark.services
@@ -28,7 +28,7 @@ SECRET = "e2e-secret-0123456789abcdef"  # start_worker's
 def notarised(tmp_path_factory, kafka, ray_address, messagebird):
     w = start_worker(tmp_path_factory.mktemp("notary"), kafka, ray_address, {
         "ANTIRELOU_CHECKPOINT_MINUTES": "0.05",  # 3 s
-        "MESSAGEBIRD_ACCESS_KEY": "test_key", "MESSAGEBIRD_ENDPOINT": messagebird.endpoint})
+        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint})
     yield w
     stop_worker(w)
 
