@@ -231,6 +231,10 @@ def export_journal(args: argparse.Namespace) -> int:
         from infra.verify import marker
         from streams.settings import topic_names
 
+        # The checkpoints first: read after the journal, one signed meanwhile would cover
+        # records the export does not hold (and verify would call them missing).
+        notary = [value async for _, _, _, value in
+                  iter_records(args.kafka, topic_names(args.app_id)["notary"])]
         n, part = 0, None
         with open(args.out, "wb") as out:
             async for p, _, _, value in iter_by_partition(args.kafka, journal_topic(args)):
@@ -241,11 +245,9 @@ def export_journal(args: argparse.Namespace) -> int:
                 if n % PROGRESS_EVERY == 0:
                     progress(args, n)
                 out.write(value + b"\n")
-        checkpoints = 0
         with open(f"{args.out}.checkpoints", "wb") as out:
-            async for _, _, _, value in iter_records(args.kafka, topic_names(args.app_id)["notary"]):
-                out.write(value.rstrip(b"\n") + b"\n")
-                checkpoints += 1
+            out.writelines(value.rstrip(b"\n") + b"\n" for value in notary)
+        checkpoints = len(notary)
         print(f"antirelou: export: {n} events written to {args.out}, {checkpoints} signed "
               f"checkpoints to {args.out}.checkpoints", file=sys.stderr)
 
