@@ -230,3 +230,69 @@ def verify_export(path: str, checkpoints: list[tuple[str, int | None, bytes]],
                            f"{signed} of its events")
     summary.partitions = len(seen)
     return summary
+
+
+# --- one event proved included, without the rest of the log -------------------------------
+
+PROOF_KEY = "antirelou_inclusion_proof"
+
+
+def prove(path: str, line_no: int, checkpoints: list[tuple[str, int | None, bytes]],
+          verifier: Verifier) -> dict:
+    """The inclusion proof of the event on line ``line_no`` of an export, in the tree of the
+    first checkpoint that covers it (RFC 6962 PATH): the record itself, its place, the
+    sibling hashes and the signed note; checked by ``check_proof`` with the key alone."""
+    from infra.merkle import inclusion_proof
+
+    logs = open_checkpoints(checkpoints, verifier)
+    part, leaves, index, record = None, [], -1, b""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            if line.startswith(MARKER):
+                if index >= 0:
+                    break  # the partition of the event is read
+                part, leaves = int(orjson.loads(line)["partition"]), []
+                continue
+            if part is None:
+                raise BadExport(f"{path}:{n}: no partition line before the first event")
+            leaves.append(leaf_hash(line))
+            if n == line_no:
+                index, record = len(leaves) - 1, line
+    if index < 0:
+        raise BadExport(f"{path}: line {line_no} is not an event of the export")
+    signed = logs.get(part, Notarised()).signed
+    size = min((s for s in signed if s > index), default=None)
+    if size is None:
+        raise BadExport(f"line {line_no} (partition {part}, event #{index + 1}) is not yet in "
+                        "a signed checkpoint")
+    if len(leaves) < size:
+        raise Tampered(f"partition {part}: the export ends before the checkpoint's {size} events")
+    note = next(note for note, _, _ in checkpoints
+                if Checkpoint.parse(open_note(note, verifier)) == signed[size])
+    return {PROOF_KEY: 1, "record": record.decode(), "partition": part, "index": index,
+            "size": size, "proof": [base64.b64encode(h).decode()
+                                    for h in inclusion_proof(leaves, index, size)],
+            "note": note}
+
+
+def check_proof(data: dict, verifier: Verifier) -> str:
+    """One line saying what ``data`` (``prove``'s) proves; Tampered if it does not."""
+    from infra.merkle import verify_inclusion
+
+    try:
+        cp = Checkpoint.parse(open_note(data["note"], verifier))
+        record, index, size = data["record"].encode(), int(data["index"]), int(data["size"])
+        proof = [base64.b64decode(h, validate=True) for h in data["proof"]]
+    except NoteError as exc:
+        raise Tampered(f"the proof's checkpoint: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BadExport("not an inclusion proof (antirelou verify FILE --prove LINE)") from None
+    if cp.origin != log_origin(verifier.name, cp.partition) or cp.size != size:
+        raise Tampered(f"the proof's checkpoint is of {cp.origin!r} at size {cp.size}, not of "
+                       f"this deployment's journal at size {size}")
+    if not verify_inclusion(leaf_hash(record), index, size, proof, cp.root):
+        raise Tampered(f"the record is not event #{index + 1} of partition {cp.partition} as "
+                       f"signed at {cp.at}")
+    return (f"proved: the record is event #{index + 1} of the {size:,} of journal partition "
+            f"{cp.partition} signed at {cp.at}")

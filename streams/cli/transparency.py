@@ -29,7 +29,12 @@ def add_parsers(sub: Any) -> None:
                "every checkpoint's signature, and every event of the export against the trees "
                "they signed; the first event that differs named in one line (exit 1); exit 0 "
                "and one summary line when all match")
-    p.add_argument("file", help="the export (`antirelou export --out FILE`)")
+    p.add_argument("file", help="the export (`antirelou export --out FILE`), or an inclusion "
+                   "proof that --prove wrote")
+    p.add_argument("--prove", type=int, metavar="LINE",
+                   help="print the inclusion proof of the export's event on this line (JSON: "
+                   "the record, its place, the sibling hashes, the signed checkpoint), which "
+                   "`verify PROOF --key KEY` checks without the rest of the journal")
     p.add_argument("--checkpoints", help="the signed checkpoints: FILE.checkpoints (written by "
                    "export, with leaf hashes) or a deployment's published checkpoints.txt "
                    "[default: FILE.checkpoints]")
@@ -111,7 +116,50 @@ def check_export(args: argparse.Namespace, path: str, checkpoints: str | None) -
 
 
 def verify(args: argparse.Namespace) -> int:
+    if args.prove is not None or _is_proof(args.file):
+        return inclusion(args)
     return check_export(args, args.file, args.checkpoints)
+
+
+def _is_proof(path: str) -> bool:
+    from infra.verify import PROOF_KEY
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(PROOF_KEY) + 2) == b'{"' + PROOF_KEY.encode()
+    except OSError:
+        return False
+
+
+def inclusion(args: argparse.Namespace) -> int:
+    """``verify FILE --prove LINE`` (print a proof) or ``verify PROOF`` (check one)."""
+    import orjson
+
+    from infra.checkpoints import NoteError, Verifier
+    from infra.verify import BadExport, Tampered, check_proof, parse_checkpoints, prove
+
+    key = verifier_text(args)
+    if key is None:
+        print("antirelou: verify: no key: pass --key", file=sys.stderr)
+        return common.EXIT_BAD_INPUT
+    try:
+        verifier = Verifier.parse(key)
+        if args.prove is None:
+            print(f"antirelou: {check_proof(orjson.loads(Path(args.file).read_bytes()), verifier)}")
+            return common.EXIT_OK
+        text = Path(args.checkpoints or f"{args.file}.checkpoints").read_text()
+        proof = prove(args.file, args.prove, parse_checkpoints(text), verifier)
+    except (OSError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+        print(f"antirelou: verify: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return common.EXIT_BAD_INPUT
+    except (BadExport, NoteError) as exc:
+        print(f"antirelou: verify: {exc}", file=sys.stderr)
+        return common.EXIT_BAD_INPUT
+    except Tampered as exc:
+        print(f"antirelou: verify: NOT VERIFIED: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(proof).decode())
+    return common.EXIT_OK
 
 
 def why(args: argparse.Namespace) -> int:

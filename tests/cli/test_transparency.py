@@ -150,3 +150,31 @@ def test_the_public_site_says_what_the_money_did_and_nothing_personal(capsys, st
     notes = (site / "checkpoints.txt").read_text()
     assert notes.count("antirelou/antirelou/journal/") == 3
     assert notes.splitlines()[0] in page
+
+
+def test_one_event_is_proved_included_without_the_rest_of_the_journal(capsys, stories, env,
+                                                                       tmp_path):
+    import orjson
+
+    path, _ = stories
+    line = 30
+    assert main(["verify", str(path), "--prove", str(line), "--key", KEY]) == 0
+    proof = orjson.loads(capsys.readouterr().out)
+    assert proof["record"].encode() == path.read_bytes().splitlines()[line - 1]
+    assert 1 <= len(proof["proof"]) and proof["index"] < proof["size"]
+    given = tmp_path / "proof.json"
+    given.write_bytes(orjson.dumps(proof))
+    assert main(["verify", str(given), "--key", KEY]) == 0  # no export needed
+    assert re.fullmatch(rf"antirelou: proved: the record is event #{proof['index'] + 1} of the "
+                        rf"{proof['size']:,} of journal partition 0 signed at \S+\n",
+                        capsys.readouterr().out)
+    changed = {**proof, "record": proof["record"].replace('"v":', '"v": ', 1)}
+    given.write_bytes(orjson.dumps(changed))
+    assert main(["verify", str(given), "--key", KEY]) == 1
+    assert "NOT VERIFIED: the record is not event #" in capsys.readouterr().err
+    elsewhere = {**proof, "index": proof["index"] + 1}
+    given.write_bytes(orjson.dumps(elsewhere))
+    assert main(["verify", str(given), "--key", KEY]) == 1
+    capsys.readouterr()
+    assert main(["verify", str(path), "--prove", "1", "--key", KEY]) == 2  # a partition line
+    assert "line 1 is not an event" in capsys.readouterr().err
