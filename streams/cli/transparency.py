@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,23 +87,27 @@ def verifier_text(args: argparse.Namespace) -> str | None:
     return verifier_of(args, secret) if secret is not None else None
 
 
-def check_export(args: argparse.Namespace, path: str, checkpoints: str | None) -> int:
-    """Verify ``path``: said in one line; 0 verified, 1 not what was signed, 2 bad input."""
+NO_KEY = ("antirelou: verify: no key: pass --key (the deployment's verifier key, printed by "
+          "`antirelou up` and on its public page)")
+
+
+def said_in_one_line(args: argparse.Namespace, run: Callable[[Any], str]) -> int:
+    """``run(verifier)`` with the deployment's key: its line printed, exit 0; else the
+    reason in one line: 1 not what was signed, 2 bad input (no key, a file that is not)."""
+    import orjson
+
     from infra.checkpoints import NoteError, Verifier
-    from infra.verify import BadExport, Tampered, parse_checkpoints, verify_export
+    from infra.verify import BadExport, Tampered
 
     key = verifier_text(args)
     if key is None:
-        print("antirelou: verify: no key: pass --key (the deployment's verifier key, printed "
-              "by `antirelou up` and on its public page)", file=sys.stderr)
+        print(NO_KEY, file=sys.stderr)
         return common.EXIT_BAD_INPUT
-    cp_path = checkpoints or f"{path}.checkpoints"
     try:
-        verifier = Verifier.parse(key)
-        text = Path(cp_path).read_text()
-        summary = verify_export(path, parse_checkpoints(text), verifier)
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"antirelou: verify: {cp_path}: {getattr(exc, 'strerror', None) or exc}",
+        line = run(Verifier.parse(key))
+    except (OSError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"antirelou: verify: {where}{getattr(exc, 'strerror', None) or exc}",
               file=sys.stderr)
         return common.EXIT_BAD_INPUT
     except (BadExport, NoteError) as exc:
@@ -111,8 +116,19 @@ def check_export(args: argparse.Namespace, path: str, checkpoints: str | None) -
     except Tampered as exc:
         print(f"antirelou: verify: NOT VERIFIED: {exc}", file=sys.stderr)
         return 1
-    print(f"antirelou: {summary.line()}")
+    print(line)
     return common.EXIT_OK
+
+
+def check_export(args: argparse.Namespace, path: str, checkpoints: str | None) -> int:
+    """Verify ``path``: said in one line; 0 verified, 1 not what was signed, 2 bad input."""
+    from infra.verify import parse_checkpoints, verify_export
+
+    def run(verifier: Any) -> str:
+        text = Path(checkpoints or f"{path}.checkpoints").read_text()
+        return f"antirelou: {verify_export(path, parse_checkpoints(text), verifier).line()}"
+
+    return said_in_one_line(args, run)
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -135,31 +151,15 @@ def inclusion(args: argparse.Namespace) -> int:
     """``verify FILE --prove LINE`` (print a proof) or ``verify PROOF`` (check one)."""
     import orjson
 
-    from infra.checkpoints import NoteError, Verifier
-    from infra.verify import BadExport, Tampered, check_proof, parse_checkpoints, prove
+    from infra.verify import check_proof, parse_checkpoints, prove
 
-    key = verifier_text(args)
-    if key is None:
-        print("antirelou: verify: no key: pass --key", file=sys.stderr)
-        return common.EXIT_BAD_INPUT
-    try:
-        verifier = Verifier.parse(key)
+    def run(verifier: Any) -> str:
         if args.prove is None:
-            print(f"antirelou: {check_proof(orjson.loads(Path(args.file).read_bytes()), verifier)}")
-            return common.EXIT_OK
+            return f"antirelou: {check_proof(orjson.loads(Path(args.file).read_bytes()), verifier)}"
         text = Path(args.checkpoints or f"{args.file}.checkpoints").read_text()
-        proof = prove(args.file, args.prove, parse_checkpoints(text), verifier)
-    except (OSError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-        print(f"antirelou: verify: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return common.EXIT_BAD_INPUT
-    except (BadExport, NoteError) as exc:
-        print(f"antirelou: verify: {exc}", file=sys.stderr)
-        return common.EXIT_BAD_INPUT
-    except Tampered as exc:
-        print(f"antirelou: verify: NOT VERIFIED: {exc}", file=sys.stderr)
-        return 1
-    print(orjson.dumps(proof).decode())
-    return common.EXIT_OK
+        return orjson.dumps(prove(args.file, args.prove, parse_checkpoints(text), verifier)).decode()
+
+    return said_in_one_line(args, run)
 
 
 def why(args: argparse.Namespace) -> int:
