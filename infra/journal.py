@@ -32,6 +32,10 @@ class BadLine(ValueError):
     """A line of a JSON-lines journal file that is not an event; says the file and line."""
 
 
+# An export's line before each partition's records (``antirelou export``): read as a blank.
+PARTITION_LINE = b'{"partition":'
+
+
 def plainly(line: bytes) -> bool:
     """Whether a journal line that begins with ``{"type":"NAME"`` is for sure of type NAME:
     it holds ``"type"`` once (no other type key) and no backslash (no escaped one). A
@@ -44,8 +48,9 @@ def read_lines(f: IO[bytes], name: str,
                pass_over: bytes | tuple[bytes, ...] | None = None,
                noted: tuple[bytes, Callable[[dict], Any]] | None = None,
                ) -> Iterator[tuple[int, Any]]:
-    """``(line number, event)`` for each line of a JSON-lines file; a blank line is passed to
-    ``on_blank`` and skipped; any other line that is not an event raises :class:`BadLine`.
+    """``(line number, event)`` for each line of a JSON-lines file; a blank line (or an
+    export's partition line) is passed to ``on_blank`` and skipped; any other line that is
+    not an event raises :class:`BadLine`.
     ``pass_over`` (e.g. ``b'{"type":"TextReceived",'``, or several): a line that begins with it and is
     ``plainly`` of that type is given as None, not decoded (nor checked: for a reader whose
     lines of that type another reads). ``noted``: ``(beginning, note)``, a line that begins
@@ -72,6 +77,9 @@ def read_lines(f: IO[bytes], name: str,
                 continue
             raise BadLine(f"{name}:{n}: not JSON: {exc}") from None
         except codec.CodecError as exc:
+            if line.startswith(PARTITION_LINE):
+                on_blank(n)
+                continue
             raise BadLine(f"{name}:{n}: {exc}") from None
         yield n, event
 
@@ -83,7 +91,8 @@ def read_file(path: str) -> Iterator[Any]:
             yield event
 
 
-async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def _consumer(bootstrap: str, topic: str, only: int | None = None
+                    ) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -100,18 +109,22 @@ async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[
     if not parts:
         await consumer.stop()
         return consumer, []
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    tps = [TopicPartition(topic, p) for p in sorted(parts) if only is None or p == only]
+    if not tps:
+        await consumer.stop()
+        return consumer, []
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     return consumer, tps
 
 
 async def iter_records(
-    bootstrap: str, topic: str, follow: bool = False, start: dict[int, int] | None = None
+    bootstrap: str, topic: str, follow: bool = False, start: dict[int, int] | None = None,
+    only: int | None = None,
 ) -> AsyncIterator[tuple[int, int, bytes | None, bytes]]:
     """Yield (partition, offset, key, value) from ``start`` offsets (default: the beginning);
-    stop at the end unless following."""
-    consumer, tps = await _consumer(bootstrap, topic)
+    stop at the end unless following. ``only``: that partition's records alone."""
+    consumer, tps = await _consumer(bootstrap, topic, only)
     if not tps:
         return
     try:
@@ -129,6 +142,15 @@ async def iter_records(
                         remaining.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def iter_by_partition(bootstrap: str, topic: str
+                            ) -> AsyncIterator[tuple[int, int, bytes | None, bytes]]:
+    """(partition, offset, key, value) of every record, partition after partition, each in
+    offset order (an export that can be verified: ``infra.verify``)."""
+    for partition in sorted(await end_offsets(bootstrap, topic)):
+        async for record in iter_records(bootstrap, topic, only=partition):
+            yield record
 
 
 async def iter_journal(

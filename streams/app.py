@@ -52,6 +52,7 @@ from streams.stages.bird import register_bird
 from streams.stages.broker import register_broker_recovery
 from streams.stages.control import register_control
 from streams.stages.decide import register_decide
+from streams.stages.notary import register_notary
 from streams.stages.runtime import Deciders, Runtime, Tables, Topics
 from streams.stages.screen import register_order_guards, register_screening
 from streams.stages.send import register_send
@@ -195,6 +196,7 @@ def create_app(
     if settings.role == "all":  # "decide": the send stage runs apart (role "send")
         register_send(rt)
     register_watchdog(rt)
+    register_notary(rt)  # leader: signed checkpoints of the journal
     register_broker_recovery(rt)  # under `up`: what its broker lost when it died
     register_views(rt)
     if settings.bird_channels:

@@ -32,6 +32,10 @@ def topic_names(app_id: str) -> dict[str, str]:
         # Texts' bodies, kept apart from the journal for the retention the campaign file
         # sets (streams.rules.retention): the broker deletes them after it.
         "bodies": f"{app_id}.bodies",
+        # The notary's (streams.stages.notary): every checkpoint with its leaf hashes, kept
+        # for ever; the latest checkpoint of each partition, compacted.
+        "notary": f"{app_id}.notary",
+        "checkpoints": f"{app_id}.checkpoints",
     }
 
 
@@ -100,4 +104,12 @@ class Settings:
     # only (``antirelou worker --role web``): no consumer, so no partitions of any stage
     # topic, no Ray; the full workers screen what it stores (streams.app, create_app).
     role: str = "all"
+    # The notary (streams.stages.notary): the checkpoint signing key (an Ed25519 private
+    # key, infra.checkpoints.signing_key of the secret; None: no notary), the logs' origin
+    # (also the key's name), how long records wait for a checkpoint at most, and the file
+    # every signed note is appended to (None: the topics only).
+    checkpoint_key: Any = None
+    origin: str = "antirelou"
+    checkpoint_interval_s: float = 300.0
+    checkpoints_file: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -150,12 +150,13 @@ def journal_of(steps, campaigns, *, partitions=3, batch=2, redeliver=(), fail=()
                 if isinstance(e, PolicyChanged):
                     live[e.campaign_id] = apply_changes(live[e.campaign_id], e.changes, e.version)
             continue
-        mid, cid, sender, at, *rest = step  # (..., prefix): a classified mobile number
+        mid, cid, sender, at, *rest = step  # (..., prefix[, body]): a classified mobile number
         facts = (dict(number_kind="mobile", country="FR", prefix=rest[0]) if rest
                  else dict(number_kind="unknown", country=None, prefix=""))
+        body = rest[1] if len(rest) > 1 else "salut"
         policy = live.get(cid, UNKNOWN_CAMPAIGN_POLICY)
         state = senders.setdefault(sender, SenderState())
-        text = dict(message_id=mid, campaign_id=cid, sender=sender, body="salut", occurred_at=at)
+        text = dict(message_id=mid, campaign_id=cid, sender=sender, body=body, occurred_at=at)
         screened = decide_screening(state, ScreenText(**text, reply_to="sealed", **facts), policy)
         for e in screened:
             evolve_sender(state, e, policy)

@@ -13,7 +13,10 @@
     antirelou check [--config C.toml]   validate a campaign file offline, with each reply's cost
     antirelou journal [--human] [--campaign ID] [--type T,T] [--since 30m] [--follow]
         print the journal (JSON lines, or one readable line per event)
-    antirelou export --out FILE         the journal to a JSON-lines file
+    antirelou export --out FILE         the journal to a JSON-lines file (and its checkpoints)
+    antirelou verify FILE --key KEY     check an export against the signed checkpoints
+    antirelou public --out DIR          the public transparency page as a static site
+    antirelou why NUMBER [--campaign C] one sender's story, from the journal
     antirelou audit [--file FILE] [--json] [--html FILE] [--what-if O.toml]
         replay the journal through the pure core; exit 1 on any mismatch (streams/audit/)
     antirelou policy show|set ..., antirelou budget credit ...
@@ -39,7 +42,7 @@ import sys
 from infra.broker import BrokerError
 from infra.config import ConfigError
 from infra.kafka_auth import KafkaAuthError
-from streams.cli import audit, inspect, operate, run
+from streams.cli import audit, inspect, operate, run, transparency
 from streams.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, Help, Unreachable, ucs2_warning
 from streams.cli.deployment import min_insync_for, topic_configs, topic_layout
 from streams.cli.operate import POLICY_KEY_HELP
@@ -60,6 +63,9 @@ COMMANDS = {
     "journal": inspect.print_journal,
     "export": inspect.export_journal,
     "audit": audit.audit_journal,
+    "verify": transparency.verify,
+    "public": transparency.public,
+    "why": transparency.why,
 }
 
 
@@ -76,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.add_operator_parser(sub)
     inspect.add_export_parser(sub)
     audit.add_audit_parser(sub)
+    transparency.add_parsers(sub)
     inspect.add_simulate_parser(sub)
     run.add_fake_parser(sub)
     return parser

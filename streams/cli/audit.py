@@ -34,6 +34,10 @@ def add_audit_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write an HTML report with charts")
     p.add_argument("--what-if", metavar="OTHER.toml", help="also replay the texts under this config")
+    p.add_argument("--key", default=common.env("ANTIRELOU_VERIFIER_KEY"),
+                   help="with --file and FILE.checkpoints beside it: the verifier key the "
+                   "export is checked with first (`antirelou verify`) [ANTIRELOU_VERIFIER_KEY; "
+                   "default: derived from this deployment's secret]")
 
 
 class Origins:
@@ -359,6 +363,9 @@ def audit_journal(args: argparse.Namespace) -> int:
 
     campaigns = load_campaigns(args.config)
     other = load_campaigns(args.what_if) if args.what_if else None
+    verified = _verify_first(args)
+    if verified:
+        return verified
     origins = Origins(from_file=args.file is not None)
     inputs: list | None = [] if other is not None else None
     with au.gc_paused():
@@ -378,6 +385,24 @@ def audit_journal(args: argparse.Namespace) -> int:
     print(f"antirelou: audit: {result.counters.mismatches} mismatch(es); the first: "
           f"{first_line}", file=sys.stderr)
     return 1
+
+
+def _verify_first(args: argparse.Namespace) -> int:
+    """An export with its checkpoints beside it is verified before it is replayed: 0 when
+    verified (or nothing to verify, said), else verify's exit status."""
+    import os
+
+    from streams.cli.transparency import check_export, verifier_text
+
+    if not args.file or not os.path.exists(f"{args.file}.checkpoints"):
+        return 0
+    key_args = argparse.Namespace(key=args.key, app_id=args.app_id,
+                                  state_dir=common.env("ANTIRELOU_STATE_DIR", ".state"))
+    if verifier_text(key_args) is None:
+        print("antirelou: audit: not verified against its checkpoints: no key (--key)",
+              file=sys.stderr)
+        return 0
+    return check_export(key_args, args.file, None)
 
 
 def _print_report(args: argparse.Namespace, result: Any, comparison: Any, lost: Any,

@@ -32,7 +32,7 @@ WORK_TOPIC_RETENTION_MS = 7 * 24 * 3_600_000
 def topic_layout(names: dict[str, str], partitions: int) -> dict[str, int]:
     # Policies are few and must be read in order by every worker; snapshots are one record
     # per campaign: one partition each.
-    single = ("policies", "snapshots")
+    single = ("policies", "snapshots", "notary", "checkpoints")
     return {name: 1 if role in single else partitions for role, name in names.items()}
 
 
@@ -75,6 +75,9 @@ def topic_configs(names: dict[str, str], min_insync: int | None = None,
         # Every worker's screening reads every policy version from the start: kept for ever
         # (a version deleted by retention left a gap, repaired from the journal since).
         names["policies"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
+        # The notary's: every checkpoint kept, as the journal; the latest per partition.
+        names["notary"]: {"cleanup.policy": "delete", "retention.ms": "-1"},
+        names["checkpoints"]: {"cleanup.policy": "compact"},
         names["inbound"]: work, names["requests"]: work, names["outbound"]: work,
     }
     if min_insync is not None:
@@ -260,6 +263,7 @@ def start_shards(args: argparse.Namespace, d: Deployment, kafka: str,
 
 def settings_for(args: argparse.Namespace, d: Deployment, kafka: str, replication: int,
               broker: Any) -> Any:
+    from infra.checkpoints import signing_key
     from infra.sending import RetryPolicy
     from streams.settings import Settings
 
@@ -285,6 +289,9 @@ def settings_for(args: argparse.Namespace, d: Deployment, kafka: str, replicatio
         event_skew_ms=int(args.event_skew_minutes * 60_000),
         body_retention_ms=d.body_retention_ms,
         broker_status=broker.status if broker is not None else None,
+        checkpoint_key=signing_key(d.secret), origin=log_name(args),
+        checkpoint_interval_s=args.checkpoint_minutes * 60,
+        checkpoints_file=d.state_dir / "checkpoints.txt",
     )
 
 
@@ -295,6 +302,19 @@ def body_retention_line(body_retention_ms: int, app_id: str) -> str:
         return "texts' bodies are not kept (body_retention_days = 0)"
     return (f"texts' bodies kept {days} day(s) in {app_id}.bodies, then deleted; the journal "
             "keeps what the decisions need of them")
+
+
+def log_name(args: argparse.Namespace) -> str:
+    """The journal logs' origin and the checkpoint key's name: ANTIRELOU_ORIGIN (e.g. the
+    deployment's public host), else ``antirelou/<app id>``."""
+    return env("ANTIRELOU_ORIGIN") or f"antirelou/{args.app_id}"
+
+
+def verifier_of(args: argparse.Namespace, secret: bytes) -> str:
+    """The verifier key of the deployment's checkpoints (what a donor checks them with)."""
+    from infra.checkpoints import signing_key, verifier_key
+
+    return verifier_key(log_name(args), signing_key(secret).public_key().public_bytes_raw())
 
 
 def announce_campaigns(args: argparse.Namespace, d: Deployment, shards: Any) -> None:
@@ -374,6 +394,8 @@ def announce_access(args: argparse.Namespace, d: Deployment, gateway: Any,
     if d.bird_signing_key is None and providers.uses_bird:
         print("antirelou: *** INSECURE DEV MODE: Bird webhook events are accepted unsigned "
               "(set BIRD_SIGNING_KEY) ***", flush=True)
+    print(f"antirelou: journal checkpoints signed by {verifier_of(args, d.secret)} (check an "
+          "export with: antirelou verify FILE --key KEY)", flush=True)
     if d.operators:
         print(f"antirelou: operators: {', '.join(sorted(d.operators))} (signed commands only)",
               flush=True)

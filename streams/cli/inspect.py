@@ -248,6 +248,24 @@ class _Bodies:
         if self._follower.done():
             self._follower.result()  # its error, said like the journal's
 
+    def body_of(self, value: bytes) -> tuple[str, str] | None:
+        """(message id, body) of a journal record that is a text whose body is still kept
+        and shown (``shown``); None for any other record."""
+        from schemas import codec
+        from schemas.events import TextReceived
+        from streams.rules.retention import NOT_KEPT
+
+        try:
+            event = codec.decode(value)
+        except codec.CodecError:
+            return None
+        if not isinstance(event, TextReceived):
+            return None
+        event = self.shown(event)
+        if event.body in (None, NOT_KEPT) or event.test_text is not None:
+            return None
+        return event.message_id, event.body
+
     def shown(self, event: Any) -> Any:
         import time
 
@@ -289,24 +307,49 @@ def print_journal(args: argparse.Namespace) -> int:
 
 
 def export_journal(args: argparse.Namespace) -> int:
-    """``export``: the journal topic to a JSON-lines file, one event a line; a text with
-    its body while the retention keeps it (``_Bodies``)."""
+    """``export``: the journal topic to a JSON-lines file, partition after partition, each
+    record exactly as stored after a line ``{"partition":N}``; beside it ``FILE.checkpoints``,
+    the notary's signed checkpoints with their leaf hashes (what ``antirelou verify`` checks
+    the file against), and ``FILE.bodies``, the texts' bodies the retention still keeps (one
+    ``{"message_id", "body"}`` a line: the records themselves are never rewritten)."""
+    import orjson
+
     from schemas import codec
 
     bodies = _Bodies(args)
 
     async def export() -> None:
-        from infra.journal import iter_journal
+        from infra.journal import iter_by_partition, iter_records
+        from infra.verify import marker
+        from streams.settings import topic_names
 
-        n = 0
         await bodies.read()
+        # The checkpoints first: read after the journal, one signed meanwhile would cover
+        # records the export does not hold (and verify would call them missing).
+        notary = [value async for _, _, _, value in
+                  iter_records(args.kafka, topic_names(args.app_id)["notary"])]
+        n, part, kept = 0, None, []
         with open(args.out, "wb") as out:
-            async for _, _, event in iter_journal(args.kafka, journal_topic(args)):
+            async for p, _, _, value in iter_by_partition(args.kafka, journal_topic(args)):
+                if p != part:
+                    out.write(marker(p))
+                    part = p
                 n += 1
                 if n % PROGRESS_EVERY == 0:
                     progress(args, n)
-                out.write(event_line(bodies.shown(event)))
-        print(f"antirelou: export: {n} events written to {args.out}", file=sys.stderr)
+                out.write(value + b"\n")
+                body = bodies.body_of(value)
+                if body is not None:
+                    kept.append(body)
+        with open(f"{args.out}.checkpoints", "wb") as out:
+            out.writelines(value.rstrip(b"\n") + b"\n" for value in notary)
+        with open(f"{args.out}.bodies", "wb") as out:
+            out.writelines(orjson.dumps({"message_id": mid, "body": body}) + b"\n"
+                           for mid, body in kept)
+        checkpoints = len(notary)
+        print(f"antirelou: export: {n} events written to {args.out}, {checkpoints} signed "
+              f"checkpoints to {args.out}.checkpoints, {len(kept)} bodies still kept to "
+              f"{args.out}.bodies", file=sys.stderr)
 
     try:
         talk(args, export())

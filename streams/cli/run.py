@@ -183,6 +183,10 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-interval", type=float,
                    default=float_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30"),
                    help="seconds between campaign snapshots [ANTIRELOU_SNAPSHOT_INTERVAL_S]")
+    p.add_argument("--checkpoint-minutes", type=float,
+                   default=float_env("ANTIRELOU_CHECKPOINT_MINUTES", "5"),
+                   help="journal records wait at most this long for a signed checkpoint "
+                   "(and one at every UTC day's end) [ANTIRELOU_CHECKPOINT_MINUTES]")
     p.add_argument("--tick-interval", type=float,
                    default=float_env("ANTIRELOU_TICK_INTERVAL_S", "5"),
                    help="seconds between clock ticks to the campaigns, which release and "

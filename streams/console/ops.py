@@ -10,6 +10,8 @@ and a one-line summary per campaign in the worker log every minute.
   ``sum``); the consumer lag is this worker's own, per stage;
 - ``/metrics`` (Prometheus text format), ``/dashboard`` (a page and its script, in the
   package: no CDN), ``/dashboard/data`` (what the page polls every second), ``/login``;
+- ``/public`` (open to anyone: the transparency page, ``streams.console.public``) and
+  ``/dashboard/why`` (one sender's story), ``streams.console.accountable``;
 - an aiohttp middleware that protects ``/dashboard``, ``/campaigns``, ``/metrics``, Faust's
   own pages (``/router``, ``/table``, ``/stats``...) and the details of ``/health`` with
   ``ANTIRELOU_ADMIN_TOKEN`` (only the webhooks and ``/login`` are open): ``Authorization: Bearer TOKEN``,
@@ -47,7 +49,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from infra.kafka_auth import client_options
 from schemas import codec
 from schemas.codec import CodecError
+from streams.console.accountable import register_public, register_why
 from streams.console.metrics import PROJECTED_TYPES, TEXT_BUCKETS, Projection
+from streams.console.public import PublicFigures
 
 log = logging.getLogger("antirelou")
 
@@ -57,7 +61,7 @@ COOKIE = "antirelou_admin"
 # the sign-in. Everything else needs the token: our admin pages and Faust's own (/router,
 # /table/..., /stats, /assignment, /), which show tables and assignments.
 PUBLIC_PREFIXES = ("/webhooks/messagebird/", "/webhooks/bird")
-PUBLIC = ("/health", "/login")
+PUBLIC = ("/health", "/login", "/public")
 # The stages and the work topic each consumes (topic_names roles).
 STAGES = {"screening": "inbound", "decisions": "requests", "sending": "outbound",
           "control": "control"}
@@ -205,7 +209,7 @@ class Guard:
         @web.middleware
         async def admin_guard(request: web.Request, handler: Callable) -> web.StreamResponse:
             path = request.path
-            if path.startswith(PUBLIC_PREFIXES) or path == "/login":
+            if path.startswith(PUBLIC_PREFIXES) or path in ("/login", "/public"):
                 return await handler(request)
             if path != "/health" and not guard.allows(request):
                 return guard.refusal(request)
@@ -397,9 +401,12 @@ def register_ops(app: Any, settings: Any, admin_token: str | None, insecure_dev:
                         ["campaign"], buckets=TEXT_BUCKETS, registry=registry)
     registry.register(ProjectionCollector(projection, clock, lambda: lags))
     ready = asyncio.Event()
-    _register_follower(app, settings.kafka, names, projection, ready,
+    public = PublicFigures(settings.campaigns)
+    _register_follower(app, settings.kafka, names, (projection, public), ready,
                        {"verdict": to_verdict, "sent": to_sent}, lags, clock)
     _register_pages(app, guard, registry, projection, ready, lags, clock)
+    register_public(app, settings, public, names, clock)
+    register_why(app, settings, names)
     return projection
 
 
@@ -434,16 +441,19 @@ def _register_lag(app: Any, names: dict[str, str], lags: dict[str, int]) -> None
         lags.update(consumer_lag(app, names))
 
 
-def _register_follower(app: Any, kafka: str, names: dict[str, str], projection: Projection,
-                       ready: asyncio.Event, histograms: dict[str, Histogram],
-                       lags: dict[str, int], clock: Callable[[], float]) -> None:
-    """The journal follower feeding the projection, the lag gauge, the minute summary."""
+def _register_follower(app: Any, kafka: str, names: dict[str, str],
+                       fed: tuple[Projection, PublicFigures], ready: asyncio.Event,
+                       histograms: dict[str, Histogram], lags: dict[str, int],
+                       clock: Callable[[], float]) -> None:
+    """The journal follower feeding the projections (the dashboard's, the public page's),
+    the lag gauge, the minute summary."""
+    projection = fed[0]
 
     @app.task
     async def follow_journal() -> None:
         while True:
             try:
-                await _follow(kafka, names, projection, ready, histograms)
+                await _follow(kafka, names, fed, ready, histograms)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - broker away: try again
@@ -506,8 +516,10 @@ FOLLOW_MAX_RECORDS = 1_000  # per read of the journal follower
 FOLLOW_PAUSE_S = 0.2  # between its reads once caught up
 
 
-async def _follow(kafka: str, names: dict[str, str], projection: Projection,
+async def _follow(kafka: str, names: dict[str, str], fed: tuple[Projection, PublicFigures],
                   ready: asyncio.Event, histograms: dict[str, Histogram]) -> None:
+    projection, public = fed
+    public.reset()  # read from the beginning again (the dashboard's projection dedups)
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, **client_options(),
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 << 20)
     await consumer.start()
@@ -552,6 +564,7 @@ async def _follow(kafka: str, names: dict[str, str], projection: Projection,
                     except CodecError:
                         continue  # the audit reports it; the dashboard shows the rest
                     projection.apply(event, r.timestamp)
+                    public.apply(event)
                 if behind and records and records[-1].offset + 1 >= ends[tp]:
                     behind.discard(tp)
                     if not behind:

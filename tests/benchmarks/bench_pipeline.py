@@ -19,6 +19,8 @@ and measures each row beside its reference, in the same run:
   latency    at 1,000 texts/s offered through the webhook: from the client's 200 to the
              journal's SenderScreened and ReplySent records (their Kafka timestamps).
   audit      tests/benchmarks/bench_audit.py: audit replay beside plain decoding.
+  verify     tests/benchmarks/bench_verify.py: `antirelou verify` of an export against its
+             signed checkpoints, beside plain decoding (--audit-events events).
   stage      the reply stage in a real worker: SendReply commands pre-produced into
              sms-outbound, until every reply is journaled as attempted and sent.
   sends      the reply stage alone: the MessageBird gateway from 8 and 32 threads (a worker
@@ -1339,25 +1341,30 @@ def run_webhook_and_latency(bench: Bench, args: argparse.Namespace, rows: list,
     worker.stop()
 
 
-def run_audit(args: argparse.Namespace, rows: list) -> None:
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_audit.py")),
+def run_beside_decoding(args: argparse.Namespace, rows: list, kind: str, label: str) -> None:
+    """Row ``kind`` (audit or verify): ``bench_<kind>.py`` of --audit-events events, its
+    rate beside plain decoding's in the same run."""
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name(f"bench_{kind}.py")),
                           "--events", str(args.audit_events)], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    log("audit:\n" + out)
+    log(f"{kind}:\n" + out)
     decode = float(re.search(r"\(a\) decode:\s+([\d,]+)", out).group(1).replace(",", ""))
-    audit = float(re.search(r"\(b\) audit:\s+([\d,]+)", out).group(1).replace(",", ""))
+    rate = float(re.search(rf"\(b\) {kind}:\s+([\d,]+)", out).group(1).replace(",", ""))
     events = re.search(r"^events:\s+([\d,]+)", out, re.M).group(1)
-    rss = re.search(r"([\d]+) MiB after audit", out).group(1)
-    rows.append((f"audit replay, {events} events", f"{audit:,.0f} events/s",
-                 f"plain decode {decode:,.0f} events/s", audit / decode,
-                 f"peak RSS {rss} MiB"))
+    if kind == "audit":
+        note = f"peak RSS {re.search(r'([0-9]+) MiB after audit', out).group(1)} MiB"
+    else:
+        note = f"{re.search(r'[(]b[)] verify:.*[(]([0-9.]+) s[)]', out).group(1)} s"
+    rows.append((f"{label}, {events} events", f"{rate:,.0f} events/s",
+                 f"plain decode {decode:,.0f} events/s", rate / decode, note))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="the full run: >= 60 s sustained pipeline, 1M audit events, 100k senders")
-    parser.add_argument("--only", default="raw,pipeline,stage,sends,webhook,latency,audit,growth",
+    parser.add_argument("--only",
+                        default="raw,pipeline,stage,sends,webhook,latency,audit,verify,growth",
                         help="comma-separated rows to run (also: workers2, one worker then "
                              "two sharing the partitions, CPU per text of each)")
     parser.add_argument("--texts", type=int, help="pipeline texts (quick 6k, full 30k)")
@@ -1414,7 +1421,9 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     started = time.perf_counter()
     if "audit" in args.only:  # first: a child's peak RSS starts at ours (fork keeps maxrss)
-        run_audit(args, rows)
+        run_beside_decoding(args, rows, "audit", "audit replay")
+    if "verify" in args.only:
+        run_beside_decoding(args, rows, "verify", "verify an export")
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(args.keep) if args.keep

@@ -39,7 +39,9 @@ def export(worker, tmp_path, config=None) -> subprocess.CompletedProcess:
                            "--config", str(config or worker.config)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    done.stdout = out.read_text()  # the file, as what the command gave
+    # the files, as what the command gave: the records as stored, the bodies still kept
+    done.stdout = out.read_text() + (tmp_path / f"{out.name}.bodies").read_text()
+    done.out = out
     return done
 
 
@@ -103,9 +105,7 @@ def test_journal_and_export_show_a_body_only_within_the_retention(worker, tmp_pa
         assert "[not kept]" in out.stdout
     done = export(worker, tmp_path, none)
     assert "charmante" not in done.stdout
-    exported = tmp_path / "no-bodies.jsonl"
-    exported.write_text(done.stdout)
-    audit = subprocess.run([sys.executable, "-m", "streams.cli", "audit", "--file", str(exported),
+    audit = subprocess.run([sys.executable, "-m", "streams.cli", "audit", "--file", str(done.out),
                             "--config", str(worker.config)], capture_output=True, text=True,
                            timeout=120)
     assert audit.returncode == 0, audit.stdout[-2000:] + audit.stderr[-2000:]
