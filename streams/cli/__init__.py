@@ -36,6 +36,7 @@ import logging
 import sys
 
 from infra.broker import BrokerError
+from infra.cliparse import Parser
 from infra.config import ConfigError
 from streams.cli import audit, inspect, operate, run
 from streams.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, Help, Unreachable, ucs2_warning
@@ -61,7 +62,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="antirelou", description=__doc__, formatter_class=Help)
+    parser = Parser(prog="antirelou", description=__doc__, formatter_class=Help)
     parser.add_argument("--version", action="version", version=f"antirelou {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `antirelou --help` lists them.

@@ -106,8 +106,15 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
     providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
+    if not campaigns_can_work(args.config, campaigns):
+        return None
     state_dir = Path(args.state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"antirelou: --state-dir {args.state_dir}: cannot create the folder "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return None
     signing_key = env("MESSAGEBIRD_SIGNING_KEY")
     bird_signing_key = env("BIRD_SIGNING_KEY")
     if signing_key is None and providers.uses_messagebird and not args.insecure_dev:
@@ -129,6 +136,22 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
                     "only, a backup of the folder opens every sealed number", secret_from)
     return Deployment(campaigns, operators, providers, state_dir, secret, signing_key,
                       bird_signing_key)
+
+
+def campaigns_can_work(config: str, campaigns: list) -> bool:
+    """What ``antirelou check`` refuses is refused here too (one line each, False); what it
+    warns of is said."""
+    import time
+
+    from streams.cli.checks import campaign_problems
+
+    problems = campaign_problems(campaigns, int(time.time() * 1000))
+    for p in problems:
+        if p.error:
+            print(f"antirelou: {config}: campaign {p.campaign_id!r}: {p.text}", file=sys.stderr)
+        else:
+            print(f"antirelou: WARNING campaign {p.campaign_id}: {p.text}", flush=True)
+    return not any(p.error for p in problems)
 
 
 def key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:
