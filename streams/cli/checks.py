@@ -19,7 +19,6 @@ from actors.state import initial_policy
 from schemas.campaign import Campaign
 from streams.cli.common import eur, iso_ms
 
-
 # Fewer replies than this on the whole budget is said (a price typed in EUR per reply?).
 FEW_REPLIES = 100
 

@@ -84,7 +84,8 @@ def add_common(p: argparse.ArgumentParser, server: bool = False) -> None:
                    help="where broker data, tables and the secret live [ANTIRELOU_STATE_DIR]")
     if server:
         p.add_argument("--kafka", default=env("KAFKA_BOOTSTRAP_SERVERS"),
-                       type=cliparse.bootstrap_servers, help="bootstrap servers of a Kafka cluster; up: none starts the "
+                       type=cliparse.bootstrap_servers,
+                       help="bootstrap servers of a Kafka cluster; up: none starts the "
                             "embedded broker [KAFKA_BOOTSTRAP_SERVERS]")
     else:
         add_kafka(p)
