@@ -143,7 +143,8 @@ def unknown_keys(given: set[str], known: set[str], where: str) -> None:
 
 
 def _campaign(t: dict[str, Any], where: str) -> Campaign:
-    unknown_keys(set(t), _KNOWN, where)
+    named = f"{where} ({t['id']!r})" if isinstance(t.get("id"), str) else where
+    unknown_keys(set(t), _KNOWN, named)
     for key in ("id", "number", "reply_text", "language", "budget_eur",
                 "price_per_segment_eur", "start", "end"):
         if key not in t:
