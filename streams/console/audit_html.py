@@ -12,8 +12,7 @@ import html
 from decimal import Decimal
 from typing import Any
 
-_COLORS = ["#3867d6", "#eb3b5a", "#f7b731", "#20bf6b", "#8854d0", "#fa8231", "#4b6584",
-           "#0fb9b1", "#a5b1c2", "#2d98da", "#fed330", "#26de81"]
+from streams.console.board import color_of
 
 
 def _e(text: Any) -> str:
@@ -36,21 +35,21 @@ def _bars(title: str, days: list[str], series: dict[str, list[float]], unit: str
            f'<text x="{left}" y="12" font-size="12">{_e(title)} (max {_amount(top, unit)})</text>']
     for i, day in enumerate(days):
         y = h + 20
-        for k, (name, values) in enumerate(series.items()):
+        for name, values in series.items():
             v = values[i]
             if v <= 0:
                 continue
             bh = v / top * h
             y -= bh
             out.append(f'<rect x="{left + i * bw + 1:.1f}" y="{y:.1f}" width="{max(1, bw - 2):.1f}" '
-                       f'height="{bh:.1f}" fill="{_COLORS[k % len(_COLORS)]}">'
+                       f'height="{bh:.1f}" fill="{color_of(name)}">'
                        f"<title>{_e(day)} {_e(name)}: {_amount(v, unit)}</title></rect>")
     step = max(1, len(days) // 8)
     for i in range(0, len(days), step):
         out.append(f'<text x="{left + i * bw:.1f}" y="{h + 36}" font-size="10">{_e(days[i])}</text>')
     out.append("</svg>")
-    legend = " ".join(f'<span><i style="background:{_COLORS[k % len(_COLORS)]}"></i>{_e(name)}</span>'
-                      for k, name in enumerate(series))
+    legend = " ".join(f'<span><i style="background:{color_of(name)}"></i>{_e(name)}</span>'
+                      for name in series)
     return "".join(out) + f'<div class="legend">{legend}</div>'
 
 

@@ -29,6 +29,8 @@ from actors.campaign import CampaignState, evolve_campaign
 from actors.pacing import allowance_left
 from actors.shard import CAMPAIGN_EVENT_TYPES, campaign_status, is_campaign_event
 from schemas.campaign import Campaign
+from schemas.policy import describe
+from streams.console.board import Board
 
 MINUTE_MS = 60_000
 DEDUP_WINDOW = 50_000  # message ids remembered per kind, to count restated events once
@@ -79,6 +81,7 @@ class CampaignFigures:
     # minute (epoch ms // 60000) -> Counter of ("text", verdict, reason) / ("sent",) /
     # ("spend",) ...; by event time of arrival in the journal (the Kafka timestamp).
     minutes: OrderedDict = field(default_factory=OrderedDict)
+    board: Board = field(default_factory=Board)  # the console's view (streams.console.board)
 
 
 # The event types ``Projection.apply`` looks into; any other is only counted.
@@ -156,6 +159,7 @@ class Projection:
             reason = event.reason or ""
             fig.texts[(event.verdict, reason)] += 1
             self._minute(fig, ts_ms)[("text", event.verdict, reason)] += 1
+            fig.board.chart(ts_ms, f"{event.verdict}:{reason}" if reason else event.verdict)
             self._latency("verdict", fig.campaign.id, event.message_id, ts_ms,
                           done=event.verdict != "forward")
             if event.verdict != "forward":
@@ -168,6 +172,7 @@ class Projection:
                 return
             fig.replies[outcome] += 1
             self._minute(fig, ts_ms)[("reply", outcome, "")] += 1
+            fig.board.chart(ts_ms, f"reply:{outcome}")
             if outcome == "sent":
                 self._latency("sent", fig.campaign.id, event.message_id, ts_ms, done=True)
         elif is_campaign_event(event):
@@ -184,8 +189,12 @@ class Projection:
             self._campaign_event(fig, event, ts)
 
     def _campaign_event(self, fig: CampaignFigures, event: Any, ts_ms: int) -> None:
-        evolve_campaign(fig.state, event)
         t = event.TYPE
+        before = describe(fig.state.policy) if t == "PolicyChanged" else None
+        evolve_campaign(fig.state, event)
+        fig.board.campaign_event(event)
+        if before is not None:
+            fig.board.policy_changed(event, before, describe(fig.state.policy))
         minute = self._minute(fig, ts_ms)
         if t == "ReplyApproved":
             fig.spend_micros += event.cost_micros
@@ -282,6 +291,8 @@ class Projection:
                 "policy_at": fig.policy_at,
                 "minutes": minutes,
                 "last": list(reversed(fig.last)),
+                "console": fig.board.view(fig.state, fig.campaign, now_ms),
+                "policy_history": fig.board.history(),
             }
         return out
 
