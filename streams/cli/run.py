@@ -260,17 +260,23 @@ def web_port_free(args: argparse.Namespace) -> bool:
     return True
 
 
+def checked_deployment(args: argparse.Namespace, needs_kafka: bool) -> Any:
+    """What a user can get wrong, said in one line before anything starts or is announced:
+    the broker's address, the web port, the campaign file, keys and state folder. The
+    deployment read, or None (said why)."""
+    if needs_kafka and args.kafka is None:
+        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return None
+    if not web_port_free(args):
+        return None
+    return read_deployment(args)
+
+
 def serve(args: argparse.Namespace, embedded: bool) -> int:
     """``up`` (``embedded``: starts the broker unless --kafka) and ``worker``."""
     if getattr(args, "role", "all") == "web":
         return serve_web(args)
-    # What a user can get wrong, said in one line before anything starts or is announced.
-    if not embedded and args.kafka is None:
-        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
-    if not web_port_free(args):
-        return 2
-    deployment = read_deployment(args)
+    deployment = checked_deployment(args, needs_kafka=not embedded)
     if deployment is None:
         return 2
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -322,12 +328,7 @@ def serve_web(args: argparse.Namespace) -> int:
     from streams.app import create_app
     from streams.console.ops import register_guard
 
-    if args.kafka is None:
-        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
-    if not web_port_free(args):
-        return 2
-    deployment = read_deployment(args)
+    deployment = checked_deployment(args, needs_kafka=True)
     if deployment is None:
         return 2
     log.info("event loop: %s", install_event_loop())

@@ -11,19 +11,9 @@ import uuid
 import pytest
 
 from streams import cli
-from tests.cli.test_no_traceback import antirelou, free_port, one_line
+from tests.cli.test_no_traceback import CONFIG, antirelou, free_port, one_line
 
-GOOD = """
-[[campaign]]
-id = "paris"
-number = "+33644630001"
-reply_text = "Non, c'est non."
-language = "fr"
-budget_eur = "3700.00"
-price_per_segment_eur = "0.08"
-start = 2026-11-01
-end = 2099-10-31
-"""
+GOOD = CONFIG  # a campaign that can reply
 
 
 def check(capsys, tmp_path, edit):

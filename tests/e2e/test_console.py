@@ -20,14 +20,7 @@ import pytest
 from schemas.events import ReplyDenied, ReplyExpired, SenderScreened, SurgeEnded, SurgeStarted
 from streams.simulate import drive_webhook
 from streams.simulate.scenarios import generate_plan, retimed
-from tests.e2e.conftest import (
-    ACCESS_KEY,
-    ADMIN_TOKEN,
-    SIGNING_KEY,
-    send_ticks,
-    start_worker,
-    stop_worker,
-)
+from tests.e2e import conftest as e2e
 from tests.e2e.test_dashboard import browser
 from tests.factories import ROOT
 
@@ -52,23 +45,23 @@ CONFIG = (_campaign("paris", 'policy = { reply_delay_minutes = "5" }') + _campai
 
 @pytest.fixture(scope="module")
 def console_worker(tmp_path_factory, kafka, ray_address, messagebird):
-    w = start_worker(tmp_path_factory.mktemp("console"), kafka, ray_address, {
-        "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
-        "ANTIRELOU_ADMIN_TOKEN": ADMIN_TOKEN, "ANTIRELOU_TICK_INTERVAL_S": "3600",
+    w = e2e.start_worker(tmp_path_factory.mktemp("console"), kafka, ray_address, {
+        "MESSAGEBIRD_ACCESS_KEY": e2e.ACCESS_KEY, "MESSAGEBIRD_ENDPOINT": messagebird.endpoint,
+        "ANTIRELOU_ADMIN_TOKEN": e2e.ADMIN_TOKEN, "ANTIRELOU_TICK_INTERVAL_S": "3600",
         "ANTIRELOU_EVENT_SKEW_MINUTES": "1440"}, config_text=CONFIG, args=("--insecure-dev",))
     yield w
-    stop_worker(w)
+    e2e.stop_worker(w)
 
 
 def _replay(w, cid: str, texts, until: int) -> None:
     """Post the texts to the campaign's number, then tick it each minute up to ``until``."""
-    counts = drive_webhook(texts, w.url + "/webhooks/messagebird/sms", NUMBERS[cid], SIGNING_KEY)
+    counts = drive_webhook(texts, w.url + "/webhooks/messagebird/sms", NUMBERS[cid], e2e.SIGNING_KEY)
     assert set(counts) == {"200"}, counts
     ids = {t.message_id for t in texts}
     w.wait_for(lambda ev: ids <= {e.message_id for e in ev if isinstance(e, SenderScreened)},
                timeout=600)
     last = max(t.at_ms for t in texts)
-    send_ticks(w, cid, list(range(last + MINUTE, until, MINUTE)) + [until])
+    e2e.send_ticks(w, cid, list(range(last + MINUTE, until, MINUTE)) + [until])
 
 
 def _story(w) -> list:
@@ -111,7 +104,7 @@ def test_the_console_shows_a_raid_going_on_a_raid_over_and_an_empty_campaign(
 
         wait = WebDriverWait(driver, 60, poll_frequency=0.2)
         driver.get(w.url + "/dashboard")
-        driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
+        driver.find_element(By.ID, "token").send_keys(e2e.ADMIN_TOKEN)
         driver.find_element(By.ID, "signin").click()
 
         def shown(key: str) -> str:
