@@ -127,6 +127,19 @@ def test_up_on_a_busy_web_port_says_so_before_any_banner(config, tmp_path):
     assert not (tmp_path / "state").exists()  # nothing was started or written
 
 
+def test_up_on_a_busy_broker_port_says_so_in_one_line(config, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = antirelou(*UP, "--config", config, "--kafka-port", str(port), "--web-port",
+                      str(free_port()), "--state-dir", str(tmp_path / "state"))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("antirelou:")]
+    assert errors == [f"antirelou: cannot start noida-db: port {port} on 127.0.0.1 is already "
+                      "in use (another broker or service is listening there)"], r.stderr
+    assert "Traceback" not in r.stderr and (r.returncode, r.stdout) == (1, "")
+
+
 def test_a_state_dir_that_cannot_be_created_is_one_line(config, tmp_path):
     (tmp_path / "a-file").write_text("")
     r = antirelou(*UP, "--config", config, "--web-port", str(free_port()),
