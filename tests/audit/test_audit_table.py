@@ -5,7 +5,7 @@ day the texts came; the money on the day it moved."""
 from __future__ import annotations
 
 from schemas.commands import ChangePolicy, Tick
-from streams.audit import audit, render_text, to_json
+from streams.audit import audit, render_text, to_json, what_if
 from tests.factories import DAY, HOUR, T0, journal_of
 from tests.factories import story_campaign as campaign
 
@@ -35,7 +35,8 @@ def test_each_day_adds_up_with_the_safety_delay_expiries_by_reason_and_a_queue()
                      operator="alice", occurred_at=T0 + DAY + 11 * HOUR),
         ("m6", "paris", "s_e", T0 + DAY + 12 * HOUR, "33-615"),  # still waiting at the end
     ]
-    result = audit(journal_of(steps, [c], batch=1), [c])
+    journal = journal_of(steps, [c], batch=1)
+    result = audit(journal, [c])
     assert result.ok, result.mismatches[:1]
     paris = to_json(result)["campaigns"]["paris"]
     days = {d["day"]: d for d in paris["days"]}
@@ -52,3 +53,8 @@ def test_each_day_adds_up_with_the_safety_delay_expiries_by_reason_and_a_queue()
     header = next(line for line in table.splitlines() if line.strip().startswith("day"))
     assert header.split()[:7] == ["day", "texts", "replies", "already_answered",
                                   "reserve_reached", "expired:budget_exhausted", "queued"]
+    # The what-if's rows add up the same way (the texts decided afresh, ticks included).
+    for run in ("baseline", "what_if"):
+        for day in to_json(what_if(journal, [c], [c]))[run]["paris"]["days"]:
+            assert day["texts_in"] == (day["replies_approved"] + sum(day["suppressed"].values())
+                                       + day["queued"]), (run, day)
