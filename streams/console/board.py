@@ -78,10 +78,10 @@ class Surge:
                 "raid_words": self.raid_words, "expired": dict(self.expired)}
 
 
-def _bucket(series: OrderedDict, start: int, keep: int) -> Counter:
+def _bucket(series: OrderedDict, start: int, keep: int) -> dict:
     bucket = series.get(start)
     if bucket is None:
-        bucket = series[start] = Counter()
+        bucket = series[start] = {}
         while len(series) > keep:
             series.popitem(last=False)
     return bucket
@@ -104,12 +104,23 @@ class Board:
     changes: deque = field(default_factory=lambda: deque(maxlen=POLICY_CHANGES_KEPT))
     key_changed: dict = field(default_factory=dict)  # operator key -> its last change
     series: dict = field(default_factory=lambda: {name: OrderedDict() for name in RANGES})
+    # Per range [width, kept, series, the current bucket's start, the bucket]: most texts
+    # fall in the bucket of the one before (the journal is read in order): no lookup then.
+    current: list = field(default_factory=list)
 
     # -- feeding --------------------------------------------------------------------------
-    def chart(self, ts_ms: int, key: str, n: int = 1) -> None:
-        """One more of ``key`` (a verdict:reason, or "sent") at ``ts_ms`` in every range."""
-        for name, (width, keep) in RANGES.items():
-            _bucket(self.series[name], ts_ms // width * width, keep)[key] += n
+    def chart(self, ts_ms: int, key: str) -> None:
+        """One more of ``key`` (a verdict:reason, or "reply:sent") at ``ts_ms`` in every
+        range (a text or a reply: the journal follower's every one, so kept cheap)."""
+        if not self.current:
+            self.current = [[width, keep, self.series[name], None, None]
+                            for name, (width, keep) in RANGES.items()]
+        for slot in self.current:
+            start = ts_ms - ts_ms % slot[0]
+            if start != slot[3]:
+                slot[3], slot[4] = start, _bucket(slot[2], start, slot[1])
+            bucket = slot[4]
+            bucket[key] = bucket.get(key, 0) + 1
 
     def _surge_of(self, arrived_at: int) -> Surge | None:
         for surge in reversed(self.surges):
