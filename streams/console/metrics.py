@@ -106,12 +106,15 @@ class Projection:
     # -- feeding ------------------------------------------------------------------------
     def webhook_seen(self, message_id: str, ts_ms: int) -> None:
         """The text's record in sms-received was written at ``ts_ms`` (by the webhook)."""
+        # A verdict or a reply journaled before this record is of a text written again (the
+        # webhook's texts after a broker restart, a journal read back after a worker's
+        # restart): no latency of it (they showed as hundreds of observations of 0 s).
         verdict = self._verdict_at.pop(message_id, None)
-        if verdict is not None:
-            self._latencies.append(("verdict", verdict[1], max(0, verdict[0] - ts_ms) / 1000))
+        if verdict is not None and verdict[0] >= ts_ms:
+            self._latencies.append(("verdict", verdict[1], (verdict[0] - ts_ms) / 1000))
         sent = self._sent_at.pop(message_id, None)
-        if sent is not None:
-            self._latencies.append(("sent", sent[1], max(0, sent[0] - ts_ms) / 1000))
+        if sent is not None and sent[0] >= ts_ms:
+            self._latencies.append(("sent", sent[1], (sent[0] - ts_ms) / 1000))
         elif verdict is None or verdict[2]:  # a reply may follow
             self._remember(self._webhook_at, message_id, ts_ms)
 
