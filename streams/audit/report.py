@@ -334,7 +334,11 @@ def render_text(x: AuditResult | Report | WhatIf) -> str:
                 b.get("budget_ran_out") or "never", o.get("budget_ran_out") or "never",
             ])
         lines = ["what-if: the journal's texts decided afresh (event-time order), "
-                 "config vs other config", *_table(header, rows), ""]
+                 "config vs other config",
+                 "  (both columns replay the texts, the operator commands and a clock tick a "
+                 "minute; not the live run's ticks, outages, sends or refunds: with the same "
+                 "config they may differ from what the journal holds)",
+                 *_table(header, rows), ""]
         lines += ["what-if per day:", *_render_report(x.alternative)]
         return "\n".join(lines).rstrip() + "\n"
     c = x.counters
