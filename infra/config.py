@@ -39,7 +39,14 @@ import phonenumbers
 from infra.privacy import normalize_msisdn
 from schemas.campaign import Campaign
 from schemas.events import MICROS_PER_EUR
-from schemas.policy import Policy, PolicyError, apply_changes, parse_changes, policy_problem
+from schemas.policy import (
+    MAX_EUR,
+    Policy,
+    PolicyError,
+    apply_changes,
+    parse_changes,
+    policy_problem,
+)
 
 _DAY_MS = 86_400_000
 _KNOWN = {
@@ -129,16 +136,49 @@ def parse_campaigns(data: dict[str, Any], source: str = "<config>") -> list[Camp
     return campaigns
 
 
-def _campaign(t: dict[str, Any], where: str) -> Campaign:
-    unknown = sorted(set(t) - _KNOWN)
+# ISO 639-1: the reply's language (``fr``, or a tag such as ``fr-FR``).
+LANGUAGES = frozenset("""
+aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht
+hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky
+la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny
+oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss
+st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
+za zh zu""".split())
+# A campaign id names topics' keys, metrics labels and URLs: letters, digits, - and _.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def unknown_keys(given: set[str], known: set[str], where: str) -> None:
+    """ConfigError naming each unknown key, with the known one it was probably meant to be."""
+    import difflib
+
+    unknown = sorted(given - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}")
+        said = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            said.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"{where}: unknown key{'s' if len(said) > 1 else ''} "
+                          f"{', '.join(said)}")
+
+
+def _campaign(t: dict[str, Any], where: str) -> Campaign:
+    named = f"{where} ({t['id']!r})" if isinstance(t.get("id"), str) else where
+    unknown_keys(set(t), _KNOWN, named)
     for key in ("id", "number", "reply_text", "language", "budget_eur",
                 "price_per_segment_eur", "start", "end"):
         if key not in t:
             raise ConfigError(f"{where}: missing {key!r}")
     cid = _text(t, "id", where)
+    if not _ID.match(cid):
+        raise ConfigError(f"{where}: 'id' {cid!r} must be 1 to 64 letters, digits, - or _ "
+                          "(it names the campaign in topics, metrics and URLs)")
     where = f"{where} ({cid!r})"
+    language = _text(t, "language", where)
+    if re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower() not in LANGUAGES:
+        raise ConfigError(f"{where}: 'language' {language!r} is not an ISO 639-1 language "
+                          "code (e.g. fr, en, de)")
     country = t.get("country")
     if country is not None:
         if not isinstance(country, str) or country.upper() not in phonenumbers.SUPPORTED_REGIONS:
@@ -175,7 +215,7 @@ def _campaign(t: dict[str, Any], where: str) -> Campaign:
         id=cid,
         number=number,
         reply_text=_text(t, "reply_text", where),
-        language=_text(t, "language", where),
+        language=language,
         country=str(country).upper(),
         budget_micros=_money(t, "budget_eur", where),
         price_per_segment_micros=price,
@@ -254,8 +294,10 @@ def _money(t: dict[str, Any], key: str, where: str) -> int:
     except InvalidOperation:
         raise ConfigError(f"{where}: {key!r} is not an amount in EUR") from None
     micros = eur * MICROS_PER_EUR
-    if micros != micros.to_integral_value() or micros < 0:
+    if not micros.is_finite() or micros != micros.to_integral_value() or micros < 0:
         raise ConfigError(f"{where}: {key!r} must be >= 0 with at most 6 decimals")
+    if micros > MAX_EUR * MICROS_PER_EUR:
+        raise ConfigError(f"{where}: {key!r} is more than EUR {MAX_EUR:,}")
     return int(micros)
 
 

@@ -113,6 +113,12 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 # Core field -> (operator key, parser of the operator's text).
+# Amounts above this are a typo (and past it, a balance would outgrow a 64-bit integer).
+MAX_EUR = 1_000_000_000
+# Policy values travel as JSON numbers: above 2**53 a browser (the dashboard) misreads them.
+MAX_VALUE = 2**53
+
+
 def parse_eur(text: str, key: str, positive: bool) -> int:
     if not _AMOUNT.match(text.strip()):  # Decimal takes "1e3", "NaN", "Infinity"
         raise PolicyError(f"{key}: {text!r} is not an amount in EUR (write it like 250.00)")
@@ -122,21 +128,27 @@ def parse_eur(text: str, key: str, positive: bool) -> int:
         raise PolicyError(f"{key}: {text!r} is not an amount in EUR") from None
     if micros != micros.to_integral_value() or micros < 0 or (positive and micros == 0):
         raise PolicyError(f"{key}: must be {'>' if positive else '>='} 0 with at most 6 decimals")
+    if micros > MAX_EUR * MICROS_PER_EUR:
+        raise PolicyError(f"{key}: {text.strip()} is more than EUR {MAX_EUR:,}: not an amount "
+                          "this system takes")
     return int(micros)
 
 
 def _decimal(text: str, key: str, what: str) -> Decimal:
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except InvalidOperation:
         raise PolicyError(f"{key}: {text!r} is not {what}") from None
+    if not value.is_finite():  # "NaN", "Infinity"
+        raise PolicyError(f"{key}: {text!r} is not {what}")
+    return value
 
 
 def _days(text: str, key: str) -> int | None:
     if text.strip().lower() in ("never", "none"):
         return None
     days = _decimal(text, key, "a number of days (or 'never')")
-    if days <= 0:
+    if int(days * DAY_MS) <= 0:
         raise PolicyError(f"{key}: must be a positive number of days, or 'never'")
     return int(days * DAY_MS)
 
@@ -158,8 +170,8 @@ def _count(text: str, key: str) -> int:
 
 def _minutes(text: str, key: str) -> int:
     minutes = _decimal(text, key, "a number of minutes")
-    if minutes <= 0:
-        raise PolicyError(f"{key}: must be positive")
+    if int(minutes * 60_000) <= 0:
+        raise PolicyError(f"{key}: must be positive (at least a millisecond)")
     return int(minutes * 60_000)
 
 
@@ -284,9 +296,17 @@ def parse_changes(pairs: list[str]) -> dict[str, Any]:
         if not sep:
             raise PolicyError(f"{pair!r}: expected key=value")
         if key not in OPERATOR_KEYS:
-            raise PolicyError(f"unknown policy key {key!r}; known: {', '.join(OPERATOR_KEYS)}")
+            import difflib
+
+            close = difflib.get_close_matches(key, OPERATOR_KEYS, n=1)
+            raise PolicyError(f"unknown policy key {key!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; known: {', '.join(OPERATOR_KEYS)}")
         field, parse = OPERATOR_KEYS[key]
-        changes[field] = parse(text.strip(), key)
+        value = parse(text.strip(), key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_VALUE:
+            raise PolicyError(f"{key}: {text.strip()} is too large")
+        changes[field] = value
     return changes
 
 

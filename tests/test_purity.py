@@ -38,6 +38,7 @@ PURE_MODULES = [
     # the pure modules of the other rooms: the operators' projection and the audit's HTML
     # page, the named scenarios
     "streams/console/metrics.py",
+    "streams/console/board.py",
     "streams/console/audit_html.py",
     "streams/simulate/scenarios.py",
 ]

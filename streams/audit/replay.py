@@ -427,6 +427,8 @@ class Audit:
         evolve_sender(state, expected, policy)
         if restated:
             self.counters.restated += 1
+            # The same text given again (a retried webhook): one text in the day's count.
+            self._tally.day(text.campaign_id, text.occurred_at).texts_in -= 1
             if ev.reason == DUPLICATE:  # how states before verdicts were kept restated
                 return
         else:

@@ -14,6 +14,7 @@ from schemas.events import (
     PolicyChanged,
     ReplyApproved,
     ReplyCostReconciled,
+    ReplyDeferred,
     ReplyDenied,
     ReplyExpired,
     ReplyRefunded,
@@ -24,15 +25,16 @@ from schemas.reasons import (
     DENIAL_REASONS,
     DUPLICATE,
     EXPIRED,
+    EXPIRY_REASONS,
     SCREENING_REASONS,
 )
 from streams.audit.results import DAY_MS, AuditResult, CampaignReport, DayStats, Report, WhatIf
 
 # The report's columns of suppressions: duplicates and answered senders first, then the
-# campaign's denials and expiries, then the other screening reasons by name (and any reason
-# not known here, by name, after them).
+# campaign's denials and expiries (one column per reason: ``expired:ttl``...), then the other
+# screening reasons by name (and any reason not known here, by name, after them).
 _REASON_ORDER = {r: i for i, r in enumerate((
-    DUPLICATE, ALREADY_ANSWERED, *DENIAL_REASONS, EXPIRED,
+    DUPLICATE, ALREADY_ANSWERED, *DENIAL_REASONS, *(f"{EXPIRED}:{r}" for r in EXPIRY_REASONS),
     *sorted(set(SCREENING_REASONS) - {DUPLICATE, ALREADY_ANSWERED})))}
 
 
@@ -68,6 +70,7 @@ class Tally:
             if s is None:
                 s = self.flat[key] = DayStats()
             s.texts_in += other.texts_in
+            s.queued += other.queued
             s.approved += other.approved
             s.spent_micros += other.spent_micros
             s.credited_micros += other.credited_micros
@@ -91,11 +94,20 @@ class Tally:
                 s.suppressed[reason] = s.suppressed.get(reason, 0) + n
 
     def campaign_event(self, ev: Any) -> None:
+        """One campaign event: a request's outcome on the day of its text (a release or an
+        expiry takes it out of that day's queue), money on the day it moved."""
         t = type(ev)
         s = self.day(ev.campaign_id, ev.occurred_at)
         if t is ReplyApproved:
-            s.approved += 1
             s.spent_micros += ev.cost_micros
+            if ev.deferred_at is None:
+                s.approved += 1
+            else:
+                came = self.day(ev.campaign_id, ev.deferred_at)
+                came.approved += 1
+                came.queued -= 1
+        elif t is ReplyDeferred:
+            s.queued += 1
         elif t is ReplyRefunded:
             s.spent_micros -= ev.refund_micros
         elif t is ReplyCostReconciled:
@@ -103,7 +115,9 @@ class Tally:
         elif t is ReplyDenied:
             count_suppressed(s, ev.reason)
         elif t is ReplyExpired:
-            count_suppressed(s, EXPIRED)
+            came = self.day(ev.campaign_id, ev.deferred_at)
+            came.queued -= 1
+            count_suppressed(came, f"{EXPIRED}:{ev.reason}")
         elif t is BudgetCredited:
             s.credited_micros += ev.amount_micros
         elif t is PolicyChanged:
@@ -163,7 +177,7 @@ def _reasons(names: Iterable[str]) -> list[str]:
 def _campaign_rows(cr: CampaignReport) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = []
     spent = credited = 0
-    totals: dict[str, Any] = {"texts_in": 0, "replies_approved": 0, "suppressed": {},
+    totals: dict[str, Any] = {"texts_in": 0, "replies_approved": 0, "suppressed": {}, "queued": 0,
                               "policy_changes": 0, "replies_sent": 0, "replies_failed": 0}
     for d in sorted(cr.days):
         s = cr.days[d]
@@ -175,6 +189,7 @@ def _campaign_rows(cr: CampaignReport) -> tuple[list[dict[str, Any]], dict[str, 
             "texts_in": s.texts_in,
             "replies_approved": s.approved,
             "suppressed": {r: s.suppressed[r] for r in _reasons(s.suppressed)},
+            "queued": s.queued,
             "spent_micros": s.spent_micros,
             "spent_eur": _eur(s.spent_micros),
             "credited_micros": s.credited_micros,
@@ -186,6 +201,7 @@ def _campaign_rows(cr: CampaignReport) -> tuple[list[dict[str, Any]], dict[str, 
         })
         totals["texts_in"] += s.texts_in
         totals["replies_approved"] += s.approved
+        totals["queued"] += s.queued
         totals["policy_changes"] += s.policy_changes
         totals["replies_sent"] += s.sent
         totals["replies_failed"] += s.failed
@@ -279,7 +295,8 @@ def _render_report(report: Report) -> list[str]:
         lines.append(head)
         reasons = list(totals["suppressed"])
         credits = totals["credited_micros"] != 0
-        header = ["day", "texts", "replies", *reasons, "spent EUR"]
+        # Each row adds up: its texts are its replies, its suppressions and what is queued.
+        header = ["day", "texts", "replies", *reasons, "queued", "spent EUR"]
         header += ["credited EUR"] if credits else []
         outcomes = totals["replies_sent"] + totals["replies_failed"] != 0  # none in a what-if
         header += ["balance EUR"] + (["sent", "failed"] if outcomes else [])
@@ -287,7 +304,7 @@ def _render_report(report: Report) -> list[str]:
         for r in [*rows, {**totals, "day": "total"}]:
             cells = [r["day"], str(r["texts_in"]), str(r["replies_approved"])]
             cells += [str(r["suppressed"].get(reason, 0)) for reason in reasons]
-            cells += [r["spent_eur"]]
+            cells += [str(r["queued"]), r["spent_eur"]]
             cells += [_eur(r["credited_micros"])] if credits else []
             cells += [r["balance_end_eur"]]
             cells += [str(r["replies_sent"]), str(r["replies_failed"])] if outcomes else []
@@ -317,7 +334,11 @@ def render_text(x: AuditResult | Report | WhatIf) -> str:
                 b.get("budget_ran_out") or "never", o.get("budget_ran_out") or "never",
             ])
         lines = ["what-if: the journal's texts decided afresh (event-time order), "
-                 "config vs other config", *_table(header, rows), ""]
+                 "config vs other config",
+                 "  (both columns replay the texts, the operator commands and a clock tick a "
+                 "minute; not the live run's ticks, outages, sends or refunds: with the same "
+                 "config they may differ from what the journal holds)",
+                 *_table(header, rows), ""]
         lines += ["what-if per day:", *_render_report(x.alternative)]
         return "\n".join(lines).rstrip() + "\n"
     c = x.counters

@@ -63,11 +63,19 @@ UNATTEMPTED_AFTER_MS = 10 * 60 * 1000
 
 
 class DayStats:
+    """One campaign's UTC day. What became of the day's texts is counted on the day they
+    came (``approved``: replies paid for them, at once or released later; ``suppressed``:
+    each screening and denial reason, and each expiry as ``expired:<reason>``; ``queued``:
+    still waiting at the end of the journal), so that a day adds up:
+    texts_in = approved + suppressed + queued (+ the campaign's pending). Money and sends
+    are counted on the day they happened."""
+
     __slots__ = ("texts_in", "approved", "spent_micros", "credited_micros", "policy_changes",
-                 "sent", "failed", "suppressed")
+                 "sent", "failed", "suppressed", "queued")
 
     def __init__(self) -> None:
         self.texts_in = 0
+        self.queued = 0
         self.approved = 0
         self.spent_micros = 0
         self.credited_micros = 0

@@ -46,10 +46,10 @@ def simulate(inputs: Iterable[tuple[int, int, Any]], campaigns: Iterable[Campaig
     for _, _, ev in inputs:
         cid = ev.campaign_id
         if type(ev) is TextReceived:
-            day(cid, ev.occurred_at).texts_in += 1
             sender = pipe.senders.get(ev.sender)
             if sender is not None and ev.message_id in sender.recent:
                 continue  # a copy of a text decided already: its verdict again, no news
+            day(cid, ev.occurred_at).texts_in += 1  # each text once, as the audit counts
             seen = len(pipe.events)
             verdict = pipe.text(screen_command(ev)).verdicts[0]
             last_text[cid] = ev.occurred_at

@@ -40,6 +40,7 @@ import logging
 import sys
 
 from infra.broker import BrokerError
+from infra.cliparse import Parser
 from infra.config import ConfigError
 from infra.kafka_auth import KafkaAuthError
 from streams.cli import audit, inspect, operate, run, transparency
@@ -70,7 +71,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="antirelou", description=__doc__, formatter_class=Help)
+    parser = Parser(prog="antirelou", description=__doc__, formatter_class=Help)
     parser.add_argument("--version", action="version", version=f"antirelou {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `antirelou --help` lists them.

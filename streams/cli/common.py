@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from infra import cliparse
+
 # Exit status of every command (README, "Operate it live").
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_NO_ANSWER, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 # What `bash infra/up.sh` runs: the example campaigns and the embedded broker on 9092.
@@ -29,8 +31,7 @@ class Unreachable(Exception):
     """The broker did not answer."""
 
 
-class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+Help = cliparse.Help  # the help formatter of every command (infra/cliparse.py)
 
 
 # --- settings from the environment ----------------------------------------------------
@@ -83,6 +84,7 @@ def add_common(p: argparse.ArgumentParser, server: bool = False) -> None:
                    help="where broker data, tables and the secret live [ANTIRELOU_STATE_DIR]")
     if server:
         p.add_argument("--kafka", default=env("KAFKA_BOOTSTRAP_SERVERS"),
+                       type=cliparse.bootstrap_servers,
                        help="bootstrap servers of a Kafka cluster; up: none starts the "
                             "embedded broker [KAFKA_BOOTSTRAP_SERVERS]")
     else:
@@ -91,7 +93,7 @@ def add_common(p: argparse.ArgumentParser, server: bool = False) -> None:
 
 
 def add_kafka(p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
-    p.add_argument("--kafka", default=default_kafka(),
+    p.add_argument("--kafka", default=default_kafka(), type=cliparse.bootstrap_servers,
                    help="bootstrap servers; default: the broker `up` starts "
                         "[KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:ANTIRELOU_KAFKA_PORT]")
 
@@ -121,6 +123,8 @@ def talk(args: argparse.Namespace, coro: Any) -> Any:
 
     try:
         return asyncio.run(coro)
+    except BrokenPipeError:  # `antirelou journal | head`: the reader, not the broker
+        raise
     except (KafkaConnectionError, KafkaTimeoutError, OSError, TimeoutError) as exc:
         raise _unreachable(args, exc) from None
     except KafkaError as exc:

@@ -141,6 +141,8 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
     providers = load_providers(args.config, campaigns)  # provider of each campaign, checked
+    if not campaigns_can_work(args.config, campaigns):
+        return None
     signing_key = env("MESSAGEBIRD_SIGNING_KEY")
     bird_signing_key = env("BIRD_SIGNING_KEY")
     sends_only = getattr(args, "role", "all") == "send"
@@ -160,7 +162,12 @@ def read_deployment(args: argparse.Namespace) -> Deployment | None:
     if refusal is not None:
         print(f"antirelou: {refusal}", file=sys.stderr)
         return None
-    state_dir = make_private(Path(args.state_dir).resolve())  # broker data, tables, secret
+    try:
+        state_dir = make_private(Path(args.state_dir).resolve())  # broker data, tables, secret
+    except OSError as exc:
+        print(f"antirelou: --state-dir {args.state_dir}: cannot create the folder "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return None
     try:
         secret, secret_from = deployment_secret(state_dir, development=args.insecure_dev)
     except SecretError as exc:
@@ -220,6 +227,22 @@ def start_refusal(args: argparse.Namespace) -> str | None:
         return (f"--public-url {url!r} is not a base URL like https://sms.example.org "
                 "(scheme, host, optional port and path; no query)")
     return None
+
+
+def campaigns_can_work(config: str, campaigns: list) -> bool:
+    """What ``antirelou check`` refuses is refused here too (one line each, False); what it
+    warns of is said."""
+    import time
+
+    from streams.cli.checks import campaign_problems
+
+    problems = campaign_problems(campaigns, int(time.time() * 1000))
+    for p in problems:
+        if p.error:
+            print(f"antirelou: {config}: campaign {p.campaign_id!r}: {p.text}", file=sys.stderr)
+        else:
+            print(f"antirelou: WARNING campaign {p.campaign_id}: {p.text}", flush=True)
+    return not any(p.error for p in problems)
 
 
 def key_matches(args: argparse.Namespace, kafka: str, secret: bytes) -> bool:

@@ -77,15 +77,25 @@ def add_simulate_parser(sub: Any) -> None:
 def check_config(args: argparse.Namespace) -> int:
     """``check``: the campaign file as ``up`` reads it, with what each reply costs; offline."""
     import datetime as dt
+    import time
 
     from actors.campaign import reply_cost
     from infra.operators import load_operators
     from infra.providers import classic_warning, load_providers
+    from streams.cli.checks import campaign_problems
 
     campaigns = load_campaigns(args.config)
     operators = load_operators(args.config, [c.id for c in campaigns])
+    # an unknown provider, a Bird campaign's channel
     providers = load_providers(args.config, campaigns)
-    print(f"{args.config}: {len(campaigns)} campaign(s), {len(operators)} operator(s): OK")
+    problems = campaign_problems(campaigns, int(time.time() * 1000))
+    errors = [p for p in problems if p.error]
+    for p in errors:
+        print(f"antirelou: {args.config}: campaign {p.campaign_id!r}: {p.text}", file=sys.stderr)
+    if errors:
+        return EXIT_BAD_INPUT
+    warned = f" ({len(problems)} warning(s), below)" if problems else ""
+    print(f"{args.config}: {len(campaigns)} campaign(s), {len(operators)} operator(s): OK{warned}")
     for c in campaigns:
         cost = reply_cost(c)
         replies = c.budget_micros // cost.cost_micros if cost.cost_micros else 0
@@ -100,6 +110,9 @@ def check_config(args: argparse.Namespace) -> int:
         warning = ucs2_warning(c.reply_text)
         if warning:
             print(f"  WARNING {c.id}: {warning}")
+        for p in problems:
+            if p.campaign_id == c.id:
+                print(f"  WARNING {c.id}: {p.text}")
     classic = classic_warning(providers, dt.datetime.now(dt.UTC).date())
     if classic:
         print(f"  WARNING: {classic}")

@@ -174,7 +174,20 @@ def _stops_replies(cid: str, projection: Any, changes: dict[str, Any]) -> list[s
                    f"{eur(policy.reserve_micros)} is less than one reply (EUR {eur(cost)})")
     if "allowed_countries" in changes and not policy.allowed_countries:
         out.append("allowed_countries is empty: no number is answered")
+    queued = projection.status(cid)["queued"]
+    if out and queued:
+        ttl = policy.surge_ttl_ms // 60_000
+        out.append(f"{queued:,} request(s) waiting in the queue are not paid while it holds, "
+                   "and new texts are refused; none is expired by this change: those still "
+                   f"waiting {ttl} minutes after their text (surge_ttl_minutes) expire")
     return out
+
+
+def _same(before: Any, after: Any) -> bool:
+    """Whether a change leaves every value as it was (then no new version is made)."""
+    import dataclasses
+
+    return dataclasses.replace(after, version=before.version) == before
 
 
 def operate(args: argparse.Namespace) -> int:
@@ -208,10 +221,15 @@ def operate(args: argparse.Namespace) -> int:
 
         projection = talk(args, _projection(args.kafka, names, campaigns))
         before = projection.figures[args.campaign].state.policy
-        problem = policy_problem(apply_changes(before, changes, before.version + 1))
+        after = apply_changes(before, changes, before.version + 1)
+        problem = policy_problem(after)
         if problem is not None:
             print(f"antirelou: {args.campaign}: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if _same(before, after):
+            print(f"{args.campaign}: nothing sent: policy v{before.version} already has "
+                  + ", ".join(args.changes))
+            return EXIT_OK
         problems = _stops_replies(args.campaign, projection, changes)
         for problem in problems:
             print(f"antirelou: {'warning: ' if args.force else ''}{args.campaign}: {problem}",

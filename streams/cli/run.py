@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -15,11 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from infra.cliparse import (
+    non_negative_float,
+    port,
+    positive_float,
+    positive_int,
+)
 from streams.cli.common import (
     Help,
     add_common,
     env,
-    float_env,
     int_env,
 )
 from streams.cli.deployment import (
@@ -69,7 +75,7 @@ def add_up_parsers(sub: Any) -> None:
 def add_fake_parser(sub: Any) -> None:
     p = sub.add_parser("fake-messagebird", formatter_class=Help,
                        help="local MessageBird-compatible REST server")
-    p.add_argument("--port", type=int, default=8089, help="port to listen on")
+    p.add_argument("--port", type=port, default=8089, help="port to listen on")
     p.add_argument("--access-key", default="test_key", help="the access key it accepts")
     from infra.bird_local import add_arguments
 
@@ -79,20 +85,38 @@ def add_fake_parser(sub: Any) -> None:
     add_arguments(b)
 
 
+# Ticks closer than this would busy-loop the leader (0 did: 70 % of a core).
+MIN_TICK_INTERVAL_S = 0.1
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def min_tick(text: str) -> float:
+    value = positive_float(text)
+    if value < MIN_TICK_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"{text} is too short: at least {MIN_TICK_INTERVAL_S} s")
+    return value
+
+
+def log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
 def _optional_int_env(name: str) -> int | None:
     return int_env(name, "0") or None  # 0 or unset: the default decided later
 
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     """Where the broker and Ray run, and how topics and shards are laid out."""
-    p.add_argument("--kafka-port", type=int, default=int_env("ANTIRELOU_KAFKA_PORT", "9092"),
+    p.add_argument("--kafka-port", type=port, default=env("ANTIRELOU_KAFKA_PORT", "9092"),
                    help="port of the embedded broker (up only) [ANTIRELOU_KAFKA_PORT]")
     p.add_argument("--ray-address", default=env("RAY_ADDRESS"),
                    help="Ray cluster to join; default: a local Ray session [RAY_ADDRESS]")
-    p.add_argument("--partitions", type=int, default=int_env("ANTIRELOU_PARTITIONS", "4"),
+    p.add_argument("--partitions", type=positive_int, default=env("ANTIRELOU_PARTITIONS", "4"),
                    help="partitions of the work topics (fixed once created) "
                         "[ANTIRELOU_PARTITIONS]")
-    p.add_argument("--shards", type=int, default=int_env("ANTIRELOU_SHARDS", "1"),
+    p.add_argument("--shards", type=positive_int, default=env("ANTIRELOU_SHARDS", "1"),
                    help="Ray actors holding the campaigns [ANTIRELOU_SHARDS]")
     p.add_argument("--shard-resource", default=env("ANTIRELOU_SHARD_RESOURCE"),
                    help="each shard needs one unit of this custom Ray resource: shards run "
@@ -100,14 +124,14 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-spread", action="store_true",
                    default=env("ANTIRELOU_SHARD_SPREAD") == "1",
                    help="spread the shards over the Ray nodes [ANTIRELOU_SHARD_SPREAD=1]")
-    p.add_argument("--shard-memory-mb", type=int,
+    p.add_argument("--shard-memory-mb", type=positive_int,
                    default=_optional_int_env("ANTIRELOU_SHARD_MEMORY_MB"),
                    help="Ray memory reserved per shard, MiB [ANTIRELOU_SHARD_MEMORY_MB]")
-    p.add_argument("--replication-factor", type=int,
+    p.add_argument("--replication-factor", type=positive_int,
                    default=_optional_int_env("ANTIRELOU_REPLICATION_FACTOR"),
                    help="replicas of each topic created; default min(3, brokers) "
                    "[ANTIRELOU_REPLICATION_FACTOR]")
-    p.add_argument("--min-insync-replicas", type=int,
+    p.add_argument("--min-insync-replicas", type=positive_int,
                    default=_optional_int_env("ANTIRELOU_MIN_INSYNC_REPLICAS"),
                    help="min.insync.replicas of the topics created; default 2 when "
                    "replicated 3 or more times, else the broker's [ANTIRELOU_MIN_INSYNC_REPLICAS]")
@@ -117,7 +141,7 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
     """The web server: webhooks, delivery reports, admin pages."""
     p.add_argument("--web-host", default=env("ANTIRELOU_WEB_HOST", "127.0.0.1"),
                    help="address of the webhook and admin web server [ANTIRELOU_WEB_HOST]")
-    p.add_argument("--web-port", type=int, default=int_env("ANTIRELOU_WEB_PORT", "6066"),
+    p.add_argument("--web-port", type=port, default=env("ANTIRELOU_WEB_PORT", "6066"),
                    help="its port [ANTIRELOU_WEB_PORT]")
     p.add_argument("--public-url", default=env("ANTIRELOU_PUBLIC_URL"),
                    help="base URL MessageBird (and Bird) call, which their signatures "
@@ -126,24 +150,24 @@ def _add_web_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-url", default=env("ANTIRELOU_REPORT_URL"),
                    help="base URL for delivery reports; default: --public-url, else the "
                    "local web address [ANTIRELOU_REPORT_URL]")
-    p.add_argument("--http-idle-timeout", type=float,
-                   default=float_env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15"),
+    p.add_argument("--http-idle-timeout", type=positive_float,
+                   default=env("ANTIRELOU_HTTP_IDLE_TIMEOUT_S", "15"),
                    help="close a connection without a complete request header or idle "
                         "for this long [ANTIRELOU_HTTP_IDLE_TIMEOUT_S]")
-    p.add_argument("--event-skew-minutes", type=float,
-                   default=float_env("ANTIRELOU_EVENT_SKEW_MINUTES", "5"),
+    p.add_argument("--event-skew-minutes", type=non_negative_float,
+                   default=env("ANTIRELOU_EVENT_SKEW_MINUTES", "5"),
                    help="a text's createdDatetime is kept within its arrival time +- this "
                         "(a replay of past texts needs more) [ANTIRELOU_EVENT_SKEW_MINUTES]")
-    p.add_argument("--http-body-timeout", type=float,
-                   default=float_env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10"),
+    p.add_argument("--http-body-timeout", type=positive_float,
+                   default=env("ANTIRELOU_HTTP_BODY_TIMEOUT_S", "10"),
                    help="answer 408 to a request body not received within this long "
                         "[ANTIRELOU_HTTP_BODY_TIMEOUT_S]")
-    p.add_argument("--webhook-concurrency", type=int,
-                   default=int_env("ANTIRELOU_WEBHOOK_CONCURRENCY", "256"),
+    p.add_argument("--webhook-concurrency", type=positive_int,
+                   default=env("ANTIRELOU_WEBHOOK_CONCURRENCY", "256"),
                    help="webhook requests under way at once in this process; the next is "
                    "answered 503 with Retry-After at once [ANTIRELOU_WEBHOOK_CONCURRENCY]")
-    p.add_argument("--ack-timeout", type=float,
-                   default=float_env("ANTIRELOU_ACK_TIMEOUT_S", "10"),
+    p.add_argument("--ack-timeout", type=positive_float,
+                   default=env("ANTIRELOU_ACK_TIMEOUT_S", "10"),
                    help="seconds the webhook waits for the broker before answering 503 "
                    "[ANTIRELOU_ACK_TIMEOUT_S]")
     p.add_argument("--insecure-dev", action="store_true",
@@ -170,25 +194,25 @@ def no_dashboard_default(hostname: Callable[[], str] | None = None) -> bool:
 
 def _add_worker_options(p: argparse.ArgumentParser) -> None:
     """Sending, timers and batches of the worker."""
-    p.add_argument("--send-attempts", type=int,
-                   default=int_env("ANTIRELOU_SEND_ATTEMPTS", "6"),
+    p.add_argument("--send-attempts", type=positive_int,
+                   default=env("ANTIRELOU_SEND_ATTEMPTS", "6"),
                    help="calls per reply on 429/503/unreachable (not taken by the "
                    "provider) before it fails and is refunded [ANTIRELOU_SEND_ATTEMPTS]")
-    p.add_argument("--breaker-cooldown", type=float,
-                   default=float_env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
+    p.add_argument("--breaker-cooldown", type=positive_float,
+                   default=env("ANTIRELOU_BREAKER_COOLDOWN_S", "5"),
                    help="seconds sends wait once MessageBird failed 5 times in a row "
                    "[ANTIRELOU_BREAKER_COOLDOWN_S]")
-    p.add_argument("--loglevel", default=env("ANTIRELOU_LOGLEVEL", "info"),
+    p.add_argument("--loglevel", default=env("ANTIRELOU_LOGLEVEL", "info"), type=log_level,
                    help="worker log level [ANTIRELOU_LOGLEVEL]")
-    p.add_argument("--snapshot-interval", type=float,
-                   default=float_env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30"),
+    p.add_argument("--snapshot-interval", type=positive_float,
+                   default=env("ANTIRELOU_SNAPSHOT_INTERVAL_S", "30"),
                    help="seconds between campaign snapshots [ANTIRELOU_SNAPSHOT_INTERVAL_S]")
-    p.add_argument("--checkpoint-minutes", type=float,
-                   default=float_env("ANTIRELOU_CHECKPOINT_MINUTES", "5"),
+    p.add_argument("--checkpoint-minutes", type=positive_float,
+                   default=env("ANTIRELOU_CHECKPOINT_MINUTES", "5"),
                    help="journal records wait at most this long for a signed checkpoint "
                    "(and one at every UTC day's end) [ANTIRELOU_CHECKPOINT_MINUTES]")
-    p.add_argument("--tick-interval", type=float,
-                   default=float_env("ANTIRELOU_TICK_INTERVAL_S", "5"),
+    p.add_argument("--tick-interval", type=min_tick,
+                   default=env("ANTIRELOU_TICK_INTERVAL_S", "5"),
                    help="seconds between clock ticks to the campaigns, which release and "
                         "expire deferred replies [ANTIRELOU_TICK_INTERVAL_S]")
     p.add_argument("--no-dashboard", action="store_true", default=no_dashboard_default(),
@@ -197,8 +221,8 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
                         "one of them serves the dashboard and the deployment's figures "
                         "[ANTIRELOU_NO_DASHBOARD=1; or ANTIRELOU_DASHBOARD_HOST=NAME: on every "
                         "host but NAME, e.g. all pods of a StatefulSet but antirelou-worker-0]")
-    p.add_argument("--screen-batch", type=int,
-                   default=int_env("ANTIRELOU_SCREEN_BATCH", "200"),
+    p.add_argument("--screen-batch", type=positive_int,
+                   default=env("ANTIRELOU_SCREEN_BATCH", "200"),
                    help="texts screened per batch (one journal write each; 1: one by "
                         "one) [ANTIRELOU_SCREEN_BATCH]")
 
@@ -235,6 +259,43 @@ def supervised_broker(state_dir: Path, port: int):
     return supervisor
 
 
+def web_port_free(args: argparse.Namespace) -> bool:
+    """The web server's address can be listened on (else said in one line): checked before
+    anything starts or any banner says the webhook is there."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(args.web_host, args.web_port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        print(f"antirelou: --web-host {args.web_host!r}: not an address here ({exc})",
+              file=sys.stderr)
+        return False
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp listens
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            busy = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            print(f"antirelou: the web port {args.web_host}:{args.web_port} {busy}: stop what "
+                  "listens there or choose another --web-port / ANTIRELOU_WEB_PORT",
+                  file=sys.stderr)
+            return False
+    return True
+
+
+def checked_deployment(args: argparse.Namespace, needs_kafka: bool) -> Any:
+    """What a user can get wrong, said in one line before anything starts or is announced:
+    the broker's address, the web port, the campaign file, keys and state folder. The
+    deployment read, or None (said why)."""
+    if needs_kafka and args.kafka is None:
+        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return None
+    if not web_port_free(args):
+        return None
+    return read_deployment(args)
+
+
 def serve(args: argparse.Namespace, embedded: bool) -> int:
     """``up`` (``embedded``: starts the broker unless --kafka) and ``worker``."""
     from infra.kafka_auth import KafkaAuth
@@ -249,6 +310,9 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
         return 2
     if warning:
         log.warning("%s", warning)
+    deployment = checked_deployment(args, needs_kafka=not embedded)
+    if deployment is None:
+        return 2
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import faust  # noqa: F401  (imported before Ray, as `up` always did)
     import ray
@@ -266,15 +330,9 @@ def serve(args: argparse.Namespace, embedded: bool) -> int:
     install_eager_delivery()  # no four tasks per record fetched (infra/faust/patches.py)
     install_batched_recovery()  # the tables' changelogs read back in passes, not per record
     install_bulk_recovery()  # the in-memory tables' changelogs first read by a plain consumer
-    deployment = read_deployment(args)
-    if deployment is None:
-        return 2
     broker = None
     kafka = args.kafka
     if kafka is None:
-        if not embedded:
-            print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-            return 2
         broker = supervised_broker(deployment.state_dir, args.kafka_port)
         kafka = broker.broker.bootstrap_servers
         log.info("embedded Kafka-protocol broker (noida-db) on %s, data in %s",
@@ -349,14 +407,11 @@ def serve_web(args: argparse.Namespace) -> int:
     from streams.app import create_app
     from streams.console.ops import register_guard
 
-    log.info("event loop: %s", install_event_loop())
-    install_fetch_floor()
-    deployment = read_deployment(args)
+    deployment = checked_deployment(args, needs_kafka=True)
     if deployment is None:
         return 2
-    if args.kafka is None:
-        print("antirelou: worker needs --kafka or KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+    log.info("event loop: %s", install_event_loop())
+    install_fetch_floor()
     wait_for_kafka(args.kafka)
     _, replication = create_topics(args, args.kafka, deployment.body_retention_ms)
     if not key_matches(args, args.kafka, deployment.secret):

@@ -12,8 +12,7 @@ import html
 from decimal import Decimal
 from typing import Any
 
-_COLORS = ["#3867d6", "#eb3b5a", "#f7b731", "#20bf6b", "#8854d0", "#fa8231", "#4b6584",
-           "#0fb9b1", "#a5b1c2", "#2d98da", "#fed330", "#26de81"]
+from streams.console.board import color_of
 
 
 def _e(text: Any) -> str:
@@ -33,24 +32,24 @@ def _bars(title: str, days: list[str], series: dict[str, list[float]], unit: str
     top = max(totals, default=0) or 1.0
     out = [f'<svg class="chart" viewBox="0 0 {w} {h + 40}" width="{w}" height="{h + 40}" '
            f'role="img" aria-label="{_e(title)}"><title>{_e(title)}</title>',
-           f'<text x="{left}" y="12" font-size="12">{_e(title)} (max {top:,.2f} {unit})</text>']
+           f'<text x="{left}" y="12" font-size="12">{_e(title)} (max {_amount(top, unit)})</text>']
     for i, day in enumerate(days):
         y = h + 20
-        for k, (name, values) in enumerate(series.items()):
+        for name, values in series.items():
             v = values[i]
             if v <= 0:
                 continue
             bh = v / top * h
             y -= bh
             out.append(f'<rect x="{left + i * bw + 1:.1f}" y="{y:.1f}" width="{max(1, bw - 2):.1f}" '
-                       f'height="{bh:.1f}" fill="{_COLORS[k % len(_COLORS)]}">'
-                       f"<title>{_e(day)} {_e(name)}: {v:,.2f}</title></rect>")
+                       f'height="{bh:.1f}" fill="{color_of(name)}">'
+                       f"<title>{_e(day)} {_e(name)}: {_amount(v, unit)}</title></rect>")
     step = max(1, len(days) // 8)
     for i in range(0, len(days), step):
         out.append(f'<text x="{left + i * bw:.1f}" y="{h + 36}" font-size="10">{_e(days[i])}</text>')
     out.append("</svg>")
-    legend = " ".join(f'<span><i style="background:{_COLORS[k % len(_COLORS)]}"></i>{_e(name)}</span>'
-                      for k, name in enumerate(series))
+    legend = " ".join(f'<span><i style="background:{color_of(name)}"></i>{_e(name)}</span>'
+                      for name in series)
     return "".join(out) + f'<div class="legend">{legend}</div>'
 
 
@@ -123,22 +122,28 @@ def render_html(data: dict[str, Any], source: str, first_mismatch: str | None = 
             series = {"replied": [float(r["replies_approved"]) for r in camp["days"]]}
             for reason in reasons:
                 series[reason] = [float(r["suppressed"].get(reason, 0)) for r in camp["days"]]
+            series["queued"] = [float(r.get("queued", 0)) for r in camp["days"]]
             parts.append(_bars("Texts per day: replied, and why the others were not", days,
                                series, "texts"))
             parts.append(_line("Balance at the end of each day", days,
                                [_num(r["balance_end_eur"]) for r in camp["days"]]))
-        head = ["day", "texts", "replies", *reasons, "spent EUR", "credited EUR", "balance EUR",
+        head = ["day", "texts", "replies", *reasons, "queued", "spent EUR", "credited EUR", "balance EUR",
                 "sent", "failed"]
         parts.append("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
         for r in [*camp["days"], {**totals, "day": "total"}]:
             cells = [r["day"], r["texts_in"], r["replies_approved"],
                      *[r["suppressed"].get(reason, 0) for reason in reasons],
-                     r["spent_eur"], _fmt(r["credited_micros"]), r["balance_end_eur"],
+                     r.get("queued", 0), r["spent_eur"], _fmt(r["credited_micros"]), r["balance_end_eur"],
                      r["replies_sent"], r["replies_failed"]]
             parts.append("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in cells) + "</tr>")
         parts.append("</table></section>")
     parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _amount(value: float, unit: str) -> str:
+    """A bar's value: EUR with cents, texts as whole numbers."""
+    return f"EUR {value:,.2f}" if unit == "EUR" else f"{value:,.0f} {unit}"
 
 
 def _fmt(micros: int | None) -> str:

@@ -29,6 +29,8 @@ from actors.campaign import CampaignState, evolve_campaign
 from actors.pacing import allowance_left
 from actors.shard import CAMPAIGN_EVENT_TYPES, campaign_status, is_campaign_event
 from schemas.campaign import Campaign
+from schemas.policy import describe
+from streams.console.board import Board
 
 MINUTE_MS = 60_000
 DEDUP_WINDOW = 50_000  # message ids remembered per kind, to count restated events once
@@ -81,6 +83,7 @@ class CampaignFigures:
     # minute (epoch ms // 60000) -> Counter of ("text", verdict, reason) / ("sent",) /
     # ("spend",) ...; by event time of arrival in the journal (the Kafka timestamp).
     minutes: OrderedDict = field(default_factory=OrderedDict)
+    board: Board = field(default_factory=Board)  # the console's view (streams.console.board)
 
 
 # The event types ``Projection.apply`` looks into; any other is only counted.
@@ -105,12 +108,15 @@ class Projection:
     # -- feeding ------------------------------------------------------------------------
     def webhook_seen(self, message_id: str, ts_ms: int) -> None:
         """The text's record in sms-received was written at ``ts_ms`` (by the webhook)."""
+        # A verdict or a reply journaled before this record is of a text written again (the
+        # webhook's texts after a broker restart, a journal read back after a worker's
+        # restart): no latency of it (they showed as hundreds of observations of 0 s).
         verdict = self._verdict_at.pop(message_id, None)
-        if verdict is not None:
-            self._latencies.append(("verdict", verdict[1], max(0, verdict[0] - ts_ms) / 1000))
+        if verdict is not None and verdict[0] >= ts_ms:
+            self._latencies.append(("verdict", verdict[1], (verdict[0] - ts_ms) / 1000))
         sent = self._sent_at.pop(message_id, None)
-        if sent is not None:
-            self._latencies.append(("sent", sent[1], max(0, sent[0] - ts_ms) / 1000))
+        if sent is not None and sent[0] >= ts_ms:
+            self._latencies.append(("sent", sent[1], (sent[0] - ts_ms) / 1000))
         elif verdict is None or verdict[2]:  # a reply may follow
             self._remember(self._webhook_at, message_id, ts_ms)
 
@@ -158,6 +164,7 @@ class Projection:
             reason = event.reason or ""
             fig.texts[(event.verdict, reason)] += 1
             self._minute(fig, ts_ms)[("text", event.verdict, reason)] += 1
+            fig.board.chart(ts_ms, f"{event.verdict}:{reason}" if reason else event.verdict)
             self._latency("verdict", fig.campaign.id, event.message_id, ts_ms,
                           done=event.verdict != "forward")
             if event.verdict != "forward":
@@ -170,6 +177,7 @@ class Projection:
                 return
             fig.replies[outcome] += 1
             self._minute(fig, ts_ms)[("reply", outcome, "")] += 1
+            fig.board.chart(ts_ms, f"reply:{outcome}")
             if outcome == "sent":
                 self._latency("sent", fig.campaign.id, event.message_id, ts_ms, done=True)
         elif is_campaign_event(event):
@@ -186,8 +194,12 @@ class Projection:
             self._campaign_event(fig, event, ts)
 
     def _campaign_event(self, fig: CampaignFigures, event: Any, ts_ms: int) -> None:
-        evolve_campaign(fig.state, event)
         t = event.TYPE
+        before = describe(fig.state.policy) if t == "PolicyChanged" else None
+        evolve_campaign(fig.state, event)
+        fig.board.campaign_event(event)
+        if before is not None:
+            fig.board.policy_changed(event, before, describe(fig.state.policy))
         minute = self._minute(fig, ts_ms)
         if t == "ReplyApproved":
             fig.spend_micros += event.cost_micros
@@ -289,6 +301,8 @@ class Projection:
                 "policy_at": fig.policy_at,
                 "minutes": minutes,
                 "last": list(reversed(fig.last)),
+                "console": fig.board.view(fig.state, fig.campaign, now_ms),
+                "policy_history": fig.board.history(),
             }
         return out
 

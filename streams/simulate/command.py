@@ -9,8 +9,15 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from infra.cliparse import (
+    Parser,
+    bootstrap_servers,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from schemas.policy import PolicyError, parse_changes
-from streams.simulate.drive import Progress, drive_webhook
+from streams.simulate.drive import Progress, drive_webhook, webhook_problem
 from streams.simulate.generation import MICROS_PER_EUR, Scenario, SimText, generate, ground_truth
 from streams.simulate.outcomes import (
     FLOOD_RULES,
@@ -33,8 +40,8 @@ _SURGE_LABELS = {"SurgeStarted": "surges", "ReplyDeferred": "deferred", "release
 def _parser() -> argparse.ArgumentParser:
     import streams.simulate
 
-    parser = argparse.ArgumentParser(prog="python -m streams.simulate",
-                                     description=streams.simulate.__doc__.split("\n")[0])
+    parser = Parser(prog="antirelou simulate",
+                    description=streams.simulate.__doc__.split("\n")[0])
     parser.add_argument("--scenario", choices=("launch", "flood-2017", "raid", "slow-drain"),
                         help="run a named scenario through the shipped defaults and the "
                              "baselines (streams/simulate/scenarios.py); without it: the 2017 "
@@ -42,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--grid", action="store_true",
                         help="run the shipped defaults over the grid of traffic shapes "
                              "(streams/simulate/grid.py) beside the baselines")
-    parser.add_argument("--seeds", type=int, default=1,
+    parser.add_argument("--seeds", type=positive_int, default=1,
                         help="with --grid: how many seeds per shape (from --seed on)")
     parser.add_argument("--frontier", action="store_true",
                         help="with --grid: also run the raid cells under surge_spend_percent 10, "
@@ -51,24 +58,30 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --scenario: print one JSON object (scenario, seed, runs); "
                              "with --grid: one JSON object per cell, one per line")
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+                        type=bootstrap_servers,
                         help="with --scenario --webhook: read the live journal back from this "
                              "broker [KAFKA_BOOTSTRAP_SERVERS]")
     parser.add_argument("--app-id", default=os.environ.get("ANTIRELOU_APP_ID", "antirelou"),
                         help="the live deployment's app id (its journal: APP_ID.journal)")
-    parser.add_argument("--settle-s", type=float, default=30,
+    parser.add_argument("--settle-s", type=non_negative_float, default=30,
                         help="seconds to wait after the last text before reading the journal")
-    parser.add_argument("--seed", type=int, default=Scenario.seed)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every sender count")
-    parser.add_argument("--budget-eur", type=float, default=None,
+    parser.add_argument("--seed", type=int, default=Scenario.seed,
+                        help="the random seed: the same seed, the same texts")
+    parser.add_argument("--scale", type=positive_float, default=1.0,
+                        help="multiply every sender count (the 2017 week)")
+    parser.add_argument("--budget-eur", type=non_negative_float, default=None,
                         help="default: EUR 3,700 x scale")
-    parser.add_argument("--reply-cost-eur", type=float, default=None, help="default: EUR 0.16")
-    parser.add_argument("--html", type=Path, help="write the charts to this HTML file")
+    parser.add_argument("--reply-cost-eur", type=positive_float, default=None,
+                        help="what one reply costs; default: EUR 0.16")
+    parser.add_argument("--html", type=Path,
+                        help="write the charts to this HTML file (the 2017 week, or --grid)")
     parser.add_argument("--webhook", help="also POST every text to this webhook URL (your own)")
     parser.add_argument("--recipient", help="the campaign number the texts are sent to (digits)")
-    parser.add_argument("--rate", type=float, default=None, help="webhook requests per second")
+    parser.add_argument("--rate", type=positive_float, default=None,
+                        help="webhook requests per second; default: as fast as it answers")
     parser.add_argument("--unsigned", action="store_true",
                         help="do not sign (default: sign with MESSAGEBIRD_SIGNING_KEY)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--no-policy", action="store_true",
                         help="only the two baselines, not the decision core")
     parser.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
@@ -90,8 +103,6 @@ def _run_scenario(args: argparse.Namespace) -> int:
 def _run_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from streams.simulate import grid
 
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
     try:
         extra = parse_changes(args.policy) if args.policy else {}
     except PolicyError as exc:
@@ -159,12 +170,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grid:
         return _run_grid(parser, args)
     if args.scenario:
+        if args.html:
+            parser.error("--html writes the 2017 week's charts or the grid's page; a scenario "
+                         "has none (--json gives its numbers)")
         return _run_scenario(args)
     try:
         extra = parse_changes(args.policy) if args.policy else {}
     except PolicyError as exc:
         parser.error(str(exc))
     key = _signing_key(parser, args)
+    problem = webhook_problem(args.webhook) if args.webhook else None
+    if problem is not None:
+        print(f"antirelou: simulate: {problem}", file=sys.stderr)
+        return 1
 
     scenario = Scenario(seed=args.seed, scale=args.scale)
     began = time.perf_counter()
@@ -193,4 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = drive_webhook(texts, args.webhook, args.recipient, key, rate_per_s=args.rate,
                                    progress=bar)
         print("webhook answers: " + ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())))
+        bad = sum(n for k, n in counts.items() if not k.startswith("2"))
+        if bad:
+            print(f"antirelou: simulate: {bad:,} webhook answer(s) were not 2xx", file=sys.stderr)
+            return 1
     return 0

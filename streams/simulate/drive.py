@@ -81,6 +81,25 @@ def webhook_form(text: SimText, recipient: str) -> bytes:
                       "body": text.body, "createdDatetime": created_datetime(text.at_ms)}).encode()
 
 
+def webhook_problem(url: str, timeout_s: float = 3) -> str | None:
+    """Why ``url`` cannot take webhooks (not an http(s) URL, nothing listening), else None:
+    said before the first text rather than after thousands of failed posts."""
+    import socket
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--webhook {url!r} is not an http(s) URL"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return None
+    except ValueError:
+        return f"--webhook {url!r}: the port is not a number from 1 to 65535"
+    except OSError as exc:
+        return (f"nothing answers at {parts.hostname}:{port} ({exc.strerror or type(exc).__name__}): "
+                "is the worker running (bash infra/up.sh)?")
+
+
 def drive_webhook(texts: Iterable[SimText], url: str, recipient: str, signing_key: str | None, *,
                   rate_per_s: float | None = None, timeout_s: float = 10,
                   progress: Progress | None = None) -> dict[str, int]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streams.simulate.drive import drive_webhook
+from streams.simulate.drive import drive_webhook, webhook_problem
 from streams.simulate.generation import MICROS_PER_EUR, SimText
 from streams.simulate.scenarios import generate_plan, live_row, render, retimed, run_plan
 
@@ -43,6 +43,10 @@ def main_live(args: Any) -> int:
         print("antirelou: simulate: set MESSAGEBIRD_SIGNING_KEY or pass --unsigned",
               file=sys.stderr)
         return 2
+    problem = webhook_problem(args.webhook)
+    if problem is not None:
+        print(f"antirelou: simulate: {problem}", file=sys.stderr)
+        return 1
     plan = generate_plan(args.scenario, args.seed)
     recipient = args.recipient or plan.campaign.number
     plan = retimed(plan, int(time.time() + 2) * 1000)

@@ -35,7 +35,7 @@ def test_money_is_exact_and_dates_cover_whole_days():
     ({"budget_eur": "lots"}, "'budget_eur'"),
     ({"price_per_segment_eur": 0}, "positive"),
     ({"reply_text": ""}, "'reply_text'"),
-    ({"colour": "red"}, "unknown keys"),
+    ({"colour": "red"}, "unknown key .colour. .did you mean .country..."),
     ({"cooldown_days": -1}, "cooldown_days"),
 ])
 def test_a_bad_campaign_is_named_with_the_reason(change, message):
