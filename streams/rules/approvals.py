@@ -40,15 +40,16 @@ def hold_deferred(decisions: Iterable[Any], reply_to: Mapping[str, str],
     or a campaign id -> its first-layout entry)."""
     out = Held({})
     for d in decisions:
-        t = type(d)
-        mid = d.message_id
+        t = type(d)  # a surge's start or end, a promotion...: no reply-to of its own
         if t is ReplyDeferred:
+            mid = d.message_id
             if mid in reply_to:
                 out.keep[mid] = (d.campaign_id, reply_to[mid])
                 out.drop.pop(mid, None)
             continue
         if t is not ReplyExpired and not (t is ReplyApproved and d.deferred_at is not None):
             continue
+        mid = d.message_id
         sealed = _take(out, held, d.campaign_id, mid)
         if t is ReplyApproved and sealed is not None:
             out.released[mid] = sealed

@@ -19,7 +19,7 @@ from schemas import codec
 from schemas.commands import RequestReply, ReviewRequest, SendReply, SettleReply, Tick
 from schemas.events import RecordPoisoned, ReplyApproved, ReplyFailed
 from schemas.reasons import REPLY_TO_LOST, REPLY_TO_UNVERIFIED
-from streams.rules.approvals import hold_deferred, send_command
+from streams.rules.approvals import Held, hold_deferred, send_command
 from streams.rules.pipeline import outcome_note, refund, tick
 from streams.stages.failures import BatchRunner
 from streams.stages.runtime import Runtime
@@ -75,11 +75,12 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     partition_of = {c.campaign_id: e.message.partition for c, e in decoded}
     decisions = await rt.deciders.decide(batch)
     await rt.record(decisions, acked=True)
-    rt.journaled(decisions)
     for decision in decisions:  # a version screening lacks is repaired (stages.control)
         rt.saw_policy(decision.campaign_id, getattr(decision, "policy_version", 0))
-    reply_to.update(await store_deferred(rt.tables.deferred_reply_to, decisions, reply_to,
-                                         partition_of))
+    table = rt.tables.deferred_reply_to
+    held = hold_deferred(decisions, reply_to, table)
+    await keep_deferred(table, held, partition_of)
+    reply_to.update(held.released)
     notes: list[tuple[bytes, bytes]] = []
     sends: list[tuple[bytes, bytes]] = []
     for decision in decisions:
@@ -102,6 +103,11 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     # partition: one record batch).
     await rt.send_records(rt.names["inbound"], notes)
     await rt.send_records(rt.names["outbound"], sends)
+    # Only now, once every send is written, are the released reply-tos dropped and the
+    # decisions called journaled to the shards: a batch failing before this point is
+    # asked again and gets the same answer (actors/remote.py), its releases still held.
+    await drop_deferred(table, held, partition_of)
+    rt.journaled(decisions)
 
 
 def for_approved(rt: Runtime, send: SendReply) -> SendReply | None:
@@ -133,19 +139,20 @@ async def reply_to_lost(rt: Runtime, decision: ReplyApproved, reason: str) -> No
     await rt.settle(refund(decision, now))
 
 
-async def store_deferred(table: Any, decisions: Sequence[Any], reply_to: dict[str, str],
-                         partition_of: dict[str, int]) -> dict[str, str]:
+async def keep_deferred(table: Any, held: Held, partition_of: dict[str, int]) -> None:
     """Keep the reply-to of newly deferred requests in ``table``, one entry each in the
-    partition of its campaign's requests (``partition_of``), drop those released or
-    expired; returns the reply-to of the released ones."""
-    held = hold_deferred(decisions, reply_to, table)
-    # Reassign (or delete): the changelog only sees values that are set.
-    await table.put_many(
-        [(mid, sealed, partition_of[cid]) for mid, (cid, sealed) in held.keep.items()]
-        + [(mid, None, partition_of[cid]) for mid, cid in held.drop.items()])
+    partition of its campaign's requests (``partition_of``)."""
+    await table.put_many([(mid, sealed, partition_of[cid])
+                          for mid, (cid, sealed) in held.keep.items()])
+
+
+async def drop_deferred(table: Any, held: Held, partition_of: dict[str, int]) -> None:
+    """Drop the reply-tos of the requests released or expired (their sends written), and
+    the first layout's entries changed. The changelog only sees values that are set:
+    deleted as None."""
+    await table.put_many([(mid, None, partition_of[cid]) for mid, cid in held.drop.items()])
     for campaign_id, entry in held.legacy.items():
         if entry:
             table[campaign_id] = entry
         else:
             del table[campaign_id]
-    return held.released

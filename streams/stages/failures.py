@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -46,6 +47,21 @@ FIRST_PAUSE_S = 1.0  # before a failed batch is fetched again; doubled while it 
 MAX_PAUSE_S = 30.0
 
 Handle = Callable[[Sequence[Any]], Awaitable[None]]
+
+
+def origin(exc: BaseException) -> str:
+    """Where ``exc`` was raised in our code (``streams/stages/decide.py:97``), or in the
+    library it came from: a place, never the error's text (which may hold a number)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/site-packages/" not in f.filename]
+    frame = (ours or frames or [None])[-1]
+    if frame is None:
+        return "?"
+    parts = frame.filename.replace("\\", "/").split("/")
+    for root in ("streams", "actors", "infra", "schemas"):
+        if root in parts:
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(root):]) + f":{frame.lineno}"
+    return f"{parts[-1]}:{frame.lineno}"
 
 
 def transient(exc: BaseException) -> bool:
@@ -134,8 +150,9 @@ class BatchRunner:
         self._failing += 1
         self.rt.stage_failed(self.stage, exc)
         # The error's type only: its text is not ours to vouch for (no number in a log).
-        log.error("stage %s: a batch of %d record(s) failed (%s)%s", self.stage, len(events),
-                  type(exc).__name__, "; fetching it again" if transient(exc)
+        log.error("stage %s: a batch of %d record(s) failed (%s at %s)%s", self.stage,
+                  len(events), type(exc).__name__, origin(exc),
+                  "; fetching it again" if transient(exc)
                   else "; trying its records one by one")
 
     def _done(self, events: Sequence[Any]) -> None:

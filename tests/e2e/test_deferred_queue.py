@@ -15,11 +15,10 @@ from infra.privacy import Privacy
 from schemas import codec
 from schemas.commands import RequestReply, Tick
 from tests.e2e.conftest import CONFIG as E2E_CONFIG
-from tests.e2e.conftest import stop_worker
+from tests.e2e.conftest import SECRET, stop_worker
 
 pytestmark = pytest.mark.services
 
-SECRET = "e2e-secret-0123456789abcdef"  # the workers' (tests/e2e/conftest.py)
 QUEUED = 20_000
 # Paris of the e2e deployment, rich enough for 20,000 replies, each request waiting its
 # safety delay (30 minutes, the default) in the queue, then released (no surge mode).

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import ACCESS_KEY, CONFIG, REPLY_PARIS, new_sender, of
+from tests.e2e.conftest import ACCESS_KEY, CONFIG, REPLY_PARIS, SECRET, new_sender, of
 from tests.e2e.test_web_role import group_members, last_assignment
 
 pytestmark = pytest.mark.services
@@ -73,7 +73,7 @@ def test_a_deciding_worker_with_a_provider_key_does_not_start(tmp_path, kafka, r
          str(tmp_path / "state")],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
-             "ANTIRELOU_SECRET": "e2e-secret-0123456789abcdef"})
+             "ANTIRELOU_SECRET": SECRET})
     assert done.returncode == 2, done.stderr[-2000:]
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("antirelou:")]
     assert "MESSAGEBIRD_ACCESS_KEY" in line and "--role send" in line

@@ -15,13 +15,12 @@ import pytest
 import requests
 
 from infra.journal import latest_by_key
-from tests.e2e.conftest import ACCESS_KEY, ADMIN, new_sender, start_worker, stop_worker
+from tests.e2e.conftest import ACCESS_KEY, ADMIN, SECRET, new_sender, start_worker, stop_worker
 from tests.e2e.test_dashboard import browser
 
 pytestmark = pytest.mark.services
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-SECRET = "e2e-secret-0123456789abcdef"  # start_worker's
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 reply-to waits, and when a reply is scheduled (the shell: streams/stages/decide.py)."""
 
 from schemas.commands import SendReply
-from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied, ReplyExpired
+from schemas.events import ReplyApproved, ReplyDeferred, ReplyDenied, ReplyExpired, SurgeEnded, SurgeStarted
 from streams.rules.approvals import hold_deferred, scheduled_send_at, send_command
 
 T = 1_700_000_000_000
@@ -52,6 +52,18 @@ def test_decisions_that_neither_defer_nor_release_touch_nothing():
     held = hold_deferred([approved("m1"), denied], {"m1": "sealed-1"}, {"m9": "s9"})
     assert held == hold_deferred([], {}, {})
     assert (held.keep, held.drop, held.released) == ({}, {}, {})
+
+
+def test_a_surge_s_start_and_end_among_the_decisions_hold_nothing_and_break_nothing():
+    # A surge's events carry no message id (a batch holding one raised AttributeError: the
+    # whole batch was tried again one by one, and a release in it lost its send).
+    start = SurgeStarted(campaign_id="c1", first_texts=50, baseline_texts=3, baseline_minutes=30, seq=2,
+                         occurred_at=T, policy_version=1)
+    end = SurgeEnded(campaign_id="c1", queued=0, seq=4, occurred_at=T + 60_000, policy_version=1)
+    held = hold_deferred([deferred("m1"), start, approved("m0", deferred_at=T - 1), end],
+                         {"m1": "s1"}, {"m0": "s0"})
+    assert held.keep == {"m1": ("c1", "s1")} and held.released == {"m0": "s0"}
+    assert held.drop == {"m0": "c1"}
 
 
 def test_deferred_and_released_in_one_batch_across_campaigns():

@@ -101,7 +101,8 @@ def test_an_approved_reply_goes_out_with_a_reply_to_sealed_for_that_approval_onl
     token = rt.privacy.seal("33612345678", campaign_id="paris", sender="s_a")
     request = RequestReply(message_id="m1", campaign_id="paris", sender="s_a", occurred_at=4_000,
                            reply_to=token)
-    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request))]))
+    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request),
+                                                    message=SimpleNamespace(partition=0))]))
     ((topic, send),) = [(t, v) for t, v in rt.produced if isinstance(v, SendReply)]
     assert topic == "sms-outbound" and send.reply_to != token
     assert rt.privacy.open_reply(send.reply_to, campaign_id="paris", sender="s_a",
@@ -119,8 +120,53 @@ def test_an_approval_whose_request_token_is_not_this_records_fails_and_is_refund
     other = rt.privacy.seal("33612345678", campaign_id="paris", sender="s_b")  # s_b's token
     request = RequestReply(message_id="m1", campaign_id="paris", sender="s_a", occurred_at=4_000,
                            reply_to=other)
-    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request))]))
+    asyncio.run(decide_batch(rt, [SimpleNamespace(value=codec.encode(request),
+                                                    message=SimpleNamespace(partition=0))]))
     assert not [v for _, v in rt.produced if isinstance(v, SendReply)]
     (failed,) = [e for e in rt.journal if isinstance(e, ReplyFailed)]
     assert (failed.message_id, failed.reason) == ("m1", "reply_to_unverified")
     assert [c.outcome for c in rt.settled] == ["failed"]
+
+
+def test_a_batch_failing_once_its_decisions_are_journaled_sends_its_releases_when_asked_again():
+    # A batch that raised after its decisions were journaled (a surge's start among them
+    # raised, then the sends' write failed) was asked again one by one: the shard had been
+    # told they were journaled and answered nothing new, and the release's reply-to entry was
+    # gone: charged, journaled as approved, never sent. Now the shards hear of a batch's
+    # decisions and the released reply-tos are dropped only once its sends are written.
+    from schemas.events import SurgeStarted
+
+    released = ReplyApproved(message_id="m1", campaign_id="paris", sender="s_a", segments=1,
+                             encoding="GSM-7", cost_micros=80_000, balance_after_micros=920_000,
+                             seq=3, occurred_at=4_000, policy_version=1, prefix="33-6",
+                             send_at=4_000, deferred_at=1_000)
+    surge = SurgeStarted(campaign_id="paris", first_texts=40, baseline_texts=3,
+                         baseline_minutes=30, seq=4, occurred_at=4_000, policy_version=1)
+    rt = FakeRuntime([released, surge])
+    rt.tables.deferred_reply_to["m1"] = rt.privacy.seal("33612345678", campaign_id="paris",
+                                                        sender="s_a")
+    told = []
+    rt.journaled = lambda events: told.append(list(events))
+    writes = rt.send_records
+    failures = iter([OSError("broker away")])
+
+    async def send_records(topic, records):
+        if topic == "sms-outbound":
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+        return await writes(topic, records)
+
+    rt.send_records = send_records
+    event = SimpleNamespace(value=codec.encode(Tick(campaign_id="paris", occurred_at=4_000)),
+                            message=SimpleNamespace(partition=0))
+    with pytest.raises(OSError):
+        asyncio.run(decide_batch(rt, [event]))
+    assert told == [] and "m1" in rt.tables.deferred_reply_to  # not said, still held
+    asyncio.run(decide_batch(rt, [event]))  # asked again: the same answer
+    ((topic, send),) = [(t, v) for t, v in rt.produced if isinstance(v, SendReply)]
+    assert (topic, send.message_id) == ("sms-outbound", "m1")
+    assert rt.privacy.open_reply(send.reply_to, campaign_id="paris", sender="s_a",
+                                 message_id="m1") == "33612345678"
+    assert told == [[released, surge]] and "m1" not in rt.tables.deferred_reply_to
+    assert not [e for e in rt.journal if isinstance(e, ReplyFailed)]
