@@ -156,8 +156,7 @@ class ControlAuthority(Protocol):
 
     def check(self, value: bytes, now_ms: int) -> Any:
         """The command (ChangePolicy or CreditBudget) a control record carries if it may be
-        applied at ``now_ms``, else why not: an object with ``reason``, ``operator``,
-        ``command_id`` and ``campaign_id``."""
+        applied at ``now_ms``, else why not (``reason``, ``operator``, ``command_id``, ...)."""
         ...
 
 

@@ -81,8 +81,11 @@ def test_a_short_admin_token_is_refused(monkeypatch):
     assert "hunter2" not in why
 
 
-def test_a_webhook_concurrency_below_one_is_refused():
-    assert "at least 1" in start_refusal(args_for("--insecure-dev", "--webhook-concurrency", "0"))
+def test_a_webhook_concurrency_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as exited:  # by the parser, in one line
+        args_for("--insecure-dev", "--webhook-concurrency", "0")
+    assert exited.value.code == 2
+    assert "--webhook-concurrency: 0 must be at least 1" in capsys.readouterr().err
 
 
 def test_the_public_url_is_required_outside_insecure_dev(monkeypatch):
@@ -102,9 +105,11 @@ def test_a_public_url_that_is_not_one_is_refused(url):
 
 @pytest.mark.parametrize("env, said", [
     ({"ANTIRELOU_SECRET": "CHANGE-ME"}, "ANTIRELOU_SECRET is a placeholder"),
+    ({"ANTIRELOU_SECRET": STRONG, "BIRD_SIGNING_KEY": "CHANGE-ME"},
+     "BIRD_SIGNING_KEY is a placeholder"),
     ({"ANTIRELOU_SECRET": STRONG, "MESSAGEBIRD_SIGNING_KEY": "CHANGE-ME"},
      "MESSAGEBIRD_SIGNING_KEY is a placeholder"),
-    ({"ANTIRELOU_SECRET": STRONG, "MESSAGEBIRD_SIGNING_KEY": "k" * 40}, "--public-url"),
+    ({"ANTIRELOU_SECRET": STRONG, "BIRD_SIGNING_KEY": "k" * 40}, "--public-url"),
 ])
 def test_the_worker_says_it_in_one_line_and_exits_2(tmp_path, env, said):
     # The real command, as a process: nothing is reached (the broker's address is dead).
@@ -115,7 +120,7 @@ def test_the_worker_says_it_in_one_line_and_exits_2(tmp_path, env, said):
          "--config", os.path.join(ROOT, "infra", "campaigns.example.toml"),
          "--state-dir", str(tmp_path / "state"), *extra],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
-        env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k" * 40, **env})
+        env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k" * 40, "BIRD_SIGNING_KEY": "b" * 40, **env})
     lines = [line for line in done.stderr.splitlines() if line.startswith("antirelou:")]
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and len(lines) == 1 and said in lines[0], done.stderr

@@ -16,7 +16,7 @@ from http.cookies import SimpleCookie
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.console.ops import (
+from streams.console.guard import (
     COOKIE,
     COOKIE_MAX_AGE_S,
     LOGIN_FAILURES,

@@ -344,13 +344,14 @@ def test_each_pod_connects_over_tls_as_the_kafka_user_of_its_role():
 
 def test_the_acls_give_each_role_what_its_code_needs_and_no_more():
     every = ("sms-received", "reply-requests", "sms-outbound", "journal", "control", "policies",
-             "campaign-snapshots", "keycheck")
+             "campaign-snapshots", "keycheck", "bodies", "notary", "checkpoints")
     writes = {role: {t for t in every if may(role, "Write", "topic", topic(t))}
               for role in users()}
     reads = {role: {t for t in every if may(role, "Read", "topic", topic(t))} for role in users()}
     # The webhook front only produces: texts, rejections, delivery reports and their
     # settlement; it reads nothing but the key check, and joins no group.
-    assert writes["antirelou-web"] == {"sms-received", "journal", "reply-requests", "keycheck"}
+    assert writes["antirelou-web"] == {"sms-received", "journal", "reply-requests", "keycheck",
+                                       "bodies"}
     assert reads["antirelou-web"] == {"keycheck"}
     assert not may("antirelou-web", "Read", "group", APP)
     assert not may("antirelou-web", "Create", "topic", topic("sms-received"))
@@ -364,9 +365,11 @@ def test_the_acls_give_each_role_what_its_code_needs_and_no_more():
     assert reads["antirelou-shard"] == {"journal", "campaign-snapshots"}
     assert writes["antirelou-send"] == {"journal", "reply-requests", "keycheck"}
     assert writes["antirelou-operator"] == {"control"}
-    assert reads["antirelou-operator"] == {"journal"}
+    # The operators' CLI reads the journal, the bodies still kept and the checkpoints (journal,
+    # export), and the policies topic (policy set's "in force").
+    assert reads["antirelou-operator"] == {"journal", "bodies", "notary", "policies"}
     # What the deciding workers' stages read and write (streams/stages).
-    assert reads["antirelou-decide"] == set(every) - {"sms-outbound"}
+    assert reads["antirelou-decide"] == set(every) - {"sms-outbound", "bodies"}
     assert writes["antirelou-decide"] == set(every) - {"control"}
     # Consumer groups: each consuming role its own; Faust's topics by prefix.
     assert may("antirelou-decide", "Read", "group", APP)

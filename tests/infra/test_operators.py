@@ -173,7 +173,7 @@ def journal_shard(authority=None):
                      country="FR", budget_micros=1_000_000, price_per_segment_micros=80_000,
                      starts_at=0, ends_at=10**13, originator="AntiRelou", pacing=False)
     authority = authority if authority is not None else OperatorAuthority(OPERATORS, APP)
-    return JournalShard([paris], EmptyJournal(), "journal", "snapshots", authority,
+    return JournalShard([paris], EmptyJournal(), "journal", "snapshots", authority=authority,
                         clock=lambda: NOW / 1000)
 
 
