@@ -294,8 +294,7 @@ class JournalShard(CampaignShard):
         return out
 
     def _confirm(self, known: dict[str, int] | None) -> None:
-        """The journal holds these seqs (a worker journaled them): their answers are
-        forgotten, and a snapshot asked for meanwhile is taken now if it can be."""
+        """The journal holds these seqs: their answers are forgotten, a snapshot waiting taken."""
         for cid, seq in (known or {}).items():
             if seq > self._confirmed.get(cid, -1) and cid in self._states:
                 self._confirmed[cid] = seq
@@ -309,13 +308,14 @@ class JournalShard(CampaignShard):
     def _journaled(self, campaign_id: str) -> bool:
         return self._states[campaign_id].seq <= self._confirmed.get(campaign_id, 0)
 
-    def snapshot(self, offsets: dict[int, int] | None = None,
-                 taken: dict[str, int] | None = None) -> list[tuple[str, int, bytes]]:
+    def snapshot(self, offsets: dict[int, int] | None = None, taken: dict[str, int] | None = None,
+                 known: dict[str, int] | None = None) -> list[tuple[str, int, bytes]]:
         """(campaign, seq, snapshot record) of each campaign whose state changed since
         ``taken`` (campaign -> seq of its last snapshot), with ``offsets``: the journal's end
         offsets read before this call. Never a state past what the journal holds: a
         campaign whose last decisions are not confirmed yet is snapshotted at the next
         call that confirms them (with these offsets, read before it), and given then."""
+        self._confirm(known)  # what the worker journaled since its last call
         offsets, taken = offsets or {}, taken or {}
         out = []
         for cid, state in self._states.items():
@@ -572,7 +572,7 @@ class CampaignShards:
                        ) -> list[tuple[str, int, bytes]]:
         """(campaign, seq, snapshot record) of the campaigns changed since ``taken``, each
         at a state the journal holds (``JournalShard.snapshot``)."""
-        parts = await asyncio.gather(*(self._call(i, "snapshot", offsets, taken)
+        parts = await asyncio.gather(*(self._call(i, "snapshot", offsets, taken, self._known(i))
                                        for i in range(self.n_shards)))
         return [item for part in parts for item in part]
 

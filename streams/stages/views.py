@@ -198,7 +198,8 @@ def register_status_views(rt: Runtime) -> None:
                 "policy_versions": {cid: p.version for cid, p in sorted(rt.live_policies.items())},
                 "dry_run": all(isinstance(g, DryRunGateway) for g in rt.all_gateways()),
                 "signed_webhooks": rt.verifier is not None,
-                "webhooks": rt.admission.health(),  # under way, limit, turned away
+                # Under way, limit, turned away (none in a send-only process: no webhook).
+                "webhooks": rt.admission.health() if rt.admission is not None else None,
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Deferred requests whose sealed reply-to this worker holds (one entry each).
@@ -241,4 +242,4 @@ def register_web_health(rt: Runtime) -> None:
         async def get(self, request: Request) -> Response:
             return self.json({"status": "ok", "role": "web", "campaigns": sorted(rt.campaigns),
                               "signed_webhooks": rt.verifier is not None,
-                              "webhooks": rt.admission.health()})
+                              "webhooks": rt.admission.health() if rt.admission else None})

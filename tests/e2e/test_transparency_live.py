@@ -72,8 +72,12 @@ def test_a_live_journal_is_signed_exported_and_verified(notarised, tmp_path):
     n = sum(ends.values())
     assert re.fullmatch(rf"antirelou: verified: {n:,} events in 2 partition\(s\) match \d+ signed "
                         r"checkpoint\(s\), the latest signed \S+\n", done.stdout)
+    # The bodies are kept apart (FILE.bodies, not notarised: they are deleted with their
+    # retention); a verdict changed in the journal is found.
+    assert b"t'es charmante" in (tmp_path / "journal.jsonl.bodies").read_bytes()
     data = out.read_bytes()
-    out.write_bytes(data.replace(b"t'es charmante", b"t'es charmantE", 1))
+    assert b'"verdict":"forward"' in data
+    out.write_bytes(data.replace(b'"verdict":"forward"', b'"verdict":"suppress"', 1))
     done = cli(w, "verify", str(out), "--key", key)
     assert done.returncode == 1 and done.stdout == ""
     assert re.fullmatch(r"antirelou: verify: NOT VERIFIED: line \d+ \(partition \d, event #\d+\): "

@@ -290,7 +290,7 @@ def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SE
     """A second `antirelou worker` of this deployment; it must refuse to start."""
     import os
 
-    from tests.e2e.conftest import SIGNING_KEY
+    from tests.e2e.conftest import SIGNING_KEY, free_port
 
     env = {k: v for k, v in os.environ.items() if k not in (*drop, "ANTIRELOU_INSECURE_DEV")}
     env.update({"MESSAGEBIRD_SIGNING_KEY": SIGNING_KEY, **env_extra})
@@ -298,7 +298,8 @@ def _start_worker_briefly(worker, tmp_path, env_extra: dict, drop=("ANTIRELOU_SE
         return subprocess.run(
             [sys.executable, "-m", "streams.cli", "worker", "--kafka", worker.kafka,
              "--config", str(worker.config), "--app-id", app_id or worker.app_id,
-             "--web-port", "0", "--state-dir", str(tmp_path / "state"), "--partitions", "2",
+             "--web-port", str(free_port()), "--state-dir", str(tmp_path / "state"),
+             "--partitions", "2",
              "--public-url", "http://127.0.0.1:1"],
             capture_output=True, text=True, timeout=60, env=env, start_new_session=True)
     except subprocess.TimeoutExpired:  # (subprocess.run killed it)
