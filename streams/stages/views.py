@@ -203,7 +203,8 @@ def register_status_views(rt: Runtime) -> None:
                 "messagebird_circuit": rt.breaker.state,
                 "bad_records": dict(rt.bad_records),  # skipped, by topic role
                 # Deferred requests whose sealed reply-to this worker holds (one entry each).
-                "deferred_reply_tos": len(rt.tables.deferred_reply_to),
+                "deferred_reply_tos": (len(rt.tables.deferred_reply_to)
+                                       if rt.tables.deferred_reply_to is not None else None),
                 # Times Faust was found to have dropped fetched records, fetched again.
                 "records_refetched": {
                     "holes": sum(guard.holes for guard in rt.in_order.values()),
