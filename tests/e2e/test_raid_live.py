@@ -50,10 +50,10 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
 
 NUMBER = "33644630009"
 LAUNCH_NUMBER = "33644630010"  # a campaign of its own: fresh, its clock not ahead of its texts
-CONFIG = f"""
+CONFIG = "".join(f"""
 [[campaign]]
-id = "raid"
-number = "+{NUMBER}"
+id = "{cid}"
+number = "+{number}"
 reply_text = "{REPLY_2017}"
 language = "fr"
 budget_eur = "3700.00"
@@ -61,18 +61,7 @@ price_per_segment_eur = "0.08"
 start = 2026-01-01
 end = 2099-12-31
 originator = "AntiRelou"
-
-[[campaign]]
-id = "launch"
-number = "+{LAUNCH_NUMBER}"
-reply_text = "{REPLY_2017}"
-language = "fr"
-budget_eur = "3700.00"
-price_per_segment_eur = "0.08"
-start = 2026-01-01
-end = 2099-12-31
-originator = "AntiRelou"
-"""
+""" for cid, number in (("raid", NUMBER), ("launch", LAUNCH_NUMBER)))
 
 
 @pytest.fixture(scope="module")
