@@ -137,7 +137,8 @@ class Summary:
     def line(self) -> str:
         tail = (f"; {self.unsigned:,} newer events not yet in a checkpoint"
                 if self.unsigned else "")
-        return (f"verified: {self.events:,} events in {self.partitions} partition(s) match "
+        return (f"verified: {self.events - self.unsigned:,} events in {self.partitions} "
+                f"partition(s) match "
                 f"{self.checkpoints:,} signed checkpoint(s), the latest signed "
                 f"{self.latest or '-'}{tail}")
 
