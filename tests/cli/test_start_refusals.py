@@ -13,6 +13,7 @@ item 4), with one clear line and exit 2, before they reach anything:
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -58,6 +59,12 @@ def test_a_placeholder_or_weak_secret_is_refused_in_one_line_without_it(tmp_path
 def test_a_random_secret_is_taken():
     assert secret_weakness(STRONG.encode()) is None
     assert secret_weakness(os.urandom(32)) is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def args_for(*argv: str):
@@ -115,6 +122,7 @@ def test_the_worker_says_it_in_one_line_and_exits_2(tmp_path, env, said):
     # The real command, as a process: nothing is reached (the broker's address is dead).
     clean = {k: v for k, v in os.environ.items() if k not in KEYS}
     extra = [] if "--public-url" in said else ["--public-url", "https://sms.example.org"]
+    extra += ["--web-port", str(free_port())]  # not 6066, which a running `up` may hold
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "worker", "--kafka", "127.0.0.1:1",
          "--config", os.path.join(ROOT, "infra", "campaigns.example.toml"),

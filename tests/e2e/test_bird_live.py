@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     CONFIG,
     REPLY_LYON,
     REPLY_PARIS,
+    free_port,
     new_sender,
     of,
     start_worker,
@@ -215,7 +216,8 @@ def test_the_worker_refuses_to_start_with_bad_provider_settings(tmp_path, change
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BIRD_", "ANTIRELOU_"))}
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "worker", "--kafka", "127.0.0.1:1",
-         "--config", str(config), "--state-dir", str(tmp_path / "state")],
+         "--config", str(config), "--state-dir", str(tmp_path / "state"),
+         "--web-port", str(free_port())],  # not 6066, which a running `up` may hold
         capture_output=True, text=True, timeout=60,
         env={**clean, "MESSAGEBIRD_SIGNING_KEY": "k", **env})
     assert done.returncode == 2 and message in done.stderr, done.stderr

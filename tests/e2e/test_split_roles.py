@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import ACCESS_KEY, CONFIG, REPLY_PARIS, SECRET, new_sender, of
+from tests.e2e.conftest import ACCESS_KEY, CONFIG, REPLY_PARIS, SECRET, free_port, new_sender, of
 from tests.e2e.test_web_role import group_members, last_assignment
 
 pytestmark = pytest.mark.services
@@ -70,7 +70,7 @@ def test_a_deciding_worker_with_a_provider_key_does_not_start(tmp_path, kafka, r
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "worker", "--role", "decide", "--kafka", kafka,
          "--ray-address", ray_address, "--config", str(config), "--state-dir",
-         str(tmp_path / "state")],
+         str(tmp_path / "state"), "--web-port", str(free_port())],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "MESSAGEBIRD_ACCESS_KEY": ACCESS_KEY,
              "ANTIRELOU_SECRET": SECRET})
