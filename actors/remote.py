@@ -243,16 +243,18 @@ class JournalShard(CampaignShard):
         """The layout this shard was created with (the deployment's, ``layout_of``)."""
         return self._layout
 
-    def _check(self, digest: str | None) -> None:
+    def _ready(self, known: dict[str, int] | None, digest: str | None) -> None:
+        """Before a call decides anything: the caller's layout is this shard's, the shard
+        has caught up with the journal, and what the caller journaled is confirmed."""
         if digest is not None and self._digest is not None and digest != self._digest:
             raise LayoutMismatch("this worker's shard layout (--shards, campaign file) is not "
                                  "the running shards': restart it with the deployment's")
+        self.catch_up(known)
+        self._confirm(known)
 
     def decide(self, batch: list[Any], known: dict[str, int] | None = None,
                digest: str | None = None) -> list[Any]:
-        self._check(digest)
-        self.catch_up(known)
-        self._confirm(known)
+        self._ready(known, digest)
         out: list[Any] = []
         for command in batch:
             key = _command_key(command)
@@ -275,9 +277,7 @@ class JournalShard(CampaignShard):
         authority lets through; a ControlRefused for each other one. Operator commands need
         no memory of their answers: each gives one event, the same one when asked again (by
         its command id)."""
-        self._check(digest)
-        self.catch_up(known)
-        self._confirm(known)
+        self._ready(known, digest)
         now = int(self._clock() * 1000)
         out: list[Any] = []
         for value in batch:
