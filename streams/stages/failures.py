@@ -31,6 +31,7 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -40,6 +41,7 @@ from schemas.codec import CodecError
 from schemas.events import RecordPoisoned
 from streams.stages.runtime import Runtime
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: our frames' paths below it
 log = logging.getLogger("antirelou")
 
 POISON_AFTER = 3  # a record failing alone this many times in a row is passed over
@@ -50,18 +52,17 @@ Handle = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 def origin(exc: BaseException) -> str:
-    """Where ``exc`` was raised in our code (``streams/stages/decide.py:97``), or in the
-    library it came from: a place, never the error's text (which may hold a number)."""
+    """Where ``exc`` was raised in our code (``streams/rules/approvals.py:44``), else the
+    library file it came from: a place, never the error's text (which may hold a number)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "/site-packages/" not in f.filename]
-    frame = (ours or frames or [None])[-1]
-    if frame is None:
+    if not frames:
         return "?"
-    parts = frame.filename.replace("\\", "/").split("/")
-    for root in ("streams", "actors", "infra", "schemas"):
-        if root in parts:
-            return "/".join(parts[len(parts) - 1 - parts[::-1].index(root):]) + f":{frame.lineno}"
-    return f"{parts[-1]}:{frame.lineno}"
+    ours = [f for f in frames if Path(f.filename).is_relative_to(ROOT)
+            and "site-packages" not in f.filename]
+    frame = (ours or frames)[-1]
+    path = Path(frame.filename)
+    where = path.relative_to(ROOT).as_posix() if ours else path.name
+    return f"{where}:{frame.lineno}"
 
 
 def transient(exc: BaseException) -> bool:

@@ -163,3 +163,23 @@ def test_what_passes_and_what_does_not():
     assert transient(KafkaConnectionError()) and transient(TimeoutError())
     assert transient(ShardBehind("x")) and transient(LayoutMismatch("x"))
     assert not transient(ValueError()) and not transient(KeyError())
+
+
+def test_a_failure_is_placed_in_our_code_or_in_the_library_never_by_its_text():
+    import json
+
+    from streams.rules.approvals import hold_deferred
+    from streams.stages.failures import origin
+
+    class NoId:  # a decision without a message id, as a surge's start once was
+        pass
+
+    try:
+        hold_deferred([NoId()], {}, {})
+    except AttributeError as exc:
+        assert origin(exc).startswith("streams/rules/approvals.py:")
+    try:  # raised in the library: the line of ours that called it, not the error's text
+        json.loads('{"number": 33612345678')
+    except ValueError as exc:
+        said = origin(exc)
+        assert said.startswith("tests/stages/test_stage_failures.py:") and "3361" not in said
