@@ -30,6 +30,7 @@ log = logging.getLogger("antirelou")
 POLICY_POLL_S = 0.25  # how often a worker looks for new policy changes (README: within 1 s)
 POLICY_REPAIR_S = 2.0  # a gap seen is repaired within this
 POLICY_CHECK_S = 10.0  # the shards' policy versions are compared this often
+POLICY_CONFIRM_S = 5.0  # a version this worker published and has not read back: sent again
 CONTROL_BATCH = 16
 CONTROL_WINDOW_S = 0.05
 
@@ -50,7 +51,7 @@ def register_control(rt: Runtime) -> None:
 
     async def handle(admitted: Sequence[Any]) -> None:
         for event in admitted:
-            await apply_control(rt, event.value)
+            await apply_control(rt, event.value, follower)
 
     @rt.app.agent(rt.topics.control)
     async def apply_controls(stream: faust.StreamT) -> None:
@@ -61,11 +62,14 @@ def register_control(rt: Runtime) -> None:
             await runner.run(await rt.in_order[rt.names["control"]].admit(events), handle)
 
 
-async def apply_control(rt: Runtime, value: bytes) -> None:
+async def apply_control(rt: Runtime, value: bytes, follower: PolicyFollower) -> None:
     """One operator command, the record as it is: the campaign's shard checks who signed it,
     what they may do and how fresh it is, where it takes effect
     (``infra.operators.OperatorAuthority``), and applies it or refuses it; journaled; a
-    PolicyChanged is published for every worker's screening."""
+    PolicyChanged is learnt by this worker's screening at once, then published for every
+    worker's (each follows the topic within ``POLICY_POLL_S``). Learning it first means that
+    once ``policy set`` sees it on the topic ("in force"), the worker that decided it screens
+    under it: a text posted right after was screened under the version before (CI saw it)."""
     outcomes = await rt.deciders.control([value])
     await rt.record(outcomes, acked=True)
     rt.journaled(outcomes)
@@ -80,6 +84,7 @@ async def apply_control(rt: Runtime, value: bytes) -> None:
         if isinstance(event, PolicyChanged):
             log.info("campaign %s policy v%d by %s: %s", event.campaign_id,
                      event.version, event.operator, event.changes)
+            follower.decided(event)
             await rt.acknowledged(rt.topics.policies.send(
                 key=event.campaign_id.encode(), value=codec.encode(event)))
 
@@ -135,7 +140,10 @@ class PolicyFollower:
     the shards' status, asked every ``POLICY_CHECK_S``. It is repaired from the journal,
     which holds every PolicyChanged (in the partition of its campaign's key): the versions
     found there are learnt, and published again on the policies topic, so every worker's
-    screening catches up too (a version given twice is learnt once)."""
+    screening catches up too (a version given twice is learnt once). A version this
+    worker's control stage decides is screened under here at once (``decided``) and must
+    come back on the topic within ``POLICY_CONFIRM_S``, else it is published again: the
+    other workers would not see the gap before the next version."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -143,6 +151,17 @@ class PolicyFollower:
         self.on_topic: dict[str, set[int]] = {cid: set() for cid in self.chains}
         self.read_to: dict[int, int] = {}  # journal partition -> offset read to (repairs)
         self.repaired = 0  # versions learnt from the journal (/health, tests)
+        # Versions this worker's control stage decided and published, not read back from the
+        # topic yet: (campaign, version) -> (the event, when published, time.monotonic).
+        self.unconfirmed: dict[tuple[str, int], tuple[PolicyChanged, float]] = {}
+
+    def decided(self, event: PolicyChanged, now: float | None = None) -> None:
+        """A version this worker's control stage decided: screened under at once, and
+        expected back on the policies topic (else ``repair`` publishes it again)."""
+        self.learn(event, on_topic=False)
+        if event.version not in self.on_topic.get(event.campaign_id, ()):
+            self.unconfirmed[(event.campaign_id, event.version)] = (
+                event, time.monotonic() if now is None else now)
 
     def learn(self, event: PolicyChanged, on_topic: bool = True) -> None:
         chain = self.chains.get(event.campaign_id)
@@ -150,6 +169,7 @@ class PolicyFollower:
             return
         if on_topic:
             self.on_topic[event.campaign_id].add(event.version)
+            self.unconfirmed.pop((event.campaign_id, event.version), None)
         chain.learn(event.version, event.changes)
         self.rt.live_policies[event.campaign_id] = chain.latest
         if chain.waiting:
@@ -170,8 +190,13 @@ class PolicyFollower:
         for cid, figures in status.items():
             self.rt.saw_policy(cid, figures["policy"]["version"])
 
-    async def repair(self) -> None:
-        """Learn the versions screening misses from the journal; publish them again."""
+    async def repair(self, now: float | None = None) -> None:
+        """Publish again what this worker published and never read back; learn the versions
+        screening misses from the journal and publish them again."""
+        now = time.monotonic() if now is None else now
+        for key, (event, sent) in sorted(self.unconfirmed.items()):
+            if now - sent >= POLICY_CONFIRM_S:
+                await self.publish_again(event)  # and no longer unconfirmed
         behind = self.behind()
         if not behind:
             return
@@ -184,16 +209,20 @@ class PolicyFollower:
             self.learn(event, on_topic=False)
             self.repaired += 1
             if event.version not in self.on_topic[event.campaign_id]:
-                log.warning("campaign %s: policy v%d was missing from %s; learnt from the "
-                            "journal and published again", event.campaign_id, event.version,
-                            self.rt.names["policies"])
-                await self.rt.acknowledged(self.rt.topics.policies.send(
-                    key=event.campaign_id.encode(), value=codec.encode(event)))
-                self.on_topic[event.campaign_id].add(event.version)
+                await self.publish_again(event)
         for cid, version in self.behind().items():
             log.warning("campaign %s: screening has policy v%d, v%d exists and is not in "
                         "the journal yet; looking again", cid,
                         self.chains[cid].latest.version, version)
+
+
+    async def publish_again(self, event: PolicyChanged) -> None:
+        log.warning("campaign %s: policy v%d was missing from %s; published again",
+                    event.campaign_id, event.version, self.rt.names["policies"])
+        await self.rt.acknowledged(self.rt.topics.policies.send(
+            key=event.campaign_id.encode(), value=codec.encode(event)))
+        self.on_topic[event.campaign_id].add(event.version)
+        self.unconfirmed.pop((event.campaign_id, event.version), None)
 
 
 async def repair_policies(rt: Runtime, follower: PolicyFollower) -> None:
