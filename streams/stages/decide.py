@@ -83,6 +83,7 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
     reply_to.update(held.released)
     notes: list[tuple[bytes, bytes]] = []
     sends: list[tuple[bytes, bytes]] = []
+    lost: list[tuple[ReplyApproved, str]] = []
     for decision in decisions:
         note = outcome_note(decision)
         if note is not None:
@@ -92,17 +93,21 @@ async def decide_batch(rt: Runtime, admitted: Sequence[Any]) -> None:
         if isinstance(decision, ReplyApproved):
             send = send_command(decision, reply_to)
             if send is None:
-                await reply_to_lost(rt, decision, REPLY_TO_LOST)
+                lost.append((decision, REPLY_TO_LOST))
                 continue
             send = for_approved(rt, send)
             if send is None:
-                await reply_to_lost(rt, decision, REPLY_TO_UNVERIFIED)
+                lost.append((decision, REPLY_TO_UNVERIFIED))
                 continue
             sends.append((decision.campaign_id.encode(), codec.encode(send)))
     # Each topic's records in the order of the decisions (a campaign's sends in one
     # partition: one record batch).
     await rt.send_records(rt.names["inbound"], notes)
     await rt.send_records(rt.names["outbound"], sends)
+    # A reply that cannot be sent fails only once the others' sends are written: a batch
+    # failing before this point is asked again and journals it once, not once per attempt.
+    for decision, reason in lost:
+        await reply_to_lost(rt, decision, reason)
     # Only now, once every send is written, are the released reply-tos dropped and the
     # decisions called journaled to the shards: a batch failing before this point is
     # asked again and gets the same answer (actors/remote.py), its releases still held.

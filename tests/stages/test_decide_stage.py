@@ -170,3 +170,39 @@ def test_a_batch_failing_once_its_decisions_are_journaled_sends_its_releases_whe
                                  message_id="m1") == "33612345678"
     assert told == [[released, surge]] and "m1" not in rt.tables.deferred_reply_to
     assert not [e for e in rt.journal if isinstance(e, ReplyFailed)]
+
+
+def test_a_reply_that_cannot_be_sent_fails_once_though_its_batch_is_asked_again():
+    # A reply whose reply-to was lost was journaled failed and refunded inside the loop,
+    # before the batch's sends were written: a batch failing there and asked again journaled
+    # the failure (and asked the refund) once per attempt.
+    lost = ReplyApproved(message_id="m1", campaign_id="paris", sender="s_a", segments=1,
+                         encoding="GSM-7", cost_micros=80_000, balance_after_micros=920_000,
+                         seq=3, occurred_at=4_000, policy_version=1, prefix="33-6",
+                         send_at=4_000, deferred_at=1_000)
+    other = approval("m2", "s_b")
+    rt = FakeRuntime([lost, other])
+    writes = rt.send_records
+    failures = iter([OSError("broker away")])
+
+    async def send_records(topic, records):
+        if topic == "sms-outbound":
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+        return await writes(topic, records)
+
+    rt.send_records = send_records
+    event = SimpleNamespace(
+        value=codec.encode(RequestReply(message_id="m2", campaign_id="paris", sender="s_b",
+                                        reply_to=rt.privacy.seal("33698765432", campaign_id="paris",
+                                                                 sender="s_b"),
+                                        occurred_at=4_000)),
+        message=SimpleNamespace(partition=0))
+    with pytest.raises(OSError):
+        asyncio.run(decide_batch(rt, [event]))
+    assert not [e for e in rt.journal if isinstance(e, ReplyFailed)] and rt.settled == []
+    asyncio.run(decide_batch(rt, [event]))  # asked again: the same answer
+    assert [e.message_id for e in rt.journal if isinstance(e, ReplyFailed)] == ["m1"]
+    assert [s.message_id for s in rt.settled] == ["m1"]
+    assert [v.message_id for t, v in rt.produced if isinstance(v, SendReply)] == ["m2"]
