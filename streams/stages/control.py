@@ -194,7 +194,7 @@ class PolicyFollower:
         """Publish again what this worker published and never read back; learn the versions
         screening misses from the journal and publish them again."""
         now = time.monotonic() if now is None else now
-        for key, (event, sent) in sorted(self.unconfirmed.items()):
+        for _, (event, sent) in sorted(self.unconfirmed.items()):
             if now - sent >= POLICY_CONFIRM_S:
                 await self.publish_again(event)  # and no longer unconfirmed
         behind = self.behind()
