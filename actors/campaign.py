@@ -23,6 +23,7 @@ message id) or an operator command (by command id) decided before gets the same 
 from __future__ import annotations
 
 from actors.decide import (
+    HELD_KIND_UNIT,
     MAX_RELEASES_PER_TICK,
     PRICE_CAP_FACTOR,
     RANGE_BURST,
@@ -59,7 +60,7 @@ from schemas.campaign import Campaign
 from schemas.commands import RequestReply, ReviewRequest, Tick
 
 __all__ = [
-    "COMMAND_MEMORY_MS", "MAX_RELEASES_PER_TICK", "PRICE_CAP_FACTOR", "RANGE_BURST",
+    "COMMAND_MEMORY_MS", "HELD_KIND_UNIT", "MAX_RELEASES_PER_TICK", "PRICE_CAP_FACTOR", "RANGE_BURST",
     "RANGE_DEBT_LEVELS", "RANGE_PERIOD_MS", "REMEMBERED_DECISIONS", "REMEMBERED_PREFIXES",
     "CampaignEvent", "CampaignState", "ControlOutcome", "Decision", "ReplyCost", "Settlement",
     "decide_and_apply", "decide_control", "decide_reply", "decide_review", "decide_settlement",

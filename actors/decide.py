@@ -48,6 +48,7 @@ from actors.evidence import (
     baseline_sum,
     cohort_of,
     in_raid,
+    is_pasted,
     is_spike,
     marked,
     observe,
@@ -120,6 +121,11 @@ PRICE_CAP_FACTOR = 3
 RANGE_PERIOD_MS = 10 * MINUTE_MS
 RANGE_BURST = 3
 RANGE_DEBT_LEVELS = 99
+# A held-back request's rank (``held_rank``): its kind, then whether its body stands out as
+# pasted, then its minute's excess (in powers of two), then its range's debt.
+PASTE_LEVELS = 2
+EXCESS_LEVELS = 64
+HELD_KIND_UNIT = PASTE_LEVELS * EXCESS_LEVELS * (RANGE_DEBT_LEVELS + 1)
 # A held-back request that arrived in a raid's minute is one of its people only up to this
 # multiple of the baseline's rate of first texts a minute: so many are released at most.
 RAID_MINUTE_PEOPLE = 2
@@ -309,8 +315,9 @@ def held_rank(excess_percent: int, range_debt_: int, raid_minute: bool, words: s
         content = [w for w in words.split() if not is_body_key(w)]
         known = sum(1 for w in content if stats.ref.get(w, 0) >= REF_UNIT)
         kind = 1 if content and 2 * known >= len(content) else 2 if content else 3
-    return ((kind * 64 + excess_percent.bit_length()) * (RANGE_DEBT_LEVELS + 1)
-            + min(RANGE_DEBT_LEVELS, range_debt_))
+    paste = int(is_pasted(words, stats))
+    return (((kind * PASTE_LEVELS + paste) * EXCESS_LEVELS + excess_percent.bit_length())
+            * (RANGE_DEBT_LEVELS + 1) + min(RANGE_DEBT_LEVELS, range_debt_))
 
 
 def people_quota(state: CampaignState, minute: int, words: WordStats) -> int | None:

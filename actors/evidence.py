@@ -41,11 +41,20 @@ same words after the raid is not; a sender's later text with a raid's words is, 
 ``MARK_MEMORY_MINUTES`` (a raid's number refused and texting again). ``raids`` keeps the union
 of the bursts: the minutes in which a raid was found, whose held-back requests are released
 only up to the baseline's rate (the people among them).
+
+**Pasted bodies.** When a minute closes, ``paste_floor`` is how many texts the
+``PASTE_RANK``-th most sent body with content words had (the lag and the reference). A body
+sent by ``PASTE_OUTLIER`` times that, and by ``PASTE_MIN`` texts at least, stands out of
+the crowd of texts people share (``is_pasted``): among held-back requests it ranks after
+the rest. It refuses nothing: a fresh campaign's one slogan pasted by thousands, among
+pests who write a few shared texts (which keeps the cohort's test from speaking), is paid
+last instead of at random.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +87,9 @@ REF_CAP = 20_000
 REF_WORDS = 8_192
 WINDOW_WORDS = 4_096
 MARK_MEMORY_MINUTES = 12 * 60
+PASTE_RANK = 4
+PASTE_OUTLIER = 3
+PASTE_MIN = 20
 
 
 # --- cohorts ---------------------------------------------------------------------------
@@ -198,13 +210,17 @@ class WordStats:
     marks: dict[str, list[list[int]]] = field(default_factory=dict)
     # The raids' minutes: the union of every mark's burst, [first, last], oldest first.
     raids: list[list[int]] = field(default_factory=list)
+    # How many texts the PASTE_RANK-th most sent body (with content words) had, when the last
+    # minute closed: the crowd of shared texts a paste stands out of (``is_pasted``).
+    paste_floor: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"minutes": [[m, n, dict(w), dict(t)] for m, n, w, t in self.minutes],
                 "ref": dict(self.ref),
                 "ref_texts": self.ref_texts,
                 "marks": {w: [list(i) for i in v] for w, v in self.marks.items()},
-                "raids": [list(r) for r in self.raids]}
+                "raids": [list(r) for r in self.raids],
+                "paste_floor": self.paste_floor}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WordStats:
@@ -212,7 +228,8 @@ class WordStats:
                    ref=dict(data["ref"]),
                    ref_texts=data["ref_texts"],
                    marks={w: [[i[0], i[1]] for i in v] for w, v in data["marks"].items()},
-                   raids=[[r[0], r[1]] for r in data["raids"]])
+                   raids=[[r[0], r[1]] for r in data["raids"]],
+                   paste_floor=data.get("paste_floor", 0))
 
 
 def lifted(carried: int, texts: int, ref_carried: int, ref_texts: int, z: int = Z) -> bool:
@@ -299,6 +316,42 @@ def _mark(stats: WordStats, w: str, now: int) -> None:
         raids.append([first, now])
 
 
+def pasted_by(words: str, stats: WordStats) -> int:
+    """How many first texts carried this text's body, as far as the statistics remember
+    (the minutes of the lag, and the reference, weighed): 1 for a text written once."""
+    body = words.rsplit(" ", 1)[-1] if words else ""
+    if not body or not is_body_key(body):
+        return 0
+    return (sum(counts.get(body, 0) for _, _, counts, _ in stats.minutes)
+            + stats.ref.get(body, 0) // REF_UNIT)
+
+
+def is_pasted(words: str, stats: WordStats) -> bool:
+    """Whether this text's body stands out of the crowd of texts people share: a body with
+    content words sent by at least ``PASTE_MIN`` first texts and ``PASTE_OUTLIER`` times the
+    ``PASTE_RANK``-th most sent one (``paste_floor``). A ranking's evidence, not a verdict:
+    people share a few texts ("salut ma belle", "t'es où ?"), none far above the others; a
+    raid that pastes one text stands out of them. Texts of common words only are anyone's
+    ("salut"), and a text varied to the letter stands out of nothing: both rank as before."""
+    body = words.rsplit(" ", 1)[-1] if words else ""
+    if not body.startswith("="):
+        return False
+    return pasted_by(words, stats) >= max(PASTE_MIN, PASTE_OUTLIER * stats.paste_floor)
+
+
+def _paste_floor(stats: WordStats) -> int:
+    sent: dict[str, int] = {}
+    for _, _, counts, _ in stats.minutes:
+        for w, c in counts.items():
+            if w[0] == "=":
+                sent[w] = sent.get(w, 0) + c
+    for w, c in stats.ref.items():
+        if w[0] == "=" and c >= REF_UNIT:
+            sent[w] = sent.get(w, 0) + c // REF_UNIT
+    top = heapq.nlargest(PASTE_RANK, sent.values())
+    return top[-1] if len(top) == PASTE_RANK else 0
+
+
 def in_raid(stats: WordStats, minute: int) -> bool:
     """Whether a raid was found pasting its words in ``minute`` (a burst of a mark)."""
     return raid_start(stats, minute) is not None
@@ -321,6 +374,7 @@ def words_as_of(stats: WordStats, now: int) -> WordStats:
                      {w: [list(i) for i in v] for w, v in stats.marks.items()},
                      [list(r) for r in stats.raids])
     _novel_bodies(view)
+    view.paste_floor = _paste_floor(view)
     return view
 
 
@@ -433,6 +487,7 @@ def _words_roll(stats: WordStats, minute: int, cohorts: Cohorts, policy: Policy)
             del v[0]
     while stats.raids and stats.raids[0][1] < forget:
         del stats.raids[0]
+    stats.paste_floor = _paste_floor(stats)
 
 
 def _marked_in(stats: WordStats, w: str, minute: int, tail: int = WINDOW_MINUTES) -> bool:

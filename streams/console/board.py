@@ -11,7 +11,7 @@ from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.campaign import RANGE_DEBT_LEVELS, CampaignState
+from actors.campaign import HELD_KIND_UNIT, CampaignState
 from actors.pacing import allowance_view
 from schemas.campaign import Campaign
 from schemas.policy import OPERATOR_KEYS, describe
@@ -27,7 +27,6 @@ RANGES = {"hour": (MINUTE_MS, 60), "day": (HOUR_MS, 24), "campaign": (DAY_MS, 40
 # A held-back request's kind, from its rank (actors.decide.held_rank): the evidence it waits on.
 HELD_KINDS = ("spike minute", "raid minute: the campaign's words", "raid minute: own words",
               "raid minute: common words only")
-_KIND_UNIT = 64 * (RANGE_DEBT_LEVELS + 1)
 
 
 # One colour per outcome, for the dashboard (sent with its data) and the audit's HTML page:
@@ -236,7 +235,7 @@ class Board:
             view = surge.view()
             view["spent_micros"] = spent.get(surge.first_minute, surge.released_micros)
             surges.append(view)
-        kinds = Counter(key[0] // _KIND_UNIT for key in state.queue.held_order)
+        kinds = Counter(key[0] // HELD_KIND_UNIT for key in state.queue.held_order)
         return {
             "active": cohorts.active,
             "ends_earliest": ((cohorts.last_surge_minute + policy.surge_quiet_minutes + 1)

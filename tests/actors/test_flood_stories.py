@@ -203,10 +203,17 @@ def test_a_compressed_raid_on_a_fresh_campaign_is_bounded_by_the_spend_bound():
         run.text(f"{who}{i}", T0 + i * 25, body or pest_words(rng),
                  prefix=f"33-6{rng.randrange(100):02d}")
     run.settle(T0 + 8 * HOUR)
-    # then the cohort is held back, and paid only within the surge's bound: the number lives.
+    # then the cohort is held back, and paid only within the surge's bound: the number lives;
     (surge,) = run.of(SurgeStarted)
     paid = sum(e.cost_micros for e in run.of(ReplyApproved))
     assert paid <= surge.spend_cap_micros < 300_000_000 // 2
+    # and within it the pests go first: a text two thousand numbers sent ranks behind one
+    # written once (they were released in a random order, as many pests as the bound had
+    # room for in proportion: 36 % of them here).
+    pests = sorted({e.sender for e in run.of(SenderScreened) if e.sender.startswith("pest")})
+    trolls = {e.sender for e in run.of(SenderScreened) if e.sender.startswith("troll")}
+    assert surge.spend_cap_micros // 80_000 < len(trolls) // 2  # the bound covers few of them
+    assert run.answered(pests) == 1.0
     run.audited()
 
 

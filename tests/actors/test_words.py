@@ -9,9 +9,11 @@ from actors.evidence import (
     Cohorts,
     WordStats,
     in_raid,
+    is_pasted,
     lifted,
     marked,
     observe,
+    pasted_by,
     words_observe,
 )
 from actors.words import MAX_WORDS, key_of, word_keys
@@ -128,3 +130,24 @@ def test_word_statistics_survive_a_round_trip_through_a_dict():
     c.minutes(0, 40, 5, pest, rng)
     c.minutes(40, 3, 100, "on vide ta cagnotte", None)
     assert c.words.marks and WordStats.from_dict(c.words.to_dict()) == c.words
+
+
+def test_how_many_texts_pasted_a_body_is_counted_over_the_lag_and_the_reference():
+    # The ranking's evidence among held-back requests: a text written once counts 1, a
+    # pasted one as many as sent it; its words alone do not make two texts the same.
+    c = Campaign()
+    rng = random.Random(5)
+    c.minutes(0, 40, 5, pest, rng)  # older minutes go to the reference
+    c.minutes(40, 2, 300, "on vide ta cagnotte")
+    mine = c.text(T0 + 42 * MINUTE_MS, "Salut c'est Marc, on s'est vus à la gare")
+    assert pasted_by(mine, c.words) == 1
+    assert pasted_by(word_keys("on vide ta cagnotte"), c.words) == 600
+    assert pasted_by(word_keys("on vide ta cagnotte, lol"), c.words) == 0  # never sent
+    assert pasted_by(word_keys("t'es où ?"), c.words) >= 10  # the people's own common text
+    assert pasted_by("", c.words) == 0
+    # and only the slogan stands out of the crowd of texts people share.
+    assert c.words.paste_floor >= 2  # the people share a few texts
+    assert is_pasted(word_keys("on vide ta cagnotte"), c.words)
+    assert not is_pasted(mine, c.words)
+    assert not is_pasted(word_keys("Salut c'est Marc, on s'est vus au bar"), c.words)
+    assert not is_pasted(word_keys("t'es où ?"), c.words)  # common words: anyone's
