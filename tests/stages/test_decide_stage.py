@@ -68,6 +68,21 @@ class FakeRuntime:
         return 5_000
 
 
+def outbound_fails_once(rt: FakeRuntime) -> None:
+    """The batch's first write to sms-outbound fails (the broker away), the next ones work."""
+    writes = rt.send_records
+    failures = iter([OSError("broker away")])
+
+    async def send_records(topic, records):
+        if topic == "sms-outbound":
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+        return await writes(topic, records)
+
+    rt.send_records = send_records
+
+
 def test_hole_in_sms_outbound_a_charged_reply_whose_reply_to_is_lost_fails_and_is_refunded():
     # Issue 13 item 7: a released reply whose reply-to was no longer in the table was
     # charged and only logged ("not sent"): the money was gone, nothing said so.
@@ -147,17 +162,7 @@ def test_a_batch_failing_once_its_decisions_are_journaled_sends_its_releases_whe
                                                         sender="s_a")
     told = []
     rt.journaled = lambda events: told.append(list(events))
-    writes = rt.send_records
-    failures = iter([OSError("broker away")])
-
-    async def send_records(topic, records):
-        if topic == "sms-outbound":
-            failure = next(failures, None)
-            if failure is not None:
-                raise failure
-        return await writes(topic, records)
-
-    rt.send_records = send_records
+    outbound_fails_once(rt)
     event = SimpleNamespace(value=codec.encode(Tick(campaign_id="paris", occurred_at=4_000)),
                             message=SimpleNamespace(partition=0))
     with pytest.raises(OSError):
@@ -182,17 +187,7 @@ def test_a_reply_that_cannot_be_sent_fails_once_though_its_batch_is_asked_again(
                          send_at=4_000, deferred_at=1_000)
     other = approval("m2", "s_b")
     rt = FakeRuntime([lost, other])
-    writes = rt.send_records
-    failures = iter([OSError("broker away")])
-
-    async def send_records(topic, records):
-        if topic == "sms-outbound":
-            failure = next(failures, None)
-            if failure is not None:
-                raise failure
-        return await writes(topic, records)
-
-    rt.send_records = send_records
+    outbound_fails_once(rt)
     event = SimpleNamespace(
         value=codec.encode(RequestReply(message_id="m2", campaign_id="paris", sender="s_b",
                                         reply_to=rt.privacy.seal("33698765432", campaign_id="paris",
