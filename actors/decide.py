@@ -22,10 +22,11 @@ minutes; requests past the TTL expire; each request whose delay is over is **jud
 
 Held-back requests are then released best first while the surge has spent less than its
 bound (``SurgeStarted.spend_cap_micros``: ``surge_spend_percent`` of the allowance at its
-start), the allowance allows and ``surge_release_per_minute`` (0: no limit) allows; what is
-still there at the TTL expires. No single end-of-surge verdict decides the queue: each
-request is decided by its own evidence, and the bound caps what a surge can cost when its
-arrivals cannot be told from people (a raid that mimics pests costs at most the bound).
+start, the surges of one TTL sharing one bound), the allowance allows and
+``surge_release_per_minute`` (0: no limit) allows; what is still there at the TTL expires.
+No single end-of-surge verdict decides the queue: each request is decided by its own
+evidence, and the bound caps what a surge can cost when its arrivals cannot be told from
+people (a raid that mimics pests costs at most the bound).
 
 ``decide_review``: what screening learned of a queued request's sender: a flooder, or one who
 texted another campaign, is expired; one who texted again at a human pace is
@@ -166,14 +167,19 @@ def prefix_within_rate(state: CampaignState, prefix: str, now: int) -> bool:
 
 
 def spend_cap(state: CampaignState, now: int) -> int:
-    """A surge's bound on held-back requests: ``surge_spend_percent`` % of the allowance at
-    ``now`` (of the spendable balance with pacing off)."""
+    """A surge's bound on held-back requests: the surges of one TTL share one bound,
+    ``surge_spend_percent`` % of the allowance (of the spendable balance with pacing off)
+    as it was before they spent: what the surges begun within the TTL before ``now`` have
+    spent comes off the new one's. A raid sent in waves, a surge each, took half of what
+    was left at each wave (three waves: seven eighths), and the pests after it starved."""
     policy = state.policy
     spendable = max(0, state.balance_micros - policy.reserve_micros)
     if policy.pacing:
         spendable = allowance_view(state.pacing, state.balance_micros, policy.reserve_micros,
                                    policy.burst_percent, now, state.ends_at)[0]
-    return spendable * policy.surge_spend_percent // 100
+    since = (now - policy.surge_ttl_ms) // MINUTE_MS - 1
+    spent = sum(s[2] for s in state.surges if s[0] >= since)
+    return max(0, (spendable + spent) * policy.surge_spend_percent // 100 - spent)
 
 
 # --- requests --------------------------------------------------------------------------

@@ -296,7 +296,8 @@ class SurgeStarted:
     occurred_at: int
     policy_version: int
     # What the surge may spend on requests it cannot tell from a raid's (ReplyHeldBack):
-    # ``surge_spend_percent`` of the allowance at its start.
+    # ``surge_spend_percent`` of the allowance at its start, less what the surges begun within
+    # the TTL before it spent (they share one bound: ``actors.decide.spend_cap``).
     spend_cap_micros: int = 0
 
 

@@ -75,11 +75,12 @@ class Policy:
     # carrying a raid's words left out) and ``surge_min_rate``, that minute's requests are a
     # surge's cohort: at the end of their delay (at least ``surge_watch_ms`` during a surge)
     # those whose words are not a raid's wait ranked (``ReplyHeldBack``) and are released as
-    # the allowance allows while the surge has spent less than ``surge_spend_percent`` % of
-    # the allowance at its start (the spend bound), at most ``surge_release_per_minute`` a
-    # minute (0: no limit). A queue of at most ``surge_queue``; what is still waiting after
-    # ``surge_ttl_ms`` expires. The surge ends after ``surge_quiet_minutes`` quiet minutes.
-    # ``surge_multiple`` 0: off. ``surge_human_percent``: read by older journals only.
+    # the allowance allows while the surge has spent less than its spend bound (the surges
+    # of one TTL share ``surge_spend_percent`` % of the allowance before them), at most
+    # ``surge_release_per_minute`` a minute (0: no limit). A queue of at most
+    # ``surge_queue``; what is still waiting after ``surge_ttl_ms`` expires. The surge ends
+    # after ``surge_quiet_minutes`` quiet minutes. ``surge_multiple`` 0: off.
+    # ``surge_human_percent``: read by older journals only.
     surge_multiple: int = 5
     surge_min_rate: int = 10
     surge_expected_per_minute: int = 3

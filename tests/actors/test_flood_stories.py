@@ -192,6 +192,32 @@ def test_a_mimicking_raid_is_held_back_and_costs_at_most_the_surge_s_bound():
     run.audited()
 
 
+def test_a_mimicking_raid_in_waves_shares_one_bound_and_the_pests_after_it_are_answered():
+    # Given an hour of people, a raid in the people's words in three waves an hour apart
+    # (each wave a surge of its own), and people again after it,
+    run = Run(campaign(budget_eur=400))
+    traffic = Traffic(run, 6)
+    before = traffic.people(0, 60, 3, "q")
+    trolls = []
+    for wave in range(3):
+        trolls += traffic.raid(60 + 60 * wave, 3, 400, pest_words, f"w{wave}-")
+        traffic.people(63 + 60 * wave, 57, 3, f"b{wave}-")
+    after = traffic.people(240, 120, 3, "a")
+    traffic.send()
+    run.settle(T0 + 16 * HOUR)
+    # then the surges of one TTL share one bound: what the first spent comes off the next
+    # ones' (each took half of what was left: seven eighths over three waves),
+    surges = run.of(SurgeStarted)
+    assert len(surges) == 3
+    held = {e.message_id for e in run.of(ReplyHeldBack)}
+    spent = sum(e.cost_micros for e in run.of(ReplyApproved) if e.message_id in held)
+    assert spent <= surges[0].spend_cap_micros * 105 // 100  # the allowance refills a little
+    assert all(s.spend_cap_micros < surges[0].spend_cap_micros // 4 for s in surges[1:])
+    # and the people before and after the raid are answered.
+    assert run.answered(before + after) >= 0.95
+    run.audited()
+
+
 def test_a_compressed_raid_on_a_fresh_campaign_is_bounded_by_the_spend_bound():
     # Given a fresh campaign whose first texts ever are 2,000 numbers pasting one slogan and 200
     # pests, all within one minute: no past, so no word can be told a raid's,
