@@ -21,7 +21,7 @@ from schemas.events import ReplyDenied, ReplyExpired, SenderScreened, SurgeEnded
 from streams.simulate import drive_webhook
 from streams.simulate.scenarios import generate_plan, retimed
 from tests.e2e import conftest as e2e
-from tests.e2e.test_dashboard import browser
+from tests.e2e.test_dashboard import browser, fresh, page_wait
 from tests.factories import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(1200)]
@@ -100,22 +100,14 @@ def test_the_console_shows_a_raid_going_on_a_raid_over_and_an_empty_campaign(
     driver.set_window_size(1400, 2600)
     try:
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
 
-        wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+        wait = page_wait(driver)  # the page redraws each second: stale elements looked up again
         driver.get(w.url + "/dashboard")
         driver.find_element(By.ID, "token").send_keys(e2e.ADMIN_TOKEN)
         driver.find_element(By.ID, "signin").click()
 
         def shown(key: str) -> str:
-            for attempt in range(5):  # redrawn each second: look again if stale
-                try:
-                    return driver.find_element(By.ID, key).text
-                except Exception:
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.1)
-            return ""
+            return fresh(lambda: driver.find_element(By.ID, key).text)
 
         def count(key: str) -> int:
             return int(shown(key).replace(",", ""))
@@ -155,22 +147,23 @@ def test_the_console_shows_a_raid_going_on_a_raid_over_and_an_empty_campaign(
         assert "No surge yet." in shown("c-nice")
 
         # The chart has a time axis; its range is the operator's choice.
-        axis = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#c-lyon-chart text")]
+        axis = fresh(lambda: [t.text for t in
+                              driver.find_elements(By.CSS_SELECTOR, "#c-lyon-chart text")])
         assert sum(bool(re.fullmatch(r"\d\d:\d\d", t)) for t in axis) >= 4, axis
-        driver.find_element(By.ID, "c-lyon-range-campaign").click()
+        fresh(lambda: driver.find_element(By.ID, "c-lyon-range-campaign").click())
         wait.until(lambda d: "on" in d.find_element(By.ID, "c-lyon-range-campaign")
                    .get_attribute("class"))
-        assert driver.find_element(By.ID, "c-lyon-chart").get_attribute("aria-label") == \
-            "texts per day"
-        driver.find_element(By.ID, "c-lyon-range-hour").click()
+        assert fresh(lambda: driver.find_element(By.ID, "c-lyon-chart")
+                     .get_attribute("aria-label")) == "texts per day"
+        fresh(lambda: driver.find_element(By.ID, "c-lyon-range-hour").click())
         # Pseudonyms only: no phone number anywhere on the page.
-        assert not re.search(r"\d{9,}", driver.find_element(By.TAG_NAME, "body").text)
+        assert not re.search(r"\d{9,}", fresh(lambda: driver.find_element(By.TAG_NAME, "body").text))
 
         shots = {"paris": "console-mid-raid.png", "lyon": "console-after-raid.png",
                  "nice": "console-empty-campaign.png"}
         for cid, name in shots.items():
             path = tmp_path / name
-            driver.find_element(By.ID, f"c-{cid}").screenshot(str(path))
+            fresh(lambda cid=cid, path=path: driver.find_element(By.ID, f"c-{cid}").screenshot(str(path)))
             assert path.stat().st_size > 10_000
             if os.environ.get("ANTIRELOU_DOCS_SCREENSHOTS") == "1":
                 (ROOT / "docs").mkdir(exist_ok=True)

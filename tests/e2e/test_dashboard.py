@@ -40,6 +40,31 @@ def browser():
     return webdriver.Chrome(service=Service(DRIVER), options=options)
 
 
+def page_wait(driver, timeout: float = 60):
+    """A wait on the dashboard that looks again when its redraw (each second) replaced the
+    element it had found (stale), rather than fail."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,))
+
+
+def fresh(action, tries: int = 5):
+    """``action()``, done again (a few times) when the dashboard's redraw made the element it
+    found stale: an element found just before a redraw is gone after it."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(tries):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.1)
+    return None
+
+
 def flood(worker, n_senders=30, stop=None):
     """About 70 texts: most senders once, some again (already answered), some 'test'."""
     posts = []
@@ -135,11 +160,9 @@ def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_an
         assert done.returncode == 0, done.stderr
     driver = browser()
     try:
-        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
 
-        wait = WebDriverWait(driver, 60, poll_frequency=0.2)
+        wait = page_wait(driver)
         driver.get(worker.url + "/dashboard")  # no token: the login form
         assert driver.find_element(By.ID, "token").get_attribute("type") == "password"
         assert "texts screened" not in driver.page_source
@@ -149,15 +172,7 @@ def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_an
         driver.execute_script("window.__sameDocument = 'yes';")  # gone if the page reloads
 
         def shown(cid, key):
-            # The page redraws each second: an element found just before a redraw is stale,
-            # so look it up again (a few times) rather than fail.
-            for attempt in range(5):
-                try:
-                    return driver.find_element(By.ID, f"c-{cid}-{key}").text
-                except StaleElementReferenceException:
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.1)
+            return fresh(lambda: driver.find_element(By.ID, f"c-{cid}-{key}").text)
 
         start = int(shown("paris", "texts"))
         seen_values = {start}
@@ -188,9 +203,9 @@ def test_dashboard_in_chromium_follows_a_flood_live_and_agrees_with_campaigns_an
         assert int(shown("lyon", "texts")) == sum(journal_counts(events, "lyon")[0].values())
         assert shown("paris", "surge") == "off" and shown("paris", "queued") == "0"
         # The last decisions show pseudonyms, never a number.
-        last = driver.find_element(By.ID, "c-paris-last").text
+        last = fresh(lambda: driver.find_element(By.ID, "c-paris-last").text)
         assert "s_" in last and not re.search(r"\d{9,}", last)
-        assert driver.find_element(By.ID, "c-paris-chart").tag_name == "svg"
+        assert fresh(lambda: driver.find_element(By.ID, "c-paris-chart").tag_name) == "svg"
         path = tmp_path / "dashboard.png"
         assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
         out = os.environ.get("ANTIRELOU_ARTIFACTS")
