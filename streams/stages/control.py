@@ -158,8 +158,10 @@ class PolicyFollower:
     def decided(self, event: PolicyChanged, now: float | None = None) -> None:
         """A version this worker's control stage decided: screened under at once, and
         expected back on the policies topic (else ``repair`` publishes it again)."""
+        if event.campaign_id not in self.chains:
+            return  # not a campaign this worker screens (learn ignores it too)
         self.learn(event, on_topic=False)
-        if event.version not in self.on_topic.get(event.campaign_id, ()):
+        if event.version not in self.on_topic[event.campaign_id]:
             self.unconfirmed[(event.campaign_id, event.version)] = (
                 event, time.monotonic() if now is None else now)
 
@@ -214,7 +216,6 @@ class PolicyFollower:
             log.warning("campaign %s: screening has policy v%d, v%d exists and is not in "
                         "the journal yet; looking again", cid,
                         self.chains[cid].latest.version, version)
-
 
     async def publish_again(self, event: PolicyChanged) -> None:
         log.warning("campaign %s: policy v%d was missing from %s; published again",

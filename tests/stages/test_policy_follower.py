@@ -122,3 +122,16 @@ def test_a_version_decided_here_and_read_back_is_not_published_again():
     asyncio.run(follower.repair(now=200.0))
     assert published == [] and follower.unconfirmed == {}
     assert rt.live_policies["paris"].version == 2
+
+
+def test_a_version_of_a_campaign_this_worker_does_not_follow_is_not_expected_back():
+    # decided() kept it as unconfirmed though learn() ignores a campaign without a chain:
+    # the repair then raised (KeyError) on every pass, and no gap was repaired again.
+    published: list = []
+    rt = runtime(published)
+    follower = PolicyFollower(rt)
+    stranger = PolicyChanged(command_id="c9", campaign_id="nice", version=2, changes={},
+                             operator="alice", seq=2, occurred_at=2_000)
+    follower.decided(stranger, now=100.0)
+    asyncio.run(follower.repair(now=200.0))
+    assert follower.unconfirmed == {} and published == []
