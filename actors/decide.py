@@ -70,6 +70,7 @@ from actors.state import (
     reply_cost,
     settlement_key,
     surge_of,
+    surges_from,
 )
 from actors.words import is_body_key
 from schemas.campaign import Campaign
@@ -177,7 +178,7 @@ def spend_cap(state: CampaignState, now: int) -> int:
     if policy.pacing:
         spendable = allowance_view(state.pacing, state.balance_micros, policy.reserve_micros,
                                    policy.burst_percent, now, state.ends_at)[0]
-    since = (now - policy.surge_ttl_ms) // MINUTE_MS - 1
+    since = surges_from(state, now)
     spent = sum(s[2] for s in state.surges if s[0] >= since)
     return max(0, (spendable + spent) * policy.surge_spend_percent // 100 - spent)
 

@@ -16,7 +16,14 @@ from actors.evidence import MINUTE_MS, observe, roll, words_observe
 from actors.gcra import Gcra, gcra_check
 from actors.pacing import AllowanceState, allowance_credit, allowance_spend
 from actors.queue import Waiting
-from actors.state import CampaignEvent, CampaignState, Settlement, idempotency_key, surge_of
+from actors.state import (
+    CampaignEvent,
+    CampaignState,
+    Settlement,
+    idempotency_key,
+    surge_of,
+    surges_from,
+)
 from schemas.events import (
     BudgetCredited,
     ControlRejected,
@@ -185,7 +192,7 @@ def _evolve_approved(state: CampaignState, event: ReplyApproved, balance_before:
 def _new_surge(state: CampaignState, event: SurgeStarted) -> None:
     # A surge's first minute is the one before it started: its spike began there.
     state.surges.append([event.occurred_at // MINUTE_MS - 1, event.spend_cap_micros, 0])
-    oldest = (event.occurred_at - state.policy.surge_ttl_ms) // MINUTE_MS - 1
+    oldest = surges_from(state, event.occurred_at)
     while len(state.surges) > 1 and state.surges[1][0] < oldest:
         del state.surges[0]  # none of its requests can still wait
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from actors.evidence import Cohorts, WordStats
+from actors.evidence import MINUTE_MS, Cohorts, WordStats
 from actors.pacing import AllowanceState, allowance_check
 from actors.queue import RequestQueue
 from schemas.campaign import Campaign
@@ -146,6 +146,13 @@ def _reply_cost(text: str, price_per_segment_micros: int) -> ReplyCost:
     # Asked for on every decision: one (frozen) answer per reply text and price.
     segments, encoding = _segments(text)
     return ReplyCost(segments, encoding, segments * price_per_segment_micros)
+
+
+def surges_from(state: CampaignState, now: int) -> int:
+    """The first minute of the surges whose held-back requests may still wait at ``now``
+    (begun within the TTL before it): those kept, and those whose spending the next surge's
+    bound shares."""
+    return (now - state.policy.surge_ttl_ms) // MINUTE_MS - 1
 
 
 def surge_of(state: CampaignState, minute: int) -> list[int] | None:
